@@ -1,0 +1,49 @@
+/* The cpar controller: one single-threaded zmq_poll loop holding the engine table, the
+ * client table, request routing, heartbeats and shutdown (docs/protocol.md, Behaviour).
+ *
+ * Ownership and threads: a cpar_controller is created, run and freed on one thread; only
+ * cpar_controller_stop may be called from elsewhere (another thread or a signal handler).
+ * The controller owns its ZMQ context and sockets. No Python, no GIL: the extension calls
+ * cpar_controller_run with the GIL released. */
+#ifndef CPAR_CORE_CONTROLLER_H
+#define CPAR_CORE_CONTROLLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cpar_controller cpar_controller;
+
+typedef struct cpar_controller_config {
+    const char *client_url; /* endpoint to bind for clients, e.g. "tcp://127.0.0.1:*" */
+    const char *engine_url; /* endpoint to bind for engines */
+    const uint8_t *key;     /* HMAC key (copied) */
+    size_t keylen;
+    const char *log_path;   /* log file (appended), or NULL for stderr */
+    int hb_period_ms;       /* engines' heartbeat period; 0 means 500 */
+    int hb_timeout_ms;      /* silence after which an engine is dead; 0 means 3000 */
+} cpar_controller_config;
+
+/* Binds both sockets. Returns 0 and a new controller in *out (free with
+ * cpar_controller_free), or a CPAR_E* code with a message in err. */
+int cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, char *err,
+                        size_t errlen);
+
+/* The endpoints actually bound (ports resolved). Borrowed; valid until free. */
+const char *cpar_controller_client_endpoint(const cpar_controller *c);
+const char *cpar_controller_engine_endpoint(const cpar_controller *c);
+
+/* Runs the loop until a SHUTDOWN with HUB completes or cpar_controller_stop is called.
+ * Returns 0, or a CPAR_E* code if the loop failed. */
+int cpar_controller_run(cpar_controller *c);
+
+/* Asks the loop to stop: async-signal-safe and thread-safe (sets a flag; the loop wakes
+ * within one poll interval). */
+void cpar_controller_stop(cpar_controller *c);
+
+void cpar_controller_free(cpar_controller *c);
+
+/* Makes SIGINT and SIGTERM call cpar_controller_stop(c) for the process (used by the
+ * dedicated `cpar controller` process). */
+void cpar_controller_install_signal_stop(cpar_controller *c);
+
+#endif /* CPAR_CORE_CONTROLLER_H */

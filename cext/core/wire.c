@@ -351,6 +351,13 @@ int
 cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t *identlen,
                cpar_msg *m, int zmq_flags)
 {
+    return cpar_wire_recv_fd(sock, s, is_router, ident, identlen, NULL, m, zmq_flags);
+}
+
+int
+cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t *identlen,
+                  int *srcfd, cpar_msg *m, int zmq_flags)
+{
     zmq_msg_t stack_parts[8];
     zmq_msg_t *parts = stack_parts;
     size_t n = 0, cap = 8;
@@ -359,6 +366,8 @@ cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t
     cpar_msg_init(m, 0);
     if (identlen)
         *identlen = 0;
+    if (srcfd)
+        *srcfd = -1;
     while (more) {
         zmq_msg_t part;
         zmq_msg_init(&part);
@@ -368,6 +377,8 @@ cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t
             goto error;
         }
         more = zmq_msg_more(&part);
+        if (first && srcfd)
+            *srcfd = zmq_msg_get(&part, ZMQ_SRCFD);
         if (first && is_router) {
             size_t len = zmq_msg_size(&part);
             if (len > CPAR_WIRE_MAX_IDENT)

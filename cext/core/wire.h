@@ -119,6 +119,11 @@ int cpar_wire_forward(void *sock, const void *ident, size_t identlen, cpar_msg *
 int cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t *identlen,
                    cpar_msg *m, int zmq_flags);
 
+/* As cpar_wire_recv, also storing in *srcfd (when not NULL) the file descriptor of the
+ * connection the message came in on (ZMQ_SRCFD), or -1. */
+int cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident,
+                      size_t *identlen, int *srcfd, cpar_msg *m, int zmq_flags);
+
 /* Check and decode a message from its parts (header frame first), taking ownership of
  * every part: on success they move into m, on failure they are closed. This is the whole
  * decoder that cpar_wire_recv uses; the fuzz target calls it directly. */

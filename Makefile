@@ -1,0 +1,72 @@
+# cpar: `make demo` and `make test` each do all set-up from a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+APT_PACKAGES := libzmq3-dev libssl-dev pkg-config
+CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h engine/*.c engine/*.h)
+STAMP := $(VENV)/.cpar-installed
+
+.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine format format-check clean
+
+all: build
+
+# System libraries: installed from Debian only when missing.
+deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel
+
+# The package with its test extras, editable; rebuilt when the C sources change.
+$(STAMP): $(VPY) setup.py pyproject.toml $(CSRC)
+	$(MAKE) deps
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+build: $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) examples/julia_demo.py
+
+include tests/c/build.mk
+
+test: deps $(STAMP) ctest ctest-asan asan-engine pytest
+
+# The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+PYCFG = $(VPY) -c "import sysconfig as s; print(s.get_config_var('$(1)'))"
+build/asan/cpar-engine: $(CSRC) $(STAMP)
+	mkdir -p build/asan
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g $(ASAN_FLAGS) \
+	  -Icext/core -Icext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
+	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
+	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
+	  -Wl,-rpath,$$($(call PYCFG,LIBDIR)) -Wl,--export-dynamic -lzmq -lcrypto -lpthread -ldl -lm
+
+asan-engine: build/asan/cpar-engine
+	CPAR_ENGINE=$(abspath build/asan/cpar-engine) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py
+
+pytest: $(STAMP)
+	$(VPY) -m pytest -x -q tests
+
+format:
+	clang-format -i cext/core/*.[ch] cext/module/*.[ch] engine/*.[ch] tests/c/*.[ch]
+
+format-check:
+	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] engine/*.[ch] tests/c/*.[ch]
+
+clean:
+	rm -rf build $(VENV) pypkg/cpar/_core*.so pypkg/cpar/bin *.egg-info pypkg/*.egg-info

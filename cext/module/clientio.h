@@ -1,0 +1,74 @@
+/* The client connection's I/O thread: one DEALER socket to the controller's client ROUTER,
+ * an outbox filled by any thread and an inbox drained by any thread.
+ *
+ * Ownership and threads: a cpar_clientio is created and freed by its owner (the Python
+ * Connection object), with or without the GIL: nothing here touches Python. The I/O thread
+ * it starts owns the ZMQ socket and the signer; every other field shared with it is guarded
+ * by the object's mutex. cpar_clientio_post and cpar_clientio_take may be called from any
+ * thread at any time before cpar_clientio_free; cpar_clientio_close from any thread, any
+ * number of times. Messages (cpar_clientio_item) belong to whoever holds them: the caller
+ * until post, the I/O thread until it sends them, the inbox until take, then the caller. */
+#ifndef CPAR_MODULE_CLIENTIO_H
+#define CPAR_MODULE_CLIENTIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+typedef struct cpar_clientio cpar_clientio;
+
+/* A queued message: the unit of the outbox and the inbox (a singly linked list). */
+typedef struct cpar_clientio_item {
+    struct cpar_clientio_item *next;
+    cpar_msg m; /* owns its frames */
+} cpar_clientio_item;
+
+/* Counters, read without the lock (relaxed atomics). */
+typedef struct cpar_clientio_stats {
+    uint64_t sent;          /* messages handed to libzmq */
+    uint64_t received;      /* valid messages received */
+    uint64_t bad_signature; /* received messages dropped: wrong or missing signature */
+    uint64_t malformed;     /* received messages dropped: truncated, bad version/type/sizes */
+    uint64_t send_failed;   /* messages that could not be sent (reported to the inbox) */
+} cpar_clientio_stats;
+
+/* A new, empty item (its cpar_msg initialised with `type`), or NULL when out of memory.
+ * The caller owns it until cpar_clientio_post; free an unposted one with _item_free. */
+cpar_clientio_item *cpar_clientio_item_new(int type);
+/* Closes the item's frames and frees it (NULL is fine). */
+void cpar_clientio_item_free(cpar_clientio_item *it);
+/* Frees a whole list (as returned by cpar_clientio_take). */
+void cpar_clientio_list_free(cpar_clientio_item *head);
+
+/* Connects a DEALER to `url` with HMAC `key` and starts the I/O thread. Returns 0 and
+ * *out (free with cpar_clientio_free), or a CPAR_E* code with a message in err. */
+int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen,
+                      cpar_clientio **out, char *err, size_t errlen);
+
+/* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
+ * CPAR_ECLOSED when the connection is closed. */
+int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);
+
+/* Waits up to timeout_ms (< 0: forever) for at least one received message and detaches up
+ * to `max` of them, in arrival order, into *out (a list the caller owns), *n their count.
+ * Returns 0 (with *n possibly 0 on timeout), or CPAR_ECLOSED when closed and nothing
+ * is left, or the CPAR_E* code that stopped the I/O thread. Blocks: call without the GIL. */
+int cpar_clientio_take(cpar_clientio *io, int timeout_ms, size_t max,
+                       cpar_clientio_item **out, size_t *n);
+
+/* Stops the I/O thread, closes the socket (LINGER 0) and the context, and discards every
+ * queued message. Idempotent; blocks until the thread has exited: call without the GIL.
+ * Wakes every cpar_clientio_take waiter. */
+void cpar_clientio_close(cpar_clientio *io);
+int cpar_clientio_closed(cpar_clientio *io);
+
+/* Closes (if needed) and frees. No other thread may use io any more. */
+void cpar_clientio_free(cpar_clientio *io);
+
+void cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st);
+
+/* Items alive now (created and not freed), for leak checks; counted in every build. */
+int64_t cpar_clientio_items_alive(void);
+
+#endif /* CPAR_MODULE_CLIENTIO_H */

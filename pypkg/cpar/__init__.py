@@ -1,0 +1,48 @@
+"""cpar: interactive parallel computing for Python with a C core.
+
+The user's API is IPython parallel's: ``Client``, views, ``AsyncResult``, ``Cluster``.
+Names are imported on first use, so an engine that only needs ``cpar.serialize`` does not
+load the client.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> submodule defining it
+_EXPORTS = {
+    "interactive": "serialize",
+    "use_cloudpickle": "serialize",
+    "use_pickle": "serialize",
+    "CparError": "error",
+    "RemoteError": "error",
+    "CompositeError": "error",
+    "EngineError": "error",
+    "TimeoutError": "error",
+    "TaskAborted": "error",
+    "TaskTimeout": "error",
+    "UnmetDependency": "error",
+    "ImpossibleDependency": "error",
+    "DependencyTimeout": "error",
+    "NoEnginesRegistered": "error",
+    "Client": "client",
+    "DirectView": "client",
+    "AsyncResult": "client",
+    "Cluster": "cluster",
+    "ClusterError": "cluster",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'cpar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

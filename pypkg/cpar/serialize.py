@@ -1,0 +1,185 @@
+"""Serialization of Python objects and function calls into frames for the wire.
+
+Objects are pickled with protocol 5. Buffers of at least ``BUFFER_THRESHOLD`` bytes (numpy
+arrays, bytes, memoryviews) travel out of band as frames of their own, so they are never
+copied into the pickle stream and the transport can send them without copying. On the
+receiving side the frames are writable, so arrays rebuilt from them are writable too.
+
+Functions defined interactively (``__module__ == '__main__'``: notebook cells, scripts,
+lambdas) cannot be pickled by reference, because the receiving process has a different
+``__main__``. They travel by code instead (marshalled code object, defaults, closure, name)
+and are rebuilt against a namespace the receiver chooses: on an engine, its persistent
+``__main__`` namespace, so ``v['a'] = 5; v.apply(lambda x: a + x, 1)`` sees the engine's
+``a``. Everything else pickles by reference. ``use_cloudpickle()`` switches the pickler for
+objects that need it.
+"""
+
+import builtins
+import io
+import marshal
+import pickle
+import sys
+import threading
+import types
+
+BUFFER_THRESHOLD = 64 * 1024
+PROTOCOL = 5
+
+# The namespace interactively defined functions are rebuilt in, per thread: set while
+# unpacking a call on an engine; None means this process's __main__.
+_rebuild_ns = threading.local()
+_cloudpickle = None  # the cloudpickle module when use_cloudpickle() was called
+
+
+def use_cloudpickle():
+    """Pickle with cloudpickle (closures over anything, classes from __main__, ...)."""
+    global _cloudpickle
+    import cloudpickle
+
+    _cloudpickle = cloudpickle
+
+
+def use_pickle():
+    """Go back to the standard pickler with cpar's by-code functions (the default)."""
+    global _cloudpickle
+    _cloudpickle = None
+
+
+def _target_namespace():
+    ns = getattr(_rebuild_ns, "ns", None)
+    if ns is None:
+        ns = sys.modules["__main__"].__dict__
+    return ns
+
+
+def _make_cell(value):
+    return types.CellType(value)
+
+
+def _make_empty_cell():
+    return types.CellType()
+
+
+def _rebuild_function(code_bytes, name, qualname, defaults, kwdefaults, closure, doc, fdict):
+    """Rebuilds an interactively defined function in the receiver's namespace."""
+    code = marshal.loads(code_bytes)
+    ns = _target_namespace()
+    ns.setdefault("__builtins__", builtins)
+    f = types.FunctionType(code, ns, name, defaults, closure)
+    f.__qualname__ = qualname
+    f.__kwdefaults__ = kwdefaults
+    f.__doc__ = doc
+    f.__module__ = "__main__"
+    if fdict:
+        f.__dict__.update(fdict)
+    return f
+
+
+def _is_interactive(f):
+    return getattr(f, "__module__", None) in ("__main__", None)
+
+
+def _reduce_function(f):
+    closure = None
+    if f.__closure__ is not None:
+        cells = []
+        for c in f.__closure__:
+            try:
+                cells.append((_make_cell, (c.cell_contents,)))
+            except ValueError:  # an empty cell (a name assigned later)
+                cells.append((_make_empty_cell, ()))
+        closure = tuple(_CellRef(fn, args) for fn, args in cells)
+    return (
+        _rebuild_function,
+        (
+            marshal.dumps(f.__code__),
+            f.__name__,
+            f.__qualname__,
+            f.__defaults__,
+            f.__kwdefaults__,
+            closure,
+            f.__doc__,
+            dict(f.__dict__) or None,
+        ),
+    )
+
+
+class _CellRef:
+    """Pickles as a closure cell holding the same value."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, args):
+        self.fn = fn
+        self.args = args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj):
+        if isinstance(obj, types.FunctionType) and _is_interactive(obj):
+            return _reduce_function(obj)
+        return NotImplemented
+
+
+def _dumps(obj, buffer_callback):
+    if _cloudpickle is not None:
+        return _cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+    f = io.BytesIO()
+    _Pickler(f, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
+    return f.getvalue()
+
+
+def serialize_object(obj, threshold=BUFFER_THRESHOLD):
+    """Returns ``[pickle, buffer, ...]``: the pickle and its out-of-band buffers.
+
+    Buffers smaller than ``threshold``, and buffers that are not contiguous, stay in band.
+    """
+    buffers = []
+
+    def keep_large(pb):
+        try:
+            raw = pb.raw()
+        except BufferError:  # not contiguous: pickle copies it in band
+            return True
+        if raw.nbytes < threshold:
+            return True
+        buffers.append(raw)
+        return False
+
+    return [_dumps(obj, keep_large)] + buffers
+
+
+def deserialize_object(frames, namespace=None):
+    """Rebuilds the object of :func:`serialize_object` from its frames.
+
+    ``namespace``: where interactively defined functions are rebuilt (default: this
+    process's ``__main__``).
+    """
+    prev = getattr(_rebuild_ns, "ns", None)
+    _rebuild_ns.ns = namespace
+    try:
+        return pickle.loads(frames[0], buffers=frames[1:])
+    finally:
+        _rebuild_ns.ns = prev
+
+
+def pack_apply_message(f, args, kwargs, threshold=BUFFER_THRESHOLD):
+    """Frames for a call ``f(*args, **kwargs)`` on another process."""
+    return serialize_object((f, tuple(args), dict(kwargs)), threshold)
+
+
+def unpack_apply_message(frames, g=None):
+    """``(f, args, kwargs)`` from :func:`pack_apply_message`'s frames, with interactively
+    defined functions rebuilt against the namespace ``g``."""
+    f, args, kwargs = deserialize_object(frames, g)
+    return f, args, kwargs
+
+
+def interactive(f):
+    """Decorator: run ``f`` in the engine's namespace (its globals are the engine's
+    ``__main__``), even when it is defined in a module."""
+    f.__module__ = "__main__"
+    return f

@@ -13,7 +13,7 @@ CORE = sorted(glob.glob("cext/core/*.c"))
 MODULE = sorted(glob.glob("cext/module/*.c"))
 ENGINE = sorted(glob.glob("engine/*.c"))
 # Sources of cext/module that the engine shares (Python glue with no module state).
-ENGINE_SHARED = ["cext/module/frame.c"]
+ENGINE_SHARED = ["cext/module/frame.c", "cext/module/zerocopy.c"]
 
 
 class BuildWithEngine(build_ext):

@@ -51,14 +51,15 @@ def grid(m=1024, n=1024):
 
 
 def main():
-    n = os.cpu_count() or 1
+    n = int(os.environ.get("CPAR_DEMO_ENGINES", os.cpu_count() or 1))
     print(f"starting a local cluster with {n} engines")
     with cpar.Cluster(n=n) as rc:
         dview = rc[:]
         dview.block = True
         dview.execute(CODE)
 
-        Z = grid()
+        size = int(os.environ.get("CPAR_DEMO_GRID", "1024"))
+        Z = grid(size, size)
         t0 = time.perf_counter()
         J = julia(f, np.copy(Z))
         serial = time.perf_counter() - t0

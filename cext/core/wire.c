@@ -242,7 +242,10 @@ cpar__wire_send_parts(void *sock, const void *ident, size_t identlen, const uint
         zmq_msg_t *f = &frames[sent];
         if (keep) {
             zmq_msg_init(&tmp);
-            zmq_msg_copy(&tmp, f);
+            if (zmq_msg_copy(&tmp, f) != 0) {
+                zmq_msg_close(&tmp);
+                goto error;
+            }
             f = &tmp;
         }
         if (zmq_msg_send(f, sock, sent + 1 < n ? ZMQ_SNDMORE : 0) < 0) {

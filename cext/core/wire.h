@@ -115,7 +115,9 @@ int cpar_wire_forward(void *sock, const void *ident, size_t identlen, cpar_msg *
 /* Receive one multipart message. On a ROUTER (is_router) the identity frame is copied into
  * ident (CPAR_WIRE_MAX_IDENT bytes) and *identlen set. Returns 0 with m filled; CPAR_EAGAIN
  * when ZMQ_DONTWAIT finds nothing; CPAR_EZMQ on socket errors; or, for a bad message, its
- * CPAR_E* code after the whole multipart has been drained and dropped. */
+ * CPAR_E* code after the whole multipart has been drained and dropped. After a bad
+ * message whose header frame decoded, m->h still holds that header (m->h.type != 0) so the
+ * caller can answer its msg_id; otherwise m->h.type == 0. m owns no frames either way. */
 int cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t *identlen,
                    cpar_msg *m, int zmq_flags);
 

@@ -31,6 +31,8 @@ typedef struct cpar_clientio_stats {
     uint64_t bad_signature; /* received messages dropped: wrong or missing signature */
     uint64_t malformed;     /* received messages dropped: truncated, bad version/type/sizes */
     uint64_t send_failed;   /* messages that could not be sent (reported to the inbox) */
+    uint64_t disconnects;   /* times the connection to the controller dropped */
+    int connected;          /* 1 while connected to the controller */
 } cpar_clientio_stats;
 
 /* A new, empty item (its cpar_msg initialised with `type`), or NULL when out of memory.
@@ -49,6 +51,11 @@ int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen,
 /* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
  * CPAR_ECLOSED when the connection is closed. */
 int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);
+
+/* Besides the messages received, the inbox gets locally made ERROR messages (never sent
+ * by anyone): for a message that could not be sent (parent = its msg_id, status = the
+ * CPAR_E* code), and when the connection to the controller drops (parent zeros, engine
+ * -1, status CPAR_ECLOSED). Their header has no signature; has_raw is 0. */
 
 /* Waits up to timeout_ms (< 0: forever) for at least one received message and detaches up
  * to `max` of them, in arrival order, into *out (a list the caller owns), *n their count.

@@ -1,0 +1,454 @@
+/* The cpar controller loop: registration, heartbeats, request routing and shutdown
+ * (controller.h; behaviour in docs/protocol.md). */
+#include "controller.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "errors.h"
+#include "controller_int.h"
+
+static const char *const cpar__side_name[2] = {"client", "engine"};
+static const char *const cpar__side_a[2] = {"a client", "an engine"};
+
+static cpar_controller *volatile cpar__signal_target;
+static struct sigaction cpar__old_int, cpar__old_term;
+static int cpar__signals_installed;
+
+uint64_t
+cpar__ctl_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+cpar__new_id(cpar_controller *c, uint8_t out[CPAR_WIRE_ID_SIZE])
+{
+    uint64_t n = ++c->id_counter;
+    memcpy(out, c->id_prefix, 8);
+    memcpy(out + 8, &n, 8);
+}
+
+/* Starts a controller-made message of `type` (caller fills the rest). */
+void
+cpar__ctl_msg_new(cpar_controller *c, cpar_msg *m, int type)
+{
+    cpar_msg_init(m, type);
+    cpar__new_id(c, m->h.msg_id);
+    m->h.t0 = cpar_now_ns();
+}
+
+static uint64_t
+cpar__drops(const cpar_controller *c)
+{
+    const cpar__counters *k = &c->cnt;
+    uint64_t s = k->unknown_engine + k->unroutable + k->client_gone + k->send_failed +
+                 k->recv_failed + k->unexpected[0] + k->unexpected[1];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++)
+            s += k->bad[i][j];
+    return s;
+}
+
+static void
+cpar__log_stats(cpar_controller *c, const char *when)
+{
+    const cpar__counters *k = &c->cnt;
+    cpar_log_write(&c->log,
+                   "%s: %llu messages received; dropped from clients: %llu malformed, %llu bad "
+                   "signature, %llu bad version, %llu bad type, %llu unexpected; from engines: "
+                   "%llu malformed, %llu bad signature, %llu bad version, %llu bad type, %llu "
+                   "unexpected, %llu from unknown engines, %llu unroutable; %llu for gone "
+                   "clients, %llu failed sends, %llu failed receives",
+                   when, (unsigned long long)k->received, (unsigned long long)k->bad[0][0],
+                   (unsigned long long)k->bad[0][1], (unsigned long long)k->bad[0][2],
+                   (unsigned long long)k->bad[0][3], (unsigned long long)k->unexpected[0],
+                   (unsigned long long)k->bad[1][0], (unsigned long long)k->bad[1][1],
+                   (unsigned long long)k->bad[1][2], (unsigned long long)k->bad[1][3],
+                   (unsigned long long)k->unexpected[1], (unsigned long long)k->unknown_engine,
+                   (unsigned long long)k->unroutable, (unsigned long long)k->client_gone,
+                   (unsigned long long)k->send_failed, (unsigned long long)k->recv_failed);
+    c->stats_logged = cpar__drops(c);
+}
+
+/* Counts a failed send; returns 1 when the peer is unreachable (gone). */
+int
+cpar__ctl_send_failed(cpar_controller *c, int err)
+{
+    if (err == EHOSTUNREACH)
+        return 1;
+    c->cnt.send_failed++;
+    if (cpar_log_ratelimit(c->cnt.send_failed))
+        cpar_log_write(&c->log, "send failed: %s (%llu so far)", zmq_strerror(err),
+                       (unsigned long long)c->cnt.send_failed);
+    return 0;
+}
+
+/* Counts and logs a dropped message; answers a client whose header could be read. */
+static void
+cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t identlen,
+             const uint8_t *hdr)
+{
+    int kind = rc == CPAR_ESIG ? 1 : rc == CPAR_EVERSION ? 2 : rc == CPAR_ETYPE ? 3 : 0;
+    uint64_t n = ++c->cnt.bad[side][kind];
+    if (cpar_log_ratelimit(n))
+        cpar_log_write(&c->log, "dropped a message from %s: %s (%llu of this kind so far)",
+                       cpar__side_a[side], cpar_strerror(rc), (unsigned long long)n);
+    if (side == CPAR__SIDE_CLIENT && hdr != NULL)
+        cpar__ctl_error_to(c, ident, identlen, -1, hdr + 24, CPAR_NO_ENGINE, rc,
+                       "message dropped by the controller: %s", cpar_strerror(rc));
+}
+
+/* Receives one message: identity, fd, and the checked message in m. Returns 0, CPAR_EAGAIN,
+ * CPAR_EZMQ, or the code of a dropped message with *hdr_ok set when the header frame had the
+ * right size and magic (its bytes then in hdr). */
+static int
+cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd,
+           cpar_msg *m, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int *hdr_ok)
+{
+    zmq_msg_t part;
+    size_t n = 0;
+    int more, overflow = 0;
+
+    *hdr_ok = 0;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return zmq_errno() == EAGAIN ? CPAR_EAGAIN : CPAR_EZMQ;
+    }
+    *fd = -1;
+    *identlen = zmq_msg_size(&part) < CPAR_WIRE_MAX_IDENT ? zmq_msg_size(&part)
+                                                          : CPAR_WIRE_MAX_IDENT;
+    memcpy(ident, zmq_msg_data(&part), *identlen);
+    more = zmq_msg_more(&part);
+    zmq_msg_close(&part);
+    while (more) {
+        zmq_msg_t *slot = n <= CPAR_WIRE_MAX_FRAMES ? &c->parts[n] : &part;
+        zmq_msg_init(slot);
+        if (zmq_msg_recv(slot, sock, 0) < 0) {
+            zmq_msg_close(slot);
+            overflow = 1;
+            break;
+        }
+        more = zmq_msg_more(slot);
+        /* A ROUTER makes the identity frame itself: the connection's fd is on the first
+         * frame that came over the wire. */
+        if (n == 0)
+            *fd = zmq_msg_get(slot, ZMQ_SRCFD);
+        if (slot == &part) {
+            zmq_msg_close(&part);
+            overflow = 1;
+        } else {
+            n++;
+        }
+    }
+    if (n > 0 && zmq_msg_size(&c->parts[0]) == CPAR_WIRE_HEADER_SIZE) {
+        memcpy(hdr, zmq_msg_data(&c->parts[0]), CPAR_WIRE_HEADER_SIZE);
+        *hdr_ok = hdr[0] == 0x43 && hdr[1] == 0x50 && hdr[2] == 0x41 && hdr[3] == 0x52;
+    }
+    if (overflow || n == 0) {
+        for (size_t i = 0; i < n; i++)
+            zmq_msg_close(&c->parts[i]);
+        cpar_msg_init(m, 0);
+        return CPAR_EPROTO;
+    }
+    return cpar_wire_parse(c->signer, c->parts, n, m);
+}
+
+/* Handles up to CPAR__BATCH messages of one socket; returns 1 when more may be waiting. */
+static int
+cpar__drain(cpar_controller *c, int side)
+{
+    void *sock = side == CPAR__SIDE_CLIENT ? c->csock : c->esock;
+    uint8_t ident[CPAR_WIRE_MAX_IDENT];
+    uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
+
+    for (int i = 0; i < CPAR__BATCH; i++) {
+        size_t identlen = 0;
+        int fd = -1, hdr_ok = 0, rc;
+        cpar_msg m;
+
+        rc = cpar__recv(c, sock, ident, &identlen, &fd, &m, hdr, &hdr_ok);
+        if (rc == CPAR_EAGAIN)
+            return 0;
+        if (rc == CPAR_EZMQ) {
+            if (zmq_errno() != EINTR && cpar_log_ratelimit(++c->cnt.recv_failed))
+                cpar_log_write(&c->log, "receive from %ss failed: %s", cpar__side_name[side],
+                               zmq_strerror(zmq_errno()));
+            return 0;
+        }
+        if (rc != 0) {
+            cpar__on_bad(c, side, rc, ident, identlen, hdr_ok ? hdr : NULL);
+            continue;
+        }
+        c->cnt.received++;
+        if (side == CPAR__SIDE_CLIENT)
+            cpar__ctl_on_client(c, ident, identlen, &m);
+        else
+            cpar__ctl_on_engine(c, ident, identlen, fd, &m);
+        cpar_msg_close(&m);
+    }
+    return 1;
+}
+
+int
+cpar_controller_run(cpar_controller *c)
+{
+    uint64_t next_hb_check, next_stats;
+    int busy = 0, rc = CPAR_OK;
+    int check_every = c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2
+                                                              : CPAR__POLL_MAX_MS;
+
+    if (c == NULL || c->magic != CPAR__CTL_MAGIC)
+        return CPAR_EINVAL;
+    if (check_every < 1)
+        check_every = 1;
+    next_hb_check = cpar__ctl_mono_ms() + (uint64_t)check_every;
+    next_stats = cpar__ctl_mono_ms() + CPAR__STATS_PERIOD_MS;
+    cpar_log_write(&c->log, "running");
+    while (!atomic_load(&c->stop)) {
+        zmq_pollitem_t items[3] = {
+            {.socket = c->mon, .events = ZMQ_POLLIN},
+            {.socket = c->esock, .events = ZMQ_POLLIN},
+            {.socket = c->csock, .events = ZMQ_POLLIN},
+        };
+        uint64_t now = cpar__ctl_mono_ms();
+        long timeout = 0;
+        if (!busy)
+            timeout = next_hb_check > now ? (long)(next_hb_check - now) : 0;
+        if (zmq_poll(items, 3, timeout) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            cpar_log_write(&c->log, "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+            rc = CPAR_EZMQ;
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            cpar__ctl_drain_monitor(c);
+        busy = 0;
+        if (items[1].revents & ZMQ_POLLIN)
+            busy |= cpar__drain(c, CPAR__SIDE_ENGINE);
+        if (items[2].revents & ZMQ_POLLIN)
+            busy |= cpar__drain(c, CPAR__SIDE_CLIENT);
+        now = cpar__ctl_mono_ms();
+        if (now >= next_hb_check) {
+            cpar__ctl_check_heartbeats(c, now);
+            next_hb_check = now + (uint64_t)check_every;
+        }
+        if (now >= next_stats) {
+            if (cpar__drops(c) != c->stats_logged)
+                cpar__log_stats(c, "counters");
+            next_stats = now + CPAR__STATS_PERIOD_MS;
+        }
+        if (cpar__ctl_hub_done(c, now)) {
+            cpar_log_write(&c->log, "shut down by a client: all engines gone");
+            break;
+        }
+    }
+    if (atomic_load(&c->stop) && !c->hub_stopping) {
+        /* Stopped by a signal or the owner: the engines cannot outlive their controller
+         * usefully (a new one has a new key), so tell them to go now. */
+        int told = 0;
+        for (size_t i = 0; i < c->reg.nengines; i++)
+            if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
+                cpar__ctl_stop_engine(c, (int32_t)i);
+                told++;
+            }
+        c->graceful = 1;
+        cpar_log_write(&c->log, "stop requested: %d engine(s) told to shut down", told);
+    }
+    cpar__log_stats(c, "final counters");
+    return rc;
+}
+
+static int
+cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen,
+             char *err, size_t errlen)
+{
+    int one = 1, zero = 0;
+    size_t len = eplen;
+    *sock = zmq_socket(c->zctx, ZMQ_ROUTER);
+    if (*sock == NULL || zmq_setsockopt(*sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(*sock, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(*sock, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(*sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
+        snprintf(err, errlen, "cannot create a ROUTER socket: %s", zmq_strerror(zmq_errno()));
+        return CPAR_EZMQ;
+    }
+    if (zmq_bind(*sock, url) != 0) {
+        snprintf(err, errlen, "cannot bind %s: %s", url, zmq_strerror(zmq_errno()));
+        return CPAR_EZMQ;
+    }
+    if (zmq_getsockopt(*sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
+        snprintf(err, errlen, "cannot read the endpoint of %s: %s", url,
+                 zmq_strerror(zmq_errno()));
+        return CPAR_EZMQ;
+    }
+    ep[eplen - 1] = '\0';
+    return CPAR_OK;
+}
+
+int
+cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, char *err,
+                    size_t errlen)
+{
+    cpar_controller *c = NULL;
+    char monurl[64];
+    int rc = CPAR_EINVAL;
+
+    *out = NULL;
+    if (errlen)
+        err[0] = '\0';
+    if (cfg == NULL || cfg->client_url == NULL || cfg->engine_url == NULL || cfg->key == NULL ||
+        cfg->keylen == 0 || cfg->keylen > CPAR_SIGN_MAX_KEY || cfg->hb_period_ms < 0 ||
+        cfg->hb_timeout_ms < 0) {
+        snprintf(err, errlen, "invalid controller configuration");
+        return CPAR_EINVAL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CPAR_ENOMEM;
+    }
+    c->magic = CPAR__CTL_MAGIC;
+    atomic_init(&c->stop, 0);
+    c->hb_period_ms = cfg->hb_period_ms ? cfg->hb_period_ms : 500;
+    c->hb_timeout_ms = cfg->hb_timeout_ms ? cfg->hb_timeout_ms : 3000;
+    cpar_registry_init(&c->reg);
+    cpar_route_init(&c->route);
+    rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
+    if (rc != 0)
+        goto error;
+    rc = cpar_signer_new(cfg->key, cfg->keylen, &c->signer);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot make the signer: %s", cpar_strerror(rc));
+        goto error;
+    }
+    rc = CPAR_ENOMEM;
+    c->parts = calloc(CPAR_WIRE_MAX_FRAMES + 1, sizeof(zmq_msg_t));
+    if (c->parts == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
+    if (getrandom(c->id_prefix, sizeof(c->id_prefix), 0) != (ssize_t)sizeof(c->id_prefix)) {
+        uint64_t t = cpar_now_ns() ^ ((uint64_t)(uintptr_t)c << 20);
+        memcpy(c->id_prefix, &t, sizeof(t));
+    }
+    rc = CPAR_EZMQ;
+    c->zctx = zmq_ctx_new();
+    if (c->zctx == NULL) {
+        snprintf(err, errlen, "cannot make a ZMQ context: %s", zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    rc = cpar__router(c, &c->csock, cfg->client_url, c->client_ep, sizeof(c->client_ep), err,
+                      errlen);
+    if (rc == 0)
+        rc = cpar__router(c, &c->esock, cfg->engine_url, c->engine_ep, sizeof(c->engine_ep),
+                          err, errlen);
+    if (rc != 0)
+        goto error;
+    snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);
+    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (zmq_socket_monitor(c->esock, monurl, ZMQ_EVENT_DISCONNECTED) != 0 || c->mon == NULL ||
+        zmq_connect(c->mon, monurl) != 0) {
+        snprintf(err, errlen, "cannot monitor the engine socket: %s", zmq_strerror(zmq_errno()));
+        rc = CPAR_EZMQ;
+        goto error;
+    }
+    cpar_log_write(&c->log, "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms)",
+                   c->client_ep, c->engine_ep, c->hb_period_ms, c->hb_timeout_ms);
+    *out = c;
+    return CPAR_OK;
+error:
+    cpar_controller_free(c);
+    return rc;
+}
+
+const char *
+cpar_controller_client_endpoint(const cpar_controller *c)
+{
+    return c && c->magic == CPAR__CTL_MAGIC ? c->client_ep : NULL;
+}
+
+const char *
+cpar_controller_engine_endpoint(const cpar_controller *c)
+{
+    return c && c->magic == CPAR__CTL_MAGIC ? c->engine_ep : NULL;
+}
+
+void
+cpar_controller_stop(cpar_controller *c)
+{
+    if (c != NULL)
+        atomic_store(&c->stop, 1);
+}
+
+static void
+cpar__on_signal(int sig)
+{
+    cpar_controller *c = cpar__signal_target;
+    (void)sig;
+    if (c != NULL)
+        cpar_controller_stop(c);
+}
+
+void
+cpar_controller_install_signal_stop(cpar_controller *c)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = cpar__on_signal;
+    sigemptyset(&sa.sa_mask);
+    cpar__signal_target = c;
+    if (cpar__signals_installed)
+        return;
+    if (sigaction(SIGINT, &sa, &cpar__old_int) == 0 && sigaction(SIGTERM, &sa, &cpar__old_term) == 0)
+        cpar__signals_installed = 1;
+}
+
+void
+cpar_controller_free(cpar_controller *c)
+{
+    int linger;
+    if (c == NULL || c->magic != CPAR__CTL_MAGIC)
+        return;
+    if (cpar__signal_target == c) {
+        cpar__signal_target = NULL;
+        if (cpar__signals_installed) {
+            sigaction(SIGINT, &cpar__old_int, NULL);
+            sigaction(SIGTERM, &cpar__old_term, NULL);
+            cpar__signals_installed = 0;
+        }
+    }
+    linger = c->graceful ? CPAR__LINGER_MS : 0;
+    if (c->mon)
+        zmq_close(c->mon);
+    if (c->esock) {
+        zmq_socket_monitor(c->esock, NULL, 0);
+        zmq_setsockopt(c->esock, ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_close(c->esock);
+    }
+    if (c->csock) {
+        zmq_setsockopt(c->csock, ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_close(c->csock);
+    }
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    cpar_signer_free(c->signer);
+    free(c->parts);
+    cpar_route_free(&c->route);
+    cpar_registry_free(&c->reg);
+    cpar_log_close(&c->log);
+    c->magic = 0;
+    free(c);
+}

@@ -1,0 +1,282 @@
+/* The controller's client side: CONNECT, request fan-out, INTERRUPT and SHUTDOWN
+ * (controller_int.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "controller_int.h"
+#include "errors.h"
+
+/* Signs and sends m (consumed) to the client in `slot`; forgets the client when it is
+ * unreachable. */
+void
+cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
+{
+    cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
+    int rc;
+    if (cl == NULL) {
+        c->cnt.client_gone++;
+        cpar_msg_close(m);
+        return;
+    }
+    rc = cpar_wire_send(c->csock, c->signer, cl->ident, cl->identlen, m, ZMQ_DONTWAIT);
+    if (rc != 0 && cpar__ctl_send_failed(c, zmq_errno())) {
+        c->cnt.client_gone++;
+        cpar_registry_client_remove(&c->reg, slot);
+    }
+    cpar_msg_close(m);
+}
+
+void
+cpar__ctl_error_to(cpar_controller *c, const uint8_t *ident, size_t identlen, int32_t slot,
+               const uint8_t *parent, int32_t engine, int code, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    cpar_msg m;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text))
+        n = (int)sizeof(text) - 1;
+    cpar__ctl_msg_new(c, &m, CPAR_MSG_ERROR);
+    m.h.engine = engine;
+    m.h.status = code;
+    if (parent)
+        memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
+    if (cpar_msg_add_copy(&m, text, (size_t)n) != 0) {
+        cpar_msg_close(&m);
+        return;
+    }
+    if (slot >= 0) {
+        cpar__ctl_send_client(c, (uint32_t)slot, &m);
+        return;
+    }
+    if (cpar_wire_send(c->csock, c->signer, ident, identlen, &m, ZMQ_DONTWAIT) != 0)
+        cpar__ctl_send_failed(c, zmq_errno());
+    cpar_msg_close(&m);
+}
+
+void
+cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status)
+{
+    for (size_t i = 0; i < c->reg.nclients; i++) {
+        cpar_msg m;
+        if (!c->reg.clients[i].live)
+            continue;
+        cpar__ctl_msg_new(c, &m, CPAR_MSG_ENGINE_EVENT);
+        m.h.engine = engine;
+        m.h.status = status;
+        cpar__ctl_send_client(c, (uint32_t)i, &m);
+    }
+}
+
+static void
+cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
+{
+    size_t n = 0, textlen = 0, pos = 0;
+    uint8_t *ids = NULL;
+    char *text = NULL;
+    cpar_msg m;
+
+    cpar__ctl_msg_new(c, &m, CPAR_MSG_CONNECT_REPLY);
+    memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
+    for (size_t i = 0; i < c->reg.nengines; i++)
+        if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
+            n++;
+            textlen += 40 + strlen(c->reg.engines[i].host);
+        }
+    ids = malloc(n * 4 + 1);
+    text = malloc(textlen + 1);
+    if (ids == NULL || text == NULL)
+        goto error;
+    n = 0;
+    for (size_t i = 0; i < c->reg.nengines; i++) {
+        cpar_reg_engine *e = &c->reg.engines[i];
+        uint32_t v = (uint32_t)i;
+        if (e->state != CPAR_ENGINE_LIVE)
+            continue;
+        for (int b = 0; b < 4; b++)
+            ids[n * 4 + (size_t)b] = (uint8_t)(v >> (8 * b));
+        n++;
+        pos += (size_t)snprintf(text + pos, textlen + 1 - pos, "%zu %d %s\n", i, (int)e->pid,
+                                e->host);
+    }
+    if (cpar_msg_add_copy(&m, ids, n * 4) != 0 || cpar_msg_add_copy(&m, text, pos) != 0)
+        goto error;
+    cpar__ctl_send_client(c, (uint32_t)slot, &m);
+    free(ids);
+    free(text);
+    return;
+error:
+    cpar_msg_close(&m);
+    free(ids);
+    free(text);
+    cpar__ctl_error_to(c, NULL, 0, slot, req->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                   "controller out of memory");
+}
+
+/* Checks a TARGETED request's list: returns its length, or -1 after an ERROR reply. */
+static int
+cpar__check_targets(cpar_controller *c, int32_t slot, const cpar_msg *m)
+{
+    int n;
+    if (c->hub_stopping) {
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
+                       "the controller is shutting down");
+        return -1;
+    }
+    if (!(m->h.flags & CPAR_FLAG_TARGETED)) {
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EINVAL,
+                       "request without a target list (flag TARGETED)");
+        return -1;
+    }
+    n = cpar_wire_targets(m);
+    if (n < 0) {
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
+                       "malformed target list");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t t = cpar_wire_target_at(m, (size_t)i);
+        if (!cpar_registry_engine_live(&c->reg, t)) {
+            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOENGINE,
+                           "no engine %d (not registered, or gone)", (int)t);
+            return -1;
+        }
+    }
+    return n;
+}
+
+/* Forwards m unchanged to targets [0, n) (consumed by the last send); declares engines
+ * that turned out unreachable gone afterwards. */
+static void
+cpar__fan_out(cpar_controller *c, cpar_msg *m, int n)
+{
+    int any_gone = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t t = cpar_wire_target_at(m, (size_t)i);
+        cpar_reg_engine *e = &c->reg.engines[t];
+        if (cpar_wire_forward(c->esock, e->ident, e->identlen, m, i + 1 < n) != 0 &&
+            cpar__ctl_send_failed(c, zmq_errno())) {
+            e->unreachable = 1;
+            any_gone = 1;
+        }
+        if (i + 1 == n)
+            break; /* the frames are gone: m's target list with them */
+    }
+    if (!any_gone)
+        return;
+    for (size_t t = 0; t < c->reg.nengines; t++)
+        if (c->reg.engines[t].unreachable) {
+            c->reg.engines[t].unreachable = 0;
+            cpar__ctl_engine_gone(c, (int32_t)t, "unreachable");
+        }
+}
+
+static void
+cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
+{
+    int n = cpar__check_targets(c, slot, m);
+    int i, rc = 0;
+    if (n < 0)
+        return;
+    if (m->h.type != CPAR_MSG_INTERRUPT) {
+        for (i = 0; i < n; i++) {
+            rc = cpar_route_insert(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),
+                                   (uint32_t)slot);
+            if (rc != 0)
+                break;
+        }
+        if (rc != 0) {
+            int32_t bad = cpar_wire_target_at(m, (size_t)i);
+            while (i-- > 0)
+                cpar_route_remove(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),
+                                  NULL);
+            if (rc == CPAR_EINVAL)
+                cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, bad, CPAR_EINVAL,
+                               "duplicate request: this msg_id is already outstanding on "
+                               "engine %d", (int)bad);
+            else
+                cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc,
+                               "controller out of memory");
+            return;
+        }
+    }
+    cpar__fan_out(c, m, n);
+}
+
+static void
+cpar__on_shutdown(cpar_controller *c, int32_t slot, cpar_msg *m)
+{
+    int hub = (m->h.flags & CPAR_FLAG_HUB) != 0;
+    int n = 0, stopped = 0;
+    cpar_msg r;
+
+    /* With HUB every engine stops, whatever the list says; else the listed ones. */
+    if (!hub && (m->h.flags & CPAR_FLAG_TARGETED)) {
+        n = cpar__check_targets(c, slot, m);
+        if (n < 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            int32_t t = cpar_wire_target_at(m, (size_t)i);
+            if (cpar_registry_engine_live(&c->reg, t)) {
+                cpar__ctl_stop_engine(c, t);
+                stopped++;
+            }
+        }
+    } else if (hub) {
+        for (size_t i = 0; i < c->reg.nengines; i++)
+            if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
+                cpar__ctl_stop_engine(c, (int32_t)i);
+                stopped++;
+            }
+    }
+    cpar_log_write(&c->log, "SHUTDOWN from client %d: %d engine(s) told to stop%s", (int)slot,
+                   stopped, hub ? ", controller stopping" : "");
+    cpar__ctl_msg_new(c, &r, CPAR_MSG_SHUTDOWN_REPLY);
+    memcpy(r.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
+    cpar__ctl_send_client(c, (uint32_t)slot, &r);
+    if (hub && !c->hub_stopping) {
+        c->hub_stopping = 1;
+        c->graceful = 1;
+        c->hub_deadline_ms = cpar__ctl_mono_ms() + (uint64_t)c->hb_timeout_ms;
+    }
+}
+
+void
+cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, cpar_msg *m)
+{
+    int32_t slot = cpar_registry_client(&c->reg, ident, identlen);
+    if (slot < 0) {
+        cpar__ctl_error_to(c, ident, identlen, -1, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                       "controller out of memory");
+        return;
+    }
+    switch (m->h.type) {
+    case CPAR_MSG_CONNECT:
+        cpar__on_connect(c, slot, m);
+        return;
+    case CPAR_MSG_EXECUTE:
+    case CPAR_MSG_APPLY:
+    case CPAR_MSG_INTERRUPT:
+        cpar__on_request(c, slot, m);
+        return;
+    case CPAR_MSG_SHUTDOWN:
+        cpar__on_shutdown(c, slot, m);
+        return;
+    default:
+        c->cnt.unexpected[CPAR__SIDE_CLIENT]++;
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ETYPE,
+                       "message type %d is not a client request", m->h.type);
+        return;
+    }
+}

@@ -1,0 +1,316 @@
+/* The controller's engine side: registration, heartbeats, replies and engine death
+ * (controller_int.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "controller_int.h"
+#include "errors.h"
+
+/* Signs and sends m (consumed) to engine id; returns 1 when the engine is unreachable. */
+int
+cpar__ctl_send_engine(cpar_controller *c, int32_t id, cpar_msg *m)
+{
+    cpar_reg_engine *e = cpar_registry_engine(&c->reg, id);
+    int rc, gone = 0;
+    if (e == NULL) {
+        cpar_msg_close(m);
+        return 1;
+    }
+    rc = cpar_wire_send(c->esock, c->signer, e->ident, e->identlen, m, ZMQ_DONTWAIT);
+    if (rc != 0)
+        gone = cpar__ctl_send_failed(c, zmq_errno());
+    cpar_msg_close(m);
+    return gone;
+}
+
+/* Declares engine id gone: fails what it owed (ERROR CPAR_EENGINEDEAD to each sender),
+ * forgets it and tells every client. `why` completes "engine N died (...)". */
+void
+cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
+{
+    cpar_reg_engine *e = cpar_registry_engine(&c->reg, id);
+    cpar_route_entry ent;
+    int stopping;
+    uint64_t failed = 0;
+
+    if (e == NULL)
+        return;
+    stopping = e->state == CPAR_ENGINE_STOPPING;
+    cpar_registry_engine_remove(&c->reg, id);
+    while (cpar_route_pop_engine(&c->route, id, &ent)) {
+        failed++;
+        cpar__ctl_error_to(c, NULL, 0, (int32_t)ent.client, ent.msg_id, id, CPAR_EENGINEDEAD,
+                       "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
+    }
+    cpar_log_write(&c->log, "engine %d (pid %d, host %s) %s: %s; %llu request(s) failed", id,
+                   (int)e->pid, e->host ? e->host : "?", stopping ? "stopped" : "died", why,
+                   (unsigned long long)failed);
+    cpar__ctl_broadcast_event(c, id, 0);
+}
+
+/* Reads the disconnect events of the engine socket and declares their engines gone. */
+void
+cpar__ctl_drain_monitor(cpar_controller *c)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        uint16_t event = 0;
+        uint32_t value = 0;
+        int more;
+
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&addr);
+            if (zmq_msg_recv(&addr, c->mon, 0) < 0) {
+                zmq_msg_close(&addr);
+                break;
+            }
+            more = zmq_msg_more(&addr);
+            zmq_msg_close(&addr);
+        }
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            int32_t id = cpar_registry_engine_by_fd(&c->reg, (int)value);
+            if (id >= 0)
+                cpar__ctl_engine_gone(c, id, "connection closed");
+        }
+    }
+}
+
+/* Copies "key=value" line `key` of text into out (outlen > 0); returns 1 when found. */
+static int
+cpar__kv(const char *text, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    const char *p = text;
+    while (p && *p) {
+        if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+            const char *v = p + klen + 1;
+            size_t n = strcspn(v, "\r\n");
+            if (n >= outlen)
+                n = outlen - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return 1;
+        }
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return 0;
+}
+
+static void
+cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen,
+                     const cpar_msg *req, int32_t id, int status)
+{
+    char text[96];
+    cpar_msg m;
+    int n = snprintf(text, sizeof(text), "hb_period_ms=%d\nhb_timeout_ms=%d\n", c->hb_period_ms,
+                     c->hb_timeout_ms);
+    cpar__ctl_msg_new(c, &m, CPAR_MSG_REGISTER_REPLY);
+    memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
+    m.h.engine = id;
+    m.h.status = status;
+    if (cpar_msg_add_copy(&m, text, (size_t)n) == 0 &&
+        cpar_wire_send(c->esock, c->signer, ident, identlen, &m, ZMQ_DONTWAIT) != 0)
+        cpar__ctl_send_failed(c, zmq_errno());
+    cpar_msg_close(&m);
+}
+
+static void
+cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
+                  cpar_msg *m)
+{
+    char text[1024] = "", pidbuf[24] = "", host[256] = "?";
+    int32_t id, other;
+    long pid = -1;
+
+    /* Disconnects seen so far must be applied before fd is mapped again (fd reuse). */
+    cpar__ctl_drain_monitor(c);
+    id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
+    if (id >= 0) {
+        /* A repeated REGISTER (the reply was slow): same answer. */
+        cpar__register_reply(c, ident, identlen, m, id,
+                             c->reg.engines[id].state == CPAR_ENGINE_LIVE ? 0 : CPAR_ESHUTDOWN);
+        return;
+    }
+    if (c->hub_stopping) {
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ESHUTDOWN);
+        return;
+    }
+    id = cpar_registry_pick_id(&c->reg, m->h.target);
+    if (id < 0) {
+        cpar_log_write(&c->log, "registration refused: requested id %d is taken or too large",
+                       (int)m->h.target);
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_EINVAL);
+        return;
+    }
+    if (m->nframes > 0) {
+        size_t len = zmq_msg_size(&m->frames[0]);
+        if (len >= sizeof(text))
+            len = sizeof(text) - 1;
+        memcpy(text, zmq_msg_data(&m->frames[0]), len);
+        text[len] = '\0';
+    }
+    if (cpar__kv(text, "pid", pidbuf, sizeof(pidbuf)))
+        pid = strtol(pidbuf, NULL, 10);
+    cpar__kv(text, "host", host, sizeof(host));
+    /* Host names travel in space-separated lines: keep them one printable word. */
+    for (char *p = host; *p; p++)
+        if (*p <= ' ' || *p > '~')
+            *p = '?';
+    if (host[0] == '\0')
+        strcpy(host, "?");
+    /* Another engine on the same fd means that engine's connection is gone. */
+    other = cpar_registry_engine_by_fd(&c->reg, fd);
+    if (other >= 0)
+        cpar__ctl_engine_gone(c, other, "connection replaced");
+    if (cpar_registry_engine_add(&c->reg, id, ident, identlen, fd, (int32_t)pid, host,
+                                 cpar__ctl_mono_ms()) != 0) {
+        cpar_log_write(&c->log, "registration failed: out of memory");
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM);
+        return;
+    }
+    cpar__register_reply(c, ident, identlen, m, id, 0);
+    cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);
+    cpar__ctl_broadcast_event(c, id, 1);
+}
+
+void
+cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
+{
+    int32_t id;
+    uint32_t slot;
+    cpar_reg_engine *e;
+    cpar_reg_client *cl;
+
+    if (m->h.type == CPAR_MSG_REGISTER) {
+        cpar__on_register(c, ident, identlen, fd, m);
+        return;
+    }
+    id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
+    if (id < 0) {
+        c->cnt.unknown_engine++;
+        if (m->h.type == CPAR_MSG_HEARTBEAT) {
+            /* An engine we declared dead (or never knew) still beats: tell it to go, so
+             * it cannot linger as a zombie whose work nobody awaits. */
+            cpar_msg s;
+            cpar__ctl_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
+            s.h.target = m->h.engine;
+            s.h.status = CPAR_EENGINEDEAD;
+            if (cpar_wire_send(c->esock, c->signer, ident, identlen, &s, ZMQ_DONTWAIT) != 0)
+                cpar__ctl_send_failed(c, zmq_errno());
+            cpar_msg_close(&s);
+        }
+        if (cpar_log_ratelimit(c->cnt.unknown_engine))
+            cpar_log_write(&c->log, "dropped type %d message from an unknown engine (%llu so far)",
+                           m->h.type, (unsigned long long)c->cnt.unknown_engine);
+        return;
+    }
+    e = &c->reg.engines[id];
+    e->last_seen_ms = cpar__ctl_mono_ms();
+    switch (m->h.type) {
+    case CPAR_MSG_HEARTBEAT: {
+        cpar_msg echo;
+        cpar__ctl_msg_new(c, &echo, CPAR_MSG_HEARTBEAT);
+        memcpy(echo.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
+        echo.h.engine = id;
+        echo.h.target = id;
+        if (cpar__ctl_send_engine(c, id, &echo))
+            cpar__ctl_engine_gone(c, id, "unreachable");
+        return;
+    }
+    case CPAR_MSG_REPLY:
+    case CPAR_MSG_STREAM: {
+        int found = m->h.type == CPAR_MSG_REPLY
+                        ? cpar_route_remove(&c->route, m->h.parent, id, &slot)
+                        : cpar_route_find(&c->route, m->h.parent, id, &slot);
+        if (!found) {
+            c->cnt.unroutable++;
+            if (cpar_log_ratelimit(c->cnt.unroutable))
+                cpar_log_write(&c->log, "dropped %s from engine %d for no known request "
+                               "(%llu so far)", m->h.type == CPAR_MSG_REPLY ? "REPLY" : "STREAM",
+                               id, (unsigned long long)c->cnt.unroutable);
+            return;
+        }
+        cl = cpar_registry_client_at(&c->reg, slot);
+        if (cl == NULL) {
+            c->cnt.client_gone++;
+            return;
+        }
+        if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
+            cpar__ctl_send_failed(c, zmq_errno())) {
+            c->cnt.client_gone++;
+            cpar_registry_client_remove(&c->reg, slot);
+        }
+        return;
+    }
+    default:
+        c->cnt.unexpected[CPAR__SIDE_ENGINE]++;
+        if (cpar_log_ratelimit(c->cnt.unexpected[CPAR__SIDE_ENGINE]))
+            cpar_log_write(&c->log, "dropped type %d message from engine %d: not an engine "
+                           "message (%llu so far)", m->h.type, id,
+                           (unsigned long long)c->cnt.unexpected[CPAR__SIDE_ENGINE]);
+        return;
+    }
+}
+
+/* Sends SHUTDOWN to engine id and marks it stopping. */
+void
+cpar__ctl_stop_engine(cpar_controller *c, int32_t id)
+{
+    cpar_msg s;
+    cpar__ctl_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
+    s.h.target = id;
+    s.h.engine = id;
+    c->reg.engines[id].state = CPAR_ENGINE_STOPPING;
+    if (cpar__ctl_send_engine(c, id, &s))
+        cpar__ctl_engine_gone(c, id, "unreachable");
+}
+
+void
+cpar__ctl_check_heartbeats(cpar_controller *c, uint64_t now)
+{
+    for (size_t i = 0; i < c->reg.nengines; i++) {
+        cpar_reg_engine *e = &c->reg.engines[i];
+        uint64_t silent;
+        char why[64];
+        if (e->state != CPAR_ENGINE_LIVE && e->state != CPAR_ENGINE_STOPPING)
+            continue;
+        silent = now > e->last_seen_ms ? now - e->last_seen_ms : 0;
+        if (silent <= (uint64_t)c->hb_timeout_ms)
+            continue;
+        snprintf(why, sizeof(why), "heartbeat silent for %.1f s", (double)silent / 1000.0);
+        cpar__ctl_engine_gone(c, (int32_t)i, why);
+    }
+}
+
+/* The hub is done when no engine is live or stopping, or its grace period ran out. */
+int
+cpar__ctl_hub_done(cpar_controller *c, uint64_t now)
+{
+    if (!c->hub_stopping)
+        return 0;
+    if (c->reg.nlive == 0)
+        return 1;
+    if (now < c->hub_deadline_ms)
+        return 0;
+    for (size_t i = 0; i < c->reg.nengines; i++)
+        cpar__ctl_engine_gone(c, (int32_t)i, "did not exit before the controller shut down");
+    return 1;
+}

@@ -1,0 +1,105 @@
+/* The controller's private state and the functions its three files share: controller.c
+ * (the loop, receiving, set-up), controller_engines.c (the engine side) and
+ * controller_clients.c (the client side). Nothing outside these files includes it.
+ *
+ * Ownership and threads: everything here runs on the controller's loop thread, except the
+ * `stop` flag (any thread, signal handlers). No Python, no GIL. Every function taking a
+ * cpar_msg * that it sends consumes its frames; the caller still closes the cpar_msg. */
+#ifndef CPAR_CORE_CONTROLLER_INT_H
+#define CPAR_CORE_CONTROLLER_INT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller.h"
+#include "log.h"
+#include "registry.h"
+#include "route.h"
+#include "sign.h"
+#include "wire.h"
+
+#define CPAR__CTL_MAGIC 0x4354524cu /* "CTRL": checked at every public entry */
+#define CPAR__POLL_MAX_MS 100       /* the stop flag is seen within this */
+#define CPAR__BATCH 1024            /* messages taken per socket per wake-up */
+#define CPAR__STATS_PERIOD_MS 60000 /* drop counters are logged at most this often */
+#define CPAR__LINGER_MS 1000        /* bounded flush of last replies at a graceful end */
+
+enum { CPAR__SIDE_CLIENT = 0, CPAR__SIDE_ENGINE = 1 };
+
+/* Counters of what the loop dropped or refused, logged periodically and at the end. */
+typedef struct cpar__counters {
+    uint64_t received;         /* valid messages */
+    uint64_t bad[2][4];        /* per side: malformed, bad signature, version, type */
+    uint64_t unexpected[2];    /* valid messages of a type that side must not send */
+    uint64_t unknown_engine;   /* engine messages from an unknown or gone identity */
+    uint64_t unroutable;       /* REPLY/STREAM for no outstanding request */
+    uint64_t client_gone;      /* messages for a client that has disconnected */
+    uint64_t send_failed;      /* other send failures */
+    uint64_t recv_failed;      /* libzmq receive errors */
+} cpar__counters;
+
+struct cpar_controller {
+    uint32_t magic;           /* CPAR__CTL_MAGIC while valid */
+    atomic_int stop;          /* set by cpar_controller_stop (any thread, signal handler) */
+    void *zctx;               /* owned ZMQ context */
+    void *csock;              /* ROUTER for clients */
+    void *esock;              /* ROUTER for engines */
+    void *mon;                /* PAIR receiving esock's disconnect events */
+    cpar_signer *signer;      /* owned; this thread only */
+    cpar_log log;
+    char client_ep[256];      /* ZMQ_LAST_ENDPOINT of csock */
+    char engine_ep[256];      /* ZMQ_LAST_ENDPOINT of esock */
+    int hb_period_ms;
+    int hb_timeout_ms;
+    cpar_registry reg;        /* engines and clients */
+    cpar_route route;         /* outstanding requests */
+    zmq_msg_t *parts;         /* CPAR_WIRE_MAX_FRAMES + 1 receive slots, reused */
+    uint8_t id_prefix[8];     /* random half of the msg ids we make */
+    uint64_t id_counter;      /* counting half */
+    int hub_stopping;         /* a SHUTDOWN with HUB was accepted */
+    uint64_t hub_deadline_ms; /* ... and the loop ends by then at the latest */
+    int graceful;             /* flush pending sends at close (bounded linger) */
+    cpar__counters cnt;
+    uint64_t stats_logged;    /* sum of drop counters when last logged */
+};
+
+/* controller.c */
+uint64_t cpar__ctl_mono_ms(void);
+/* Starts a controller-made message of `type` with a fresh msg id and t0 = now. */
+void cpar__ctl_msg_new(cpar_controller *c, cpar_msg *m, int type);
+/* Counts a failed send (errno err); returns 1 when the peer is unreachable (gone). */
+int cpar__ctl_send_failed(cpar_controller *c, int err);
+
+/* controller_clients.c */
+/* Signs and sends m to the client in `slot`; forgets a client found unreachable. */
+void cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m);
+/* Sends an ERROR (status `code`, about `engine`, answering `parent` when not NULL) with a
+ * formatted text, to client `slot` when >= 0, else straight to the ROUTER identity. */
+void cpar__ctl_error_to(cpar_controller *c, const uint8_t *ident, size_t identlen, int32_t slot,
+                        const uint8_t *parent, int32_t engine, int code, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+/* ENGINE_EVENT (engine, status) to every live client. */
+void cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status);
+/* Handles a checked message from a client (m stays the caller's to close). */
+void cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, cpar_msg *m);
+
+/* controller_engines.c */
+/* Signs and sends m to engine id; returns 1 when the engine is unreachable. */
+int cpar__ctl_send_engine(cpar_controller *c, int32_t id, cpar_msg *m);
+/* Declares engine id gone: each request it owed ends with ERROR CPAR_EENGINEDEAD to its
+ * client, then every client gets ENGINE_EVENT 0. `why` is logged and sent. */
+void cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why);
+/* Applies the engine socket's disconnect events. */
+void cpar__ctl_drain_monitor(cpar_controller *c);
+/* Handles a checked message from an engine connection fd (m stays the caller's). */
+void cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
+                         cpar_msg *m);
+/* Sends SHUTDOWN to a LIVE engine and marks it STOPPING. */
+void cpar__ctl_stop_engine(cpar_controller *c, int32_t id);
+/* Declares engines silent for more than hb_timeout_ms gone. */
+void cpar__ctl_check_heartbeats(cpar_controller *c, uint64_t now);
+/* 1 when a hub shutdown is complete (no engines left, or the grace period is over). */
+int cpar__ctl_hub_done(cpar_controller *c, uint64_t now);
+
+#endif /* CPAR_CORE_CONTROLLER_INT_H */

@@ -1,0 +1,569 @@
+/* The client connection's I/O thread and its outbox/inbox queues (clientio.h). */
+#include "clientio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+/* Messages received per wake-up before the thread looks at its outbox again. */
+#define CPAR__RECV_BATCH 4096
+
+struct cpar_clientio {
+    void *ctx;           /* ZMQ context, owned; terminated by close */
+    void *sock;          /* DEALER; owned by the I/O thread once it runs */
+    void *mon;           /* PAIR receiving sock's connect/disconnect events; same owner */
+    int wakefd;          /* eventfd: written by posters and close, read by the I/O thread */
+    pthread_t thread;    /* the I/O thread */
+    int thread_started;  /* thread is joinable */
+    cpar_signer *signer; /* used by the I/O thread only */
+
+    pthread_mutex_t lock;            /* guards everything below up to the counters */
+    pthread_cond_t cond;             /* inbox grew, or the connection closed or failed */
+    cpar_clientio_item *out_head;    /* posted, not yet taken by the I/O thread */
+    cpar_clientio_item *out_tail;
+    cpar_clientio_item *in_head;     /* received, not yet taken by a reader */
+    cpar_clientio_item *in_tail;
+    int closing;                     /* close requested: posts fail, the thread exits */
+    int close_started;               /* some thread is (or was) inside close */
+    int closed;                      /* thread joined, socket and context gone */
+    int fatal;                       /* CPAR_E* code that stopped the I/O thread, or 0 */
+
+    atomic_uint_fast64_t sent;
+    atomic_uint_fast64_t received;
+    atomic_uint_fast64_t bad_signature;
+    atomic_uint_fast64_t malformed;
+    atomic_uint_fast64_t send_failed;
+    atomic_uint_fast64_t disconnects;
+    atomic_int connected; /* 1 while a TCP/IPC connection to the controller is up */
+};
+
+static atomic_int_fast64_t cpar__items_alive;
+
+cpar_clientio_item *
+cpar_clientio_item_new(int type)
+{
+    cpar_clientio_item *it = malloc(sizeof(*it));
+    if (it == NULL)
+        return NULL;
+    it->next = NULL;
+    cpar_msg_init(&it->m, type);
+    atomic_fetch_add_explicit(&cpar__items_alive, 1, memory_order_relaxed);
+    return it;
+}
+
+void
+cpar_clientio_item_free(cpar_clientio_item *it)
+{
+    if (it == NULL)
+        return;
+    cpar_msg_close(&it->m);
+    free(it);
+    atomic_fetch_sub_explicit(&cpar__items_alive, 1, memory_order_relaxed);
+}
+
+void
+cpar_clientio_list_free(cpar_clientio_item *head)
+{
+    while (head != NULL) {
+        cpar_clientio_item *next = head->next;
+        cpar_clientio_item_free(head);
+        head = next;
+    }
+}
+
+int64_t
+cpar_clientio_items_alive(void)
+{
+    return atomic_load_explicit(&cpar__items_alive, memory_order_relaxed);
+}
+
+static void
+cpar__wake(cpar_clientio *io)
+{
+    uint64_t one = 1;
+    /* The counter saturating is impossible in practice; a failed write still leaves the
+     * fd readable, which is all the I/O thread needs. */
+    ssize_t r = write(io->wakefd, &one, sizeof(one));
+    (void)r;
+}
+
+/* An ERROR message made locally for a request that could not be sent, so that whoever
+ * waits for its answer learns of the failure. NULL when out of memory. */
+static cpar_clientio_item *
+cpar__local_error(const cpar_msg *req, int code)
+{
+    char text[160];
+    cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_ERROR);
+    int len;
+    if (it == NULL)
+        return NULL;
+    memcpy(it->m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
+    it->m.h.status = code;
+    len = snprintf(text, sizeof(text), "could not send the request to the controller: %s (%s)",
+                   cpar_strerror(code), zmq_strerror(errno));
+    if (len < 0)
+        len = 0;
+    if ((size_t)len >= sizeof(text))
+        len = (int)sizeof(text) - 1;
+    if (cpar_msg_add_copy(&it->m, text, (size_t)len) != 0) {
+        cpar_clientio_item_free(it);
+        return NULL;
+    }
+    it->m.h.nframes = 1;
+    it->m.h.paylen = (uint64_t)len;
+    return it;
+}
+
+/* Appends the list [head, tail] to the inbox and wakes readers. */
+static void
+cpar__inbox_append(cpar_clientio *io, cpar_clientio_item *head, cpar_clientio_item *tail)
+{
+    if (head == NULL)
+        return;
+    pthread_mutex_lock(&io->lock);
+    if (io->in_tail != NULL)
+        io->in_tail->next = head;
+    else
+        io->in_head = head;
+    io->in_tail = tail;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+}
+
+/* Sends what is pending, in order, as long as the socket takes it. Messages that fail
+ * are turned into local ERROR messages in the inbox. */
+static void
+cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **ptail)
+{
+    cpar_clientio_item *errs = NULL, *errs_tail = NULL;
+
+    while (*phead != NULL) {
+        cpar_clientio_item *it = *phead;
+        int events = 0;
+        size_t optlen = sizeof(events);
+        int rc;
+
+        /* cpar_wire_send consumes the frames even when the pipe is full, so only send
+         * once the socket says it will accept a message. */
+        if (zmq_getsockopt(io->sock, ZMQ_EVENTS, &events, &optlen) != 0)
+            events = ZMQ_POLLOUT; /* let the send report the error */
+        if (!(events & ZMQ_POLLOUT))
+            break;
+        *phead = it->next;
+        if (*phead == NULL)
+            *ptail = NULL;
+        it->next = NULL;
+        rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
+        if (rc == 0) {
+            atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
+        } else {
+            cpar_clientio_item *e = cpar__local_error(&it->m, rc);
+            atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
+            if (e != NULL) {
+                if (errs_tail != NULL)
+                    errs_tail->next = e;
+                else
+                    errs = e;
+                errs_tail = e;
+            }
+        }
+        cpar_clientio_item_free(it);
+    }
+    cpar__inbox_append(io, errs, errs_tail);
+}
+
+/* Receives everything available (up to a batch) into the inbox. Returns 0, or CPAR_EZMQ
+ * when the socket is unusable (context terminated). */
+static int
+cpar__drain(cpar_clientio *io)
+{
+    cpar_clientio_item *head = NULL, *tail = NULL, *it = NULL;
+    int rc = CPAR_OK;
+
+    for (int i = 0; i < CPAR__RECV_BATCH; i++) {
+        int r;
+        if (it == NULL && (it = cpar_clientio_item_new(0)) == NULL) {
+            rc = CPAR_ENOMEM;
+            break;
+        }
+        r = cpar_wire_recv(io->sock, io->signer, 0, NULL, NULL, &it->m, ZMQ_DONTWAIT);
+        if (r == CPAR_OK) {
+            atomic_fetch_add_explicit(&io->received, 1, memory_order_relaxed);
+            if (tail != NULL)
+                tail->next = it;
+            else
+                head = it;
+            tail = it;
+            it = NULL;
+        } else if (r == CPAR_EAGAIN) {
+            break;
+        } else if (r == CPAR_ESIG) {
+            atomic_fetch_add_explicit(&io->bad_signature, 1, memory_order_relaxed);
+        } else if (r == CPAR_EPROTO || r == CPAR_EVERSION || r == CPAR_ETYPE) {
+            atomic_fetch_add_explicit(&io->malformed, 1, memory_order_relaxed);
+        } else {
+            if (errno == ETERM || errno == ENOTSOCK)
+                rc = CPAR_EZMQ;
+            break;
+        }
+    }
+    cpar_clientio_item_free(it);
+    cpar__inbox_append(io, head, tail);
+    return rc == CPAR_ENOMEM ? CPAR_OK : rc; /* out of memory: retry at the next wake-up */
+}
+
+/* Reads one monitor event; on a lost connection queues a local ERROR message (parent
+ * zeros, status CPAR_ECLOSED) so that readers learn of it. */
+static void
+cpar__monitor_event(cpar_clientio *io)
+{
+    static const char text[] = "lost the connection to the controller";
+    zmq_msg_t ev, addr;
+    uint16_t event = 0;
+    int more;
+
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, io->mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        return;
+    }
+    if (zmq_msg_size(&ev) >= 2)
+        memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+    more = zmq_msg_more(&ev);
+    zmq_msg_close(&ev);
+    while (more) { /* the endpoint frame */
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&addr, io->mon, 0) < 0) {
+            zmq_msg_close(&addr);
+            break;
+        }
+        more = zmq_msg_more(&addr);
+        zmq_msg_close(&addr);
+    }
+    if (event == ZMQ_EVENT_CONNECTED) {
+        atomic_store(&io->connected, 1);
+    } else if (event == ZMQ_EVENT_DISCONNECTED) {
+        cpar_clientio_item *it;
+        atomic_store(&io->connected, 0);
+        atomic_fetch_add_explicit(&io->disconnects, 1, memory_order_relaxed);
+        it = cpar_clientio_item_new(CPAR_MSG_ERROR);
+        if (it == NULL)
+            return;
+        it->m.h.status = CPAR_ECLOSED;
+        if (cpar_msg_add_copy(&it->m, text, sizeof(text) - 1) != 0) {
+            cpar_clientio_item_free(it);
+            return;
+        }
+        it->m.h.nframes = 1;
+        it->m.h.paylen = sizeof(text) - 1;
+        cpar__inbox_append(io, it, it);
+    }
+}
+
+static void *
+cpar__clientio_main(void *arg)
+{
+    cpar_clientio *io = arg;
+    cpar_clientio_item *pend = NULL, *pend_tail = NULL;
+    int rc = CPAR_OK;
+
+    for (;;) {
+        zmq_pollitem_t items[3] = {
+            {io->sock, 0, (short)(ZMQ_POLLIN | (pend != NULL ? ZMQ_POLLOUT : 0)), 0},
+            {NULL, io->wakefd, ZMQ_POLLIN, 0},
+            {io->mon, 0, ZMQ_POLLIN, 0},
+        };
+        if (zmq_poll(items, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = CPAR_EZMQ;
+            break;
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            uint64_t count;
+            int closing;
+            ssize_t r = read(io->wakefd, &count, sizeof(count));
+            (void)r; /* EAGAIN: another wake-up was already consumed; nothing lost */
+            pthread_mutex_lock(&io->lock);
+            if (io->out_head != NULL) {
+                if (pend_tail != NULL)
+                    pend_tail->next = io->out_head;
+                else
+                    pend = io->out_head;
+                pend_tail = io->out_tail;
+                io->out_head = io->out_tail = NULL;
+            }
+            closing = io->closing;
+            pthread_mutex_unlock(&io->lock);
+            if (closing)
+                break;
+        }
+        if (pend != NULL)
+            cpar__flush(io, &pend, &pend_tail);
+        if (items[0].revents & ZMQ_POLLIN) {
+            rc = cpar__drain(io);
+            if (rc != CPAR_OK)
+                break;
+        }
+        if (items[2].revents & ZMQ_POLLIN)
+            cpar__monitor_event(io);
+    }
+    cpar_clientio_list_free(pend);
+    pthread_mutex_lock(&io->lock);
+    if (rc != CPAR_OK && !io->closing)
+        io->fatal = rc;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+    return NULL;
+}
+
+int
+cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clientio **out,
+                  char *err, size_t errlen)
+{
+    cpar_clientio *io;
+    pthread_condattr_t ca;
+    char monurl[64];
+    int zero = 0, rc;
+
+    *out = NULL;
+    io = calloc(1, sizeof(*io));
+    if (io == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CPAR_ENOMEM;
+    }
+    io->wakefd = -1;
+    pthread_mutex_init(&io->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&io->cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    rc = cpar_signer_new(key, keylen, &io->signer);
+    if (rc != 0) {
+        snprintf(err, errlen, "bad key (%zu bytes): %s", keylen, cpar_strerror(rc));
+        goto error;
+    }
+    io->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->wakefd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        rc = CPAR_EIO;
+        goto error;
+    }
+    io->ctx = zmq_ctx_new();
+    if (io->ctx == NULL) {
+        snprintf(err, errlen, "zmq_ctx_new: %s", zmq_strerror(errno));
+        rc = CPAR_EZMQ;
+        goto error;
+    }
+    io->sock = zmq_socket(io->ctx, ZMQ_DEALER);
+    if (io->sock == NULL) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+        rc = CPAR_EZMQ;
+        goto error;
+    }
+    /* Unlimited queues: a request is never dropped or blocked by a high-water mark. */
+    zmq_setsockopt(io->sock, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io->sock, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
+    /* Connection state, for failing fast when the controller goes away. */
+    snprintf(monurl, sizeof(monurl), "inproc://cpar-clientio-%p", (void *)io);
+    if (zmq_socket_monitor(io->sock, monurl, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) !=
+            0 ||
+        (io->mon = zmq_socket(io->ctx, ZMQ_PAIR)) == NULL ||
+        zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_connect(io->mon, monurl) != 0) {
+        snprintf(err, errlen, "socket monitor: %s", zmq_strerror(errno));
+        rc = CPAR_EZMQ;
+        goto error;
+    }
+    if (zmq_connect(io->sock, url) != 0) {
+        snprintf(err, errlen, "cannot connect to %s: %s", url, zmq_strerror(errno));
+        rc = CPAR_EZMQ;
+        goto error;
+    }
+    /* pthread_create is a full barrier: the socket migrates safely to the new thread. */
+    rc = pthread_create(&io->thread, NULL, cpar__clientio_main, io);
+    if (rc != 0) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        rc = CPAR_EIO;
+        goto error;
+    }
+    io->thread_started = 1;
+    *out = io;
+    return CPAR_OK;
+error:
+    cpar_clientio_free(io);
+    return rc;
+}
+
+int
+cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it)
+{
+    int was_empty;
+
+    it->next = NULL;
+    pthread_mutex_lock(&io->lock);
+    if (io->closing || io->fatal) {
+        pthread_mutex_unlock(&io->lock);
+        cpar_clientio_item_free(it);
+        return CPAR_ECLOSED;
+    }
+    was_empty = io->out_head == NULL;
+    if (io->out_tail != NULL)
+        io->out_tail->next = it;
+    else
+        io->out_head = it;
+    io->out_tail = it;
+    pthread_mutex_unlock(&io->lock);
+    /* A non-empty outbox means a wake-up is already pending: the I/O thread takes the
+     * whole outbox after reading the eventfd, so this item goes with that batch. */
+    if (was_empty)
+        cpar__wake(io);
+    return CPAR_OK;
+}
+
+int
+cpar_clientio_take(cpar_clientio *io, int timeout_ms, size_t max, cpar_clientio_item **out,
+                   size_t *n)
+{
+    struct timespec deadline;
+    cpar_clientio_item *head = NULL, *tail = NULL;
+    size_t count = 0;
+    int rc = CPAR_OK;
+
+    *out = NULL;
+    *n = 0;
+    if (timeout_ms > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&io->lock);
+    while (io->in_head == NULL && !io->closing && !io->fatal && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&io->cond, &io->lock);
+        } else if (pthread_cond_timedwait(&io->cond, &io->lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    while (io->in_head != NULL && count < max) {
+        cpar_clientio_item *it = io->in_head;
+        io->in_head = it->next;
+        if (io->in_head == NULL)
+            io->in_tail = NULL;
+        it->next = NULL;
+        if (tail != NULL)
+            tail->next = it;
+        else
+            head = it;
+        tail = it;
+        count++;
+    }
+    if (count == 0) {
+        if (io->closing)
+            rc = CPAR_ECLOSED;
+        else if (io->fatal)
+            rc = io->fatal;
+    }
+    pthread_mutex_unlock(&io->lock);
+    *out = head;
+    *n = count;
+    return rc;
+}
+
+void
+cpar_clientio_close(cpar_clientio *io)
+{
+    cpar_clientio_item *in, *outq;
+
+    pthread_mutex_lock(&io->lock);
+    io->closing = 1;
+    if (io->close_started) {
+        pthread_mutex_unlock(&io->lock);
+        return;
+    }
+    io->close_started = 1;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+
+    if (io->thread_started) {
+        cpar__wake(io);
+        pthread_join(io->thread, NULL);
+        io->thread_started = 0;
+    }
+    /* The thread is gone: this thread owns the socket now. */
+    if (io->sock != NULL) {
+        int zero = 0;
+        zmq_socket_monitor(io->sock, NULL, 0);
+        zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_close(io->sock);
+        io->sock = NULL;
+    }
+    if (io->mon != NULL) {
+        zmq_close(io->mon);
+        io->mon = NULL;
+    }
+    if (io->ctx != NULL) {
+        zmq_ctx_term(io->ctx);
+        io->ctx = NULL;
+    }
+    pthread_mutex_lock(&io->lock);
+    in = io->in_head;
+    outq = io->out_head;
+    io->in_head = io->in_tail = NULL;
+    io->out_head = io->out_tail = NULL;
+    io->closed = 1;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+    cpar_clientio_list_free(in);
+    cpar_clientio_list_free(outq);
+}
+
+int
+cpar_clientio_closed(cpar_clientio *io)
+{
+    int closing;
+    pthread_mutex_lock(&io->lock);
+    closing = io->closing || io->fatal;
+    pthread_mutex_unlock(&io->lock);
+    return closing;
+}
+
+void
+cpar_clientio_free(cpar_clientio *io)
+{
+    if (io == NULL)
+        return;
+    cpar_clientio_close(io);
+    if (io->wakefd >= 0)
+        close(io->wakefd);
+    cpar_signer_free(io->signer);
+    pthread_cond_destroy(&io->cond);
+    pthread_mutex_destroy(&io->lock);
+    free(io);
+}
+
+void
+cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st)
+{
+    st->sent = atomic_load_explicit(&io->sent, memory_order_relaxed);
+    st->received = atomic_load_explicit(&io->received, memory_order_relaxed);
+    st->bad_signature = atomic_load_explicit(&io->bad_signature, memory_order_relaxed);
+    st->malformed = atomic_load_explicit(&io->malformed, memory_order_relaxed);
+    st->send_failed = atomic_load_explicit(&io->send_failed, memory_order_relaxed);
+    st->disconnects = atomic_load_explicit(&io->disconnects, memory_order_relaxed);
+    st->connected = atomic_load(&io->connected);
+}

@@ -1,0 +1,262 @@
+/* cpar._core.Controller: the C controller loop (controller.h) as a Python object; run()
+ * enters the loop with the GIL released. */
+#include "module.h"
+
+#include <structmember.h>
+
+#include "controller.h"
+#include "errors.h"
+#include "exceptions.h"
+
+enum cpar__ctl_state {
+    CPAR__CTL_READY,   /* bound, not run yet */
+    CPAR__CTL_RUNNING, /* some thread is inside run() */
+    CPAR__CTL_DONE,    /* run() returned; sockets still bound until close/dealloc */
+    CPAR__CTL_CLOSED,  /* freed */
+};
+
+typedef struct {
+    PyObject_HEAD
+    cpar_controller *c;    /* owned; NULL once closed */
+    int state;             /* enum cpar__ctl_state; read and written with the GIL held */
+    PyObject *client_url;  /* str: endpoint bound for clients */
+    PyObject *engine_url;  /* str: endpoint bound for engines */
+} cpar_ControllerObject;
+
+/* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
+ *            hb_timeout_ms=3000)
+ * --
+ * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
+ * endpoints actually bound are the attributes client_url and engine_url. */
+static PyObject *
+controller_new_impl(PyTypeObject *type, const char *client_url, const char *engine_url,
+                    const char *key, Py_ssize_t keylen, const char *log_path,
+                    int hb_period_ms, int hb_timeout_ms)
+{
+    cpar_controller_config cfg = {0};
+    cpar_ControllerObject *self;
+    char err[512] = "";
+    int rc;
+
+    if (hb_period_ms <= 0 || hb_timeout_ms <= 0)
+        return PyErr_Format(PyExc_ValueError, "heartbeat period and timeout must be positive");
+    self = (cpar_ControllerObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->state = CPAR__CTL_CLOSED;
+    cfg.client_url = client_url;
+    cfg.engine_url = engine_url;
+    cfg.key = (const uint8_t *)key;
+    cfg.keylen = (size_t)keylen;
+    cfg.log_path = log_path;
+    cfg.hb_period_ms = hb_period_ms;
+    cfg.hb_timeout_ms = hb_timeout_ms;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_new(&cfg, &self->c, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        self->c = NULL;
+        cpar_exc_set(rc, 0, "cannot start the controller: %s", err[0] ? err : "failed");
+        goto error;
+    }
+    self->state = CPAR__CTL_READY;
+    self->client_url = PyUnicode_FromString(cpar_controller_client_endpoint(self->c));
+    if (self->client_url == NULL)
+        goto error;
+    self->engine_url = PyUnicode_FromString(cpar_controller_engine_endpoint(self->c));
+    if (self->engine_url == NULL)
+        goto error;
+    return (PyObject *)self;
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static PyObject *
+controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"client_url",   "engine_url",    "key", "log_path",
+                             "hb_period_ms", "hb_timeout_ms", NULL};
+    const char *client_url, *engine_url, *log_path = NULL;
+    PyObject *key, *ret;
+    int hb_period_ms = 500, hb_timeout_ms = 3000;
+    Py_buffer view;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|zii:Controller", kwlist, &client_url,
+                                     &engine_url, &key, &log_path, &hb_period_ms,
+                                     &hb_timeout_ms))
+        return NULL;
+    if (PyUnicode_Check(key)) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
+        if (s == NULL)
+            return NULL;
+        return controller_new_impl(type, client_url, engine_url, s, len, log_path,
+                                   hb_period_ms, hb_timeout_ms);
+    }
+    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    ret = controller_new_impl(type, client_url, engine_url, view.buf, view.len, log_path,
+                              hb_period_ms, hb_timeout_ms);
+    PyBuffer_Release(&view);
+    return ret;
+}
+
+static void
+controller_dealloc(cpar_ControllerObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    /* run() holds a reference while it runs, so the loop cannot be running here. */
+    if (self->c != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        cpar_controller_free(self->c);
+        Py_END_ALLOW_THREADS
+        self->c = NULL;
+    }
+    Py_CLEAR(self->client_url);
+    Py_CLEAR(self->engine_url);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* run()
+ * --
+ * Runs the controller loop, with the GIL released, until a SHUTDOWN with the hub flag
+ * completes or stop() is called. Raises if the loop fails. Runs at most once. */
+static PyObject *
+controller_run_impl(cpar_ControllerObject *self)
+{
+    int rc;
+    if (self->state != CPAR__CTL_READY)
+        return PyErr_Format(PyExc_RuntimeError, "the controller is %s",
+                            self->state == CPAR__CTL_RUNNING ? "already running"
+                            : self->state == CPAR__CTL_DONE  ? "done (run() returned)"
+                                                             : "closed");
+    self->state = CPAR__CTL_RUNNING;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_run(self->c);
+    Py_END_ALLOW_THREADS
+    self->state = CPAR__CTL_DONE;
+    if (rc != 0)
+        return cpar_exc_set(rc, 0, "the controller loop failed");
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+controller_run(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return controller_run_impl(self);
+}
+
+/* stop()
+ * --
+ * Asks a running loop to stop (from any thread); run() returns soon after. */
+static PyObject *
+controller_stop(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->c != NULL)
+        cpar_controller_stop(self->c);
+    Py_RETURN_NONE;
+}
+
+/* install_signal_stop()
+ * --
+ * Makes SIGINT and SIGTERM stop this controller (for the dedicated controller process;
+ * replaces Python's handlers for those signals). */
+static PyObject *
+controller_install_signal_stop(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->c == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "the controller is closed");
+    cpar_controller_install_signal_stop(self->c);
+    Py_RETURN_NONE;
+}
+
+/* close()
+ * --
+ * Unbinds the sockets and frees the controller. Not while run() runs (stop it first). */
+static PyObject *
+controller_close(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->state == CPAR__CTL_RUNNING)
+        return PyErr_Format(PyExc_RuntimeError, "the controller is running: stop() it first");
+    if (self->c != NULL) {
+        cpar_controller *c = self->c;
+        self->c = NULL;
+        self->state = CPAR__CTL_CLOSED;
+        Py_BEGIN_ALLOW_THREADS
+        cpar_controller_free(c);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+controller_repr(cpar_ControllerObject *self)
+{
+    static const char *names[] = {"ready", "running", "done", "closed"};
+    return PyUnicode_FromFormat("<cpar._core.Controller clients=%R engines=%R %s>",
+                                self->client_url ? self->client_url : Py_None,
+                                self->engine_url ? self->engine_url : Py_None,
+                                names[self->state]);
+}
+
+static PyObject *
+controller_get_running(cpar_ControllerObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->state == CPAR__CTL_RUNNING);
+}
+
+static PyMemberDef controller_members[] = {
+    {"client_url", T_OBJECT, offsetof(cpar_ControllerObject, client_url), READONLY,
+     "endpoint bound for clients"},
+    {"engine_url", T_OBJECT, offsetof(cpar_ControllerObject, engine_url), READONLY,
+     "endpoint bound for engines"},
+    {NULL},
+};
+
+static PyGetSetDef controller_getset[] = {
+    {"running", (getter)controller_get_running, NULL, "True while run() runs", NULL},
+    {NULL},
+};
+
+static PyMethodDef controller_methods[] = {
+    {"run", (PyCFunction)controller_run, METH_NOARGS,
+     PyDoc_STR("run()\n--\n\nRun the loop (GIL released) until shutdown or stop().")},
+    {"stop", (PyCFunction)controller_stop, METH_NOARGS,
+     PyDoc_STR("stop()\n--\n\nAsk the loop to stop (thread-safe).")},
+    {"install_signal_stop", (PyCFunction)controller_install_signal_stop, METH_NOARGS,
+     PyDoc_STR("install_signal_stop()\n--\n\nMake SIGINT/SIGTERM stop the controller.")},
+    {"close", (PyCFunction)controller_close, METH_NOARGS,
+     PyDoc_STR("close()\n--\n\nUnbind and free the controller (not while running).")},
+    {NULL},
+};
+
+PyDoc_STRVAR(controller_doc,
+             "Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500, "
+             "hb_timeout_ms=3000)\n--\n\n"
+             "The cpar controller: binds its sockets at creation; run() serves.");
+
+static PyType_Slot controller_slots[] = {
+    {Py_tp_doc, (void *)controller_doc},
+    {Py_tp_new, controller_new},
+    {Py_tp_dealloc, controller_dealloc},
+    {Py_tp_repr, controller_repr},
+    {Py_tp_methods, controller_methods},
+    {Py_tp_members, controller_members},
+    {Py_tp_getset, controller_getset},
+    {0, NULL},
+};
+
+static PyType_Spec controller_spec = {
+    .name = "cpar._core.Controller",
+    .basicsize = sizeof(cpar_ControllerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = controller_slots,
+};
+
+PyObject *
+cpar_controller_type_new(PyObject *module)
+{
+    return PyType_FromModuleAndSpec(module, &controller_spec, NULL);
+}

@@ -1,0 +1,207 @@
+/* cpar._core: the module definition, its state, constants and small functions. The types
+ * live in message.c, connection.c, controller_py.c and frame.c. */
+#include "module.h"
+
+#include "clientio.h"
+#include "errors.h"
+#include "exceptions.h"
+#include "frame.h"
+#include "zerocopy.h"
+
+/* now_ns() -> int
+ * --
+ * Nanoseconds since the Unix epoch (the clock of the wire's t0/t1 fields). */
+static PyObject *
+core_now_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLongLong(cpar_now_ns());
+}
+
+/* error_class(code) -> type
+ * --
+ * The exception class cpar uses for a negative error code (as found in the status of
+ * ERROR messages). */
+static PyObject *
+core_error_class(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long code = PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    if (code < INT_MIN || code > INT_MAX)
+        return PyErr_Format(PyExc_OverflowError, "error code out of range");
+    return cpar_exc_class((int)code);
+}
+
+/* strerror(code) -> str
+ * --
+ * A short description of a negative error code. */
+static PyObject *
+core_strerror(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long code = PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    if (code < INT_MIN || code > INT_MAX)
+        return PyErr_Format(PyExc_OverflowError, "error code out of range");
+    return PyUnicode_FromString(cpar_strerror((int)code));
+}
+
+/* _debug_counts() -> dict
+ * --
+ * Objects alive now, for leak checks in tests: Connection and Message objects, queued
+ * C messages, and zero-copy buffers not yet released by libzmq. */
+static PyObject *
+core_debug_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    cpar_zc_drain();
+    return Py_BuildValue("{s:n,s:n,s:L,s:n}", "connections", cpar_debug_connections_alive,
+                         "messages", cpar_debug_messages_alive, "queued",
+                         (long long)cpar_clientio_items_alive(), "zerocopy",
+                         cpar_zc_outstanding());
+}
+
+static PyMethodDef core_methods[] = {
+    {"now_ns", core_now_ns, METH_NOARGS,
+     PyDoc_STR("now_ns()\n--\n\nNanoseconds since the Unix epoch.")},
+    {"error_class", core_error_class, METH_O,
+     PyDoc_STR("error_class(code)\n--\n\nThe exception class for an error code.")},
+    {"strerror", core_strerror, METH_O,
+     PyDoc_STR("strerror(code)\n--\n\nDescription of an error code.")},
+    {"_debug_counts", core_debug_counts, METH_NOARGS,
+     PyDoc_STR("_debug_counts()\n--\n\nLive object counts, for leak checks.")},
+    {NULL},
+};
+
+/* Adds a type to the module and stores it (new reference) in *slot. */
+static int
+cpar__add_type(PyObject *module, PyObject *type, PyTypeObject **slot)
+{
+    if (type == NULL)
+        return -1;
+    if (PyModule_AddType(module, (PyTypeObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    *slot = (PyTypeObject *)type; /* the state keeps our reference */
+    return 0;
+}
+
+static int
+core_exec(PyObject *module)
+{
+    cpar_module_state *st = PyModule_GetState(module);
+    static const struct {
+        const char *name;
+        long value;
+    } constants[] = {
+        {"MSG_REGISTER", CPAR_MSG_REGISTER},
+        {"MSG_REGISTER_REPLY", CPAR_MSG_REGISTER_REPLY},
+        {"MSG_HEARTBEAT", CPAR_MSG_HEARTBEAT},
+        {"MSG_CONNECT", CPAR_MSG_CONNECT},
+        {"MSG_CONNECT_REPLY", CPAR_MSG_CONNECT_REPLY},
+        {"MSG_EXECUTE", CPAR_MSG_EXECUTE},
+        {"MSG_APPLY", CPAR_MSG_APPLY},
+        {"MSG_REPLY", CPAR_MSG_REPLY},
+        {"MSG_STREAM", CPAR_MSG_STREAM},
+        {"MSG_ERROR", CPAR_MSG_ERROR},
+        {"MSG_INTERRUPT", CPAR_MSG_INTERRUPT},
+        {"MSG_SHUTDOWN", CPAR_MSG_SHUTDOWN},
+        {"MSG_SHUTDOWN_REPLY", CPAR_MSG_SHUTDOWN_REPLY},
+        {"MSG_ENGINE_EVENT", CPAR_MSG_ENGINE_EVENT},
+        {"FLAG_STDOUT", CPAR_FLAG_STDOUT},
+        {"FLAG_STDERR", CPAR_FLAG_STDERR},
+        {"FLAG_HUB", CPAR_FLAG_HUB},
+        {"FLAG_TARGETED", CPAR_FLAG_TARGETED},
+        {"STATUS_OK", CPAR_STATUS_OK},
+        {"STATUS_ERROR", CPAR_STATUS_ERROR},
+        {"NO_ENGINE", CPAR_NO_ENGINE},
+        {"ID_SIZE", CPAR_WIRE_ID_SIZE},
+        {"MAX_FRAMES", CPAR_WIRE_MAX_FRAMES},
+        {"MAX_TARGETS", CPAR_WIRE_MAX_TARGETS},
+        {"WIRE_VERSION", CPAR_WIRE_VERSION},
+        {"ZEROCOPY_MIN_SIZE", CPAR_ZC_MIN_SIZE},
+        {"E_NOMEM", CPAR_ENOMEM},
+        {"E_INVAL", CPAR_EINVAL},
+        {"E_PROTO", CPAR_EPROTO},
+        {"E_SIG", CPAR_ESIG},
+        {"E_VERSION", CPAR_EVERSION},
+        {"E_TYPE", CPAR_ETYPE},
+        {"E_ZMQ", CPAR_EZMQ},
+        {"E_TIMEOUT", CPAR_ETIMEOUT},
+        {"E_CLOSED", CPAR_ECLOSED},
+        {"E_NOENGINE", CPAR_ENOENGINE},
+        {"E_ENGINEDEAD", CPAR_EENGINEDEAD},
+        {"E_CRYPTO", CPAR_ECRYPTO},
+        {"E_IO", CPAR_EIO},
+        {"E_AGAIN", CPAR_EAGAIN},
+        {"E_SHUTDOWN", CPAR_ESHUTDOWN},
+    };
+
+    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
+        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
+            return -1;
+    if (cpar__add_type(module, cpar_frame_type_new(module, "cpar._core.Frame"),
+                       &st->frame_type) < 0)
+        return -1;
+    if (cpar__add_type(module, cpar_message_type_new(module), &st->message_type) < 0)
+        return -1;
+    if (cpar__add_type(module, cpar_connection_type_new(module), &st->connection_type) < 0)
+        return -1;
+    if (cpar__add_type(module, cpar_controller_type_new(module), &st->controller_type) < 0)
+        return -1;
+    return 0;
+}
+
+static int
+core_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    cpar_module_state *st = PyModule_GetState(module);
+    Py_VISIT(st->frame_type);
+    Py_VISIT(st->message_type);
+    Py_VISIT(st->connection_type);
+    Py_VISIT(st->controller_type);
+    return 0;
+}
+
+static int
+core_clear(PyObject *module)
+{
+    cpar_module_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->frame_type);
+    Py_CLEAR(st->message_type);
+    Py_CLEAR(st->connection_type);
+    Py_CLEAR(st->controller_type);
+    return 0;
+}
+
+static void
+core_free(void *module)
+{
+    core_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+    {0, NULL},
+};
+
+PyDoc_STRVAR(core_doc, "cpar's C core: the client connection, the controller entry and the "
+                       "wire constants. Private: use the cpar package.");
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "cpar._core",
+    .m_doc = core_doc,
+    .m_size = sizeof(cpar_module_state),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&core_module);
+}

@@ -1,0 +1,121 @@
+/* cpar-engine: the state shared by the engine's two threads and the functions each file
+ * of engine/ offers the others.
+ *
+ * Threads: the main thread owns the embedded interpreter (it holds the GIL while Python
+ * runs); the I/O thread owns the DEALER socket to the controller and never touches Python.
+ * They talk through an inproc PAIR (tasks one way, signed wire messages the other) and
+ * through the fields of cpar_engine marked "under lock". */
+#ifndef CPAR_ENGINE_ENGINE_H
+#define CPAR_ENGINE_ENGINE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h> /* first, as Python.h asks */
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sign.h"
+#include "wire.h"
+
+#define CPAR_ENGINE_PAIR_URL "inproc://cpar-engine-tasks"
+#define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000 /* no REGISTER_REPLY by then: give up */
+#define CPAR_ENGINE_STREAM_PERIOD_MS 50       /* pending output is sent at least this often */
+#define CPAR_ENGINE_STOP_GRACE_MS 5000        /* a task ignoring the stop interrupt: _exit */
+
+/* One run of output text of one stream, waiting to be sent as a STREAM message. */
+typedef struct cpar_capture_seg {
+    uint16_t flag; /* CPAR_FLAG_STDOUT or CPAR_FLAG_STDERR */
+    char *data;    /* UTF-8 text (malloc'd; handed to libzmq when sent) */
+    size_t len;
+    size_t cap;
+} cpar_capture_seg;
+
+/* Output captured while a task runs, in order; consecutive writes to one stream merge. */
+typedef struct cpar_capture {
+    cpar_capture_seg *segs; /* malloc'd array */
+    size_t n;
+    size_t cap;
+} cpar_capture;
+
+/* Control records passed over the inproc PAIR as one frame. */
+enum cpar_engine_ctl_kind {
+    CPAR_CTL_REGISTERED = 'R', /* io -> main: value = our engine id */
+    CPAR_CTL_FAILED = 'F',     /* io -> main: registration failed; value = exit status */
+    CPAR_CTL_TASK = 'T',       /* io -> main: msg = a heap cpar_msg (EXECUTE or APPLY) */
+    CPAR_CTL_STOP = 'S',       /* io -> main: stop after the current task; value = status */
+    CPAR_CTL_QUIT = 'Q',       /* main -> io: flush what was sent and end the thread */
+};
+
+typedef struct cpar_engine_ctl {
+    int32_t kind;   /* enum cpar_engine_ctl_kind */
+    int32_t value;  /* by kind */
+    cpar_msg *msg;  /* CPAR_CTL_TASK: ownership passes to the receiver */
+} cpar_engine_ctl;
+
+typedef struct cpar_engine {
+    /* Set by main before the I/O thread starts, read-only afterwards. */
+    char *engine_url;                   /* the controller's engine ROUTER */
+    uint8_t key[CPAR_SIGN_MAX_KEY];     /* HMAC key (UTF-8 bytes of the "key" string) */
+    size_t keylen;
+    int requested_id;                   /* --id, or -1 */
+    int hb_period_ms;                   /* from the connection file; REGISTER_REPLY wins */
+    int hb_timeout_ms;
+    void *zctx;                         /* ZMQ context (thread-safe) */
+    pthread_t main_thread;              /* target of interrupts (SIGINT) */
+    pthread_t io_thread;
+    int io_started;
+
+    /* Set by the I/O thread before it sends CPAR_CTL_REGISTERED, read-only afterwards. */
+    int32_t id;
+
+    /* Shared between the threads: under lock. */
+    pthread_mutex_t lock;
+    int running;                              /* a task runs on the main thread */
+    uint8_t running_id[CPAR_WIRE_ID_SIZE];    /* its request's msg id */
+    int interrupt_sent;                       /* SIGINT sent during this task */
+    cpar_capture capture;                     /* its output not yet sent */
+
+    atomic_int stopping; /* set by the I/O thread: drop queued tasks, then exit */
+    atomic_int io_done;  /* set by the I/O thread as it ends */
+} cpar_engine;
+
+/* log.c: the engine log (a file opened in append mode, or stderr). Any thread. */
+int cpar_elog_open(const char *path, int quiet);
+void cpar_elog_close(void);
+void cpar_elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cpar_elog_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cpar_elog_write(const char *prefix, const char *text, size_t len);
+void cpar_elog_set_id(int id);
+
+/* capture.c: output buffering (under engine->lock) and the builtin module _cpar_engine
+ * (Frame and Stream types). cpar_capture_* need engine->lock held. */
+void cpar_capture_init(cpar_capture *c);
+int cpar_capture_append(cpar_capture *c, uint16_t flag, const char *data, size_t len);
+/* Moves every pending segment into *out (which must be empty); c is left empty. */
+void cpar_capture_take(cpar_capture *c, cpar_capture *out);
+void cpar_capture_free(cpar_capture *c);
+/* Turns each segment of c into a STREAM message about request `parent` and sends it with
+ * cpar_wire_send on sock (the text moves to libzmq, no copy); c is left empty. Returns 0
+ * or the first CPAR_E* error. Needs no lock (c is private to the caller by then). */
+int cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id,
+                      const uint8_t parent[CPAR_WIRE_ID_SIZE]);
+/* The engine the Stream objects write for (set once, before Python starts). */
+void cpar_capture_set_engine(cpar_engine *e);
+/* PyImport_AppendInittab entry of _cpar_engine (a new module definition reference). */
+PyObject *cpar_engine_module_init(void);
+
+/* ids.c-like helper in io.c: a fresh, process-unique msg id. Any thread. */
+void cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE]);
+
+/* io.c: the I/O thread. Starts it with every signal blocked in it. Returns 0 or -1. */
+int cpar_io_start(cpar_engine *e);
+void cpar_io_join(cpar_engine *e);
+
+/* runner.c: the main thread's loop (GIL held on entry and exit). Waits for registration,
+ * runs tasks until told to stop, returns the process exit status. */
+int cpar_runner_run(cpar_engine *e);
+
+#endif /* CPAR_ENGINE_ENGINE_H */

@@ -1,0 +1,521 @@
+/* The engine's I/O thread: registration, heartbeats, control messages, output streaming,
+ * and the relay of the main thread's replies to the controller.
+ *
+ * Ownership and threads: the thread owns the DEALER connected to the controller, the
+ * PAIR end bound at CPAR_ENGINE_PAIR_URL and its own signer. It never touches Python and
+ * never waits for the GIL, so heartbeats and interrupts keep flowing while a task holds it.
+ * It reads and writes cpar_engine's "under lock" fields with engine->lock held, briefly.
+ * Every signal is blocked in this thread, so SIGINT always lands on the main thread. */
+#include "engine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+/* ---- message ids ----------------------------------------------------------------------- */
+
+static pthread_once_t cpar__id_once = PTHREAD_ONCE_INIT;
+static uint8_t cpar__id_prefix[8]; /* random per process */
+static atomic_uint_fast64_t cpar__id_counter;
+
+static void
+cpar__id_init(void)
+{
+    uint64_t t = cpar_now_ns() ^ ((uint64_t)getpid() << 32);
+    if (getrandom(cpar__id_prefix, sizeof(cpar__id_prefix), 0) != (ssize_t)sizeof(cpar__id_prefix))
+        memcpy(cpar__id_prefix, &t, sizeof(cpar__id_prefix));
+}
+
+void
+cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE])
+{
+    uint64_t n;
+    pthread_once(&cpar__id_once, cpar__id_init);
+    n = atomic_fetch_add(&cpar__id_counter, 1) + 1;
+    memcpy(out, cpar__id_prefix, 8);
+    for (int i = 0; i < 8; i++)
+        out[8 + i] = (uint8_t)(n >> (8 * i));
+}
+
+/* ---- the thread ------------------------------------------------------------------------ */
+
+typedef struct cpar__io {
+    cpar_engine *e;
+    void *dealer;          /* to the controller's engine ROUTER */
+    void *pair;            /* to the main thread */
+    cpar_signer *signer;   /* this thread's */
+    uint64_t last_heard;   /* ns: last valid message from the controller */
+    uint64_t next_hb;      /* ns: next HEARTBEAT due */
+    uint64_t last_flush;   /* ns: last time pending output was sent */
+    unsigned long dropped; /* messages dropped (bad or unhandled) */
+    int stopping;          /* a stop was requested from the main thread */
+    int exit_status;       /* the process's exit status once stopped */
+    uint64_t stop_deadline; /* ns: after this, a task that will not stop gets _exit */
+    int quit;              /* the main thread said CPAR_CTL_QUIT */
+} cpar__io;
+
+static int
+cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
+{
+    cpar_engine_ctl ctl = {.kind = kind, .value = value, .msg = msg};
+    if (zmq_send(io->pair, &ctl, sizeof(ctl), 0) != (int)sizeof(ctl))
+        return CPAR_EZMQ;
+    return 0;
+}
+
+static void
+cpar__io_drop(cpar__io *io, const char *why)
+{
+    io->dropped++;
+    if (io->dropped <= 20 || io->dropped % 1000 == 0)
+        cpar_elog("dropped a message from the controller: %s (%lu dropped so far)", why,
+                  io->dropped);
+}
+
+/* Sends a message this thread makes (HEARTBEAT, REGISTER) to the controller. */
+static int
+cpar__io_send(cpar__io *io, cpar_msg *m)
+{
+    return cpar_wire_send(io->dealer, io->signer, NULL, 0, m, ZMQ_DONTWAIT);
+}
+
+/* Parses "hb_period_ms=...\nhb_timeout_ms=...\n" from REGISTER_REPLY's payload. */
+static void
+cpar__io_parse_reply(cpar__io *io, cpar_msg *m)
+{
+    char buf[256];
+    size_t len;
+    char *line, *save = NULL;
+
+    if (m->nframes < 1)
+        return;
+    len = zmq_msg_size(&m->frames[0]);
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;
+    memcpy(buf, zmq_msg_data(&m->frames[0]), len);
+    buf[len] = '\0';
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        int v;
+        if (sscanf(line, "hb_period_ms=%d", &v) == 1 && v > 0)
+            io->e->hb_period_ms = v;
+        else if (sscanf(line, "hb_timeout_ms=%d", &v) == 1 && v > 0)
+            io->e->hb_timeout_ms = v;
+    }
+}
+
+/* REGISTER, then wait for REGISTER_REPLY. Returns 0 (and tells main our id) or -1 (and
+ * tells main to exit). */
+static int
+cpar__io_register(cpar__io *io)
+{
+    cpar_engine *e = io->e;
+    cpar_msg m;
+    char host[256] = "";
+    char payload[400];
+    uint64_t deadline;
+    int n, rc;
+
+    gethostname(host, sizeof(host) - 1);
+    n = snprintf(payload, sizeof(payload), "pid=%d\nhost=%s\n", (int)getpid(), host);
+    cpar_msg_init(&m, CPAR_MSG_REGISTER);
+    m.h.target = e->requested_id;
+    cpar_engine_new_id(m.h.msg_id);
+    m.h.t0 = cpar_now_ns();
+    if (cpar_msg_add_copy(&m, payload, (size_t)n) != 0 || cpar__io_send(io, &m) != 0) {
+        cpar_msg_close(&m);
+        cpar_elog("cannot send REGISTER to %s: %s", e->engine_url, zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    deadline = cpar_now_ns() + (uint64_t)CPAR_ENGINE_REGISTER_TIMEOUT_MS * 1000000u;
+    for (;;) {
+        uint64_t now = cpar_now_ns();
+        zmq_pollitem_t item = {.socket = io->dealer, .events = ZMQ_POLLIN};
+        if (now >= deadline) {
+            cpar_elog("no REGISTER_REPLY from the controller at %s within %d s; exiting",
+                      e->engine_url, CPAR_ENGINE_REGISTER_TIMEOUT_MS / 1000);
+            goto error;
+        }
+        rc = zmq_poll(&item, 1, (long)((deadline - now) / 1000000u) + 1);
+        if (rc <= 0)
+            continue;
+        rc = cpar_wire_recv(io->dealer, io->signer, 0, NULL, NULL, &m, ZMQ_DONTWAIT);
+        if (rc == CPAR_EAGAIN)
+            continue;
+        if (rc != 0) {
+            cpar__io_drop(io, cpar_strerror(rc));
+            continue;
+        }
+        if (m.h.type != CPAR_MSG_REGISTER_REPLY) {
+            cpar__io_drop(io, "not a REGISTER_REPLY while registering");
+            cpar_msg_close(&m);
+            continue;
+        }
+        if (m.h.status != 0) {
+            cpar_elog("the controller refused registration: %s (%d); exiting",
+                      cpar_strerror(m.h.status), m.h.status);
+            cpar_msg_close(&m);
+            goto error;
+        }
+        e->id = m.h.engine;
+        cpar__io_parse_reply(io, &m);
+        cpar_msg_close(&m);
+        break;
+    }
+    cpar_elog_set_id(e->id);
+    cpar_elog("registered with %s as engine %d (heartbeat %d ms, timeout %d ms)", e->engine_url,
+              e->id, e->hb_period_ms, e->hb_timeout_ms);
+    io->last_heard = cpar_now_ns();
+    cpar__io_ctl(io, CPAR_CTL_REGISTERED, e->id, NULL);
+    return 0;
+error:
+    cpar__io_ctl(io, CPAR_CTL_FAILED, 2, NULL);
+    return -1;
+}
+
+/* Sends SIGINT to the main thread if a task runs and it is one of `ids` (n ids; n == 0:
+ * any). Takes engine->lock. */
+static void
+cpar__io_interrupt(cpar__io *io, const uint8_t *ids, size_t n)
+{
+    cpar_engine *e = io->e;
+    int hit = 0;
+
+    pthread_mutex_lock(&e->lock);
+    if (e->running) {
+        hit = n == 0;
+        for (size_t i = 0; i < n && !hit; i++)
+            hit = memcmp(ids + i * CPAR_WIRE_ID_SIZE, e->running_id, CPAR_WIRE_ID_SIZE) == 0;
+        if (hit) {
+            e->interrupt_sent = 1;
+            pthread_kill(e->main_thread, SIGINT);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (hit)
+        cpar_elog_info("interrupting the running task");
+}
+
+static void
+cpar__io_begin_stop(cpar__io *io, int status)
+{
+    if (io->stopping)
+        return;
+    io->stopping = 1;
+    io->exit_status = status;
+    io->stop_deadline = cpar_now_ns() + (uint64_t)CPAR_ENGINE_STOP_GRACE_MS * 1000000u;
+    atomic_store(&io->e->stopping, 1);
+    cpar__io_interrupt(io, NULL, 0);
+    cpar__io_ctl(io, CPAR_CTL_STOP, status, NULL);
+}
+
+/* Payload frame `i` counting after the target list of a TARGETED message. */
+static zmq_msg_t *
+cpar__io_payload(cpar_msg *m, size_t i)
+{
+    size_t skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
+    return i + skip < m->nframes ? &m->frames[i + skip] : NULL;
+}
+
+static void
+cpar__io_on_message(cpar__io *io, cpar_msg *m)
+{
+    switch (m->h.type) {
+    case CPAR_MSG_HEARTBEAT:
+    case CPAR_MSG_REGISTER_REPLY:
+        break;
+    case CPAR_MSG_EXECUTE:
+    case CPAR_MSG_APPLY: {
+        cpar_msg *task;
+        if (io->stopping)
+            break;
+        task = malloc(sizeof(*task));
+        if (task == NULL) {
+            cpar_elog("out of memory queueing a task; dropped");
+            break;
+        }
+        *task = *m; /* the frames move to the heap copy */
+        m->frames = NULL;
+        m->nframes = m->cap = 0;
+        if (cpar__io_ctl(io, CPAR_CTL_TASK, 0, task) != 0) {
+            cpar_elog("cannot queue a task: %s", zmq_strerror(zmq_errno()));
+            cpar_msg_close(task);
+            free(task);
+        }
+        break;
+    }
+    case CPAR_MSG_INTERRUPT: {
+        zmq_msg_t *ids = cpar__io_payload(m, 0);
+        size_t len = ids ? zmq_msg_size(ids) : 0;
+        cpar__io_interrupt(io, ids ? zmq_msg_data(ids) : NULL, len / CPAR_WIRE_ID_SIZE);
+        break;
+    }
+    case CPAR_MSG_SHUTDOWN:
+        cpar_elog("SHUTDOWN from the controller");
+        cpar__io_begin_stop(io, 0);
+        break;
+    default:
+        cpar__io_drop(io, "a message type engines do not handle");
+        break;
+    }
+    cpar_msg_close(m);
+}
+
+static void
+cpar__io_on_dealer(cpar__io *io)
+{
+    for (int i = 0; i < 1000; i++) {
+        cpar_msg m;
+        int rc = cpar_wire_recv(io->dealer, io->signer, 0, NULL, NULL, &m, ZMQ_DONTWAIT);
+        if (rc == CPAR_EAGAIN)
+            return;
+        if (rc == CPAR_EZMQ) {
+            if (zmq_errno() != EINTR)
+                cpar_elog("receive from the controller failed: %s", zmq_strerror(zmq_errno()));
+            return;
+        }
+        if (rc != 0) {
+            cpar__io_drop(io, cpar_strerror(rc));
+            continue;
+        }
+        io->last_heard = cpar_now_ns();
+        cpar__io_on_message(io, &m);
+    }
+}
+
+/* Drops the rest of a half-read multipart message on the pair. */
+static void
+cpar__io_skip_rest(cpar__io *io, int more)
+{
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, io->pair, 0) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        more = zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+}
+
+/* Relays what the main thread sent (signed wire messages, moved frame by frame without
+ * copies) to the controller; handles its control records. */
+static void
+cpar__io_on_pair(cpar__io *io)
+{
+    for (int i = 0; i < 1000; i++) {
+        zmq_msg_t part;
+        int more;
+
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, io->pair, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&part);
+            return;
+        }
+        more = zmq_msg_more(&part);
+        if (!more && zmq_msg_size(&part) == sizeof(cpar_engine_ctl)) {
+            cpar_engine_ctl ctl;
+            memcpy(&ctl, zmq_msg_data(&part), sizeof(ctl));
+            zmq_msg_close(&part);
+            if (ctl.kind == CPAR_CTL_QUIT)
+                io->quit = 1;
+            continue;
+        }
+        if (zmq_msg_send(&part, io->dealer, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
+            cpar_elog("cannot send to the controller (%s); a message was dropped",
+                      zmq_strerror(zmq_errno()));
+            zmq_msg_close(&part);
+            cpar__io_skip_rest(io, more);
+            continue;
+        }
+        while (more) {
+            zmq_msg_init(&part);
+            if (zmq_msg_recv(&part, io->pair, 0) < 0) {
+                zmq_msg_close(&part);
+                break;
+            }
+            more = zmq_msg_more(&part);
+            if (zmq_msg_send(&part, io->dealer, more ? ZMQ_SNDMORE : 0) < 0)
+                zmq_msg_close(&part);
+        }
+    }
+}
+
+/* Sends the running task's pending output as STREAM messages. */
+static void
+cpar__io_flush_output(cpar__io *io)
+{
+    cpar_engine *e = io->e;
+    cpar_capture pending;
+    uint8_t parent[CPAR_WIRE_ID_SIZE];
+
+    pthread_mutex_lock(&e->lock);
+    if (!e->running || e->capture.n == 0) {
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
+    cpar_capture_take(&e->capture, &pending);
+    memcpy(parent, e->running_id, CPAR_WIRE_ID_SIZE);
+    pthread_mutex_unlock(&e->lock);
+    cpar_capture_send(&pending, io->dealer, io->signer, e->id, parent);
+}
+
+static void
+cpar__io_heartbeat(cpar__io *io)
+{
+    cpar_msg m;
+    cpar_msg_init(&m, CPAR_MSG_HEARTBEAT);
+    m.h.engine = io->e->id;
+    cpar_engine_new_id(m.h.msg_id);
+    m.h.t0 = cpar_now_ns();
+    cpar__io_send(io, &m);
+}
+
+static void
+cpar__io_loop(cpar__io *io)
+{
+    cpar_engine *e = io->e;
+    uint64_t ms = 1000000u;
+
+    io->next_hb = cpar_now_ns();
+    while (!io->quit) {
+        zmq_pollitem_t items[2] = {
+            {.socket = io->dealer, .events = ZMQ_POLLIN},
+            {.socket = io->pair, .events = ZMQ_POLLIN},
+        };
+        uint64_t now = cpar_now_ns();
+        long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
+        int running;
+
+        pthread_mutex_lock(&e->lock);
+        running = e->running;
+        pthread_mutex_unlock(&e->lock);
+        if (running && timeout > CPAR_ENGINE_STREAM_PERIOD_MS)
+            timeout = CPAR_ENGINE_STREAM_PERIOD_MS;
+        if (io->stopping && timeout > 100)
+            timeout = 100;
+        if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
+            cpar_elog("zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            cpar__io_on_dealer(io);
+        if (items[1].revents & ZMQ_POLLIN)
+            cpar__io_on_pair(io);
+        now = cpar_now_ns();
+        if (now >= io->next_hb) {
+            cpar__io_heartbeat(io);
+            io->next_hb = now + (uint64_t)e->hb_period_ms * ms;
+        }
+        if (now - io->last_flush >= (uint64_t)CPAR_ENGINE_STREAM_PERIOD_MS * ms) {
+            cpar__io_flush_output(io);
+            io->last_flush = now;
+        }
+        if (!io->stopping && now - io->last_heard > (uint64_t)e->hb_timeout_ms * 10u * ms) {
+            cpar_elog("nothing heard from the controller for %d ms; exiting",
+                      e->hb_timeout_ms * 10);
+            cpar__io_begin_stop(io, 1);
+        }
+        if (io->stopping && !io->quit && now > io->stop_deadline) {
+            cpar_elog("the running task did not stop within %d ms; exiting now",
+                      CPAR_ENGINE_STOP_GRACE_MS);
+            cpar_elog_close();
+            _exit(io->exit_status);
+        }
+    }
+}
+
+/* After a failed registration: wait for main's QUIT, so that closing the pair cannot
+ * discard the CPAR_CTL_FAILED record before main has read it. */
+static void
+cpar__io_wait_quit(cpar__io *io)
+{
+    while (!io->quit) {
+        zmq_pollitem_t item = {.socket = io->pair, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, 1000) < 0)
+            return;
+        if (item.revents & ZMQ_POLLIN)
+            cpar__io_on_pair(io);
+    }
+}
+
+static void *
+cpar__io_main(void *arg)
+{
+    cpar__io io;
+    int zero = 0, linger = 2000;
+
+    memset(&io, 0, sizeof(io));
+    io.e = arg;
+    if (cpar_signer_new(io.e->key, io.e->keylen, &io.signer) != 0) {
+        cpar_elog("cannot make an HMAC signer");
+        goto error;
+    }
+    io.dealer = zmq_socket(io.e->zctx, ZMQ_DEALER);
+    io.pair = zmq_socket(io.e->zctx, ZMQ_PAIR);
+    if (io.dealer == NULL || io.pair == NULL) {
+        cpar_elog("cannot create sockets: %s", zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    /* No high-water marks: a blocked send would stop the heartbeats; the engine exits
+     * when the controller goes silent, which bounds what can pile up. */
+    zmq_setsockopt(io.dealer, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io.dealer, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io.dealer, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(io.pair, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io.pair, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(io.pair, ZMQ_LINGER, &zero, sizeof(zero));
+    if (zmq_bind(io.pair, CPAR_ENGINE_PAIR_URL) != 0) {
+        cpar_elog("cannot bind %s: %s", CPAR_ENGINE_PAIR_URL, zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    if (zmq_connect(io.dealer, io.e->engine_url) != 0) {
+        cpar_elog("cannot connect to %s: %s", io.e->engine_url, zmq_strerror(zmq_errno()));
+        cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
+        goto error;
+    }
+    if (cpar__io_register(&io) == 0)
+        cpar__io_loop(&io);
+    else
+        cpar__io_wait_quit(&io);
+error:
+    atomic_store(&io.e->io_done, 1);
+    if (io.dealer)
+        zmq_close(io.dealer);
+    if (io.pair)
+        zmq_close(io.pair);
+    cpar_signer_free(io.signer);
+    return NULL;
+}
+
+int
+cpar_io_start(cpar_engine *e)
+{
+    sigset_t all, old;
+    int rc;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rc = pthread_create(&e->io_thread, NULL, cpar__io_main, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        cpar_elog("cannot start the I/O thread: %s", strerror(rc));
+        return -1;
+    }
+    e->io_started = 1;
+    return 0;
+}
+
+void
+cpar_io_join(cpar_engine *e)
+{
+    if (e->io_started)
+        pthread_join(e->io_thread, NULL);
+    e->io_started = 0;
+}

@@ -1,0 +1,355 @@
+/* cpar-engine's entry point: command line, the embedded interpreter (PyConfig, adopting the
+ * environment of a given python executable), the connection file, and orderly exit.
+ *
+ * Threads: everything here runs on the main thread. The I/O thread is started and joined
+ * by the runner (runner.c); by the time Python is finalized it has ended. */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "zerocopy.h"
+
+#ifndef CPAR_BUILD_PYTHON
+#define CPAR_BUILD_PYTHON "python3"
+#endif
+
+#define CPAR__CONN_WAIT_MS 30000 /* how long to wait for the connection file to appear */
+
+typedef struct cpar__args {
+    const char *connection_file;
+    const char *python;
+    const char *log;
+    int id;
+    int quiet;
+} cpar__args;
+
+static void
+cpar__usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cpar-engine --connection-file PATH [--python EXE] [--log PATH] [--id N] "
+            "[--quiet]\n"
+            "  --connection-file PATH  the controller's connection file (JSON)\n"
+            "  --python EXE            python whose environment (venv, sys.path) to adopt\n"
+            "                          (default: $CPAR_PYTHON, else %s)\n"
+            "  --log PATH              append the engine log to PATH (default: stderr)\n"
+            "  --id N                  ask the controller for engine id N\n"
+            "  --quiet                 log errors only\n",
+            CPAR_BUILD_PYTHON);
+}
+
+/* Parses argv into a; returns 0, 1 (--help: exit 0) or -1 (usage error). */
+static int
+cpar__parse_args(int argc, char **argv, cpar__args *a)
+{
+    a->id = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = NULL;
+        const char *eq = strchr(arg, '=');
+        size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const char **dst = NULL;
+
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+            return 1;
+        if (strcmp(arg, "--quiet") == 0) {
+            a->quiet = 1;
+            continue;
+        }
+        if (namelen == 17 && strncmp(arg, "--connection-file", 17) == 0)
+            dst = &a->connection_file;
+        else if (namelen == 8 && strncmp(arg, "--python", 8) == 0)
+            dst = &a->python;
+        else if (namelen == 5 && strncmp(arg, "--log", 5) == 0)
+            dst = &a->log;
+        else if (!(namelen == 4 && strncmp(arg, "--id", 4) == 0)) {
+            fprintf(stderr, "cpar-engine: unknown argument %s\n", arg);
+            return -1;
+        }
+        if (eq != NULL)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else {
+            fprintf(stderr, "cpar-engine: %s needs a value\n", arg);
+            return -1;
+        }
+        if (dst != NULL) {
+            *dst = val;
+        } else {
+            char *end;
+            long v = strtol(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || v < -1 || v > 0x7fffffff) {
+                fprintf(stderr, "cpar-engine: bad --id %s\n", val);
+                return -1;
+            }
+            a->id = (int)v;
+        }
+    }
+    if (a->connection_file == NULL) {
+        fprintf(stderr, "cpar-engine: --connection-file is required\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Starts the embedded interpreter as if `python` had been run. Returns 0 or -1 (logged). */
+static int
+cpar__start_python(const char *python, const char *argv0)
+{
+    PyConfig config;
+    PyStatus st;
+    char *pyargv[1] = {(char *)argv0};
+
+    if (PyImport_AppendInittab("_cpar_engine", cpar_engine_module_init) < 0) {
+        cpar_elog("cannot register the _cpar_engine module");
+        return -1;
+    }
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.install_signal_handlers = 1; /* SIGINT -> KeyboardInterrupt */
+    /* program_name decides the path calculation: next to it, pyvenv.cfg makes a venv's
+     * sys.prefix and site-packages ours, as for `python` itself. */
+    st = PyConfig_SetBytesString(&config, &config.program_name, python);
+    if (!PyStatus_Exception(st))
+        st = PyConfig_SetBytesArgv(&config, 1, pyargv);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        cpar_elog("cannot start Python for %s: %s%s%s", python, st.func ? st.func : "",
+                  st.func ? ": " : "", st.err_msg ? st.err_msg : "(no message)");
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the whole file at path into a new bytes object, waiting for it to appear for up
+ * to CPAR__CONN_WAIT_MS (an engine may start before its controller has written it).
+ * New reference or NULL (logged, no exception). */
+static PyObject *
+cpar__read_file(const char *path)
+{
+    struct timespec pause = {0, 100 * 1000000L};
+    PyObject *data = NULL;
+    FILE *f = NULL;
+    long size;
+
+    for (int waited = 0;; waited += 100) {
+        f = fopen(path, "rb");
+        if (f != NULL || errno != ENOENT || waited >= CPAR__CONN_WAIT_MS)
+            break;
+        if (waited == 0)
+            cpar_elog_info("waiting for the connection file %s", path);
+        nanosleep(&pause, NULL);
+    }
+    if (f == NULL) {
+        cpar_elog("cannot open the connection file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+        goto error;
+    data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        goto error;
+    if (fread(PyBytes_AS_STRING(data), 1, (size_t)size, f) != (size_t)size)
+        goto error;
+    fclose(f);
+    return data;
+error:
+    cpar_elog("cannot read the connection file %s", path);
+    PyErr_Clear();
+    Py_XDECREF(data);
+    fclose(f);
+    return NULL;
+}
+
+/* An int field of d (borrowed) or dflt when absent. -1 with an exception on bad types. */
+static int
+cpar__conn_int(PyObject *d, const char *name, int dflt, int *out)
+{
+    PyObject *v = PyDict_GetItemString(d, name); /* borrowed */
+    long x;
+    if (v == NULL || v == Py_None) {
+        *out = dflt;
+        return 0;
+    }
+    x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    *out = x > 0 && x < 0x7fffffff ? (int)x : dflt;
+    return 0;
+}
+
+/* Loads engine_url, key, heartbeat settings from the connection file (JSON) into e.
+ * GIL held. Returns 0 or -1 (logged). */
+static int
+cpar__read_connection(cpar_engine *e, const char *path)
+{
+    PyObject *data = NULL, *json = NULL, *d = NULL;
+    PyObject *url, *key, *scheme;
+    const char *s;
+    Py_ssize_t len;
+
+    data = cpar__read_file(path);
+    if (data == NULL)
+        return -1;
+    json = PyImport_ImportModule("json");
+    if (json == NULL)
+        goto error;
+    d = PyObject_CallMethod(json, "loads", "O", data);
+    if (d == NULL)
+        goto error;
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_ValueError, "the connection file does not hold a JSON object");
+        goto error;
+    }
+    url = PyDict_GetItemString(d, "engine_url"); /* borrowed */
+    key = PyDict_GetItemString(d, "key");        /* borrowed */
+    scheme = PyDict_GetItemString(d, "signature_scheme");
+    if (url == NULL || !PyUnicode_Check(url) || key == NULL || !PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_ValueError, "the connection file needs engine_url and key strings");
+        goto error;
+    }
+    if (scheme != NULL && scheme != Py_None &&
+        (!PyUnicode_Check(scheme) || PyUnicode_CompareWithASCIIString(scheme, "hmac-sha256"))) {
+        PyErr_SetString(PyExc_ValueError, "unsupported signature_scheme (need hmac-sha256)");
+        goto error;
+    }
+    s = PyUnicode_AsUTF8(url);
+    if (s == NULL || (e->engine_url = strdup(s)) == NULL)
+        goto error;
+    s = PyUnicode_AsUTF8AndSize(key, &len); /* the key is the string's UTF-8 bytes */
+    if (s == NULL)
+        goto error;
+    if (len < 1 || len > CPAR_SIGN_MAX_KEY) {
+        PyErr_SetString(PyExc_ValueError, "the key must be 1 to 256 bytes");
+        goto error;
+    }
+    memcpy(e->key, s, (size_t)len);
+    e->keylen = (size_t)len;
+    if (cpar__conn_int(d, "hb_period_ms", 500, &e->hb_period_ms) < 0 ||
+        cpar__conn_int(d, "hb_timeout_ms", 3000, &e->hb_timeout_ms) < 0)
+        goto error;
+    Py_DECREF(data);
+    Py_DECREF(json);
+    Py_DECREF(d);
+    return 0;
+error:
+    cpar_elog("bad connection file %s:", path);
+    if (PyErr_Occurred())
+        PyErr_Print();
+    Py_XDECREF(data);
+    Py_XDECREF(json);
+    Py_XDECREF(d);
+    return -1;
+}
+
+/* sys.stdout/stderr become the engine's streams; '' leads sys.path as for `python -c`.
+ * GIL held. Returns 0 or -1 (exception set). */
+static int
+cpar__install_streams(void)
+{
+    PyObject *mod = PyImport_ImportModule("_cpar_engine");
+    PyObject *out = NULL, *err = NULL, *path, *empty = NULL;
+    int rc = -1;
+
+    if (mod == NULL)
+        return -1;
+    out = PyObject_GetAttrString(mod, "stdout");
+    err = PyObject_GetAttrString(mod, "stderr");
+    if (out == NULL || err == NULL)
+        goto error;
+    if (PySys_SetObject("stdout", out) < 0 || PySys_SetObject("stderr", err) < 0)
+        goto error;
+    path = PySys_GetObject("path"); /* borrowed */
+    empty = PyUnicode_FromString("");
+    if (path != NULL && empty != NULL && PyList_Check(path) && PyList_Insert(path, 0, empty) < 0)
+        goto error;
+    rc = 0;
+error:
+    Py_XDECREF(mod);
+    Py_XDECREF(out);
+    Py_XDECREF(err);
+    Py_XDECREF(empty);
+    return rc;
+}
+
+/* Logs sys.executable and sys.prefix (what environment we adopted). */
+static void
+cpar__log_environment(const char *python)
+{
+    PyObject *exe = PySys_GetObject("executable"); /* borrowed */
+    PyObject *prefix = PySys_GetObject("prefix");   /* borrowed */
+    const char *se = exe && PyUnicode_Check(exe) ? PyUnicode_AsUTF8(exe) : NULL;
+    const char *sp = prefix && PyUnicode_Check(prefix) ? PyUnicode_AsUTF8(prefix) : NULL;
+    PyErr_Clear();
+    cpar_elog_info("python %s: sys.executable=%s sys.prefix=%s", python, se ? se : "?",
+                   sp ? sp : "?");
+}
+
+int
+main(int argc, char **argv)
+{
+    cpar__args args;
+    cpar_engine e;
+    const char *python;
+    int status = 1, pr;
+
+    memset(&args, 0, sizeof(args));
+    pr = cpar__parse_args(argc, argv, &args);
+    if (pr != 0) {
+        cpar__usage(pr > 0 ? stdout : stderr);
+        return pr > 0 ? 0 : 2;
+    }
+    if (cpar_elog_open(args.log, args.quiet) < 0)
+        return 1;
+    python = args.python ? args.python : getenv("CPAR_PYTHON");
+    if (python == NULL || *python == '\0')
+        python = CPAR_BUILD_PYTHON;
+
+    memset(&e, 0, sizeof(e));
+    pthread_mutex_init(&e.lock, NULL);
+    cpar_capture_init(&e.capture);
+    e.requested_id = args.id;
+    e.id = -1;
+    cpar_capture_set_engine(&e);
+    cpar_elog_info("starting (pid %d, connection file %s)", (int)getpid(), args.connection_file);
+
+    if (cpar__start_python(python, argv[0]) < 0)
+        goto done;
+    cpar__log_environment(python);
+    if (cpar__install_streams() < 0) {
+        PyErr_Print();
+        goto finalize;
+    }
+    if (cpar__read_connection(&e, args.connection_file) < 0)
+        goto finalize;
+    e.zctx = zmq_ctx_new();
+    if (e.zctx == NULL) {
+        cpar_elog("cannot create a ZMQ context: %s", zmq_strerror(zmq_errno()));
+        goto finalize;
+    }
+    status = cpar_runner_run(&e);
+    Py_BEGIN_ALLOW_THREADS
+    zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
+    Py_END_ALLOW_THREADS
+    cpar_zc_drain();
+finalize:
+    if (Py_FinalizeEx() < 0 && status == 0)
+        status = 120;
+done:
+    cpar_elog_info("exiting with status %d", status);
+    pthread_mutex_lock(&e.lock);
+    cpar_capture_free(&e.capture);
+    pthread_mutex_unlock(&e.lock);
+    free(e.engine_url);
+    cpar_elog_close();
+    return status;
+}

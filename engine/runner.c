@@ -1,0 +1,340 @@
+/* The engine's main-thread loop: waits for tasks from the I/O thread, runs each through
+ * cpar.engine.runtime in the persistent __main__ namespace, and sends the REPLY.
+ *
+ * Ownership and threads: runs on the main thread only, with the GIL held except while it
+ * waits for a task or sends. It owns its end of the inproc PAIR and its own signer; a task
+ * cpar_msg received over the PAIR is owned (and freed) here. Received frames become
+ * _cpar_engine.Frame objects (no copy); result buffers go out through cpar_zc_add_frame. */
+#include "engine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "frame.h"
+#include "zerocopy.h"
+
+typedef struct cpar__runner {
+    cpar_engine *e;
+    void *pair;              /* main's end of the PAIR to the I/O thread */
+    cpar_signer *signer;     /* main thread's */
+    PyObject *frame_type;    /* _cpar_engine.Frame (new reference) */
+    PyObject *run_task;      /* cpar.engine.runtime.run_task (new reference) */
+    PyObject *error_frames;  /* cpar.engine.runtime.error_frames (new reference) */
+    PyObject *fallback;      /* pickled error dict (bytes) for when the runtime fails */
+} cpar__runner;
+
+/* Runs pending Python signal handlers and discards what they raise: a KeyboardInterrupt
+ * that lands between tasks must not end the engine. GIL held. */
+static void
+cpar__runner_clear_signals(void)
+{
+    if (PyErr_CheckSignals() < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            PyErr_WriteUnraisable(NULL);
+        PyErr_Clear();
+    }
+}
+
+/* Receives one control record from the I/O thread, with the GIL released. Returns 0, or
+ * -1 when the I/O thread has gone. */
+static int
+cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
+{
+    for (;;) {
+        int n, err;
+        Py_BEGIN_ALLOW_THREADS
+        n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
+        Py_END_ALLOW_THREADS
+        err = n < 0 ? zmq_errno() : 0;
+        if (n == (int)sizeof(*ctl))
+            return 0;
+        if (err == EINTR) {
+            cpar__runner_clear_signals();
+            continue;
+        }
+        if (err == EAGAIN) { /* receive timeout: is the I/O thread still there? */
+            if (atomic_load(&r->e->io_done))
+                return -1;
+            continue;
+        }
+        if (n < 0) {
+            cpar_elog("receive from the I/O thread failed: %s", zmq_strerror(err));
+            return -1;
+        }
+        cpar_elog("ignored a control record of %d bytes", n);
+    }
+}
+
+/* Sends m (consumed) to the I/O thread for relaying, signed here, the GIL released. */
+static int
+cpar__runner_send(cpar__runner *r, cpar_msg *m)
+{
+    int rc;
+    cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        cpar_elog("cannot pass a message to the I/O thread: %s", cpar_strerror(rc));
+    return rc;
+}
+
+/* Fills m's frames from the runtime's result `(status, [buffer, ...])` (borrowed) and sets
+ * the status. Returns 0, or -1 with a Python exception set (m's frames then closed). */
+static int
+cpar__runner_fill(cpar_msg *m, PyObject *res)
+{
+    PyObject *seq = NULL;
+    long status;
+
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        PyErr_SetString(PyExc_TypeError, "runtime.run_task must return (status, frames)");
+        goto error;
+    }
+    status = PyLong_AsLong(PyTuple_GET_ITEM(res, 0));
+    if (status == -1 && PyErr_Occurred())
+        goto error;
+    seq = PySequence_Fast(PyTuple_GET_ITEM(res, 1), "runtime frames must be a sequence");
+    if (seq == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
+        if (cpar_zc_add_frame(m, PySequence_Fast_GET_ITEM(seq, i)) < 0)
+            goto error;
+    m->h.status = (int32_t)status;
+    Py_DECREF(seq);
+    return 0;
+error:
+    Py_XDECREF(seq);
+    cpar_msg_close(m);
+    return -1;
+}
+
+/* The last resort when the runtime failed: an error reply about the exception that is
+ * set (it is cleared), made by runtime.error_frames, or a fixed one if even that fails.
+ * Leaves exactly one payload frame in m, whose status becomes CPAR_STATUS_ERROR. */
+static void
+cpar__runner_fallback(cpar__runner *r, cpar_msg *m)
+{
+    PyObject *type = NULL, *value = NULL, *tb = NULL, *res = NULL;
+
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL)
+        PyException_SetTraceback(value, tb);
+    cpar_msg_close(m);
+    if (r->error_frames != NULL && value != NULL)
+        res = PyObject_CallOneArg(r->error_frames, value);
+    if (res == NULL || cpar__runner_fill(m, res) < 0) {
+        PyErr_Clear();
+        cpar_msg_close(m);
+        cpar_msg_add_copy(m, PyBytes_AS_STRING(r->fallback), (size_t)PyBytes_GET_SIZE(r->fallback));
+    }
+    m->h.status = CPAR_STATUS_ERROR;
+    Py_XDECREF(res);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* Runs one EXECUTE or APPLY task (m is consumed) and sends its output and REPLY. */
+static void
+cpar__runner_task(cpar__runner *r, cpar_msg *m)
+{
+    cpar_engine *e = r->e;
+    size_t skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
+    uint8_t parent[CPAR_WIRE_ID_SIZE];
+    int type = m->h.type;
+    PyObject *frames = NULL, *res = NULL;
+    cpar_capture pending;
+    cpar_msg rep;
+    int interrupted;
+
+    memcpy(parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
+    cpar_msg_init(&rep, CPAR_MSG_REPLY);
+    rep.h.engine = e->id;
+    memcpy(rep.h.parent, parent, CPAR_WIRE_ID_SIZE);
+    cpar_engine_new_id(rep.h.msg_id);
+
+    /* Received frames become Frame objects: no copies, writable. */
+    frames = PyList_New(m->nframes > skip ? (Py_ssize_t)(m->nframes - skip) : 0);
+    for (size_t i = skip; frames != NULL && i < m->nframes; i++) {
+        PyObject *f = cpar_frame_new((PyTypeObject *)r->frame_type, &m->frames[i]);
+        if (f == NULL)
+            Py_CLEAR(frames);
+        else
+            PyList_SET_ITEM(frames, (Py_ssize_t)(i - skip), f); /* steals f */
+    }
+    cpar_msg_close(m);
+    free(m);
+
+    cpar__runner_clear_signals(); /* a stray SIGINT must not hit this task */
+    pthread_mutex_lock(&e->lock);
+    e->running = 1;
+    e->interrupt_sent = 0;
+    memcpy(e->running_id, parent, CPAR_WIRE_ID_SIZE);
+    pthread_mutex_unlock(&e->lock);
+
+    rep.h.t0 = cpar_now_ns();
+    if (frames != NULL)
+        res = PyObject_CallFunction(r->run_task, "iO", type, frames);
+    rep.h.t1 = cpar_now_ns();
+    if (res == NULL || cpar__runner_fill(&rep, res) < 0)
+        cpar__runner_fallback(r, &rep);
+    Py_XDECREF(res);
+    Py_XDECREF(frames);
+
+    pthread_mutex_lock(&e->lock);
+    e->running = 0;
+    interrupted = e->interrupt_sent;
+    cpar_capture_take(&e->capture, &pending);
+    pthread_mutex_unlock(&e->lock);
+    if (interrupted) {
+        /* An interrupt sent for this task may not have reached Python yet: a system call
+         * makes the kernel deliver it now, and the handler's exception is dropped. */
+        sigset_t set;
+        sigpending(&set);
+        cpar__runner_clear_signals();
+    }
+
+    /* Every STREAM of this request goes out before its REPLY (one FIFO to the I/O thread,
+     * which sends its own earlier chunks before it reads the next message from us). */
+    if (pending.n > 0)
+        cpar_capture_send(&pending, r->pair, r->signer, e->id, parent);
+    cpar__runner_send(r, &rep);
+    cpar_zc_drain();
+}
+
+/* Imports what the loop needs; returns 0 or -1 with a Python exception set. */
+static int
+cpar__runner_setup(cpar__runner *r)
+{
+    PyObject *mod = NULL, *rt = NULL, *pickle = NULL;
+
+    mod = PyImport_ImportModule("_cpar_engine");
+    if (mod == NULL)
+        goto error;
+    r->frame_type = PyObject_GetAttrString(mod, "Frame");
+    if (r->frame_type == NULL)
+        goto error;
+    rt = PyImport_ImportModule("cpar.engine.runtime");
+    if (rt == NULL)
+        goto error;
+    r->run_task = PyObject_GetAttrString(rt, "run_task");
+    r->error_frames = PyObject_GetAttrString(rt, "error_frames");
+    if (r->run_task == NULL || r->error_frames == NULL)
+        goto error;
+    pickle = PyImport_ImportModule("pickle");
+    if (pickle == NULL)
+        goto error;
+    r->fallback = PyObject_CallMethod(
+        pickle, "dumps", "({s:s,s:s,s:s,s:i})", "ename", "EngineError", "evalue",
+        "the engine failed to report this task's outcome", "traceback", "", "engine_id", -1);
+    if (r->fallback == NULL || !PyBytes_Check(r->fallback))
+        goto error;
+    Py_DECREF(mod);
+    Py_DECREF(rt);
+    Py_DECREF(pickle);
+    return 0;
+error:
+    Py_XDECREF(mod);
+    Py_XDECREF(rt);
+    Py_XDECREF(pickle);
+    return -1;
+}
+
+/* Tells runtime our id once registered; GIL held. Returns 0 or -1 (exception set). */
+static int
+cpar__runner_init_runtime(int32_t id)
+{
+    PyObject *rt = PyImport_ImportModule("cpar.engine.runtime");
+    PyObject *res = NULL;
+    if (rt == NULL)
+        return -1;
+    res = PyObject_CallMethod(rt, "init", "i", (int)id);
+    Py_DECREF(rt);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+int
+cpar_runner_run(cpar_engine *e)
+{
+    cpar__runner r;
+    cpar_engine_ctl ctl;
+    int zero = 0, timeout_ms = 500, status = 1;
+
+    memset(&r, 0, sizeof(r));
+    r.e = e;
+    if (cpar__runner_setup(&r) < 0) {
+        cpar_elog("cannot load cpar.engine.runtime (is cpar importable by this Python?):");
+        PyErr_Print();
+        goto error;
+    }
+    if (cpar_signer_new(e->key, e->keylen, &r.signer) != 0) {
+        cpar_elog("cannot make an HMAC signer");
+        goto error;
+    }
+    r.pair = zmq_socket(e->zctx, ZMQ_PAIR);
+    if (r.pair == NULL)
+        goto error;
+    zmq_setsockopt(r.pair, ZMQ_SNDHWM, &zero, sizeof(zero));
+    zmq_setsockopt(r.pair, ZMQ_RCVHWM, &zero, sizeof(zero));
+    zmq_setsockopt(r.pair, ZMQ_LINGER, &zero, sizeof(zero));
+    zmq_setsockopt(r.pair, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms));
+    if (zmq_connect(r.pair, CPAR_ENGINE_PAIR_URL) != 0) {
+        cpar_elog("cannot connect %s: %s", CPAR_ENGINE_PAIR_URL, zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    e->main_thread = pthread_self();
+    if (cpar_io_start(e) < 0)
+        goto error;
+
+    /* Registration first: the I/O thread reports our id or the failure. */
+    if (cpar__runner_recv(&r, &ctl) < 0)
+        goto error;
+    if (ctl.kind != CPAR_CTL_REGISTERED) {
+        status = ctl.kind == CPAR_CTL_FAILED ? ctl.value : 2;
+        goto error;
+    }
+    if (cpar__runner_init_runtime(e->id) < 0) {
+        cpar_elog("cpar.engine.runtime.init failed:");
+        PyErr_Print();
+        goto error;
+    }
+    for (;;) {
+        if (cpar__runner_recv(&r, &ctl) < 0)
+            goto error;
+        if (ctl.kind == CPAR_CTL_TASK) {
+            if (atomic_load(&e->stopping)) {
+                cpar_msg_close(ctl.msg);
+                free(ctl.msg);
+            } else {
+                cpar__runner_task(&r, ctl.msg);
+            }
+        } else if (ctl.kind == CPAR_CTL_STOP) {
+            status = ctl.value;
+            break;
+        }
+    }
+error:
+    if (r.pair != NULL) {
+        cpar_engine_ctl quit = {.kind = CPAR_CTL_QUIT};
+        if (e->io_started)
+            zmq_send(r.pair, &quit, sizeof(quit), 0);
+        Py_BEGIN_ALLOW_THREADS
+        cpar_io_join(e);
+        Py_END_ALLOW_THREADS
+        zmq_close(r.pair);
+    }
+    cpar_signer_free(r.signer);
+    Py_XDECREF(r.frame_type);
+    Py_XDECREF(r.run_task);
+    Py_XDECREF(r.error_frames);
+    Py_XDECREF(r.fallback);
+    return status;
+}

@@ -1,0 +1,428 @@
+"""AsyncResult: the future of one request (or a group of requests) sent to engines.
+
+The client's dispatch thread files replies, output streams and errors into the result as
+they arrive, and completes the ``concurrent.futures.Future`` once every engine has
+answered. Results are unpickled only when asked for (``get``), in the asking thread.
+"""
+
+import concurrent.futures
+import datetime
+import pickle
+import sys
+import time
+
+from .. import _core, error
+from ..serialize import deserialize_object
+
+_PENDING = object()
+
+
+class Metadata(dict):
+    """A dict whose keys are also attributes (``md.engine_id``), as in ipyparallel."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _utc(ns):
+    if not ns:
+        return None
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+
+
+class _Slot:
+    """What one engine answered to one request."""
+
+    __slots__ = ("msg_id", "engine_id", "frames", "status", "error", "value", "stdout",
+                 "stderr", "started", "completed", "received", "done")
+
+    def __init__(self, msg_id, engine_id):
+        self.msg_id = msg_id
+        self.engine_id = engine_id
+        self.frames = None     # REPLY payload (Frames), until deserialized
+        self.status = None     # REPLY status, or None
+        self.error = None      # an exception instance: remote, engine death, transport
+        self.value = _PENDING  # the deserialized result
+        self.stdout = []
+        self.stderr = []
+        self.started = 0       # ns, from the engine
+        self.completed = 0
+        self.received = 0      # ns, when the client got the reply
+        self.done = False
+
+
+def _print_block(header, text, stream):
+    text = text.rstrip("\n")
+    if "\n" in text:
+        print(f"{header}\n{text}", file=stream)
+    else:
+        print(f"{header} {text}", file=stream)
+
+
+class AsyncResult(concurrent.futures.Future):
+    """The pending result of a request to one or more engines.
+
+    A ``concurrent.futures.Future``: ``done()``, ``add_done_callback`` and
+    ``concurrent.futures.wait`` work; ``result()`` is ``get()``. Results are listed per
+    engine in target order, or unwrapped when the request named a single engine.
+    """
+
+    def __init__(self, client, requests, fname="unknown", single=False, reduce=None,
+                 submitted_ns=None):
+        """``requests``: ``[(msg_id, [engine_id, ...]), ...]``, the messages this result
+        waits for and the engines each was sent to. ``reduce`` turns the list of
+        per-engine results into the final result (gather, map)."""
+        super().__init__()
+        self._client = client
+        self._fname = fname
+        self._single = single
+        self._reduce = reduce
+        self._submitted = submitted_ns or time.time_ns()
+        self._slots = []
+        self._index = {}
+        self._left_per_msg = {}
+        for msg_id, engines in requests:
+            for eid in engines:
+                slot = _Slot(msg_id, eid)
+                self._index[(msg_id, eid)] = slot
+                self._slots.append(slot)
+            self._left_per_msg[msg_id] = len(engines)
+        self._msg_ids = [m for m, _ in requests]
+        self._left = len(self._slots)
+        self._finished_ns = 0
+        self._value = _PENDING
+        self._exception = None
+        if self._left == 0:
+            self._finish()
+
+    # -- filled in by the client's dispatch thread -------------------------------------
+
+    def _slot_done(self, slot):
+        slot.done = True
+        slot.received = time.time_ns()
+        self._left -= 1
+        left = self._left_per_msg[slot.msg_id] - 1
+        self._left_per_msg[slot.msg_id] = left
+        if self._left == 0:
+            self._finish()
+        return left == 0
+
+    def _on_reply(self, msg):
+        """A REPLY; True when its request has no engine left to answer."""
+        slot = self._index.get((msg.parent, msg.engine))
+        if slot is None or slot.done:
+            return False
+        slot.frames = msg.frames
+        slot.status = msg.status
+        slot.started = msg.t0
+        slot.completed = msg.t1
+        return self._slot_done(slot)
+
+    def _on_stream(self, msg):
+        slot = self._index.get((msg.parent, msg.engine))
+        if slot is None:
+            return
+        text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
+        if msg.flags & _core.FLAG_STDERR:
+            slot.stderr.append(text)
+        else:
+            slot.stdout.append(text)
+
+    def _on_error(self, msg_id, engine_id, exc):
+        """A failure in transit for one engine, or every engine (engine_id < 0) of a
+        request; True when the request has no engine left to answer."""
+        msg_done = False
+        for slot in self._slots:
+            if slot.msg_id != msg_id or slot.done:
+                continue
+            if engine_id >= 0 and slot.engine_id != engine_id:
+                continue
+            slot.error = exc
+            msg_done = self._slot_done(slot)
+        return msg_done
+
+    def _fail_pending(self, exc):
+        """Fails every engine that has not answered (the client closed)."""
+        for slot in self._slots:
+            if not slot.done:
+                slot.error = exc
+                self._slot_done(slot)
+
+    def _finish(self):
+        self._finished_ns = time.time_ns()
+        try:
+            concurrent.futures.Future.set_result(self, None)
+        except concurrent.futures.InvalidStateError:
+            pass
+
+    # -- results ------------------------------------------------------------------------
+
+    def _slot_value(self, slot):
+        """Deserializes one engine's answer once: its value, or an exception instance."""
+        if slot.value is not _PENDING:
+            return slot.value
+        if slot.error is not None:
+            value = slot.error
+        elif slot.status == _core.STATUS_OK:
+            value = deserialize_object(slot.frames) if slot.frames else None
+        else:
+            value = self._remote_error(slot)
+        slot.value = value
+        slot.frames = None
+        return value
+
+    def _remote_error(self, slot):
+        try:
+            content = pickle.loads(slot.frames[0])
+            ename = content.get("ename", "UnknownError")
+            evalue = content.get("evalue", "")
+            tb = content.get("traceback", "")
+            if isinstance(tb, (list, tuple)):
+                tb = "\n".join(tb)
+        except Exception as exc:  # noqa: BLE001 - any undecodable payload
+            ename, evalue, tb = "UnknownError", f"undecodable error reply: {exc!r}", ""
+        return error.RemoteError(ename, evalue, tb, {"engine_id": slot.engine_id,
+                                                     "method": self._fname})
+
+    def _resolve(self):
+        if self._exception is not None:
+            raise self._exception
+        if self._value is not _PENDING:
+            return self._value
+        results = []
+        elist = []
+        for slot in self._slots:
+            value = self._slot_value(slot)
+            if slot.error is not None or slot.status not in (None, _core.STATUS_OK):
+                elist.append(value)
+            results.append(value)
+        if elist:
+            if self._single or len(elist) == 1 and len(self._slots) == 1:
+                exc = elist[0]
+            elif all(e is elist[0] for e in elist) and not isinstance(elist[0],
+                                                                      error.RemoteError):
+                exc = elist[0]  # one failure of the whole request (e.g. no such engine)
+            else:
+                exc = error.CompositeError(
+                    f"one or more exceptions from call to method: {self._fname}", elist)
+            self._exception = exc
+            raise exc
+        if self._reduce is not None:
+            value = self._reduce(results)
+        elif self._single:
+            value = results[0]
+        else:
+            value = results
+        self._value = value
+        return value
+
+    def get(self, timeout=None):
+        """The result, waiting up to ``timeout`` seconds (None or negative: no limit).
+
+        Raises ``cpar.error.TimeoutError`` if it is not ready in time, the engine's
+        ``RemoteError`` (one engine) or a ``CompositeError`` (several) if the call failed,
+        ``EngineError`` if the engine died first."""
+        if not self.wait(timeout):
+            raise error.TimeoutError("Result not ready.")
+        return self._resolve()
+
+    def result(self, timeout=None):
+        return self.get(timeout)
+
+    def exception(self, timeout=None):
+        if not self.wait(timeout):
+            raise error.TimeoutError("Result not ready.")
+        try:
+            self._resolve()
+        except Exception as exc:  # noqa: BLE001 - returned, as Future.exception does
+            return exc
+        return None
+
+    def wait(self, timeout=None):
+        """Waits until every engine has answered; True if so within ``timeout``."""
+        if self.done():
+            return True
+        if timeout is not None and timeout < 0:
+            timeout = None
+        try:
+            concurrent.futures.Future.result(self, timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
+
+    def ready(self):
+        """True once every engine has answered."""
+        return self.done()
+
+    def successful(self):
+        """True if it finished without an error (raises if not finished yet)."""
+        if not self.done():
+            raise AssertionError("the result is not ready")
+        try:
+            self._resolve()
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def cancel(self):
+        """Requests already sent cannot be cancelled: returns False."""
+        return False
+
+    def __await__(self):
+        import asyncio
+
+        return asyncio.wrap_future(self).__await__()
+
+    # -- per-engine details -------------------------------------------------------------
+
+    @property
+    def msg_ids(self):
+        return [m.hex() for m in self._msg_ids]
+
+    @property
+    def msg_id(self):
+        return self._msg_ids[0].hex() if self._msg_ids else None
+
+    @property
+    def engine_id(self):
+        ids = [s.engine_id for s in self._slots]
+        return ids[0] if self._single else ids
+
+    def _metadata_of(self, slot):
+        if slot.error is not None or (slot.status is not None and slot.status != 0):
+            status = "error"
+        elif slot.done:
+            status = "ok"
+        else:
+            status = None
+        return Metadata(
+            engine_id=slot.engine_id,
+            msg_id=slot.msg_id.hex(),
+            submitted=_utc(self._submitted),
+            started=_utc(slot.started),
+            completed=_utc(slot.completed),
+            received=_utc(slot.received),
+            stdout="".join(slot.stdout),
+            stderr="".join(slot.stderr),
+            status=status,
+            error=slot.error,
+        )
+
+    @property
+    def metadata(self):
+        """Per engine: engine_id, submitted, started, completed, received, stdout, stderr,
+        status (a dict for a single-engine result, else a list of them)."""
+        md = [self._metadata_of(s) for s in self._slots]
+        return md[0] if self._single else md
+
+    @property
+    def stdout(self):
+        out = ["".join(s.stdout) for s in self._slots]
+        return out[0] if self._single else out
+
+    @property
+    def stderr(self):
+        out = ["".join(s.stderr) for s in self._slots]
+        return out[0] if self._single else out
+
+    @property
+    def outputs(self):
+        """Rich display outputs per engine (cpar engines stream text only: empty)."""
+        out = [[] for _ in self._slots]
+        return out[0] if self._single else out
+
+    @property
+    def progress(self):
+        """How many engines have answered."""
+        return sum(1 for s in self._slots if s.done)
+
+    @property
+    def sent(self):
+        return True
+
+    @property
+    def submitted(self):
+        return _utc(self._submitted)
+
+    @property
+    def elapsed(self):
+        """Seconds since submission, until the last answer once finished."""
+        end = self._finished_ns or time.time_ns()
+        return (end - self._submitted) / 1e9
+
+    @property
+    def wall_time(self):
+        """Seconds from submission to the last answer (None until finished)."""
+        return (self._finished_ns - self._submitted) / 1e9 if self._finished_ns else None
+
+    @property
+    def serial_time(self):
+        """Seconds of engine time: the sum of every engine's run time."""
+        return sum((s.completed - s.started) / 1e9 for s in self._slots
+                   if s.completed and s.started)
+
+    def display_outputs(self, groupby="type"):
+        """Prints what the engines wrote, as ``[stdout:N] text`` blocks (then stderr).
+        ``groupby='engine'`` keeps each engine's stdout and stderr together."""
+        if groupby == "engine":
+            for s in self._slots:
+                self._print_slot(s, "stdout")
+                self._print_slot(s, "stderr")
+            return
+        for s in self._slots:
+            self._print_slot(s, "stdout")
+        for s in self._slots:
+            self._print_slot(s, "stderr")
+
+    @staticmethod
+    def _print_slot(slot, name):
+        text = "".join(getattr(slot, name))
+        if text:
+            stream = sys.stderr if name == "stderr" else sys.stdout
+            _print_block(f"[{name}:{slot.engine_id}]", text, stream)
+
+    def wait_interactive(self, interval=0.1, timeout=-1):
+        """Waits, printing progress, until done (or ``timeout`` seconds)."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        total = len(self._slots)
+        while not self.done():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            print(f"\r{self.progress}/{total} tasks finished after {self.elapsed:4.0f} s",
+                  end="", flush=True)
+            self.wait(interval)
+        print(f"\r{self.progress}/{total} tasks finished after {self.elapsed:4.0f} s")
+
+    # -- container behaviour ------------------------------------------------------------
+
+    def __len__(self):
+        if self._reduce is not None and self.done() and self._exception is None:
+            try:
+                return len(self._resolve())
+            except Exception:  # noqa: BLE001
+                pass
+        return 1 if self._single else len(self._slots)
+
+    def __iter__(self):
+        if self._single and self._reduce is None:
+            raise TypeError("AsyncResults with a single result are not iterable.")
+        return iter(self.get())
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            md = self.metadata
+            if self._single:
+                return md[key]
+            return [m[key] for m in md]
+        return self.get()[key]
+
+    def __repr__(self):
+        if not self.done():
+            state = "pending"
+        else:
+            state = "finished" if self._exception is None and all(
+                s.error is None and s.status in (None, 0) for s in self._slots) else "failed"
+        return f"<{type(self).__name__}({self._fname}): {state}>"

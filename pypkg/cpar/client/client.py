@@ -1,0 +1,520 @@
+"""Client: the user's handle on a running cpar cluster (ipyparallel's ``Client``).
+
+A client holds one ``cpar._core.Connection`` to the controller. A daemon thread waits on
+it (with the GIL released) and files every incoming message: replies, output streams and
+errors into their ``AsyncResult``, engine events into ``ids``. Requests are sent from the
+user's thread; the connection's C I/O thread batches them onto the socket.
+"""
+
+import itertools
+import os
+import struct
+import sys
+import threading
+import time
+import weakref
+
+from .. import _core, error, paths
+from .asyncresult import AsyncResult
+from .view import DirectView
+
+# ipyparallel Client arguments cpar accepts and has no use for.
+_IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "sshserver", "sshkey",
+                 "password", "paramiko", "username", "cluster"}
+
+
+_NO_PARENT = bytes(16)
+
+
+def _targets_frame(targets):
+    return struct.pack(f"<{len(targets)}i", *targets)
+
+
+def _error_from_message(msg):
+    """The exception an ERROR message stands for."""
+    text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
+    code = msg.status
+    if not text:
+        text = _core.strerror(code)
+    if code == _core.E_ENGINEDEAD:
+        return error.EngineError(text, msg.engine if msg.engine >= 0 else None)
+    try:
+        cls = _core.error_class(code)
+        return cls(text)
+    except Exception:  # noqa: BLE001 - a class that wants other arguments
+        return error.CparError(text)
+
+
+class _Dispatcher:
+    """The client's receiving side: the connection, the table of pending results and the
+    engine list, and the daemon thread that fills them. Kept apart from ``Client`` so the
+    thread does not keep the client alive."""
+
+    def __init__(self, url, key):
+        self.url = url
+        self.conn = _core.Connection(url, key)
+        self.lock = threading.Lock()
+        self.engines_changed = threading.Condition(self.lock)
+        self.pending = {}   # msg_id -> AsyncResult
+        self.waiters = {}   # msg_id -> Future of a CONNECT / SHUTDOWN
+        self.ids = set()
+        self.engine_info = {}
+        self.closed = False
+        self.handlers = {
+            _core.MSG_REPLY: self._on_reply,
+            _core.MSG_STREAM: self._on_stream,
+            _core.MSG_ERROR: self._on_error,
+            _core.MSG_ENGINE_EVENT: self._on_engine_event,
+            _core.MSG_CONNECT_REPLY: self._on_connect_reply,
+            _core.MSG_SHUTDOWN_REPLY: self._on_waiter_reply,
+        }
+        self.thread = threading.Thread(target=self._run, name="cpar-client-dispatch",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn = self.conn
+        handlers = self.handlers
+        while True:
+            try:
+                batch = conn.recv()
+            except error.ConnectionClosed:
+                break
+            except BaseException as exc:  # noqa: BLE001 - report, then stop serving
+                print(f"cpar client: receiving failed: {exc!r}", file=sys.stderr)
+                break
+            for msg in batch:
+                handler = handlers.get(msg.type)
+                if handler is None:
+                    continue
+                try:
+                    handler(msg)
+                except Exception as exc:  # noqa: BLE001 - one bad message must not stop us
+                    print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
+        self._fail_everything(error.ConnectionClosed(
+            f"the client's connection to {self.url} is closed"))
+
+    def _on_reply(self, msg):
+        ar = self.pending.get(msg.parent)
+        if ar is not None and ar._on_reply(msg):
+            self.pending.pop(msg.parent, None)
+
+    def _on_stream(self, msg):
+        ar = self.pending.get(msg.parent)
+        if ar is not None:
+            ar._on_stream(msg)
+
+    def _on_error(self, msg):
+        if msg.parent == _NO_PARENT:
+            if msg.status == _core.E_CLOSED:  # made by our I/O thread: connection lost
+                self._on_connection_lost()
+            return
+        ar = self.pending.get(msg.parent)
+        if ar is not None:
+            if ar._on_error(msg.parent, msg.engine, _error_from_message(msg)):
+                self.pending.pop(msg.parent, None)
+            return
+        waiter = self.waiters.pop(msg.parent, None)
+        if waiter is not None:
+            waiter.set_exception(_error_from_message(msg))
+
+    def _on_engine_event(self, msg):
+        with self.lock:
+            if msg.status:
+                self.ids.add(msg.engine)
+            else:
+                self.ids.discard(msg.engine)
+                self.engine_info.pop(msg.engine, None)
+            self.engines_changed.notify_all()
+
+    def _on_connect_reply(self, msg):
+        ids = set()
+        info = {}
+        if msg.frames:
+            raw = bytes(msg.frames[0])
+            ids = set(struct.unpack(f"<{len(raw) // 4}i", raw[: len(raw) // 4 * 4]))
+        if len(msg.frames) > 1:
+            for line in bytes(msg.frames[1]).decode("utf-8", "replace").splitlines():
+                parts = line.split(None, 2)
+                if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
+                    info[int(parts[0])] = {"pid": parts[1],
+                                           "host": parts[2] if len(parts) > 2 else ""}
+        with self.lock:
+            self.ids = ids
+            self.engine_info.update(info)
+            self.engines_changed.notify_all()
+        self._on_waiter_reply(msg)
+
+    def _on_waiter_reply(self, msg):
+        waiter = self.waiters.pop(msg.parent, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    def _on_connection_lost(self):
+        # Replies to requests sent before cannot reach us any more (the controller
+        # routes by connection): fail them rather than leave them waiting forever.
+        self._fail_everything(error.ControllerUnreachable(
+            f"lost the connection to the controller at {self.url}"), closing=False)
+
+    def check_connected(self):
+        """Raises ControllerUnreachable when the connection dropped and is not back."""
+        conn = self.conn
+        if conn.disconnects and not conn.connected:
+            raise error.ControllerUnreachable(
+                f"the connection to the controller at {self.url} is down")
+
+    def _fail_everything(self, exc, closing=True):
+        if closing:
+            self.closed = True
+        pending, self.pending = self.pending, {}
+        for ar in set(pending.values()):
+            ar._fail_pending(exc)
+        waiters, self.waiters = self.waiters, {}
+        for w in waiters.values():
+            if not w.done():
+                w.set_exception(exc)
+        with self.lock:
+            self.engines_changed.notify_all()
+
+    def close(self):
+        self.conn.close()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+
+class Client:
+    """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
+    ``rc[0]``, ``direct_view``), and the results of requests.
+
+    ``Client()`` connects to the default profile's running cluster through its connection
+    file; ``Client(url_file)`` to the cluster of that file; ``Client(profile=P,
+    cluster_id=C)`` to another one. Raises ``WrongKey`` when the controller signs with a
+    different key, ``ControllerUnreachable`` when nothing answers within ``timeout``
+    seconds.
+    """
+
+    def __init__(self, url_file=None, profile="default", cluster_id=None, timeout=10,
+                 block=False, **kw):
+        unknown = set(kw) - _IGNORED_ARGS
+        if unknown:
+            raise TypeError(f"Client() got unexpected arguments: {sorted(unknown)}")
+        self.profile = profile
+        self.cluster_id = cluster_id or ""
+        self.timeout = timeout
+        self.block = block
+        if url_file is None:
+            url_file = paths.connection_file(profile, self.cluster_id)
+        self.url_file = os.fspath(url_file)
+        self._info = self._load_connection_file(self.url_file, timeout)
+        self.url = self._info["client_url"]
+        self._prefix = os.urandom(8)
+        self._counter = itertools.count()
+        self._dispatcher = None
+        self._dispatcher = _Dispatcher(self.url, self._info["key"].encode("utf-8"))
+        self._finalizer = weakref.finalize(self, _Dispatcher.close, self._dispatcher)
+        try:
+            self._connect(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connection ---------------------------------------------------------------------
+
+    @staticmethod
+    def _load_connection_file(path, timeout):
+        deadline = time.monotonic() + (timeout or 0)
+        while not os.path.exists(path):
+            if time.monotonic() >= deadline:
+                raise FileNotFoundError(
+                    f"no cpar connection file at {path}: is a cluster running? "
+                    "(start one with `cpar cluster start -n 4`)")
+            time.sleep(0.05)
+        info = paths.read_json(path)
+        missing = [k for k in ("client_url", "key") if k not in info]
+        if missing:
+            raise ValueError(f"connection file {path} lacks {', '.join(missing)}")
+        return info
+
+    def _new_msg_id(self):
+        return self._prefix + next(self._counter).to_bytes(8, "little")
+
+    def _connect(self, timeout):
+        d = self._dispatcher
+        msg_id = self._new_msg_id()
+        waiter = _Waiter()
+        d.waiters[msg_id] = waiter
+        d.conn.send(_core.MSG_CONNECT, msg_id=msg_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            if waiter.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                waiter.result()
+                return
+            # A valid reply would be signed with our key: mis-signed answers mean the
+            # controller uses another key, no need to wait longer.
+            if d.conn.bad_signature or time.monotonic() >= deadline:
+                break
+        d.waiters.pop(msg_id, None)
+        if d.conn.bad_signature:
+            raise error.WrongKey(
+                f"the controller at {self.url} answered, but with messages signed with a "
+                f"different key than the one in {self.url_file}: the key does not match the "
+                "controller's (a stale connection file, or another cluster on this port?)")
+        hint = ""
+        pid = self._info.get("controller_pid")
+        if isinstance(pid, int) and pid > 0 and not _pid_alive(pid):
+            hint = f"; its process {pid} is not running (a stale connection file?)"
+        raise error.ControllerUnreachable(
+            f"no cpar controller answered at {self.url} (from {self.url_file}) within "
+            f"{timeout} s{hint}")
+
+    def close(self, linger=None):
+        """Closes the connection; pending results fail with ``ConnectionClosed``."""
+        if self._dispatcher is not None:
+            self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def closed(self):
+        return self._dispatcher is None or self._dispatcher.closed
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"{len(self.ids)} engines"
+        return f"<cpar.Client {self.url} profile={self.profile!r} {state}>"
+
+    # -- engines ------------------------------------------------------------------------
+
+    @property
+    def ids(self):
+        """The ids of the live engines, ascending."""
+        return sorted(self._dispatcher.ids)
+
+    @property
+    def engine_info(self):
+        """``{id: {'pid': ..., 'host': ...}}`` for engines the controller described."""
+        return dict(self._dispatcher.engine_info)
+
+    def wait_for_engines(self, n=None, timeout=None, block=True):
+        """Waits until at least ``n`` engines are registered (None or negative timeout: no
+        limit); raises ``cpar.error.TimeoutError`` otherwise."""
+        if n is None:
+            n = 1
+        d = self._dispatcher
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        with d.engines_changed:
+            while len(d.ids) < n:
+                if d.closed:
+                    raise error.ConnectionClosed("the client is closed")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise error.TimeoutError(
+                        f"{len(d.ids)} engines registered after {timeout} s, wanted {n}")
+                d.engines_changed.wait(left if left is not None else 1.0)
+
+    def _build_targets(self, targets):
+        """``(single, [ids])`` for a view's targets: 'all'/None, an id, a slice or a list."""
+        ids = self.ids
+        if targets is None or (isinstance(targets, str) and targets == "all"):
+            if not ids:
+                raise error.NoEnginesRegistered("no engines are registered yet "
+                                                "(rc.wait_for_engines(n) waits for them)")
+            return False, ids
+        if isinstance(targets, int) and not isinstance(targets, bool):
+            if targets < 0:
+                if not ids:
+                    raise error.NoEnginesRegistered("no engines are registered yet")
+                try:
+                    targets = ids[targets]
+                except IndexError:
+                    raise error.NoSuchEngine(f"No such engine: {targets}") from None
+            if targets not in self._dispatcher.ids:
+                raise error.NoSuchEngine(f"No such engine: {targets}")
+            return True, [targets]
+        if isinstance(targets, slice):
+            return False, ids[targets]
+        try:
+            tlist = [int(t) for t in targets]
+        except TypeError:
+            raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
+                            f"not {targets!r}") from None
+        live = self._dispatcher.ids
+        for t in tlist:
+            if t not in live:
+                raise error.NoSuchEngine(f"No such engine: {t}")
+        return False, tlist
+
+    def __getitem__(self, key):
+        """``rc[0]``, ``rc[:]``, ``rc[::2]``, ``rc[[0, 2]]``: a DirectView."""
+        if isinstance(key, str):
+            raise TypeError("engine ids are ints, not str")
+        single, tlist = self._build_targets(key)
+        return DirectView(self, tlist[0] if single else tlist)
+
+    def __len__(self):
+        return len(self._dispatcher.ids)
+
+    def __iter__(self):
+        for eid in self.ids:
+            yield self[eid]
+
+    def direct_view(self, targets="all"):
+        """A DirectView on ``targets``; 'all' means the engines live at each call."""
+        if targets != "all":
+            self._build_targets(targets)  # fail early on unknown ids
+        return DirectView(self, targets)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def _submit(self, msg_type, tlist, payload, fname, single, reduce=None):
+        """Sends one targeted request; returns its AsyncResult."""
+        d = self._dispatcher
+        if d.closed:
+            raise error.ConnectionClosed("the client is closed")
+        d.check_connected()
+        msg_id = self._new_msg_id()
+        now = time.time_ns()
+        ar = AsyncResult(self, [(msg_id, tlist)], fname=fname, single=single,
+                         reduce=reduce, submitted_ns=now)
+        d.pending[msg_id] = ar
+        try:
+            d.conn.send(msg_type, [_targets_frame(tlist)] + list(payload), msg_id=msg_id,
+                        flags=_core.FLAG_TARGETED, t0=now)
+        except BaseException:
+            d.pending.pop(msg_id, None)
+            raise
+        return ar
+
+    def _submit_many(self, msg_type, parts, fname, single=False, reduce=None):
+        """Sends one request per ``(engine_id, payload)`` of ``parts``; returns one
+        AsyncResult over all of them (scatter, map)."""
+        d = self._dispatcher
+        if d.closed:
+            raise error.ConnectionClosed("the client is closed")
+        d.check_connected()
+        now = time.time_ns()
+        requests = [(self._new_msg_id(), [eid]) for eid, _ in parts]
+        ar = AsyncResult(self, requests, fname=fname, single=single, reduce=reduce,
+                         submitted_ns=now)
+        for (msg_id, _), _ in zip(requests, parts):
+            d.pending[msg_id] = ar
+        try:
+            for (msg_id, engines), (_, payload) in zip(requests, parts):
+                d.conn.send(msg_type, [_targets_frame(engines)] + list(payload),
+                            msg_id=msg_id, flags=_core.FLAG_TARGETED, t0=now)
+        except BaseException as exc:
+            for msg_id, _ in requests:
+                d.pending.pop(msg_id, None)
+            ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
+            raise
+        return ar
+
+    @property
+    def outstanding(self):
+        """msg ids (hex) of requests not fully answered yet."""
+        return {m.hex() for m in list(self._dispatcher.pending)}
+
+    def wait(self, jobs=None, timeout=-1):
+        """Waits for ``jobs`` (AsyncResults or msg ids; None: everything outstanding).
+        True if all finished within ``timeout`` seconds (negative: no limit)."""
+        d = self._dispatcher
+        if jobs is None:
+            ars = set(d.pending.values())
+        else:
+            if isinstance(jobs, (AsyncResult, str, bytes)):
+                jobs = [jobs]
+            ars = set()
+            for job in jobs:
+                if isinstance(job, AsyncResult):
+                    ars.add(job)
+                else:
+                    key = bytes.fromhex(job) if isinstance(job, str) else job
+                    ar = d.pending.get(key)
+                    if ar is not None:
+                        ars.add(ar)
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        for ar in ars:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not ar.wait(left):
+                return False
+        return True
+
+    def shutdown(self, targets="all", hub=False, block=True, restart=False):
+        """Stops the ``targets`` engines; with ``hub=True`` the controller too."""
+        if restart:
+            raise NotImplementedError("restarting engines is not supported")
+        d = self._dispatcher
+        if targets == "all" or targets is None:
+            tlist = self.ids
+        else:
+            tlist = self._build_targets(targets)[1]
+        frames = [_targets_frame(tlist)] if tlist else []
+        flags = (_core.FLAG_TARGETED if tlist else 0) | (_core.FLAG_HUB if hub else 0)
+        if not tlist and not hub:
+            return
+        d.check_connected()
+        msg_id = self._new_msg_id()
+        waiter = _Waiter()
+        d.waiters[msg_id] = waiter
+        d.conn.send(_core.MSG_SHUTDOWN, frames, msg_id=msg_id, flags=flags)
+        if block:
+            if not waiter.wait(self.timeout):
+                d.waiters.pop(msg_id, None)
+                raise error.TimeoutError(
+                    f"the controller did not confirm the shutdown within {self.timeout} s")
+            waiter.result()
+            if tlist:
+                self._wait_engines_gone(tlist, self.timeout)
+
+    def _wait_engines_gone(self, tlist, timeout):
+        d = self._dispatcher
+        deadline = time.monotonic() + timeout
+        with d.engines_changed:
+            while any(t in d.ids for t in tlist) and not d.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                d.engines_changed.wait(left)
+
+
+class _Waiter:
+    """A minimal future for control replies (CONNECT, SHUTDOWN)."""
+
+    __slots__ = ("_event", "_msg", "_exc")
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._msg = None
+        self._exc = None
+
+    def done(self):
+        return self._event.is_set()
+
+    def set_result(self, msg):
+        self._msg = msg
+        self._event.set()
+
+    def set_exception(self, exc):
+        self._exc = exc
+        self._event.set()
+
+    def wait(self, timeout):
+        return self._event.wait(timeout)
+
+    def result(self):
+        if self._exc is not None:
+            raise self._exc
+        return self._msg
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

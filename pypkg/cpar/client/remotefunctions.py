@@ -1,0 +1,147 @@
+"""Functions the client sends to engines by reference (push, pull, map chunks), the
+partitioning used by scatter and map, and the ``@view.remote`` / ``@view.parallel``
+decorators.
+
+The helpers run on engines and act on the engine's user namespace,
+``sys.modules['__main__'].__dict__``. This module imports nothing heavy, so unpickling a
+reference to one of them on an engine is cheap.
+"""
+
+import sys
+
+
+def _user_ns():
+    return sys.modules["__main__"].__dict__
+
+
+def _push(ns):
+    """Engine side of ``view.push``: binds every name of ``ns`` in the user namespace."""
+    _user_ns().update(ns)
+
+
+def _lookup(g, key):
+    if not isinstance(key, str):
+        raise TypeError(f"names to pull must be str, not {type(key).__name__}")
+    if key.isidentifier():
+        try:
+            return g[key]
+        except KeyError:
+            builtins = g.get("__builtins__")
+            if isinstance(builtins, dict) and key in builtins:
+                return builtins[key]
+            if builtins is not None and hasattr(builtins, key):
+                return getattr(builtins, key)
+            raise NameError(f"name {key!r} is not defined") from None
+    return eval(key, g)  # dotted names and expressions, as ipyparallel allows
+
+
+def _pull(keys):
+    """Engine side of ``view.pull``: one value for a name, a list for a list of names."""
+    g = _user_ns()
+    if isinstance(keys, (list, tuple, set)):
+        return [_lookup(g, k) for k in keys]
+    return _lookup(g, keys)
+
+
+def _import(name, fromlist):
+    """Engine side of ``view.sync_imports``: ``import name`` or ``from name import ...``
+    bound in the user namespace."""
+    g = _user_ns()
+    module = __import__(name, g, g, fromlist, 0)
+    if not fromlist:
+        g[name.partition(".")[0]] = module
+        return
+    for attr in fromlist:
+        if attr == "*":
+            public = getattr(module, "__all__", None)
+            if public is None:
+                public = [n for n in vars(module) if not n.startswith("_")]
+            for n in public:
+                g[n] = getattr(module, n)
+        else:
+            g[attr] = getattr(module, attr)
+
+
+def _map_chunk(f, *chunks):
+    """Engine side of ``view.map``: ``f`` over one partition of each sequence."""
+    return list(map(f, *chunks))
+
+
+def _call_on_chunk(f, *chunks):
+    """Engine side of a ``@view.parallel`` call: ``f`` on whole partitions."""
+    return f(*chunks)
+
+
+# ---------------------------------------------------------------------------------------
+# client side
+
+def partition_bounds(n_items, n_parts):
+    """``(lo, hi)`` bounds splitting ``n_items`` into ``n_parts`` contiguous parts whose
+    sizes differ by at most one, larger parts first (as ``numpy.array_split``)."""
+    q, r = divmod(n_items, n_parts)
+    bounds = []
+    lo = 0
+    for i in range(n_parts):
+        hi = lo + q + (1 if i < r else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+def _is_array(x):
+    return type(x).__module__ == "numpy" and hasattr(x, "ndim")
+
+
+def join_partitions(parts):
+    """Concatenates gathered parts: numpy arrays along axis 0, sequences as one list."""
+    if parts and all(_is_array(p) and p.ndim > 0 for p in parts):
+        import numpy
+
+        return numpy.concatenate(parts)
+    out = []
+    for p in parts:
+        if isinstance(p, (list, tuple, range)) or (_is_array(p) and p.ndim > 0):
+            out.extend(p)
+        else:
+            out.append(p)
+    return out
+
+
+class RemoteFunction:
+    """A function that runs on a view's engines when called (``@view.remote()``)."""
+
+    def __init__(self, view, f, block=None):
+        self.view = view
+        self.func = f
+        self.block = block
+        self.__name__ = getattr(f, "__name__", "remote_function")
+        self.__doc__ = getattr(f, "__doc__", None)
+
+    def __call__(self, *args, **kwargs):
+        block = self.view.block if self.block is None else self.block
+        return self.view._apply(self.func, args, kwargs, block=block)
+
+    def __repr__(self):
+        return f"<RemoteFunction {self.__name__} on {self.view!r}>"
+
+
+class ParallelFunction(RemoteFunction):
+    """A function called on partitions of its arguments, one partition per engine, whose
+    results are joined (``@view.parallel()``). ``.map(*seqs)`` maps it element-wise."""
+
+    def __init__(self, view, f, dist="b", block=None):
+        if dist != "b":
+            raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
+        super().__init__(view, f, block)
+
+    def __call__(self, *seqs):
+        block = self.view.block if self.block is None else self.block
+        return self.view._map_partitions(_call_on_chunk, self.func, seqs, block=block,
+                                         fname=self.__name__)
+
+    def map(self, *seqs):
+        block = self.view.block if self.block is None else self.block
+        return self.view.map(self.func, *seqs, block=block)
+
+    def __repr__(self):
+        return f"<ParallelFunction {self.__name__} on {self.view!r}>"

@@ -1,0 +1,285 @@
+"""DirectView: requests addressed to chosen engines (ipyparallel's ``DirectView``).
+
+A request to several engines is one message to the controller, which fans it out; each
+engine answers with its own reply. ``push``/``pull``/``scatter``/``gather`` are ``apply``
+calls of small functions (``remotefunctions``) that act on the engines' namespaces.
+"""
+
+import builtins
+import contextlib
+import os
+import sys
+import types
+
+from .. import _core, serialize
+from . import remotefunctions as rf
+
+_FLAGS = ("block", "track", "targets")
+
+
+def _fname(f):
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+def _sliceable(seq):
+    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__") and not isinstance(seq, dict):
+        return seq
+    return list(seq)
+
+
+class DirectView:
+    """A view on ``targets``: an engine id (results unwrapped), a list of ids, or 'all'
+    (the engines live at the time of each request).
+
+    ``block`` (inherited from the client when the view is made) says whether ``apply``,
+    ``push``, ``pull``, ``scatter``, ``gather``, ``execute`` and ``map`` wait for their
+    results or return an ``AsyncResult`` at once.
+    """
+
+    def __init__(self, client, targets="all", block=None):
+        self.client = client
+        self.targets = targets
+        self.block = client.block if block is None else block
+        self.track = False
+
+    # -- targets ------------------------------------------------------------------------
+
+    def _resolve(self, targets=None):
+        return self.client._build_targets(self.targets if targets is None else targets)
+
+    def _block(self, block):
+        return self.block if block is None else block
+
+    def __len__(self):
+        if isinstance(self.targets, int):
+            return 1
+        if self.targets == "all" or self.targets is None:
+            return len(self.client.ids)
+        return len(self._resolve()[1])
+
+    def __repr__(self):
+        t = self.targets
+        if isinstance(t, (list, tuple)) and len(t) > 16:
+            shown = f"[{', '.join(map(str, t[:4]))}, ..., {', '.join(map(str, t[-4:]))}]"
+        else:
+            shown = str(list(t)) if isinstance(t, (list, tuple, range)) else str(t)
+        return f"<DirectView {shown}>"
+
+    # -- flags --------------------------------------------------------------------------
+
+    def set_flags(self, **kwargs):
+        """Sets ``block``, ``track`` or ``targets``."""
+        for name, value in kwargs.items():
+            if name not in _FLAGS:
+                raise KeyError(f"Invalid name: {name!r}")
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **kwargs):
+        """``with view.temp_flags(block=True): ...`` sets flags for the block only."""
+        saved = {name: getattr(self, name) for name in kwargs if name in _FLAGS}
+        self.set_flags(**kwargs)
+        try:
+            yield self
+        finally:
+            self.set_flags(**saved)
+
+    # -- apply --------------------------------------------------------------------------
+
+    def _apply(self, f, args=(), kwargs=None, block=None, targets=None):
+        single, tlist = self._resolve(targets)
+        payload = serialize.pack_apply_message(f, args, kwargs or {})
+        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
+        return ar.get() if self._block(block) else ar
+
+    def apply(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on every target; waits if ``block``."""
+        return self._apply(f, args, kwargs)
+
+    def apply_sync(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on every target and returns the result(s)."""
+        return self._apply(f, args, kwargs, block=True)
+
+    def apply_async(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on every target; returns an AsyncResult."""
+        return self._apply(f, args, kwargs, block=False)
+
+    def execute(self, code, silent=True, targets=None, block=None):
+        """Runs the code string on every target; returns its AsyncResult (finished when
+        ``block``; remote errors raise then)."""
+        single, tlist = self._resolve(targets)
+        ar = self.client._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
+                                 "execute", single)
+        if self._block(block):
+            ar.get()
+        return ar
+
+    def run(self, filename, targets=None, block=None):
+        """Executes the Python file ``filename`` (read here) on every target."""
+        with open(os.fspath(filename), encoding="utf-8") as f:
+            code = f.read()
+        return self.execute(code, targets=targets, block=block)
+
+    def remote(self, block=None):
+        """Decorator: calling the function runs it on this view's engines."""
+        return lambda f: rf.RemoteFunction(self, f, block=block)
+
+    def parallel(self, dist="b", block=None):
+        """Decorator: calling the function runs it on partitions of its arguments, one per
+        engine, and joins the results; ``.map`` maps it element-wise."""
+        return lambda f: rf.ParallelFunction(self, f, dist=dist, block=block)
+
+    # -- map ----------------------------------------------------------------------------
+
+    def _map_partitions(self, helper, f, seqs, block=None, fname=None):
+        if not seqs:
+            raise TypeError("map needs at least one sequence")
+        _, tlist = self._resolve()
+        seqs = [_sliceable(s) for s in seqs]
+        n_items = min(len(s) for s in seqs)
+        parts = []
+        for eid, (lo, hi) in zip(tlist, rf.partition_bounds(n_items, len(tlist))):
+            if hi > lo:
+                chunks = tuple(s[lo:hi] for s in seqs)
+                parts.append((eid, serialize.pack_apply_message(helper, (f,) + chunks, {})))
+        ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
+                                      reduce=rf.join_partitions)
+        return ar.get() if self._block(block) else ar
+
+    def map(self, f, *sequences, block=None, **kwargs):
+        """``f`` over the sequences, split in one contiguous part per engine; the result
+        is a list (an AsyncResult of one unless ``block``)."""
+        return self._map_partitions(rf._map_chunk, f, sequences, block=block)
+
+    def map_sync(self, f, *sequences, **kwargs):
+        return self._map_partitions(rf._map_chunk, f, sequences, block=True)
+
+    def map_async(self, f, *sequences, **kwargs):
+        return self._map_partitions(rf._map_chunk, f, sequences, block=False)
+
+    def imap(self, f, *sequences, **kwargs):
+        """Like ``map``, as an iterator over the results."""
+        return iter(self.map_async(f, *sequences))
+
+    # -- namespaces ---------------------------------------------------------------------
+
+    def push(self, ns, targets=None, block=None, track=None):
+        """Binds every name of the dict ``ns`` in the engines' namespaces."""
+        if not isinstance(ns, dict):
+            raise TypeError(f"push needs a dict, not {type(ns).__name__}")
+        return self._apply(rf._push, (ns,), None, block=block, targets=targets)
+
+    def pull(self, names, targets=None, block=None):
+        """The value of ``names`` (a name, or a list of names) on each engine."""
+        if not isinstance(names, (str, list, tuple, set)):
+            raise TypeError(f"names must be a str or a list of str, not {names!r}")
+        if not isinstance(names, str):
+            names = list(names)
+        return self._apply(rf._pull, (names,), None, block=block, targets=targets)
+
+    def update(self, ns):
+        """``push(ns)`` with the view's ``block``."""
+        return self.push(ns)
+
+    def get(self, key_s):
+        """``pull(key_s, block=True)``."""
+        return self.pull(key_s, block=True)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self.get(key)
+        raise TypeError(f"view[name] needs a str name, not {key!r}")
+
+    def __setitem__(self, key, value):
+        self.update({key: value})
+
+    def scatter(self, key, seq, dist="b", flatten=False, targets=None, block=None,
+                track=None):
+        """Splits ``seq`` (a list, a numpy array along axis 0, any sequence) into one
+        contiguous part per engine and binds each part to ``key`` on its engine. With
+        ``flatten``, parts of length one are bound as their single element."""
+        if dist != "b":
+            raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
+        single, tlist = self._resolve(targets)
+        seq = _sliceable(seq)
+        parts = []
+        for eid, (lo, hi) in zip(tlist, rf.partition_bounds(len(seq), len(tlist))):
+            part = seq[lo:hi]
+            if flatten and hi - lo == 1:
+                part = part[0]
+            parts.append((eid, serialize.pack_apply_message(rf._push, ({key: part},), {})))
+        ar = self.client._submit_many(_core.MSG_APPLY, parts, "scatter",
+                                      reduce=lambda results: None)
+        if self._block(block):
+            ar.get()
+            return None
+        return ar
+
+    def gather(self, key, dist="b", targets=None, block=None):
+        """Pulls ``key`` from every engine and joins the parts (numpy arrays along axis
+        0, sequences into one list): the inverse of ``scatter``."""
+        if dist != "b":
+            raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
+        _, tlist = self._resolve(targets)
+        payload = serialize.pack_apply_message(rf._pull, (key,), {})
+        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
+                                 reduce=rf.join_partitions)
+        return ar.get() if self._block(block) else ar
+
+    @contextlib.contextmanager
+    def sync_imports(self, local=True, quiet=False):
+        """``with view.sync_imports(): import numpy`` imports here and on the engines.
+
+        Only the import statements written directly in the ``with`` block count; as in
+        ipyparallel, ``import a as b`` binds ``a`` on the engines."""
+        user_frame = sys._getframe(2)  # generator <- contextlib __enter__ <- user code
+        real_import = builtins.__import__
+        requests = []
+
+        def sync_import(name, globals=None, locals=None, fromlist=(), level=0):
+            caller = sys._getframe(1)
+            if caller is user_frame and level == 0:
+                fl = tuple(fromlist or ())
+                if not quiet:
+                    if fl:
+                        print(f"importing {','.join(fl)} from {name} on engine(s)")
+                    else:
+                        print(f"importing {name} on engine(s)")
+                requests.append(self._apply(rf._import, (name, fl), None, block=False))
+            if local:
+                return real_import(name, globals, locals, fromlist, level)
+            try:
+                return real_import(name, globals, locals, fromlist, level)
+            except ImportError:
+                return types.ModuleType(name)
+
+        builtins.__import__ = sync_import
+        try:
+            yield
+        finally:
+            builtins.__import__ = real_import
+        for ar in requests:
+            ar.get()
+
+    # -- serialization ------------------------------------------------------------------
+
+    def use_cloudpickle(self):
+        """Serializes with cloudpickle here and on the engines."""
+        serialize.use_cloudpickle()
+        return self._apply(serialize.use_cloudpickle)
+
+    def use_pickle(self):
+        """Back to the standard pickler (the default) here and on the engines."""
+        serialize.use_pickle()
+        return self._apply(serialize.use_pickle)
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def wait(self, jobs=None, timeout=-1):
+        """Waits for ``jobs`` (AsyncResults; None: everything outstanding)."""
+        return self.client.wait(jobs, timeout)
+
+    def shutdown(self, targets=None, hub=False, block=True):
+        """Stops this view's engines (with ``hub=True`` the controller too)."""
+        _, tlist = self._resolve(targets)
+        return self.client.shutdown(targets=tlist, hub=hub, block=block)

@@ -1,0 +1,110 @@
+"""What the engine binary runs for each task, called from C (engine/runner.c).
+
+The C main loop hands over one task at a time: ``run_task(kind, frames)`` with the message
+type (EXECUTE or APPLY) and its payload frames after the target list, as writable
+``_cpar_engine.Frame`` buffers. It returns ``(status, frames)``: status 0 and the
+serialized result, or status 1 and one frame holding a pickled error dict
+(``ename``, ``evalue``, ``traceback``, ``engine_id``), per docs/protocol.md. Everything a
+task raises, ``KeyboardInterrupt`` from an interrupt included, becomes such an error; the
+engine lives on. Code runs in the persistent namespace ``sys.modules['__main__'].__dict__``.
+
+This module must stay importable without the client (no ``cpar._core``, no ``cpar.client``).
+"""
+
+import collections
+import linecache
+import pickle
+import sys
+import traceback
+
+from cpar import serialize
+
+EXECUTE = 10  # wire message types (cext/core/wire.h)
+APPLY = 11
+
+STATUS_OK = 0
+STATUS_ERROR = 1
+
+engine_id = -1
+
+# Source of executed cells, kept for tracebacks and inspect.getsource; bounded.
+_MAX_CELLS = 1000
+_cells = collections.deque()
+_cell_count = 0
+
+
+def init(eid):
+    """Called once by the engine after registration with the controller."""
+    global engine_id
+    engine_id = eid
+
+
+def namespace():
+    """The engine's persistent user namespace."""
+    return sys.modules["__main__"].__dict__
+
+
+def _remember_source(code):
+    global _cell_count
+    _cell_count += 1
+    name = f"<cpar-execute-{_cell_count}>"
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    _cells.append(name)
+    while len(_cells) > _MAX_CELLS:
+        linecache.cache.pop(_cells.popleft(), None)
+    return name
+
+
+def _execute(frames):
+    code = str(frames[0], "utf-8") if frames else ""
+    filename = _remember_source(code)
+    exec(compile(code, filename, "exec"), namespace())
+    return serialize.serialize_object(None)
+
+
+def _apply(frames):
+    f, args, kwargs = serialize.unpack_apply_message(frames, namespace())
+    result = f(*args, **kwargs)
+    return serialize.serialize_object(result)
+
+
+def _format_traceback(exc):
+    """The traceback of exc without this module's own frames at its head."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)
+    except BaseException:  # a broken __str__ must not lose the error
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def error_frames(exc):
+    """``[pickle of the error dict]`` for the exception exc."""
+    try:
+        tb = _format_traceback(exc)
+    except BaseException:
+        tb = ""
+    err = {
+        "ename": type(exc).__name__,
+        "evalue": _safe_str(exc),
+        "traceback": tb,
+        "engine_id": engine_id,
+    }
+    return (STATUS_ERROR, [pickle.dumps(err, protocol=serialize.PROTOCOL)])
+
+
+def run_task(kind, frames):
+    """Runs one task; returns ``(status, frames)`` for its REPLY."""
+    try:
+        if kind == EXECUTE:
+            return (STATUS_OK, _execute(frames))
+        if kind == APPLY:
+            return (STATUS_OK, _apply(frames))
+        raise ValueError(f"unknown task type {kind}")
+    except BaseException as exc:  # noqa: B036 - every outcome must become a reply
+        return error_frames(exc)

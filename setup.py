@@ -1,6 +1,7 @@
 """Build of cpar's C parts: the extension cpar._core and the engine binary cpar-engine."""
 import glob
 import os
+import sys
 import sysconfig
 
 from setuptools import Extension, setup
@@ -34,8 +35,8 @@ class BuildWithEngine(build_ext):
             sources,
             output_dir=os.path.join(self.build_temp, "engine"),
             include_dirs=["cext/core", "cext/module", sysconfig.get_paths()["include"]],
-            extra_postargs=CFLAGS + ['-DCPAR_BUILD_PYTHON="%s"' % os.path.realpath(
-                sysconfig.get_config_var("BINDIR") + "/python3")],
+            # Engines started without --python adopt the environment cpar was built in.
+            extra_postargs=CFLAGS + ['-DCPAR_BUILD_PYTHON="%s"' % sys.executable],
         )
         self.compiler.link_executable(
             objects,

@@ -9,17 +9,31 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "frame.h"
 #include "zerocopy.h"
 
 static cpar_engine *cpar__cap_engine; /* set once before Python starts */
+static int cpar__cap_forked;           /* this process is a fork() child of the engine */
+
+/* In a child made by fork() in user code the I/O thread does not exist and engine->lock
+ * may have been held by it at the fork: the child writes its output straight to fds 1/2
+ * (runtime.py also points sys.stdout/err back at the real files there). */
+static void
+cpar__capture_after_fork_child(void)
+{
+    cpar__cap_forked = 1;
+    if (cpar__cap_engine != NULL)
+        pthread_mutex_init(&cpar__cap_engine->lock, NULL);
+}
 
 void
 cpar_capture_set_engine(cpar_engine *e)
 {
     cpar__cap_engine = e;
+    pthread_atfork(NULL, NULL, cpar__capture_after_fork_child);
 }
 
 void
@@ -136,6 +150,16 @@ cpar__stream_emit(cpar__stream *self, const char *text, size_t len)
     cpar_engine *e = cpar__cap_engine;
     int captured = 0;
 
+    if (cpar__cap_forked) {
+        while (len > 0) {
+            ssize_t n = write(self->flag == CPAR_FLAG_STDOUT ? 1 : 2, text, len);
+            if (n <= 0)
+                break;
+            text += n;
+            len -= (size_t)n;
+        }
+        return;
+    }
     if (e != NULL) {
         pthread_mutex_lock(&e->lock);
         if (e->running)

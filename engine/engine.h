@@ -21,7 +21,7 @@
 #include "wire.h"
 
 #define CPAR_ENGINE_PAIR_URL "inproc://cpar-engine-tasks"
-#define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000 /* no REGISTER_REPLY by then: give up */
+#define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000 /* default; $CPAR_REGISTER_TIMEOUT (s) */
 #define CPAR_ENGINE_STREAM_PERIOD_MS 50       /* pending output is sent at least this often */
 #define CPAR_ENGINE_STOP_GRACE_MS 5000        /* a task ignoring the stop interrupt: _exit */
 
@@ -61,6 +61,7 @@ typedef struct cpar_engine {
     uint8_t key[CPAR_SIGN_MAX_KEY];     /* HMAC key (UTF-8 bytes of the "key" string) */
     size_t keylen;
     int requested_id;                   /* --id, or -1 */
+    int register_timeout_ms;            /* give up when no REGISTER_REPLY comes by then */
     int hb_period_ms;                   /* from the connection file; REGISTER_REPLY wins */
     int hb_timeout_ms;
     void *zctx;                         /* ZMQ context (thread-safe) */
@@ -89,6 +90,7 @@ void cpar_elog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cpar_elog_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cpar_elog_write(const char *prefix, const char *text, size_t len);
 void cpar_elog_set_id(int id);
+int cpar_elog_fd(void); /* the log's file descriptor (2 for stderr) */
 
 /* capture.c: output buffering (under engine->lock) and the builtin module _cpar_engine
  * (Frame and Stream types). cpar_capture_* need engine->lock held. */
@@ -107,7 +109,7 @@ void cpar_capture_set_engine(cpar_engine *e);
 /* PyImport_AppendInittab entry of _cpar_engine (a new module definition reference). */
 PyObject *cpar_engine_module_init(void);
 
-/* ids.c-like helper in io.c: a fresh, process-unique msg id. Any thread. */
+/* io.c: a fresh, process-unique msg id (random prefix + counter). Any thread. */
 void cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE]);
 
 /* io.c: the I/O thread. Starts it with every signal blocked in it. Returns 0 or -1. */

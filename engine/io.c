@@ -132,13 +132,13 @@ cpar__io_register(cpar__io *io)
         cpar_elog("cannot send REGISTER to %s: %s", e->engine_url, zmq_strerror(zmq_errno()));
         goto error;
     }
-    deadline = cpar_now_ns() + (uint64_t)CPAR_ENGINE_REGISTER_TIMEOUT_MS * 1000000u;
+    deadline = cpar_now_ns() + (uint64_t)e->register_timeout_ms * 1000000u;
     for (;;) {
         uint64_t now = cpar_now_ns();
         zmq_pollitem_t item = {.socket = io->dealer, .events = ZMQ_POLLIN};
         if (now >= deadline) {
-            cpar_elog("no REGISTER_REPLY from the controller at %s within %d s; exiting",
-                      e->engine_url, CPAR_ENGINE_REGISTER_TIMEOUT_MS / 1000);
+            cpar_elog("no REGISTER_REPLY from the controller at %s within %d ms; exiting",
+                      e->engine_url, e->register_timeout_ms);
             goto error;
         }
         rc = zmq_poll(&item, 1, (long)((deadline - now) / 1000000u) + 1);
@@ -449,7 +449,7 @@ static void *
 cpar__io_main(void *arg)
 {
     cpar__io io;
-    int zero = 0, linger = 2000;
+    int zero = 0, linger = 2000, flush = 0;
 
     memset(&io, 0, sizeof(io));
     io.e = arg;
@@ -480,12 +480,16 @@ cpar__io_main(void *arg)
         cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
         goto error;
     }
-    if (cpar__io_register(&io) == 0)
+    if (cpar__io_register(&io) == 0) {
         cpar__io_loop(&io);
-    else
+        flush = io.exit_status == 0; /* SHUTDOWN: the last replies must still go out */
+    } else {
         cpar__io_wait_quit(&io);
+    }
 error:
     atomic_store(&io.e->io_done, 1);
+    if (io.dealer != NULL && !flush) /* nobody listens: do not linger at exit */
+        zmq_setsockopt(io.dealer, ZMQ_LINGER, &zero, sizeof(zero));
     if (io.dealer)
         zmq_close(io.dealer);
     if (io.pair)

@@ -1,7 +1,7 @@
 /* The engine's log: timestamped lines to a file opened for appending (--log) or stderr.
  *
  * Threads: every function may be called from any thread; a mutex keeps lines whole.
- * No Python. */
+ * No Python calls. */
 #include "engine.h"
 
 #include <errno.h>
@@ -15,9 +15,17 @@ static FILE *cpar__log_file;    /* NULL: stderr */
 static int cpar__log_quiet;     /* --quiet: informational lines are skipped */
 static int cpar__log_id = -1;   /* our engine id once registered */
 
+/* A fork() child (user code) must not inherit a lock held by the I/O thread. */
+static void
+cpar__log_after_fork_child(void)
+{
+    pthread_mutex_init(&cpar__log_lock, NULL);
+}
+
 int
 cpar_elog_open(const char *path, int quiet)
 {
+    pthread_atfork(NULL, NULL, cpar__log_after_fork_child);
     cpar__log_quiet = quiet;
     if (path == NULL)
         return 0;
@@ -38,6 +46,12 @@ cpar_elog_close(void)
         fclose(cpar__log_file);
     cpar__log_file = NULL;
     pthread_mutex_unlock(&cpar__log_lock);
+}
+
+int
+cpar_elog_fd(void)
+{
+    return cpar__log_file ? fileno(cpar__log_file) : 2;
 }
 
 void

@@ -6,6 +6,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #endif
 
 #define CPAR__CONN_WAIT_MS 30000 /* how long to wait for the connection file to appear */
+#define CPAR__EXIT_WAIT_MS 10000 /* finalization longer than this (threads left running) */
 
 typedef struct cpar__args {
     const char *connection_file;
@@ -40,7 +42,9 @@ cpar__usage(FILE *f)
             "                          (default: $CPAR_PYTHON, else %s)\n"
             "  --log PATH              append the engine log to PATH (default: stderr)\n"
             "  --id N                  ask the controller for engine id N\n"
-            "  --quiet                 log errors only\n",
+            "  --quiet                 log errors only\n"
+            "environment: CPAR_PYTHON (default --python), CPAR_REGISTER_TIMEOUT (seconds to\n"
+            "  wait for the controller's REGISTER_REPLY, default 30)\n",
             CPAR_BUILD_PYTHON);
 }
 
@@ -107,6 +111,11 @@ cpar__start_python(const char *python, const char *argv0)
     PyStatus st;
     char *pyargv[1] = {(char *)argv0};
 
+    if (strchr(python, '/') != NULL && access(python, X_OK) != 0) {
+        cpar_elog("--python %s: %s (the engine adopts that python's environment)", python,
+                  strerror(errno));
+        return -1;
+    }
     if (PyImport_AppendInittab("_cpar_engine", cpar_engine_module_init) < 0) {
         cpar_elog("cannot register the _cpar_engine module");
         return -1;
@@ -281,6 +290,59 @@ error:
     return rc;
 }
 
+/* Python's fault handler writes crash tracebacks to the log (sys.stderr has no fd here).
+ * GIL held; failures are only logged. */
+static void
+cpar__enable_faulthandler(void)
+{
+    PyObject *fh = PyImport_ImportModule("faulthandler");
+    PyObject *kw = NULL, *args = NULL, *enable = NULL, *res = NULL;
+
+    if (fh != NULL && (enable = PyObject_GetAttrString(fh, "enable")) != NULL &&
+        (args = PyTuple_New(0)) != NULL &&
+        (kw = Py_BuildValue("{s:i,s:O}", "file", cpar_elog_fd(), "all_threads", Py_True)) != NULL)
+        res = PyObject_Call(enable, args, kw);
+    if (res == NULL) {
+        cpar_elog("cannot enable faulthandler:");
+        PyErr_Print();
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(kw);
+    Py_XDECREF(args);
+    Py_XDECREF(enable);
+    Py_XDECREF(fh);
+}
+
+static int cpar__exit_status; /* read by the watchdog thread */
+
+/* Ends the process if finalization hangs: Py_FinalizeEx joins every non-daemon thread a
+ * task started, and a thread that never ends must not leave a stray engine behind. */
+static void *
+cpar__exit_watchdog(void *arg)
+{
+    struct timespec t = {CPAR__EXIT_WAIT_MS / 1000, (CPAR__EXIT_WAIT_MS % 1000) * 1000000L};
+    (void)arg;
+    nanosleep(&t, NULL);
+    cpar_elog("still finalizing after %d ms (threads started by tasks?); exiting now",
+              CPAR__EXIT_WAIT_MS);
+    cpar_elog_close();
+    _exit(cpar__exit_status);
+}
+
+static void
+cpar__start_exit_watchdog(int status)
+{
+    pthread_t t;
+    sigset_t all, old;
+
+    cpar__exit_status = status;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&t, NULL, cpar__exit_watchdog, NULL) == 0)
+        pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* Logs sys.executable and sys.prefix (what environment we adopted). */
 static void
 cpar__log_environment(const char *python)
@@ -318,6 +380,12 @@ main(int argc, char **argv)
     pthread_mutex_init(&e.lock, NULL);
     cpar_capture_init(&e.capture);
     e.requested_id = args.id;
+    e.register_timeout_ms = CPAR_ENGINE_REGISTER_TIMEOUT_MS;
+    if (getenv("CPAR_REGISTER_TIMEOUT") != NULL) {
+        double t = atof(getenv("CPAR_REGISTER_TIMEOUT"));
+        if (t > 0 && t < 1e6)
+            e.register_timeout_ms = (int)(t * 1000);
+    }
     e.id = -1;
     cpar_capture_set_engine(&e);
     cpar_elog_info("starting (pid %d, connection file %s)", (int)getpid(), args.connection_file);
@@ -329,6 +397,7 @@ main(int argc, char **argv)
         PyErr_Print();
         goto finalize;
     }
+    cpar__enable_faulthandler();
     if (cpar__read_connection(&e, args.connection_file) < 0)
         goto finalize;
     e.zctx = zmq_ctx_new();
@@ -337,6 +406,7 @@ main(int argc, char **argv)
         goto finalize;
     }
     status = cpar_runner_run(&e);
+    cpar__start_exit_watchdog(status);
     Py_BEGIN_ALLOW_THREADS
     zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
     Py_END_ALLOW_THREADS

@@ -245,20 +245,22 @@ error:
     return -1;
 }
 
-/* Tells runtime our id once registered; GIL held. Returns 0 or -1 (exception set). */
+/* Tells runtime our id once registered; GIL held. Sets the attribute without running
+ * bytecode, so a stray SIGINT cannot interrupt it. Returns 0 or -1 (exception set). */
 static int
 cpar__runner_init_runtime(int32_t id)
 {
     PyObject *rt = PyImport_ImportModule("cpar.engine.runtime");
-    PyObject *res = NULL;
+    PyObject *v = NULL;
+    int rc = -1;
     if (rt == NULL)
         return -1;
-    res = PyObject_CallMethod(rt, "init", "i", (int)id);
+    v = PyLong_FromLong((long)id);
+    if (v != NULL)
+        rc = PyObject_SetAttrString(rt, "engine_id", v);
+    Py_XDECREF(v);
     Py_DECREF(rt);
-    if (res == NULL)
-        return -1;
-    Py_DECREF(res);
-    return 0;
+    return rc;
 }
 
 int
@@ -302,7 +304,7 @@ cpar_runner_run(cpar_engine *e)
         goto error;
     }
     if (cpar__runner_init_runtime(e->id) < 0) {
-        cpar_elog("cpar.engine.runtime.init failed:");
+        cpar_elog("cannot set cpar.engine.runtime.engine_id:");
         PyErr_Print();
         goto error;
     }

@@ -179,6 +179,15 @@ def test_async_result_details(rc):
         iter(single)
 
 
+def test_async_result_is_awaitable(rc):
+    import asyncio
+
+    async def main():
+        return await rc[0].apply_async(pow, 2, 5)
+
+    assert asyncio.run(main()) == 32
+
+
 def test_client_wait(rc):
     ars = [rc[i].apply_async(time.sleep, 0.05) for i in rc.ids]
     assert rc.wait(ars, timeout=30)
@@ -229,9 +238,23 @@ def test_large_array_push_pull_is_writable(rc):
     v = rc[0]
     a = np.random.default_rng(0).random(2_000_000)
     v.push({"big": a}, block=True)
-    assert v.apply_sync(ia(lambda: (big.flags.writeable, float(big.sum())))) == (True, a.sum())  # noqa: F821
+    remote = v.apply_sync(ia(lambda: (big.flags.writeable, float(big.sum()))))  # noqa: F821
+    assert remote == (True, a.sum())
     back = v.pull("big", block=True)
     assert back.flags.writeable and np.array_equal(back, a)
+
+
+def test_send_signal_interrupts_the_running_task(rc):
+    ar = rc[2].execute("import time\nprint('started', flush=True)\ntime.sleep(60)")
+    deadline = time.monotonic() + 30
+    while "started" not in ar.stdout and time.monotonic() < deadline:
+        ar.wait(0.02)
+    assert "started" in ar.stdout
+    rc.send_signal(targets=2)
+    with pytest.raises(error.RemoteError) as info:
+        ar.get(timeout=30)
+    assert info.value.ename == "KeyboardInterrupt"
+    assert rc[2].apply_sync(pow, 3, 2) == 9  # the engine lives on
 
 
 def test_client_sees_wrong_key(cluster, tmp_path):

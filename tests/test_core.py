@@ -7,6 +7,7 @@ checked against the same controller.
 """
 
 import concurrent.futures
+import gc
 import json
 import os
 import socket
@@ -84,9 +85,10 @@ def targets(*ids):
 
 
 def test_constants_match_the_wire_header():
-    assert (_core.MSG_REGISTER, _core.MSG_CONNECT, _core.MSG_APPLY, _core.MSG_REPLY) == (1, 4, 11, 20)
-    assert (_core.MSG_ERROR, _core.MSG_SHUTDOWN, _core.MSG_ENGINE_EVENT) == (22, 31, 40)
-    assert (_core.FLAG_STDOUT, _core.FLAG_STDERR, _core.FLAG_HUB, _core.FLAG_TARGETED) == (1, 2, 4, 8)
+    c = _core
+    assert (c.MSG_REGISTER, c.MSG_CONNECT, c.MSG_APPLY, c.MSG_REPLY) == (1, 4, 11, 20)
+    assert (c.MSG_ERROR, c.MSG_SHUTDOWN, c.MSG_ENGINE_EVENT) == (22, 31, 40)
+    assert (c.FLAG_STDOUT, c.FLAG_STDERR, c.FLAG_HUB, c.FLAG_TARGETED) == (1, 2, 4, 8)
     assert _core.ID_SIZE == 16 and _core.STATUS_ERROR == 1
     assert _core.now_ns() > 1_600_000_000 * 10**9
 
@@ -301,6 +303,7 @@ def test_a_bad_url_fails_at_once():
 
 
 def test_objects_are_released(controller):
+    gc.collect()
     before = _core._debug_counts()
     conn = _core.Connection(controller.client_url, KEY)
     conn.send(_core.MSG_CONNECT, msg_id=new_id())
@@ -312,11 +315,12 @@ def test_objects_are_released(controller):
     del msgs
     conn.close()
     del conn
+    gc.collect()
     after = _core._debug_counts()
     assert after["connections"] == before["connections"]
     assert after["messages"] == before["messages"]
     assert after["queued"] == before["queued"]
-    assert after["zerocopy"] == 0
+    assert after["zerocopy"] <= before["zerocopy"]  # our zero-copy frame was released
 
 
 def write_connection_file(path, url, key):

@@ -184,9 +184,9 @@ class FakeController:
 
 
 class Engine:
-    def __init__(self, connection_file, tmp_path, *extra):
+    def __init__(self, connection_file, tmp_path, *extra, env=None):
         self.log = str(tmp_path / f"engine-{len(os.listdir(tmp_path))}.log")
-        env = dict(os.environ, PYTHONPATH=PKG_DIR)
+        env = dict(os.environ, PYTHONPATH=PKG_DIR, **(env or {}))
         self.proc = subprocess.Popen(
             [engine_binary(), "--connection-file", connection_file,
              "--python", sys.executable, "--log", self.log, *extra],
@@ -214,8 +214,8 @@ def spawn(tmp_path):
     """spawn(connection_file, *args) -> a running Engine; every one is stopped at teardown."""
     engines = []
 
-    def _spawn(connection_file, *extra):
-        e = Engine(connection_file, tmp_path, *extra)
+    def _spawn(connection_file, *extra, env=None):
+        e = Engine(connection_file, tmp_path, *extra, env=env)
         engines.append(e)
         return e
 
@@ -311,6 +311,22 @@ def test_numpy_arrays_arrive_writable_and_return(ctl, engine):
     assert ctl.result(ctl.apply(lambda: __import__("_cpar_engine").outstanding())) == 0
 
 
+def test_fork_inside_a_task(ctl, engine):
+    def work():
+        import multiprocessing
+        import os
+        pid = os.fork()
+        if pid == 0:  # the child prints (to the engine's real stdout) and leaves
+            print("from the child", flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            return pool.map(abs, [-1, -2, -3])
+
+    assert ctl.result(ctl.apply(work)) == [1, 2, 3]
+    assert ctl.result(ctl.apply(lambda: "engine fine")) == "engine fine"
+
+
 # ---- errors -------------------------------------------------------------------------------
 
 
@@ -332,6 +348,16 @@ def test_apply_error_and_syntax_error(ctl, engine):
     assert "fails" in err["traceback"] and "runtime.py" not in err["traceback"]
     err = ctl.error(ctl.execute("def f(:\n"))
     assert err["ename"] == "SyntaxError"
+
+
+def test_ipython_syntax_in_execute(ctl, engine):
+    pytest.importorskip("IPython")
+    mid = ctl.execute("x = 3\n%time y = x * 2\nfiles = !echo hi\n")
+    assert ctl.result(mid) is None
+    assert ctl.result(ctl.apply(lambda: (y, list(files)))) == (6, ["hi"])  # noqa: F821
+    assert "Wall time" in "".join(t for p, f, t in ctl.streams if p == mid)
+    err = ctl.error(ctl.execute("%this_magic_does_not_exist"))
+    assert err["ename"] == "UsageError"
 
 
 def test_unpicklable_result_is_an_error(ctl, engine):
@@ -432,6 +458,18 @@ def test_interrupt_when_idle_is_ignored(ctl, engine):
     assert engine.alive()
 
 
+def test_late_interrupt_never_hits_the_next_task(ctl, engine):
+    # An interrupt for A that arrives as A ends must not land in B (queued right behind).
+    for i in range(200):
+        a = ctl.apply(sum, range(i * 500))
+        b = ctl.apply(lambda: "b ok")
+        ctl.interrupt(a)
+        ra = ctl.reply(a)
+        assert ra.status == 0 or pickle.loads(ra.frames[0].buffer)["ename"] == "KeyboardInterrupt"
+        assert ctl.result(b) == "b ok"
+    assert engine.alive()
+
+
 def test_shutdown_exits(ctl, engine):
     ctl.result(ctl.execute("x = 1"))
     ctl.send_raw(SHUTDOWN)
@@ -446,6 +484,14 @@ def test_shutdown_interrupts_a_running_task(ctl, engine):
     assert engine.wait() == 0
 
 
+def test_shutdown_with_a_thread_left_running(ctl, engine):
+    ctl.result(ctl.execute("import threading, time\n"
+                           "threading.Thread(target=lambda: time.sleep(10**6)).start()"))
+    ctl.send_raw(SHUTDOWN)
+    assert engine.wait(60) == 0
+    assert "still finalizing" in engine.log_text()
+
+
 def test_engine_exits_when_the_controller_disappears(tmp_path, spawn):
     c = FakeController(tmp_path, hb_period_ms=50, hb_timeout_ms=200)
     e = spawn(c.connection_file)
@@ -458,11 +504,10 @@ def test_engine_exits_when_the_controller_disappears(tmp_path, spawn):
 
 def test_no_controller_registration_times_out_cleanly(tmp_path, spawn):
     # A connection file naming a port nobody listens on: the engine must not hang forever.
-    # (30 s registration timeout.)
     with open(tmp_path / "c.json", "w") as f:
         json.dump({"engine_url": "tcp://127.0.0.1:9", "key": "k" * 64}, f)
-    e = spawn(str(tmp_path / "c.json"))
-    assert e.wait(90) != 0
+    e = spawn(str(tmp_path / "c.json"), env={"CPAR_REGISTER_TIMEOUT": "2"})
+    assert e.wait(60) == 2
     assert "REGISTER_REPLY" in e.log_text()
 
 
@@ -507,15 +552,90 @@ def _real_controller():
     return getattr(_core, "Controller", None)
 
 
-@pytest.mark.skipif(_real_controller() is None, reason="cpar._core.Controller not built")
-def test_engines_under_the_real_controller(cluster):
-    rc = cpar.Client(cluster.connection_file)
-    try:
-        rc.wait_for_engines(1, timeout=30)
+needs_controller = pytest.mark.skipif(_real_controller() is None,
+                                       reason="cpar._core.Controller is not built")
+
+
+@pytest.fixture
+def real(tmp_path):
+    """A real C controller (its loop on a thread of this process); yields its connection
+    file. Short heartbeat settings, so that an engine declared dead would show quickly."""
+    import threading
+
+    from cpar import _core, paths
+
+    key = secrets.token_hex(32)
+    ctrl = _core.Controller(client_url="tcp://127.0.0.1:*", engine_url="tcp://127.0.0.1:*",
+                            key=key.encode(), log_path=str(tmp_path / "controller.log"),
+                            hb_period_ms=100, hb_timeout_ms=1000)
+    cf = str(tmp_path / "connection-real.json")
+    paths.write_private_json(cf, {
+        "client_url": ctrl.client_url, "engine_url": ctrl.engine_url, "key": key,
+        "signature_scheme": "hmac-sha256", "profile": "test", "cluster_id": "real",
+        "controller_pid": os.getpid(), "hb_period_ms": 100, "hb_timeout_ms": 1000})
+    thread = threading.Thread(target=ctrl.run, daemon=True)
+    thread.start()
+    holder = {"stop": lambda: (ctrl.stop(), thread.join(30))}
+    yield cf, holder
+    holder["stop"]()
+    ctrl.close()
+
+
+@needs_controller
+def test_real_controller_round_trip_and_output(real, spawn):
+    cf, _ = real
+    spawn(cf)
+    spawn(cf)
+    with cpar.Client(cf) as rc:
+        rc.wait_for_engines(2, timeout=30)
         v = rc[:]
         v.block = True
-        v.execute("import os; pid = os.getpid()")
-        pids = v.apply(lambda: pid)  # noqa: F821 - the engines' `pid`
-        assert len(set(pids)) == len(rc.ids)
-    finally:
-        rc.close()
+        v.execute("import os\nb = 10")
+        assert v.apply(lambda x: b + x, 1) == [11, 11]  # noqa: F821
+        assert len(set(v.apply(lambda: os.getpid()))) == 2  # noqa: F821
+        ar = rc[0].execute("print('to the client')", block=False)
+        ar.get(30)
+        assert "to the client" in ar.stdout
+        with pytest.raises(Exception) as info:
+            rc[1].apply_sync(lambda: 1 / 0)
+        assert getattr(info.value, "ename", None) == "ZeroDivisionError" or \
+            "ZeroDivisionError" in str(info.value)
+
+
+@needs_controller
+def test_real_controller_busy_engine_is_not_declared_dead(real, spawn):
+    cf, _ = real
+    spawn(cf)
+    with cpar.Client(cf) as rc:
+        rc.wait_for_engines(1, timeout=30)
+        eid = rc.ids[0]
+        ar = rc[eid].execute("while True: pass", block=False)
+        # 10 s of a busy loop: ten heartbeat timeouts of this controller.
+        assert not ar.wait(10)
+        assert eid in rc.ids
+        rc.send_signal(targets=[eid])
+        with pytest.raises(Exception) as info:
+            ar.get(30)
+        assert "KeyboardInterrupt" in (getattr(info.value, "ename", "") + str(info.value))
+        assert rc[eid].apply_sync(lambda: "next") == "next"
+
+
+@needs_controller
+def test_real_controller_shutdown_stops_the_engine(real, spawn):
+    cf, _ = real
+    e = spawn(cf)
+    with cpar.Client(cf) as rc:
+        rc.wait_for_engines(1, timeout=30)
+        rc.shutdown(targets=rc.ids, block=True)
+    assert e.wait(30) == 0
+
+
+@needs_controller
+def test_engine_exits_when_the_real_controller_stops(real, spawn):
+    cf, holder = real
+    e = spawn(cf)
+    with cpar.Client(cf) as rc:
+        rc.wait_for_engines(1, timeout=30)
+    holder["stop"]()  # it tells its engines to stop, or they stop hearing from it
+    holder["stop"] = lambda: None
+    e.wait(60)

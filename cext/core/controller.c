@@ -1,5 +1,23 @@
 /* The cpar controller loop: registration, heartbeats, request routing and shutdown
- * (controller.h; behaviour in docs/protocol.md). */
+ * (controller.h; behaviour in docs/protocol.md).
+ *
+ * Decisions where the protocol leaves room:
+ * - REGISTER asking for an id that a live or stopping engine holds, or above
+ *   CPAR_REGISTRY_MAX_REQUESTED_ID: REGISTER_REPLY status CPAR_EINVAL, engine -1. While a
+ *   hub shutdown runs: CPAR_ESHUTDOWN. A repeated REGISTER from a registered identity gets
+ *   its id again. Automatic ids never reuse an id that was ever held.
+ * - A HEARTBEAT from an unknown or dead engine identity is answered with SHUTDOWN (status
+ *   CPAR_EENGINEDEAD), so a zombie engine exits; its other messages are dropped.
+ * - EXECUTE/APPLY without TARGETED: ERROR CPAR_EINVAL; a malformed target list: CPAR_EPROTO;
+ *   the same msg_id outstanding twice on one engine (or listed twice): CPAR_EINVAL.
+ * - SHUTDOWN with HUB stops every engine whatever its target list; the loop ends when no
+ *   engine is left or hb_timeout_ms after the request. A client message of an engine-only
+ *   type gets ERROR CPAR_ETYPE.
+ * - A bad message from a client whose header frame has the right size and magic gets an
+ *   ERROR with the drop code, parent = that header's msg_id.
+ * - Stopped by cpar_controller_stop or a signal, the loop sends SHUTDOWN to every engine.
+ *   After a graceful end the sockets linger up to CPAR__LINGER_MS so the last replies go
+ *   out; otherwise linger is 0. */
 #include "controller.h"
 
 #include <errno.h>
@@ -101,12 +119,19 @@ cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t 
 {
     int kind = rc == CPAR_ESIG ? 1 : rc == CPAR_EVERSION ? 2 : rc == CPAR_ETYPE ? 3 : 0;
     uint64_t n = ++c->cnt.bad[side][kind];
-    if (cpar_log_ratelimit(n))
-        cpar_log_write(&c->log, "dropped a message from %s: %s (%llu of this kind so far)",
-                       cpar__side_a[side], cpar_strerror(rc), (unsigned long long)n);
+    if (cpar_log_ratelimit(n)) {
+        char hex[2 * 16 + 3];
+        size_t k, shown = identlen < 16 ? identlen : 16;
+        for (k = 0; k < shown; k++)
+            snprintf(hex + 2 * k, 3, "%02x", ident[k]);
+        snprintf(hex + 2 * k, 3, "%s", identlen > shown ? ".." : "");
+        cpar_log_write(&c->log,
+                       "dropped a message from %s (identity %s): %s (%llu of this kind so far)",
+                       cpar__side_a[side], hex, cpar_strerror(rc), (unsigned long long)n);
+    }
     if (side == CPAR__SIDE_CLIENT && hdr != NULL)
         cpar__ctl_error_to(c, ident, identlen, -1, hdr + 24, CPAR_NO_ENGINE, rc,
-                       "message dropped by the controller: %s", cpar_strerror(rc));
+                           "message dropped by the controller: %s", cpar_strerror(rc));
 }
 
 /* Receives one message: identity, fd, and the checked message in m. Returns 0, CPAR_EAGAIN,
@@ -234,10 +259,18 @@ cpar_controller_run(cpar_controller *c)
             break;
         }
         if (items[0].revents & ZMQ_POLLIN)
-            cpar__ctl_drain_monitor(c);
+            cpar__ctl_read_monitor(c);
         busy = 0;
-        if (items[1].revents & ZMQ_POLLIN)
+        if (c->ngone_fds > 0) {
+            /* Route what the closed connections sent before closing, then declare their
+             * engines gone (bounded, so a flood cannot starve the clients). */
+            for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && cpar__drain(c, CPAR__SIDE_ENGINE);
+                 k++)
+                ;
+            cpar__ctl_apply_disconnects(c, -1);
+        } else if (items[1].revents & ZMQ_POLLIN) {
             busy |= cpar__drain(c, CPAR__SIDE_ENGINE);
+        }
         if (items[2].revents & ZMQ_POLLIN)
             busy |= cpar__drain(c, CPAR__SIDE_CLIENT);
         now = cpar__ctl_mono_ms();
@@ -304,7 +337,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
 {
     cpar_controller *c = NULL;
     char monurl[64];
-    int rc = CPAR_EINVAL;
+    int rc = CPAR_EINVAL, zero = 0;
 
     *out = NULL;
     if (errlen)
@@ -358,8 +391,13 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     if (rc != 0)
         goto error;
     snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);
+    /* Our end of the event pipe has no high-water mark, so the I/O thread never blocks
+     * on it however many engines disconnect at once. */
     c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-    if (zmq_socket_monitor(c->esock, monurl, ZMQ_EVENT_DISCONNECTED) != 0 || c->mon == NULL ||
+    if (c->mon == NULL || zmq_setsockopt(c->mon, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(c->mon, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_socket_monitor(c->esock, monurl, ZMQ_EVENT_DISCONNECTED) != 0 ||
         zmq_connect(c->mon, monurl) != 0) {
         snprintf(err, errlen, "cannot monitor the engine socket: %s", zmq_strerror(zmq_errno()));
         rc = CPAR_EZMQ;
@@ -412,7 +450,8 @@ cpar_controller_install_signal_stop(cpar_controller *c)
     cpar__signal_target = c;
     if (cpar__signals_installed)
         return;
-    if (sigaction(SIGINT, &sa, &cpar__old_int) == 0 && sigaction(SIGTERM, &sa, &cpar__old_term) == 0)
+    if (sigaction(SIGINT, &sa, &cpar__old_int) == 0 &&
+        sigaction(SIGTERM, &sa, &cpar__old_term) == 0)
         cpar__signals_installed = 1;
 }
 
@@ -431,10 +470,13 @@ cpar_controller_free(cpar_controller *c)
         }
     }
     linger = c->graceful ? CPAR__LINGER_MS : 0;
+    /* Stop the monitor while our end is still open: libzmq's I/O thread sends events with
+     * a blocking send under the monitor's lock, so closing our end first can deadlock. */
+    if (c->esock)
+        zmq_socket_monitor(c->esock, NULL, 0);
     if (c->mon)
         zmq_close(c->mon);
     if (c->esock) {
-        zmq_socket_monitor(c->esock, NULL, 0);
         zmq_setsockopt(c->esock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(c->esock);
     }
@@ -446,6 +488,7 @@ cpar_controller_free(cpar_controller *c)
         zmq_ctx_term(c->zctx);
     cpar_signer_free(c->signer);
     free(c->parts);
+    free(c->gone_fds);
     cpar_route_free(&c->route);
     cpar_registry_free(&c->reg);
     cpar_log_close(&c->log);

@@ -33,7 +33,7 @@ cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
 
 void
 cpar__ctl_error_to(cpar_controller *c, const uint8_t *ident, size_t identlen, int32_t slot,
-               const uint8_t *parent, int32_t engine, int code, const char *fmt, ...)
+                   const uint8_t *parent, int32_t engine, int code, const char *fmt, ...)
 {
     char text[512];
     va_list ap;
@@ -121,7 +121,7 @@ error:
     free(ids);
     free(text);
     cpar__ctl_error_to(c, NULL, 0, slot, req->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                   "controller out of memory");
+                       "controller out of memory");
 }
 
 /* Checks a TARGETED request's list: returns its length, or -1 after an ERROR reply. */
@@ -131,25 +131,25 @@ cpar__check_targets(cpar_controller *c, int32_t slot, const cpar_msg *m)
     int n;
     if (c->hub_stopping) {
         cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
-                       "the controller is shutting down");
+                           "the controller is shutting down");
         return -1;
     }
     if (!(m->h.flags & CPAR_FLAG_TARGETED)) {
         cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EINVAL,
-                       "request without a target list (flag TARGETED)");
+                           "request without a target list (flag TARGETED)");
         return -1;
     }
     n = cpar_wire_targets(m);
     if (n < 0) {
         cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
-                       "malformed target list");
+                           "malformed target list");
         return -1;
     }
     for (int i = 0; i < n; i++) {
         int32_t t = cpar_wire_target_at(m, (size_t)i);
         if (!cpar_registry_engine_live(&c->reg, t)) {
             cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOENGINE,
-                           "no engine %d (not registered, or gone)", (int)t);
+                               "no engine %d (not registered, or gone)", (int)t);
             return -1;
         }
     }
@@ -203,11 +203,11 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
                                   NULL);
             if (rc == CPAR_EINVAL)
                 cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, bad, CPAR_EINVAL,
-                               "duplicate request: this msg_id is already outstanding on "
-                               "engine %d", (int)bad);
+                                   "duplicate request: this msg_id is already outstanding on "
+                                   "engine %d", (int)bad);
             else
                 cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc,
-                               "controller out of memory");
+                                   "controller out of memory");
             return;
         }
     }
@@ -258,7 +258,7 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, c
     int32_t slot = cpar_registry_client(&c->reg, ident, identlen);
     if (slot < 0) {
         cpar__ctl_error_to(c, ident, identlen, -1, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                       "controller out of memory");
+                           "controller out of memory");
         return;
     }
     switch (m->h.type) {
@@ -276,7 +276,7 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, c
     default:
         c->cnt.unexpected[CPAR__SIDE_CLIENT]++;
         cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ETYPE,
-                       "message type %d is not a client request", m->h.type);
+                           "message type %d is not a client request", m->h.type);
         return;
     }
 }

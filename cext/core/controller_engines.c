@@ -45,7 +45,7 @@ cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
     while (cpar_route_pop_engine(&c->route, id, &ent)) {
         failed++;
         cpar__ctl_error_to(c, NULL, 0, (int32_t)ent.client, ent.msg_id, id, CPAR_EENGINEDEAD,
-                       "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
+                           "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
     }
     cpar_log_write(&c->log, "engine %d (pid %d, host %s) %s: %s; %llu request(s) failed", id,
                    (int)e->pid, e->host ? e->host : "?", stopping ? "stopped" : "died", why,
@@ -53,9 +53,8 @@ cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
     cpar__ctl_broadcast_event(c, id, 0);
 }
 
-/* Reads the disconnect events of the engine socket and declares their engines gone. */
 void
-cpar__ctl_drain_monitor(cpar_controller *c)
+cpar__ctl_read_monitor(cpar_controller *c)
 {
     for (;;) {
         zmq_msg_t ev, addr;
@@ -83,12 +82,40 @@ cpar__ctl_drain_monitor(cpar_controller *c)
             more = zmq_msg_more(&addr);
             zmq_msg_close(&addr);
         }
-        if (event == ZMQ_EVENT_DISCONNECTED) {
-            int32_t id = cpar_registry_engine_by_fd(&c->reg, (int)value);
-            if (id >= 0)
-                cpar__ctl_engine_gone(c, id, "connection closed");
+        if (event != ZMQ_EVENT_DISCONNECTED || cpar_registry_engine_by_fd(&c->reg, (int)value) < 0)
+            continue;
+        if (c->ngone_fds == c->capgone_fds) {
+            size_t n = c->capgone_fds ? c->capgone_fds * 2 : 16;
+            int *nf = realloc(c->gone_fds, n * sizeof(*nf));
+            if (nf == NULL) {
+                /* No room to defer: declare it gone now (a last REPLY may be lost). */
+                cpar__ctl_engine_gone(c, cpar_registry_engine_by_fd(&c->reg, (int)value),
+                                      "connection closed");
+                continue;
+            }
+            c->gone_fds = nf;
+            c->capgone_fds = n;
         }
+        c->gone_fds[c->ngone_fds++] = (int)value;
     }
+}
+
+void
+cpar__ctl_apply_disconnects(cpar_controller *c, int only_fd)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < c->ngone_fds; i++) {
+        int fd = c->gone_fds[i];
+        int32_t id;
+        if (only_fd >= 0 && fd != only_fd) {
+            c->gone_fds[kept++] = fd;
+            continue;
+        }
+        id = cpar_registry_engine_by_fd(&c->reg, fd);
+        if (id >= 0)
+            cpar__ctl_engine_gone(c, id, "connection closed");
+    }
+    c->ngone_fds = kept;
 }
 
 /* Copies "key=value" line `key` of text into out (outlen > 0); returns 1 when found. */
@@ -140,8 +167,12 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     int32_t id, other;
     long pid = -1;
 
-    /* Disconnects seen so far must be applied before fd is mapped again (fd reuse). */
-    cpar__ctl_drain_monitor(c);
+    /* A closed connection whose fd this one reuses must be applied before fd is mapped
+     * again. Its messages all came before this REGISTER, so it is safe to do now. */
+    if (fd >= 0) {
+        cpar__ctl_read_monitor(c);
+        cpar__ctl_apply_disconnects(c, fd);
+    }
     id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
     if (id >= 0) {
         /* A repeated REGISTER (the reply was slow): same answer. */

@@ -22,6 +22,7 @@
 #define CPAR__CTL_MAGIC 0x4354524cu /* "CTRL": checked at every public entry */
 #define CPAR__POLL_MAX_MS 100       /* the stop flag is seen within this */
 #define CPAR__BATCH 1024            /* messages taken per socket per wake-up */
+#define CPAR__GONE_DRAIN_BATCHES 64 /* batches drained before applying disconnects */
 #define CPAR__STATS_PERIOD_MS 60000 /* drop counters are logged at most this often */
 #define CPAR__LINGER_MS 1000        /* bounded flush of last replies at a graceful end */
 
@@ -55,6 +56,10 @@ struct cpar_controller {
     cpar_registry reg;        /* engines and clients */
     cpar_route route;         /* outstanding requests */
     zmq_msg_t *parts;         /* CPAR_WIRE_MAX_FRAMES + 1 receive slots, reused */
+    int *gone_fds;            /* engine connections seen closing, applied once the engine
+                               * socket has been drained (their last messages come first) */
+    size_t ngone_fds;
+    size_t capgone_fds;
     uint8_t id_prefix[8];     /* random half of the msg ids we make */
     uint64_t id_counter;      /* counting half */
     int hub_stopping;         /* a SHUTDOWN with HUB was accepted */
@@ -90,8 +95,12 @@ int cpar__ctl_send_engine(cpar_controller *c, int32_t id, cpar_msg *m);
 /* Declares engine id gone: each request it owed ends with ERROR CPAR_EENGINEDEAD to its
  * client, then every client gets ENGINE_EVENT 0. `why` is logged and sent. */
 void cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why);
-/* Applies the engine socket's disconnect events. */
-void cpar__ctl_drain_monitor(cpar_controller *c);
+/* Reads the engine socket's disconnect events into gone_fds. */
+void cpar__ctl_read_monitor(cpar_controller *c);
+/* Declares gone the engines of the recorded closed connections (only_fd's alone when
+ * only_fd >= 0). Call after draining the engine socket, so that what an engine sent just
+ * before closing (its last REPLY) is routed before it is declared gone. */
+void cpar__ctl_apply_disconnects(cpar_controller *c, int only_fd);
 /* Handles a checked message from an engine connection fd (m stays the caller's). */
 void cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
                          cpar_msg *m);

@@ -98,7 +98,7 @@ cpar__wake(cpar_clientio *io)
 /* An ERROR message made locally for a request that could not be sent, so that whoever
  * waits for its answer learns of the failure. NULL when out of memory. */
 static cpar_clientio_item *
-cpar__local_error(const cpar_msg *req, int code)
+cpar__local_error(const cpar_msg *req, int code, int sys_errno)
 {
     char text[160];
     cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_ERROR);
@@ -108,7 +108,7 @@ cpar__local_error(const cpar_msg *req, int code)
     memcpy(it->m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     it->m.h.status = code;
     len = snprintf(text, sizeof(text), "could not send the request to the controller: %s (%s)",
-                   cpar_strerror(code), zmq_strerror(errno));
+                   cpar_strerror(code), zmq_strerror(sys_errno));
     if (len < 0)
         len = 0;
     if ((size_t)len >= sizeof(text))
@@ -165,7 +165,7 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
         if (rc == 0) {
             atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
         } else {
-            cpar_clientio_item *e = cpar__local_error(&it->m, rc);
+            cpar_clientio_item *e = cpar__local_error(&it->m, rc, errno);
             atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
             if (e != NULL) {
                 if (errs_tail != NULL)

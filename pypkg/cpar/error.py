@@ -112,6 +112,10 @@ class RemoteError(CparError):
             lines.insert(0, f"[Engine {self.engine_id}]")
         return lines
 
+    def _render_traceback_(self):
+        """IPython shows these lines instead of the local traceback."""
+        return self.render_traceback()
+
     def print_traceback(self):
         print("\n".join(self.render_traceback()))
 
@@ -141,6 +145,9 @@ class EngineError(CparError):
     def render_traceback(self):
         return [str(self)]
 
+    def _render_traceback_(self):
+        return self.render_traceback()
+
 
 class CompositeError(RemoteError):
     """Errors from several engines of one request; ``elist`` holds one per engine."""
@@ -162,7 +169,7 @@ class CompositeError(RemoteError):
     def render_traceback(self, excid=None):
         """The tracebacks of every engine's error (or only of ``elist[excid]``)."""
         errors = self.elist if excid is None else [self.elist[excid]]
-        lines = []
+        lines = [f"CompositeError: {self.message}", ""] if excid is None else []
         for e in errors:
             lines += e.render_traceback()
             lines.append("")

@@ -15,6 +15,7 @@ objects that need it.
 """
 
 import builtins
+import importlib
 import io
 import marshal
 import pickle
@@ -60,23 +61,57 @@ def _make_empty_cell():
     return types.CellType()
 
 
-def _rebuild_function(code_bytes, name, qualname, defaults, kwdefaults, closure, doc, fdict):
-    """Rebuilds an interactively defined function in the receiver's namespace."""
+class _Overlay(dict):
+    """Globals of a lambda or nested function from a module: the module globals it
+    captured, then the receiver's namespace (an engine's ``__main__``) for the rest."""
+
+    __slots__ = ("fallback",)
+
+    def __init__(self, captured, fallback):
+        super().__init__(captured)
+        self.setdefault("__builtins__", builtins)
+        self.fallback = fallback
+
+    def __missing__(self, name):
+        return self.fallback[name]
+
+
+def _rebuild_function(code_bytes, name, qualname, defaults, kwdefaults, closure, doc, fdict,
+                      captured=None, module="__main__"):
+    """Rebuilds a function sent by code: against the receiver's namespace when it came
+    from ``__main__``, else against the globals it captured."""
     code = marshal.loads(code_bytes)
-    ns = _target_namespace()
-    ns.setdefault("__builtins__", builtins)
+    if captured is None:
+        ns = _target_namespace()
+        ns.setdefault("__builtins__", builtins)
+    else:
+        ns = _Overlay(captured, _target_namespace())
     f = types.FunctionType(code, ns, name, defaults, closure)
     f.__qualname__ = qualname
     f.__kwdefaults__ = kwdefaults
     f.__doc__ = doc
-    f.__module__ = "__main__"
+    f.__module__ = module
     if fdict:
         f.__dict__.update(fdict)
     return f
 
 
 def _is_interactive(f):
-    return getattr(f, "__module__", None) in ("__main__", None)
+    """Functions that cannot be found by reference on another process: defined in
+    ``__main__``, or lambdas and nested functions anywhere."""
+    if getattr(f, "__module__", None) in ("__main__", None):
+        return True
+    qualname = getattr(f, "__qualname__", "")
+    return "<lambda>" in qualname or "<locals>" in qualname
+
+
+def _global_names(code):
+    """Names a code object (and the code nested in it) may look up as globals."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 def _reduce_function(f):
@@ -89,6 +124,13 @@ def _reduce_function(f):
             except ValueError:  # an empty cell (a name assigned later)
                 cells.append((_make_empty_cell, ()))
         closure = tuple(_CellRef(fn, args) for fn, args in cells)
+    if f.__module__ in ("__main__", None):
+        # Resolved in the receiver's namespace (the engine's __main__), by design.
+        captured = None
+    else:
+        # A lambda or nested function of some module: carry the module globals it uses.
+        g = f.__globals__
+        captured = {n: g[n] for n in _global_names(f.__code__) if n in g}
     return (
         _rebuild_function,
         (
@@ -100,6 +142,8 @@ def _reduce_function(f):
             closure,
             f.__doc__,
             dict(f.__dict__) or None,
+            captured,
+            f.__module__,
         ),
     )
 
@@ -121,6 +165,8 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         if isinstance(obj, types.FunctionType) and _is_interactive(obj):
             return _reduce_function(obj)
+        if isinstance(obj, types.ModuleType):
+            return importlib.import_module, (obj.__name__,)
         return NotImplemented
 
 

@@ -44,7 +44,7 @@ ctest-asan: $(CTEST_ASAN_BINS)
 fuzz:
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Icext/core \
+	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -Icext/core \
 	  -Itests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
 	build/fuzz/fuzz_wire -max_total_time=$(CTEST_FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus $(CTEST_CORPUS)

@@ -1,6 +1,7 @@
 /* Tests of the controller loop: a real controller in a thread, fake engines and clients as
  * DEALER sockets over TCP in the test thread. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +111,11 @@ fx_stop(fx *f)
     ASSERT(text != NULL);
     ASSERT_EQ(fread(text, 1, (size_t)len, lf), (size_t)len);
     fclose(lf);
-    if (!getenv("KEEPLOG")) unlink(f->logpath); else fprintf(stderr, "log %s\n", f->logpath);
+    /* CPAR_CTEST_KEEPLOG=1 keeps the controller's log for a look. */
+    if (getenv("CPAR_CTEST_KEEPLOG"))
+        fprintf(stderr, "controller log: %s\n", f->logpath);
+    else
+        unlink(f->logpath);
     return text;
 }
 
@@ -266,6 +271,16 @@ fx_client_error(fx *f, void *client, int code, const uint8_t *parent)
     th_frame_str(&m, 0, text, sizeof(text));
     cpar_msg_close(&m);
     return text;
+}
+
+/* The fake engine beats once (its echo is skipped by th_expect later). */
+static void
+fx_heartbeat(fx *f, void *engine, int32_t id)
+{
+    cpar_msg m;
+    th_msg(&m, CPAR_MSG_HEARTBEAT);
+    m.h.engine = id;
+    th_send(engine, f->s, &m);
 }
 
 /* Waits for ENGINE_EVENT about engine id with status. */
@@ -520,6 +535,7 @@ TEST_IMPL(heartbeat_silence_kills)
     cl = fx_client(&f, NULL, NULL);
     ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
     fx_client_event(&f, cl, 0, 1);
+    fx_heartbeat(&f, e0, 0);
     fx_request(&f, cl, CPAR_MSG_APPLY, t, 1, "slow", a);
     fx_engine_take(&f, e0, CPAR_MSG_APPLY, "slow", got);
     /* The engine never beats: its request fails, then clients hear it is gone. */
@@ -570,6 +586,35 @@ TEST_IMPL(connection_close_kills)
     fx_client_get(&f, cl, CPAR_MSG_REPLY, 1, a, "fine");
     fx_request(&f, cl, CPAR_MSG_APPLY, t1, 1, "more", a);
     fx_engine_take(&f, e1, CPAR_MSG_APPLY, "more", got);
+    free(fx_stop(&f));
+    return 0;
+}
+
+TEST_IMPL(last_reply_before_close_delivered)
+{
+    fx f;
+    void *e0, *cl;
+    uint8_t a[16], got[16];
+    int32_t t[1] = {0};
+    int linger = 5000;
+
+    fx_start(&f, 60000);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    cl = fx_client(&f, NULL, NULL);
+    for (int round = 0; round < 20; round++) {
+        void *e;
+        int32_t id = fx_engine(&f, &e, 10 + round);
+        t[0] = id;
+        fx_request(&f, cl, CPAR_MSG_APPLY, t, 1, "last", a);
+        fx_engine_take(&f, e, CPAR_MSG_APPLY, "last", got);
+        /* The engine answers and closes at once: the answer still arrives, no error. */
+        fx_engine_reply(&f, e, CPAR_MSG_REPLY, id, a, "final");
+        ASSERT_OK(zmq_setsockopt(e, ZMQ_LINGER, &linger, sizeof(linger)));
+        fx_close(&f, e);
+        fx_client_get(&f, cl, CPAR_MSG_REPLY, id, a, "final");
+        fx_client_event(&f, cl, id, 0);
+    }
+    fx_client(&f, NULL, NULL);
     free(fx_stop(&f));
     return 0;
 }
@@ -737,8 +782,10 @@ TEST_IMPL(garbage_from_clients_and_engines)
     fx_client(&f, &n, NULL);
     ASSERT_EQ(n, 1);
     log = fx_stop(&f);
-    ASSERT_STR_CONTAINS(log, "dropped a message from a client: malformed message");
-    ASSERT_STR_CONTAINS(log, "dropped a message from an engine: missing or wrong");
+    ASSERT_STR_CONTAINS(log, "dropped a message from a client (identity ");
+    ASSERT_STR_CONTAINS(log, "dropped a message from an engine (identity ");
+    ASSERT_STR_CONTAINS(log, "): malformed message (1 of this kind so far)");
+    ASSERT_STR_CONTAINS(log, "): missing or wrong message signature");
     free(log);
     return 0;
 }
@@ -836,6 +883,51 @@ TEST_IMPL(stop_tells_engines)
     return 0;
 }
 
+TEST_IMPL(shutdown_hub_grace)
+{
+    fx f;
+    void *e0, *cl;
+    cpar_msg m;
+    uint8_t a[16], got[16];
+    int32_t t[1] = {0};
+
+    fx_start(&f, 1000);
+    cl = fx_client(&f, NULL, NULL);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    fx_client_event(&f, cl, 0, 1);
+    fx_heartbeat(&f, e0, 0);
+    fx_request(&f, cl, CPAR_MSG_APPLY, t, 1, "stuck", a);
+    fx_engine_take(&f, e0, CPAR_MSG_APPLY, "stuck", got);
+    th_msg(&m, CPAR_MSG_SHUTDOWN);
+    m.h.flags = CPAR_FLAG_HUB;
+    th_send(cl, f.s, &m);
+    th_expect(cl, f.s, CPAR_MSG_SHUTDOWN_REPLY, &m);
+    cpar_msg_close(&m);
+    /* The engine neither answers nor leaves: the controller ends after its grace period
+     * and the request it owed fails. */
+    fx_client_error(&f, cl, CPAR_EENGINEDEAD, a);
+    ASSERT_OK(fx_join(&f));
+    free(fx_stop(&f));
+    return 0;
+}
+
+TEST_IMPL(signal_stops)
+{
+    fx f;
+    struct sigaction before, after;
+
+    fx_start(&f, 60000);
+    sigaction(SIGTERM, NULL, &before);
+    cpar_controller_install_signal_stop(f.c);
+    ASSERT_OK(raise(SIGTERM)); /* handled: the process lives, the loop ends */
+    ASSERT_OK(fx_join(&f));
+    free(fx_stop(&f));
+    /* Freeing the controller put the previous handler back. */
+    sigaction(SIGTERM, NULL, &after);
+    ASSERT(after.sa_handler == before.sa_handler);
+    return 0;
+}
+
 TEST_IMPL(many_requests)
 {
     fx f;
@@ -884,11 +976,14 @@ static const cpar_test tests[] = {
     TEST_ENTRY(heartbeat_echo),
     TEST_ENTRY(heartbeat_silence_kills),
     TEST_ENTRY(connection_close_kills),
+    TEST_ENTRY(last_reply_before_close_delivered),
     TEST_ENTRY(client_gone_reply_dropped),
     TEST_ENTRY(garbage_from_clients_and_engines),
     TEST_ENTRY(shutdown_targeted),
     TEST_ENTRY(shutdown_hub_ends_run),
     TEST_ENTRY(stop_tells_engines),
+    TEST_ENTRY(shutdown_hub_grace),
+    TEST_ENTRY(signal_stops),
     TEST_ENTRY(many_requests),
 };
 

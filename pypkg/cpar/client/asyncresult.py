@@ -9,6 +9,7 @@ import concurrent.futures
 import datetime
 import pickle
 import sys
+import threading
 import time
 
 from .. import _core, error
@@ -247,6 +248,9 @@ class AsyncResult(concurrent.futures.Future):
             return True
         if timeout is not None and timeout < 0:
             timeout = None
+        if threading.current_thread() is self._client._dispatcher.thread and timeout != 0:
+            raise RuntimeError("cannot wait for a result in the client's dispatch thread "
+                               "(a done-callback); it would wait forever")
         try:
             concurrent.futures.Future.result(self, timeout)
         except concurrent.futures.TimeoutError:

@@ -7,7 +7,9 @@ user's thread; the connection's C I/O thread batches them onto the socket.
 """
 
 import itertools
+import operator
 import os
+import signal
 import struct
 import sys
 import threading
@@ -91,6 +93,8 @@ class _Dispatcher:
                     handler(msg)
                 except Exception as exc:  # noqa: BLE001 - one bad message must not stop us
                     print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
+            # Drop our references before waiting again: frames may be large.
+            batch = msg = None
         self._fail_everything(error.ConnectionClosed(
             f"the client's connection to {self.url} is closed"))
 
@@ -323,6 +327,11 @@ class Client:
                 raise error.NoEnginesRegistered("no engines are registered yet "
                                                 "(rc.wait_for_engines(n) waits for them)")
             return False, ids
+        if not isinstance(targets, (str, bytes, slice, list, tuple, range, bool)):
+            try:
+                targets = operator.index(targets)  # numpy integers too
+            except TypeError:
+                pass
         if isinstance(targets, int) and not isinstance(targets, bool):
             if targets < 0:
                 if not ids:
@@ -379,6 +388,8 @@ class Client:
         now = time.time_ns()
         ar = AsyncResult(self, [(msg_id, tlist)], fname=fname, single=single,
                          reduce=reduce, submitted_ns=now)
+        if not tlist:
+            return ar  # no engine to ask (an empty view): finished, with no results
         d.pending[msg_id] = ar
         try:
             d.conn.send(msg_type, [_targets_frame(tlist)] + list(payload), msg_id=msg_id,
@@ -411,6 +422,26 @@ class Client:
             ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
             raise
         return ar
+
+    def load_balanced_view(self, targets=None, **kwargs):
+        """A LoadBalancedView (tasks go to whichever engine the scheduler picks)."""
+        try:
+            from .lbview import LoadBalancedView
+        except ImportError:
+            raise NotImplementedError("load-balanced views are not available in this "
+                                      "version of cpar; use a DirectView") from None
+        return LoadBalancedView(self, targets, **kwargs)
+
+    def send_signal(self, sig=signal.SIGINT, targets=None, block=False):
+        """Interrupts what runs on the ``targets`` engines: the running task gets a
+        ``KeyboardInterrupt`` (the engines live on). Only SIGINT is supported."""
+        if sig not in (signal.SIGINT, "SIGINT", int(signal.SIGINT)):
+            raise ValueError(f"only SIGINT can be sent to engines, not {sig!r}")
+        d = self._dispatcher
+        d.check_connected()
+        _, tlist = self._build_targets(targets)
+        d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b""],
+                    msg_id=self._new_msg_id(), flags=_core.FLAG_TARGETED)
 
     @property
     def outstanding(self):

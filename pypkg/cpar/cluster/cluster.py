@@ -164,6 +164,13 @@ class Cluster:
         self.engines = LocalProcessLauncher(tie_to_parent=not self.daemonize)
         self._save()
         _live_clusters.add(self)
+        try:
+            self._wait_for_connection_file(log)
+        except BaseException:
+            self.stop_cluster_sync()
+            raise
+
+    def _wait_for_connection_file(self, log):
         pid = self.controller.pids[0]
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -173,7 +180,6 @@ class Cluster:
             except (OSError, ValueError):
                 pass
             if self.controller.exited():
-                self.controller.wait(1)
                 raise ClusterError(
                     f"the controller exited during start-up; its log {log}:\n{tail(log)}"
                 )
@@ -224,8 +230,8 @@ class Cluster:
         return rc
 
     def start_cluster_sync(self, n=None):
+        self.start_controller_sync()  # refuses, touching nothing, if one already runs
         try:
-            self.start_controller_sync()
             self.start_engines_sync(n)
             self.wait_for_engines()
         except BaseException:

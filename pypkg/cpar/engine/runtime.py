@@ -7,12 +7,15 @@ serialized result, or status 1 and one frame holding a pickled error dict
 (``ename``, ``evalue``, ``traceback``, ``engine_id``), per docs/protocol.md. Everything a
 task raises, ``KeyboardInterrupt`` from an interrupt included, becomes such an error; the
 engine lives on. Code runs in the persistent namespace ``sys.modules['__main__'].__dict__``.
+EXECUTE cells are Python; IPython syntax (``%magic``, ``!cmd``) is translated by IPython when
+it is importable on the engine, so ``%px %time f()`` works.
 
 This module must stay importable without the client (no ``cpar._core``, no ``cpar.client``).
 """
 
 import collections
 import linecache
+import os
 import pickle
 import sys
 import traceback
@@ -25,7 +28,7 @@ APPLY = 11
 STATUS_OK = 0
 STATUS_ERROR = 1
 
-engine_id = -1
+engine_id = -1  # set by the engine (C) once registered
 
 # Source of executed cells, kept for tracebacks and inspect.getsource; bounded.
 _MAX_CELLS = 1000
@@ -33,10 +36,16 @@ _cells = collections.deque()
 _cell_count = 0
 
 
-def init(eid):
-    """Called once by the engine after registration with the controller."""
-    global engine_id
-    engine_id = eid
+def _after_fork_in_child():
+    # A process forked by user code (multiprocessing, os.fork) is not the engine: its
+    # output goes to the real files the engine was started with.
+    for name in ("stdout", "stderr"):
+        real = getattr(sys, f"__{name}__", None)
+        if real is not None and type(getattr(sys, name)).__module__ == "_cpar_engine":
+            setattr(sys, name, real)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def namespace():
@@ -55,10 +64,51 @@ def _remember_source(code):
     return name
 
 
+_shell = None  # IPython's InteractiveShell, made on the first cell that needs it
+
+
+def _ipython_shell():
+    """IPython's shell over the engine namespace, or None when IPython is not installed."""
+    global _shell
+    if _shell is None:
+        try:
+            from IPython.core.interactiveshell import InteractiveShell
+            from traitlets.config import Config
+        except ImportError:
+            return None
+        config = Config()
+        config.HistoryManager.enabled = False  # no sqlite history file per engine
+        main = sys.modules["__main__"]
+        _shell = InteractiveShell.instance(config=config, user_module=main,
+                                           user_ns=main.__dict__)
+    return _shell
+
+
+def _compile_cell(code):
+    """Compiles a cell; IPython syntax (``%magic``, ``!cmd``) goes through IPython's
+    transformer when plain Python does not compile and IPython is importable."""
+    filename = _remember_source(code)
+    try:
+        return compile(code, filename, "exec")
+    except SyntaxError as exc:
+        error = exc
+    shell = _ipython_shell()
+    if shell is None:
+        raise error
+    transformed = shell.transform_cell(code)
+    if transformed == code:
+        raise error
+    try:
+        compiled = compile(transformed, filename, "exec")
+    except SyntaxError:
+        raise error from None
+    linecache.cache[filename] = (len(transformed), None, transformed.splitlines(True), filename)
+    return compiled
+
+
 def _execute(frames):
     code = str(frames[0], "utf-8") if frames else ""
-    filename = _remember_source(code)
-    exec(compile(code, filename, "exec"), namespace())
+    exec(_compile_cell(code), namespace())
     return serialize.serialize_object(None)
 
 

@@ -230,7 +230,7 @@ int
 cpar_controller_run(cpar_controller *c)
 {
     uint64_t next_hb_check, next_stats;
-    int busy = 0, rc = CPAR_OK;
+    int busy = 0, engine_backlog = 0, rc = CPAR_OK;
     int check_every = c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2
                                                               : CPAR__POLL_MAX_MS;
 
@@ -261,6 +261,7 @@ cpar_controller_run(cpar_controller *c)
         if (items[0].revents & ZMQ_POLLIN)
             cpar__ctl_read_monitor(c);
         busy = 0;
+        engine_backlog = 0;
         if (c->ngone_fds > 0) {
             /* Route what the closed connections sent before closing, then declare their
              * engines gone (bounded, so a flood cannot starve the clients). */
@@ -269,12 +270,16 @@ cpar_controller_run(cpar_controller *c)
                 ;
             cpar__ctl_apply_disconnects(c, -1);
         } else if (items[1].revents & ZMQ_POLLIN) {
-            busy |= cpar__drain(c, CPAR__SIDE_ENGINE);
+            engine_backlog = cpar__drain(c, CPAR__SIDE_ENGINE);
+            busy |= engine_backlog;
         }
         if (items[2].revents & ZMQ_POLLIN)
             busy |= cpar__drain(c, CPAR__SIDE_CLIENT);
         now = cpar__ctl_mono_ms();
-        if (now >= next_hb_check) {
+        /* Heartbeats may wait unread behind a backlog: judge silence once it is read,
+         * unless the backlog lasts longer than a whole timeout. */
+        if (now >= next_hb_check &&
+            (!engine_backlog || now >= next_hb_check + (uint64_t)c->hb_timeout_ms)) {
             cpar__ctl_check_heartbeats(c, now);
             next_hb_check = now + (uint64_t)check_every;
         }

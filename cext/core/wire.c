@@ -380,7 +380,8 @@ cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident, siz
             goto error;
         }
         more = zmq_msg_more(&part);
-        if (first && srcfd)
+        /* The ROUTER makes the identity frame itself; the fd is known on wire frames. */
+        if (srcfd && n == 0 && !(first && is_router))
             *srcfd = zmq_msg_get(&part, ZMQ_SRCFD);
         if (first && is_router) {
             size_t len = zmq_msg_size(&part);

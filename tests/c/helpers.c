@@ -1,6 +1,7 @@
 /* Shared helpers of the C tests (helpers.h). */
 #include "helpers.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,9 +25,9 @@ th_signer(void)
 void
 th_id(uint8_t out[CPAR_WIRE_ID_SIZE])
 {
-    static uint64_t counter;
+    static atomic_ullong counter; /* fake engines may run in threads of their own */
     uint64_t pid = (uint64_t)getpid() ^ 0x7465737400000000ULL;
-    uint64_t n = ++counter;
+    uint64_t n = (uint64_t)atomic_fetch_add(&counter, 1) + 1;
     memcpy(out, &pid, 8);
     memcpy(out + 8, &n, 8);
 }

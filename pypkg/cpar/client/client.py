@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 
+from .._proc import pid_alive
 from .. import _core, error, paths
 from .asyncresult import AsyncResult
 from .view import DirectView
@@ -265,7 +266,7 @@ class Client:
                 "controller's (a stale connection file, or another cluster on this port?)")
         hint = ""
         pid = self._info.get("controller_pid")
-        if isinstance(pid, int) and pid > 0 and not _pid_alive(pid):
+        if isinstance(pid, int) and pid > 0 and not pid_alive(pid):
             hint = f"; its process {pid} is not running (a stale connection file?)"
         raise error.ControllerUnreachable(
             f"no cpar controller answered at {self.url} (from {self.url_file}) within "
@@ -539,13 +540,3 @@ class _Waiter:
         if self._exc is not None:
             raise self._exc
         return self._msg
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

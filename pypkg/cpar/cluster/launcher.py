@@ -14,6 +14,7 @@ import sys
 import time
 
 import cpar
+from cpar._proc import pid_alive  # noqa: F401 - re-exported for the cluster
 
 
 def engine_binary():
@@ -28,21 +29,6 @@ def engine_binary():
             "(run `pip install .` or `make`)"
         )
     return path
-
-
-def pid_alive(pid):
-    """True when a process with this pid exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _die_with_parent():

@@ -1,0 +1,70 @@
+/* The controller test fixture: a real controller running in a thread, with fake engines
+ * and clients as DEALER sockets over TCP driven from the test thread. Test code only;
+ * every helper aborts the test (ASSERT) on an unexpected failure. */
+#ifndef CPAR_TESTS_C_CTLFX_H
+#define CPAR_TESTS_C_CTLFX_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller.h"
+#include "helpers.h"
+
+#define FX_MAX_SOCKS 64
+
+typedef struct fx {
+    cpar_controller *c;
+    pthread_t thread;
+    int running;
+    int run_rc;
+    void *ctx;
+    cpar_signer *s;
+    char logpath[64];
+    void *socks[FX_MAX_SOCKS]; /* closed by fx_stop unless already closed */
+    int nsocks;
+} fx;
+
+/* Starts a controller (random loopback ports, heartbeat timeout hb_timeout_ms, a log file
+ * of its own) and its thread. */
+void fx_start(fx *f, int hb_timeout_ms);
+/* Waits for run() to return by itself (hub shutdown); returns its status. */
+int fx_join(fx *f);
+/* Closes one of the fixture's sockets now. */
+void fx_close(fx *f, void *sock);
+/* Stops and frees everything the fixture started; returns the log text (malloc'd). */
+char *fx_stop(fx *f);
+/* A DEALER connected to the engine (engine_side) or client endpoint. */
+void *fx_dealer(fx *f, int engine_side);
+/* A fake engine registers asking for `requested`; returns REGISTER_REPLY's status and the
+ * assigned id in *id. */
+int fx_engine_try(fx *f, void **sock, int32_t requested, int pid, int32_t *id);
+/* A fake engine that must register; returns its id. */
+int32_t fx_engine(fx *f, void **sock, int pid);
+/* A client that has said CONNECT; the number of engines listed in *nengines and the reply
+ * itself in *reply (the caller closes it) when not NULL. */
+void *fx_client(fx *f, size_t *nengines, cpar_msg *reply);
+/* Sends a TARGETED request with one body frame, with msg id use_id (NULL: a fresh one);
+ * the id used goes to mid. */
+void fx_request_id(fx *f, void *client, int type, const int32_t *targets, size_t n,
+                   const char *body, const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE]);
+void fx_request(fx *f, void *client, int type, const int32_t *targets, size_t n,
+                const char *body, uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* The engine receives a request of `type` with this body; its msg id goes to mid. */
+void fx_engine_take(fx *f, void *engine, int type, const char *body,
+                    uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* The engine sends a REPLY or STREAM about parent. */
+void fx_engine_reply(fx *f, void *engine, int type, int32_t id, const uint8_t *parent,
+                     const char *body);
+/* The client receives a forwarded message of `type` from engine id about parent. */
+void fx_client_get(fx *f, void *client, int type, int32_t id, const uint8_t *parent,
+                   const char *body);
+/* The client receives an ERROR with this code (about parent when not NULL); returns its
+ * text (a static buffer). */
+const char *fx_client_error(fx *f, void *client, int code, const uint8_t *parent);
+/* The engine beats once. */
+void fx_heartbeat(fx *f, void *engine, int32_t id);
+/* The client receives ENGINE_EVENT about engine id with status. */
+void fx_client_event(fx *f, void *client, int32_t id, int status);
+
+#endif /* CPAR_TESTS_C_CTLFX_H */

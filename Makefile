@@ -6,7 +6,7 @@ APT_PACKAGES := libzmq3-dev libssl-dev pkg-config
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
-.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine format format-check clean
+.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine bench format format-check clean
 
 all: build
 
@@ -37,6 +37,11 @@ build: $(STAMP)
 
 demo: $(STAMP)
 	$(VPY) examples/julia_demo.py
+
+# Side-by-side benchmarks; the peers are installed into the venv first.
+bench: $(STAMP)
+	$(VPY) -m pip install -q ipyparallel dask distributed
+	$(VPY) -m bench
 
 include tests/c/build.mk
 

@@ -53,7 +53,7 @@ PYCFG = $(VPY) -c "import sysconfig as s; print(s.get_config_var('$(1)'))"
 build/asan/cpar-engine: $(CSRC) $(STAMP)
 	mkdir -p build/asan
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g $(ASAN_FLAGS) \
-	  -Icext/core -Icext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -iquote cext/core -iquote cext/module -I$$($(call PYCFG,INCLUDEPY)) \
 	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
 	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
 	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
@@ -62,7 +62,7 @@ build/asan/cpar-engine: $(CSRC) $(STAMP)
 asan-engine: build/asan/cpar-engine
 	CPAR_ENGINE=$(abspath build/asan/cpar-engine) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py
+	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py tests/test_shm.py
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests

@@ -8,6 +8,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-fvisibility=hidden"]
+# Project headers by -iquote only, so that none can shadow a system header.
+CFLAGS += ["-iquote", "cext/core", "-iquote", "cext/module"]
 CFLAGS += os.environ.get("CPAR_EXTRA_CFLAGS", "").split()
 LDFLAGS = os.environ.get("CPAR_EXTRA_LDFLAGS", "").split()
 CORE = sorted(glob.glob("cext/core/*.c"))
@@ -34,7 +36,7 @@ class BuildWithEngine(build_ext):
         objects = self.compiler.compile(
             sources,
             output_dir=os.path.join(self.build_temp, "engine"),
-            include_dirs=["cext/core", "cext/module", sysconfig.get_paths()["include"]],
+            include_dirs=[sysconfig.get_paths()["include"]],
             # Engines started without --python adopt the environment cpar was built in.
             extra_postargs=CFLAGS + ['-DCPAR_BUILD_PYTHON="%s"' % sys.executable],
         )
@@ -55,7 +57,6 @@ setup(
         Extension(
             "cpar._core",
             sources=CORE + MODULE,
-            include_dirs=["cext/core", "cext/module"],
             libraries=["zmq", "crypto"],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,

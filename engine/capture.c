@@ -393,6 +393,21 @@ cpar__mod_outstanding(PyObject *mod, PyObject *unused)
     return PyLong_FromSsize_t(cpar_zc_outstanding());
 }
 
+/* _cpar_engine.shm_pinned() -> int: reply frames pinned for clients to read (shm.h). */
+static PyObject *
+cpar__mod_shm_pinned(PyObject *mod, PyObject *unused)
+{
+    size_t n = 0;
+    (void)mod;
+    (void)unused;
+    if (cpar__cap_engine != NULL) {
+        pthread_mutex_lock(&cpar__cap_engine->lock);
+        n = cpar__cap_engine->pins.frames;
+        pthread_mutex_unlock(&cpar__cap_engine->lock);
+    }
+    return PyLong_FromSize_t(n);
+}
+
 /* _cpar_engine.log(text: str) -> None: one line in the engine log. */
 static PyObject *
 cpar__mod_log(PyObject *mod, PyObject *text)
@@ -455,6 +470,8 @@ static PyMethodDef cpar__mod_methods[] = {
     {"outstanding", cpar__mod_outstanding, METH_NOARGS,
      "Zero-copy buffers not yet released by libzmq (after draining)."},
     {"log", cpar__mod_log, METH_O, "Writes one line to the engine log."},
+    {"shm_pinned", cpar__mod_shm_pinned, METH_NOARGS,
+     "Reply frames pinned until their client reads them (shared-memory path)."},
     {"engine_id", cpar__mod_engine_id, METH_NOARGS, "This engine's id, -1 before registration."},
     {NULL, NULL, 0, NULL},
 };

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm.h"
 #include "sign.h"
 #include "wire.h"
 
@@ -47,6 +48,7 @@ enum cpar_engine_ctl_kind {
     CPAR_CTL_TASK = 'T',       /* io -> main: msg = a heap cpar_msg (EXECUTE or APPLY) */
     CPAR_CTL_STOP = 'S',       /* io -> main: stop after the current task; value = status */
     CPAR_CTL_QUIT = 'Q',       /* main -> io: flush what was sent and end the thread */
+    CPAR_CTL_DRAIN = 'D',      /* io -> main: shared-memory pins were dropped; drain them */
 };
 
 typedef struct cpar_engine_ctl {
@@ -64,6 +66,7 @@ typedef struct cpar_engine {
     int register_timeout_ms;            /* give up when no REGISTER_REPLY comes by then */
     int hb_period_ms;                   /* from the connection file; REGISTER_REPLY wins */
     int hb_timeout_ms;
+    int shm;                            /* the shared-memory path is enabled (shm.h) */
     void *zctx;                         /* ZMQ context (thread-safe) */
     pthread_t main_thread;              /* target of interrupts (SIGINT) */
     pthread_t io_thread;
@@ -78,6 +81,8 @@ typedef struct cpar_engine {
     uint8_t running_id[CPAR_WIRE_ID_SIZE];    /* its request's msg id */
     int interrupt_sent;                       /* SIGINT sent during this task */
     cpar_capture capture;                     /* its output not yet sent */
+    cpar_shm_pins pins; /* frames of REPLYs sent by descriptor, keyed by the request's id,
+                         * until the client's RELEASE or CPAR_SHM_PIN_TIMEOUT_NS */
 
     atomic_int stopping; /* set by the I/O thread: drop queued tasks, then exit */
     atomic_int io_done;  /* set by the I/O thread as it ends */

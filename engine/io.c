@@ -58,6 +58,7 @@ typedef struct cpar__io {
     int exit_status;       /* the process's exit status once stopped */
     uint64_t stop_deadline; /* ns: after this, a task that will not stop gets _exit */
     int quit;              /* the main thread said CPAR_CTL_QUIT */
+    uint64_t next_expire;  /* ns: next look for shared-memory pins nobody released */
 } cpar__io;
 
 static int
@@ -116,13 +117,17 @@ cpar__io_register(cpar__io *io)
 {
     cpar_engine *e = io->e;
     cpar_msg m;
-    char host[256] = "";
-    char payload[400];
+    char host[256] = "", token[CPAR_SHM_TOKEN_SIZE] = "";
+    char payload[700];
     uint64_t deadline;
     int n, rc;
 
     gethostname(host, sizeof(host) - 1);
-    n = snprintf(payload, sizeof(payload), "pid=%d\nhost=%s\n", (int)getpid(), host);
+    /* The locality token tells clients on this host that they may use shared memory. */
+    if (!e->shm || cpar_shm_token(token, sizeof(token)) != 0)
+        token[0] = '\0';
+    n = snprintf(payload, sizeof(payload), "pid=%d\nhost=%s\n%s%s%s", (int)getpid(), host,
+                 token[0] ? "shm=" : "", token, token[0] ? "\n" : "");
     cpar_msg_init(&m, CPAR_MSG_REGISTER);
     m.h.target = e->requested_id;
     cpar_engine_new_id(m.h.msg_id);
@@ -255,6 +260,18 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
         cpar__io_interrupt(io, ids ? zmq_msg_data(ids) : NULL, len / CPAR_WIRE_ID_SIZE);
         break;
     }
+    case CPAR_MSG_RELEASE: {
+        zmq_msg_t *ids = cpar__io_payload(m, 0);
+        size_t len = ids ? zmq_msg_size(ids) : 0, released = 0;
+        const uint8_t *p = ids ? zmq_msg_data(ids) : NULL;
+        pthread_mutex_lock(&io->e->lock);
+        for (size_t i = 0; i + CPAR_WIRE_ID_SIZE <= len; i += CPAR_WIRE_ID_SIZE)
+            released += cpar_shm_pins_answered(&io->e->pins, p + i, -1);
+        pthread_mutex_unlock(&io->e->lock);
+        if (released) /* the buffers' Python objects are let go on the main thread */
+            cpar__io_ctl(io, CPAR_CTL_DRAIN, 0, NULL);
+        break;
+    }
     case CPAR_MSG_SHUTDOWN:
         cpar_elog("SHUTDOWN from the controller");
         cpar__io_begin_stop(io, 0);
@@ -366,6 +383,26 @@ cpar__io_flush_output(cpar__io *io)
     cpar_capture_send(&pending, io->dealer, io->signer, e->id, parent);
 }
 
+/* The safety bound of the shared-memory path: a REPLY's pinned frames are dropped
+ * CPAR_SHM_PIN_TIMEOUT_NS after sending even if no RELEASE came (a client that died or
+ * lost its connection). A client reads them as soon as the REPLY arrives. */
+static void
+cpar__io_expire_pins(cpar__io *io, uint64_t now)
+{
+    size_t released = 0;
+    if (now < CPAR_SHM_PIN_TIMEOUT_NS)
+        return;
+    pthread_mutex_lock(&io->e->lock);
+    if (io->e->pins.n > 0)
+        released = cpar_shm_pins_expire(&io->e->pins, now - CPAR_SHM_PIN_TIMEOUT_NS);
+    pthread_mutex_unlock(&io->e->lock);
+    if (released) {
+        cpar_elog("released %zu shared-memory frame(s) never released by their client",
+                  released);
+        cpar__io_ctl(io, CPAR_CTL_DRAIN, 0, NULL);
+    }
+}
+
 static void
 cpar__io_heartbeat(cpar__io *io)
 {
@@ -416,6 +453,10 @@ cpar__io_loop(cpar__io *io)
         if (now - io->last_flush >= (uint64_t)CPAR_ENGINE_STREAM_PERIOD_MS * ms) {
             cpar__io_flush_output(io);
             io->last_flush = now;
+        }
+        if (now >= io->next_expire) {
+            cpar__io_expire_pins(io, now);
+            io->next_expire = now + 1000u * ms;
         }
         if (!io->stopping && now - io->last_heard > (uint64_t)e->hb_timeout_ms * 10u * ms) {
             cpar_elog("nothing heard from the controller for %d ms; exiting",

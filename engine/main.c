@@ -379,6 +379,8 @@ main(int argc, char **argv)
     memset(&e, 0, sizeof(e));
     pthread_mutex_init(&e.lock, NULL);
     cpar_capture_init(&e.capture);
+    cpar_shm_pins_init(&e.pins);
+    e.shm = cpar_shm_enabled();
     e.requested_id = args.id;
     e.register_timeout_ms = CPAR_ENGINE_REGISTER_TIMEOUT_MS;
     if (getenv("CPAR_REGISTER_TIMEOUT") != NULL) {
@@ -406,6 +408,11 @@ main(int argc, char **argv)
         goto finalize;
     }
     status = cpar_runner_run(&e);
+    /* Nobody will read pinned replies any more (the I/O thread has ended). */
+    pthread_mutex_lock(&e.lock);
+    cpar_shm_pins_free(&e.pins);
+    pthread_mutex_unlock(&e.lock);
+    cpar_zc_drain();
     cpar__start_exit_watchdog(status);
     Py_BEGIN_ALLOW_THREADS
     zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */

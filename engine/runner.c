@@ -139,6 +139,24 @@ cpar__runner_fallback(cpar__runner *r, cpar_msg *m)
     Py_XDECREF(tb);
 }
 
+/* For a client that can read our memory (the request had CPAR_FLAG_SHM_OK): sends the
+ * REPLY's large frames by descriptor, pinned under the request's id until its RELEASE. */
+static void
+cpar__runner_offload(cpar__runner *r, cpar_msg *rep, const uint8_t parent[CPAR_WIRE_ID_SIZE])
+{
+    zmq_msg_t *pinned = NULL;
+    size_t npinned = 0;
+    int rc;
+
+    if (cpar_shm_offload(rep, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned) <= 0)
+        return; /* nothing large (or out of memory): the bytes go over the socket */
+    pthread_mutex_lock(&r->e->lock);
+    rc = cpar_shm_pins_add(&r->e->pins, parent, pinned, npinned, NULL, 0);
+    pthread_mutex_unlock(&r->e->lock);
+    if (rc != 0)
+        cpar_elog("out of memory pinning a reply; its client will fail to read it");
+}
+
 /* Runs one EXECUTE or APPLY task (m is consumed) and sends its output and REPLY. */
 static void
 cpar__runner_task(cpar__runner *r, cpar_msg *m)
@@ -150,7 +168,9 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     PyObject *frames = NULL, *res = NULL;
     cpar_capture pending;
     cpar_msg rep;
-    int interrupted;
+    int interrupted, shm_ok = (m->h.flags & CPAR_FLAG_SHM_OK) && e->shm;
+    char shm_err[300];
+    int shm_rc = 0;
 
     memcpy(parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
     cpar_msg_init(&rep, CPAR_MSG_REPLY);
@@ -158,8 +178,20 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     memcpy(rep.h.parent, parent, CPAR_WIRE_ID_SIZE);
     cpar_engine_new_id(rep.h.msg_id);
 
+    /* Large frames sent by descriptor are read from the client's memory first (the GIL
+     * released: the copy may take a while), so the task sees ordinary frames. */
+    if (m->h.flags & CPAR_FLAG_SHM) {
+        Py_BEGIN_ALLOW_THREADS
+        shm_rc = cpar_shm_resolve(m, shm_err, sizeof(shm_err));
+        Py_END_ALLOW_THREADS
+    }
     /* Received frames become Frame objects: no copies, writable. */
-    frames = PyList_New(m->nframes > skip ? (Py_ssize_t)(m->nframes - skip) : 0);
+    if (shm_rc != 0)
+        PyErr_Format(PyExc_RuntimeError,
+                     "cpar: engine %d could not read the request's data from the client: %s",
+                     (int)e->id, shm_err);
+    else
+        frames = PyList_New(m->nframes > skip ? (Py_ssize_t)(m->nframes - skip) : 0);
     for (size_t i = skip; frames != NULL && i < m->nframes; i++) {
         PyObject *f = cpar_frame_new((PyTypeObject *)r->frame_type, &m->frames[i]);
         if (f == NULL)
@@ -185,6 +217,8 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
         cpar__runner_fallback(r, &rep);
     Py_XDECREF(res);
     Py_XDECREF(frames);
+    if (shm_ok)
+        cpar__runner_offload(r, &rep, parent);
 
     pthread_mutex_lock(&e->lock);
     e->running = 0;
@@ -318,6 +352,8 @@ cpar_runner_run(cpar_engine *e)
             } else {
                 cpar__runner_task(&r, ctl.msg);
             }
+        } else if (ctl.kind == CPAR_CTL_DRAIN) {
+            cpar_zc_drain();
         } else if (ctl.kind == CPAR_CTL_STOP) {
             status = ctl.value;
             break;

@@ -75,6 +75,11 @@ cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status)
         cpar__ctl_msg_new(c, &m, CPAR_MSG_ENGINE_EVENT);
         m.h.engine = engine;
         m.h.status = status;
+        /* A registered engine's shared-memory locality token (clients ignore it or use it
+         * to decide on the shared-memory path). */
+        if (status && engine >= 0 && (size_t)engine < c->reg.nengines &&
+            c->reg.engines[engine].shm != NULL)
+            cpar_msg_add_copy(&m, c->reg.engines[engine].shm, strlen(c->reg.engines[engine].shm));
         cpar__ctl_send_client(c, (uint32_t)i, &m);
     }
 }
@@ -82,9 +87,9 @@ cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status)
 static void
 cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
 {
-    size_t n = 0, textlen = 0, pos = 0;
+    size_t n = 0, textlen = 0, pos = 0, shmlen = 0, shmpos = 0;
     uint8_t *ids = NULL;
-    char *text = NULL;
+    char *text = NULL, *shm = NULL;
     cpar_msg m;
 
     cpar__ctl_msg_new(c, &m, CPAR_MSG_CONNECT_REPLY);
@@ -93,10 +98,12 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
         if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
             n++;
             textlen += 40 + strlen(c->reg.engines[i].host);
+            shmlen += 24 + (c->reg.engines[i].shm ? strlen(c->reg.engines[i].shm) : 0);
         }
     ids = malloc(n * 4 + 1);
     text = malloc(textlen + 1);
-    if (ids == NULL || text == NULL)
+    shm = malloc(shmlen + 1);
+    if (ids == NULL || text == NULL || shm == NULL)
         goto error;
     n = 0;
     for (size_t i = 0; i < c->reg.nengines; i++) {
@@ -109,17 +116,22 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
         n++;
         pos += (size_t)snprintf(text + pos, textlen + 1 - pos, "%zu %d %s\n", i, (int)e->pid,
                                 e->host);
+        if (e->shm != NULL)
+            shmpos += (size_t)snprintf(shm + shmpos, shmlen + 1 - shmpos, "%zu %s\n", i, e->shm);
     }
-    if (cpar_msg_add_copy(&m, ids, n * 4) != 0 || cpar_msg_add_copy(&m, text, pos) != 0)
+    if (cpar_msg_add_copy(&m, ids, n * 4) != 0 || cpar_msg_add_copy(&m, text, pos) != 0 ||
+        cpar_msg_add_copy(&m, shm, shmpos) != 0)
         goto error;
     cpar__ctl_send_client(c, (uint32_t)slot, &m);
     free(ids);
     free(text);
+    free(shm);
     return;
 error:
     cpar_msg_close(&m);
     free(ids);
     free(text);
+    free(shm);
     cpar__ctl_error_to(c, NULL, 0, slot, req->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
                        "controller out of memory");
 }
@@ -189,7 +201,7 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
     int i, rc = 0;
     if (n < 0)
         return;
-    if (m->h.type != CPAR_MSG_INTERRUPT) {
+    if (m->h.type != CPAR_MSG_INTERRUPT && m->h.type != CPAR_MSG_RELEASE) {
         for (i = 0; i < n; i++) {
             rc = cpar_route_insert(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),
                                    (uint32_t)slot);
@@ -268,6 +280,7 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, c
     case CPAR_MSG_EXECUTE:
     case CPAR_MSG_APPLY:
     case CPAR_MSG_INTERRUPT:
+    case CPAR_MSG_RELEASE:
         cpar__on_request(c, slot, m);
         return;
     case CPAR_MSG_SHUTDOWN:

@@ -163,7 +163,7 @@ static void
 cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
                   cpar_msg *m)
 {
-    char text[1024] = "", pidbuf[24] = "", host[256] = "?";
+    char text[1024] = "", pidbuf[24] = "", host[256] = "?", shm[256] = "";
     int32_t id, other;
     long pid = -1;
 
@@ -216,6 +216,13 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
         cpar_log_write(&c->log, "registration failed: out of memory");
         cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM);
         return;
+    }
+    /* The shared-memory locality token travels in space-separated lines too. */
+    if (cpar__kv(text, "shm", shm, sizeof(shm)) && shm[0] != '\0') {
+        for (char *p = shm; *p; p++)
+            if (*p <= ' ' || *p > '~')
+                *p = '?';
+        c->reg.engines[id].shm = strdup(shm); /* NULL when out of memory: no shm path */
     }
     cpar__register_reply(c, ident, identlen, m, id, 0);
     cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);

@@ -20,6 +20,7 @@ cpar_registry_free(cpar_registry *r)
     for (size_t i = 0; i < r->nengines; i++) {
         free(r->engines[i].ident);
         free(r->engines[i].host);
+        free(r->engines[i].shm);
     }
     for (size_t i = 0; i < r->nclients; i++)
         free(r->clients[i].ident);
@@ -147,6 +148,8 @@ cpar_registry_engine_add(cpar_registry *r, int32_t id, const void *ident, size_t
     e = &r->engines[id];
     free(e->ident);
     free(e->host);
+    free(e->shm);
+    e->shm = NULL; /* set by the caller when the engine offers one */
     e->state = CPAR_ENGINE_LIVE;
     e->pid = pid;
     e->fd = fd;

@@ -33,6 +33,7 @@ typedef struct cpar_reg_engine {
     uint8_t *ident;        /* owned ROUTER identity (NULL once gone) */
     size_t identlen;
     char *host;            /* owned host name (kept after death for the log) */
+    char *shm;             /* owned shared-memory locality token from REGISTER, or NULL */
 } cpar_reg_engine;
 
 typedef struct cpar_reg_client {

@@ -73,6 +73,7 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_INTERRUPT:
     case CPAR_MSG_SHUTDOWN:
     case CPAR_MSG_SHUTDOWN_REPLY:
+    case CPAR_MSG_RELEASE:
     case CPAR_MSG_ENGINE_EVENT:
         return 1;
     default:

@@ -42,6 +42,7 @@ enum cpar_msg_type {
     CPAR_MSG_INTERRUPT = 30,     /* client -> controller -> engine(s): raise KeyboardInterrupt */
     CPAR_MSG_SHUTDOWN = 31,      /* client -> controller (-> engines); controller -> engine */
     CPAR_MSG_SHUTDOWN_REPLY = 32, /* controller -> client */
+    CPAR_MSG_RELEASE = 33,       /* client -> controller -> engine: unpin shared-memory frames */
     CPAR_MSG_ENGINE_EVENT = 40,  /* controller -> clients: an engine registered or died */
 };
 
@@ -50,6 +51,8 @@ enum cpar_msg_type {
 #define CPAR_FLAG_STDERR 0x0002   /* STREAM: text is stderr */
 #define CPAR_FLAG_HUB 0x0004      /* SHUTDOWN: stop the controller too */
 #define CPAR_FLAG_TARGETED 0x0008 /* payload frame 0 is a little-endian int32 target list */
+#define CPAR_FLAG_SHM 0x0010      /* the last payload frame is a shared-memory descriptor table */
+#define CPAR_FLAG_SHM_OK 0x0020   /* request: the sender can read a shared-memory REPLY */
 
 /* Engine-id sentinels for the header's target and engine fields. */
 #define CPAR_NO_ENGINE (-1)

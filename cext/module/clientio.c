@@ -1,5 +1,6 @@
 /* The client connection's I/O thread and its outbox/inbox queues (clientio.h). */
 #include "clientio.h"
+#include "clientio_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -8,42 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "errors.h"
+#include "shm.h"
 
 /* Messages received per wake-up before the thread looks at its outbox again. */
 #define CPAR__RECV_BATCH 4096
 
-struct cpar_clientio {
-    void *ctx;           /* ZMQ context, owned; terminated by close */
-    void *sock;          /* DEALER; owned by the I/O thread once it runs */
-    void *mon;           /* PAIR receiving sock's connect/disconnect events; same owner */
-    int wakefd;          /* eventfd: written by posters and close, read by the I/O thread */
-    pthread_t thread;    /* the I/O thread */
-    int thread_started;  /* thread is joinable */
-    cpar_signer *signer; /* used by the I/O thread only */
-
-    pthread_mutex_t lock;            /* guards everything below up to the counters */
-    pthread_cond_t cond;             /* inbox grew, or the connection closed or failed */
-    cpar_clientio_item *out_head;    /* posted, not yet taken by the I/O thread */
-    cpar_clientio_item *out_tail;
-    cpar_clientio_item *in_head;     /* received, not yet taken by a reader */
-    cpar_clientio_item *in_tail;
-    int closing;                     /* close requested: posts fail, the thread exits */
-    int close_started;               /* some thread is (or was) inside close */
-    int closed;                      /* thread joined, socket and context gone */
-    int fatal;                       /* CPAR_E* code that stopped the I/O thread, or 0 */
-
-    atomic_uint_fast64_t sent;
-    atomic_uint_fast64_t received;
-    atomic_uint_fast64_t bad_signature;
-    atomic_uint_fast64_t malformed;
-    atomic_uint_fast64_t send_failed;
-    atomic_uint_fast64_t disconnects;
-    atomic_int connected; /* 1 while a TCP/IPC connection to the controller is up */
-};
+/* struct cpar_clientio is in clientio_int.h (shared with clientshm.c). */
 
 static atomic_int_fast64_t cpar__items_alive;
 
@@ -149,6 +125,7 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
         cpar_clientio_item *it = *phead;
         int events = 0;
         size_t optlen = sizeof(events);
+        cpar__clientio_shm_out pin;
         int rc;
 
         /* cpar_wire_send consumes the frames even when the pipe is full, so only send
@@ -161,7 +138,9 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
         if (*phead == NULL)
             *ptail = NULL;
         it->next = NULL;
+        cpar__clientio_shm_prepare(io, &it->m, &pin);
         rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
+        cpar__clientio_shm_pin(io, &pin, rc == 0);
         if (rc == 0) {
             atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
         } else {
@@ -197,6 +176,8 @@ cpar__drain(cpar_clientio *io)
         r = cpar_wire_recv(io->sock, io->signer, 0, NULL, NULL, &it->m, ZMQ_DONTWAIT);
         if (r == CPAR_OK) {
             atomic_fetch_add_explicit(&io->received, 1, memory_order_relaxed);
+            if ((it = cpar__clientio_shm_on_recv(io, it)) == NULL)
+                continue;
             if (tail != NULL)
                 tail->next = it;
             else
@@ -265,6 +246,8 @@ cpar__monitor_event(cpar_clientio *io)
         it->m.h.nframes = 1;
         it->m.h.paylen = sizeof(text) - 1;
         cpar__inbox_append(io, it, it);
+        /* Nothing will answer the requests in flight any more. */
+        cpar__clientio_shm_unpin_all(io);
     }
 }
 
@@ -341,7 +324,13 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clien
         return CPAR_ENOMEM;
     }
     io->wakefd = -1;
-    pthread_mutex_init(&io->lock, NULL);
+    cpar_shm_pins_init(&io->pins);
+    io->shm = cpar_shm_enabled() && cpar_shm_token(io->token, sizeof(io->token)) == 0;
+    if (getrandom(io->release_prefix, sizeof(io->release_prefix), 0) !=
+        (ssize_t)sizeof(io->release_prefix)) {
+        uint64_t t = cpar_now_ns() ^ (uint64_t)(uintptr_t)io;
+        memcpy(io->release_prefix, &t, sizeof(io->release_prefix));
+    }
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&io->cond, &ca);
@@ -530,6 +519,7 @@ cpar_clientio_close(cpar_clientio *io)
     pthread_mutex_unlock(&io->lock);
     cpar_clientio_list_free(in);
     cpar_clientio_list_free(outq);
+    cpar__clientio_shm_unpin_all(io);
 }
 
 int
@@ -551,6 +541,8 @@ cpar_clientio_free(cpar_clientio *io)
     if (io->wakefd >= 0)
         close(io->wakefd);
     cpar_signer_free(io->signer);
+    cpar_shm_pins_free(&io->pins);
+    free(io->local);
     pthread_cond_destroy(&io->cond);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -566,4 +558,8 @@ cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st)
     st->send_failed = atomic_load_explicit(&io->send_failed, memory_order_relaxed);
     st->disconnects = atomic_load_explicit(&io->disconnects, memory_order_relaxed);
     st->connected = atomic_load(&io->connected);
+    st->shm = io->shm;
+    st->shm_sent = atomic_load_explicit(&io->shm_sent, memory_order_relaxed);
+    st->shm_received = atomic_load_explicit(&io->shm_received, memory_order_relaxed);
+    st->shm_failed = atomic_load_explicit(&io->shm_failed, memory_order_relaxed);
 }

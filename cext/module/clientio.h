@@ -33,6 +33,10 @@ typedef struct cpar_clientio_stats {
     uint64_t send_failed;   /* messages that could not be sent (reported to the inbox) */
     uint64_t disconnects;   /* times the connection to the controller dropped */
     int connected;          /* 1 while connected to the controller */
+    int shm;                /* 1 when the shared-memory path is enabled for this process */
+    uint64_t shm_sent;      /* request frames sent by descriptor (shm.h) */
+    uint64_t shm_received;  /* reply frames read from an engine's memory */
+    uint64_t shm_failed;    /* replies whose shared-memory read failed (became ERRORs) */
 } cpar_clientio_stats;
 
 /* A new, empty item (its cpar_msg initialised with `type`), or NULL when out of memory.
@@ -77,5 +81,20 @@ void cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st);
 
 /* Items alive now (created and not freed), for leak checks; counted in every build. */
 int64_t cpar_clientio_items_alive(void);
+
+/* Request frames pinned for engines to read (shared-memory path), over every connection.
+ * A request's frames are unpinned when each of its engines has answered (REPLY or ERROR),
+ * when the connection drops and when it closes. */
+int64_t cpar_clientio_shm_pinned(void);
+/* Totals over every connection of this process: request frames sent by descriptor,
+ * replies read from an engine's memory, and replies whose read failed. */
+void cpar_clientio_shm_totals(int64_t *sent, int64_t *received, int64_t *failed);
+
+/* The shared-memory path on the client (docs/protocol.md, "Shared memory"): the I/O
+ * thread learns which engines share this host from CONNECT_REPLY frame 2 and ENGINE_EVENT
+ * frame 0; it sends EXECUTE/APPLY requests whose targets all do with CPAR_FLAG_SHM_OK and
+ * their large frames by descriptor, and resolves shared-memory REPLYs before they reach
+ * the inbox (a failed read turns the REPLY into an ERROR about the same request), then
+ * sends the engine a RELEASE. Python sees ordinary frames. */
 
 #endif /* CPAR_MODULE_CLIENTIO_H */

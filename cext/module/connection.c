@@ -341,6 +341,10 @@ enum {
     CPAR__ST_MALFORMED,
     CPAR__ST_FAILED,
     CPAR__ST_DISCONNECTS,
+    CPAR__ST_SHM,
+    CPAR__ST_SHM_SENT,
+    CPAR__ST_SHM_RECEIVED,
+    CPAR__ST_SHM_FAILED,
 };
 
 static PyObject *
@@ -367,6 +371,18 @@ connection_get_stat(cpar_ConnectionObject *self, void *which)
         break;
     case CPAR__ST_DISCONNECTS:
         v = st.disconnects;
+        break;
+    case CPAR__ST_SHM:
+        v = (uint64_t)st.shm;
+        break;
+    case CPAR__ST_SHM_SENT:
+        v = st.shm_sent;
+        break;
+    case CPAR__ST_SHM_RECEIVED:
+        v = st.shm_received;
+        break;
+    case CPAR__ST_SHM_FAILED:
+        v = st.shm_failed;
         break;
     }
     return PyLong_FromUnsignedLongLong(v);
@@ -413,6 +429,16 @@ static PyGetSetDef connection_getset[] = {
     {"send_failed", (getter)connection_get_stat, NULL,
      "messages that could not be sent (each reported as a local ERROR message)",
      (void *)CPAR__ST_FAILED},
+    {"shm", (getter)connection_get_stat, NULL,
+     "1 when large frames may travel through shared memory (same host; CPAR_SHM not 0)",
+     (void *)CPAR__ST_SHM},
+    {"shm_sent", (getter)connection_get_stat, NULL,
+     "request frames sent by shared-memory descriptor", (void *)CPAR__ST_SHM_SENT},
+    {"shm_received", (getter)connection_get_stat, NULL,
+     "reply frames read from an engine's memory", (void *)CPAR__ST_SHM_RECEIVED},
+    {"shm_failed", (getter)connection_get_stat, NULL,
+     "replies whose shared-memory read failed (each became an ERROR)",
+     (void *)CPAR__ST_SHM_FAILED},
     {NULL},
 };
 

@@ -51,6 +51,8 @@ cpar__type_name(int type)
         return "SHUTDOWN";
     case CPAR_MSG_SHUTDOWN_REPLY:
         return "SHUTDOWN_REPLY";
+    case CPAR_MSG_RELEASE:
+        return "RELEASE";
     case CPAR_MSG_ENGINE_EVENT:
         return "ENGINE_EVENT";
     default:

@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "exceptions.h"
 #include "frame.h"
+#include "shm.h"
 #include "zerocopy.h"
 
 /* now_ns() -> int
@@ -49,18 +50,40 @@ core_strerror(PyObject *Py_UNUSED(module), PyObject *arg)
 /* _debug_counts() -> dict
  * --
  * Objects alive now, for leak checks in tests: Connection and Message objects, queued
- * C messages, and zero-copy buffers not yet released by libzmq. */
+ * C messages, zero-copy buffers not yet released by libzmq, request frames pinned for
+ * engines to read (shared-memory path); and that path's totals in this process (frames
+ * sent by descriptor, replies read, reads failed) and whether it is enabled. */
 static PyObject *
 core_debug_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
+    int64_t sent, received, failed;
     cpar_zc_drain();
-    return Py_BuildValue("{s:n,s:n,s:L,s:n}", "connections", cpar_debug_connections_alive,
-                         "messages", cpar_debug_messages_alive, "queued",
-                         (long long)cpar_clientio_items_alive(), "zerocopy",
-                         cpar_zc_outstanding());
+    cpar_clientio_shm_totals(&sent, &received, &failed);
+    return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:i}", "connections",
+                         cpar_debug_connections_alive, "messages", cpar_debug_messages_alive,
+                         "queued", (long long)cpar_clientio_items_alive(), "zerocopy",
+                         cpar_zc_outstanding(), "shm_pinned",
+                         (long long)cpar_clientio_shm_pinned(), "shm_sent", (long long)sent,
+                         "shm_received", (long long)received, "shm_failed", (long long)failed,
+                         "shm_enabled", cpar_shm_enabled());
+}
+
+/* _shm_token() -> str | None
+ * --
+ * This process's shared-memory locality token (what an engine on this host puts in its
+ * REGISTER as `shm=`), or None when the shared-memory path is disabled. For tests. */
+static PyObject *
+core_shm_token(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    char tok[CPAR_SHM_TOKEN_SIZE];
+    if (!cpar_shm_enabled() || cpar_shm_token(tok, sizeof(tok)) != 0)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(tok);
 }
 
 static PyMethodDef core_methods[] = {
+    {"_shm_token", core_shm_token, METH_NOARGS,
+     PyDoc_STR("_shm_token()\n--\n\nThis process's shared-memory locality token, or None.")},
     {"now_ns", core_now_ns, METH_NOARGS,
      PyDoc_STR("now_ns()\n--\n\nNanoseconds since the Unix epoch.")},
     {"error_class", core_error_class, METH_O,
@@ -112,6 +135,10 @@ core_exec(PyObject *module)
         {"FLAG_STDERR", CPAR_FLAG_STDERR},
         {"FLAG_HUB", CPAR_FLAG_HUB},
         {"FLAG_TARGETED", CPAR_FLAG_TARGETED},
+        {"FLAG_SHM", CPAR_FLAG_SHM},
+        {"FLAG_SHM_OK", CPAR_FLAG_SHM_OK},
+        {"MSG_RELEASE", CPAR_MSG_RELEASE},
+        {"SHM_MIN_SIZE", CPAR_SHM_MIN_SIZE},
         {"STATUS_OK", CPAR_STATUS_OK},
         {"STATUS_ERROR", CPAR_STATUS_ERROR},
         {"NO_ENGINE", CPAR_NO_ENGINE},

@@ -21,12 +21,15 @@ MSG_INTERRUPT: Final[int]
 MSG_SHUTDOWN: Final[int]
 MSG_SHUTDOWN_REPLY: Final[int]
 MSG_ENGINE_EVENT: Final[int]
+MSG_RELEASE: Final[int]
 
 # Header flags
 FLAG_STDOUT: Final[int]
 FLAG_STDERR: Final[int]
 FLAG_HUB: Final[int]
 FLAG_TARGETED: Final[int]
+FLAG_SHM: Final[int]
+FLAG_SHM_OK: Final[int]
 
 # REPLY status
 STATUS_OK: Final[int]
@@ -38,6 +41,7 @@ MAX_FRAMES: Final[int]
 MAX_TARGETS: Final[int]
 WIRE_VERSION: Final[int]
 ZEROCOPY_MIN_SIZE: Final[int]
+SHM_MIN_SIZE: Final[int]
 
 # Error codes (negative; the status of ERROR messages)
 E_NOMEM: Final[int]
@@ -66,7 +70,11 @@ def strerror(code: int, /) -> str:
     """A short description of a negative error code."""
 
 def _debug_counts() -> dict[str, int]:
-    """Live objects (connections, messages, queued, zerocopy), for leak checks."""
+    """Live objects (connections, messages, queued, zerocopy, shm_pinned), for leak checks,
+    and the shared-memory path's totals (shm_sent, shm_received, shm_failed, shm_enabled)."""
+
+def _shm_token() -> str | None:
+    """This process's shared-memory locality token, or None when the path is disabled."""
 
 @final
 class Frame:
@@ -163,6 +171,14 @@ class Connection:
     def send_failed(self) -> int: ...
     @property
     def disconnects(self) -> int: ...
+    @property
+    def shm(self) -> int: ...
+    @property
+    def shm_sent(self) -> int: ...
+    @property
+    def shm_received(self) -> int: ...
+    @property
+    def shm_failed(self) -> int: ...
 
 @final
 class Controller:

@@ -9,10 +9,10 @@ endif
 CTEST_CC ?= $(CC)
 CTEST_CORE_SRC := $(wildcard cext/core/*.c)
 CTEST_CORE_HDR := $(wildcard cext/core/*.h)
-CTEST_NAMES := test_wire test_tables test_controller test_liveness fuzz_wire test_sched test_deps
+CTEST_NAMES := test_wire test_tables test_controller test_liveness fuzz_wire test_sched test_deps test_shm
 CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
-CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -Icext/core -Itests/c
+CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote tests/c
 CTEST_LIBS := -lzmq -lcrypto -lpthread
 CTEST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CTEST_CORPUS := tests/c/corpus/wire
@@ -44,8 +44,8 @@ ctest-asan: $(CTEST_ASAN_BINS)
 fuzz:
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
-	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -Icext/core \
-	  -Itests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
+	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core \
+	  -iquote tests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
 	build/fuzz/fuzz_wire -max_total_time=$(CTEST_FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus $(CTEST_CORPUS)
 

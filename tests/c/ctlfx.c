@@ -166,7 +166,7 @@ fx_client(fx *f, size_t *nengines, cpar_msg *reply)
     th_send(sock, f->s, &m);
     th_expect(sock, f->s, CPAR_MSG_CONNECT_REPLY, &m);
     ASSERT_MEM_EQ(m.h.parent, mid, sizeof(mid));
-    ASSERT_EQ(m.nframes, 2);
+    ASSERT_EQ(m.nframes, 3); /* ids, "id pid host" lines, "id shm-token" lines */
     if (nengines)
         *nengines = zmq_msg_size(&m.frames[0]) / 4;
     if (reply)

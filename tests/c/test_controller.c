@@ -96,6 +96,41 @@ TEST_IMPL(events_on_register)
     return 0;
 }
 
+TEST_IMPL(shm_token_to_clients)
+{
+    fx f;
+    void *cl, *cl2, *e0, *e1;
+    cpar_msg m;
+    char text[256];
+
+    fx_start(&f, 10000);
+    cl = fx_client(&f, NULL, NULL);
+    /* An engine without a token, then one with (sanitised into one printable word). */
+    ASSERT_EQ(fx_engine(&f, &e0, 7), 0);
+    th_expect(cl, f.s, CPAR_MSG_ENGINE_EVENT, &m);
+    ASSERT_EQ(m.nframes, 0);
+    cpar_msg_close(&m);
+    e1 = fx_dealer(&f, 1);
+    th_msg(&m, CPAR_MSG_REGISTER);
+    th_add_str(&m, "pid=8\nhost=h\nshm=boot/ns/0/h x\n");
+    th_send(e1, f.s, &m);
+    th_expect(e1, f.s, CPAR_MSG_REGISTER_REPLY, &m);
+    ASSERT_EQ(m.h.engine, 1);
+    cpar_msg_close(&m);
+    th_expect(cl, f.s, CPAR_MSG_ENGINE_EVENT, &m);
+    ASSERT_EQ(m.h.engine, 1);
+    ASSERT_EQ(m.nframes, 1);
+    ASSERT(strcmp(th_frame_str(&m, 0, text, sizeof(text)), "boot/ns/0/h?x") == 0);
+    cpar_msg_close(&m);
+    /* CONNECT_REPLY frame 2: "id token" lines of the engines that sent one. */
+    cl2 = fx_client(&f, NULL, &m);
+    (void)cl2;
+    ASSERT(strcmp(th_frame_str(&m, 2, text, sizeof(text)), "1 boot/ns/0/h?x\n") == 0);
+    cpar_msg_close(&m);
+    free(fx_stop(&f));
+    return 0;
+}
+
 TEST_IMPL(apply_fan_out_two_clients)
 {
     fx f;
@@ -214,6 +249,25 @@ TEST_IMPL(interrupt_forwarded)
     return 0;
 }
 
+TEST_IMPL(release_forwarded)
+{
+    fx f;
+    void *e0, *e1, *cl;
+    uint8_t a[16], got[16];
+    int32_t one[1] = {1};
+
+    fx_start(&f, 10000);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    ASSERT_EQ(fx_engine(&f, &e1, 2), 1);
+    cl = fx_client(&f, NULL, NULL);
+    /* Routed like INTERRUPT: to the engine named, no reply record kept. */
+    fx_request(&f, cl, CPAR_MSG_RELEASE, one, 1, "parent-ids", a);
+    fx_engine_take(&f, e1, CPAR_MSG_RELEASE, "parent-ids", got);
+    ASSERT_MEM_EQ(got, a, 16);
+    free(fx_stop(&f));
+    return 0;
+}
+
 TEST_IMPL(client_gone_reply_dropped)
 {
     fx f;
@@ -283,7 +337,9 @@ static const cpar_test tests[] = {
     TEST_ENTRY(apply_fan_out_two_clients),
     TEST_ENTRY(unknown_target_and_duplicates),
     TEST_ENTRY(untargeted_and_wrong_direction),
+    TEST_ENTRY(shm_token_to_clients),
     TEST_ENTRY(interrupt_forwarded),
+    TEST_ENTRY(release_forwarded),
     TEST_ENTRY(client_gone_reply_dropped),
     TEST_ENTRY(many_requests),
 };

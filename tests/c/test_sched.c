@@ -1,9 +1,9 @@
-/* Tests of the load-balancing policies (sched.c): each scheme's choice, the high-water
+/* Tests of the load-balancing policies (scheduler.c): each scheme's choice, the high-water
  * mark, allowed/excluded filters, and engines coming and going. */
 #include <stdint.h>
 
 #include "errors.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "test.h"
 
 static cpar_sched *

@@ -8,8 +8,8 @@
  *
  * Ownership and threads: a cpar_sched belongs to the controller's loop thread. No Python,
  * no GIL. */
-#ifndef CPAR_CORE_SCHED_H
-#define CPAR_CORE_SCHED_H
+#ifndef CPAR_CORE_SCHEDULER_H
+#define CPAR_CORE_SCHEDULER_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,4 +60,4 @@ int cpar_sched_finished(cpar_sched *s, int32_t engine);
 /* Outstanding tasks on an engine, or -1 when unknown. */
 int cpar_sched_load(const cpar_sched *s, int32_t engine);
 
-#endif /* CPAR_CORE_SCHED_H */
+#endif /* CPAR_CORE_SCHEDULER_H */

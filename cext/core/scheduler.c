@@ -1,5 +1,5 @@
-/* Engine choice for load-balanced tasks (sched.h). */
-#include "sched.h"
+/* Engine choice for load-balanced tasks (scheduler.h). */
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,408 @@
+/* The same-host shared-memory path for large frames (shm.h). */
+#include "shm.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+#define CPAR__SHM_CHUNK (64u << 20) /* bytes per process_vm_readv call */
+#define CPAR__SHM_HUGE (2u << 20)   /* transparent huge page size (x86-64, arm64 4K) */
+
+static void
+cpar__shm_put(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+cpar__shm_get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void
+cpar_shm_entry_encode(const cpar_shm_entry *e, uint8_t out[CPAR_SHM_ENTRY_SIZE])
+{
+    cpar__shm_put(out, e->index, 4);
+    cpar__shm_put(out + 4, e->pid, 4);
+    cpar__shm_put(out + 8, e->addr, 8);
+    cpar__shm_put(out + 16, e->len, 8);
+}
+
+int
+cpar_shm_table_decode(const uint8_t *buf, size_t len, size_t nframes, cpar_shm_entry *out,
+                      size_t max, size_t *n)
+{
+    size_t count;
+    *n = 0;
+    if (nframes < 2 || len == 0 || len % CPAR_SHM_ENTRY_SIZE != 0)
+        return CPAR_EPROTO;
+    count = len / CPAR_SHM_ENTRY_SIZE;
+    if (count > nframes - 1)
+        return CPAR_EPROTO;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *p = buf + i * CPAR_SHM_ENTRY_SIZE;
+        cpar_shm_entry e;
+        e.index = (uint32_t)cpar__shm_get(p, 4);
+        e.pid = (uint32_t)cpar__shm_get(p + 4, 4);
+        e.addr = cpar__shm_get(p + 8, 8);
+        e.len = cpar__shm_get(p + 16, 8);
+        if (e.index >= nframes - 1 || e.len == 0 || e.len > CPAR_SHM_MAX_LEN || e.pid == 0 ||
+            e.addr == 0 || e.addr + e.len < e.addr)
+            return CPAR_EPROTO;
+        if (i > 0 && e.index <= out[i - 1].index) /* sorted, no index twice */
+            return CPAR_EPROTO;
+        if (i < max)
+            out[i] = e;
+        else
+            return CPAR_EPROTO;
+    }
+    *n = count;
+    return CPAR_OK;
+}
+
+/* ---- enablement and locality ------------------------------------------------------------ */
+
+/* -1 until checked, then 0 or 1. Two threads checking at once get the same answer. */
+static atomic_int cpar__shm_ok = -1;
+
+static int
+cpar__shm_check(void)
+{
+    const char *env = getenv("CPAR_SHM");
+    char src[64] = "cpar process_vm_readv self-test", dst[64] = "";
+    struct iovec local = {dst, sizeof(src)}, remote = {src, sizeof(src)};
+
+    if (env != NULL && strcmp(env, "0") == 0)
+        return 0;
+    if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)sizeof(src))
+        return 0;
+    return memcmp(src, dst, sizeof(src)) == 0;
+}
+
+int
+cpar_shm_enabled(void)
+{
+    int ok = atomic_load(&cpar__shm_ok);
+    if (ok < 0) {
+        ok = cpar__shm_check();
+        atomic_store(&cpar__shm_ok, ok);
+    }
+    return ok;
+}
+
+/* Reads the first line of a small file into out; returns 0 or -1. */
+static int
+cpar__shm_read_line(const char *path, char *out, size_t outlen)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (f == NULL)
+        return -1;
+    n = fread(out, 1, outlen - 1, f);
+    fclose(f);
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return out[0] ? 0 : -1;
+}
+
+int
+cpar_shm_token(char *out, size_t outlen)
+{
+    char boot[64], ns[64] = "?", host[128] = "";
+    ssize_t r;
+    int len;
+
+    if (cpar__shm_read_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot)) != 0)
+        return CPAR_EIO;
+    r = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+    ns[r > 0 ? r : 1] = '\0';
+    gethostname(host, sizeof(host) - 1);
+    len = snprintf(out, outlen, "%s/%s/%u/%s", boot, ns, (unsigned)getuid(), host);
+    if (len < 0 || (size_t)len >= outlen)
+        return CPAR_EIO;
+    for (char *p = out; *p; p++) /* one printable word */
+        if (*p <= ' ' || *p > '~')
+            *p = '?';
+    return CPAR_OK;
+}
+
+/* ---- sender ----------------------------------------------------------------------------- */
+
+int
+cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
+                 size_t *npinned)
+{
+    size_t count = 0, k = 0;
+    zmq_msg_t *pins = NULL;
+    uint8_t *table = NULL;
+    int rc = CPAR_ENOMEM;
+    uint32_t pid = (uint32_t)getpid();
+
+    *pinned = NULL;
+    *npinned = 0;
+    /* Tiny frames live inside their zmq_msg_t (their address moves with it): never those. */
+    if (min_size < 64)
+        min_size = 64;
+    for (size_t i = first; i < m->nframes; i++)
+        if (zmq_msg_size(&m->frames[i]) >= min_size && zmq_msg_size(&m->frames[i]) > 0)
+            count++;
+    if (count == 0)
+        return 0;
+    if (m->nframes + 1 > CPAR_WIRE_MAX_FRAMES)
+        return 0; /* no room for the table: the bytes go over the wire */
+    pins = malloc(count * sizeof(zmq_msg_t));
+    table = malloc(count * CPAR_SHM_ENTRY_SIZE);
+    if (pins == NULL || table == NULL)
+        goto error;
+    for (size_t i = first; i < m->nframes; i++) {
+        zmq_msg_t *f = &m->frames[i];
+        cpar_shm_entry e;
+        if (zmq_msg_size(f) < min_size || zmq_msg_size(f) == 0)
+            continue;
+        e.index = (uint32_t)i;
+        e.pid = pid;
+        e.addr = (uint64_t)(uintptr_t)zmq_msg_data(f);
+        e.len = zmq_msg_size(f);
+        cpar_shm_entry_encode(&e, table + k * CPAR_SHM_ENTRY_SIZE);
+        k++;
+    }
+    /* Only now change m: the table frame goes in first, so a failure leaves m as it was. */
+    rc = cpar_msg_add_copy(m, table, count * CPAR_SHM_ENTRY_SIZE);
+    if (rc != 0)
+        goto error;
+    k = 0;
+    for (size_t i = first; i + 1 < m->nframes; i++) {
+        zmq_msg_t *f = &m->frames[i];
+        if (zmq_msg_size(f) < min_size || zmq_msg_size(f) == 0)
+            continue;
+        zmq_msg_init(&pins[k]);
+        zmq_msg_move(&pins[k], f); /* leaves f empty: the placeholder */
+        k++;
+    }
+    free(table);
+    m->h.flags |= CPAR_FLAG_SHM;
+    *pinned = pins;
+    *npinned = count;
+    return (int)count;
+error:
+    free(pins);
+    free(table);
+    return rc;
+}
+
+/* ---- receiver --------------------------------------------------------------------------- */
+
+/* libzmq's free function for resolved frames: hint is the mapping's length. */
+static void
+cpar__shm_unmap(void *data, void *hint)
+{
+    munmap(data, (size_t)(uintptr_t)hint);
+}
+
+/* Reads one described frame into new pages; on success *f is a frame owning them. */
+static int
+cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
+{
+    size_t len = (size_t)e->len, done = 0;
+    void *mem;
+
+    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map %zu bytes for a shared-memory frame: %s", len,
+                 strerror(errno));
+        return CPAR_ENOMEM;
+    }
+    /* Huge pages: one fault per 2 MiB instead of per 4 KiB (DESIGN §4, page-fault cost). */
+    if (len >= CPAR__SHM_HUGE)
+        madvise(mem, len, MADV_HUGEPAGE);
+    while (done < len) {
+        size_t want = len - done < CPAR__SHM_CHUNK ? len - done : CPAR__SHM_CHUNK;
+        struct iovec local = {(char *)mem + done, want};
+        struct iovec remote = {(void *)(uintptr_t)(e->addr + done), want};
+        ssize_t got = process_vm_readv((pid_t)e->pid, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+            int saved = got < 0 ? errno : EFAULT;
+            snprintf(err, errlen,
+                     "shared-memory read of %zu bytes from pid %u failed after %zu bytes: "
+                     "process_vm_readv: %s%s",
+                     len, (unsigned)e->pid, done, strerror(saved),
+                     saved == ESRCH ? " (the sending process is gone)" : "");
+            munmap(mem, len);
+            return CPAR_EIO;
+        }
+        done += (size_t)got;
+    }
+    if (zmq_msg_init_data(f, mem, len, cpar__shm_unmap, (void *)(uintptr_t)len) != 0) {
+        snprintf(err, errlen, "zmq_msg_init_data failed");
+        munmap(mem, len);
+        return CPAR_ENOMEM;
+    }
+    return CPAR_OK;
+}
+
+int
+cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
+{
+    cpar_shm_entry *entries = NULL;
+    zmq_msg_t *table;
+    size_t n = 0, max;
+    int rc;
+
+    if (!(m->h.flags & CPAR_FLAG_SHM))
+        return CPAR_OK;
+    if (m->nframes < 2) {
+        snprintf(err, errlen, "shared-memory message without a descriptor table");
+        return CPAR_EPROTO;
+    }
+    table = &m->frames[m->nframes - 1];
+    max = zmq_msg_size(table) / CPAR_SHM_ENTRY_SIZE;
+    entries = malloc((max ? max : 1) * sizeof(*entries));
+    if (entries == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CPAR_ENOMEM;
+    }
+    rc = cpar_shm_table_decode(zmq_msg_data(table), zmq_msg_size(table), m->nframes, entries,
+                               max, &n);
+    if (rc != 0) {
+        snprintf(err, errlen, "malformed shared-memory descriptor table (%zu bytes)",
+                 zmq_msg_size(table));
+        goto error;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (zmq_msg_size(&m->frames[entries[i].index]) != 0) {
+            snprintf(err, errlen, "shared-memory placeholder frame %u is not empty",
+                     (unsigned)entries[i].index);
+            rc = CPAR_EPROTO;
+            goto error;
+        }
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_t f;
+        rc = cpar__shm_read(&entries[i], &f, err, errlen);
+        if (rc != 0)
+            goto error;
+        zmq_msg_close(&m->frames[entries[i].index]);
+        zmq_msg_init(&m->frames[entries[i].index]);
+        zmq_msg_move(&m->frames[entries[i].index], &f);
+        zmq_msg_close(&f);
+    }
+    zmq_msg_close(table);
+    m->nframes--;
+    m->h.flags &= (uint16_t)~CPAR_FLAG_SHM;
+    free(entries);
+    return CPAR_OK;
+error:
+    free(entries);
+    return rc;
+}
+
+/* ---- pin sets --------------------------------------------------------------------------- */
+
+void
+cpar_shm_pins_init(cpar_shm_pins *p)
+{
+    memset(p, 0, sizeof(*p));
+}
+
+static void
+cpar__shm_pin_close(cpar_shm_pin *pin)
+{
+    for (size_t i = 0; i < pin->nframes; i++)
+        zmq_msg_close(&pin->frames[i]);
+    free(pin->frames);
+    free(pin->wait);
+}
+
+int
+cpar_shm_pins_add(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], zmq_msg_t *frames,
+                  size_t nframes, const int32_t *wait, size_t nwait)
+{
+    cpar_shm_pin pin;
+
+    memset(&pin, 0, sizeof(pin));
+    pin.frames = frames;
+    pin.nframes = nframes;
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 8;
+        cpar_shm_pin *nv = realloc(p->v, ncap * sizeof(*nv));
+        if (nv == NULL)
+            goto error;
+        p->v = nv;
+        p->cap = ncap;
+    }
+    if (nwait > 0) {
+        pin.wait = malloc(nwait * sizeof(int32_t));
+        if (pin.wait == NULL)
+            goto error;
+        memcpy(pin.wait, wait, nwait * sizeof(int32_t));
+        pin.nwait = nwait;
+    }
+    memcpy(pin.id, id, CPAR_WIRE_ID_SIZE);
+    pin.created_ns = cpar_now_ns();
+    p->v[p->n++] = pin;
+    p->frames += nframes;
+    return CPAR_OK;
+error:
+    cpar__shm_pin_close(&pin);
+    return CPAR_ENOMEM;
+}
+
+static size_t
+cpar__shm_pins_drop(cpar_shm_pins *p, size_t i)
+{
+    size_t n = p->v[i].nframes;
+    cpar__shm_pin_close(&p->v[i]);
+    p->v[i] = p->v[--p->n];
+    p->frames -= n;
+    return n;
+}
+
+size_t
+cpar_shm_pins_answered(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], int32_t engine)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        cpar_shm_pin *pin = &p->v[i];
+        if (memcmp(pin->id, id, CPAR_WIRE_ID_SIZE) != 0)
+            continue;
+        if (engine < 0) {
+            pin->nwait = 0;
+        } else {
+            for (size_t j = 0; j < pin->nwait; j++)
+                if (pin->wait[j] == engine) {
+                    pin->wait[j] = pin->wait[--pin->nwait];
+                    break;
+                }
+        }
+        return pin->nwait == 0 ? cpar__shm_pins_drop(p, i) : 0;
+    }
+    return 0;
+}
+
+size_t
+cpar_shm_pins_expire(cpar_shm_pins *p, uint64_t before_ns)
+{
+    size_t released = 0;
+    for (size_t i = p->n; i-- > 0;)
+        if (before_ns == 0 || p->v[i].created_ns < before_ns)
+            released += cpar__shm_pins_drop(p, i);
+    return released;
+}
+
+void
+cpar_shm_pins_free(cpar_shm_pins *p)
+{
+    cpar_shm_pins_expire(p, 0);
+    free(p->v);
+    cpar_shm_pins_init(p);
+}

@@ -1,0 +1,79 @@
+/* Private to the client connection's C files (clientio.c, clientshm.c): the connection
+ * object and the shared-memory hooks its I/O thread calls.
+ *
+ * Ownership and threads: as in clientio.h. The shared-memory fields and hooks belong to
+ * the I/O thread (and to cpar_clientio_close once that thread has been joined). No Python,
+ * no GIL. */
+#ifndef CPAR_MODULE_CLIENTIO_INT_H
+#define CPAR_MODULE_CLIENTIO_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "clientio.h"
+#include "shm.h"
+
+struct cpar_clientio {
+    void *ctx;           /* ZMQ context, owned; terminated by close */
+    void *sock;          /* DEALER; owned by the I/O thread once it runs */
+    void *mon;           /* PAIR receiving sock's connect/disconnect events; same owner */
+    int wakefd;          /* eventfd: written by posters and close, read by the I/O thread */
+    pthread_t thread;    /* the I/O thread */
+    int thread_started;  /* thread is joinable */
+    cpar_signer *signer; /* used by the I/O thread only */
+
+    pthread_mutex_t lock;            /* guards everything below up to the counters */
+    pthread_cond_t cond;             /* inbox grew, or the connection closed or failed */
+    cpar_clientio_item *out_head;    /* posted, not yet taken by the I/O thread */
+    cpar_clientio_item *out_tail;
+    cpar_clientio_item *in_head;     /* received, not yet taken by a reader */
+    cpar_clientio_item *in_tail;
+    int closing;                     /* close requested: posts fail, the thread exits */
+    int close_started;               /* some thread is (or was) inside close */
+    int closed;                      /* thread joined, socket and context gone */
+    int fatal;                       /* CPAR_E* code that stopped the I/O thread, or 0 */
+
+    atomic_uint_fast64_t sent;
+    atomic_uint_fast64_t received;
+    atomic_uint_fast64_t bad_signature;
+    atomic_uint_fast64_t malformed;
+    atomic_uint_fast64_t send_failed;
+    atomic_uint_fast64_t disconnects;
+    atomic_int connected; /* 1 while a TCP/IPC connection to the controller is up */
+
+    /* Shared-memory path (shm.h), touched by the I/O thread only (the pins also by close
+     * once the thread has been joined). */
+    int shm;                      /* this process may use it (cpar_shm_enabled + token) */
+    char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */
+    uint8_t *local;               /* engine id -> 1 when it shares our token; nlocal ids */
+    size_t nlocal;
+    cpar_shm_pins pins;           /* frames of sent requests that engines may still read */
+    uint64_t release_seq;         /* counter for RELEASE msg ids */
+    uint8_t release_prefix[8];    /* random prefix of RELEASE msg ids */
+    atomic_uint_fast64_t shm_sent;     /* frames sent by descriptor */
+    atomic_uint_fast64_t shm_received; /* frames received by descriptor */
+    atomic_uint_fast64_t shm_failed;   /* replies whose shared-memory read failed */
+};
+
+/* What cpar__clientio_shm_prepare took out of a request, for cpar__clientio_shm_pin. */
+typedef struct cpar__clientio_shm_out {
+    uint8_t id[CPAR_WIRE_ID_SIZE];
+    zmq_msg_t *frames; /* pinned frames (malloc'd), or NULL */
+    size_t nframes;
+    int32_t *targets;  /* the request's engines (malloc'd) */
+    size_t ntargets;
+} cpar__clientio_shm_out;
+
+/* clientshm.c: before a request is signed and sent, offers shared-memory replies and moves
+ * its large frames out (by descriptor) when every target shares our host. */
+void cpar__clientio_shm_prepare(cpar_clientio *io, cpar_msg *m, cpar__clientio_shm_out *out);
+/* After the send: pins what was moved out until the engines answer (sent != 0), or drops
+ * it; out is emptied either way. */
+void cpar__clientio_shm_pin(cpar_clientio *io, cpar__clientio_shm_out *out, int sent);
+/* A received message before it reaches the inbox (see clientio.h). Returns the item to
+ * queue (it, or an ERROR replacing it), or NULL when out of memory (it is freed). */
+cpar_clientio_item *cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it);
+/* Drops every pin (the connection dropped or is closing). */
+void cpar__clientio_shm_unpin_all(cpar_clientio *io);
+
+#endif /* CPAR_MODULE_CLIENTIO_INT_H */

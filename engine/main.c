@@ -120,6 +120,10 @@ cpar__start_python(const char *python, const char *argv0)
         cpar_elog("cannot register the _cpar_engine module");
         return -1;
     }
+    /* Python installs its SIGINT handler only over the default disposition. An engine
+     * started from a background shell job or nohup inherits SIGINT ignored, and would
+     * then never turn an interrupt request into KeyboardInterrupt. */
+    signal(SIGINT, SIG_DFL);
     PyConfig_InitPythonConfig(&config);
     config.parse_argv = 0;
     config.install_signal_handlers = 1; /* SIGINT -> KeyboardInterrupt */

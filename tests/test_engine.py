@@ -618,3 +618,34 @@ def test_engine_exits_when_the_real_controller_stops(real, spawn):
     holder["stop"]()  # it tells its engines to stop, or they stop hearing from it
     holder["stop"] = lambda: None
     e.wait(60)
+
+
+def test_interrupt_works_when_started_with_sigint_ignored(tmp_path):
+    """An engine launched from a background job (SIGINT ignored) is still interruptible."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, signal, sys, threading, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # as under `cmd &` or nohup
+        import cpar
+        with cpar.Cluster(n=1, cluster_id="sigign") as rc:
+            ar = rc[0].apply_async(time.sleep, 30)
+            time.sleep(1.0)
+            rc.send_signal(signal.SIGINT, targets=[0])
+            try:
+                ar.get(timeout=20)
+            except cpar.RemoteError as e:
+                print("ename", e.ename)
+            print("alive", rc[0].apply_sync(lambda: 1 + 1))
+        """
+    )
+    env = dict(os.environ, CPAR_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "ename KeyboardInterrupt" in out.stdout
+    assert "alive 2" in out.stdout

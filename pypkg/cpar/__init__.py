@@ -28,6 +28,9 @@ _EXPORTS = {
     "Client": "client",
     "DirectView": "client",
     "AsyncResult": "client",
+    "AsyncMapResult": "client",
+    "RemoteFunction": "client",
+    "ParallelFunction": "client",
     "Cluster": "cluster",
     "ClusterError": "cluster",
 }

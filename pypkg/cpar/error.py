@@ -181,7 +181,16 @@ class CompositeError(RemoteError):
 
 
 class TaskAborted(CparError):
-    """The task was aborted before it ran."""
+    """The task was aborted (``AsyncResult.abort()``) before it finished."""
+
+    def __init__(self, message="task aborted", engine_id=None):
+        super().__init__(message)
+        self.message = message
+        self.engine_info = {"engine_id": engine_id}
+
+    @property
+    def engine_id(self):
+        return self.engine_info.get("engine_id")
 
 
 class TaskTimeout(CparError):

@@ -10,6 +10,7 @@ _EXPORTS = {
     "Client": "client",
     "DirectView": "view",
     "AsyncResult": "asyncresult",
+    "AsyncMapResult": "asyncresult",
     "Metadata": "asyncresult",
     "RemoteFunction": "remotefunctions",
     "ParallelFunction": "remotefunctions",

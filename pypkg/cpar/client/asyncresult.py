@@ -13,6 +13,7 @@ import threading
 import time
 
 from .. import _core, error
+from . import progress as _progress
 from ..serialize import deserialize_object
 
 _PENDING = object()
@@ -96,31 +97,42 @@ class AsyncResult(concurrent.futures.Future):
         self._finished_ns = 0
         self._value = _PENDING
         self._exception = None
+        self._aborted = False
+        # Guards the slots' completion: the dispatch thread fills them, abort() (any
+        # thread) may complete them too. Iterators wait on it for the next answer.
+        self._cond = threading.Condition(threading.Lock())
         if self._left == 0:
             self._finish()
 
     # -- filled in by the client's dispatch thread -------------------------------------
 
     def _slot_done(self, slot):
+        """Marks one engine's answer complete (with ``_cond`` held); returns
+        ``(request_done, all_done)``."""
         slot.done = True
         slot.received = time.time_ns()
         self._left -= 1
         left = self._left_per_msg[slot.msg_id] - 1
         self._left_per_msg[slot.msg_id] = left
-        if self._left == 0:
-            self._finish()
-        return left == 0
+        self._cond.notify_all()
+        return left == 0, self._left == 0
 
     def _on_reply(self, msg):
         """A REPLY; True when its request has no engine left to answer."""
         slot = self._index.get((msg.parent, msg.engine))
-        if slot is None or slot.done:
+        if slot is None:
             return False
-        slot.frames = msg.frames
-        slot.status = msg.status
-        slot.started = msg.t0
-        slot.completed = msg.t1
-        return self._slot_done(slot)
+        with self._cond:
+            if slot.done:  # aborted already: the late reply is dropped
+                return False
+            slot.frames = msg.frames
+            slot.status = msg.status
+            slot.started = msg.t0
+            slot.completed = msg.t1
+            msg_done, all_done = self._slot_done(slot)
+        if all_done:
+            self._finish()
+        return msg_done
 
     def _on_stream(self, msg):
         slot = self._index.get((msg.parent, msg.engine))
@@ -135,22 +147,69 @@ class AsyncResult(concurrent.futures.Future):
     def _on_error(self, msg_id, engine_id, exc):
         """A failure in transit for one engine, or every engine (engine_id < 0) of a
         request; True when the request has no engine left to answer."""
-        msg_done = False
-        for slot in self._slots:
-            if slot.msg_id != msg_id or slot.done:
-                continue
-            if engine_id >= 0 and slot.engine_id != engine_id:
-                continue
-            slot.error = exc
-            msg_done = self._slot_done(slot)
+        msg_done = all_done = False
+        with self._cond:
+            for slot in self._slots:
+                if slot.msg_id != msg_id or slot.done:
+                    continue
+                if engine_id >= 0 and slot.engine_id != engine_id:
+                    continue
+                slot.error = exc
+                msg_done, all_done = self._slot_done(slot)
+        if all_done:
+            self._finish()
         return msg_done
 
     def _fail_pending(self, exc):
         """Fails every engine that has not answered (the client closed)."""
-        for slot in self._slots:
-            if not slot.done:
-                slot.error = exc
-                self._slot_done(slot)
+        all_done = False
+        with self._cond:
+            for slot in self._slots:
+                if not slot.done:
+                    slot.error = exc
+                    _, all_done = self._slot_done(slot)
+        if all_done:
+            self._finish()
+
+    def abort(self):
+        """Gives up on the engines that have not answered: their results become
+        ``TaskAborted`` errors and late replies are ignored. A request that is running
+        on its engine is interrupted (``KeyboardInterrupt`` there; the engine lives on).
+
+        Engines cannot drop a queued direct request yet (the protocol has no ABORT): one
+        that had not started is interrupted as soon as it starts (the client repeats the
+        INTERRUPT, naming only the aborted requests, until their replies come)."""
+        aborted = []
+        finished_msgs = []
+        all_done = False
+        with self._cond:
+            for slot in self._slots:
+                if slot.done:
+                    continue
+                slot.error = error.TaskAborted(
+                    f"[Engine {slot.engine_id}] {self._fname}: aborted before it finished",
+                    slot.engine_id)
+                msg_done, all_done = self._slot_done(slot)
+                aborted.append(slot)
+                if msg_done:
+                    finished_msgs.append(slot.msg_id)
+            if aborted:
+                self._aborted = True
+        if not aborted:
+            return
+        client = self._client
+        d = client._dispatcher
+        for msg_id in finished_msgs:
+            if d.pending.get(msg_id) is self:
+                d.pending.pop(msg_id, None)
+        requests = {}
+        for s in aborted:
+            requests.setdefault(s.msg_id, set()).add(s.engine_id)
+        try:
+            client._abort_requests(requests)
+        finally:
+            if all_done:
+                self._finish()
 
     def _finish(self):
         self._finished_ns = time.time_ns()
@@ -203,6 +262,11 @@ class AsyncResult(concurrent.futures.Future):
         if elist:
             if self._single or len(elist) == 1 and len(self._slots) == 1:
                 exc = elist[0]
+            elif all(isinstance(e, error.TaskAborted) for e in elist):
+                exc = error.TaskAborted(
+                    f"{self._fname}: aborted on engine(s) "
+                    f"{', '.join(str(getattr(e, 'engine_id', '?')) for e in elist)}")
+                exc.elist = elist
             elif all(e is elist[0] for e in elist) and not isinstance(elist[0],
                                                                       error.RemoteError):
                 exc = elist[0]  # one failure of the whole request (e.g. no such engine)
@@ -369,17 +433,30 @@ class AsyncResult(concurrent.futures.Future):
                    if s.completed and s.started)
 
     def display_outputs(self, groupby="type"):
-        """Prints what the engines wrote, as ``[stdout:N] text`` blocks (then stderr).
-        ``groupby='engine'`` keeps each engine's stdout and stderr together."""
-        if groupby == "engine":
+        """Prints what the engines wrote, as ``[stdout:N] text`` blocks.
+
+        ``groupby='type'`` (default): every engine's stdout, then every engine's stderr;
+        ``'engine'``: each engine's stdout and stderr together, engine by engine;
+        ``'order'``: request by request (as submitted), each engine's stdout and stderr."""
+        if groupby == "type":
             for s in self._slots:
                 self._print_slot(s, "stdout")
+            for s in self._slots:
                 self._print_slot(s, "stderr")
-            return
-        for s in self._slots:
-            self._print_slot(s, "stdout")
-        for s in self._slots:
-            self._print_slot(s, "stderr")
+        elif groupby == "engine":
+            for eid in dict.fromkeys(s.engine_id for s in self._slots):
+                for s in self._slots:
+                    if s.engine_id == eid:
+                        self._print_slot(s, "stdout")
+                        self._print_slot(s, "stderr")
+        elif groupby == "order":
+            for msg_id in self._msg_ids:
+                for s in self._slots:
+                    if s.msg_id == msg_id:
+                        self._print_slot(s, "stdout")
+                        self._print_slot(s, "stderr")
+        else:
+            raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
 
     @staticmethod
     def _print_slot(slot, name):
@@ -388,32 +465,50 @@ class AsyncResult(concurrent.futures.Future):
             stream = sys.stderr if name == "stderr" else sys.stdout
             _print_block(f"[{name}:{slot.engine_id}]", text, stream)
 
-    def wait_interactive(self, interval=0.1, timeout=-1):
-        """Waits, printing progress, until done (or ``timeout`` seconds)."""
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        total = len(self._slots)
-        while not self.done():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            print(f"\r{self.progress}/{total} tasks finished after {self.elapsed:4.0f} s",
-                  end="", flush=True)
-            self.wait(interval)
-        print(f"\r{self.progress}/{total} tasks finished after {self.elapsed:4.0f} s")
+    def wait_interactive(self, interval=0.1, timeout=-1, widget=None):
+        """Waits until done (or ``timeout`` seconds), showing a progress bar: a text bar
+        on stdout in a terminal, a widget (or updating text) in a notebook."""
+        _progress.wait_interactive(self, interval=interval, timeout=timeout, widget=widget)
+
+    def get_dict(self, timeout=None):
+        """The results as ``{engine_id: result}`` (one request answered by each engine
+        once, as ``apply`` on a view)."""
+        results = self.get(timeout)
+        eids = [s.engine_id for s in self._slots]
+        if len(set(eids)) != len(eids):
+            raise ValueError(f"cannot key results by engine: an engine answered more than "
+                             f"once (engines {eids})")
+        if self._single:
+            results = [results]
+        elif self._reduce is not None:
+            results = [self._slot_value(s) for s in self._slots]
+        return dict(zip(eids, results))
 
     # -- container behaviour ------------------------------------------------------------
 
+    def _wait_slot(self, slot):
+        with self._cond:
+            while not slot.done:
+                self._cond.wait()
+
+    def _slot_result(self, slot):
+        """One engine's result, raising its error."""
+        self._wait_slot(slot)
+        value = self._slot_value(slot)
+        if slot.error is not None or slot.status not in (None, _core.STATUS_OK):
+            raise value
+        return value
+
     def __len__(self):
-        if self._reduce is not None and self.done() and self._exception is None:
-            try:
-                return len(self._resolve())
-            except Exception:  # noqa: BLE001
-                pass
         return 1 if self._single else len(self._slots)
 
     def __iter__(self):
-        if self._single and self._reduce is None:
+        """The per-engine results, each as soon as it (and those before it) arrived."""
+        if self._single:
             raise TypeError("AsyncResults with a single result are not iterable.")
-        return iter(self.get())
+        if self.done():
+            return iter(self.get())
+        return (self._slot_result(slot) for slot in self._slots)
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -430,3 +525,28 @@ class AsyncResult(concurrent.futures.Future):
             state = "finished" if self._exception is None and all(
                 s.error is None and s.status in (None, 0) for s in self._slots) else "failed"
         return f"<{type(self).__name__}({self._fname}): {state}>"
+
+
+class AsyncMapResult(AsyncResult):
+    """The result of ``view.map`` (and of ``@view.parallel`` calls): one request per
+    partition, joined into one list (or array) in order. Iterating yields the elements
+    as their partitions arrive, in order; ``len`` is the number of elements."""
+
+    def __init__(self, client, requests, n_items=None, **kwargs):
+        self._n_items = n_items
+        super().__init__(client, requests, **kwargs)
+
+    def __len__(self):
+        if self._n_items is not None:
+            return self._n_items
+        return len(self.get())
+
+    def __iter__(self):
+        from .remotefunctions import join_partitions
+
+        if self.done():
+            return iter(self.get())
+        return (x for slot in self._slots for x in join_partitions([self._slot_result(slot)]))
+
+    def get_dict(self, timeout=None):
+        raise TypeError("a map's results are per element, not per engine: use get()")

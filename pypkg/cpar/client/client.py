@@ -63,6 +63,15 @@ class _Dispatcher:
         self.ids = set()
         self.engine_info = {}
         self.closed = False
+        # Aborted requests whose engines have not replied yet: msg_id -> {engine ids}.
+        # Engines interrupt only the request that runs when an INTERRUPT arrives, so
+        # one that was still queued is interrupted again, with growing gaps, until its
+        # (ignored) reply comes.
+        self.aborted = {}
+        self.abort_lock = threading.Lock()
+        self.new_msg_id = None  # set by the Client
+        self._next_interrupt = 0.0
+        self._interrupt_gap = 0.05
         self.handlers = {
             _core.MSG_REPLY: self._on_reply,
             _core.MSG_STREAM: self._on_stream,
@@ -80,7 +89,7 @@ class _Dispatcher:
         handlers = self.handlers
         while True:
             try:
-                batch = conn.recv()
+                batch = conn.recv(timeout=0.05 if self.aborted else 0.5)
             except error.ConnectionClosed:
                 break
             except BaseException as exc:  # noqa: BLE001 - report, then stop serving
@@ -96,13 +105,67 @@ class _Dispatcher:
                     print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
             # Drop our references before waiting again: frames may be large.
             batch = msg = None
+            if self.aborted:
+                try:
+                    self._reinterrupt()
+                except Exception as exc:  # noqa: BLE001 - retried on the next round
+                    print(f"cpar client: cannot interrupt aborted requests: {exc!r}",
+                          file=sys.stderr)
         self._fail_everything(error.ConnectionClosed(
             f"the client's connection to {self.url} is closed"))
 
     def _on_reply(self, msg):
+        if self.aborted:
+            self._late_reply(msg.parent, msg.engine)
         ar = self.pending.get(msg.parent)
         if ar is not None and ar._on_reply(msg):
             self.pending.pop(msg.parent, None)
+
+    # -- aborted requests -----------------------------------------------------------------
+
+    def add_aborted(self, requests):
+        """Records ``{msg_id: engines}`` as aborted and interrupts them now."""
+        with self.abort_lock:
+            for msg_id, engines in requests.items():
+                self.aborted.setdefault(msg_id, set()).update(engines)
+            self._interrupt_gap = 0.05
+            self._next_interrupt = 0.0
+        self._reinterrupt()
+
+    def _late_reply(self, msg_id, engine):
+        with self.abort_lock:
+            waiting = self.aborted.get(msg_id)
+            if waiting is None:
+                return
+            if engine < 0:
+                waiting.clear()
+            else:
+                waiting.discard(engine)
+            if not waiting:
+                del self.aborted[msg_id]
+
+    def _reinterrupt(self):
+        """Sends INTERRUPT for the aborted requests, per engine, when it is time to."""
+        now = time.monotonic()
+        with self.abort_lock:
+            if not self.aborted or now < self._next_interrupt:
+                return
+            live = self.ids
+            per_engine = {}
+            for msg_id, engines in list(self.aborted.items()):
+                gone = {e for e in engines if e not in live}
+                engines -= gone
+                if not engines:
+                    del self.aborted[msg_id]
+                for e in engines:
+                    per_engine.setdefault(e, []).append(msg_id)
+            self._next_interrupt = now + self._interrupt_gap
+            self._interrupt_gap = min(1.0, self._interrupt_gap * 2)
+        if self.closed:
+            return
+        for eid, msg_ids in per_engine.items():
+            self.conn.send(_core.MSG_INTERRUPT, [_targets_frame([eid]), b"".join(msg_ids)],
+                           msg_id=self.new_msg_id(), flags=_core.FLAG_TARGETED)
 
     def _on_stream(self, msg):
         ar = self.pending.get(msg.parent)
@@ -114,6 +177,8 @@ class _Dispatcher:
             if msg.status == _core.E_CLOSED:  # made by our I/O thread: connection lost
                 self._on_connection_lost()
             return
+        if self.aborted:
+            self._late_reply(msg.parent, msg.engine)
         ar = self.pending.get(msg.parent)
         if ar is not None:
             if ar._on_error(msg.parent, msg.engine, _error_from_message(msg)):
@@ -216,6 +281,7 @@ class Client:
         self._counter = itertools.count()
         self._dispatcher = None
         self._dispatcher = _Dispatcher(self.url, self._info["key"].encode("utf-8"))
+        self._dispatcher.new_msg_id = self._new_msg_id
         self._finalizer = weakref.finalize(self, _Dispatcher.close, self._dispatcher)
         try:
             self._connect(timeout)
@@ -400,17 +466,18 @@ class Client:
             raise
         return ar
 
-    def _submit_many(self, msg_type, parts, fname, single=False, reduce=None):
+    def _submit_many(self, msg_type, parts, fname, single=False, reduce=None,
+                     cls=AsyncResult, **extra):
         """Sends one request per ``(engine_id, payload)`` of ``parts``; returns one
-        AsyncResult over all of them (scatter, map)."""
+        AsyncResult (of class ``cls``) over all of them (scatter, map)."""
         d = self._dispatcher
         if d.closed:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         now = time.time_ns()
         requests = [(self._new_msg_id(), [eid]) for eid, _ in parts]
-        ar = AsyncResult(self, requests, fname=fname, single=single, reduce=reduce,
-                         submitted_ns=now)
+        ar = cls(self, requests, fname=fname, single=single, reduce=reduce,
+                 submitted_ns=now, **extra)
         for (msg_id, _), _ in zip(requests, parts):
             d.pending[msg_id] = ar
         try:
@@ -443,6 +510,60 @@ class Client:
         _, tlist = self._build_targets(targets)
         d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b""],
                     msg_id=self._new_msg_id(), flags=_core.FLAG_TARGETED)
+
+    def _abort_requests(self, requests):
+        """Interrupts the aborted requests ``{msg_id: engines}`` where they run, now and
+        again until their engines reply (the replies are then dropped)."""
+        if requests:
+            self._dispatcher.add_aborted(requests)
+
+    def abort(self, jobs=None, targets=None, block=None):
+        """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request):
+        see ``AsyncResult.abort``. ``targets`` and ``block`` are accepted for
+        ipyparallel compatibility."""
+        d = self._dispatcher
+        if jobs is None:
+            ars = set(d.pending.values())
+        else:
+            if isinstance(jobs, (AsyncResult, str, bytes)):
+                jobs = [jobs]
+            ars = set()
+            for job in jobs:
+                if isinstance(job, AsyncResult):
+                    ars.add(job)
+                else:
+                    ar = d.pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
+                    if ar is not None:
+                        ars.add(ar)
+        for ar in ars:
+            ar.abort()
+
+    def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
+        """``wait`` with a progress bar over every task of ``jobs`` (None: everything
+        outstanding); see ``AsyncResult.wait_interactive``."""
+        from .progress import wait_interactive
+
+        d = self._dispatcher
+        if jobs is None:
+            ars = list(dict.fromkeys(d.pending.values()))
+        else:
+            if isinstance(jobs, (AsyncResult, str, bytes)):
+                jobs = [jobs]
+            ars = []
+            for job in jobs:
+                if not isinstance(job, AsyncResult):
+                    job = d.pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
+                if job is not None and job not in ars:
+                    ars.append(job)
+        wait_interactive(_Group(ars), interval=interval, timeout=timeout, widget=widget)
+        return all(ar.done() for ar in ars)
+
+    def activate(self, targets="all", suffix=""):
+        """A DirectView on ``targets`` made the target of the ``%px`` magics."""
+        view = self.direct_view(targets)
+        view.block = True
+        view.activate(suffix)
+        return view
 
     @property
     def outstanding(self):
@@ -510,6 +631,35 @@ class Client:
                 if left <= 0:
                     break
                 d.engines_changed.wait(left)
+
+
+class _Group:
+    """Several AsyncResults seen as one by the progress bar."""
+
+    _fname = "tasks"
+
+    def __init__(self, ars):
+        self.ars = ars
+        self._slots = [s for ar in ars for s in ar._slots]
+        self._start = min((ar._submitted for ar in ars), default=time.time_ns())
+
+    @property
+    def progress(self):
+        return sum(ar.progress for ar in self.ars)
+
+    @property
+    def elapsed(self):
+        return (time.time_ns() - self._start) / 1e9
+
+    def done(self):
+        return all(ar.done() for ar in self.ars)
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        for ar in self.ars:
+            if not ar.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
 
 class _Waiter:

@@ -62,6 +62,13 @@ def _import(name, fromlist):
             g[attr] = getattr(module, attr)
 
 
+def _exec_import(statement):
+    """Engine side of ``view.sync_imports``: one import statement (built by the client
+    from the names it binds) run in the user namespace."""
+    g = _user_ns()
+    exec(compile(statement, "<sync_imports>", "exec"), g)
+
+
 def _map_chunk(f, *chunks):
     """Engine side of ``view.map``: ``f`` over one partition of each sequence."""
     return list(map(f, *chunks))

@@ -7,12 +7,14 @@ calls of small functions (``remotefunctions``) that act on the engines' namespac
 
 import builtins
 import contextlib
+import dis
 import os
 import sys
 import types
 
 from .. import _core, serialize
 from . import remotefunctions as rf
+from .asyncresult import AsyncMapResult
 
 _FLAGS = ("block", "track", "targets")
 
@@ -143,7 +145,8 @@ class DirectView:
                 chunks = tuple(s[lo:hi] for s in seqs)
                 parts.append((eid, serialize.pack_apply_message(helper, (f,) + chunks, {})))
         ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
-                                      reduce=rf.join_partitions)
+                                      reduce=rf.join_partitions, cls=AsyncMapResult,
+                                      n_items=n_items if helper is rf._map_chunk else None)
         return ar.get() if self._block(block) else ar
 
     def map(self, f, *sequences, block=None, **kwargs):
@@ -158,7 +161,8 @@ class DirectView:
         return self._map_partitions(rf._map_chunk, f, sequences, block=False)
 
     def imap(self, f, *sequences, **kwargs):
-        """Like ``map``, as an iterator over the results."""
+        """Like ``map``, as an iterator over the results (each engine's part as soon as
+        it and the parts before it arrived)."""
         return iter(self.map_async(f, *sequences))
 
     # -- namespaces ---------------------------------------------------------------------
@@ -230,8 +234,10 @@ class DirectView:
     def sync_imports(self, local=True, quiet=False):
         """``with view.sync_imports(): import numpy`` imports here and on the engines.
 
-        Only the import statements written directly in the ``with`` block count; as in
-        ipyparallel, ``import a as b`` binds ``a`` on the engines."""
+        Only the import statements written directly in the ``with`` block count. Each is
+        repeated on the engines as written: ``import a.b as c``, ``from a import b as d``
+        and ``from a import *`` bind the same names there. With ``local=False`` the
+        imports happen on the engines only (a module missing here is then tolerated)."""
         user_frame = sys._getframe(2)  # generator <- contextlib __enter__ <- user code
         real_import = builtins.__import__
         requests = []
@@ -245,13 +251,11 @@ class DirectView:
                         print(f"importing {','.join(fl)} from {name} on engine(s)")
                     else:
                         print(f"importing {name} on engine(s)")
-                requests.append(self._apply(rf._import, (name, fl), None, block=False))
-            if local:
+                stmt = _import_statement(name, fl, caller)
+                requests.append(self._apply(rf._exec_import, (stmt,), None, block=False))
+            if local or caller is not user_frame or name in sys.modules:
                 return real_import(name, globals, locals, fromlist, level)
-            try:
-                return real_import(name, globals, locals, fromlist, level)
-            except ImportError:
-                return types.ModuleType(name)
+            return _Absent(name.partition(".")[0])
 
         builtins.__import__ = sync_import
         try:
@@ -260,6 +264,23 @@ class DirectView:
             builtins.__import__ = real_import
         for ar in requests:
             ar.get()
+
+    def activate(self, suffix=""):
+        """Makes this view the one the ``%px`` magics (``%px<suffix>`` etc.) act on.
+
+        The view is recorded in ``client.active_views[suffix]``; when the magics are
+        available (``cpar.magics``) and an IPython shell runs, they are registered."""
+        views = getattr(self.client, "active_views", None)
+        if views is None:
+            views = self.client.active_views = {}
+        views[suffix] = self
+        try:
+            from .. import magics
+        except ImportError:
+            return
+        register = getattr(magics, "register_view", None)
+        if register is not None:
+            register(self, suffix)
 
     # -- serialization ------------------------------------------------------------------
 
@@ -283,3 +304,55 @@ class DirectView:
         """Stops this view's engines (with ``hub=True`` the controller too)."""
         _, tlist = self._resolve(targets)
         return self.client.shutdown(targets=tlist, hub=hub, block=block)
+
+
+class _Absent(types.ModuleType):
+    """What ``sync_imports(local=False)`` binds here for a module imported on the engines
+    only: a stand-in whose attributes are stand-ins too."""
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Absent(f"{self.__name__}.{attr}")
+
+    def __repr__(self):
+        return f"<module {self.__name__!r} (imported on the engines only)>"
+
+
+_STORES = frozenset({"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"})
+
+
+def _import_statement(name, fromlist, frame):
+    """The import statement the frame is executing (its IMPORT_NAME of ``name``), as
+    source: the bytecode after IMPORT_NAME shows the names it binds."""
+    plain = f"from {name} import {', '.join(fromlist)}" if fromlist else f"import {name}"
+    try:
+        instrs = [i for i in dis.get_instructions(frame.f_code)]
+        at = next(k for k, ins in enumerate(instrs) if ins.offset == frame.f_lasti)
+    except (StopIteration, TypeError, ValueError):
+        return plain
+    if instrs[at].opname != "IMPORT_NAME" or instrs[at].argval != name:
+        return plain
+    rest = instrs[at + 1:]
+    if fromlist:
+        if "*" in fromlist:
+            return f"from {name} import *"
+        pairs = []
+        k = 0
+        while k + 1 < len(rest) and rest[k].opname == "IMPORT_FROM" \
+                and rest[k + 1].opname in _STORES:
+            pairs.append((rest[k].argval, rest[k + 1].argval))
+            k += 2
+        if not pairs:
+            return plain
+        return f"from {name} import " + ", ".join(
+            a if a == b else f"{a} as {b}" for a, b in pairs)
+    k = 0
+    while k < len(rest) and rest[k].opname in ("IMPORT_FROM", "SWAP", "POP_TOP", "ROT_TWO"):
+        k += 1
+    if k < len(rest) and rest[k].opname in _STORES:
+        target = rest[k].argval
+        if k == 0 and target == name.partition(".")[0]:
+            return f"import {name}"
+        return f"import {name} as {target}"
+    return plain

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-APT_PACKAGES := libzmq3-dev libssl-dev pkg-config
+APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
@@ -45,7 +45,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps $(STAMP) ctest ctest-asan asan-engine pytest
+test: deps format-check $(STAMP) ctest ctest-asan asan-engine pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -16,7 +16,7 @@
 #include "zerocopy.h"
 
 static cpar_engine *cpar__cap_engine; /* set once before Python starts */
-static int cpar__cap_forked;           /* this process is a fork() child of the engine */
+static int cpar__cap_forked;          /* this process is a fork() child of the engine */
 
 /* In a child made by fork() in user code the I/O thread does not exist and engine->lock
  * may have been held by it at the fork: the child writes its output straight to fds 1/2
@@ -138,9 +138,8 @@ cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id
 /* ---- Stream: the text-mode file object behind sys.stdout / sys.stderr ---------------- */
 
 typedef struct {
-    PyObject_HEAD
-    uint16_t flag;    /* CPAR_FLAG_STDOUT or CPAR_FLAG_STDERR */
-    const char *name; /* "<stdout>" or "<stderr>" (static) */
+    PyObject_HEAD uint16_t flag; /* CPAR_FLAG_STDOUT or CPAR_FLAG_STDERR */
+    const char *name;            /* "<stdout>" or "<stderr>" (static) */
 } cpar__stream;
 
 /* Appends UTF-8 text for the running task, or writes it to the log outside tasks. */

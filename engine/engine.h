@@ -52,23 +52,23 @@ enum cpar_engine_ctl_kind {
 };
 
 typedef struct cpar_engine_ctl {
-    int32_t kind;   /* enum cpar_engine_ctl_kind */
-    int32_t value;  /* by kind */
-    cpar_msg *msg;  /* CPAR_CTL_TASK: ownership passes to the receiver */
+    int32_t kind;  /* enum cpar_engine_ctl_kind */
+    int32_t value; /* by kind */
+    cpar_msg *msg; /* CPAR_CTL_TASK: ownership passes to the receiver */
 } cpar_engine_ctl;
 
 typedef struct cpar_engine {
     /* Set by main before the I/O thread starts, read-only afterwards. */
-    char *engine_url;                   /* the controller's engine ROUTER */
-    uint8_t key[CPAR_SIGN_MAX_KEY];     /* HMAC key (UTF-8 bytes of the "key" string) */
+    char *engine_url;               /* the controller's engine ROUTER */
+    uint8_t key[CPAR_SIGN_MAX_KEY]; /* HMAC key (UTF-8 bytes of the "key" string) */
     size_t keylen;
-    int requested_id;                   /* --id, or -1 */
-    int register_timeout_ms;            /* give up when no REGISTER_REPLY comes by then */
-    int hb_period_ms;                   /* from the connection file; REGISTER_REPLY wins */
+    int requested_id;        /* --id, or -1 */
+    int register_timeout_ms; /* give up when no REGISTER_REPLY comes by then */
+    int hb_period_ms;        /* from the connection file; REGISTER_REPLY wins */
     int hb_timeout_ms;
-    int shm;                            /* the shared-memory path is enabled (shm.h) */
-    void *zctx;                         /* ZMQ context (thread-safe) */
-    pthread_t main_thread;              /* target of interrupts (SIGINT) */
+    int shm;               /* the shared-memory path is enabled (shm.h) */
+    void *zctx;            /* ZMQ context (thread-safe) */
+    pthread_t main_thread; /* target of interrupts (SIGINT) */
     pthread_t io_thread;
     int io_started;
 
@@ -77,10 +77,10 @@ typedef struct cpar_engine {
 
     /* Shared between the threads: under lock. */
     pthread_mutex_t lock;
-    int running;                              /* a task runs on the main thread */
-    uint8_t running_id[CPAR_WIRE_ID_SIZE];    /* its request's msg id */
-    int interrupt_sent;                       /* SIGINT sent during this task */
-    cpar_capture capture;                     /* its output not yet sent */
+    int running;                           /* a task runs on the main thread */
+    uint8_t running_id[CPAR_WIRE_ID_SIZE]; /* its request's msg id */
+    int interrupt_sent;                    /* SIGINT sent during this task */
+    cpar_capture capture;                  /* its output not yet sent */
     cpar_shm_pins pins; /* frames of REPLYs sent by descriptor, keyed by the request's id,
                          * until the client's RELEASE or CPAR_SHM_PIN_TIMEOUT_NS */
 

@@ -47,18 +47,18 @@ cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE])
 
 typedef struct cpar__io {
     cpar_engine *e;
-    void *dealer;          /* to the controller's engine ROUTER */
-    void *pair;            /* to the main thread */
-    cpar_signer *signer;   /* this thread's */
-    uint64_t last_heard;   /* ns: last valid message from the controller */
-    uint64_t next_hb;      /* ns: next HEARTBEAT due */
-    uint64_t last_flush;   /* ns: last time pending output was sent */
-    unsigned long dropped; /* messages dropped (bad or unhandled) */
-    int stopping;          /* a stop was requested from the main thread */
-    int exit_status;       /* the process's exit status once stopped */
+    void *dealer;           /* to the controller's engine ROUTER */
+    void *pair;             /* to the main thread */
+    cpar_signer *signer;    /* this thread's */
+    uint64_t last_heard;    /* ns: last valid message from the controller */
+    uint64_t next_hb;       /* ns: next HEARTBEAT due */
+    uint64_t last_flush;    /* ns: last time pending output was sent */
+    unsigned long dropped;  /* messages dropped (bad or unhandled) */
+    int stopping;           /* a stop was requested from the main thread */
+    int exit_status;        /* the process's exit status once stopped */
     uint64_t stop_deadline; /* ns: after this, a task that will not stop gets _exit */
-    int quit;              /* the main thread said CPAR_CTL_QUIT */
-    uint64_t next_expire;  /* ns: next look for shared-memory pins nobody released */
+    int quit;               /* the main thread said CPAR_CTL_QUIT */
+    uint64_t next_expire;   /* ns: next look for shared-memory pins nobody released */
 } cpar__io;
 
 static int
@@ -397,8 +397,7 @@ cpar__io_expire_pins(cpar__io *io, uint64_t now)
         released = cpar_shm_pins_expire(&io->e->pins, now - CPAR_SHM_PIN_TIMEOUT_NS);
     pthread_mutex_unlock(&io->e->lock);
     if (released) {
-        cpar_elog("released %zu shared-memory frame(s) never released by their client",
-                  released);
+        cpar_elog("released %zu shared-memory frame(s) never released by their client", released);
         cpar__io_ctl(io, CPAR_CTL_DRAIN, 0, NULL);
     }
 }

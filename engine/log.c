@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 static pthread_mutex_t cpar__log_lock = PTHREAD_MUTEX_INITIALIZER;
-static FILE *cpar__log_file;    /* NULL: stderr */
-static int cpar__log_quiet;     /* --quiet: informational lines are skipped */
-static int cpar__log_id = -1;   /* our engine id once registered */
+static FILE *cpar__log_file;  /* NULL: stderr */
+static int cpar__log_quiet;   /* --quiet: informational lines are skipped */
+static int cpar__log_id = -1; /* our engine id once registered */
 
 /* A fork() child (user code) must not inherit a lock held by the I/O thread. */
 static void

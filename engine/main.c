@@ -352,7 +352,7 @@ static void
 cpar__log_environment(const char *python)
 {
     PyObject *exe = PySys_GetObject("executable"); /* borrowed */
-    PyObject *prefix = PySys_GetObject("prefix");   /* borrowed */
+    PyObject *prefix = PySys_GetObject("prefix");  /* borrowed */
     const char *se = exe && PyUnicode_Check(exe) ? PyUnicode_AsUTF8(exe) : NULL;
     const char *sp = prefix && PyUnicode_Check(prefix) ? PyUnicode_AsUTF8(prefix) : NULL;
     PyErr_Clear();
@@ -418,10 +418,8 @@ main(int argc, char **argv)
     pthread_mutex_unlock(&e.lock);
     cpar_zc_drain();
     cpar__start_exit_watchdog(status);
-    Py_BEGIN_ALLOW_THREADS
-    zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
-    Py_END_ALLOW_THREADS
-    cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
+    Py_END_ALLOW_THREADS cpar_zc_drain();
 finalize:
     if (Py_FinalizeEx() < 0 && status == 0)
         status = 120;

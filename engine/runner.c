@@ -18,12 +18,12 @@
 
 typedef struct cpar__runner {
     cpar_engine *e;
-    void *pair;              /* main's end of the PAIR to the I/O thread */
-    cpar_signer *signer;     /* main thread's */
-    PyObject *frame_type;    /* _cpar_engine.Frame (new reference) */
-    PyObject *run_task;      /* cpar.engine.runtime.run_task (new reference) */
-    PyObject *error_frames;  /* cpar.engine.runtime.error_frames (new reference) */
-    PyObject *fallback;      /* pickled error dict (bytes) for when the runtime fails */
+    void *pair;             /* main's end of the PAIR to the I/O thread */
+    cpar_signer *signer;    /* main thread's */
+    PyObject *frame_type;   /* _cpar_engine.Frame (new reference) */
+    PyObject *run_task;     /* cpar.engine.runtime.run_task (new reference) */
+    PyObject *error_frames; /* cpar.engine.runtime.error_frames (new reference) */
+    PyObject *fallback;     /* pickled error dict (bytes) for when the runtime fails */
 } cpar__runner;
 
 /* Runs pending Python signal handlers and discards what they raise: a KeyboardInterrupt
@@ -45,10 +45,8 @@ cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
 {
     for (;;) {
         int n, err;
-        Py_BEGIN_ALLOW_THREADS
-        n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
-        Py_END_ALLOW_THREADS
-        err = n < 0 ? zmq_errno() : 0;
+        Py_BEGIN_ALLOW_THREADS n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
+        Py_END_ALLOW_THREADS err = n < 0 ? zmq_errno() : 0;
         if (n == (int)sizeof(*ctl))
             return 0;
         if (err == EINTR) {
@@ -74,10 +72,8 @@ cpar__runner_send(cpar__runner *r, cpar_msg *m)
 {
     int rc;
     cpar_zc_drain();
-    Py_BEGIN_ALLOW_THREADS
-    rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
-    Py_END_ALLOW_THREADS
-    if (rc != 0)
+    Py_BEGIN_ALLOW_THREADS rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
+    Py_END_ALLOW_THREADS if (rc != 0)
         cpar_elog("cannot pass a message to the I/O thread: %s", cpar_strerror(rc));
     return rc;
 }
@@ -181,8 +177,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     /* Large frames sent by descriptor are read from the client's memory first (the GIL
      * released: the copy may take a while), so the task sees ordinary frames. */
     if (m->h.flags & CPAR_FLAG_SHM) {
-        Py_BEGIN_ALLOW_THREADS
-        shm_rc = cpar_shm_resolve(m, shm_err, sizeof(shm_err));
+        Py_BEGIN_ALLOW_THREADS shm_rc = cpar_shm_resolve(m, shm_err, sizeof(shm_err));
         Py_END_ALLOW_THREADS
     }
     /* Received frames become Frame objects: no copies, writable. */
@@ -364,10 +359,8 @@ error:
         cpar_engine_ctl quit = {.kind = CPAR_CTL_QUIT};
         if (e->io_started)
             zmq_send(r.pair, &quit, sizeof(quit), 0);
-        Py_BEGIN_ALLOW_THREADS
-        cpar_io_join(e);
-        Py_END_ALLOW_THREADS
-        zmq_close(r.pair);
+        Py_BEGIN_ALLOW_THREADS cpar_io_join(e);
+        Py_END_ALLOW_THREADS zmq_close(r.pair);
     }
     cpar_signer_free(r.signer);
     Py_XDECREF(r.frame_type);

@@ -138,8 +138,8 @@ cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t 
  * CPAR_EZMQ, or the code of a dropped message with *hdr_ok set when the header frame had the
  * right size and magic (its bytes then in hdr). */
 static int
-cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd,
-           cpar_msg *m, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int *hdr_ok)
+cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd, cpar_msg *m,
+           uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int *hdr_ok)
 {
     zmq_msg_t part;
     size_t n = 0;
@@ -152,8 +152,8 @@ cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int
         return zmq_errno() == EAGAIN ? CPAR_EAGAIN : CPAR_EZMQ;
     }
     *fd = -1;
-    *identlen = zmq_msg_size(&part) < CPAR_WIRE_MAX_IDENT ? zmq_msg_size(&part)
-                                                          : CPAR_WIRE_MAX_IDENT;
+    *identlen =
+        zmq_msg_size(&part) < CPAR_WIRE_MAX_IDENT ? zmq_msg_size(&part) : CPAR_WIRE_MAX_IDENT;
     memcpy(ident, zmq_msg_data(&part), *identlen);
     more = zmq_msg_more(&part);
     zmq_msg_close(&part);
@@ -231,8 +231,8 @@ cpar_controller_run(cpar_controller *c)
 {
     uint64_t next_hb_check, next_stats;
     int busy = 0, engine_backlog = 0, rc = CPAR_OK;
-    int check_every = c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2
-                                                              : CPAR__POLL_MAX_MS;
+    int check_every =
+        c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2 : CPAR__POLL_MAX_MS;
 
     if (c == NULL || c->magic != CPAR__CTL_MAGIC)
         return CPAR_EINVAL;
@@ -265,8 +265,7 @@ cpar_controller_run(cpar_controller *c)
         if (c->ngone_fds > 0) {
             /* Route what the closed connections sent before closing, then declare their
              * engines gone (bounded, so a flood cannot starve the clients). */
-            for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && cpar__drain(c, CPAR__SIDE_ENGINE);
-                 k++)
+            for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && cpar__drain(c, CPAR__SIDE_ENGINE); k++)
                 ;
             cpar__ctl_apply_disconnects(c, -1);
         } else if (items[1].revents & ZMQ_POLLIN) {
@@ -310,8 +309,8 @@ cpar_controller_run(cpar_controller *c)
 }
 
 static int
-cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen,
-             char *err, size_t errlen)
+cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen, char *err,
+             size_t errlen)
 {
     int one = 1, zero = 0;
     size_t len = eplen;
@@ -328,8 +327,7 @@ cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t 
         return CPAR_EZMQ;
     }
     if (zmq_getsockopt(*sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
-        snprintf(err, errlen, "cannot read the endpoint of %s: %s", url,
-                 zmq_strerror(zmq_errno()));
+        snprintf(err, errlen, "cannot read the endpoint of %s: %s", url, zmq_strerror(zmq_errno()));
         return CPAR_EZMQ;
     }
     ep[eplen - 1] = '\0';
@@ -391,8 +389,8 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar__router(c, &c->csock, cfg->client_url, c->client_ep, sizeof(c->client_ep), err,
                       errlen);
     if (rc == 0)
-        rc = cpar__router(c, &c->esock, cfg->engine_url, c->engine_ep, sizeof(c->engine_ep),
-                          err, errlen);
+        rc = cpar__router(c, &c->esock, cfg->engine_url, c->engine_ep, sizeof(c->engine_ep), err,
+                          errlen);
     if (rc != 0)
         goto error;
     snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);

@@ -18,9 +18,9 @@ typedef struct cpar_controller_config {
     const char *engine_url; /* endpoint to bind for engines */
     const uint8_t *key;     /* HMAC key (copied) */
     size_t keylen;
-    const char *log_path;   /* log file (appended), or NULL for stderr */
-    int hb_period_ms;       /* engines' heartbeat period; 0 means 500 */
-    int hb_timeout_ms;      /* silence after which an engine is dead; 0 means 3000 */
+    const char *log_path; /* log file (appended), or NULL for stderr */
+    int hb_period_ms;     /* engines' heartbeat period; 0 means 500 */
+    int hb_timeout_ms;    /* silence after which an engine is dead; 0 means 3000 */
 } cpar_controller_config;
 
 /* Binds both sockets. Returns 0 and a new controller in *out (free with

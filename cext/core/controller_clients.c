@@ -114,8 +114,8 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
         for (int b = 0; b < 4; b++)
             ids[n * 4 + (size_t)b] = (uint8_t)(v >> (8 * b));
         n++;
-        pos += (size_t)snprintf(text + pos, textlen + 1 - pos, "%zu %d %s\n", i, (int)e->pid,
-                                e->host);
+        pos +=
+            (size_t)snprintf(text + pos, textlen + 1 - pos, "%zu %d %s\n", i, (int)e->pid, e->host);
         if (e->shm != NULL)
             shmpos += (size_t)snprintf(shm + shmpos, shmlen + 1 - shmpos, "%zu %s\n", i, e->shm);
     }
@@ -211,12 +211,12 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
         if (rc != 0) {
             int32_t bad = cpar_wire_target_at(m, (size_t)i);
             while (i-- > 0)
-                cpar_route_remove(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),
-                                  NULL);
+                cpar_route_remove(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i), NULL);
             if (rc == CPAR_EINVAL)
                 cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, bad, CPAR_EINVAL,
                                    "duplicate request: this msg_id is already outstanding on "
-                                   "engine %d", (int)bad);
+                                   "engine %d",
+                                   (int)bad);
             else
                 cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc,
                                    "controller out of memory");

@@ -142,8 +142,8 @@ cpar__kv(const char *text, const char *key, char *out, size_t outlen)
 }
 
 static void
-cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen,
-                     const cpar_msg *req, int32_t id, int status)
+cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, const cpar_msg *req,
+                     int32_t id, int status)
 {
     char text[96];
     cpar_msg m;
@@ -160,8 +160,7 @@ cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen,
 }
 
 static void
-cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
-                  cpar_msg *m)
+cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
 {
     char text[1024] = "", pidbuf[24] = "", host[256] = "?", shm[256] = "";
     int32_t id, other;
@@ -281,9 +280,11 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         if (!found) {
             c->cnt.unroutable++;
             if (cpar_log_ratelimit(c->cnt.unroutable))
-                cpar_log_write(&c->log, "dropped %s from engine %d for no known request "
-                               "(%llu so far)", m->h.type == CPAR_MSG_REPLY ? "REPLY" : "STREAM",
-                               id, (unsigned long long)c->cnt.unroutable);
+                cpar_log_write(&c->log,
+                               "dropped %s from engine %d for no known request "
+                               "(%llu so far)",
+                               m->h.type == CPAR_MSG_REPLY ? "REPLY" : "STREAM", id,
+                               (unsigned long long)c->cnt.unroutable);
             return;
         }
         cl = cpar_registry_client_at(&c->reg, slot);
@@ -301,9 +302,10 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
     default:
         c->cnt.unexpected[CPAR__SIDE_ENGINE]++;
         if (cpar_log_ratelimit(c->cnt.unexpected[CPAR__SIDE_ENGINE]))
-            cpar_log_write(&c->log, "dropped type %d message from engine %d: not an engine "
-                           "message (%llu so far)", m->h.type, id,
-                           (unsigned long long)c->cnt.unexpected[CPAR__SIDE_ENGINE]);
+            cpar_log_write(&c->log,
+                           "dropped type %d message from engine %d: not an engine "
+                           "message (%llu so far)",
+                           m->h.type, id, (unsigned long long)c->cnt.unexpected[CPAR__SIDE_ENGINE]);
         return;
     }
 }

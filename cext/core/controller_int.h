@@ -30,34 +30,34 @@ enum { CPAR__SIDE_CLIENT = 0, CPAR__SIDE_ENGINE = 1 };
 
 /* Counters of what the loop dropped or refused, logged periodically and at the end. */
 typedef struct cpar__counters {
-    uint64_t received;         /* valid messages */
-    uint64_t bad[2][4];        /* per side: malformed, bad signature, version, type */
-    uint64_t unexpected[2];    /* valid messages of a type that side must not send */
-    uint64_t unknown_engine;   /* engine messages from an unknown or gone identity */
-    uint64_t unroutable;       /* REPLY/STREAM for no outstanding request */
-    uint64_t client_gone;      /* messages for a client that has disconnected */
-    uint64_t send_failed;      /* other send failures */
-    uint64_t recv_failed;      /* libzmq receive errors */
+    uint64_t received;       /* valid messages */
+    uint64_t bad[2][4];      /* per side: malformed, bad signature, version, type */
+    uint64_t unexpected[2];  /* valid messages of a type that side must not send */
+    uint64_t unknown_engine; /* engine messages from an unknown or gone identity */
+    uint64_t unroutable;     /* REPLY/STREAM for no outstanding request */
+    uint64_t client_gone;    /* messages for a client that has disconnected */
+    uint64_t send_failed;    /* other send failures */
+    uint64_t recv_failed;    /* libzmq receive errors */
 } cpar__counters;
 
 struct cpar_controller {
-    uint32_t magic;           /* CPAR__CTL_MAGIC while valid */
-    atomic_int stop;          /* set by cpar_controller_stop (any thread, signal handler) */
-    void *zctx;               /* owned ZMQ context */
-    void *csock;              /* ROUTER for clients */
-    void *esock;              /* ROUTER for engines */
-    void *mon;                /* PAIR receiving esock's disconnect events */
-    cpar_signer *signer;      /* owned; this thread only */
+    uint32_t magic;      /* CPAR__CTL_MAGIC while valid */
+    atomic_int stop;     /* set by cpar_controller_stop (any thread, signal handler) */
+    void *zctx;          /* owned ZMQ context */
+    void *csock;         /* ROUTER for clients */
+    void *esock;         /* ROUTER for engines */
+    void *mon;           /* PAIR receiving esock's disconnect events */
+    cpar_signer *signer; /* owned; this thread only */
     cpar_log log;
-    char client_ep[256];      /* ZMQ_LAST_ENDPOINT of csock */
-    char engine_ep[256];      /* ZMQ_LAST_ENDPOINT of esock */
+    char client_ep[256]; /* ZMQ_LAST_ENDPOINT of csock */
+    char engine_ep[256]; /* ZMQ_LAST_ENDPOINT of esock */
     int hb_period_ms;
     int hb_timeout_ms;
-    cpar_registry reg;        /* engines and clients */
-    cpar_route route;         /* outstanding requests */
-    zmq_msg_t *parts;         /* CPAR_WIRE_MAX_FRAMES + 1 receive slots, reused */
-    int *gone_fds;            /* engine connections seen closing, applied once the engine
-                               * socket has been drained (their last messages come first) */
+    cpar_registry reg; /* engines and clients */
+    cpar_route route;  /* outstanding requests */
+    zmq_msg_t *parts;  /* CPAR_WIRE_MAX_FRAMES + 1 receive slots, reused */
+    int *gone_fds;     /* engine connections seen closing, applied once the engine
+                        * socket has been drained (their last messages come first) */
     size_t ngone_fds;
     size_t capgone_fds;
     uint8_t id_prefix[8];     /* random half of the msg ids we make */
@@ -66,7 +66,7 @@ struct cpar_controller {
     uint64_t hub_deadline_ms; /* ... and the loop ends by then at the latest */
     int graceful;             /* flush pending sends at close (bounded linger) */
     cpar__counters cnt;
-    uint64_t stats_logged;    /* sum of drop counters when last logged */
+    uint64_t stats_logged; /* sum of drop counters when last logged */
 };
 
 /* controller.c */

@@ -22,10 +22,10 @@ typedef struct cpar__link {
 typedef struct cpar__rec {
     uint8_t id[CPAR_DEPS_ID_SIZE];
     uint8_t used;
-    uint8_t state;      /* enum cpar_task_state */
-    int32_t engine;     /* where it ran, once ended */
-    uint64_t seq;       /* ending sequence number, for the ring */
-    cpar__link *links;  /* waiters linked to this pending record */
+    uint8_t state;     /* enum cpar_task_state */
+    int32_t engine;    /* where it ran, once ended */
+    uint64_t seq;      /* ending sequence number, for the ring */
+    cpar__link *links; /* waiters linked to this pending record */
 } cpar__rec;
 
 struct cpar__waiter {
@@ -33,8 +33,8 @@ struct cpar__waiter {
     uint8_t *ids; /* owned copy, n ids */
     size_t n;
     int all, success, failure;
-    int settled;  /* released or cancelled: links to it are stale */
-    int outcome;  /* CPAR_DEP_MET or CPAR_DEP_IMPOSSIBLE once settled by an ending */
+    int settled; /* released or cancelled: links to it are stale */
+    int outcome; /* CPAR_DEP_MET or CPAR_DEP_IMPOSSIBLE once settled by an ending */
     cpar__waiter *prev, *next;
 };
 
@@ -45,12 +45,12 @@ typedef struct cpar__ring_entry {
 
 struct cpar_deps {
     cpar__rec *table;
-    size_t cap, used;         /* table slots, occupied slots */
-    size_t pending, ended;    /* records by state */
-    cpar__ring_entry *ring;   /* ended ids, oldest at head */
+    size_t cap, used;       /* table slots, occupied slots */
+    size_t pending, ended;  /* records by state */
+    cpar__ring_entry *ring; /* ended ids, oldest at head */
     size_t ring_cap, ring_head, ring_len;
     uint64_t seq;
-    cpar__waiter *waiters;    /* doubly linked list of waiting tasks */
+    cpar__waiter *waiters; /* doubly linked list of waiting tasks */
     size_t nwaiting;
 };
 
@@ -217,8 +217,7 @@ cpar_deps_submitted(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE])
 
 /* Evaluates a spec against the records: CPAR_DEP_* . */
 static int
-cpar__deps_eval(const cpar_deps *d, const uint8_t *ids, size_t n, int all, int success,
-                int failure)
+cpar__deps_eval(const cpar_deps *d, const uint8_t *ids, size_t n, int all, int success, int failure)
 {
     size_t unresolved = 0, good = 0, bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -292,8 +291,8 @@ cpar__deps_ring_push(cpar_deps *d, const uint8_t *id, uint64_t seq)
 }
 
 int
-cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engine,
-                int succeeded, cpar_deps_release_fn *fn, void *arg)
+cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engine, int succeeded,
+                cpar_deps_release_fn *fn, void *arg)
 {
     cpar__rec *r = cpar__deps_find(d, id);
     cpar__link *links, *l;

@@ -21,8 +21,8 @@
 #define CPAR_DEPS_ID_SIZE 16
 
 enum cpar_dep_state {
-    CPAR_DEP_WAITING = 0, /* still waiting on some pending task */
-    CPAR_DEP_MET = 1,     /* may run now */
+    CPAR_DEP_WAITING = 0,    /* still waiting on some pending task */
+    CPAR_DEP_MET = 1,        /* may run now */
     CPAR_DEP_IMPOSSIBLE = 2, /* can never run as specified */
 };
 

@@ -5,21 +5,21 @@
 /* Every core function returns CPAR_OK or one of these. The extension maps them to
  * Python exception classes in exactly one place (cext/module/errors.c). */
 #define CPAR_OK 0
-#define CPAR_ENOMEM (-1)      /* an allocation failed */
-#define CPAR_EINVAL (-2)      /* a caller passed an invalid argument */
-#define CPAR_EPROTO (-3)      /* malformed message: truncated, lengths disagree, bad frame count */
-#define CPAR_ESIG (-4)        /* missing or wrong HMAC signature */
-#define CPAR_EVERSION (-5)    /* unknown wire version */
-#define CPAR_ETYPE (-6)       /* unknown message type */
-#define CPAR_EZMQ (-7)        /* a libzmq call failed; errno holds the detail */
-#define CPAR_ETIMEOUT (-8)    /* a wait ran out of time */
-#define CPAR_ECLOSED (-9)     /* the object or connection is closed */
-#define CPAR_ENOENGINE (-10)  /* a request named an engine that is not registered */
+#define CPAR_ENOMEM (-1)       /* an allocation failed */
+#define CPAR_EINVAL (-2)       /* a caller passed an invalid argument */
+#define CPAR_EPROTO (-3)       /* malformed message: truncated, lengths disagree, bad frame count */
+#define CPAR_ESIG (-4)         /* missing or wrong HMAC signature */
+#define CPAR_EVERSION (-5)     /* unknown wire version */
+#define CPAR_ETYPE (-6)        /* unknown message type */
+#define CPAR_EZMQ (-7)         /* a libzmq call failed; errno holds the detail */
+#define CPAR_ETIMEOUT (-8)     /* a wait ran out of time */
+#define CPAR_ECLOSED (-9)      /* the object or connection is closed */
+#define CPAR_ENOENGINE (-10)   /* a request named an engine that is not registered */
 #define CPAR_EENGINEDEAD (-11) /* the engine died before answering */
-#define CPAR_ECRYPTO (-12)    /* libcrypto failed */
-#define CPAR_EIO (-13)        /* a file or socket operation failed; errno holds the detail */
-#define CPAR_EAGAIN (-14)     /* nothing to do right now (non-blocking call) */
-#define CPAR_ESHUTDOWN (-15)  /* the controller is shutting down */
+#define CPAR_ECRYPTO (-12)     /* libcrypto failed */
+#define CPAR_EIO (-13)         /* a file or socket operation failed; errno holds the detail */
+#define CPAR_EAGAIN (-14)      /* nothing to do right now (non-blocking call) */
+#define CPAR_ESHUTDOWN (-15)   /* the controller is shutting down */
 
 /* Returns a static, human-readable description of a CPAR_E* code. */
 const char *cpar_strerror(int code);

@@ -123,8 +123,8 @@ cpar__registry_map_fd(cpar_registry *r, int fd, int32_t id)
 }
 
 int
-cpar_registry_engine_add(cpar_registry *r, int32_t id, const void *ident, size_t identlen,
-                         int fd, int32_t pid, const char *host, uint64_t now_ms)
+cpar_registry_engine_add(cpar_registry *r, int32_t id, const void *ident, size_t identlen, int fd,
+                         int32_t pid, const char *host, uint64_t now_ms)
 {
     cpar_reg_engine *e;
     uint8_t *icopy = NULL;

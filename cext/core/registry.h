@@ -32,8 +32,8 @@ typedef struct cpar_reg_engine {
     uint64_t last_seen_ms; /* monotonic ms of its last valid message */
     uint8_t *ident;        /* owned ROUTER identity (NULL once gone) */
     size_t identlen;
-    char *host;            /* owned host name (kept after death for the log) */
-    char *shm;             /* owned shared-memory locality token from REGISTER, or NULL */
+    char *host; /* owned host name (kept after death for the log) */
+    char *shm;  /* owned shared-memory locality token from REGISTER, or NULL */
 } cpar_reg_engine;
 
 typedef struct cpar_reg_client {
@@ -45,15 +45,15 @@ typedef struct cpar_reg_client {
 typedef struct cpar_registry {
     cpar_reg_engine *engines; /* indexed by id; nengines slots (FREE when unused) */
     size_t nengines;
-    int32_t next_id;          /* lowest id not yet handed out automatically */
-    size_t nlive;             /* engines LIVE or STOPPING */
-    cpar_idmap engine_ids;    /* identity -> id, LIVE and STOPPING engines only */
-    int *fd_engine;           /* fd -> id or -1, for the disconnect monitor */
+    int32_t next_id;       /* lowest id not yet handed out automatically */
+    size_t nlive;          /* engines LIVE or STOPPING */
+    cpar_idmap engine_ids; /* identity -> id, LIVE and STOPPING engines only */
+    int *fd_engine;        /* fd -> id or -1, for the disconnect monitor */
     size_t nfd;
     cpar_reg_client *clients; /* indexed by client slot */
     size_t nclients;
     size_t capclients;
-    cpar_idmap client_ids;    /* identity -> slot, live clients only */
+    cpar_idmap client_ids; /* identity -> slot, live clients only */
 } cpar_registry;
 
 void cpar_registry_init(cpar_registry *r);

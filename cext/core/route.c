@@ -169,8 +169,7 @@ cpar_route_insert(cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint3
 }
 
 int
-cpar_route_find(const cpar_route *r, const uint8_t msg_id[16], int32_t engine,
-                uint32_t *client)
+cpar_route_find(const cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint32_t *client)
 {
     size_t i;
     if (r->count == 0)

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CPAR_ROUTE_NIL UINT32_MAX /* "no entry" in slots and lists */
+#define CPAR_ROUTE_NIL UINT32_MAX       /* "no entry" in slots and lists */
 #define CPAR_ROUTE_MAX_ENGINE (1 << 20) /* engine ids must be in [0, this) */
 
 /* One outstanding request on one engine. */
@@ -32,11 +32,11 @@ typedef struct cpar_route {
     uint32_t free_head;     /* first released entry, or CPAR_ROUTE_NIL */
     uint32_t *slots;        /* nslots entry indices or CPAR_ROUTE_NIL (a power of two) */
     size_t nslots;
-    size_t count;           /* entries in use */
-    uint32_t *heads;        /* per engine id: first entry of its list, or CPAR_ROUTE_NIL */
-    uint32_t *counts;       /* per engine id: entries in its list */
-    size_t nengines;        /* length of heads and counts */
-    uint64_t seed;          /* hash seed */
+    size_t count;     /* entries in use */
+    uint32_t *heads;  /* per engine id: first entry of its list, or CPAR_ROUTE_NIL */
+    uint32_t *counts; /* per engine id: entries in its list */
+    size_t nengines;  /* length of heads and counts */
+    uint64_t seed;    /* hash seed */
 } cpar_route;
 
 /* Initialises an empty table (allocates nothing). */

@@ -19,17 +19,17 @@ typedef struct cpar__sched_engine {
 struct cpar_sched {
     int scheme;
     int hwm;
-    uint64_t rng;                  /* xorshift64* state, never 0 */
-    uint64_t clock;                /* counts assignments */
-    uint32_t generation;           /* filter generation, bumped per pick */
-    cpar__sched_engine *engines;   /* dense array of registered engines */
+    uint64_t rng;                /* xorshift64* state, never 0 */
+    uint64_t clock;              /* counts assignments */
+    uint32_t generation;         /* filter generation, bumped per pick */
+    cpar__sched_engine *engines; /* dense array of registered engines */
     size_t n, cap;
-    int32_t *slot_of;              /* engine id -> index in engines, or -1 */
-    size_t *cand;                  /* scratch for candidates, cap entries */
+    int32_t *slot_of; /* engine id -> index in engines, or -1 */
+    size_t *cand;     /* scratch for candidates, cap entries */
 };
 
 static const char *const cpar__scheme_names[] = {"leastload", "lru", "weighted", "twobin",
-                                                  "plainrandom"};
+                                                 "plainrandom"};
 
 int
 cpar_sched_scheme_parse(const char *name, int *scheme)

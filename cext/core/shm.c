@@ -141,8 +141,7 @@ cpar_shm_token(char *out, size_t outlen)
 /* ---- sender ----------------------------------------------------------------------------- */
 
 int
-cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
-                 size_t *npinned)
+cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned, size_t *npinned)
 {
     size_t count = 0, k = 0;
     zmq_msg_t *pins = NULL;
@@ -273,8 +272,8 @@ cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return CPAR_ENOMEM;
     }
-    rc = cpar_shm_table_decode(zmq_msg_data(table), zmq_msg_size(table), m->nframes, entries,
-                               max, &n);
+    rc = cpar_shm_table_decode(zmq_msg_data(table), zmq_msg_size(table), m->nframes, entries, max,
+                               &n);
     if (rc != 0) {
         snprintf(err, errlen, "malformed shared-memory descriptor table (%zu bytes)",
                  zmq_msg_size(table));

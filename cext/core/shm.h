@@ -20,10 +20,10 @@
 
 #include "wire.h"
 
-#define CPAR_SHM_ENTRY_SIZE 24             /* bytes of one descriptor table entry */
-#define CPAR_SHM_MIN_SIZE (1u << 20)       /* frames at least this big go by descriptor */
-#define CPAR_SHM_MAX_LEN (1ull << 40)      /* largest frame a descriptor may name */
-#define CPAR_SHM_TOKEN_SIZE 256            /* room for a locality token */
+#define CPAR_SHM_ENTRY_SIZE 24        /* bytes of one descriptor table entry */
+#define CPAR_SHM_MIN_SIZE (1u << 20)  /* frames at least this big go by descriptor */
+#define CPAR_SHM_MAX_LEN (1ull << 40) /* largest frame a descriptor may name */
+#define CPAR_SHM_TOKEN_SIZE 256       /* room for a locality token */
 #define CPAR_SHM_PIN_TIMEOUT_NS (120ull * 1000000000ull) /* engine-side safety bound */
 
 typedef struct cpar_shm_entry {
@@ -74,7 +74,7 @@ typedef struct cpar_shm_pin {
     uint64_t created_ns; /* cpar_now_ns() when pinned */
     int32_t *wait;       /* engines still to answer (malloc'd), nwait of them */
     size_t nwait;
-    zmq_msg_t *frames;   /* owned pinned frames (malloc'd) */
+    zmq_msg_t *frames; /* owned pinned frames (malloc'd) */
     size_t nframes;
 } cpar_shm_pin;
 
@@ -82,7 +82,7 @@ typedef struct cpar_shm_pins {
     cpar_shm_pin *v; /* malloc'd; n in use */
     size_t n;
     size_t cap;
-    size_t frames;   /* pinned frames in all entries (for debug counters) */
+    size_t frames; /* pinned frames in all entries (for debug counters) */
 } cpar_shm_pins;
 
 void cpar_shm_pins_init(cpar_shm_pins *p);

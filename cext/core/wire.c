@@ -46,8 +46,7 @@ cpar__get16(const uint8_t *p)
 static uint32_t
 cpar__get32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static uint64_t
@@ -279,8 +278,7 @@ cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, c
     cpar_wire_header_encode(&m->h, hdr);
     rc = cpar__wire_tag(s, hdr, m->frames, m->nframes, hdr + CPAR_WIRE_SIGNED_SIZE);
     if (rc == 0)
-        rc = cpar__wire_send_parts(sock, ident, identlen, hdr, m->frames, m->nframes, 0,
-                                   zmq_flags);
+        rc = cpar__wire_send_parts(sock, ident, identlen, hdr, m->frames, m->nframes, 0, zmq_flags);
     else
         for (size_t i = 0; i < m->nframes; i++)
             zmq_msg_close(&m->frames[i]);

@@ -20,30 +20,30 @@
 
 #define CPAR_WIRE_MAGIC 0x52415043u /* "CPAR" little-endian */
 #define CPAR_WIRE_VERSION 1
-#define CPAR_WIRE_HEADER_SIZE 112 /* bytes of the header frame */
-#define CPAR_WIRE_SIGNED_SIZE 80  /* header bytes covered by the tag (the tag follows) */
-#define CPAR_WIRE_MAX_FRAMES 4096 /* payload frames per message, at most */
-#define CPAR_WIRE_ID_SIZE 16      /* bytes of a msg id */
-#define CPAR_WIRE_MAX_IDENT 256   /* longest ROUTER identity kept */
+#define CPAR_WIRE_HEADER_SIZE 112   /* bytes of the header frame */
+#define CPAR_WIRE_SIGNED_SIZE 80    /* header bytes covered by the tag (the tag follows) */
+#define CPAR_WIRE_MAX_FRAMES 4096   /* payload frames per message, at most */
+#define CPAR_WIRE_ID_SIZE 16        /* bytes of a msg id */
+#define CPAR_WIRE_MAX_IDENT 256     /* longest ROUTER identity kept */
 #define CPAR_WIRE_MAX_TARGETS 65536 /* engines one request may name */
 
 /* Message types (header byte 5). Direction and payload in docs/protocol.md. */
 enum cpar_msg_type {
-    CPAR_MSG_REGISTER = 1,       /* engine -> controller */
-    CPAR_MSG_REGISTER_REPLY = 2, /* controller -> engine */
-    CPAR_MSG_HEARTBEAT = 3,      /* engine -> controller, echoed back */
-    CPAR_MSG_CONNECT = 4,        /* client -> controller: hello / list engines */
-    CPAR_MSG_CONNECT_REPLY = 5,  /* controller -> client: engine ids */
-    CPAR_MSG_EXECUTE = 10,       /* client -> controller -> engine(s): run code */
-    CPAR_MSG_APPLY = 11,         /* client -> controller -> engine(s): call a function */
-    CPAR_MSG_REPLY = 20,         /* engine -> controller -> client: result or error */
-    CPAR_MSG_STREAM = 21,        /* engine -> controller -> client: stdout/stderr text */
-    CPAR_MSG_ERROR = 22,         /* controller -> client: a request failed in transit */
-    CPAR_MSG_INTERRUPT = 30,     /* client -> controller -> engine(s): raise KeyboardInterrupt */
-    CPAR_MSG_SHUTDOWN = 31,      /* client -> controller (-> engines); controller -> engine */
+    CPAR_MSG_REGISTER = 1,        /* engine -> controller */
+    CPAR_MSG_REGISTER_REPLY = 2,  /* controller -> engine */
+    CPAR_MSG_HEARTBEAT = 3,       /* engine -> controller, echoed back */
+    CPAR_MSG_CONNECT = 4,         /* client -> controller: hello / list engines */
+    CPAR_MSG_CONNECT_REPLY = 5,   /* controller -> client: engine ids */
+    CPAR_MSG_EXECUTE = 10,        /* client -> controller -> engine(s): run code */
+    CPAR_MSG_APPLY = 11,          /* client -> controller -> engine(s): call a function */
+    CPAR_MSG_REPLY = 20,          /* engine -> controller -> client: result or error */
+    CPAR_MSG_STREAM = 21,         /* engine -> controller -> client: stdout/stderr text */
+    CPAR_MSG_ERROR = 22,          /* controller -> client: a request failed in transit */
+    CPAR_MSG_INTERRUPT = 30,      /* client -> controller -> engine(s): raise KeyboardInterrupt */
+    CPAR_MSG_SHUTDOWN = 31,       /* client -> controller (-> engines); controller -> engine */
     CPAR_MSG_SHUTDOWN_REPLY = 32, /* controller -> client */
-    CPAR_MSG_RELEASE = 33,       /* client -> controller -> engine: unpin shared-memory frames */
-    CPAR_MSG_ENGINE_EVENT = 40,  /* controller -> clients: an engine registered or died */
+    CPAR_MSG_RELEASE = 33,        /* client -> controller -> engine: unpin shared-memory frames */
+    CPAR_MSG_ENGINE_EVENT = 40,   /* controller -> clients: an engine registered or died */
 };
 
 /* Header flags (header bytes 6-7). */
@@ -63,17 +63,17 @@ enum cpar_msg_type {
 
 /* The decoded header. */
 typedef struct cpar_header {
-    uint8_t type;                    /* enum cpar_msg_type */
-    uint16_t flags;                  /* CPAR_FLAG_* */
-    uint32_t nframes;                /* payload frames that follow the header */
-    int32_t target;                  /* addressed engine, or CPAR_NO_ENGINE */
-    int32_t engine;                  /* engine the message is from or about, or CPAR_NO_ENGINE */
-    int32_t status;                  /* REPLY status, ERROR code, REGISTER_REPLY code */
+    uint8_t type;                      /* enum cpar_msg_type */
+    uint16_t flags;                    /* CPAR_FLAG_* */
+    uint32_t nframes;                  /* payload frames that follow the header */
+    int32_t target;                    /* addressed engine, or CPAR_NO_ENGINE */
+    int32_t engine;                    /* engine the message is from or about, or CPAR_NO_ENGINE */
+    int32_t status;                    /* REPLY status, ERROR code, REGISTER_REPLY code */
     uint8_t msg_id[CPAR_WIRE_ID_SIZE]; /* chosen by the sender */
     uint8_t parent[CPAR_WIRE_ID_SIZE]; /* the request this message answers, else zeros */
-    uint64_t t0;                     /* ns since the epoch: submitted / started (by type) */
-    uint64_t t1;                     /* ns since the epoch: completed (REPLY) */
-    uint64_t paylen;                 /* sum of payload frame sizes */
+    uint64_t t0;                       /* ns since the epoch: submitted / started (by type) */
+    uint64_t t1;                       /* ns since the epoch: completed (REPLY) */
+    uint64_t paylen;                   /* sum of payload frame sizes */
 } cpar_header;
 
 /* A message in memory: header fields and owned payload frames. */
@@ -126,8 +126,8 @@ int cpar_wire_recv(void *sock, cpar_signer *s, int is_router, uint8_t *ident, si
 
 /* As cpar_wire_recv, also storing in *srcfd (when not NULL) the file descriptor of the
  * connection the message came in on (ZMQ_SRCFD), or -1. */
-int cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident,
-                      size_t *identlen, int *srcfd, cpar_msg *m, int zmq_flags);
+int cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident, size_t *identlen,
+                      int *srcfd, cpar_msg *m, int zmq_flags);
 
 /* Check and decode a message from its parts (header frame first), taking ownership of
  * every part: on success they move into m, on failure they are closed. This is the whole

@@ -365,8 +365,7 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clien
     zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
     /* Connection state, for failing fast when the controller goes away. */
     snprintf(monurl, sizeof(monurl), "inproc://cpar-clientio-%p", (void *)io);
-    if (zmq_socket_monitor(io->sock, monurl, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) !=
-            0 ||
+    if (zmq_socket_monitor(io->sock, monurl, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
         (io->mon = zmq_socket(io->ctx, ZMQ_PAIR)) == NULL ||
         zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
         zmq_connect(io->mon, monurl) != 0) {

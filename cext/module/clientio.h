@@ -49,8 +49,8 @@ void cpar_clientio_list_free(cpar_clientio_item *head);
 
 /* Connects a DEALER to `url` with HMAC `key` and starts the I/O thread. Returns 0 and
  * *out (free with cpar_clientio_free), or a CPAR_E* code with a message in err. */
-int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen,
-                      cpar_clientio **out, char *err, size_t errlen);
+int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clientio **out,
+                      char *err, size_t errlen);
 
 /* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
  * CPAR_ECLOSED when the connection is closed. */
@@ -65,8 +65,8 @@ int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);
  * to `max` of them, in arrival order, into *out (a list the caller owns), *n their count.
  * Returns 0 (with *n possibly 0 on timeout), or CPAR_ECLOSED when closed and nothing
  * is left, or the CPAR_E* code that stopped the I/O thread. Blocks: call without the GIL. */
-int cpar_clientio_take(cpar_clientio *io, int timeout_ms, size_t max,
-                       cpar_clientio_item **out, size_t *n);
+int cpar_clientio_take(cpar_clientio *io, int timeout_ms, size_t max, cpar_clientio_item **out,
+                       size_t *n);
 
 /* Stops the I/O thread, closes the socket (LINGER 0) and the context, and discards every
  * queued message. Idempotent; blocks until the thread has exited: call without the GIL.

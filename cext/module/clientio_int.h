@@ -22,16 +22,16 @@ struct cpar_clientio {
     int thread_started;  /* thread is joinable */
     cpar_signer *signer; /* used by the I/O thread only */
 
-    pthread_mutex_t lock;            /* guards everything below up to the counters */
-    pthread_cond_t cond;             /* inbox grew, or the connection closed or failed */
-    cpar_clientio_item *out_head;    /* posted, not yet taken by the I/O thread */
+    pthread_mutex_t lock;         /* guards everything below up to the counters */
+    pthread_cond_t cond;          /* inbox grew, or the connection closed or failed */
+    cpar_clientio_item *out_head; /* posted, not yet taken by the I/O thread */
     cpar_clientio_item *out_tail;
-    cpar_clientio_item *in_head;     /* received, not yet taken by a reader */
+    cpar_clientio_item *in_head; /* received, not yet taken by a reader */
     cpar_clientio_item *in_tail;
-    int closing;                     /* close requested: posts fail, the thread exits */
-    int close_started;               /* some thread is (or was) inside close */
-    int closed;                      /* thread joined, socket and context gone */
-    int fatal;                       /* CPAR_E* code that stopped the I/O thread, or 0 */
+    int closing;       /* close requested: posts fail, the thread exits */
+    int close_started; /* some thread is (or was) inside close */
+    int closed;        /* thread joined, socket and context gone */
+    int fatal;         /* CPAR_E* code that stopped the I/O thread, or 0 */
 
     atomic_uint_fast64_t sent;
     atomic_uint_fast64_t received;
@@ -43,13 +43,13 @@ struct cpar_clientio {
 
     /* Shared-memory path (shm.h), touched by the I/O thread only (the pins also by close
      * once the thread has been joined). */
-    int shm;                      /* this process may use it (cpar_shm_enabled + token) */
+    int shm;                         /* this process may use it (cpar_shm_enabled + token) */
     char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */
-    uint8_t *local;               /* engine id -> 1 when it shares our token; nlocal ids */
+    uint8_t *local;                  /* engine id -> 1 when it shares our token; nlocal ids */
     size_t nlocal;
-    cpar_shm_pins pins;           /* frames of sent requests that engines may still read */
-    uint64_t release_seq;         /* counter for RELEASE msg ids */
-    uint8_t release_prefix[8];    /* random prefix of RELEASE msg ids */
+    cpar_shm_pins pins;                /* frames of sent requests that engines may still read */
+    uint64_t release_seq;              /* counter for RELEASE msg ids */
+    uint8_t release_prefix[8];         /* random prefix of RELEASE msg ids */
     atomic_uint_fast64_t shm_sent;     /* frames sent by descriptor */
     atomic_uint_fast64_t shm_received; /* frames received by descriptor */
     atomic_uint_fast64_t shm_failed;   /* replies whose shared-memory read failed */
@@ -60,7 +60,7 @@ typedef struct cpar__clientio_shm_out {
     uint8_t id[CPAR_WIRE_ID_SIZE];
     zmq_msg_t *frames; /* pinned frames (malloc'd), or NULL */
     size_t nframes;
-    int32_t *targets;  /* the request's engines (malloc'd) */
+    int32_t *targets; /* the request's engines (malloc'd) */
     size_t ntargets;
 } cpar__clientio_shm_out;
 

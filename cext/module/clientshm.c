@@ -179,10 +179,9 @@ cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it)
     case CPAR_MSG_ERROR:
         /* "Engine died" is about one engine; every other ERROR refuses the whole request
          * (nothing was forwarded), whichever engine it names. */
-        cpar__shm_unpin(io, cpar_shm_pins_answered(&io->pins, m->h.parent,
-                                                   m->h.status == CPAR_EENGINEDEAD
-                                                       ? m->h.engine
-                                                       : CPAR_NO_ENGINE));
+        cpar__shm_unpin(io, cpar_shm_pins_answered(
+                                &io->pins, m->h.parent,
+                                m->h.status == CPAR_EENGINEDEAD ? m->h.engine : CPAR_NO_ENGINE));
         return it;
     case CPAR_MSG_REPLY:
         break;

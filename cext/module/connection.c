@@ -16,9 +16,8 @@
 Py_ssize_t cpar_debug_connections_alive;
 
 typedef struct {
-    PyObject_HEAD
-    cpar_clientio *io; /* owned; closed by close(), freed by dealloc */
-    PyObject *url;     /* str */
+    PyObject_HEAD cpar_clientio *io; /* owned; closed by close(), freed by dealloc */
+    PyObject *url;                   /* str */
 } cpar_ConnectionObject;
 
 static double
@@ -47,8 +46,7 @@ connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssi
     self->url = PyUnicode_FromString(url);
     if (self->url == NULL)
         goto error;
-    rc = cpar_clientio_new(url, (const uint8_t *)key, (size_t)keylen, &self->io, err,
-                           sizeof(err));
+    rc = cpar_clientio_new(url, (const uint8_t *)key, (size_t)keylen, &self->io, err, sizeof(err));
     if (rc != 0) {
         cpar_exc_set_message(rc, err);
         goto error;
@@ -88,10 +86,8 @@ connection_dealloc(cpar_ConnectionObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->io != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        cpar_clientio_free(self->io);
-        Py_END_ALLOW_THREADS
-        self->io = NULL;
+        Py_BEGIN_ALLOW_THREADS cpar_clientio_free(self->io);
+        Py_END_ALLOW_THREADS self->io = NULL;
         cpar_zc_drain();
     }
     Py_CLEAR(self->url);
@@ -107,10 +103,10 @@ connection_dealloc(cpar_ConnectionObject *self)
  * of buffers (str is sent as UTF-8); buffers of 64 KiB and more are sent without copying
  * and held until libzmq is done with them. Never blocks on the network. */
 static PyObject *
-connection_send_impl(cpar_ConnectionObject *self, int type, PyObject *frames,
-                     const char *msg_id, Py_ssize_t msg_id_len, const char *parent,
-                     Py_ssize_t parent_len, int target, int engine, int status, int flags,
-                     unsigned long long t0, unsigned long long t1)
+connection_send_impl(cpar_ConnectionObject *self, int type, PyObject *frames, const char *msg_id,
+                     Py_ssize_t msg_id_len, const char *parent, Py_ssize_t parent_len, int target,
+                     int engine, int status, int flags, unsigned long long t0,
+                     unsigned long long t1)
 {
     cpar_clientio_item *it = NULL;
     PyObject *seq = NULL;
@@ -122,8 +118,8 @@ connection_send_impl(cpar_ConnectionObject *self, int type, PyObject *frames,
     if (msg_id == NULL)
         return PyErr_Format(PyExc_TypeError, "send() missing required argument 'msg_id'");
     if (msg_id_len != CPAR_WIRE_ID_SIZE)
-        return PyErr_Format(PyExc_ValueError, "msg_id must be %d bytes, not %zd",
-                            CPAR_WIRE_ID_SIZE, msg_id_len);
+        return PyErr_Format(PyExc_ValueError, "msg_id must be %d bytes, not %zd", CPAR_WIRE_ID_SIZE,
+                            msg_id_len);
     if (parent_len != 0 && parent_len != CPAR_WIRE_ID_SIZE)
         return PyErr_Format(PyExc_ValueError, "parent must be empty or %d bytes, not %zd",
                             CPAR_WIRE_ID_SIZE, parent_len);
@@ -193,17 +189,17 @@ connection_send(cpar_ConnectionObject *self, PyObject *args, PyObject *kwds)
     unsigned long long t0 = 0, t1 = 0;
     PyObject *empty = NULL, *ret;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|O$y#y#iiiiKK:send", kwlist, &type,
-                                     &frames, &msg_id, &msg_id_len, &parent, &parent_len,
-                                     &target, &engine, &status, &flags, &t0, &t1))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|O$y#y#iiiiKK:send", kwlist, &type, &frames,
+                                     &msg_id, &msg_id_len, &parent, &parent_len, &target, &engine,
+                                     &status, &flags, &t0, &t1))
         return NULL;
     if (frames == NULL) {
         frames = empty = PyTuple_New(0);
         if (empty == NULL)
             return NULL;
     }
-    ret = connection_send_impl(self, type, frames, msg_id, msg_id_len, parent, parent_len,
-                               target, engine, status, flags, t0, t1);
+    ret = connection_send_impl(self, type, frames, msg_id, msg_id_len, parent, parent_len, target,
+                               engine, status, flags, t0, t1);
     Py_XDECREF(empty);
     return ret;
 }
@@ -235,11 +231,8 @@ connection_recv_impl(cpar_ConnectionObject *self, double timeout, Py_ssize_t max
             if (left * 1000 < slice)
                 slice = (int)ceil(left * 1000);
         }
-        Py_BEGIN_ALLOW_THREADS
-        rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
-        Py_END_ALLOW_THREADS
-        if (n > 0 || rc != 0 || slice == 0)
-            break;
+        Py_BEGIN_ALLOW_THREADS rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
+        Py_END_ALLOW_THREADS if (n > 0 || rc != 0 || slice == 0) break;
         if (timeout >= 0 && cpar__monotonic() >= deadline)
             break;
         if (PyErr_CheckSignals() < 0)
@@ -250,8 +243,7 @@ connection_recv_impl(cpar_ConnectionObject *self, double timeout, Py_ssize_t max
         if (rc == CPAR_ECLOSED)
             return cpar_exc_set(rc, 0, "the connection to %s is closed",
                                 PyUnicode_AsUTF8(self->url));
-        return cpar_exc_set(rc, 0, "the connection to %s failed",
-                            PyUnicode_AsUTF8(self->url));
+        return cpar_exc_set(rc, 0, "the connection to %s failed", PyUnicode_AsUTF8(self->url));
     }
     list = PyList_New((Py_ssize_t)n);
     if (list == NULL)
@@ -302,10 +294,8 @@ connection_recv(cpar_ConnectionObject *self, PyObject *args, PyObject *kwds)
 static PyObject *
 connection_close_impl(cpar_ConnectionObject *self)
 {
-    Py_BEGIN_ALLOW_THREADS
-    cpar_clientio_close(self->io);
-    Py_END_ALLOW_THREADS
-    cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS cpar_clientio_close(self->io);
+    Py_END_ALLOW_THREADS cpar_zc_drain();
     Py_RETURN_NONE;
 }
 
@@ -421,8 +411,7 @@ static PyGetSetDef connection_getset[] = {
     {"received", (getter)connection_get_stat, NULL, "valid messages received",
      (void *)CPAR__ST_RECEIVED},
     {"bad_signature", (getter)connection_get_stat, NULL,
-     "received messages dropped for a wrong signature (a different key?)",
-     (void *)CPAR__ST_BADSIG},
+     "received messages dropped for a wrong signature (a different key?)", (void *)CPAR__ST_BADSIG},
     {"malformed", (getter)connection_get_stat, NULL,
      "received messages dropped as malformed (truncated, unknown version or type)",
      (void *)CPAR__ST_MALFORMED},
@@ -434,11 +423,10 @@ static PyGetSetDef connection_getset[] = {
      (void *)CPAR__ST_SHM},
     {"shm_sent", (getter)connection_get_stat, NULL,
      "request frames sent by shared-memory descriptor", (void *)CPAR__ST_SHM_SENT},
-    {"shm_received", (getter)connection_get_stat, NULL,
-     "reply frames read from an engine's memory", (void *)CPAR__ST_SHM_RECEIVED},
+    {"shm_received", (getter)connection_get_stat, NULL, "reply frames read from an engine's memory",
+     (void *)CPAR__ST_SHM_RECEIVED},
     {"shm_failed", (getter)connection_get_stat, NULL,
-     "replies whose shared-memory read failed (each became an ERROR)",
-     (void *)CPAR__ST_SHM_FAILED},
+     "replies whose shared-memory read failed (each became an ERROR)", (void *)CPAR__ST_SHM_FAILED},
     {NULL},
 };
 

@@ -16,11 +16,10 @@ enum cpar__ctl_state {
 };
 
 typedef struct {
-    PyObject_HEAD
-    cpar_controller *c;    /* owned; NULL once closed */
-    int state;             /* enum cpar__ctl_state; read and written with the GIL held */
-    PyObject *client_url;  /* str: endpoint bound for clients */
-    PyObject *engine_url;  /* str: endpoint bound for engines */
+    PyObject_HEAD cpar_controller *c; /* owned; NULL once closed */
+    int state;                        /* enum cpar__ctl_state; read and written with the GIL held */
+    PyObject *client_url;             /* str: endpoint bound for clients */
+    PyObject *engine_url;             /* str: endpoint bound for engines */
 } cpar_ControllerObject;
 
 /* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
@@ -30,8 +29,8 @@ typedef struct {
  * endpoints actually bound are the attributes client_url and engine_url. */
 static PyObject *
 controller_new_impl(PyTypeObject *type, const char *client_url, const char *engine_url,
-                    const char *key, Py_ssize_t keylen, const char *log_path,
-                    int hb_period_ms, int hb_timeout_ms)
+                    const char *key, Py_ssize_t keylen, const char *log_path, int hb_period_ms,
+                    int hb_timeout_ms)
 {
     cpar_controller_config cfg = {0};
     cpar_ControllerObject *self;
@@ -51,10 +50,9 @@ controller_new_impl(PyTypeObject *type, const char *client_url, const char *engi
     cfg.log_path = log_path;
     cfg.hb_period_ms = hb_period_ms;
     cfg.hb_timeout_ms = hb_timeout_ms;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cpar_controller_new(&cfg, &self->c, err, sizeof(err));
-    Py_END_ALLOW_THREADS
-    if (rc != 0) {
+    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_new(&cfg, &self->c, err, sizeof(err));
+    Py_END_ALLOW_THREADS if (rc != 0)
+    {
         self->c = NULL;
         cpar_exc_set(rc, 0, "cannot start the controller: %s", err[0] ? err : "failed");
         goto error;
@@ -83,16 +81,15 @@ controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_buffer view;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|zii:Controller", kwlist, &client_url,
-                                     &engine_url, &key, &log_path, &hb_period_ms,
-                                     &hb_timeout_ms))
+                                     &engine_url, &key, &log_path, &hb_period_ms, &hb_timeout_ms))
         return NULL;
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;
         const char *s = PyUnicode_AsUTF8AndSize(key, &len);
         if (s == NULL)
             return NULL;
-        return controller_new_impl(type, client_url, engine_url, s, len, log_path,
-                                   hb_period_ms, hb_timeout_ms);
+        return controller_new_impl(type, client_url, engine_url, s, len, log_path, hb_period_ms,
+                                   hb_timeout_ms);
     }
     if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -108,10 +105,8 @@ controller_dealloc(cpar_ControllerObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     /* run() holds a reference while it runs, so the loop cannot be running here. */
     if (self->c != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        cpar_controller_free(self->c);
-        Py_END_ALLOW_THREADS
-        self->c = NULL;
+        Py_BEGIN_ALLOW_THREADS cpar_controller_free(self->c);
+        Py_END_ALLOW_THREADS self->c = NULL;
     }
     Py_CLEAR(self->client_url);
     Py_CLEAR(self->engine_url);
@@ -133,10 +128,8 @@ controller_run_impl(cpar_ControllerObject *self)
                             : self->state == CPAR__CTL_DONE  ? "done (run() returned)"
                                                              : "closed");
     self->state = CPAR__CTL_RUNNING;
-    Py_BEGIN_ALLOW_THREADS
-    rc = cpar_controller_run(self->c);
-    Py_END_ALLOW_THREADS
-    self->state = CPAR__CTL_DONE;
+    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_run(self->c);
+    Py_END_ALLOW_THREADS self->state = CPAR__CTL_DONE;
     if (rc != 0)
         return cpar_exc_set(rc, 0, "the controller loop failed");
     Py_RETURN_NONE;
@@ -184,8 +177,7 @@ controller_close(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
         cpar_controller *c = self->c;
         self->c = NULL;
         self->state = CPAR__CTL_CLOSED;
-        Py_BEGIN_ALLOW_THREADS
-        cpar_controller_free(c);
+        Py_BEGIN_ALLOW_THREADS cpar_controller_free(c);
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;
@@ -197,8 +189,7 @@ controller_repr(cpar_ControllerObject *self)
     static const char *names[] = {"ready", "running", "done", "closed"};
     return PyUnicode_FromFormat("<cpar._core.Controller clients=%R engines=%R %s>",
                                 self->client_url ? self->client_url : Py_None,
-                                self->engine_url ? self->engine_url : Py_None,
-                                names[self->state]);
+                                self->engine_url ? self->engine_url : Py_None, names[self->state]);
 }
 
 static PyObject *
@@ -238,14 +229,10 @@ PyDoc_STRVAR(controller_doc,
              "The cpar controller: binds its sockets at creation; run() serves.");
 
 static PyType_Slot controller_slots[] = {
-    {Py_tp_doc, (void *)controller_doc},
-    {Py_tp_new, controller_new},
-    {Py_tp_dealloc, controller_dealloc},
-    {Py_tp_repr, controller_repr},
-    {Py_tp_methods, controller_methods},
-    {Py_tp_members, controller_members},
-    {Py_tp_getset, controller_getset},
-    {0, NULL},
+    {Py_tp_doc, (void *)controller_doc}, {Py_tp_new, controller_new},
+    {Py_tp_dealloc, controller_dealloc}, {Py_tp_repr, controller_repr},
+    {Py_tp_methods, controller_methods}, {Py_tp_members, controller_members},
+    {Py_tp_getset, controller_getset},   {0, NULL},
 };
 
 static PyType_Spec controller_spec = {

@@ -18,12 +18,11 @@
 #define CPAR__FRAME_ALIGN 8 /* alignment guaranteed for the exposed bytes */
 
 typedef struct {
-    PyObject_HEAD
-    zmq_msg_t msg;        /* the received frame (owned) */
-    void *copy;           /* aligned copy of msg's bytes when they were misaligned, or NULL */
-    char *data;           /* exposed bytes: msg's data or copy */
-    Py_ssize_t size;      /* bytes exposed */
-    Py_ssize_t exports;   /* live buffer exports (diagnostic) */
+    PyObject_HEAD zmq_msg_t msg; /* the received frame (owned) */
+    void *copy;         /* aligned copy of msg's bytes when they were misaligned, or NULL */
+    char *data;         /* exposed bytes: msg's data or copy */
+    Py_ssize_t size;    /* bytes exposed */
+    Py_ssize_t exports; /* live buffer exports (diagnostic) */
     PyObject *weakreflist;
 } cpar__frame;
 

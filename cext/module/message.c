@@ -8,17 +8,16 @@
 Py_ssize_t cpar_debug_messages_alive;
 
 typedef struct {
-    PyObject_HEAD
-    int type;               /* CPAR_MSG_* */
+    PyObject_HEAD int type; /* CPAR_MSG_* */
     int flags;              /* CPAR_FLAG_* */
     int target;             /* addressed engine or -1 */
     int engine;             /* engine the message is from or about, or -1 */
     int status;             /* REPLY status or CPAR_E* code */
     unsigned long long t0;  /* ns since the epoch (meaning by type) */
     unsigned long long t1;
-    PyObject *msg_id;       /* bytes (16) */
-    PyObject *parent;       /* bytes (16; zeros when the message answers nothing) */
-    PyObject *frames;       /* list of Frame */
+    PyObject *msg_id; /* bytes (16) */
+    PyObject *parent; /* bytes (16; zeros when the message answers nothing) */
+    PyObject *frames; /* list of Frame */
 } cpar_MessageObject;
 
 static const char *

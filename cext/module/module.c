@@ -62,10 +62,9 @@ core_debug_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:i}", "connections",
                          cpar_debug_connections_alive, "messages", cpar_debug_messages_alive,
                          "queued", (long long)cpar_clientio_items_alive(), "zerocopy",
-                         cpar_zc_outstanding(), "shm_pinned",
-                         (long long)cpar_clientio_shm_pinned(), "shm_sent", (long long)sent,
-                         "shm_received", (long long)received, "shm_failed", (long long)failed,
-                         "shm_enabled", cpar_shm_enabled());
+                         cpar_zc_outstanding(), "shm_pinned", (long long)cpar_clientio_shm_pinned(),
+                         "shm_sent", (long long)sent, "shm_received", (long long)received,
+                         "shm_failed", (long long)failed, "shm_enabled", cpar_shm_enabled());
 }
 
 /* _shm_token() -> str | None
@@ -167,8 +166,8 @@ core_exec(PyObject *module)
     for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
             return -1;
-    if (cpar__add_type(module, cpar_frame_type_new(module, "cpar._core.Frame"),
-                       &st->frame_type) < 0)
+    if (cpar__add_type(module, cpar_frame_type_new(module, "cpar._core.Frame"), &st->frame_type) <
+        0)
         return -1;
     if (cpar__add_type(module, cpar_message_type_new(module), &st->message_type) < 0)
         return -1;
@@ -216,14 +215,10 @@ PyDoc_STRVAR(core_doc, "cpar's C core: the client connection, the controller ent
                        "wire constants. Private: use the cpar package.");
 
 static struct PyModuleDef core_module = {
-    PyModuleDef_HEAD_INIT,
-    .m_name = "cpar._core",
-    .m_doc = core_doc,
-    .m_size = sizeof(cpar_module_state),
-    .m_methods = core_methods,
-    .m_slots = core_slots,
-    .m_traverse = core_traverse,
-    .m_clear = core_clear,
+    PyModuleDef_HEAD_INIT,       .m_name = "cpar._core",
+    .m_doc = core_doc,           .m_size = sizeof(cpar_module_state),
+    .m_methods = core_methods,   .m_slots = core_slots,
+    .m_traverse = core_traverse, .m_clear = core_clear,
     .m_free = core_free,
 };
 

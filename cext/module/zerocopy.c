@@ -12,8 +12,8 @@
 #include <stdlib.h>
 
 typedef struct cpar__zc_node {
-    Py_buffer view;              /* the pinned buffer (holds a reference to its object) */
-    struct cpar__zc_node *next;  /* release list link */
+    Py_buffer view;             /* the pinned buffer (holds a reference to its object) */
+    struct cpar__zc_node *next; /* release list link */
 } cpar__zc_node;
 
 static pthread_mutex_t cpar__zc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,8 +58,8 @@ cpar_zc_add_frame(cpar_msg *m, PyObject *obj)
     node->view = view; /* the node now owns the pinned buffer */
     node->next = NULL;
     have_view = 0;
-    if (cpar_msg_add_zerocopy(m, node->view.buf, (size_t)node->view.len, cpar__zc_free, node)
-        != 0) {
+    if (cpar_msg_add_zerocopy(m, node->view.buf, (size_t)node->view.len, cpar__zc_free, node) !=
+        0) {
         PyErr_NoMemory();
         PyBuffer_Release(&node->view);
         goto error;

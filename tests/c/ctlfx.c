@@ -9,8 +9,6 @@
 #include "errors.h"
 #include "test.h"
 
-
-
 static void *
 fx_run(void *arg)
 {
@@ -178,8 +176,8 @@ fx_client(fx *f, size_t *nengines, cpar_msg *reply)
 
 /* Sends a TARGETED request of `type` with one payload frame; its id goes to mid. */
 void
-fx_request_id(fx *f, void *client, int type, const int32_t *targets, size_t n,
-              const char *body, const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE])
+fx_request_id(fx *f, void *client, int type, const int32_t *targets, size_t n, const char *body,
+              const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE])
 {
     cpar_msg m;
     th_msg(&m, type);
@@ -214,8 +212,7 @@ fx_engine_take(fx *f, void *engine, int type, const char *body, uint8_t mid[CPAR
 }
 
 void
-fx_engine_reply(fx *f, void *engine, int type, int32_t id, const uint8_t *parent,
-                const char *body)
+fx_engine_reply(fx *f, void *engine, int type, int32_t id, const uint8_t *parent, const char *body)
 {
     cpar_msg m;
     th_msg(&m, type);
@@ -229,8 +226,7 @@ fx_engine_reply(fx *f, void *engine, int type, int32_t id, const uint8_t *parent
 
 /* The client receives a forwarded message of `type` from engine `id` about `parent`. */
 void
-fx_client_get(fx *f, void *client, int type, int32_t id, const uint8_t *parent,
-              const char *body)
+fx_client_get(fx *f, void *client, int type, int32_t id, const uint8_t *parent, const char *body)
 {
     cpar_msg m;
     char text[256];

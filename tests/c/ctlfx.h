@@ -48,8 +48,8 @@ void *fx_client(fx *f, size_t *nengines, cpar_msg *reply);
  * the id used goes to mid. */
 void fx_request_id(fx *f, void *client, int type, const int32_t *targets, size_t n,
                    const char *body, const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE]);
-void fx_request(fx *f, void *client, int type, const int32_t *targets, size_t n,
-                const char *body, uint8_t mid[CPAR_WIRE_ID_SIZE]);
+void fx_request(fx *f, void *client, int type, const int32_t *targets, size_t n, const char *body,
+                uint8_t mid[CPAR_WIRE_ID_SIZE]);
 /* The engine receives a request of `type` with this body; its msg id goes to mid. */
 void fx_engine_take(fx *f, void *engine, int type, const char *body,
                     uint8_t mid[CPAR_WIRE_ID_SIZE]);

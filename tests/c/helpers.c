@@ -91,8 +91,8 @@ th_expect(void *sock, cpar_signer *s, int type, cpar_msg *m)
             cpar_msg_close(m);
             continue;
         }
-        CPAR_TEST_FAIL("expected a type %d message, got type %d (status %d)", type,
-                       m->h.type, m->h.status);
+        CPAR_TEST_FAIL("expected a type %d message, got type %d (status %d)", type, m->h.type,
+                       m->h.status);
     }
 }
 

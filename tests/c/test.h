@@ -21,28 +21,31 @@ typedef struct cpar_test {
 } cpar_test;
 
 #define TEST_IMPL(name) static int cpar_test_##name(void)
-#define TEST_ENTRY(name) {#name, cpar_test_##name}
+#define TEST_ENTRY(name)                                                                           \
+    {                                                                                              \
+#name, cpar_test_##name                                                                    \
+    }
 
-#define CPAR_TEST_FAIL(...)                                                                   \
-    do {                                                                                      \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                       \
-        fprintf(stderr, __VA_ARGS__);                                                         \
-        fputc('\n', stderr);                                                                  \
-        abort();                                                                              \
+#define CPAR_TEST_FAIL(...)                                                                        \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        abort();                                                                                   \
     } while (0)
 
-#define ASSERT(expr)                                                                          \
-    do {                                                                                      \
-        if (!(expr))                                                                          \
-            CPAR_TEST_FAIL("assertion failed: %s", #expr);                                    \
+#define ASSERT(expr)                                                                               \
+    do {                                                                                           \
+        if (!(expr))                                                                               \
+            CPAR_TEST_FAIL("assertion failed: %s", #expr);                                         \
     } while (0)
 
-#define CPAR_TEST_CMP(a, op, b)                                                               \
-    do {                                                                                      \
-        long long cpar_a_ = (long long)(a), cpar_b_ = (long long)(b);                         \
-        if (!(cpar_a_ op cpar_b_))                                                            \
-            CPAR_TEST_FAIL("assertion failed: %s %s %s (%lld vs %lld)", #a, #op, #b, cpar_a_, \
-                           cpar_b_);                                                          \
+#define CPAR_TEST_CMP(a, op, b)                                                                    \
+    do {                                                                                           \
+        long long cpar_a_ = (long long)(a), cpar_b_ = (long long)(b);                              \
+        if (!(cpar_a_ op cpar_b_))                                                                 \
+            CPAR_TEST_FAIL("assertion failed: %s %s %s (%lld vs %lld)", #a, #op, #b, cpar_a_,      \
+                           cpar_b_);                                                               \
     } while (0)
 
 #define ASSERT_EQ(a, b) CPAR_TEST_CMP(a, ==, b)
@@ -53,10 +56,10 @@ typedef struct cpar_test {
 #define ASSERT_GE(a, b) CPAR_TEST_CMP(a, >=, b)
 #define ASSERT_OK(expr) ASSERT_EQ((expr), 0)
 #define ASSERT_MEM_EQ(a, b, n) ASSERT(memcmp((a), (b), (n)) == 0)
-#define ASSERT_STR_CONTAINS(hay, needle)                                                      \
-    do {                                                                                      \
-        if (strstr((hay), (needle)) == NULL)                                                  \
-            CPAR_TEST_FAIL("\"%s\" does not contain \"%s\"", (hay), (needle));                \
+#define ASSERT_STR_CONTAINS(hay, needle)                                                           \
+    do {                                                                                           \
+        if (strstr((hay), (needle)) == NULL)                                                       \
+            CPAR_TEST_FAIL("\"%s\" does not contain \"%s\"", (hay), (needle));                     \
     } while (0)
 
 #define CPAR_TEST_TIMEOUT_S 60 /* a test still running then is killed and fails */
@@ -91,11 +94,10 @@ cpar_test_main(const cpar_test *tests, size_t n, int argc, char **argv)
             passed++;
         } else {
             if (WIFSIGNALED(status))
-                printf("not ok %zu - %s (signal %d%s)\n", i + 1, tests[i].name,
-                       WTERMSIG(status), WTERMSIG(status) == SIGALRM ? ": timed out" : "");
+                printf("not ok %zu - %s (signal %d%s)\n", i + 1, tests[i].name, WTERMSIG(status),
+                       WTERMSIG(status) == SIGALRM ? ": timed out" : "");
             else
-                printf("not ok %zu - %s (exit %d)\n", i + 1, tests[i].name,
-                       WEXITSTATUS(status));
+                printf("not ok %zu - %s (exit %d)\n", i + 1, tests[i].name, WEXITSTATUS(status));
             failed++;
         }
     }

@@ -100,8 +100,7 @@ TEST_IMPL(header_decode_rejects)
 /* Makes a signed header for frames (with the nframes/paylen they really have unless
  * overridden by the caller afterwards and re-signed with sign_header). */
 static void
-sign_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], const char *const *frames,
-            size_t n)
+sign_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], const char *const *frames, size_t n)
 {
     ASSERT_OK(cpar_signer_begin(s));
     ASSERT_OK(cpar_signer_update(s, hdr, CPAR_WIRE_SIGNED_SIZE));
@@ -111,8 +110,8 @@ sign_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], const char *cons
 }
 
 static void
-make_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int type,
-            const char *const *frames, size_t n)
+make_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int type, const char *const *frames,
+            size_t n)
 {
     cpar_header h;
     memset(&h, 0, sizeof(h));
@@ -505,14 +504,10 @@ TEST_IMPL(msg_frames)
 }
 
 static const cpar_test tests[] = {
-    TEST_ENTRY(header_round_trip),
-    TEST_ENTRY(header_decode_rejects),
-    TEST_ENTRY(parse_valid_and_malformed),
-    TEST_ENTRY(send_recv_pair),
-    TEST_ENTRY(recv_stays_in_step),
-    TEST_ENTRY(router_dealer_and_forward),
-    TEST_ENTRY(targets_parsing),
-    TEST_ENTRY(msg_frames),
+    TEST_ENTRY(header_round_trip),         TEST_ENTRY(header_decode_rejects),
+    TEST_ENTRY(parse_valid_and_malformed), TEST_ENTRY(send_recv_pair),
+    TEST_ENTRY(recv_stays_in_step),        TEST_ENTRY(router_dealer_and_forward),
+    TEST_ENTRY(targets_parsing),           TEST_ENTRY(msg_frames),
 };
 
 int

@@ -6,7 +6,7 @@ APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
-.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine bench format format-check clean
+.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine bench lint format format-check clean
 
 all: build
 
@@ -45,7 +45,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps format-check $(STAMP) ctest ctest-asan asan-engine pytest
+test: deps format-check $(STAMP) lint ctest ctest-asan asan-engine pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -66,6 +66,10 @@ asan-engine: build/asan/cpar-engine
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests
+
+# Python: pyflakes-level checks (undefined names, unused imports, syntax).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples
 
 format:
 	clang-format -i cext/core/*.[ch] cext/module/*.[ch] engine/*.[ch] tests/c/*.[ch]

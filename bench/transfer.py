@@ -68,7 +68,7 @@ def main():
             one.execute("a = None")
             push_all = times(lambda: allv.push({"b": a}), args.repeat)
             allv.execute("b = None")
-            del a
+            a = None  # free the array before the next size
             rows.append((f"{mb} MB", "push, 1 engine", nbytes, push))
             rows.append((f"{mb} MB", "pull, 1 engine", nbytes, pull))
             rows.append((f"{mb} MB", f"push, {n} engines", n * nbytes, push_all))

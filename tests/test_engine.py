@@ -622,7 +622,6 @@ def test_engine_exits_when_the_real_controller_stops(real, spawn):
 
 def test_interrupt_works_when_started_with_sigint_ignored(tmp_path):
     """An engine launched from a background job (SIGINT ignored) is still interruptible."""
-    import signal
     import subprocess
     import sys
     import textwrap

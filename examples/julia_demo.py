@@ -12,33 +12,10 @@ import numpy as np
 
 import cpar
 
-CODE = """
-import numpy as np
-
-def f(z, c=-.065+.66j):
-    return z**2 + c
-
-def julia_parallel(f, Z, tmax=256):
-    J = np.ones(Z.shape) * tmax
-    for t in range(tmax):
-        mask = np.abs(Z) <= 2.
-        Z[mask] = f(Z[mask])
-        J[~mask] -= 1
-    return J
-"""
-
-
-def f(z, c=-0.065 + 0.66j):
-    return z**2 + c
-
-
-def julia(f, Z, tmax=256):
-    J = np.ones(Z.shape) * tmax
-    for t in range(tmax):
-        mask = np.abs(Z) <= 2.0
-        Z[mask] = f(Z[mask])
-        J[~mask] -= 1
-    return J
+# The seed's algorithm, serial and engine-side, is shared with the seeds' example script.
+from seeds_directview import JULIA_ENGINE_CODE as CODE
+from seeds_directview import julia
+from seeds_directview import julia_f as f
 
 
 def grid(m=1024, n=1024):

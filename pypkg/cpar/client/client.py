@@ -517,25 +517,28 @@ class Client:
         if requests:
             self._dispatcher.add_aborted(requests)
 
+    def _resolve_jobs(self, jobs):
+        """The AsyncResults named by ``jobs`` (AsyncResults, msg ids as hex or bytes, or
+        None for every outstanding request), each once, in order; ids no longer
+        outstanding are skipped."""
+        pending = self._dispatcher.pending
+        if jobs is None:
+            return list(dict.fromkeys(pending.values()))
+        if isinstance(jobs, (AsyncResult, str, bytes)):
+            jobs = [jobs]
+        ars = {}  # insertion-ordered set
+        for job in jobs:
+            if not isinstance(job, AsyncResult):
+                job = pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
+            if job is not None:
+                ars[job] = None
+        return list(ars)
+
     def abort(self, jobs=None, targets=None, block=None):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request):
         see ``AsyncResult.abort``. ``targets`` and ``block`` are accepted for
         ipyparallel compatibility."""
-        d = self._dispatcher
-        if jobs is None:
-            ars = set(d.pending.values())
-        else:
-            if isinstance(jobs, (AsyncResult, str, bytes)):
-                jobs = [jobs]
-            ars = set()
-            for job in jobs:
-                if isinstance(job, AsyncResult):
-                    ars.add(job)
-                else:
-                    ar = d.pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
-                    if ar is not None:
-                        ars.add(ar)
-        for ar in ars:
+        for ar in self._resolve_jobs(jobs):
             ar.abort()
 
     def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
@@ -543,18 +546,7 @@ class Client:
         outstanding); see ``AsyncResult.wait_interactive``."""
         from .progress import wait_interactive
 
-        d = self._dispatcher
-        if jobs is None:
-            ars = list(dict.fromkeys(d.pending.values()))
-        else:
-            if isinstance(jobs, (AsyncResult, str, bytes)):
-                jobs = [jobs]
-            ars = []
-            for job in jobs:
-                if not isinstance(job, AsyncResult):
-                    job = d.pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
-                if job is not None and job not in ars:
-                    ars.append(job)
+        ars = self._resolve_jobs(jobs)
         wait_interactive(_Group(ars), interval=interval, timeout=timeout, widget=widget)
         return all(ar.done() for ar in ars)
 
@@ -573,21 +565,7 @@ class Client:
     def wait(self, jobs=None, timeout=-1):
         """Waits for ``jobs`` (AsyncResults or msg ids; None: everything outstanding).
         True if all finished within ``timeout`` seconds (negative: no limit)."""
-        d = self._dispatcher
-        if jobs is None:
-            ars = set(d.pending.values())
-        else:
-            if isinstance(jobs, (AsyncResult, str, bytes)):
-                jobs = [jobs]
-            ars = set()
-            for job in jobs:
-                if isinstance(job, AsyncResult):
-                    ars.add(job)
-                else:
-                    key = bytes.fromhex(job) if isinstance(job, str) else job
-                    ar = d.pending.get(key)
-                    if ar is not None:
-                        ars.add(ar)
+        ars = self._resolve_jobs(jobs)
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         for ar in ars:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -25,6 +25,7 @@
 #define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000 /* default; $CPAR_REGISTER_TIMEOUT (s) */
 #define CPAR_ENGINE_STREAM_PERIOD_MS 50       /* pending output is sent at least this often */
 #define CPAR_ENGINE_STOP_GRACE_MS 5000        /* a task ignoring the stop interrupt: _exit */
+#define CPAR_ENGINE_ABORTED_MAX 1024          /* aborted request ids remembered (a ring) */
 
 /* One run of output text of one stream, waiting to be sent as a STREAM message. */
 typedef struct cpar_capture_seg {
@@ -45,7 +46,7 @@ typedef struct cpar_capture {
 enum cpar_engine_ctl_kind {
     CPAR_CTL_REGISTERED = 'R', /* io -> main: value = our engine id */
     CPAR_CTL_FAILED = 'F',     /* io -> main: registration failed; value = exit status */
-    CPAR_CTL_TASK = 'T',       /* io -> main: msg = a heap cpar_msg (EXECUTE or APPLY) */
+    CPAR_CTL_TASK = 'T',       /* io -> main: msg = a heap cpar_msg (EXECUTE, APPLY, TASK) */
     CPAR_CTL_STOP = 'S',       /* io -> main: stop after the current task; value = status */
     CPAR_CTL_QUIT = 'Q',       /* main -> io: flush what was sent and end the thread */
     CPAR_CTL_DRAIN = 'D',      /* io -> main: shared-memory pins were dropped; drain them */
@@ -81,6 +82,10 @@ typedef struct cpar_engine {
     uint8_t running_id[CPAR_WIRE_ID_SIZE]; /* its request's msg id */
     int interrupt_sent;                    /* SIGINT sent during this task */
     cpar_capture capture;                  /* its output not yet sent */
+    /* Requests aborted before they started (ABORT): the runner drops them. A ring: the
+     * oldest are forgotten first (an aborted id reaching the runner that late runs). */
+    uint8_t aborted[CPAR_ENGINE_ABORTED_MAX][CPAR_WIRE_ID_SIZE];
+    size_t naborted;    /* ids ever added; entry i is at i % CPAR_ENGINE_ABORTED_MAX */
     cpar_shm_pins pins; /* frames of REPLYs sent by descriptor, keyed by the request's id,
                          * until the client's RELEASE or CPAR_SHM_PIN_TIMEOUT_NS */
 

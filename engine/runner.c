@@ -158,9 +158,10 @@ static void
 cpar__runner_task(cpar__runner *r, cpar_msg *m)
 {
     cpar_engine *e = r->e;
-    size_t skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
+    /* A TARGETED request's frame 0 is its target list, a TASK's its spec: skipped. */
+    size_t skip = ((m->h.flags & CPAR_FLAG_TARGETED) || m->h.type == CPAR_MSG_TASK) ? 1 : 0;
     uint8_t parent[CPAR_WIRE_ID_SIZE];
-    int type = m->h.type;
+    int type = m->h.type, aborted = 0;
     PyObject *frames = NULL, *res = NULL;
     cpar_capture pending;
     cpar_msg rep;
@@ -199,6 +200,14 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
 
     cpar__runner_clear_signals(); /* a stray SIGINT must not hit this task */
     pthread_mutex_lock(&e->lock);
+    /* Aborted while queued here: answered without running (checked under the lock the
+     * I/O thread takes to record aborts, so an abort either lands here or interrupts). */
+    for (size_t i = 0; i < e->naborted && i < CPAR_ENGINE_ABORTED_MAX; i++)
+        if (memcmp(e->aborted[i], parent, CPAR_WIRE_ID_SIZE) == 0) {
+            memset(e->aborted[i], 0, CPAR_WIRE_ID_SIZE);
+            aborted = 1;
+            break;
+        }
     e->running = 1;
     e->interrupt_sent = 0;
     memcpy(e->running_id, parent, CPAR_WIRE_ID_SIZE);
@@ -206,7 +215,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
 
     rep.h.t0 = cpar_now_ns();
     if (frames != NULL)
-        res = PyObject_CallFunction(r->run_task, "iO", type, frames);
+        res = PyObject_CallFunction(r->run_task, "iO", aborted ? 0 : type, frames);
     rep.h.t1 = cpar_now_ns();
     if (res == NULL || cpar__runner_fill(&rep, res) < 0)
         cpar__runner_fallback(r, &rep);

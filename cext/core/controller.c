@@ -229,7 +229,7 @@ cpar__drain(cpar_controller *c, int side)
 int
 cpar_controller_run(cpar_controller *c)
 {
-    uint64_t next_hb_check, next_stats;
+    uint64_t next_hb_check, next_stats, next_tick = 0;
     int busy = 0, engine_backlog = 0, rc = CPAR_OK;
     int check_every =
         c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2 : CPAR__POLL_MAX_MS;
@@ -282,6 +282,9 @@ cpar_controller_run(cpar_controller *c)
             cpar__ctl_check_heartbeats(c, now);
             next_hb_check = now + (uint64_t)check_every;
         }
+        busy |= cpar__ctl_tasks_run(c, now, now >= next_tick);
+        if (now >= next_tick)
+            next_tick = now + CPAR__TASK_TICK_MS;
         if (now >= next_stats) {
             if (cpar__drops(c) != c->stats_logged)
                 cpar__log_stats(c, "counters");
@@ -362,6 +365,9 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     c->hb_timeout_ms = cfg->hb_timeout_ms ? cfg->hb_timeout_ms : 3000;
     cpar_registry_init(&c->reg);
     cpar_route_init(&c->route);
+    rc = cpar__ctl_tasks_new(c, cfg, err, errlen);
+    if (rc != 0)
+        goto error;
     rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
     if (rc != 0)
         goto error;
@@ -489,6 +495,7 @@ cpar_controller_free(cpar_controller *c)
     }
     if (c->zctx)
         zmq_ctx_term(c->zctx);
+    cpar__ctl_tasks_free(c);
     cpar_signer_free(c->signer);
     free(c->parts);
     free(c->gone_fds);

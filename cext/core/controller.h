@@ -21,6 +21,9 @@ typedef struct cpar_controller_config {
     const char *log_path; /* log file (appended), or NULL for stderr */
     int hb_period_ms;     /* engines' heartbeat period; 0 means 500 */
     int hb_timeout_ms;    /* silence after which an engine is dead; 0 means 3000 */
+    const char *scheme;   /* load-balancing scheme (scheduler.h names); NULL: leastload */
+    int hwm;              /* unanswered tasks per engine at most; 0: no limit; -1: adaptive */
+    int max_records;      /* ended task records kept for dependencies; 0 means 100000 */
 } cpar_controller_config;
 
 /* Binds both sockets. Returns 0 and a new controller in *out (free with

@@ -286,6 +286,15 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, c
     case CPAR_MSG_SHUTDOWN:
         cpar__on_shutdown(c, slot, m);
         return;
+    case CPAR_MSG_TASK:
+        cpar__ctl_on_task(c, slot, m);
+        return;
+    case CPAR_MSG_ABORT:
+        cpar__ctl_on_abort(c, slot, m);
+        return;
+    case CPAR_MSG_QUERY:
+        cpar__ctl_on_query(c, slot, m);
+        return;
     default:
         c->cnt.unexpected[CPAR__SIDE_CLIENT]++;
         cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ETYPE,

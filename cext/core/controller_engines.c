@@ -42,8 +42,11 @@ cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
         return;
     stopping = e->state == CPAR_ENGINE_STOPPING;
     cpar_registry_engine_remove(&c->reg, id);
+    cpar__ctl_tasks_engine_removed(c, id);
     while (cpar_route_pop_engine(&c->route, id, &ent)) {
         failed++;
+        if (cpar__ctl_task_engine_died(c, &ent, id, why))
+            continue;
         cpar__ctl_error_to(c, NULL, 0, (int32_t)ent.client, ent.msg_id, id, CPAR_EENGINEDEAD,
                            "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
     }
@@ -224,6 +227,7 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
         c->reg.engines[id].shm = strdup(shm); /* NULL when out of memory: no shm path */
     }
     cpar__register_reply(c, ident, identlen, m, id, 0);
+    cpar__ctl_tasks_engine_added(c, id);
     cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);
     cpar__ctl_broadcast_event(c, id, 1);
 }
@@ -274,9 +278,14 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
     }
     case CPAR_MSG_REPLY:
     case CPAR_MSG_STREAM: {
-        int found = m->h.type == CPAR_MSG_REPLY
-                        ? cpar_route_remove(&c->route, m->h.parent, id, &slot)
-                        : cpar_route_find(&c->route, m->h.parent, id, &slot);
+        int found;
+        if (m->h.type == CPAR_MSG_REPLY) {
+            if (cpar__ctl_task_reply(c, id, m))
+                return;
+            cpar__ctl_count_reply(c, id);
+        }
+        found = m->h.type == CPAR_MSG_REPLY ? cpar_route_remove(&c->route, m->h.parent, id, &slot)
+                                            : cpar_route_find(&c->route, m->h.parent, id, &slot);
         if (!found) {
             c->cnt.unroutable++;
             if (cpar_log_ratelimit(c->cnt.unroutable))
@@ -319,6 +328,7 @@ cpar__ctl_stop_engine(cpar_controller *c, int32_t id)
     s.h.target = id;
     s.h.engine = id;
     c->reg.engines[id].state = CPAR_ENGINE_STOPPING;
+    cpar__ctl_tasks_engine_removed(c, id);
     if (cpar__ctl_send_engine(c, id, &s))
         cpar__ctl_engine_gone(c, id, "unreachable");
 }

@@ -25,6 +25,7 @@
 #define CPAR__GONE_DRAIN_BATCHES 64 /* batches drained before applying disconnects */
 #define CPAR__STATS_PERIOD_MS 60000 /* drop counters are logged at most this often */
 #define CPAR__LINGER_MS 1000        /* bounded flush of last replies at a graceful end */
+#define CPAR__TASK_TICK_MS 50       /* task timeouts are checked this often */
 
 enum { CPAR__SIDE_CLIENT = 0, CPAR__SIDE_ENGINE = 1 };
 
@@ -66,8 +67,13 @@ struct cpar_controller {
     uint64_t hub_deadline_ms; /* ... and the loop ends by then at the latest */
     int graceful;             /* flush pending sends at close (bounded linger) */
     cpar__counters cnt;
-    uint64_t stats_logged; /* sum of drop counters when last logged */
+    uint64_t stats_logged;     /* sum of drop counters when last logged */
+    struct cpar__tasks *tasks; /* load-balanced tasks (controller_tasks.c), owned */
+    int scheme;                /* enum cpar_sched_scheme */
+    int hwm;
 };
+
+typedef struct cpar__tasks cpar__tasks;
 
 /* controller.c */
 uint64_t cpar__ctl_mono_ms(void);
@@ -110,5 +116,30 @@ void cpar__ctl_stop_engine(cpar_controller *c, int32_t id);
 void cpar__ctl_check_heartbeats(cpar_controller *c, uint64_t now);
 /* 1 when a hub shutdown is complete (no engines left, or the grace period is over). */
 int cpar__ctl_hub_done(cpar_controller *c, uint64_t now);
+
+/* controller_tasks.c: load-balanced tasks (docs/protocol.md, "Load-balanced tasks"). */
+int cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char *err,
+                        size_t errlen);
+void cpar__ctl_tasks_free(cpar_controller *c);
+/* TASK, ABORT, QUERY from client `slot` (m stays the caller's to close; TASK takes its
+ * frames). */
+void cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m);
+void cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m);
+void cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m);
+/* A REPLY from engine: returns 1 when it answered a task (handled: forwarded, retried or
+ * failed), 0 for a direct request (the caller routes it). */
+int cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m);
+/* Counts a reply from engine (queue_status's `completed`). */
+void cpar__ctl_count_reply(cpar_controller *c, int32_t engine);
+/* Engines that take tasks: added at registration, removed when stopping or gone. */
+void cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine);
+void cpar__ctl_tasks_engine_removed(cpar_controller *c, int32_t engine);
+/* For each route entry of a dead engine: returns 1 when it was a task (retried or failed
+ * here), 0 for a direct request (the caller fails it). */
+int cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int32_t engine,
+                               const char *why);
+/* Each loop turn: expires timeouts when `tick`, sends what can go. Returns 1 when more
+ * could go at once (the loop should not sleep). */
+int cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick);
 
 #endif /* CPAR_CORE_CONTROLLER_INT_H */

@@ -57,8 +57,12 @@ struct cpar_deps {
 static uint64_t
 cpar__deps_hash(const uint8_t *id)
 {
-    uint64_t h;
+    uint64_t h, lo;
+    /* Both halves: ids from one client share their first 8 bytes (a random prefix) and
+     * differ in the last 8 (a counter). */
     memcpy(&h, id, sizeof(h));
+    memcpy(&lo, id + 8, sizeof(lo));
+    h ^= lo * 0x9e3779b97f4a7c15u;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdu;
     h ^= h >> 33;

@@ -37,6 +37,12 @@ cpar_strerror(int code)
         return "try again";
     case CPAR_ESHUTDOWN:
         return "controller shutting down";
+    case CPAR_EIMPOSSIBLE:
+        return "the task's dependencies can never be met";
+    case CPAR_EDEPTIMEOUT:
+        return "the task's dependencies were not met within its timeout";
+    case CPAR_EABORTED:
+        return "the task was aborted";
     default:
         return "unknown error";
     }

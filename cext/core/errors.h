@@ -20,6 +20,9 @@
 #define CPAR_EIO (-13)         /* a file or socket operation failed; errno holds the detail */
 #define CPAR_EAGAIN (-14)      /* nothing to do right now (non-blocking call) */
 #define CPAR_ESHUTDOWN (-15)   /* the controller is shutting down */
+#define CPAR_EIMPOSSIBLE (-16) /* a task's dependencies can never be met */
+#define CPAR_EDEPTIMEOUT (-17) /* a task waited for its dependencies past its timeout */
+#define CPAR_EABORTED (-18)    /* a task was aborted before it ran */
 
 /* Returns a static, human-readable description of a CPAR_E* code. */
 const char *cpar_strerror(int code);

@@ -14,6 +14,8 @@ typedef struct cpar__sched_engine {
     uint64_t last_used; /* value of the assignment clock at its last assignment */
     uint32_t mark;      /* filter generation this engine was admitted in */
     uint32_t banned;    /* filter generation this engine was excluded in */
+    int limit;          /* adaptive high-water mark (hwm == CPAR_SCHED_HWM_AUTO) */
+    double avg_ns;      /* moving average of its tasks' run times, 0 before the first */
 } cpar__sched_engine;
 
 struct cpar_sched {
@@ -56,7 +58,8 @@ cpar_sched_new(int scheme, int hwm, uint64_t seed, cpar_sched **out)
     cpar_sched *s = NULL;
 
     *out = NULL;
-    if (scheme < CPAR_SCHED_LEASTLOAD || scheme > CPAR_SCHED_PLAINRANDOM || hwm < 0)
+    if (scheme < CPAR_SCHED_LEASTLOAD || scheme > CPAR_SCHED_PLAINRANDOM ||
+        (hwm < 0 && hwm != CPAR_SCHED_HWM_AUTO))
         return CPAR_EINVAL;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -132,6 +135,7 @@ cpar_sched_engine_add(cpar_sched *s, int32_t engine)
     }
     memset(&s->engines[s->n], 0, sizeof(s->engines[s->n]));
     s->engines[s->n].id = engine;
+    s->engines[s->n].limit = 1;
     s->slot_of[engine] = (int32_t)s->n;
     s->n++;
     return CPAR_OK;
@@ -161,6 +165,15 @@ cpar_sched_engine_count(const cpar_sched *s)
     return s->n;
 }
 
+/* 1 when e may take one more task. */
+static int
+cpar__sched_room(const cpar_sched *s, const cpar__sched_engine *e)
+{
+    if (s->hwm == 0)
+        return 1;
+    return e->load < (s->hwm > 0 ? s->hwm : e->limit);
+}
+
 /* Fills s->cand with the engines the filter admits and that are under the high-water
  * mark; *admitted counts the filter's admissions regardless of load. */
 static size_t
@@ -183,7 +196,7 @@ cpar__sched_candidates(cpar_sched *s, const cpar_sched_filter *f, size_t *admitt
                 continue; /* unknown, excluded, or listed twice */
             e->mark = gen;
             (*admitted)++;
-            if (s->hwm == 0 || e->load < s->hwm)
+            if (cpar__sched_room(s, e))
                 s->cand[n++] = (size_t)(e - s->engines);
         }
         return n;
@@ -193,7 +206,7 @@ cpar__sched_candidates(cpar_sched *s, const cpar_sched_filter *f, size_t *admitt
         if (e->banned == gen)
             continue;
         (*admitted)++;
-        if (s->hwm == 0 || e->load < s->hwm)
+        if (cpar__sched_room(s, e))
             s->cand[n++] = i;
     }
     return n;
@@ -283,6 +296,31 @@ cpar_sched_finished(cpar_sched *s, int32_t engine)
         return CPAR_EINVAL;
     e->load--;
     return CPAR_OK;
+}
+
+int
+cpar_sched_observe(cpar_sched *s, int32_t engine, uint64_t run_ns)
+{
+    cpar__sched_engine *e = cpar__sched_find(s, engine);
+    double limit;
+    if (e == NULL)
+        return CPAR_EINVAL;
+    /* An average over roughly the last 8 tasks; a task of 1 µs or less counts as 1 µs. */
+    if (run_ns < 1000)
+        run_ns = 1000;
+    e->avg_ns = e->avg_ns == 0.0 ? (double)run_ns : e->avg_ns + ((double)run_ns - e->avg_ns) / 8;
+    limit = 1.0 + (double)CPAR_SCHED_AUTO_BUDGET_NS / e->avg_ns;
+    e->limit = limit >= CPAR_SCHED_AUTO_MAX ? CPAR_SCHED_AUTO_MAX : (int)limit;
+    return CPAR_OK;
+}
+
+int
+cpar_sched_limit(const cpar_sched *s, int32_t engine)
+{
+    const cpar__sched_engine *e = cpar__sched_find(s, engine);
+    if (e == NULL)
+        return -1;
+    return s->hwm >= 0 ? s->hwm : e->limit;
 }
 
 int

@@ -24,6 +24,15 @@ enum cpar_sched_scheme {
 
 typedef struct cpar_sched cpar_sched;
 
+/* hwm value for an adaptive high-water mark: each engine may hold about
+ * CPAR_SCHED_AUTO_BUDGET_NS of queued work, judged by the run time of its recent tasks
+ * (1 + budget / average run time, between 1 and CPAR_SCHED_AUTO_MAX; 1 until a task of
+ * it has finished). Many tiny tasks then stream without stalls, and a slow task strands
+ * at most that much work behind it. */
+#define CPAR_SCHED_HWM_AUTO (-1)
+#define CPAR_SCHED_AUTO_BUDGET_NS 5000000u /* 5 ms */
+#define CPAR_SCHED_AUTO_MAX 64
+
 /* Optional limits on where one task may go. Arrays are borrowed for the call. */
 typedef struct cpar_sched_filter {
     const int32_t *allowed; /* only these engines (NULL: any) */
@@ -37,7 +46,8 @@ int cpar_sched_scheme_parse(const char *name, int *scheme);
 const char *cpar_sched_scheme_name(int scheme);
 
 /* A new scheduler (free with cpar_sched_free). hwm: the most outstanding tasks an engine
- * may hold, 0 for no limit. seed: for the random schemes (tests pass a fixed one). */
+ * may hold, 0 for no limit, CPAR_SCHED_HWM_AUTO for the adaptive limit. seed: for the
+ * random schemes (tests pass a fixed one). */
 int cpar_sched_new(int scheme, int hwm, uint64_t seed, cpar_sched **out);
 void cpar_sched_free(cpar_sched *s);
 
@@ -56,6 +66,11 @@ int cpar_sched_pick(cpar_sched *s, const cpar_sched_filter *f, int32_t *engine);
  * engine (e.g. a reply racing its engine's removal), which callers may ignore. */
 int cpar_sched_assigned(cpar_sched *s, int32_t engine);
 int cpar_sched_finished(cpar_sched *s, int32_t engine);
+/* A task ran run_ns on engine (from its REPLY): feeds the adaptive limit. CPAR_EINVAL for
+ * an unknown engine. */
+int cpar_sched_observe(cpar_sched *s, int32_t engine, uint64_t run_ns);
+/* The engine's current limit of outstanding tasks (0: none), or -1 when unknown. */
+int cpar_sched_limit(const cpar_sched *s, int32_t engine);
 
 /* Outstanding tasks on an engine, or -1 when unknown. */
 int cpar_sched_load(const cpar_sched *s, int32_t engine);

@@ -66,6 +66,7 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_CONNECT_REPLY:
     case CPAR_MSG_EXECUTE:
     case CPAR_MSG_APPLY:
+    case CPAR_MSG_TASK:
     case CPAR_MSG_REPLY:
     case CPAR_MSG_STREAM:
     case CPAR_MSG_ERROR:
@@ -73,6 +74,9 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_SHUTDOWN:
     case CPAR_MSG_SHUTDOWN_REPLY:
     case CPAR_MSG_RELEASE:
+    case CPAR_MSG_ABORT:
+    case CPAR_MSG_QUERY:
+    case CPAR_MSG_QUERY_REPLY:
     case CPAR_MSG_ENGINE_EVENT:
         return 1;
     default:

@@ -36,6 +36,7 @@ enum cpar_msg_type {
     CPAR_MSG_CONNECT_REPLY = 5,   /* controller -> client: engine ids */
     CPAR_MSG_EXECUTE = 10,        /* client -> controller -> engine(s): run code */
     CPAR_MSG_APPLY = 11,          /* client -> controller -> engine(s): call a function */
+    CPAR_MSG_TASK = 12,           /* client -> controller -> one engine: load-balanced apply */
     CPAR_MSG_REPLY = 20,          /* engine -> controller -> client: result or error */
     CPAR_MSG_STREAM = 21,         /* engine -> controller -> client: stdout/stderr text */
     CPAR_MSG_ERROR = 22,          /* controller -> client: a request failed in transit */
@@ -43,6 +44,9 @@ enum cpar_msg_type {
     CPAR_MSG_SHUTDOWN = 31,       /* client -> controller (-> engines); controller -> engine */
     CPAR_MSG_SHUTDOWN_REPLY = 32, /* controller -> client */
     CPAR_MSG_RELEASE = 33,        /* client -> controller -> engine: unpin shared-memory frames */
+    CPAR_MSG_ABORT = 34,          /* client -> controller (-> engines): drop or interrupt tasks */
+    CPAR_MSG_QUERY = 35,          /* client -> controller: queue/task status */
+    CPAR_MSG_QUERY_REPLY = 36,    /* controller -> client: JSON answer */
     CPAR_MSG_ENGINE_EVENT = 40,   /* controller -> clients: an engine registered or died */
 };
 
@@ -60,6 +64,7 @@ enum cpar_msg_type {
 /* REPLY status values (header `status`); ERROR messages carry a CPAR_E* code instead. */
 #define CPAR_STATUS_OK 0
 #define CPAR_STATUS_ERROR 1
+#define CPAR_STATUS_UNMET 2 /* TASK: the function's @require/@depend is not met here */
 
 /* The decoded header. */
 typedef struct cpar_header {

@@ -23,34 +23,30 @@ typedef struct {
 } cpar_ControllerObject;
 
 /* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
- *            hb_timeout_ms=3000)
+ *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000)
  * --
  * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
- * endpoints actually bound are the attributes client_url and engine_url. */
+ * endpoints actually bound are the attributes client_url and engine_url. cfg is filled
+ * but for its key, which the caller sets. */
 static PyObject *
-controller_new_impl(PyTypeObject *type, const char *client_url, const char *engine_url,
-                    const char *key, Py_ssize_t keylen, const char *log_path, int hb_period_ms,
-                    int hb_timeout_ms)
+controller_new_impl(PyTypeObject *type, cpar_controller_config *cfg)
 {
-    cpar_controller_config cfg = {0};
     cpar_ControllerObject *self;
     char err[512] = "";
     int rc;
 
-    if (hb_period_ms <= 0 || hb_timeout_ms <= 0)
+    if (cfg->hb_period_ms <= 0 || cfg->hb_timeout_ms <= 0)
         return PyErr_Format(PyExc_ValueError, "heartbeat period and timeout must be positive");
+    if (cfg->hwm < -1)
+        return PyErr_Format(PyExc_ValueError,
+                            "hwm must be >= 0 (0: no limit) or -1 (adaptive), not %d", cfg->hwm);
+    if (cfg->max_records < 0)
+        return PyErr_Format(PyExc_ValueError, "max_records must be >= 0, not %d", cfg->max_records);
     self = (cpar_ControllerObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     self->state = CPAR__CTL_CLOSED;
-    cfg.client_url = client_url;
-    cfg.engine_url = engine_url;
-    cfg.key = (const uint8_t *)key;
-    cfg.keylen = (size_t)keylen;
-    cfg.log_path = log_path;
-    cfg.hb_period_ms = hb_period_ms;
-    cfg.hb_timeout_ms = hb_timeout_ms;
-    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_new(&cfg, &self->c, err, sizeof(err));
+    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_new(cfg, &self->c, err, sizeof(err));
     Py_END_ALLOW_THREADS if (rc != 0)
     {
         self->c = NULL;
@@ -73,28 +69,30 @@ error:
 static PyObject *
 controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_url",   "engine_url",    "key", "log_path",
-                             "hb_period_ms", "hb_timeout_ms", NULL};
-    const char *client_url, *engine_url, *log_path = NULL;
+    static char *kwlist[] = {"client_url",    "engine_url", "key", "log_path",    "hb_period_ms",
+                             "hb_timeout_ms", "scheme",     "hwm", "max_records", NULL};
+    cpar_controller_config cfg = {.hb_period_ms = 500, .hb_timeout_ms = 3000};
     PyObject *key, *ret;
-    int hb_period_ms = 500, hb_timeout_ms = 3000;
     Py_buffer view;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|zii:Controller", kwlist, &client_url,
-                                     &engine_url, &key, &log_path, &hb_period_ms, &hb_timeout_ms))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|ziizii:Controller", kwlist, &cfg.client_url,
+                                     &cfg.engine_url, &key, &cfg.log_path, &cfg.hb_period_ms,
+                                     &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm, &cfg.max_records))
         return NULL;
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;
         const char *s = PyUnicode_AsUTF8AndSize(key, &len);
         if (s == NULL)
             return NULL;
-        return controller_new_impl(type, client_url, engine_url, s, len, log_path, hb_period_ms,
-                                   hb_timeout_ms);
+        cfg.key = (const uint8_t *)s;
+        cfg.keylen = (size_t)len;
+        return controller_new_impl(type, &cfg);
     }
     if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    ret = controller_new_impl(type, client_url, engine_url, view.buf, view.len, log_path,
-                              hb_period_ms, hb_timeout_ms);
+    cfg.key = view.buf;
+    cfg.keylen = (size_t)view.len;
+    ret = controller_new_impl(type, &cfg);
     PyBuffer_Release(&view);
     return ret;
 }
@@ -225,7 +223,7 @@ static PyMethodDef controller_methods[] = {
 
 PyDoc_STRVAR(controller_doc,
              "Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500, "
-             "hb_timeout_ms=3000)\n--\n\n"
+             "hb_timeout_ms=3000, scheme='leastload', hwm=0, max_records=100000)\n--\n\n"
              "The cpar controller: binds its sockets at creation; run() serves.");
 
 static PyType_Slot controller_slots[] = {

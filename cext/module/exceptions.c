@@ -35,6 +35,12 @@ cpar__exc_name(int code)
         return "EngineError";
     case CPAR_ESHUTDOWN:
         return "ControllerShutdown";
+    case CPAR_EIMPOSSIBLE:
+        return "ImpossibleDependency";
+    case CPAR_EDEPTIMEOUT:
+        return "DependencyTimeout";
+    case CPAR_EABORTED:
+        return "TaskAborted";
     default:
         return "CparError";
     }

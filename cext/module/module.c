@@ -137,6 +137,11 @@ core_exec(PyObject *module)
         {"FLAG_SHM", CPAR_FLAG_SHM},
         {"FLAG_SHM_OK", CPAR_FLAG_SHM_OK},
         {"MSG_RELEASE", CPAR_MSG_RELEASE},
+        {"MSG_TASK", CPAR_MSG_TASK},
+        {"MSG_ABORT", CPAR_MSG_ABORT},
+        {"MSG_QUERY", CPAR_MSG_QUERY},
+        {"MSG_QUERY_REPLY", CPAR_MSG_QUERY_REPLY},
+        {"STATUS_UNMET", CPAR_STATUS_UNMET},
         {"SHM_MIN_SIZE", CPAR_SHM_MIN_SIZE},
         {"STATUS_OK", CPAR_STATUS_OK},
         {"STATUS_ERROR", CPAR_STATUS_ERROR},
@@ -161,6 +166,9 @@ core_exec(PyObject *module)
         {"E_IO", CPAR_EIO},
         {"E_AGAIN", CPAR_EAGAIN},
         {"E_SHUTDOWN", CPAR_ESHUTDOWN},
+        {"E_IMPOSSIBLE", CPAR_EIMPOSSIBLE},
+        {"E_DEPTIMEOUT", CPAR_EDEPTIMEOUT},
+        {"E_ABORTED", CPAR_EABORTED},
     };
 
     for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)

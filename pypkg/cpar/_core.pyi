@@ -22,6 +22,11 @@ MSG_SHUTDOWN: Final[int]
 MSG_SHUTDOWN_REPLY: Final[int]
 MSG_ENGINE_EVENT: Final[int]
 MSG_RELEASE: Final[int]
+MSG_TASK: Final[int]
+MSG_ABORT: Final[int]
+MSG_QUERY: Final[int]
+MSG_QUERY_REPLY: Final[int]
+STATUS_UNMET: Final[int]
 
 # Header flags
 FLAG_STDOUT: Final[int]
@@ -59,6 +64,9 @@ E_CRYPTO: Final[int]
 E_IO: Final[int]
 E_AGAIN: Final[int]
 E_SHUTDOWN: Final[int]
+E_IMPOSSIBLE: Final[int]
+E_DEPTIMEOUT: Final[int]
+E_ABORTED: Final[int]
 
 def now_ns() -> int:
     """Nanoseconds since the Unix epoch (the clock of t0/t1)."""
@@ -192,6 +200,9 @@ class Controller:
         log_path: str | None = None,
         hb_period_ms: int = 500,
         hb_timeout_ms: int = 3000,
+        scheme: str | None = None,
+        hwm: int = 0,
+        max_records: int = 0,
     ) -> Self: ...
     @property
     def client_url(self) -> str: ...

@@ -12,6 +12,28 @@ def _add_cluster_ids(p):
     p.add_argument("--cluster-id", default="", help="cluster id within the profile")
 
 
+def _hwm(value):
+    import argparse
+
+    from .controller import parse_hwm
+
+    try:
+        parse_hwm(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _add_scheduling(p):
+    from .controller import DEFAULT_HWM, SCHEMES
+
+    p.add_argument("--scheme", choices=SCHEMES, default="leastload",
+                   help="how load-balanced tasks pick an engine (default: %(default)s)")
+    p.add_argument("--hwm", type=_hwm, default=DEFAULT_HWM,
+                   help="unanswered load-balanced tasks per engine: 'auto' (about 5 ms of "
+                        "queued work), N, or 0 for no limit (default: %(default)s)")
+
+
 def _cmd_controller(args):
     from .controller import run_controller
 
@@ -24,6 +46,9 @@ def _cmd_controller(args):
         hb_period_ms=args.hb_period_ms,
         hb_timeout_ms=args.hb_timeout_ms,
         log_path=args.log,
+        scheme=args.scheme,
+        hwm=args.hwm,
+        max_records=args.max_records,
     )
 
 
@@ -47,6 +72,7 @@ def _cmd_start(args):
         cluster_id=args.cluster_id,
         daemonize=args.daemonize,
         hb_timeout_ms=args.hb_timeout_ms,
+        controller_args=["--scheme", args.scheme, "--hwm", str(args.hwm)],
     )
     try:
         c.start_cluster_sync()
@@ -126,6 +152,9 @@ def build_parser():
     p.add_argument("--hb-period-ms", type=int, default=500)
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
     p.add_argument("--log", default=None, help="log file")
+    _add_scheduling(p)
+    p.add_argument("--max-records", type=int, default=100000,
+                   help="ended task records kept for dependencies (default: %(default)s)")
     p.set_defaults(func=_cmd_controller)
 
     p = sub.add_parser("engine", help="run one engine in this process")
@@ -141,6 +170,7 @@ def build_parser():
     p.add_argument("-n", type=int, default=None, help="engines (default: one per core)")
     p.add_argument("--daemonize", action="store_true", help="return once the cluster is up")
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
+    _add_scheduling(p)
     p.set_defaults(func=_cmd_start)
     p = csub.add_parser("stop", help="stop a running cluster")
     _add_cluster_ids(p)

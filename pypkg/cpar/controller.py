@@ -8,6 +8,27 @@ import socket
 from . import paths
 
 
+# Unanswered load-balanced tasks per engine. "auto": about 5 ms of queued work per engine,
+# judged by its recent tasks' run times (tiny tasks stream without stalls; a slow task
+# strands little behind it); N: at most N (1 is ipyparallel's default); 0: no limit.
+DEFAULT_HWM = "auto"
+
+
+def parse_hwm(value):
+    """The controller's hwm number for "auto" or an int >= 0 (-1 means auto)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return -1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"hwm must be 'auto' or an int >= 0, not {value!r}") from None
+    if n < 0:
+        raise ValueError(f"hwm must be 'auto' or an int >= 0, not {value!r}")
+    return n
+
+SCHEMES = ("leastload", "lru", "weighted", "twobin", "plainrandom")
+
+
 def new_key():
     """A fresh signing key: 64 hex characters (its UTF-8 bytes are the HMAC key)."""
     return secrets.token_hex(32)
@@ -23,6 +44,9 @@ def run_controller(
     hb_timeout_ms=3000,
     log_path=None,
     connection_file=None,
+    scheme="leastload",
+    hwm=DEFAULT_HWM,
+    max_records=100000,
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status."""
@@ -39,6 +63,9 @@ def run_controller(
         log_path=log_path,
         hb_period_ms=hb_period_ms,
         hb_timeout_ms=hb_timeout_ms,
+        scheme=scheme,
+        hwm=parse_hwm(hwm),
+        max_records=max_records,
     )
     info = {
         "client_url": ctrl.client_url,
@@ -51,6 +78,8 @@ def run_controller(
         "hostname": socket.gethostname(),
         "hb_period_ms": hb_period_ms,
         "hb_timeout_ms": hb_timeout_ms,
+        "scheme": scheme,
+        "hwm": hwm,
     }
     paths.write_private_json(cf, info)
     ctrl.install_signal_stop()

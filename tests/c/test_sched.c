@@ -44,7 +44,7 @@ TEST_IMPL(bad_arguments)
 {
     cpar_sched *s = NULL;
     ASSERT_EQ(cpar_sched_new(99, 0, 1, &s), CPAR_EINVAL);
-    ASSERT_EQ(cpar_sched_new(CPAR_SCHED_LRU, -1, 1, &s), CPAR_EINVAL);
+    ASSERT_EQ(cpar_sched_new(CPAR_SCHED_LRU, -2, 1, &s), CPAR_EINVAL);
     s = make(CPAR_SCHED_LRU, 0, 2);
     ASSERT_EQ(cpar_sched_engine_add(s, 1), CPAR_EINVAL); /* twice */
     ASSERT_EQ(cpar_sched_engine_add(s, -3), CPAR_EINVAL);

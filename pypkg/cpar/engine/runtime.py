@@ -22,8 +22,12 @@ import traceback
 
 from cpar import serialize
 
+ABORTED = 0  # not a wire type: the engine dropped this request (ABORT) before it ran
 EXECUTE = 10  # wire message types (cext/core/wire.h)
 APPLY = 11
+TASK = 12  # a load-balanced APPLY
+
+STATUS_UNMET = 2  # TASK: the function's @require/@depend does not hold on this engine
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -148,13 +152,22 @@ def error_frames(exc):
     return (STATUS_ERROR, [pickle.dumps(err, protocol=serialize.PROTOCOL)])
 
 
+class TaskAborted(Exception):
+    """The request was aborted before it started on this engine."""
+
+
 def run_task(kind, frames):
     """Runs one task; returns ``(status, frames)`` for its REPLY."""
     try:
         if kind == EXECUTE:
             return (STATUS_OK, _execute(frames))
-        if kind == APPLY:
+        if kind == APPLY or kind == TASK:
             return (STATUS_OK, _apply(frames))
+        if kind == ABORTED:
+            raise TaskAborted(f"engine {engine_id}: aborted before it started")
         raise ValueError(f"unknown task type {kind}")
     except BaseException as exc:  # noqa: B036 - every outcome must become a reply
-        return error_frames(exc)
+        status, out = error_frames(exc)
+        if kind == TASK and type(exc).__name__ == "UnmetDependency":
+            status = STATUS_UNMET
+        return (status, out)

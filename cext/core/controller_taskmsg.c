@@ -184,6 +184,7 @@ cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
             } else {
                 cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EABORTED,
                                 "the task was aborted before it ran");
+                cpar__settle(c);
             }
             continue;
         }

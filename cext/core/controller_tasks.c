@@ -210,6 +210,7 @@ cpar__release(void *arg, void *handle, int state)
     cpar__task *task = handle;
     task->settle_state = state;
     task->settle_next = t->settle;
+    task->settling = 1;
     t->settle = task;
 }
 
@@ -220,8 +221,16 @@ cpar__task_drop(cpar_controller *c, cpar__task *task)
     cpar__tasks *t = c->tasks;
     if (task->deadline_ms)
         t->ntimeouts--;
-    if (task->state == CPAR__T_WAIT)
+    if (task->settling) {
+        /* Released, and ended before its turn on the settle list: off the list. */
+        cpar__task **pp = &t->settle;
+        while (*pp != NULL && *pp != task)
+            pp = &(*pp)->settle_next;
+        if (*pp == task)
+            *pp = task->settle_next;
+    } else if (task->state == CPAR__T_WAIT) {
         cpar_deps_cancel(t->deps, task);
+    }
     cpar__tl_unlink(task);
     cpar__task_erase(t, task);
     cpar__task_free(task);
@@ -357,8 +366,8 @@ cpar__dispatch(cpar_controller *c)
     int any_gone = 0;
 
     t->dirty = 0;
-    if (cpar_sched_engine_count(t->sched) == 0)
-        return;
+    /* Restricted tasks are judged even with no engine at all: their allowed engines gone
+     * (or all tried) end them; only plain tasks wait for engines to come. */
     for (task = t->restricted.head; task != NULL; task = next) {
         cpar_sched_filter f;
         int32_t engine;
@@ -373,7 +382,7 @@ cpar__dispatch(cpar_controller *c)
         /* next may have been settled by the ending above: a failed task releases only
          * tasks in WAIT, never READY ones, so next is still valid. */
     }
-    while ((task = t->plain.head) != NULL) {
+    while (cpar_sched_engine_count(t->sched) > 0 && (task = t->plain.head) != NULL) {
         int32_t engine;
         if (cpar_sched_pick(t->sched, NULL, &engine) != 0)
             break;
@@ -508,6 +517,7 @@ cpar__settle(cpar_controller *c)
         cpar__task *task = t->settle;
         t->settle = task->settle_next;
         task->settle_next = NULL;
+        task->settling = 0;
         cpar__tl_unlink(task);
         task->state = 0; /* released by cpar_deps: no longer waiting there */
         if (task->settle_state == CPAR_DEP_IMPOSSIBLE) {

@@ -45,6 +45,7 @@ struct cpar__task {
     cpar__task *prev, *next; /* in list */
     cpar__task *settle_next; /* on the settle list */
     int settle_state;        /* CPAR_DEP_MET / CPAR_DEP_IMPOSSIBLE */
+    int settling;            /* on the settle list (released by cpar_deps, not handled) */
 };
 
 struct cpar__tasks {

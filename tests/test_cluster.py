@@ -152,3 +152,33 @@ def test_sigterm_to_foreground_start_stops_cluster():
         if p.poll() is None:
             p.kill()
     assert wait_gone(ctrl + engines) == []
+
+
+def test_async_cluster_methods_start_more_engines_that_take_tasks(tmp_path):
+    """ipyparallel's Cluster API is asyncio: ``await cluster.start_engines(n)`` adds
+    engines to a running cluster, and load-balanced work reaches them at once."""
+    import asyncio
+
+    import cpar
+
+    def sleepy_pid(t):
+        import os
+        import time
+
+        time.sleep(t)
+        return os.getpid()
+
+    async def main():
+        cluster = cpar.Cluster(n=1, cluster_id="asyncadd")
+        async with cluster as rc:
+            assert rc.ids == [0]
+            await cluster.start_engines(2)
+            rc.wait_for_engines(3, timeout=30)
+            lview = rc.load_balanced_view()
+            # Tasks long enough that one engine cannot take them all.
+            pids = lview.map_sync(sleepy_pid, [0.3] * 6)
+            return set(pids), set(cluster.engines.pids)
+
+    used, engine_pids = asyncio.run(main())
+    assert len(used) == 3 and used <= engine_pids
+

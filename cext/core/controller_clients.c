@@ -77,9 +77,19 @@ cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status)
         m.h.status = status;
         /* A registered engine's shared-memory locality token (clients ignore it or use it
          * to decide on the shared-memory path). */
-        if (status && engine >= 0 && (size_t)engine < c->reg.nengines &&
-            c->reg.engines[engine].shm != NULL)
-            cpar_msg_add_copy(&m, c->reg.engines[engine].shm, strlen(c->reg.engines[engine].shm));
+        if (status && engine >= 0 && (size_t)engine < c->reg.nengines) {
+            const cpar_reg_engine *e = &c->reg.engines[engine];
+            char who[300];
+            int n = snprintf(who, sizeof(who), "%d %s", (int)e->pid, e->host ? e->host : "?");
+            if (n < 0 || (size_t)n >= sizeof(who))
+                n = 0;
+            /* 0: the shm token (maybe empty); 1: "pid host", as in CONNECT_REPLY. */
+            if (cpar_msg_add_copy(&m, e->shm ? e->shm : "", e->shm ? strlen(e->shm) : 0) != 0 ||
+                cpar_msg_add_copy(&m, who, (size_t)n) != 0) {
+                cpar_msg_close(&m);
+                continue;
+            }
+        }
         cpar__ctl_send_client(c, (uint32_t)i, &m);
     }
 }
@@ -261,6 +271,7 @@ cpar__on_shutdown(cpar_controller *c, int32_t slot, cpar_msg *m)
         c->hub_stopping = 1;
         c->graceful = 1;
         c->hub_deadline_ms = cpar__ctl_mono_ms() + (uint64_t)c->hb_timeout_ms;
+        cpar__ctl_tasks_shutdown(c);
     }
 }
 

@@ -282,10 +282,11 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         if (m->h.type == CPAR_MSG_REPLY) {
             if (cpar__ctl_task_reply(c, id, m))
                 return;
-            cpar__ctl_count_reply(c, id);
         }
         found = m->h.type == CPAR_MSG_REPLY ? cpar_route_remove(&c->route, m->h.parent, id, &slot)
                                             : cpar_route_find(&c->route, m->h.parent, id, &slot);
+        if (found && m->h.type == CPAR_MSG_REPLY)
+            cpar__ctl_count_reply(c, id);
         if (!found) {
             c->cnt.unroutable++;
             if (cpar_log_ratelimit(c->cnt.unroutable))

@@ -138,6 +138,9 @@ void cpar__ctl_tasks_engine_removed(cpar_controller *c, int32_t engine);
  * here), 0 for a direct request (the caller fails it). */
 int cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int32_t engine,
                                const char *why);
+/* A hub shutdown began: tasks not sent to an engine end with ERROR CPAR_ESHUTDOWN (sent
+ * ones end with their engines). */
+void cpar__ctl_tasks_shutdown(cpar_controller *c);
 /* Each loop turn: expires timeouts when `tick`, sends what can go. Returns 1 when more
  * could go at once (the loop should not sleep). */
 int cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick);

@@ -73,6 +73,13 @@ cpar__parse_spec(cpar_controller *c, cpar__task *task, const cpar_msg *m, char *
             return CPAR_ENOMEM;
         memcpy(task->ids, p, bytes);
     }
+    for (uint32_t i = 0; i < task->nafter + task->nfollow; i++)
+        if (memcmp(task->ids + (size_t)i * CPAR_WIRE_ID_SIZE, m->h.msg_id, CPAR_WIRE_ID_SIZE) ==
+            0) {
+            snprintf(why, whylen, "a task cannot depend on itself (its own id is in %s)",
+                     i < task->nafter ? "`after`" : "`follow`");
+            return CPAR_EIMPOSSIBLE;
+        }
     if (timeout_ms > 0)
         task->deadline_ms = cpar__ctl_mono_ms() + timeout_ms;
     (void)c;
@@ -177,6 +184,8 @@ cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
         const uint8_t *id = ids + i * CPAR_WIRE_ID_SIZE;
         cpar__task *task = cpar__task_find(t, id);
         if (task != NULL) {
+            if (task->client != (uint32_t)slot)
+                continue; /* only the client that sent a task may abort it */
             if (task->state == CPAR__T_SENT) {
                 task->aborted = 1;
                 task->retries = 0;

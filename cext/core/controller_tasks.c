@@ -680,6 +680,21 @@ cpar__expire(cpar_controller *c, cpar__tlist *l, uint64_t now)
     }
 }
 
+void
+cpar__ctl_tasks_shutdown(cpar_controller *c)
+{
+    cpar__tasks *t = c->tasks;
+    cpar__tlist *lists[3] = {&t->waiting, &t->restricted, &t->plain};
+    for (int i = 0; i < 3; i++) {
+        cpar__task *task;
+        while ((task = lists[i]->head) != NULL) {
+            cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
+                            "the controller is shutting down: the task did not start");
+            cpar__settle(c); /* released tasks move on, to be failed in turn */
+        }
+    }
+}
+
 int
 cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick)
 {

@@ -20,6 +20,12 @@ fx_run(void *arg)
 void
 fx_start(fx *f, int hb_timeout_ms)
 {
+    fx_start_cfg(f, hb_timeout_ms, NULL, 0, 0);
+}
+
+void
+fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_records)
+{
     char err[256] = "";
     int fd;
     cpar_controller_config cfg = {
@@ -29,6 +35,9 @@ fx_start(fx *f, int hb_timeout_ms)
         .keylen = strlen(TH_KEY),
         .hb_period_ms = 50,
         .hb_timeout_ms = hb_timeout_ms,
+        .scheme = scheme,
+        .hwm = hwm,
+        .max_records = max_records,
     };
     memset(f, 0, sizeof(*f));
     snprintf(f->logpath, sizeof(f->logpath), "/tmp/cpar-ctest-XXXXXX");
@@ -273,4 +282,192 @@ fx_client_event(fx *f, void *client, int32_t id, int status)
     ASSERT_EQ(m.h.engine, id);
     ASSERT_EQ(m.h.status, status);
     cpar_msg_close(&m);
+}
+
+/* ---- load-balanced tasks ------------------------------------------------------------ */
+
+static void
+fx_put32(uint8_t *p, uint32_t v)
+{
+    for (int b = 0; b < 4; b++)
+        p[b] = (uint8_t)(v >> (8 * b));
+}
+
+size_t
+fx_spec_encode(const fx_spec *sp, uint8_t *buf, size_t cap)
+{
+    size_t need =
+        FX_SPEC_HEADER + 4 * sp->ntargets + CPAR_WIRE_ID_SIZE * (sp->nafter + sp->nfollow);
+    uint8_t *p = buf;
+    ASSERT_LE(need, cap);
+    fx_put32(p, sp->version ? sp->version : 1);
+    fx_put32(p + 4, (uint32_t)sp->retries);
+    fx_put32(p + 8, sp->timeout_ms);
+    p[12] = (uint8_t)sp->after_flags;
+    p[13] = (uint8_t)(sp->after_flags >> 8);
+    p[14] = (uint8_t)sp->follow_flags;
+    p[15] = (uint8_t)(sp->follow_flags >> 8);
+    fx_put32(p + 16, (uint32_t)sp->ntargets);
+    fx_put32(p + 20, (uint32_t)sp->nafter);
+    fx_put32(p + 24, (uint32_t)sp->nfollow);
+    p += FX_SPEC_HEADER;
+    for (size_t i = 0; i < sp->ntargets; i++, p += 4)
+        fx_put32(p, (uint32_t)sp->targets[i]);
+    if (sp->nafter) {
+        memcpy(p, sp->after, CPAR_WIRE_ID_SIZE * sp->nafter);
+        p += CPAR_WIRE_ID_SIZE * sp->nafter;
+    }
+    if (sp->nfollow)
+        memcpy(p, sp->follow, CPAR_WIRE_ID_SIZE * sp->nfollow);
+    return need;
+}
+
+void
+fx_task_raw(fx *f, void *client, const void *spec, size_t speclen, const char *body,
+            const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE])
+{
+    cpar_msg m;
+    th_msg(&m, CPAR_MSG_TASK);
+    if (use_id)
+        memcpy(m.h.msg_id, use_id, CPAR_WIRE_ID_SIZE);
+    ASSERT_OK(cpar_msg_add_copy(&m, spec, speclen));
+    th_add_str(&m, body);
+    if (mid)
+        memcpy(mid, m.h.msg_id, CPAR_WIRE_ID_SIZE);
+    th_send(client, f->s, &m);
+}
+
+void
+fx_task(fx *f, void *client, const fx_spec *spec, const char *body, uint8_t mid[CPAR_WIRE_ID_SIZE])
+{
+    static const fx_spec none = {0};
+    uint8_t buf[FX_SPEC_HEADER + 4 * 64 + CPAR_WIRE_ID_SIZE * 32];
+    size_t len = fx_spec_encode(spec ? spec : &none, buf, sizeof(buf));
+    fx_task_raw(f, client, buf, len, body, NULL, mid);
+}
+
+void
+fx_engine_task(fx *f, void *engine, const char *body, uint8_t mid[CPAR_WIRE_ID_SIZE])
+{
+    cpar_msg m;
+    char text[256];
+    th_expect(engine, f->s, CPAR_MSG_TASK, &m);
+    ASSERT_EQ(m.nframes, 2);
+    ASSERT_GE(zmq_msg_size(&m.frames[0]), FX_SPEC_HEADER);
+    ASSERT(strcmp(th_frame_str(&m, 1, text, sizeof(text)), body) == 0);
+    if (mid)
+        memcpy(mid, m.h.msg_id, CPAR_WIRE_ID_SIZE);
+    cpar_msg_close(&m);
+}
+
+int
+fx_engine_task_any(fx *f, void *const *engines, size_t n, const char *body,
+                   uint8_t mid[CPAR_WIRE_ID_SIZE])
+{
+    zmq_pollitem_t items[16];
+    uint64_t deadline = cpar_now_ns() + (uint64_t)TH_WAIT_MS * 1000000u;
+    ASSERT_LE(n, 16);
+    for (;;) {
+        int64_t left = ((int64_t)deadline - (int64_t)cpar_now_ns()) / 1000000;
+        int rc;
+        if (left <= 0)
+            CPAR_TEST_FAIL("no engine received the task \"%s\"", body);
+        for (size_t i = 0; i < n; i++) {
+            items[i].socket = engines[i];
+            items[i].fd = 0;
+            items[i].events = ZMQ_POLLIN;
+            items[i].revents = 0;
+        }
+        rc = zmq_poll(items, (int)n, (long)left);
+        ASSERT(rc >= 0);
+        for (size_t i = 0; i < n; i++) {
+            cpar_msg m;
+            char text[256];
+            if (!(items[i].revents & ZMQ_POLLIN))
+                continue;
+            ASSERT_OK(th_recv(engines[i], f->s, &m, 0));
+            if (m.h.type == CPAR_MSG_HEARTBEAT || m.h.type == CPAR_MSG_ENGINE_EVENT) {
+                cpar_msg_close(&m);
+                continue;
+            }
+            if (m.h.type != CPAR_MSG_TASK)
+                CPAR_TEST_FAIL("engine socket %zu: expected a TASK, got type %d", i, m.h.type);
+            ASSERT_EQ(m.nframes, 2);
+            ASSERT(strcmp(th_frame_str(&m, 1, text, sizeof(text)), body) == 0);
+            if (mid)
+                memcpy(mid, m.h.msg_id, CPAR_WIRE_ID_SIZE);
+            cpar_msg_close(&m);
+            return (int)i;
+        }
+    }
+}
+
+void
+fx_engine_reply_status(fx *f, void *engine, int32_t id, const uint8_t *parent, int status,
+                       const char *body)
+{
+    cpar_msg m;
+    th_msg(&m, CPAR_MSG_REPLY);
+    m.h.engine = id;
+    m.h.status = status;
+    memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
+    th_add_str(&m, body);
+    th_send(engine, f->s, &m);
+}
+
+void
+fx_quiet(fx *f, void *sock, int ms)
+{
+    uint64_t deadline = cpar_now_ns() + (uint64_t)ms * 1000000u;
+    for (;;) {
+        int64_t left = ((int64_t)deadline - (int64_t)cpar_now_ns()) / 1000000;
+        cpar_msg m;
+        int rc;
+        if (left <= 0)
+            return;
+        rc = th_recv(sock, f->s, &m, (int)left);
+        if (rc == CPAR_ETIMEOUT)
+            return;
+        ASSERT_OK(rc);
+        if (m.h.type != CPAR_MSG_HEARTBEAT && m.h.type != CPAR_MSG_ENGINE_EVENT)
+            CPAR_TEST_FAIL("expected nothing for %d ms, got a type %d message (status %d)", ms,
+                           m.h.type, m.h.status);
+        cpar_msg_close(&m);
+    }
+}
+
+void
+fx_abort(fx *f, void *client, const uint8_t *ids, size_t n)
+{
+    cpar_msg m;
+    th_msg(&m, CPAR_MSG_ABORT);
+    ASSERT_OK(cpar_msg_add_copy(&m, ids, CPAR_WIRE_ID_SIZE * n));
+    th_send(client, f->s, &m);
+}
+
+const char *
+fx_query(fx *f, void *client, const char *what, const uint8_t *ids, size_t n)
+{
+    static char text[8192];
+    cpar_msg m;
+    uint8_t mid[CPAR_WIRE_ID_SIZE];
+    th_msg(&m, CPAR_MSG_QUERY);
+    memcpy(mid, m.h.msg_id, sizeof(mid));
+    th_add_str(&m, what);
+    if (ids)
+        ASSERT_OK(cpar_msg_add_copy(&m, ids, CPAR_WIRE_ID_SIZE * n));
+    th_send(client, f->s, &m);
+    th_expect(client, f->s, CPAR_MSG_QUERY_REPLY, &m);
+    ASSERT_MEM_EQ(m.h.parent, mid, sizeof(mid));
+    ASSERT_EQ(m.nframes, 1);
+    th_frame_str(&m, 0, text, sizeof(text));
+    cpar_msg_close(&m);
+    return text;
+}
+
+void
+fx_hex(const uint8_t *id, char out[2 * CPAR_WIRE_ID_SIZE + 1])
+{
+    for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
 }

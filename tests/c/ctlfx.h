@@ -28,6 +28,9 @@ typedef struct fx {
 /* Starts a controller (random loopback ports, heartbeat timeout hb_timeout_ms, a log file
  * of its own) and its thread. */
 void fx_start(fx *f, int hb_timeout_ms);
+/* The same with the load-balancing settings: scheme (NULL: leastload), hwm (0: no limit)
+ * and max_records (0: the default). */
+void fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_records);
 /* Waits for run() to return by itself (hub shutdown); returns its status. */
 int fx_join(fx *f);
 /* Closes one of the fixture's sockets now. */
@@ -66,5 +69,53 @@ const char *fx_client_error(fx *f, void *client, int code, const uint8_t *parent
 void fx_heartbeat(fx *f, void *engine, int32_t id);
 /* The client receives ENGINE_EVENT about engine id with status. */
 void fx_client_event(fx *f, void *client, int32_t id, int status);
+
+/* ---- load-balanced tasks (docs/protocol.md, "Load-balanced tasks") ---- */
+
+#define FX_SPEC_HEADER 28
+#define FX_DEP_ALL 1
+#define FX_DEP_SUCCESS 2
+#define FX_DEP_FAILURE 4
+
+/* A TASK spec (frame 0). Arrays are borrowed; after/follow hold 16-byte ids. */
+typedef struct fx_spec {
+    uint32_t version; /* 0 means 1 */
+    int32_t retries;
+    uint32_t timeout_ms;
+    uint16_t after_flags, follow_flags; /* FX_DEP_* */
+    const int32_t *targets;
+    size_t ntargets;
+    const uint8_t *after;
+    size_t nafter;
+    const uint8_t *follow;
+    size_t nfollow;
+} fx_spec;
+
+/* Encodes spec into buf (cap bytes); returns its length. */
+size_t fx_spec_encode(const fx_spec *spec, uint8_t *buf, size_t cap);
+/* Sends a TASK: frame 0 the spec bytes as given, frame 1 body; msg id use_id (NULL: a
+ * fresh one), the id used goes to mid (when not NULL). */
+void fx_task_raw(fx *f, void *client, const void *spec, size_t speclen, const char *body,
+                 const uint8_t *use_id, uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* Sends a TASK with this spec (NULL: all zero, i.e. no retries, no dependencies). */
+void fx_task(fx *f, void *client, const fx_spec *spec, const char *body,
+             uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* The engine receives a TASK (spec frame + body); its msg id goes to mid. */
+void fx_engine_task(fx *f, void *engine, const char *body, uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* One of n engines receives a TASK with this body; returns which (index into engines). */
+int fx_engine_task_any(fx *f, void *const *engines, size_t n, const char *body,
+                       uint8_t mid[CPAR_WIRE_ID_SIZE]);
+/* The engine sends a REPLY with this status about parent. */
+void fx_engine_reply_status(fx *f, void *engine, int32_t id, const uint8_t *parent, int status,
+                            const char *body);
+/* Asserts that nothing but heartbeats and engine events arrives on sock for ms. */
+void fx_quiet(fx *f, void *sock, int ms);
+/* The client sends ABORT naming n ids. */
+void fx_abort(fx *f, void *client, const uint8_t *ids, size_t n);
+/* The client sends QUERY `what` (frame 1: n ids when ids is not NULL) and returns the
+ * QUERY_REPLY text (a static buffer). */
+const char *fx_query(fx *f, void *client, const char *what, const uint8_t *ids, size_t n);
+/* An id as 32 lowercase hex digits. */
+void fx_hex(const uint8_t *id, char out[2 * CPAR_WIRE_ID_SIZE + 1]);
 
 #endif /* CPAR_TESTS_C_CTLFX_H */

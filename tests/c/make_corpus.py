@@ -64,6 +64,23 @@ def seeds():
     for seq, (name, (t, frames, flags)) in enumerate(sorted(valid.items()), 1):
         hdr = sign(header(t, frames, flags=flags, seq=seq), frames)
         out["ok-" + name] = encode([hdr] + frames)
+    # Load-balanced tasks (docs/protocol.md, "Load-balanced tasks"); numbered apart from the
+    # seeds above so adding them left those files unchanged.
+    task_spec = struct.pack("<IiIHHIII", 1, 2, 5000, 3, 0, 2, 1, 0) + targets(0, 1) + \
+        struct.pack("<QQ", 0x6166746572, 1)
+    tasks = {
+        "task": (12, [task_spec, b"\x80\x05pickled-call.", b"C" * 64], 0),
+        "task-plain": (12, [struct.pack("<IiIHHIII", 1, 0, 0, 0, 0, 0, 0, 0), b"call"], 0),
+        "abort": (34, [struct.pack("<QQQQ", 1, 2, 3, 4)], 0),
+        "query": (35, [b"task_status", struct.pack("<QQ", 5, 6)], 0),
+        "query-reply": (36, [b'{"engines": {"0": {"completed": 1, "queue": 0, "tasks": 1}}, '
+                             b'"unassigned": 0}'], 0),
+        "reply-unmet": (20, [b"\x80\x05unmet."], 0),
+    }
+    for seq, (name, (t, frames, flags)) in enumerate(sorted(tasks.items()), 100):
+        status = 2 if name == "reply-unmet" else 0
+        hdr = sign(header(t, frames, flags=flags, status=status, seq=seq), frames)
+        out["ok-" + name] = encode([hdr] + frames)
     # A message whose tag is wrong in the file but recomputed by the harness (option bit 0).
     frames = [targets(0), b"code"]
     hdr = header(10, frames, flags=TARGETED) + bytes(32)

@@ -108,7 +108,9 @@ TEST_IMPL(shm_token_to_clients)
     /* An engine without a token, then one with (sanitised into one printable word). */
     ASSERT_EQ(fx_engine(&f, &e0, 7), 0);
     th_expect(cl, f.s, CPAR_MSG_ENGINE_EVENT, &m);
-    ASSERT_EQ(m.nframes, 0);
+    ASSERT_EQ(m.nframes, 2);
+    ASSERT(strcmp(th_frame_str(&m, 0, text, sizeof(text)), "") == 0);
+    ASSERT(strcmp(th_frame_str(&m, 1, text, sizeof(text)), "7 fakehost") == 0);
     cpar_msg_close(&m);
     e1 = fx_dealer(&f, 1);
     th_msg(&m, CPAR_MSG_REGISTER);
@@ -119,8 +121,9 @@ TEST_IMPL(shm_token_to_clients)
     cpar_msg_close(&m);
     th_expect(cl, f.s, CPAR_MSG_ENGINE_EVENT, &m);
     ASSERT_EQ(m.h.engine, 1);
-    ASSERT_EQ(m.nframes, 1);
+    ASSERT_EQ(m.nframes, 2);
     ASSERT(strcmp(th_frame_str(&m, 0, text, sizeof(text)), "boot/ns/0/h?x") == 0);
+    ASSERT(strcmp(th_frame_str(&m, 1, text, sizeof(text)), "8 h") == 0);
     cpar_msg_close(&m);
     /* CONNECT_REPLY frame 2: "id token" lines of the engines that sent one. */
     cl2 = fx_client(&f, NULL, &m);

@@ -6,6 +6,7 @@ process. A cluster started by a Python process (not ``--daemonize``) is stopped 
 process exits.
 """
 
+import asyncio
 import atexit
 import os
 import time
@@ -291,6 +292,33 @@ class Cluster:
         c.controller = launcher_from_dict(info["controller"])
         c.engines = launcher_from_dict(info["engines"])
         return c
+
+    # -- asyncio forms (ipyparallel's Cluster methods are coroutines) ---------------
+    async def start_controller(self):
+        return await asyncio.to_thread(self.start_controller_sync)
+
+    async def start_engines(self, n=None):
+        """Starts ``n`` more engines (default: the cluster's ``n``); they register and
+        take work (load-balanced tasks included) as soon as they are up."""
+        return await asyncio.to_thread(self.start_engines_sync, n)
+
+    async def start_cluster(self, n=None):
+        return await asyncio.to_thread(self.start_cluster_sync, n)
+
+    async def start_and_connect(self, n=None):
+        return await asyncio.to_thread(self.start_and_connect_sync, n)
+
+    async def stop_engines(self):
+        return await asyncio.to_thread(self.stop_engines_sync)
+
+    async def stop_cluster(self):
+        return await asyncio.to_thread(self.stop_cluster_sync)
+
+    async def __aenter__(self):
+        return await self.start_and_connect()
+
+    async def __aexit__(self, *exc):
+        await self.stop_cluster()
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self):

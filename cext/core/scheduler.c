@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "errors.h"
 
@@ -10,12 +11,13 @@
 
 typedef struct cpar__sched_engine {
     int32_t id;
-    int load;           /* tasks assigned and not finished */
-    uint64_t last_used; /* value of the assignment clock at its last assignment */
-    uint32_t mark;      /* filter generation this engine was admitted in */
-    uint32_t banned;    /* filter generation this engine was excluded in */
-    int limit;          /* adaptive high-water mark (hwm == CPAR_SCHED_HWM_AUTO) */
-    double avg_ns;      /* moving average of its tasks' run times, 0 before the first */
+    int load;             /* tasks assigned and not finished */
+    uint64_t last_used;   /* value of the assignment clock at its last assignment */
+    uint32_t mark;        /* filter generation this engine was admitted in */
+    uint32_t banned;      /* filter generation this engine was excluded in */
+    int limit;            /* adaptive high-water mark (hwm == CPAR_SCHED_HWM_AUTO) */
+    double avg_ns;        /* moving average of its tasks' run times, 0 before the first */
+    uint64_t progress_ns; /* monotonic: its last finished task, or its first since idle */
 } cpar__sched_engine;
 
 struct cpar_sched {
@@ -165,13 +167,27 @@ cpar_sched_engine_count(const cpar_sched *s)
     return s->n;
 }
 
-/* 1 when e may take one more task. */
+static uint64_t
+cpar__sched_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* 1 when e may take one more task. In the adaptive mode an engine that has finished
+ * nothing for longer than the budget while it holds tasks is busy with a long one: it
+ * gets no more until it finishes something (its average may still say "fast"). */
 static int
-cpar__sched_room(const cpar_sched *s, const cpar__sched_engine *e)
+cpar__sched_room(const cpar_sched *s, const cpar__sched_engine *e, uint64_t now)
 {
     if (s->hwm == 0)
         return 1;
-    return e->load < (s->hwm > 0 ? s->hwm : e->limit);
+    if (s->hwm > 0)
+        return e->load < s->hwm;
+    if (e->load > 0 && now > e->progress_ns + CPAR_SCHED_AUTO_BUDGET_NS)
+        return 0;
+    return e->load < e->limit;
 }
 
 /* Fills s->cand with the engines the filter admits and that are under the high-water
@@ -180,6 +196,7 @@ static size_t
 cpar__sched_candidates(cpar_sched *s, const cpar_sched_filter *f, size_t *admitted)
 {
     uint32_t gen = ++s->generation;
+    uint64_t now = s->hwm < 0 ? cpar__sched_now() : 0;
     size_t n = 0;
 
     *admitted = 0;
@@ -196,7 +213,7 @@ cpar__sched_candidates(cpar_sched *s, const cpar_sched_filter *f, size_t *admitt
                 continue; /* unknown, excluded, or listed twice */
             e->mark = gen;
             (*admitted)++;
-            if (cpar__sched_room(s, e))
+            if (cpar__sched_room(s, e, now))
                 s->cand[n++] = (size_t)(e - s->engines);
         }
         return n;
@@ -206,7 +223,7 @@ cpar__sched_candidates(cpar_sched *s, const cpar_sched_filter *f, size_t *admitt
         if (e->banned == gen)
             continue;
         (*admitted)++;
-        if (cpar__sched_room(s, e))
+        if (cpar__sched_room(s, e, now))
             s->cand[n++] = i;
     }
     return n;
@@ -283,6 +300,8 @@ cpar_sched_assigned(cpar_sched *s, int32_t engine)
     cpar__sched_engine *e = cpar__sched_find(s, engine);
     if (e == NULL)
         return CPAR_EINVAL;
+    if (e->load == 0 && s->hwm < 0)
+        e->progress_ns = cpar__sched_now();
     e->load++;
     e->last_used = ++s->clock;
     return CPAR_OK;
@@ -295,6 +314,8 @@ cpar_sched_finished(cpar_sched *s, int32_t engine)
     if (e == NULL || e->load == 0)
         return CPAR_EINVAL;
     e->load--;
+    if (s->hwm < 0)
+        e->progress_ns = cpar__sched_now();
     return CPAR_OK;
 }
 

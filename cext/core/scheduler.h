@@ -27,8 +27,9 @@ typedef struct cpar_sched cpar_sched;
 /* hwm value for an adaptive high-water mark: each engine may hold about
  * CPAR_SCHED_AUTO_BUDGET_NS of queued work, judged by the run time of its recent tasks
  * (1 + budget / average run time, between 1 and CPAR_SCHED_AUTO_MAX; 1 until a task of
- * it has finished). Many tiny tasks then stream without stalls, and a slow task strands
- * at most that much work behind it. */
+ * it has finished). Many tiny tasks then stream without stalls. An engine that finished
+ * nothing for longer than the budget while holding tasks gets no more until it does, so
+ * a task much longer than its predecessors strands only what was sent before it began. */
 #define CPAR_SCHED_HWM_AUTO (-1)
 #define CPAR_SCHED_AUTO_BUDGET_NS 5000000u /* 5 ms */
 #define CPAR_SCHED_AUTO_MAX 64

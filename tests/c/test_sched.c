@@ -1,6 +1,7 @@
 /* Tests of the load-balancing policies (scheduler.c): each scheme's choice, the high-water
  * mark, allowed/excluded filters, and engines coming and going. */
 #include <stdint.h>
+#include <time.h>
 
 #include "errors.h"
 #include "scheduler.h"
@@ -135,6 +136,41 @@ TEST_IMPL(high_water_mark_holds_tasks_back)
     return 0;
 }
 
+/* The adaptive limit: 1 before any task finished; about budget / run time after fast
+ * tasks (capped); 1 after slow ones; and an engine stuck past the budget on a task gets
+ * nothing more until it finishes one. */
+TEST_IMPL(adaptive_high_water_mark)
+{
+    cpar_sched *s = make(CPAR_SCHED_LEASTLOAD, CPAR_SCHED_HWM_AUTO, 1);
+    struct timespec pause = {0, (long)(CPAR_SCHED_AUTO_BUDGET_NS * 2)};
+    int32_t e = -1;
+
+    ASSERT_EQ(cpar_sched_limit(s, 0), 1);
+    ASSERT_EQ(place(s, NULL), 0);
+    ASSERT_EQ(cpar_sched_pick(s, NULL, &e), CPAR_EAGAIN);
+    ASSERT_OK(cpar_sched_finished(s, 0));
+    for (int i = 0; i < 50; i++)
+        ASSERT_OK(cpar_sched_observe(s, 0, 10000)); /* 10 us tasks */
+    ASSERT_EQ(cpar_sched_limit(s, 0), CPAR_SCHED_AUTO_MAX);
+    for (int i = 0; i < 50; i++)
+        ASSERT_OK(cpar_sched_observe(s, 0, 1000000)); /* 1 ms: 1 + 5 */
+    ASSERT_EQ(cpar_sched_limit(s, 0), 6);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(place(s, NULL), 0);
+    /* Nothing finishes for twice the budget: the engine is stuck on a long task. */
+    nanosleep(&pause, NULL);
+    ASSERT_EQ(cpar_sched_pick(s, NULL, &e), CPAR_EAGAIN);
+    ASSERT_OK(cpar_sched_finished(s, 0));
+    ASSERT_EQ(place(s, NULL), 0);
+    for (int i = 0; i < 100; i++)
+        ASSERT_OK(cpar_sched_observe(s, 0, 50000000)); /* 50 ms tasks */
+    ASSERT_EQ(cpar_sched_limit(s, 0), 1);
+    ASSERT_EQ(cpar_sched_observe(s, 7, 1), CPAR_EINVAL);
+    ASSERT_EQ(cpar_sched_limit(s, 7), -1);
+    cpar_sched_free(s);
+    return 0;
+}
+
 TEST_IMPL(filters_allow_and_exclude)
 {
     cpar_sched *s = make(CPAR_SCHED_LRU, 0, 5);
@@ -196,6 +232,7 @@ main(int argc, char **argv)
         TEST_ENTRY(random_schemes_reach_every_engine),
         TEST_ENTRY(weighted_favours_the_lighter_engine),
         TEST_ENTRY(high_water_mark_holds_tasks_back),
+        TEST_ENTRY(adaptive_high_water_mark),
         TEST_ENTRY(filters_allow_and_exclude),
         TEST_ENTRY(engines_come_and_go),
     };

@@ -48,8 +48,8 @@ class _Slot:
         self.status = None     # REPLY status, or None
         self.error = None      # an exception instance: remote, engine death, transport
         self.value = _PENDING  # the deserialized result
-        self.stdout = []
-        self.stderr = []
+        self.stdout = ()       # a list once output arrives (most tasks print nothing)
+        self.stderr = ()
         self.started = 0       # ns, from the engine
         self.completed = 0
         self.received = 0      # ns, when the client got the reply
@@ -73,12 +73,17 @@ class AsyncResult(concurrent.futures.Future):
     """
 
     def __init__(self, client, requests, fname="unknown", single=False, reduce=None,
-                 submitted_ns=None):
+                 submitted_ns=None, tasks=False):
         """``requests``: ``[(msg_id, [engine_id, ...]), ...]``, the messages this result
         waits for and the engines each was sent to. ``reduce`` turns the list of
-        per-engine results into the final result (gather, map)."""
+        per-engine results into the final result (gather, map).
+
+        ``tasks``: the messages are load-balanced tasks, each answered once by whichever
+        engine the controller picks; their engines are listed as -1 (unknown) and filled
+        in from the answers."""
         super().__init__()
         self._client = client
+        self._tasks = tasks
         self._fname = fname
         self._single = single
         self._reduce = reduce
@@ -86,45 +91,70 @@ class AsyncResult(concurrent.futures.Future):
         self._slots = []
         self._index = {}
         self._left_per_msg = {}
-        for msg_id, engines in requests:
-            for eid in engines:
-                slot = _Slot(msg_id, eid)
-                self._index[(msg_id, eid)] = slot
-                self._slots.append(slot)
-            self._left_per_msg[msg_id] = len(engines)
+        if tasks:
+            # One slot per task, indexed by its msg id alone.
+            index = self._index
+            slots = self._slots
+            for msg_id, _ in requests:
+                slot = _Slot(msg_id, -1)
+                index[msg_id] = slot
+                slots.append(slot)
+            self._left_per_msg = dict.fromkeys(index, 1)
+        else:
+            for msg_id, engines in requests:
+                for eid in engines:
+                    slot = _Slot(msg_id, eid)
+                    self._index[(msg_id, eid)] = slot
+                    self._slots.append(slot)
+                self._left_per_msg[msg_id] = len(engines)
         self._msg_ids = [m for m, _ in requests]
         self._left = len(self._slots)
         self._finished_ns = 0
         self._value = _PENDING
         self._exception = None
         self._aborted = False
+        self._done_order = []  # slots in the order they completed
         # Guards the slots' completion: the dispatch thread fills them, abort() (any
-        # thread) may complete them too. Iterators wait on it for the next answer.
-        self._cond = threading.Condition(threading.Lock())
+        # thread) may complete them too. Iterators wait for the next answer on a
+        # Condition over this lock, made when first needed (a Condition costs more
+        # than the rest of a small result).
+        self._lock = threading.Lock()
+        self._cond = None
         if self._left == 0:
             self._finish()
 
     # -- filled in by the client's dispatch thread -------------------------------------
 
     def _slot_done(self, slot):
-        """Marks one engine's answer complete (with ``_cond`` held); returns
+        """Marks one engine's answer complete (with ``_lock`` held); returns
         ``(request_done, all_done)``."""
         slot.done = True
         slot.received = time.time_ns()
+        self._done_order.append(slot)
         self._left -= 1
         left = self._left_per_msg[slot.msg_id] - 1
         self._left_per_msg[slot.msg_id] = left
-        self._cond.notify_all()
+        if self._cond is not None:
+            self._cond.notify_all()
         return left == 0, self._left == 0
+
+    def _find_slot(self, msg_id, engine_id):
+        """The slot of ``msg_id`` answered by ``engine_id``: the engine's own, or the
+        request's task slot (engine unknown when sent)."""
+        if self._tasks:
+            return self._index.get(msg_id)
+        return self._index.get((msg_id, engine_id))
 
     def _on_reply(self, msg):
         """A REPLY; True when its request has no engine left to answer."""
-        slot = self._index.get((msg.parent, msg.engine))
+        slot = self._find_slot(msg.parent, msg.engine)
         if slot is None:
             return False
-        with self._cond:
+        with self._lock:
             if slot.done:  # aborted already: the late reply is dropped
                 return False
+            if self._tasks:
+                slot.engine_id = msg.engine
             slot.frames = msg.frames
             slot.status = msg.status
             slot.started = msg.t0
@@ -135,20 +165,41 @@ class AsyncResult(concurrent.futures.Future):
         return msg_done
 
     def _on_stream(self, msg):
-        slot = self._index.get((msg.parent, msg.engine))
-        if slot is None:
+        slot = self._find_slot(msg.parent, msg.engine)
+        if slot is None or slot.done:
             return
+        if self._tasks and msg.engine >= 0:
+            slot.engine_id = msg.engine
         text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
         if msg.flags & _core.FLAG_STDERR:
-            slot.stderr.append(text)
-        else:
+            if slot.stderr:
+                slot.stderr.append(text)
+            else:
+                slot.stderr = [text]
+        elif slot.stdout:
             slot.stdout.append(text)
+        else:
+            slot.stdout = [text]
 
     def _on_error(self, msg_id, engine_id, exc):
         """A failure in transit for one engine, or every engine (engine_id < 0) of a
         request; True when the request has no engine left to answer."""
         msg_done = all_done = False
-        with self._cond:
+        if self._tasks:
+            task_slot = self._index.get(msg_id)
+            if task_slot is None:  # a task: one slot, whichever engine is named
+                return False
+            with self._lock:
+                if task_slot.done:
+                    return False
+                if engine_id >= 0:
+                    task_slot.engine_id = engine_id
+                task_slot.error = exc
+                msg_done, all_done = self._slot_done(task_slot)
+            if all_done:
+                self._finish()
+            return msg_done
+        with self._lock:
             for slot in self._slots:
                 if slot.msg_id != msg_id or slot.done:
                     continue
@@ -160,10 +211,17 @@ class AsyncResult(concurrent.futures.Future):
             self._finish()
         return msg_done
 
+    def _slots_of(self, msg_id):
+        """The slots of one of this result's messages."""
+        if self._tasks:
+            slot = self._index.get(msg_id)
+            return [slot] if slot is not None else []
+        return [s for s in self._slots if s.msg_id == msg_id]
+
     def _fail_pending(self, exc):
         """Fails every engine that has not answered (the client closed)."""
         all_done = False
-        with self._cond:
+        with self._lock:
             for slot in self._slots:
                 if not slot.done:
                     slot.error = exc
@@ -176,19 +234,27 @@ class AsyncResult(concurrent.futures.Future):
         ``TaskAborted`` errors and late replies are ignored. A request that is running
         on its engine is interrupted (``KeyboardInterrupt`` there; the engine lives on).
 
-        Engines cannot drop a queued direct request yet (the protocol has no ABORT): one
-        that had not started is interrupted as soon as it starts (the client repeats the
-        INTERRUPT, naming only the aborted requests, until their replies come)."""
+        A load-balanced task is aborted at the controller (one ABORT message for all of
+        this result's tasks): one still queued there is dropped, one sent to an engine is
+        dropped or interrupted there, and never retried.
+
+        Engines cannot drop a queued direct request yet: one that had not started is
+        interrupted as soon as it starts (the client repeats the INTERRUPT, naming only
+        the aborted requests, until their replies come)."""
         aborted = []
         finished_msgs = []
         all_done = False
-        with self._cond:
+        with self._lock:
             for slot in self._slots:
                 if slot.done:
                     continue
-                slot.error = error.TaskAborted(
-                    f"[Engine {slot.engine_id}] {self._fname}: aborted before it finished",
-                    slot.engine_id)
+                if slot.engine_id < 0:
+                    slot.error = error.TaskAborted(
+                        f"{self._fname}: aborted before it finished")
+                else:
+                    slot.error = error.TaskAborted(
+                        f"[Engine {slot.engine_id}] {self._fname}: aborted before it "
+                        "finished", slot.engine_id)
                 msg_done, all_done = self._slot_done(slot)
                 aborted.append(slot)
                 if msg_done:
@@ -202,11 +268,14 @@ class AsyncResult(concurrent.futures.Future):
         for msg_id in finished_msgs:
             if d.pending.get(msg_id) is self:
                 d.pending.pop(msg_id, None)
-        requests = {}
-        for s in aborted:
-            requests.setdefault(s.msg_id, set()).add(s.engine_id)
         try:
-            client._abort_requests(requests)
+            if self._tasks:
+                client._abort_tasks([s.msg_id for s in aborted])
+            else:
+                requests = {}
+                for s in aborted:
+                    requests.setdefault(s.msg_id, set()).add(s.engine_id)
+                client._abort_requests(requests)
         finally:
             if all_done:
                 self._finish()
@@ -263,12 +332,16 @@ class AsyncResult(concurrent.futures.Future):
             if self._single or len(elist) == 1 and len(self._slots) == 1:
                 exc = elist[0]
             elif all(isinstance(e, error.TaskAborted) for e in elist):
-                exc = error.TaskAborted(
-                    f"{self._fname}: aborted on engine(s) "
-                    f"{', '.join(str(getattr(e, 'engine_id', '?')) for e in elist)}")
+                if self._tasks:
+                    exc = error.TaskAborted(f"{self._fname}: {len(elist)} of "
+                                            f"{len(self._slots)} task(s) aborted")
+                else:
+                    exc = error.TaskAborted(
+                        f"{self._fname}: aborted on engine(s) "
+                        f"{', '.join(str(getattr(e, 'engine_id', '?')) for e in elist)}")
                 exc.elist = elist
-            elif all(e is elist[0] for e in elist) and not isinstance(elist[0],
-                                                                      error.RemoteError):
+            elif (len(elist) == len(self._slots) and all(e is elist[0] for e in elist)
+                  and not isinstance(elist[0], error.RemoteError)):
                 exc = elist[0]  # one failure of the whole request (e.g. no such engine)
             else:
                 exc = error.CompositeError(
@@ -356,7 +429,8 @@ class AsyncResult(concurrent.futures.Future):
 
     @property
     def engine_id(self):
-        ids = [s.engine_id for s in self._slots]
+        """The engine(s) that answered (None for a task no engine has taken yet)."""
+        ids = [s.engine_id if s.engine_id >= 0 else None for s in self._slots]
         return ids[0] if self._single else ids
 
     def _metadata_of(self, slot):
@@ -367,7 +441,7 @@ class AsyncResult(concurrent.futures.Future):
         else:
             status = None
         return Metadata(
-            engine_id=slot.engine_id,
+            engine_id=slot.engine_id if slot.engine_id >= 0 else None,
             msg_id=slot.msg_id.hex(),
             submitted=_utc(self._submitted),
             started=_utc(slot.started),
@@ -404,8 +478,8 @@ class AsyncResult(concurrent.futures.Future):
 
     @property
     def progress(self):
-        """How many engines have answered."""
-        return sum(1 for s in self._slots if s.done)
+        """How many answers came (engines of a direct request, tasks of a map)."""
+        return len(self._slots) - self._left
 
     @property
     def sent(self):
@@ -486,10 +560,16 @@ class AsyncResult(concurrent.futures.Future):
 
     # -- container behaviour ------------------------------------------------------------
 
+    def _condition_locked(self):
+        """The Condition over ``_lock`` that iterators wait on (``_lock`` held)."""
+        if self._cond is None:
+            self._cond = threading.Condition(self._lock)
+        return self._cond
+
     def _wait_slot(self, slot):
-        with self._cond:
+        with self._lock:
             while not slot.done:
-                self._cond.wait()
+                self._condition_locked().wait()
 
     def _slot_result(self, slot):
         """One engine's result, raising its error."""
@@ -529,11 +609,14 @@ class AsyncResult(concurrent.futures.Future):
 
 class AsyncMapResult(AsyncResult):
     """The result of ``view.map`` (and of ``@view.parallel`` calls): one request per
-    partition, joined into one list (or array) in order. Iterating yields the elements
-    as their partitions arrive, in order; ``len`` is the number of elements."""
+    partition (a load-balanced map: one task per chunk), joined into one list (or array)
+    in order. Iterating yields the elements as their partitions arrive, in order (with
+    ``ordered=False``: partition by partition as they finish); ``len`` is the number of
+    elements, ``progress`` the number of partitions finished."""
 
-    def __init__(self, client, requests, n_items=None, **kwargs):
+    def __init__(self, client, requests, n_items=None, ordered=True, **kwargs):
         self._n_items = n_items
+        self._ordered = ordered
         super().__init__(client, requests, **kwargs)
 
     def __len__(self):
@@ -542,11 +625,27 @@ class AsyncMapResult(AsyncResult):
         return len(self.get())
 
     def __iter__(self):
+        """The elements: in order, or (``ordered=False``) as their tasks finish."""
         from .remotefunctions import join_partitions
 
+        if not self._ordered:
+            return self._iter_unordered(join_partitions)
         if self.done():
             return iter(self.get())
         return (x for slot in self._slots for x in join_partitions([self._slot_result(slot)]))
+
+    def _iter_unordered(self, join):
+        order = self._done_order
+        lock = self._lock
+        n = len(self._slots)
+        i = 0
+        while i < n:
+            with lock:
+                while len(order) <= i:
+                    self._condition_locked().wait()
+                slot = order[i]
+            i += 1
+            yield from join([self._slot_result(slot)])
 
     def get_dict(self, timeout=None):
         raise TypeError("a map's results are per element, not per engine: use get()")

@@ -1,0 +1,451 @@
+"""LoadBalancedView: tasks that the controller hands to whichever engine its scheduler
+picks (ipyparallel's ``LoadBalancedView``).
+
+Every call sends TASK messages (docs/protocol.md, "Load-balanced tasks"): a spec frame
+(retries, timeout, allowed engines, ``after``/``follow`` dependencies) followed by the
+same frames as a DirectView's APPLY. The controller queues the task, waits for its
+dependencies, picks an engine by its scheme (``cpar controller --scheme``), retries
+where the flags allow, and answers with the engine's REPLY or an ERROR
+(``ImpossibleDependency``, ``DependencyTimeout``, ``TaskAborted``, ``EngineError``).
+"""
+
+import collections
+import concurrent.futures
+import contextlib
+import itertools
+import operator
+import pickle
+import struct
+import types
+
+from .. import serialize
+from ..dependency import FLAG_ALL, FLAG_SUCCESS, Dependency, _msg_id_hex
+from . import remotefunctions as rf
+from .asyncresult import AsyncMapResult
+
+_SPEC = struct.Struct("<IiIHHIII")
+_SPEC_VERSION = 1
+_DEFAULT_DEP_FLAGS = FLAG_ALL | FLAG_SUCCESS
+_MAX_TIMEOUT_MS = 2**32 - 1
+
+_FLAGS = ("block", "track", "targets", "after", "follow", "timeout", "retries")
+_SPEC_FLAGS = frozenset(("targets", "after", "follow", "timeout", "retries"))
+
+
+# Argument types pickled alike by the standard pickler and cpar's (no hook applies).
+_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None), range))
+
+
+def _by_reference(f):
+    """A callable that pickles by reference alike with any pickler: a class, a module's
+    builtin, a module's (non-interactive) function."""
+    if isinstance(f, type):
+        return True
+    if isinstance(f, types.BuiltinFunctionType):
+        owner = getattr(f, "__self__", None)
+        return owner is None or isinstance(owner, types.ModuleType)
+    return isinstance(f, types.FunctionType) and not serialize._is_interactive(f)
+
+
+def _plain(a):
+    t = type(a)
+    if t in _SCALARS:
+        return True
+    if t is list or t is tuple:
+        scalars = _SCALARS
+        return all(type(x) in scalars for x in a)
+    return _by_reference(a)
+
+
+def _pack_call(f, args, kwargs):
+    """The frames of ``f(*args, **kwargs)``, as ``serialize.pack_apply_message``. The
+    common small task (a module's function, a builtin or a class, called with scalars,
+    or a map chunk of scalars) is pickled directly: the same bytes, without cpar's
+    pickler's per-object hook."""
+    if (serialize._cloudpickle is None and _by_reference(f)
+            and all(map(_plain, args)) and all(map(_plain, kwargs.values()))):
+        return [pickle.dumps((f, args, kwargs), serialize.PROTOCOL)]
+    return serialize.pack_apply_message(f, args, kwargs)
+
+
+def _fname(f):
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+def _sliceable(seq):
+    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__") and not isinstance(seq, dict):
+        return seq
+    return list(seq)
+
+
+def _dependency_frame(dep):
+    """``(flags, concatenated 16-byte ids, count)`` of an ``after``/``follow`` value."""
+    if dep is None:
+        return _DEFAULT_DEP_FLAGS, b"", 0
+    if isinstance(dep, Dependency):
+        flags, ids = dep.flags, sorted(dep)
+    else:
+        flags, ids = _DEFAULT_DEP_FLAGS, list(dict.fromkeys(_msg_id_hex(dep)))
+    return flags, b"".join(bytes.fromhex(h) for h in ids), len(ids)
+
+
+def _check_targets(targets):
+    """None (any engine) or a list of engine ids."""
+    if targets is None or (isinstance(targets, str) and targets == "all"):
+        return None
+    if isinstance(targets, (str, bytes)):
+        raise TypeError(f"targets must be None, an engine id or a list of them, "
+                        f"not {targets!r}")
+    try:
+        return [operator.index(targets)]
+    except TypeError:
+        pass
+    try:
+        out = [operator.index(t) for t in targets]
+    except TypeError:
+        raise TypeError(f"targets must be None, an engine id or a list of them, "
+                        f"not {targets!r}") from None
+    if not out:
+        raise ValueError("targets: an empty list of engines allows none")
+    return out
+
+
+def _check_timeout(timeout):
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+    return timeout
+
+
+def _check_retries(retries):
+    if isinstance(retries, bool):
+        raise TypeError(f"retries must be an int, not {retries!r}")
+    retries = operator.index(retries)
+    if retries < 0 or retries > 2**31 - 1:
+        raise ValueError(f"retries must be >= 0, not {retries!r}")
+    return retries
+
+
+def _check_dependency(name, dep):
+    if dep is None:
+        return None
+    if isinstance(dep, Dependency):
+        return dep
+    _msg_id_hex(dep)  # fails now on something that names no task
+    return dep
+
+
+def make_spec(retries=0, timeout=None, targets=None, after=None, follow=None):
+    """The spec frame (payload frame 0) of a TASK message."""
+    aflags, araw, nafter = _dependency_frame(after)
+    fflags, fraw, nfollow = _dependency_frame(follow)
+    tlist = targets or ()
+    timeout_ms = 0
+    if timeout:
+        timeout_ms = min(_MAX_TIMEOUT_MS, max(1, round(timeout * 1000)))
+    head = _SPEC.pack(_SPEC_VERSION, retries, timeout_ms, aflags, fflags, len(tlist),
+                      nafter, nfollow)
+    return head + struct.pack(f"<{len(tlist)}i", *tlist) + araw + fraw
+
+
+class LoadBalancedView:
+    """Tasks go to whichever engine the controller's scheduler picks.
+
+    Flags (attributes, ``set_flags``, ``temp_flags``):
+
+    - ``block``: ``apply``/``map`` wait for the result (else return an AsyncResult);
+    - ``targets``: None (any engine) or the list of engine ids tasks may run on;
+    - ``after``: tasks (AsyncResults, msg ids, a ``Dependency``) that must have ended
+      before a task starts (by default: all of them, successfully);
+    - ``follow``: tasks whose engine a task must run on;
+    - ``timeout``: seconds a task may wait for its dependencies and an engine (None or 0:
+      no limit), then ``DependencyTimeout``;
+    - ``retries``: how many times a task that failed (or whose engine died) is
+      resubmitted, each time to an engine not tried yet;
+    - ``track``: accepted for compatibility (sends never need tracking here).
+    """
+
+    def __init__(self, client, targets=None, block=None, **flags):
+        self.client = client
+        self.block = client.block if block is None else block
+        self.track = False
+        self.targets = None
+        self.after = None
+        self.follow = None
+        self.timeout = None
+        self.retries = 0
+        self._spec = None
+        self.set_flags(targets=targets, **flags)
+
+    def __setattr__(self, name, value):
+        if name in _SPEC_FLAGS:
+            if name == "targets":
+                value = _check_targets(value)
+            elif name == "timeout":
+                value = _check_timeout(value)
+            elif name == "retries":
+                value = _check_retries(value)
+            else:
+                value = _check_dependency(name, value)
+            object.__setattr__(self, "_spec", None)
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        t = "any engine" if self.targets is None else f"engines {self.targets}"
+        return f"<LoadBalancedView {t}>"
+
+    # -- flags --------------------------------------------------------------------------
+
+    def set_flags(self, **kwargs):
+        """Sets flags: ``block``, ``track``, ``targets``, ``after``, ``follow``,
+        ``timeout``, ``retries``; KeyError for any other name."""
+        for name in kwargs:
+            if name not in _FLAGS:
+                raise KeyError(f"Invalid name: {name!r}")
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **kwargs):
+        """``with view.temp_flags(after=[ar1, ar2]): ...`` sets flags for the block."""
+        for name in kwargs:
+            if name not in _FLAGS:
+                raise KeyError(f"Invalid name: {name!r}")
+        saved = {name: getattr(self, name) for name in kwargs}
+        self.set_flags(**kwargs)
+        try:
+            yield self
+        finally:
+            self.set_flags(**saved)
+
+    def _block(self, block):
+        return self.block if block is None else block
+
+    def _get_spec(self):
+        spec = self._spec
+        if spec is None:
+            spec = make_spec(self.retries, self.timeout, self.targets, self.after,
+                             self.follow)
+            object.__setattr__(self, "_spec", spec)
+        return spec
+
+    # -- apply --------------------------------------------------------------------------
+
+    def _apply(self, f, args=(), kwargs=None, block=None):
+        payload = _pack_call(f, tuple(args), kwargs or {})
+        ar = self.client._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
+        ar._view = self
+        return ar.get() if self._block(block) else ar
+
+    def apply(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on one engine; waits if ``block``."""
+        return self._apply(f, args, kwargs)
+
+    def apply_sync(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on one engine and returns its result."""
+        return self._apply(f, args, kwargs, block=True)
+
+    def apply_async(self, f, *args, **kwargs):
+        """Calls ``f(*args, **kwargs)`` on one engine; returns an AsyncResult."""
+        return self._apply(f, args, kwargs, block=False)
+
+    # -- map ----------------------------------------------------------------------------
+
+    def _map_partitions(self, helper, f, seqs, block=None, fname=None, chunksize=None,
+                        ordered=True):
+        """One task per chunk of the sequences: ``helper(f, *chunks)`` each; chunks of
+        ``chunksize`` items, or one per engine when None."""
+        if not seqs:
+            raise TypeError("map needs at least one sequence")
+        seqs = [_sliceable(s) for s in seqs]
+        n_items = min(len(s) for s in seqs)
+        if chunksize is None:
+            n_parts = max(1, len(self.targets) if self.targets else len(self.client.ids))
+            bounds = [b for b in rf.partition_bounds(n_items, n_parts) if b[1] > b[0]]
+        else:
+            if isinstance(chunksize, bool):
+                raise TypeError("chunksize must be a positive int")
+            chunksize = operator.index(chunksize)
+            if chunksize < 1:
+                raise ValueError(f"chunksize must be >= 1, not {chunksize}")
+            bounds = [(lo, min(lo + chunksize, n_items)) for lo in range(0, n_items,
+                                                                         chunksize)]
+        pack = _pack_call
+        if len(seqs) == 1:
+            s0 = seqs[0]
+            payloads = [pack(helper, (f, s0[lo:hi]), {}) for lo, hi in bounds]
+        else:
+            payloads = [pack(helper, (f,) + tuple(s[lo:hi] for s in seqs), {})
+                        for lo, hi in bounds]
+        ar = self.client._submit_tasks(
+            self._get_spec(), payloads, fname or _fname(f), reduce=rf.join_partitions,
+            cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
+            ordered=ordered)
+        ar._view = self
+        return ar.get() if self._block(block) else ar
+
+    def map(self, f, *sequences, block=None, chunksize=1, ordered=True):
+        """``f`` over the sequences (element-wise, as the builtin ``map``), one task per
+        ``chunksize`` elements. Returns the list of results when ``block``, else an
+        AsyncMapResult: ``len`` is the number of elements, iterating yields them in order
+        (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks."""
+        return self._map_partitions(rf._map_chunk, f, sequences, block=block,
+                                    chunksize=chunksize, ordered=ordered)
+
+    def map_sync(self, f, *sequences, chunksize=1, ordered=True):
+        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered)
+
+    def map_async(self, f, *sequences, chunksize=1, ordered=True):
+        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered)
+
+    def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
+             return_exceptions=False):
+        """A generator of ``f`` over the iterables that reads them lazily (generators and
+        endless iterators are fine) and keeps at most ``max_outstanding`` tasks in flight
+        ('auto': twice the engines, at least 2). Yields the results in order, or
+        (``ordered=False``) as their tasks finish. A task's error is raised where its
+        results would be yielded, or yielded itself with ``return_exceptions``."""
+        if not iterables:
+            raise TypeError("imap needs at least one iterable")
+        if isinstance(chunksize, bool) or operator.index(chunksize) < 1:
+            raise ValueError(f"chunksize must be a positive int, not {chunksize!r}")
+        if max_outstanding == "auto":
+            max_outstanding = max(2, 2 * len(self.targets or self.client.ids))
+        elif isinstance(max_outstanding, bool) or operator.index(max_outstanding) < 1:
+            raise ValueError(f"max_outstanding must be 'auto' or a positive int, "
+                             f"not {max_outstanding!r}")
+        return self._imap(f, iterables, operator.index(chunksize), ordered,
+                          operator.index(max_outstanding), return_exceptions)
+
+    def _imap(self, f, iterables, chunksize, ordered, max_outstanding, return_exceptions):
+        items = zip(*iterables)
+        fname = _fname(f)
+        spec = self._get_spec()
+        submit = self.client._submit_tasks
+        pack = _pack_call
+        helper = rf._map_chunk
+
+        def send_next():
+            chunk = list(itertools.islice(items, chunksize))
+            if not chunk:
+                return None
+            columns = tuple(list(c) for c in zip(*chunk))
+            ar = submit(spec, [pack(helper, (f,) + columns, {})], fname, single=True)
+            ar._view = self
+            return ar
+
+        def results_of(ar):
+            try:
+                return ar.get()
+            except Exception as exc:  # handed to the caller
+                if not return_exceptions:
+                    raise
+                return [exc]
+
+        exhausted = False
+        if ordered:
+            queue = collections.deque()
+            while True:
+                while not exhausted and len(queue) < max_outstanding:
+                    ar = send_next()
+                    if ar is None:
+                        exhausted = True
+                    else:
+                        queue.append(ar)
+                if not queue:
+                    return
+                yield from results_of(queue.popleft())
+        else:
+            outstanding = set()
+            while True:
+                while not exhausted and len(outstanding) < max_outstanding:
+                    ar = send_next()
+                    if ar is None:
+                        exhausted = True
+                    else:
+                        outstanding.add(ar)
+                if not outstanding:
+                    return
+                done, _ = concurrent.futures.wait(
+                    outstanding, return_when=concurrent.futures.FIRST_COMPLETED)
+                for ar in sorted(done, key=lambda a: a._finished_ns):
+                    outstanding.discard(ar)
+                    yield from results_of(ar)
+
+    # -- decorators ---------------------------------------------------------------------
+
+    def remote(self, block=None):
+        """Decorator: calling the function runs it as one task."""
+        return lambda f: rf.RemoteFunction(self, f, block=block)
+
+    def parallel(self, dist="b", block=None, chunksize=None, ordered=True):
+        """Decorator: calling the function runs it on chunks of its arguments (one task
+        per ``chunksize`` elements, or one chunk per engine) and joins the results;
+        ``.map`` maps it element-wise."""
+        return lambda f: _ParallelFunction(self, f, dist=dist, block=block,
+                                           chunksize=chunksize, ordered=ordered)
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    def _own_jobs(self):
+        """This view's results that are not finished."""
+        return [ar for ar in dict.fromkeys(list(self.client._dispatcher.pending.values()))
+                if getattr(ar, "_view", None) is self]
+
+    @property
+    def outstanding(self):
+        """msg ids (hex) of this view's tasks not answered yet."""
+        return {s.msg_id.hex() for ar in self._own_jobs() for s in ar._slots if not s.done}
+
+    def wait(self, jobs=None, timeout=-1):
+        """Waits for ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
+        tasks)."""
+        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout)
+
+    def abort(self, jobs=None, targets=None, block=None):
+        """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
+        tasks): queued ones are dropped, running ones interrupted; each ends with
+        TaskAborted."""
+        for ar in (self._own_jobs() if jobs is None else self.client._resolve_jobs(jobs)):
+            ar.abort()
+
+    def shutdown(self, targets=None, hub=False, block=True):
+        """Stops this view's engines (all when targets is None; ``hub``: the controller
+        too)."""
+        if targets is None:
+            targets = self.targets if self.targets is not None else "all"
+        return self.client.shutdown(targets=targets, hub=hub, block=block)
+
+    def use_cloudpickle(self):
+        """Serializes with cloudpickle here and on every engine."""
+        return self.client.direct_view().use_cloudpickle()
+
+    def use_pickle(self):
+        """Back to the standard pickler here and on every engine."""
+        return self.client.direct_view().use_pickle()
+
+
+class _ParallelFunction(rf.ParallelFunction):
+    """``@lview.parallel()``: the function on chunks of its arguments, one task each."""
+
+    def __init__(self, view, f, dist="b", block=None, chunksize=None, ordered=True):
+        super().__init__(view, f, dist=dist, block=block)
+        self.chunksize = chunksize
+        self.ordered = ordered
+
+    def __call__(self, *seqs):
+        block = self.view.block if self.block is None else self.block
+        return self.view._map_partitions(rf._call_on_chunk, self.func, seqs, block=block,
+                                         fname=self.__name__, chunksize=self.chunksize,
+                                         ordered=self.ordered)
+
+    def map(self, *seqs):
+        block = self.view.block if self.block is None else self.block
+        return self.view.map(self.func, *seqs, block=block,
+                             chunksize=self.chunksize or 1, ordered=self.ordered)
+
+
+__all__ = ["LoadBalancedView", "make_spec"]

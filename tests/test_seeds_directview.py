@@ -10,7 +10,7 @@ their cells use a view on engines 0 and 1 where the seed's printed output depend
 Cells left out, and why:
 
 - seed 000: ``%pylab inline`` (a GUI/plotting magic), the load-balanced-view cells
-  (``bview``: a later issue), ``imshow`` plots, ``%time`` (timings are not asserted; the
+  (``bview``: tests/test_seeds_lbview.py), ``imshow`` plots, ``%time`` (timings are not asserted; the
   example script prints them). The Julia grid is 200x200 instead of 1024x1024 to keep
   the test short; examples/seeds_directview.py runs the full size.
 - seed 001: ``%px a = rand(5)`` relies on ``--pylab`` on the engines, so ``rand`` is
@@ -19,8 +19,9 @@ Cells left out, and why:
   ``ar.get()``, and scatter/gather of ``arange(16)``. Seed 001 shows ``dview.apply``
   returning a list, so its view is made blocking.
 - seed 002: the ``%%px`` cells become ``execute``; ``%pxresult`` becomes ``ar.get()``.
-  The dependency paragraph (``after=``) is about load-balanced views: a later issue.
-- seed 003: the load-balanced part (``lview``) is a later issue. ``multi_mcpi`` uses
+  The dependency paragraph (``after=``) is about load-balanced views:
+  tests/test_seeds_lbview.py.
+- seed 003: the load-balanced part (``lview``) is in tests/test_seeds_lbview.py. ``multi_mcpi`` uses
   ``len(view.targets)``, so it is given ``rc[:]`` (explicit targets); ``nsamples / p``
   becomes ``//``. ``some function``/``myscript.py`` are placeholders in the seed:
   ``os.getpid`` and a small script stand in for them.

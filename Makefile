@@ -62,7 +62,7 @@ build/asan/cpar-engine: $(CSRC) $(STAMP)
 asan-engine: build/asan/cpar-engine
 	CPAR_ENGINE=$(abspath build/asan/cpar-engine) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py tests/test_shm.py
+	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py tests/test_shm.py tests/test_lbview.py
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests

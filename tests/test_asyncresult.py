@@ -274,6 +274,23 @@ def test_abort_running_and_queued(rc):
     running.abort()  # finished: nothing to do
 
 
+def test_abort_drops_a_queued_direct_request_unrun(rc):
+    """A direct request aborted while it waits behind another on its engine never runs
+    there (the engine drops it), and the running one is interrupted."""
+    rc[3].execute("queued_ran = False", block=True)
+    running = rc[3].execute("import time\ntime.sleep(60)", block=False)
+    queued = rc[3].execute("queued_ran = True", block=False)
+    time.sleep(0.2)
+    queued.abort()
+    running.abort()
+    with pytest.raises(error.TaskAborted):
+        queued.get(0)
+    with pytest.raises(error.TaskAborted):
+        running.get(30)
+    assert rc[3].pull("queued_ran", block=True) is False
+    assert not rc.outstanding
+
+
 def test_abort_multi_engine_and_client_abort(rc):
     ar = rc[:].apply_async(sleep_then, 60, None)
     ar.abort()

@@ -234,13 +234,10 @@ class AsyncResult(concurrent.futures.Future):
         ``TaskAborted`` errors and late replies are ignored. A request that is running
         on its engine is interrupted (``KeyboardInterrupt`` there; the engine lives on).
 
-        A load-balanced task is aborted at the controller (one ABORT message for all of
-        this result's tasks): one still queued there is dropped, one sent to an engine is
-        dropped or interrupted there, and never retried.
-
-        Engines cannot drop a queued direct request yet: one that had not started is
-        interrupted as soon as it starts (the client repeats the INTERRUPT, naming only
-        the aborted requests, until their replies come)."""
+        One ABORT message names every unfinished request of this result: a
+        load-balanced task still queued at the controller is dropped there; a task or
+        direct request already on an engine is dropped unrun if it waits there, or
+        interrupted if it runs. Aborted tasks are never retried."""
         aborted = []
         finished_msgs = []
         all_done = False
@@ -269,13 +266,7 @@ class AsyncResult(concurrent.futures.Future):
             if d.pending.get(msg_id) is self:
                 d.pending.pop(msg_id, None)
         try:
-            if self._tasks:
-                client._abort_tasks([s.msg_id for s in aborted])
-            else:
-                requests = {}
-                for s in aborted:
-                    requests.setdefault(s.msg_id, set()).add(s.engine_id)
-                client._abort_requests(requests)
+            client._abort_tasks(list(dict.fromkeys(s.msg_id for s in aborted)))
         finally:
             if all_done:
                 self._finish()

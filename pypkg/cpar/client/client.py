@@ -68,15 +68,7 @@ class _Dispatcher:
         self.ids = set()
         self.engine_info = {}
         self.closed = False
-        # Aborted requests whose engines have not replied yet: msg_id -> {engine ids}.
-        # Engines interrupt only the request that runs when an INTERRUPT arrives, so
-        # one that was still queued is interrupted again, with growing gaps, until its
-        # (ignored) reply comes.
-        self.aborted = {}
-        self.abort_lock = threading.Lock()
         self.new_msg_id = None  # set by the Client
-        self._next_interrupt = 0.0
-        self._interrupt_gap = 0.05
         self.handlers = {
             _core.MSG_REPLY: self._on_reply,
             _core.MSG_STREAM: self._on_stream,
@@ -95,7 +87,7 @@ class _Dispatcher:
         handlers = self.handlers
         while True:
             try:
-                batch = conn.recv(timeout=0.05 if self.aborted else 0.5)
+                batch = conn.recv(timeout=0.5)
             except error.ConnectionClosed:
                 break
             except BaseException as exc:  # noqa: BLE001 - report, then stop serving
@@ -111,67 +103,13 @@ class _Dispatcher:
                     print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
             # Drop our references before waiting again: frames may be large.
             batch = msg = None
-            if self.aborted:
-                try:
-                    self._reinterrupt()
-                except Exception as exc:  # noqa: BLE001 - retried on the next round
-                    print(f"cpar client: cannot interrupt aborted requests: {exc!r}",
-                          file=sys.stderr)
         self._fail_everything(error.ConnectionClosed(
             f"the client's connection to {self.url} is closed"))
 
     def _on_reply(self, msg):
-        if self.aborted:
-            self._late_reply(msg.parent, msg.engine)
         ar = self.pending.get(msg.parent)
         if ar is not None and ar._on_reply(msg):
             self.pending.pop(msg.parent, None)
-
-    # -- aborted requests -----------------------------------------------------------------
-
-    def add_aborted(self, requests):
-        """Records ``{msg_id: engines}`` as aborted and interrupts them now."""
-        with self.abort_lock:
-            for msg_id, engines in requests.items():
-                self.aborted.setdefault(msg_id, set()).update(engines)
-            self._interrupt_gap = 0.05
-            self._next_interrupt = 0.0
-        self._reinterrupt()
-
-    def _late_reply(self, msg_id, engine):
-        with self.abort_lock:
-            waiting = self.aborted.get(msg_id)
-            if waiting is None:
-                return
-            if engine < 0:
-                waiting.clear()
-            else:
-                waiting.discard(engine)
-            if not waiting:
-                del self.aborted[msg_id]
-
-    def _reinterrupt(self):
-        """Sends INTERRUPT for the aborted requests, per engine, when it is time to."""
-        now = time.monotonic()
-        with self.abort_lock:
-            if not self.aborted or now < self._next_interrupt:
-                return
-            live = self.ids
-            per_engine = {}
-            for msg_id, engines in list(self.aborted.items()):
-                gone = {e for e in engines if e not in live}
-                engines -= gone
-                if not engines:
-                    del self.aborted[msg_id]
-                for e in engines:
-                    per_engine.setdefault(e, []).append(msg_id)
-            self._next_interrupt = now + self._interrupt_gap
-            self._interrupt_gap = min(1.0, self._interrupt_gap * 2)
-        if self.closed:
-            return
-        for eid, msg_ids in per_engine.items():
-            self.conn.send(_core.MSG_INTERRUPT, [_targets_frame([eid]), b"".join(msg_ids)],
-                           msg_id=self.new_msg_id(), flags=_core.FLAG_TARGETED)
 
     def _on_stream(self, msg):
         ar = self.pending.get(msg.parent)
@@ -183,8 +121,6 @@ class _Dispatcher:
             if msg.status == _core.E_CLOSED:  # made by our I/O thread: connection lost
                 self._on_connection_lost()
             return
-        if self.aborted:
-            self._late_reply(msg.parent, msg.engine)
         ar = self.pending.get(msg.parent)
         if ar is not None:
             if ar._on_error(msg.parent, msg.engine, _error_from_message(msg)):
@@ -607,7 +543,10 @@ class Client:
         return ar
 
     def _abort_tasks(self, msg_ids):
-        """Asks the controller to drop (or interrupt, where they run) these tasks."""
+        """Asks the controller to drop these requests (load-balanced tasks or direct
+        requests) where they wait, and to interrupt them where they run. One ABORT
+        message; the controller passes direct requests to the engines that have them,
+        which drop a queued one unrun and interrupt a running one."""
         d = self._dispatcher
         if not msg_ids or d.closed:
             return
@@ -632,12 +571,6 @@ class Client:
         _, tlist = self._build_targets(targets)
         d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b""],
                     msg_id=self._new_msg_id(), flags=_core.FLAG_TARGETED)
-
-    def _abort_requests(self, requests):
-        """Interrupts the aborted requests ``{msg_id: engines}`` where they run, now and
-        again until their engines reply (the replies are then dropped)."""
-        if requests:
-            self._dispatcher.add_aborted(requests)
 
     def _resolve_jobs(self, jobs):
         """The AsyncResults named by ``jobs`` (AsyncResults, msg ids as hex or bytes, or

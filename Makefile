@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
-CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h engine/*.c engine/*.h)
+CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
 .PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine bench lint format format-check clean
@@ -72,10 +72,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples
 
 format:
-	clang-format -i cext/core/*.[ch] cext/module/*.[ch] engine/*.[ch] tests/c/*.[ch]
+	clang-format -i cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch]
 
 format-check:
-	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] engine/*.[ch] tests/c/*.[ch]
+	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch]
 
 clean:
 	rm -rf build $(VENV) pypkg/cpar/_core*.so pypkg/cpar/bin *.egg-info pypkg/*.egg-info

@@ -1,4 +1,5 @@
-"""Build of cpar's C parts: the extension cpar._core and the engine binary cpar-engine."""
+"""Build of cpar's C parts: the extensions cpar._core and cpar._kernels, and the engine
+binary cpar-engine."""
 import glob
 import os
 import sys
@@ -15,6 +16,17 @@ LDFLAGS = os.environ.get("CPAR_EXTRA_LDFLAGS", "").split()
 CORE = sorted(glob.glob("cext/core/*.c"))
 MODULE = sorted(glob.glob("cext/module/*.c"))
 ENGINE = sorted(glob.glob("engine/*.c"))
+# The numeric kernels: their own extension (NumPy's C API), with the pure-C parts of core.
+KERNELS = ["cext/kernels/kernels_module.c", "cext/core/escape.c", "cext/core/philox.c",
+           "cext/core/errors.c"]
+
+
+def _numpy_include():
+    import numpy
+
+    return numpy.get_include()
+
+
 # Sources of cext/module that the engine shares (Python glue with no module state).
 ENGINE_SHARED = ["cext/module/frame.c", "cext/module/zerocopy.c"]
 
@@ -57,10 +69,18 @@ setup(
         Extension(
             "cpar._core",
             sources=CORE + MODULE,
-            libraries=["zmq", "crypto"],
+            libraries=["zmq", "crypto", "m"],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,
-        )
+        ),
+        Extension(
+            "cpar._kernels",
+            sources=KERNELS,
+            include_dirs=[_numpy_include()],
+            libraries=["m"],
+            extra_compile_args=CFLAGS,
+            extra_link_args=LDFLAGS,
+        ),
     ],
     cmdclass={"build_ext": BuildWithEngine},
 )

@@ -52,5 +52,18 @@ def __getattr__(name):
     return value
 
 
+def load_ipython_extension(ip):
+    """``%load_ext cpar`` in IPython: the ``%px`` magics (see ``cpar.magics``)."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip):
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))

@@ -288,6 +288,19 @@ class Client:
         except BaseException:
             self.close()
             raise
+        self._register_magics()
+
+    def _register_magics(self):
+        """Inside a running IPython shell, ``%px`` & co. then act on this client's engines
+        (``self[:]``, blocking), as after ``rc = ipyparallel.Client()``."""
+        if "IPython" not in sys.modules:
+            return
+        try:
+            from .. import magics
+
+            magics.register_client(self)
+        except Exception:  # noqa: BLE001 - the magics are a convenience, never a failure
+            pass
 
     # -- connection ---------------------------------------------------------------------
 

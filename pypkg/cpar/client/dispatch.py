@@ -1,0 +1,210 @@
+"""The client's receiving side: the connection, the pending results, the engine list, and
+the daemon thread that files every incoming message (replies, output streams, errors,
+engine events, control replies) where it belongs.
+"""
+
+import struct
+import sys
+import threading
+
+from .. import _core, error
+
+
+_NO_PARENT = bytes(16)
+
+
+def _targets_frame(targets):
+    return struct.pack(f"<{len(targets)}i", *targets)
+
+
+def _error_from_message(msg):
+    """The exception an ERROR message stands for."""
+    text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
+    code = msg.status
+    if not text:
+        text = _core.strerror(code)
+    if code == _core.E_ENGINEDEAD:
+        return error.EngineError(text, msg.engine if msg.engine >= 0 else None)
+    try:
+        cls = _core.error_class(code)
+        return cls(text)
+    except Exception:  # noqa: BLE001 - a class that wants other arguments
+        return error.CparError(text)
+
+
+class _Dispatcher:
+    """The client's receiving side: the connection, the table of pending results and the
+    engine list, and the daemon thread that fills them. Kept apart from ``Client`` so the
+    thread does not keep the client alive."""
+
+    def __init__(self, url, key):
+        self.url = url
+        self.conn = _core.Connection(url, key)
+        self.lock = threading.Lock()
+        self.engines_changed = threading.Condition(self.lock)
+        self.pending = {}   # msg_id -> AsyncResult
+        self.waiters = {}   # msg_id -> Future of a CONNECT / SHUTDOWN
+        self.ids = set()
+        self.engine_info = {}
+        self.closed = False
+        self.new_msg_id = None  # set by the Client
+        self.handlers = {
+            _core.MSG_REPLY: self._on_reply,
+            _core.MSG_STREAM: self._on_stream,
+            _core.MSG_ERROR: self._on_error,
+            _core.MSG_ENGINE_EVENT: self._on_engine_event,
+            _core.MSG_CONNECT_REPLY: self._on_connect_reply,
+            _core.MSG_SHUTDOWN_REPLY: self._on_waiter_reply,
+            _core.MSG_QUERY_REPLY: self._on_waiter_reply,
+        }
+        self.thread = threading.Thread(target=self._run, name="cpar-client-dispatch",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn = self.conn
+        handlers = self.handlers
+        while True:
+            try:
+                batch = conn.recv(timeout=0.5)
+            except error.ConnectionClosed:
+                break
+            except BaseException as exc:  # noqa: BLE001 - report, then stop serving
+                print(f"cpar client: receiving failed: {exc!r}", file=sys.stderr)
+                break
+            for msg in batch:
+                handler = handlers.get(msg.type)
+                if handler is None:
+                    continue
+                try:
+                    handler(msg)
+                except Exception as exc:  # noqa: BLE001 - one bad message must not stop us
+                    print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
+            # Drop our references before waiting again: frames may be large.
+            batch = msg = None
+        self._fail_everything(error.ConnectionClosed(
+            f"the client's connection to {self.url} is closed"))
+
+    def _on_reply(self, msg):
+        ar = self.pending.get(msg.parent)
+        if ar is not None and ar._on_reply(msg):
+            self.pending.pop(msg.parent, None)
+
+    def _on_stream(self, msg):
+        ar = self.pending.get(msg.parent)
+        if ar is not None:
+            ar._on_stream(msg)
+
+    def _on_error(self, msg):
+        if msg.parent == _NO_PARENT:
+            if msg.status == _core.E_CLOSED:  # made by our I/O thread: connection lost
+                self._on_connection_lost()
+            return
+        ar = self.pending.get(msg.parent)
+        if ar is not None:
+            if ar._on_error(msg.parent, msg.engine, _error_from_message(msg)):
+                self.pending.pop(msg.parent, None)
+            return
+        waiter = self.waiters.pop(msg.parent, None)
+        if waiter is not None:
+            waiter.set_exception(_error_from_message(msg))
+
+    def _on_engine_event(self, msg):
+        info = None
+        if msg.status and len(msg.frames) > 1:  # frame 1: "pid host"
+            parts = bytes(msg.frames[1]).decode("utf-8", "replace").split(None, 1)
+            if parts:
+                info = {"pid": parts[0], "host": parts[1] if len(parts) > 1 else ""}
+        with self.lock:
+            if msg.status:
+                self.ids.add(msg.engine)
+                if info is not None:
+                    self.engine_info[msg.engine] = info
+            else:
+                self.ids.discard(msg.engine)
+                self.engine_info.pop(msg.engine, None)
+            self.engines_changed.notify_all()
+
+    def _on_connect_reply(self, msg):
+        ids = set()
+        info = {}
+        if msg.frames:
+            raw = bytes(msg.frames[0])
+            ids = set(struct.unpack(f"<{len(raw) // 4}i", raw[: len(raw) // 4 * 4]))
+        if len(msg.frames) > 1:
+            for line in bytes(msg.frames[1]).decode("utf-8", "replace").splitlines():
+                parts = line.split(None, 2)
+                if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
+                    info[int(parts[0])] = {"pid": parts[1],
+                                           "host": parts[2] if len(parts) > 2 else ""}
+        with self.lock:
+            self.ids = ids
+            self.engine_info.update(info)
+            self.engines_changed.notify_all()
+        self._on_waiter_reply(msg)
+
+    def _on_waiter_reply(self, msg):
+        waiter = self.waiters.pop(msg.parent, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    def _on_connection_lost(self):
+        # Replies to requests sent before cannot reach us any more (the controller
+        # routes by connection): fail them rather than leave them waiting forever.
+        self._fail_everything(error.ControllerUnreachable(
+            f"lost the connection to the controller at {self.url}"), closing=False)
+
+    def check_connected(self):
+        """Raises ControllerUnreachable when the connection dropped and is not back."""
+        conn = self.conn
+        if conn.disconnects and not conn.connected:
+            raise error.ControllerUnreachable(
+                f"the connection to the controller at {self.url} is down")
+
+    def _fail_everything(self, exc, closing=True):
+        if closing:
+            self.closed = True
+        pending, self.pending = self.pending, {}
+        for ar in set(pending.values()):
+            ar._fail_pending(exc)
+        waiters, self.waiters = self.waiters, {}
+        for w in waiters.values():
+            if not w.done():
+                w.set_exception(exc)
+        with self.lock:
+            self.engines_changed.notify_all()
+
+    def close(self):
+        self.conn.close()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+
+class _Waiter:
+    """A minimal future for control replies (CONNECT, SHUTDOWN)."""
+
+    __slots__ = ("_event", "_msg", "_exc")
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._msg = None
+        self._exc = None
+
+    def done(self):
+        return self._event.is_set()
+
+    def set_result(self, msg):
+        self._msg = msg
+        self._event.set()
+
+    def set_exception(self, exc):
+        self._exc = exc
+        self._event.set()
+
+    def wait(self, timeout):
+        return self._event.wait(timeout)
+
+    def result(self):
+        if self._exc is not None:
+            raise self._exc
+        return self._msg

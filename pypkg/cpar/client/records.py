@@ -1,0 +1,344 @@
+"""What a client remembers of its requests, and asks the controller about them:
+``history``, ``queue_status``, ``result_status``, ``get_result``, ``purge_results``
+(ipyparallel's names). ``Client`` takes these methods from ``_Bookkeeping``.
+"""
+
+import concurrent.futures
+import functools
+import json
+import operator
+import threading
+import time
+import weakref
+
+from .. import _core, error
+from .asyncresult import _PENDING as _NOT_YET
+from .asyncresult import AsyncResult
+from .dispatch import _Waiter
+
+
+def _forget(table, msg_ids, ref):
+    """Weakref callback: an AsyncResult nobody holds any more leaves the table."""
+    for m in msg_ids:
+        if table.get(m) is ref:
+            table.pop(m, None)
+
+
+class _ResultTable:
+    """msg id -> the AsyncResult that waits for it, for the results somebody still holds.
+
+    Weak like a ``weakref.WeakValueDictionary``, but with one weak reference per
+    AsyncResult rather than one per msg id (a map of 100,000 tasks is one result), so
+    recording a request costs a dict insert."""
+
+    __slots__ = ("table",)
+
+    def __init__(self):
+        self.table = {}
+
+    def add(self, ar, msg_ids):
+        ref = weakref.ref(ar, functools.partial(_forget, self.table, msg_ids))
+        if len(msg_ids) == 1:
+            self.table[msg_ids[0]] = ref
+        else:
+            self.table.update(dict.fromkeys(msg_ids, ref))
+
+    def get(self, msg_id):
+        ref = self.table.get(msg_id)
+        return ref() if ref is not None else None
+
+    def pop(self, msg_id):
+        self.table.pop(msg_id, None)
+
+    def results(self):
+        """Each live AsyncResult once."""
+        seen = {}
+        for ref in list(self.table.values()):
+            ar = ref()
+            if ar is not None:
+                seen[id(ar)] = ar
+        return list(seen.values())
+
+    def __len__(self):
+        return len(self.table)
+
+
+_HISTORY = 10_000  # msg ids remembered in rc.history
+
+
+class _Bookkeeping:
+    """The bookkeeping half of ``Client`` (needs its ``_dispatcher``, ``_results``,
+    ``_history``, ``_new_msg_id`` and ``timeout``)."""
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    @property
+    def history(self):
+        """msg ids (hex) of the most recent requests this client sent, oldest first
+        (the last 10,000)."""
+        return [m.hex() for m in self._history]
+
+    def _query(self, frames):
+        """Sends a QUERY and returns its decoded JSON answer."""
+        d = self._dispatcher
+        if d.closed:
+            raise error.ConnectionClosed("the client is closed")
+        d.check_connected()
+        msg_id = self._new_msg_id()
+        waiter = _Waiter()
+        d.waiters[msg_id] = waiter
+        d.conn.send(_core.MSG_QUERY, frames, msg_id=msg_id)
+        if not waiter.wait(self.timeout):
+            d.waiters.pop(msg_id, None)
+            raise error.TimeoutError(
+                f"the controller did not answer a query within {self.timeout} s")
+        msg = waiter.result()
+        raw = bytes(msg.frames[0]) if msg.frames else b"{}"
+        return json.loads(raw.decode("utf-8"))
+
+    def queue_status(self, targets=None, verbose=False):
+        """The controller's queues: ``{engine_id: {'queue': n, 'tasks': n, 'completed':
+        n}, ..., 'unassigned': n}``. ``queue`` counts direct requests outstanding on the
+        engine, ``tasks`` load-balanced tasks sent to it and not answered, ``completed``
+        the replies it sent; ``unassigned`` the tasks waiting at the controller (for
+        their dependencies or a free engine). With ``verbose``, ``queue`` and ``tasks``
+        are lists of msg ids. ``targets`` an int: that engine's dict alone."""
+        data = self._query([b"queue_status_verbose" if verbose else b"queue_status"])
+        engines = {int(k): v for k, v in (data.get("engines") or {}).items()}
+        unassigned = data.get("unassigned", 0)
+        if targets is None or (isinstance(targets, str) and targets == "all"):
+            tlist = sorted(engines)
+        else:
+            try:
+                one = operator.index(targets)
+            except TypeError:
+                one = None
+            if one is not None and not isinstance(targets, bool):
+                if one not in engines:
+                    raise error.NoSuchEngine(f"No such engine: {one}")
+                return engines[one]
+            if isinstance(targets, slice):
+                tlist = sorted(engines)[targets]
+            else:
+                tlist = [int(t) for t in targets]
+        content = {eid: engines[eid] for eid in tlist if eid in engines}
+        content["unassigned"] = unassigned
+        return content
+
+    def _msg_ids_of(self, jobs):
+        """Raw msg ids named by ``jobs``: AsyncResults, msg ids (hex or bytes), indices
+        into ``history``, or a list of those."""
+        if isinstance(jobs, (AsyncResult, str, bytes, int)):
+            jobs = [jobs]
+        out = []
+        for job in jobs:
+            if isinstance(job, AsyncResult):
+                out.extend(job._msg_ids)
+            elif isinstance(job, str):
+                try:
+                    raw = bytes.fromhex(job)
+                except ValueError:
+                    raise ValueError(f"not a msg id: {job!r}") from None
+                out.append(raw)
+            elif isinstance(job, (bytes, bytearray)):
+                out.append(bytes(job))
+            elif isinstance(job, int) and not isinstance(job, bool):
+                try:
+                    out.append(self._history[job])
+                except IndexError:
+                    raise IndexError(f"no request {job} in the history "
+                                     f"({len(self._history)} remembered)") from None
+            else:
+                raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
+        return list(dict.fromkeys(out))
+
+    def result_status(self, msg_ids, status_only=True):
+        """``{'pending': [ids], 'completed': [ids]}`` for these msg ids (hex); with
+        ``status_only=False`` also ``{msg_id: result}`` for the completed ones this client
+        still holds (an exception instance for a failed one). Results this client does
+        not hold any more are looked up at the controller, which remembers how recent
+        tasks ended; ids it does not know are listed under ``'unknown'``."""
+        pending, completed, unknown = [], [], []
+        content = {}
+        ask = []
+        for m in self._msg_ids_of(msg_ids):
+            ar = self._results.get(m)
+            slots = ar._slots_of(m) if ar is not None else []
+            if not slots:
+                ask.append(m)
+                continue
+            h = m.hex()
+            if all(s.done for s in slots):
+                completed.append(h)
+                if not status_only:
+                    values = [ar._slot_value(s) for s in slots]
+                    content[h] = values[0] if len(values) == 1 else values
+            else:
+                pending.append(h)
+        if ask:
+            states = self._query([b"task_status", b"".join(ask)])
+            for m in ask:
+                h = m.hex()
+                state = (states.get(h) or ["unknown"])[0]
+                if state == "pending":
+                    pending.append(h)
+                elif state in ("succeeded", "failed"):
+                    completed.append(h)
+                else:
+                    unknown.append(h)
+        content["pending"] = pending
+        content["completed"] = completed
+        if unknown:
+            content["unknown"] = unknown
+        return content
+
+    def get_result(self, indices_or_msg_ids=None, block=None):
+        """The AsyncResult of requests this client sent: msg ids (hex or bytes), indices
+        into ``history`` (None: the last request), or a list of those. A result is
+        remembered while something holds its AsyncResult (and until
+        ``purge_results``); others raise KeyError. Waits for it when ``block``."""
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        ids = self._msg_ids_of(indices_or_msg_ids)
+        if not ids:
+            raise ValueError("get_result needs at least one msg id")
+        parts = []
+        for m in ids:
+            ar = self._results.get(m)
+            slots = ar._slots_of(m) if ar is not None else []
+            if not slots:
+                raise KeyError(f"no result known for msg id {m.hex()}: it was not sent by "
+                               "this client, or was purged, or nothing holds its "
+                               "AsyncResult any more")
+            parts.append((ar, slots))
+        owners = {id(ar): ar for ar, _ in parts}
+        if len(owners) == 1:
+            ar = parts[0][0]
+            if len(ids) == len(ar._msg_ids):
+                result = ar
+            else:
+                result = _ResultView(self, parts)
+        else:
+            result = _ResultView(self, parts)
+        block = self.block if block is None else block
+        if block:
+            result.wait()
+        return result
+
+    def purge_results(self, jobs=(), targets=()):
+        """Forgets finished results here (``get_result``/``result_status`` no longer
+        find them): ``jobs`` (AsyncResults, msg ids) or 'all', and/or every result of the
+        ``targets`` engines. Pending ones raise ValueError. The controller's record store
+        is bounded and purges itself."""
+        table = self._results
+        if jobs == "all" or targets == "all":
+            for ar in table.results():
+                if ar.done():
+                    for m in ar._msg_ids:
+                        table.pop(m)
+            return
+        if jobs:
+            ids = self._msg_ids_of(jobs)
+            busy = [m.hex() for m in ids if (ar := table.get(m)) is not None
+                    and not all(s.done for s in ar._slots_of(m))]
+            if busy:
+                raise ValueError(f"cannot purge pending results: {', '.join(busy[:5])}")
+            for m in ids:
+                table.pop(m)
+        if targets:
+            if isinstance(targets, int):
+                targets = [targets]
+            tset = {int(t) for t in targets}
+            for ar in table.results():
+                if not ar.done():
+                    continue
+                for s in ar._slots:
+                    if s.engine_id in tset:
+                        table.pop(s.msg_id)
+
+
+class _Group:
+    """Several AsyncResults seen as one by the progress bar."""
+
+    _fname = "tasks"
+
+    def __init__(self, ars):
+        self.ars = ars
+        self._slots = [s for ar in ars for s in ar._slots]
+        self._start = min((ar._submitted for ar in ars), default=time.time_ns())
+
+    @property
+    def progress(self):
+        return sum(ar.progress for ar in self.ars)
+
+    @property
+    def elapsed(self):
+        return (time.time_ns() - self._start) / 1e9
+
+    def done(self):
+        return all(ar.done() for ar in self.ars)
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        for ar in self.ars:
+            if not ar.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+
+class _ResultView(AsyncResult):
+    """Some messages of one or more AsyncResults seen as one (``get_result`` of msg ids
+    that are not exactly one AsyncResult's). Finished when every AsyncResult it draws
+    from has finished; ``abort`` aborts those."""
+
+    def __init__(self, client, parts):
+        concurrent.futures.Future.__init__(self)
+        owners = {}
+        slots = []
+        for ar, ar_slots in parts:
+            owners[id(ar)] = ar
+            slots.extend(ar_slots)
+        self._client = client
+        self._owners = list(owners.values())
+        self._owner_of = {id(s): ar for ar, ar_slots in parts for s in ar_slots}
+        self._fname = self._owners[0]._fname if len(self._owners) == 1 else "results"
+        self._tasks = all(ar._tasks for ar in self._owners)
+        self._single = len(slots) == 1
+        self._reduce = None
+        self._submitted = min(ar._submitted for ar in self._owners)
+        self._slots = slots
+        self._index = {}
+        self._left_per_msg = {}
+        self._msg_ids = list(dict.fromkeys(s.msg_id for s in slots))
+        self._left = len(self._owners)
+        self._finished_ns = 0
+        self._value = _NOT_YET
+        self._exception = None
+        self._aborted = False
+        self._done_order = []
+        self._lock = threading.Lock()
+        self._cond = None
+        for ar in self._owners:
+            ar.add_done_callback(self._owner_done)
+
+    def _owner_done(self, _ar):
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._finished_ns = max(ar._finished_ns for ar in self._owners)
+            try:
+                concurrent.futures.Future.set_result(self, None)
+            except concurrent.futures.InvalidStateError:
+                pass
+
+    def _wait_slot(self, slot):
+        self._owner_of[id(slot)]._wait_slot(slot)
+
+    @property
+    def progress(self):
+        return sum(1 for s in self._slots if s.done)
+
+    def abort(self):
+        for ar in self._owners:
+            ar.abort()

@@ -332,6 +332,47 @@ TEST_IMPL(many_requests)
     return 0;
 }
 
+/* A registration storm: 400 engines send REGISTER at once (none waits for another's
+ * reply); every one gets a distinct id in 0..399, and a client then lists all 400. */
+TEST_IMPL(registration_storm)
+{
+    enum { N = 400 };
+    fx f;
+    void **socks = calloc(N, sizeof(void *));
+    uint8_t *seen = calloc(N, 1);
+    size_t n = 0;
+
+    ASSERT(socks != NULL && seen != NULL);
+    fx_start(&f, 30000);
+    for (int i = 0; i < N; i++) {
+        cpar_msg m;
+        char payload[64];
+        socks[i] = th_dealer(f.ctx, cpar_controller_engine_endpoint(f.c));
+        th_msg(&m, CPAR_MSG_REGISTER);
+        m.h.target = -1;
+        snprintf(payload, sizeof(payload), "pid=%d\nhost=storm\n", 10000 + i);
+        th_add_str(&m, payload);
+        th_send(socks[i], f.s, &m);
+    }
+    for (int i = 0; i < N; i++) {
+        cpar_msg m;
+        th_expect(socks[i], f.s, CPAR_MSG_REGISTER_REPLY, &m);
+        ASSERT_EQ(m.h.status, 0);
+        ASSERT(m.h.engine >= 0 && m.h.engine < N);
+        ASSERT_EQ(seen[m.h.engine], 0);
+        seen[m.h.engine] = 1;
+        cpar_msg_close(&m);
+    }
+    fx_client(&f, &n, NULL);
+    ASSERT_EQ(n, N);
+    for (int i = 0; i < N; i++)
+        zmq_close(socks[i]);
+    free(socks);
+    free(seen);
+    free(fx_stop(&f));
+    return 0;
+}
+
 static const cpar_test tests[] = {
     TEST_ENTRY(config_errors),
     TEST_ENTRY(register_and_connect),
@@ -345,6 +386,7 @@ static const cpar_test tests[] = {
     TEST_ENTRY(release_forwarded),
     TEST_ENTRY(client_gone_reply_dropped),
     TEST_ENTRY(many_requests),
+    TEST_ENTRY(registration_storm),
 };
 
 int

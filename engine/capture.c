@@ -1,10 +1,13 @@
-/* Output capture for the engine: the pending-text buffer shared with the I/O thread, and
- * the builtin module _cpar_engine whose Stream objects become sys.stdout / sys.stderr.
+/* Output capture for the engine: the pending-output buffer shared with the I/O thread
+ * (stdout/stderr text and display messages, in the order they were produced), and the
+ * builtin module _cpar_engine whose Stream objects become sys.stdout / sys.stderr and whose
+ * display() queues a display message (runtime.py's IPython display publisher calls it).
  *
- * Threads: Stream methods run on any Python thread with the GIL held; they append to
- * engine->capture under engine->lock while a task runs, and write to the engine log
- * otherwise. The I/O thread takes the buffer under the same lock without the GIL, so the
- * lock is only ever held for a copy, never while waiting for the GIL. */
+ * Threads: Stream methods and display() run on any Python thread with the GIL held; they
+ * append to engine->capture under engine->lock while a task runs, and write to the engine
+ * log otherwise (display() drops its message then). The I/O thread takes the buffer under
+ * the same lock without the GIL, so the lock is only ever held for a copy, never while
+ * waiting for the GIL. */
 #include "engine.h"
 
 #include <stdlib.h>
@@ -49,7 +52,9 @@ cpar_capture_append(cpar_capture *c, uint16_t flag, const char *data, size_t len
 
     if (len == 0)
         return 0;
-    if (seg == NULL || seg->flag != flag) {
+    /* Text merges with the text just before it on the same stream; a display message is
+     * a whole message and always gets a segment (a STREAM) of its own. */
+    if (seg == NULL || seg->flag != flag || (flag & CPAR_FLAG_DISPLAY)) {
         if (c->n == c->cap) {
             size_t ncap = c->cap ? c->cap * 2 : 4;
             cpar_capture_seg *ns = realloc(c->segs, ncap * sizeof(*ns));
@@ -407,6 +412,35 @@ cpar__mod_shm_pinned(PyObject *mod, PyObject *unused)
     return PyLong_FromSize_t(n);
 }
 
+/* _cpar_engine.display(msg: bytes-like) -> bool: queues one display message (UTF-8 JSON,
+ * docs/protocol.md) for the running task's client, in order with its stdout/stderr text,
+ * as a STREAM with CPAR_FLAG_DISPLAY. Outside a task (or in a fork child) nobody would
+ * receive it: it is dropped, noted in the log, and False is returned. */
+static PyObject *
+cpar__mod_display(PyObject *mod, PyObject *arg)
+{
+    cpar_engine *e = cpar__cap_engine;
+    Py_buffer view;
+    int captured = 0, rc = 0;
+    (void)mod;
+
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (e != NULL && !cpar__cap_forked && view.len > 0) {
+        pthread_mutex_lock(&e->lock);
+        if (e->running) {
+            rc = cpar_capture_append(&e->capture, CPAR_FLAG_DISPLAY, view.buf, (size_t)view.len);
+            captured = rc == 0;
+        }
+        pthread_mutex_unlock(&e->lock);
+    }
+    if (!captured && !cpar__cap_forked)
+        cpar_elog("dropped a display output of %zd bytes (%s)", view.len,
+                  rc != 0 ? "out of memory" : "no task running");
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(captured);
+}
+
 /* _cpar_engine.log(text: str) -> None: one line in the engine log. */
 static PyObject *
 cpar__mod_log(PyObject *mod, PyObject *text)
@@ -469,6 +503,9 @@ static PyMethodDef cpar__mod_methods[] = {
     {"outstanding", cpar__mod_outstanding, METH_NOARGS,
      "Zero-copy buffers not yet released by libzmq (after draining)."},
     {"log", cpar__mod_log, METH_O, "Writes one line to the engine log."},
+    {"display", cpar__mod_display, METH_O,
+     "display(msg: bytes) -> bool: sends one display message (UTF-8 JSON) to the running "
+     "task's client, in order with its output; False (dropped) outside a task."},
     {"shm_pinned", cpar__mod_shm_pinned, METH_NOARGS,
      "Reply frames pinned until their client reads them (shared-memory path)."},
     {"engine_id", cpar__mod_engine_id, METH_NOARGS, "This engine's id, -1 before registration."},

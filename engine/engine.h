@@ -27,15 +27,17 @@
 #define CPAR_ENGINE_STOP_GRACE_MS 5000        /* a task ignoring the stop interrupt: _exit */
 #define CPAR_ENGINE_ABORTED_MAX 1024          /* aborted request ids remembered (a ring) */
 
-/* One run of output text of one stream, waiting to be sent as a STREAM message. */
+/* One run of output text of one stream, or one display message, waiting to be sent as a
+ * STREAM message. */
 typedef struct cpar_capture_seg {
-    uint16_t flag; /* CPAR_FLAG_STDOUT or CPAR_FLAG_STDERR */
-    char *data;    /* UTF-8 text (malloc'd; handed to libzmq when sent) */
+    uint16_t flag; /* CPAR_FLAG_STDOUT, CPAR_FLAG_STDERR or CPAR_FLAG_DISPLAY */
+    char *data;    /* UTF-8 text or JSON (malloc'd; handed to libzmq when sent) */
     size_t len;
     size_t cap;
 } cpar_capture_seg;
 
-/* Output captured while a task runs, in order; consecutive writes to one stream merge. */
+/* Output captured while a task runs, in order; consecutive writes to one stream merge,
+ * display messages never do (one segment, one STREAM each). */
 typedef struct cpar_capture {
     cpar_capture_seg *segs; /* malloc'd array */
     size_t n;
@@ -103,7 +105,8 @@ void cpar_elog_set_id(int id);
 int cpar_elog_fd(void); /* the log's file descriptor (2 for stderr) */
 
 /* capture.c: output buffering (under engine->lock) and the builtin module _cpar_engine
- * (Frame and Stream types). cpar_capture_* need engine->lock held. */
+ * (Frame and Stream types, display()). cpar_capture_* need engine->lock held. A segment
+ * with CPAR_FLAG_DISPLAY is never merged with its neighbours. */
 void cpar_capture_init(cpar_capture *c);
 int cpar_capture_append(cpar_capture *c, uint16_t flag, const char *data, size_t len);
 /* Moves every pending segment into *out (which must be empty); c is left empty. */

@@ -57,6 +57,7 @@ enum cpar_msg_type {
 #define CPAR_FLAG_TARGETED 0x0008 /* payload frame 0 is a little-endian int32 target list */
 #define CPAR_FLAG_SHM 0x0010      /* the last payload frame is a shared-memory descriptor table */
 #define CPAR_FLAG_SHM_OK 0x0020   /* request: the sender can read a shared-memory REPLY */
+#define CPAR_FLAG_DISPLAY 0x0040  /* STREAM: frame 0 is a display message (UTF-8 JSON) */
 
 /* Engine-id sentinels for the header's target and engine fields. */
 #define CPAR_NO_ENGINE (-1)

@@ -136,6 +136,7 @@ core_exec(PyObject *module)
         {"FLAG_TARGETED", CPAR_FLAG_TARGETED},
         {"FLAG_SHM", CPAR_FLAG_SHM},
         {"FLAG_SHM_OK", CPAR_FLAG_SHM_OK},
+        {"FLAG_DISPLAY", CPAR_FLAG_DISPLAY},
         {"MSG_RELEASE", CPAR_MSG_RELEASE},
         {"MSG_TASK", CPAR_MSG_TASK},
         {"MSG_ABORT", CPAR_MSG_ABORT},

@@ -35,6 +35,7 @@ FLAG_HUB: Final[int]
 FLAG_TARGETED: Final[int]
 FLAG_SHM: Final[int]
 FLAG_SHM_OK: Final[int]
+FLAG_DISPLAY: Final[int]
 
 # REPLY status
 STATUS_OK: Final[int]

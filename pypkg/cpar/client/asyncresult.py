@@ -7,6 +7,7 @@ answered. Results are unpickled only when asked for (``get``), in the asking thr
 
 import concurrent.futures
 import datetime
+import json
 import pickle
 import sys
 import threading
@@ -39,7 +40,8 @@ class _Slot:
     """What one engine answered to one request."""
 
     __slots__ = ("msg_id", "engine_id", "frames", "status", "error", "value", "stdout",
-                 "stderr", "started", "completed", "received", "done")
+                 "stderr", "outputs", "execute_result", "events", "started", "completed",
+                 "received", "done")
 
     def __init__(self, msg_id, engine_id):
         self.msg_id = msg_id
@@ -50,6 +52,12 @@ class _Slot:
         self.value = _PENDING  # the deserialized result
         self.stdout = ()       # a list once output arrives (most tasks print nothing)
         self.stderr = ()
+        self.outputs = ()      # display_data dicts {"data", "metadata"}, in order
+        self.execute_result = None  # {"data", "metadata", "execution_count"} of Out[n]
+        # Everything in arrival order: ("stdout"|"stderr", text), ("display_data"|
+        # "execute_result"|"clear_output", dict). Only appended to, so a renderer can
+        # keep an index into it while the request runs.
+        self.events = ()
         self.started = 0       # ns, from the engine
         self.completed = 0
         self.received = 0      # ns, when the client got the reply
@@ -62,6 +70,69 @@ def _print_block(header, text, stream):
         print(f"{header}\n{text}", file=stream)
     else:
         print(f"{header} {text}", file=stream)
+
+
+def _append(slot, name, item):
+    """Appends to one of a slot's lists (made on first use: most tasks show nothing)."""
+    lst = getattr(slot, name)
+    if lst:
+        lst.append(item)
+    else:
+        setattr(slot, name, [item])
+
+
+def _ipython_shell():
+    """The running IPython shell, or None (IPython not imported or no shell running)."""
+    if "IPython" not in sys.modules:
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _publish(data, metadata, engine_id):
+    """Shows one display output of an engine here: through IPython's display publisher
+    when a shell runs and the output is richer than text (or the shell is a notebook
+    kernel's), else its text/plain printed."""
+    if not data:
+        return
+    shell = _ipython_shell()
+    if shell is None or (set(data) <= {"text/plain"}
+                         and type(shell).__name__ != "ZMQInteractiveShell"):
+        text = data.get("text/plain")
+        if text is not None:
+            print(text)
+        return
+    from IPython.display import publish_display_data
+
+    md = dict(metadata or {})
+    md.setdefault("engine", engine_id)
+    sys.stdout.flush()
+    publish_display_data(data=data, metadata=md)
+
+
+def _clear_output(wait):
+    if _ipython_shell() is not None:
+        from IPython.display import clear_output
+
+        clear_output(wait=wait)
+
+
+def _show_execute_result(engine_id, res):
+    """``Out[engine:count]: text`` (ipyparallel's form), or the prompt and the rich
+    output."""
+    data = res.get("data") or {}
+    count = res.get("execution_count")
+    prompt = f"Out[{engine_id}:{count}]:" if count is not None else f"Out[{engine_id}]:"
+    text = data.get("text/plain")
+    if set(data) <= {"text/plain"}:
+        if text is not None:
+            print(f"{prompt}\n{text}" if "\n" in text else f"{prompt} {text}")
+        return
+    print(prompt)
+    _publish(data, res.get("metadata") or {}, engine_id)
 
 
 class AsyncResult(concurrent.futures.Future):
@@ -170,16 +241,47 @@ class AsyncResult(concurrent.futures.Future):
             return
         if self._tasks and msg.engine >= 0:
             slot.engine_id = msg.engine
+        if msg.flags & _core.FLAG_DISPLAY:
+            self._on_display(slot, msg)
+            return
         text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
-        if msg.flags & _core.FLAG_STDERR:
-            if slot.stderr:
-                slot.stderr.append(text)
-            else:
-                slot.stderr = [text]
-        elif slot.stdout:
-            slot.stdout.append(text)
+        name = "stderr" if msg.flags & _core.FLAG_STDERR else "stdout"
+        _append(slot, name, text)
+        _append(slot, "events", (name, text))
+
+    @staticmethod
+    def _on_display(slot, msg):
+        """A display message (docs/protocol.md, STREAM with FLAG_DISPLAY)."""
+        try:
+            content = json.loads(bytes(msg.frames[0])) if msg.frames else None
+        except ValueError:
+            content = None
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        data = content.get("data")
+        metadata = content.get("metadata")
+        data = data if isinstance(data, dict) else {}
+        metadata = metadata if isinstance(metadata, dict) else {}
+        if kind == "execute_result":
+            out = {"data": data, "metadata": metadata,
+                   "execution_count": content.get("execution_count")}
+            slot.execute_result = out
+        elif kind == "display_data":
+            out = {"data": data, "metadata": metadata}
+            for key in ("transient", "update"):
+                if key in content:
+                    out[key] = content[key]
+            _append(slot, "outputs", out)
+        elif kind == "clear_output":
+            # As ipyparallel: what the engine showed so far in this request is dropped.
+            out = {"wait": bool(content.get("wait"))}
+            slot.stdout = ()
+            slot.stderr = ()
+            slot.outputs = ()
         else:
-            slot.stdout = [text]
+            return
+        _append(slot, "events", (kind, out))
 
     def _on_error(self, msg_id, engine_id, exc):
         """A failure in transit for one engine, or every engine (engine_id < 0) of a
@@ -440,6 +542,8 @@ class AsyncResult(concurrent.futures.Future):
             received=_utc(slot.received),
             stdout="".join(slot.stdout),
             stderr="".join(slot.stderr),
+            outputs=list(slot.outputs),
+            execute_result=slot.execute_result,
             status=status,
             error=slot.error,
         )
@@ -447,7 +551,8 @@ class AsyncResult(concurrent.futures.Future):
     @property
     def metadata(self):
         """Per engine: engine_id, submitted, started, completed, received, stdout, stderr,
-        status (a dict for a single-engine result, else a list of them)."""
+        outputs, execute_result, status (a dict for a single-engine result, else a list
+        of them)."""
         md = [self._metadata_of(s) for s in self._slots]
         return md[0] if self._single else md
 
@@ -463,8 +568,27 @@ class AsyncResult(concurrent.futures.Future):
 
     @property
     def outputs(self):
-        """Rich display outputs per engine (cpar engines stream text only: empty)."""
-        out = [[] for _ in self._slots]
+        """Display outputs per engine (``display(obj)``, matplotlib figures, ...), each a
+        dict ``{"data": {mime: value}, "metadata": {...}}`` as in Jupyter's display_data
+        (binary values such as image/png base64-encoded), in the order shown."""
+        out = [list(s.outputs) for s in self._slots]
+        return out[0] if self._single else out
+
+    @property
+    def execute_result(self):
+        """Per engine, the ``Out[n]`` of an executed cell (the value of its trailing
+        expression): ``{"data": {mime: value}, "metadata": {...}, "execution_count": n}``,
+        or None."""
+        out = [s.execute_result for s in self._slots]
+        return out[0] if self._single else out
+
+    @property
+    def output_events(self):
+        """Per engine, everything it showed in arrival order: ``("stdout", text)``,
+        ``("stderr", text)``, ``("display_data", output)``, ``("execute_result", result)``
+        or ``("clear_output", {"wait": bool})`` (a list that only grows while the request
+        runs, so a renderer can remember how far it got)."""
+        out = [list(s.events) for s in self._slots]
         return out[0] if self._single else out
 
     @property
@@ -498,30 +622,42 @@ class AsyncResult(concurrent.futures.Future):
                    if s.completed and s.started)
 
     def display_outputs(self, groupby="type"):
-        """Prints what the engines wrote, as ``[stdout:N] text`` blocks.
+        """Shows what the engines output: ``[stdout:N] text`` / ``[stderr:N] text``
+        blocks, their display outputs (through IPython's display machinery when a shell
+        runs, else their text/plain after ``[output:N]``), and each engine's ``Out[N:k]:``
+        (the value of an executed cell's trailing expression).
 
-        ``groupby='type'`` (default): every engine's stdout, then every engine's stderr;
-        ``'engine'``: each engine's stdout and stderr together, engine by engine;
-        ``'order'``: request by request (as submitted), each engine's stdout and stderr."""
+        ``groupby='type'`` (default): every engine's stdout, then every engine's stderr,
+        then the display outputs, then the results; ``'engine'``: engine by engine, its
+        stdout, stderr, display outputs and result; ``'order'``: request by request (as
+        submitted), each engine's output in the order it was produced (a display between
+        two prints stays between them), then its result."""
         if groupby == "type":
             for s in self._slots:
                 self._print_slot(s, "stdout")
             for s in self._slots:
                 self._print_slot(s, "stderr")
+            for s in self._slots:
+                self._show_displays(s)
+            for s in self._slots:
+                self._show_result(s)
         elif groupby == "engine":
             for eid in dict.fromkeys(s.engine_id for s in self._slots):
                 for s in self._slots:
                     if s.engine_id == eid:
                         self._print_slot(s, "stdout")
                         self._print_slot(s, "stderr")
+                        self._show_displays(s)
+                        self._show_result(s)
         elif groupby == "order":
             for msg_id in self._msg_ids:
                 for s in self._slots:
                     if s.msg_id == msg_id:
-                        self._print_slot(s, "stdout")
-                        self._print_slot(s, "stderr")
+                        self._replay_slot(s)
+                        self._show_result(s)
         else:
             raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
+        sys.stdout.flush()
 
     @staticmethod
     def _print_slot(slot, name):
@@ -529,6 +665,51 @@ class AsyncResult(concurrent.futures.Future):
         if text:
             stream = sys.stderr if name == "stderr" else sys.stdout
             _print_block(f"[{name}:{slot.engine_id}]", text, stream)
+
+    @staticmethod
+    def _show_displays(slot):
+        outputs = list(slot.outputs)
+        if not outputs:
+            return
+        if _ipython_shell() is None:
+            print(f"[output:{slot.engine_id}]")
+        for out in outputs:
+            _publish(out.get("data"), out.get("metadata"), slot.engine_id)
+
+    @staticmethod
+    def _show_result(slot):
+        if slot.execute_result is not None:
+            _show_execute_result(slot.engine_id, slot.execute_result)
+
+    @staticmethod
+    def _replay_slot(slot):
+        """One engine's output in the order it came: consecutive text of one stream as
+        one block, display outputs between them where they were shown."""
+        eid = slot.engine_id
+        run_name, run = None, []
+
+        def flush_run():
+            if run:
+                stream = sys.stderr if run_name == "stderr" else sys.stdout
+                _print_block(f"[{run_name}:{eid}]", "".join(run), stream)
+                run.clear()
+
+        for kind, value in list(slot.events):
+            if kind in ("stdout", "stderr"):
+                if kind != run_name:
+                    flush_run()
+                    run_name = kind
+                run.append(value)
+                continue
+            flush_run()
+            run_name = None
+            if kind == "display_data":
+                if _ipython_shell() is None:
+                    print(f"[output:{eid}]")
+                _publish(value.get("data"), value.get("metadata"), eid)
+            elif kind == "clear_output":
+                _clear_output(value.get("wait", False))
+        flush_run()
 
     def wait_interactive(self, interval=0.1, timeout=-1, widget=None):
         """Waits until done (or ``timeout`` seconds), showing a progress bar: a text bar

@@ -7,18 +7,27 @@ serialized result, or status 1 and one frame holding a pickled error dict
 (``ename``, ``evalue``, ``traceback``, ``engine_id``), per docs/protocol.md. Everything a
 task raises, ``KeyboardInterrupt`` from an interrupt included, becomes such an error; the
 engine lives on. Code runs in the persistent namespace ``sys.modules['__main__'].__dict__``.
-EXECUTE cells are Python; IPython syntax (``%magic``, ``!cmd``) is translated by IPython when
-it is importable on the engine, so ``%px %time f()`` works.
+
+EXECUTE cells run through IPython's ``InteractiveShell.run_cell`` when IPython is importable
+on the engine (and ``$CPAR_ENGINE_IPYTHON`` is not ``0``): magics, ``!cmd``, ``%matplotlib
+inline``, the ``Out[N]`` of a trailing expression. The shell's display publisher and
+displayhook send what they would show to the client as display messages
+(``_cpar_engine.display``, a STREAM with ``FLAG_DISPLAY``; docs/protocol.md), in order with
+stdout/stderr. Without IPython a cell is plain ``exec``. APPLY/TASK never go through IPython.
 
 This module must stay importable without the client (no ``cpar._core``, no ``cpar.client``).
 """
 
+import base64
 import collections
+import contextlib
+import json
 import linecache
 import os
 import pickle
 import sys
 import traceback
+import warnings
 
 from cpar import serialize
 
@@ -51,41 +60,281 @@ def _after_fork_in_child():
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
+# Engines have no display: matplotlib gets a non-GUI backend unless told otherwise
+# (``%matplotlib inline`` still switches to the inline backend, whose figures come back as
+# PNG display outputs).
+if "MPLBACKEND" not in os.environ:
+    os.environ["MPLBACKEND"] = "Agg"
+
+# $CPAR_ENGINE_IPYTHON=0: EXECUTE cells are plain Python even when IPython is installed.
+_USE_IPYTHON = os.environ.get("CPAR_ENGINE_IPYTHON", "1").strip().lower() not in (
+    "0", "no", "false", "off")
+
 
 def namespace():
     """The engine's persistent user namespace."""
     return sys.modules["__main__"].__dict__
 
 
-def _remember_source(code):
+_CELL_PREFIX = "<cpar-execute-"
+
+
+def _new_cell_name():
+    """``<cpar-execute-N>``, the file name of the next cell; forgets the oldest cells'
+    sources beyond ``_MAX_CELLS``."""
     global _cell_count
     _cell_count += 1
-    name = f"<cpar-execute-{_cell_count}>"
-    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    name = f"{_CELL_PREFIX}{_cell_count}>"
     _cells.append(name)
     while len(_cells) > _MAX_CELLS:
-        linecache.cache.pop(_cells.popleft(), None)
+        old = _cells.popleft()
+        linecache.cache.pop(old, None)
+        getattr(linecache, "_ipython_cache", {}).pop(old, None)
+        if _shell is not None:
+            getattr(_shell.compile, "_filename_map", {}).pop(old, None)
     return name
 
 
+def _remember_source(code):
+    name = _new_cell_name()
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    return name
+
+
+# -- display messages -----------------------------------------------------------------------
+
+
+def _json_default(value):
+    """JSON for what json cannot encode: bytes as base64 (as Jupyter sends image/png),
+    anything else as its str."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def send_display(msg):
+    """Sends one display message (a dict: ``type`` ``display_data``, ``execute_result`` or
+    ``clear_output``; docs/protocol.md) to the running task's client, in order with its
+    stdout/stderr. Returns False when it was dropped (no task runs)."""
+    data = json.dumps(msg, default=_json_default).encode("utf-8")
+    try:
+        import _cpar_engine
+    except ImportError:  # not inside cpar-engine (a test importing this module)
+        return False
+    return _cpar_engine.display(data)
+
+
+# -- IPython ----------------------------------------------------------------------------------
+
 _shell = None  # IPython's InteractiveShell, made on the first cell that needs it
+_shell_failed = False  # IPython is not importable (or the shell could not be made)
+_shell_depth = 0  # run_cell calls in progress (user code may call run_cell itself)
+_shell_top = False  # an EXECUTE cell runs (its run_cell is the one at depth 1)
+_shell_cell = None  # the file name of the EXECUTE cell being run
+
+
+def _make_shell():
+    """Our InteractiveShell over the engine namespace (IPython imported here)."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets import Type
+    from traitlets.config import Config
+
+    class EngineDisplayPublisher(DisplayPublisher):
+        """``display(obj)``, matplotlib's inline figures: display_data to the client."""
+
+        def publish(self, data, metadata=None, source=None, *, transient=None,
+                    update=False, **kwargs):
+            msg = {"type": "display_data", "data": data, "metadata": metadata or {}}
+            if transient:
+                msg["transient"] = transient
+            if update:
+                msg["update"] = True
+            send_display(msg)
+
+        def clear_output(self, wait=False):
+            send_display({"type": "clear_output", "wait": bool(wait)})
+
+    class EngineDisplayHook(DisplayHook):
+        """The value of a cell's trailing expression: execute_result to the client."""
+
+        _cpar_msg = None
+
+        def start_displayhook(self):
+            super().start_displayhook()
+            self._cpar_msg = {"type": "execute_result", "data": {}, "metadata": {},
+                              "execution_count": self.prompt_count}
+
+        def write_output_prompt(self):
+            pass  # the client writes Out[engine:n]
+
+        def write_format_data(self, format_dict, md_dict=None):
+            if self._cpar_msg is not None:
+                self._cpar_msg["data"] = format_dict
+                self._cpar_msg["metadata"] = md_dict or {}
+
+        def log_output(self, format_dict):
+            pass  # no output history on engines (it would grow without bound)
+
+        def finish_displayhook(self):
+            msg, self._cpar_msg = self._cpar_msg, None
+            if msg is not None and msg["data"]:
+                send_display(msg)
+            self._is_active = False
+
+    class EngineShell(InteractiveShell):
+        display_pub_class = Type(EngineDisplayPublisher)
+        displayhook_class = Type(EngineDisplayHook)
+
+        def showtraceback(self, exc_tuple=None, *args, **kwargs):
+            # The error that ends the top-level cell becomes the task's error reply: not
+            # printed as well. Others (a magic reporting a failure it caught, a nested
+            # run_cell) are shown as IPython would.
+            if _shell_top and _shell_depth == 1:
+                value = exc_tuple[1] if exc_tuple else sys.exc_info()[1]
+                if value is not None and _raised_in_cell(value, _shell_cell):
+                    return None
+            return super().showtraceback(exc_tuple, *args, **kwargs)
+
+        def showsyntaxerror(self, *args, **kwargs):
+            if not (_shell_top and _shell_depth == 1):
+                return super().showsyntaxerror(*args, **kwargs)
+            return None
+
+        def showindentationerror(self, *args, **kwargs):
+            if not (_shell_top and _shell_depth == 1):
+                return super().showindentationerror(*args, **kwargs)
+            return None
+
+        def enable_gui(self, gui=None):
+            # ``%matplotlib inline`` (gui None) needs no event loop; engines have no
+            # display for the others.
+            if gui not in (None, "inline"):
+                from IPython.core.error import UsageError
+
+                raise UsageError(f"cpar engines have no display: GUI event loop {gui!r} is "
+                                 "not available (use %matplotlib inline)")
+
+        def run_cell(self, *args, **kwargs):
+            global _shell_depth
+            _shell_depth += 1
+            try:
+                return super().run_cell(*args, **kwargs)
+            finally:
+                _shell_depth -= 1
+
+    config = Config()
+    config.HistoryManager.enabled = False  # no sqlite history file per engine
+    config.InteractiveShell.colors = "nocolor"  # output goes to files, not a terminal
+    main = sys.modules["__main__"]
+    shell = EngineShell.instance(config=config, user_module=main, user_ns=main.__dict__)
+
+    def code_name(raw_code, transformed_code, number):
+        global _shell_cell
+        name = _new_cell_name()
+        if _shell_top and _shell_depth == 1:
+            _shell_cell = name
+        return name
+
+    shell.compile.get_code_name = code_name  # tracebacks name <cpar-execute-N>
+    if hasattr(shell, "_tee"):
+        # IPython >= 9 copies every write to sys.stdout/err into its output history by
+        # patching the stream's write (our C streams have none to patch, and an engine
+        # must not keep its output forever).
+        shell._tee = lambda channel: contextlib.nullcontext()
+    # run_code warns this after a SystemExit, which already is the task's error.
+    warnings.filterwarnings("ignore", message="To exit: use 'exit', 'quit', or Ctrl-D.")
+    return shell
 
 
 def _ipython_shell():
-    """IPython's shell over the engine namespace, or None when IPython is not installed."""
-    global _shell
-    if _shell is None:
-        try:
-            from IPython.core.interactiveshell import InteractiveShell
-            from traitlets.config import Config
-        except ImportError:
+    """IPython's shell over the engine namespace, or None when IPython is not installed
+    (or turned off with ``$CPAR_ENGINE_IPYTHON=0``)."""
+    global _shell, _shell_failed
+    if _shell is None and not _shell_failed:
+        if not _USE_IPYTHON:
+            _shell_failed = True
             return None
-        config = Config()
-        config.HistoryManager.enabled = False  # no sqlite history file per engine
-        main = sys.modules["__main__"]
-        _shell = InteractiveShell.instance(config=config, user_module=main,
-                                           user_ns=main.__dict__)
+        try:
+            import IPython  # noqa: F401
+        except ImportError:
+            _shell_failed = True
+            return None
+        try:
+            _shell = _make_shell()
+        except Exception as exc:  # noqa: BLE001 - a broken IPython: plain exec then
+            _shell_failed = True
+            try:
+                import _cpar_engine
+
+                _cpar_engine.log(f"cannot make an IPython shell ({exc!r}); cells run as "
+                                 "plain Python")
+            except ImportError:
+                pass
+            return None
     return _shell
+
+
+def _raised_in_cell(exc, cell):
+    """Whether exc propagated out of the code of the cell named ``cell``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == cell:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _from_first_cell_frame(tb):
+    """tb from its first frame in an executed cell's code on (None if it has none)."""
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(_CELL_PREFIX):
+        tb = tb.tb_next
+    return tb
+
+
+def _trim_history(shell):
+    """Bounds what IPython keeps per cell on a long-lived engine: the input history keeps
+    the last ``_MAX_CELLS`` cells (older entries become ''), the ``_iN`` variables too,
+    nothing is queued for the (disabled) history database."""
+    hm = shell.history_manager
+    if hm is None:
+        return
+    for name in ("db_input_cache", "db_output_cache"):
+        cache = getattr(hm, name, None)
+        if cache:
+            del cache[:]
+    for name in ("outputs", "exceptions"):
+        store = getattr(hm, name, None)
+        if store:
+            store.clear()
+    for hist in (hm.input_hist_parsed, hm.input_hist_raw):
+        old = len(hist) - _MAX_CELLS - 1
+        if old > 0:
+            hist[old] = ""
+    old = shell.execution_count - _MAX_CELLS - 1
+    if old > 0:
+        shell.user_ns.pop(f"_i{old}", None)
+
+
+def _run_ipython_cell(shell, code):
+    """Runs one cell with IPython; raises what the cell raised."""
+    global _shell_top, _shell_cell
+    _shell_top = True
+    try:
+        result = shell.run_cell(code, store_history=True)
+    finally:
+        _shell_top = False
+        _shell_cell = None
+    _trim_history(shell)
+    err = result.error_before_exec
+    if err is None:
+        err = result.error_in_exec
+    if err is not None:
+        # Tracebacks start at the cell's own code, without IPython's frames above it.
+        raise err.with_traceback(_from_first_cell_frame(err.__traceback__))
 
 
 def _compile_cell(code):
@@ -112,7 +361,11 @@ def _compile_cell(code):
 
 def _execute(frames):
     code = str(frames[0], "utf-8") if frames else ""
-    exec(_compile_cell(code), namespace())
+    shell = _ipython_shell()
+    if shell is not None:
+        _run_ipython_cell(shell, code)
+    else:
+        exec(_compile_cell(code), namespace())
     return serialize.serialize_object(None)
 
 

@@ -81,6 +81,7 @@ typedef struct cpar_engine {
     /* Shared between the threads: under lock. */
     pthread_mutex_t lock;
     int running;                           /* a task runs on the main thread */
+    int queued;                            /* tasks handed to main and not finished */
     uint8_t running_id[CPAR_WIRE_ID_SIZE]; /* its request's msg id */
     int interrupt_sent;                    /* SIGINT sent during this task */
     cpar_capture capture;                  /* its output not yet sent */

@@ -256,7 +256,13 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
         *task = *m; /* the frames move to the heap copy */
         m->frames = NULL;
         m->nframes = m->cap = 0;
+        pthread_mutex_lock(&io->e->lock);
+        io->e->queued++;
+        pthread_mutex_unlock(&io->e->lock);
         if (cpar__io_ctl(io, CPAR_CTL_TASK, 0, task) != 0) {
+            pthread_mutex_lock(&io->e->lock);
+            io->e->queued--;
+            pthread_mutex_unlock(&io->e->lock);
             cpar_elog("cannot queue a task: %s", zmq_strerror(zmq_errno()));
             cpar_msg_close(task);
             free(task);
@@ -446,8 +452,10 @@ cpar__io_loop(cpar__io *io)
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
         int running;
 
+        /* While tasks are queued or running, output is flushed at the stream period (a
+         * task may start between this check and the poll). */
         pthread_mutex_lock(&e->lock);
-        running = e->running;
+        running = e->running || e->queued > 0;
         pthread_mutex_unlock(&e->lock);
         if (running && timeout > CPAR_ENGINE_STREAM_PERIOD_MS)
             timeout = CPAR_ENGINE_STREAM_PERIOD_MS;

@@ -226,6 +226,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
 
     pthread_mutex_lock(&e->lock);
     e->running = 0;
+    e->queued--;
     interrupted = e->interrupt_sent;
     cpar_capture_take(&e->capture, &pending);
     pthread_mutex_unlock(&e->lock);
@@ -351,6 +352,9 @@ cpar_runner_run(cpar_engine *e)
             goto error;
         if (ctl.kind == CPAR_CTL_TASK) {
             if (atomic_load(&e->stopping)) {
+                pthread_mutex_lock(&e->lock);
+                e->queued--;
+                pthread_mutex_unlock(&e->lock);
                 cpar_msg_close(ctl.msg);
                 free(ctl.msg);
             } else {

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "curve.h"
 #include "shm.h"
 #include "sign.h"
 #include "wire.h"
@@ -63,6 +64,7 @@ typedef struct cpar_engine_ctl {
 typedef struct cpar_engine {
     /* Set by main before the I/O thread starts, read-only afterwards. */
     char *engine_url;               /* the controller's engine ROUTER */
+    cpar_curve curve;               /* CurveZMQ keys; curve.server[0] == 0: off */
     uint8_t key[CPAR_SIGN_MAX_KEY]; /* HMAC key (UTF-8 bytes of the "key" string) */
     size_t keylen;
     int requested_id;        /* --id, or -1 */

@@ -59,7 +59,60 @@ typedef struct cpar__io {
     uint64_t stop_deadline; /* ns: after this, a task that will not stop gets _exit */
     int quit;               /* the main thread said CPAR_CTL_QUIT */
     uint64_t next_expire;   /* ns: next look for shared-memory pins nobody released */
+    void *mon;              /* PAIR receiving the dealer's handshake-failure events */
 } cpar__io;
+
+/* Watches the dealer's security handshakes (a CURVE key mismatch fails them). Returns 0,
+ * or -1 (then io->mon is NULL and a mismatch only shows as a registration timeout). */
+static int
+cpar__io_monitor(cpar__io *io)
+{
+    char url[64];
+    int zero = 0;
+    snprintf(url, sizeof(url), "inproc://cpar-engine-monitor-%p", (void *)io);
+    if (zmq_socket_monitor(io->dealer, url,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
+        return -1;
+    io->mon = zmq_socket(io->e->zctx, ZMQ_PAIR);
+    if (io->mon == NULL || zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_connect(io->mon, url) != 0) {
+        if (io->mon != NULL)
+            zmq_close(io->mon);
+        io->mon = NULL;
+        zmq_socket_monitor(io->dealer, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 when a handshake-failure event is waiting on the monitor (events are drained). */
+static int
+cpar__io_handshake_failed(cpar__io *io)
+{
+    int failed = 0;
+    for (;;) {
+        zmq_msg_t ev;
+        int more;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, io->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return failed;
+        }
+        failed = 1;
+        more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, io->mon, 0) < 0)
+                more = 0;
+            else
+                more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+    }
+}
 
 static int
 cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
@@ -141,12 +194,24 @@ cpar__io_register(cpar__io *io)
     for (;;) {
         uint64_t now = cpar_now_ns();
         zmq_pollitem_t item = {.socket = io->dealer, .events = ZMQ_POLLIN};
+        if (io->mon != NULL && cpar__io_handshake_failed(io)) {
+            cpar_elog("the %s handshake with the controller at %s failed: %s; exiting",
+                      e->curve.server[0] ? "CURVE" : "security", e->engine_url,
+                      e->curve.server[0]
+                          ? "the CURVE keys in the connection file do not match the controller's"
+                          : "the controller uses CURVE and the connection file has no keys");
+            goto error;
+        }
         if (now >= deadline) {
             cpar_elog("no REGISTER_REPLY from the controller at %s within %d ms; exiting",
                       e->engine_url, e->register_timeout_ms);
             goto error;
         }
-        rc = zmq_poll(&item, 1, (long)((deadline - now) / 1000000u) + 1);
+        /* Short polls: the monitor is checked between them. */
+        rc = zmq_poll(&item, 1,
+                      (long)((deadline - now) / 1000000u) + 1 < 100
+                          ? (long)((deadline - now) / 1000000u) + 1
+                          : 100);
         if (rc <= 0)
             continue;
         rc = cpar_wire_recv(io->dealer, io->signer, 0, NULL, NULL, &m, ZMQ_DONTWAIT);
@@ -540,6 +605,14 @@ cpar__io_main(void *arg)
         cpar_elog("cannot bind %s: %s", CPAR_ENGINE_PAIR_URL, zmq_strerror(zmq_errno()));
         goto error;
     }
+    if (io.e->curve.server[0] && cpar_curve_client(io.dealer, &io.e->curve) != 0) {
+        cpar_elog("cannot set the CURVE keys: %s", zmq_strerror(zmq_errno()));
+        cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
+        goto error;
+    }
+    if (cpar__io_monitor(&io) != 0)
+        cpar_elog("no handshake monitor (%s): a key mismatch will show as a timeout",
+                  zmq_strerror(zmq_errno()));
     if (zmq_connect(io.dealer, io.e->engine_url) != 0) {
         cpar_elog("cannot connect to %s: %s", io.e->engine_url, zmq_strerror(zmq_errno()));
         cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
@@ -555,6 +628,10 @@ error:
     atomic_store(&io.e->io_done, 1);
     if (io.dealer != NULL && !flush) /* nobody listens: do not linger at exit */
         zmq_setsockopt(io.dealer, ZMQ_LINGER, &zero, sizeof(zero));
+    if (io.mon != NULL) {
+        zmq_socket_monitor(io.dealer, NULL, 0);
+        zmq_close(io.mon);
+    }
     if (io.dealer)
         zmq_close(io.dealer);
     if (io.pair)

@@ -200,6 +200,37 @@ cpar__conn_int(PyObject *d, const char *name, int dflt, int *out)
     return 0;
 }
 
+/* Reads the CurveZMQ keys (curve_serverkey, curve_publickey, curve_secretkey: all three or
+ * none) into c. GIL held. Returns 0, or -1 with a Python exception set. */
+static int
+cpar__conn_curve(PyObject *d, cpar_curve *c)
+{
+    static const char *const names[3] = {"curve_serverkey", "curve_publickey", "curve_secretkey"};
+    char *dest[3] = {c->server, c->pub, c->sec};
+    int present = 0;
+    memset(c, 0, sizeof(*c));
+    for (int i = 0; i < 3; i++) {
+        PyObject *v = PyDict_GetItemString(d, names[i]); /* borrowed */
+        const char *s;
+        if (v == NULL || v == Py_None)
+            continue;
+        s = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
+        if (s == NULL || !cpar_curve_key_valid(s)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be 40 Z85 characters", names[i]);
+            return -1;
+        }
+        memcpy(dest[i], s, CPAR_CURVE_KEY_LEN + 1);
+        present++;
+    }
+    if (present != 0 && present != 3) {
+        PyErr_SetString(PyExc_ValueError,
+                        "CURVE needs curve_serverkey, curve_publickey and curve_secretkey");
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads engine_url, key, heartbeat settings from the connection file (JSON) into e.
  * GIL held. Returns 0 or -1 (logged). */
 static int
@@ -248,7 +279,8 @@ cpar__read_connection(cpar_engine *e, const char *path)
     memcpy(e->key, s, (size_t)len);
     e->keylen = (size_t)len;
     if (cpar__conn_int(d, "hb_period_ms", 500, &e->hb_period_ms) < 0 ||
-        cpar__conn_int(d, "hb_timeout_ms", 3000, &e->hb_timeout_ms) < 0)
+        cpar__conn_int(d, "hb_timeout_ms", 3000, &e->hb_timeout_ms) < 0 ||
+        cpar__conn_curve(d, &e->curve) < 0)
         goto error;
     Py_DECREF(data);
     Py_DECREF(json);

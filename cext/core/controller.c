@@ -31,8 +31,9 @@
 
 #include <zmq.h>
 
-#include "errors.h"
 #include "controller_int.h"
+#include "curve.h"
+#include "errors.h"
 
 static const char *const cpar__side_name[2] = {"client", "engine"};
 static const char *const cpar__side_a[2] = {"a client", "an engine"};
@@ -313,7 +314,7 @@ cpar_controller_run(cpar_controller *c)
 
 static int
 cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen, char *err,
-             size_t errlen)
+             size_t errlen, const char *curve_secret)
 {
     int one = 1, zero = 0;
     size_t len = eplen;
@@ -324,6 +325,12 @@ cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t 
         zmq_setsockopt(*sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
         snprintf(err, errlen, "cannot create a ROUTER socket: %s", zmq_strerror(zmq_errno()));
         return CPAR_EZMQ;
+    }
+    if (curve_secret != NULL && cpar_curve_server(*sock, curve_secret) != 0) {
+        snprintf(err, errlen, "cannot make %s a CURVE server: %s", url,
+                 cpar_curve_key_valid(curve_secret) ? zmq_strerror(zmq_errno())
+                                                    : "the secret key is not 40 Z85 characters");
+        return CPAR_EINVAL;
     }
     if (zmq_bind(*sock, url) != 0) {
         snprintf(err, errlen, "cannot bind %s: %s", url, zmq_strerror(zmq_errno()));
@@ -393,10 +400,10 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         goto error;
     }
     rc = cpar__router(c, &c->csock, cfg->client_url, c->client_ep, sizeof(c->client_ep), err,
-                      errlen);
+                      errlen, cfg->curve_secret);
     if (rc == 0)
         rc = cpar__router(c, &c->esock, cfg->engine_url, c->engine_ep, sizeof(c->engine_ep), err,
-                          errlen);
+                          errlen, cfg->curve_secret);
     if (rc != 0)
         goto error;
     snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);

@@ -229,7 +229,10 @@ cpar__monitor_event(cpar_clientio *io)
         more = zmq_msg_more(&addr);
         zmq_msg_close(&addr);
     }
-    if (event == ZMQ_EVENT_CONNECTED) {
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+        event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        atomic_fetch_add_explicit(&io->handshake_failed, 1, memory_order_relaxed);
+    } else if (event == ZMQ_EVENT_CONNECTED) {
         atomic_store(&io->connected, 1);
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
         cpar_clientio_item *it;
@@ -309,8 +312,8 @@ cpar__clientio_main(void *arg)
 }
 
 int
-cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clientio **out,
-                  char *err, size_t errlen)
+cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
+                  cpar_clientio **out, char *err, size_t errlen)
 {
     cpar_clientio *io;
     pthread_condattr_t ca;
@@ -365,7 +368,15 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clien
     zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
     /* Connection state, for failing fast when the controller goes away. */
     snprintf(monurl, sizeof(monurl), "inproc://cpar-clientio-%p", (void *)io);
-    if (zmq_socket_monitor(io->sock, monurl, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+    if (curve != NULL && (rc = cpar_curve_client(io->sock, curve)) != 0) {
+        snprintf(err, errlen, "cannot set the CURVE keys: %s",
+                 rc == CPAR_EINVAL ? "a key is not 40 Z85 characters" : zmq_strerror(errno));
+        goto error;
+    }
+    if (zmq_socket_monitor(
+            io->sock, monurl,
+            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
         (io->mon = zmq_socket(io->ctx, ZMQ_PAIR)) == NULL ||
         zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
         zmq_connect(io->mon, monurl) != 0) {
@@ -556,6 +567,7 @@ cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st)
     st->malformed = atomic_load_explicit(&io->malformed, memory_order_relaxed);
     st->send_failed = atomic_load_explicit(&io->send_failed, memory_order_relaxed);
     st->disconnects = atomic_load_explicit(&io->disconnects, memory_order_relaxed);
+    st->handshake_failed = atomic_load_explicit(&io->handshake_failed, memory_order_relaxed);
     st->connected = atomic_load(&io->connected);
     st->shm = io->shm;
     st->shm_sent = atomic_load_explicit(&io->shm_sent, memory_order_relaxed);

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "curve.h"
 #include "wire.h"
 
 typedef struct cpar_clientio cpar_clientio;
@@ -26,17 +27,18 @@ typedef struct cpar_clientio_item {
 
 /* Counters, read without the lock (relaxed atomics). */
 typedef struct cpar_clientio_stats {
-    uint64_t sent;          /* messages handed to libzmq */
-    uint64_t received;      /* valid messages received */
-    uint64_t bad_signature; /* received messages dropped: wrong or missing signature */
-    uint64_t malformed;     /* received messages dropped: truncated, bad version/type/sizes */
-    uint64_t send_failed;   /* messages that could not be sent (reported to the inbox) */
-    uint64_t disconnects;   /* times the connection to the controller dropped */
-    int connected;          /* 1 while connected to the controller */
-    int shm;                /* 1 when the shared-memory path is enabled for this process */
-    uint64_t shm_sent;      /* request frames sent by descriptor (shm.h) */
-    uint64_t shm_received;  /* reply frames read from an engine's memory */
-    uint64_t shm_failed;    /* replies whose shared-memory read failed (became ERRORs) */
+    uint64_t sent;             /* messages handed to libzmq */
+    uint64_t received;         /* valid messages received */
+    uint64_t bad_signature;    /* received messages dropped: wrong or missing signature */
+    uint64_t malformed;        /* received messages dropped: truncated, bad version/type/sizes */
+    uint64_t send_failed;      /* messages that could not be sent (reported to the inbox) */
+    uint64_t disconnects;      /* times the connection to the controller dropped */
+    uint64_t handshake_failed; /* security handshakes that failed (wrong CURVE keys) */
+    int connected;             /* 1 while connected to the controller */
+    int shm;                   /* 1 when the shared-memory path is enabled for this process */
+    uint64_t shm_sent;         /* request frames sent by descriptor (shm.h) */
+    uint64_t shm_received;     /* reply frames read from an engine's memory */
+    uint64_t shm_failed;       /* replies whose shared-memory read failed (became ERRORs) */
 } cpar_clientio_stats;
 
 /* A new, empty item (its cpar_msg initialised with `type`), or NULL when out of memory.
@@ -47,10 +49,11 @@ void cpar_clientio_item_free(cpar_clientio_item *it);
 /* Frees a whole list (as returned by cpar_clientio_take). */
 void cpar_clientio_list_free(cpar_clientio_item *head);
 
-/* Connects a DEALER to `url` with HMAC `key` and starts the I/O thread. Returns 0 and
- * *out (free with cpar_clientio_free), or a CPAR_E* code with a message in err. */
-int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, cpar_clientio **out,
-                      char *err, size_t errlen);
+/* Connects a DEALER to `url` with HMAC `key` (and CurveZMQ keys when curve is not NULL,
+ * borrowed for the call) and starts the I/O thread. Returns 0 and *out (free with
+ * cpar_clientio_free), or a CPAR_E* code with a message in err. */
+int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
+                      cpar_clientio **out, char *err, size_t errlen);
 
 /* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
  * CPAR_ECLOSED when the connection is closed. */

@@ -39,6 +39,7 @@ struct cpar_clientio {
     atomic_uint_fast64_t malformed;
     atomic_uint_fast64_t send_failed;
     atomic_uint_fast64_t disconnects;
+    atomic_uint_fast64_t handshake_failed; /* CURVE (or mechanism) handshakes that failed */
     atomic_int connected; /* 1 while a TCP/IPC connection to the controller is up */
 
     /* Shared-memory path (shm.h), touched by the I/O thread only (the pins also by close

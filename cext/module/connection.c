@@ -28,12 +28,14 @@ cpar__monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Connection(url, key)
+/* Connection(url, key, curve_serverkey=None, curve_publickey=None, curve_secretkey=None)
  * --
  * Connects to the controller's client endpoint `url`, signing with `key` (bytes or str;
- * a str is used as its UTF-8 bytes), and starts the I/O thread. */
+ * a str is used as its UTF-8 bytes), encrypting with CurveZMQ when the three keys are
+ * given, and starts the I/O thread. */
 static PyObject *
-connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssize_t keylen)
+connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssize_t keylen,
+                    const cpar_curve *curve)
 {
     cpar_ConnectionObject *self;
     char err[512];
@@ -46,7 +48,8 @@ connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssi
     self->url = PyUnicode_FromString(url);
     if (self->url == NULL)
         goto error;
-    rc = cpar_clientio_new(url, (const uint8_t *)key, (size_t)keylen, &self->io, err, sizeof(err));
+    rc = cpar_clientio_new(url, (const uint8_t *)key, (size_t)keylen, curve, &self->io, err,
+                           sizeof(err));
     if (rc != 0) {
         cpar_exc_set_message(rc, err);
         goto error;
@@ -60,23 +63,39 @@ error:
 static PyObject *
 connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"url", "key", NULL};
-    const char *url;
+    static char *kwlist[] = {"url", "key", "curve_serverkey", "curve_publickey", "curve_secretkey",
+                             NULL};
+    const char *url, *ks = NULL, *kp = NULL, *kx = NULL;
     PyObject *key, *ret;
     Py_buffer view;
+    cpar_curve curve, *cp = NULL;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO:Connection", kwlist, &url, &key))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|zzz:Connection", kwlist, &url, &key, &ks, &kp,
+                                     &kx))
         return NULL;
+    if (ks != NULL || kp != NULL || kx != NULL) {
+        const char *keys[3] = {ks, kp, kx};
+        for (int i = 0; i < 3; i++)
+            if (!cpar_curve_key_valid(keys[i]))
+                return PyErr_Format(PyExc_ValueError,
+                                    "CURVE needs three keys of 40 Z85 characters (server, "
+                                    "public, secret); %s is %s",
+                                    kwlist[2 + i], keys[i] ? "malformed" : "missing");
+        snprintf(curve.server, sizeof(curve.server), "%s", ks);
+        snprintf(curve.pub, sizeof(curve.pub), "%s", kp);
+        snprintf(curve.sec, sizeof(curve.sec), "%s", kx);
+        cp = &curve;
+    }
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;
         const char *s = PyUnicode_AsUTF8AndSize(key, &len);
         if (s == NULL)
             return NULL;
-        return connection_new_impl(type, url, s, len);
+        return connection_new_impl(type, url, s, len, cp);
     }
     if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    ret = connection_new_impl(type, url, view.buf, view.len);
+    ret = connection_new_impl(type, url, view.buf, view.len, cp);
     PyBuffer_Release(&view);
     return ret;
 }
@@ -335,6 +354,7 @@ enum {
     CPAR__ST_SHM_SENT,
     CPAR__ST_SHM_RECEIVED,
     CPAR__ST_SHM_FAILED,
+    CPAR__ST_HANDSHAKE,
 };
 
 static PyObject *
@@ -373,6 +393,9 @@ connection_get_stat(cpar_ConnectionObject *self, void *which)
         break;
     case CPAR__ST_SHM_FAILED:
         v = st.shm_failed;
+        break;
+    case CPAR__ST_HANDSHAKE:
+        v = st.handshake_failed;
         break;
     }
     return PyLong_FromUnsignedLongLong(v);
@@ -425,6 +448,9 @@ static PyGetSetDef connection_getset[] = {
      "request frames sent by shared-memory descriptor", (void *)CPAR__ST_SHM_SENT},
     {"shm_received", (getter)connection_get_stat, NULL, "reply frames read from an engine's memory",
      (void *)CPAR__ST_SHM_RECEIVED},
+    {"handshake_failed", (getter)connection_get_stat, NULL,
+     "security handshakes with the controller that failed (CURVE keys that do not match)",
+     (void *)CPAR__ST_HANDSHAKE},
     {"shm_failed", (getter)connection_get_stat, NULL,
      "replies whose shared-memory read failed (each became an ERROR)", (void *)CPAR__ST_SHM_FAILED},
     {NULL},
@@ -444,9 +470,10 @@ static PyMethodDef connection_methods[] = {
     {NULL},
 };
 
-PyDoc_STRVAR(connection_doc,
-             "Connection(url, key)\n--\n\n"
-             "A client connection to the controller; a C I/O thread owns the socket.");
+PyDoc_STRVAR(
+    connection_doc,
+    "Connection(url, key, curve_serverkey=None, curve_publickey=None, curve_secretkey=None)\n--\n\n"
+    "A client connection to the controller; a C I/O thread owns the socket.");
 
 static PyType_Slot connection_slots[] = {
     {Py_tp_doc, (void *)connection_doc},

@@ -69,15 +69,17 @@ error:
 static PyObject *
 controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_url",    "engine_url", "key", "log_path",    "hb_period_ms",
-                             "hb_timeout_ms", "scheme",     "hwm", "max_records", NULL};
+    static char *kwlist[] = {"client_url",   "engine_url",    "key",    "log_path",
+                             "hb_period_ms", "hb_timeout_ms", "scheme", "hwm",
+                             "max_records",  "curve_secret",  NULL};
     cpar_controller_config cfg = {.hb_period_ms = 500, .hb_timeout_ms = 3000};
     PyObject *key, *ret;
     Py_buffer view;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|ziizii:Controller", kwlist, &cfg.client_url,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|ziiziiz:Controller", kwlist, &cfg.client_url,
                                      &cfg.engine_url, &key, &cfg.log_path, &cfg.hb_period_ms,
-                                     &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm, &cfg.max_records))
+                                     &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm, &cfg.max_records,
+                                     &cfg.curve_secret))
         return NULL;
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;

@@ -3,6 +3,7 @@
 #include "module.h"
 
 #include "clientio.h"
+#include "curve.h"
 #include "errors.h"
 #include "exceptions.h"
 #include "frame.h"
@@ -80,7 +81,22 @@ core_shm_token(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyUnicode_FromString(tok);
 }
 
+/* curve_keypair() -> (public, secret)
+ * --
+ * A new CurveZMQ key pair as two 40-character Z85 strings. */
+static PyObject *
+core_curve_keypair(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    char pub[CPAR_CURVE_KEY_LEN + 1], sec[CPAR_CURVE_KEY_LEN + 1];
+    int rc = cpar_curve_keypair(pub, sec);
+    if (rc != 0)
+        return cpar_exc_set(rc, 0, "cannot make a CURVE key pair (libzmq without CURVE?)");
+    return Py_BuildValue("(ss)", pub, sec);
+}
+
 static PyMethodDef core_methods[] = {
+    {"curve_keypair", core_curve_keypair, METH_NOARGS,
+     PyDoc_STR("curve_keypair()\n--\n\nA new CurveZMQ key pair (public, secret), Z85.")},
     {"_shm_token", core_shm_token, METH_NOARGS,
      PyDoc_STR("_shm_token()\n--\n\nThis process's shared-memory locality token, or None.")},
     {"now_ns", core_now_ns, METH_NOARGS,

@@ -125,6 +125,8 @@ class Message:
     def frames(self) -> list[Frame]: ...
 
 @final
+def curve_keypair() -> tuple[str, str]: ...
+
 class Connection:
     """A client's connection to the controller; a C I/O thread owns the socket.
 
@@ -132,7 +134,16 @@ class Connection:
     a message that could not be sent (parent = its msg_id) and when the connection drops
     (parent = 16 zero bytes, status E_CLOSED)."""
 
-    def __new__(cls, url: str, key: bytes | str) -> Self: ...
+    def __new__(
+        cls,
+        url: str,
+        key: bytes | str,
+        curve_serverkey: str | None = None,
+        curve_publickey: str | None = None,
+        curve_secretkey: str | None = None,
+    ) -> Self: ...
+    @property
+    def handshake_failed(self) -> int: ...
     def send(
         self,
         type: int,
@@ -204,6 +215,7 @@ class Controller:
         scheme: str | None = None,
         hwm: int = 0,
         max_records: int = 0,
+        curve_secret: str | None = None,
     ) -> Self: ...
     @property
     def client_url(self) -> str: ...

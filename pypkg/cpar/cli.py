@@ -37,19 +37,26 @@ def _add_scheduling(p):
 def _cmd_controller(args):
     from .controller import run_controller
 
-    return run_controller(
-        profile=args.profile,
-        cluster_id=args.cluster_id,
-        ip=args.ip,
-        client_port=args.client_port,
-        engine_port=args.engine_port,
-        hb_period_ms=args.hb_period_ms,
-        hb_timeout_ms=args.hb_timeout_ms,
-        log_path=args.log,
-        scheme=args.scheme,
-        hwm=args.hwm,
-        max_records=args.max_records,
-    )
+    try:
+        return run_controller(
+            profile=args.profile,
+            cluster_id=args.cluster_id,
+            ip=args.ip,
+            client_port=args.client_port,
+            engine_port=args.engine_port,
+            hb_period_ms=args.hb_period_ms,
+            hb_timeout_ms=args.hb_timeout_ms,
+            log_path=args.log,
+            scheme=args.scheme,
+            hwm=args.hwm,
+            max_records=args.max_records,
+            curve=args.curve,
+            insecure=args.insecure,
+            location=args.location,
+        )
+    except ValueError as e:  # a refused configuration (e.g. --ip without --curve)
+        print(f"cpar controller: {e}", file=sys.stderr)
+        return 2
 
 
 def _cmd_engine(args):
@@ -153,6 +160,12 @@ def build_parser():
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
     p.add_argument("--log", default=None, help="log file")
     _add_scheduling(p)
+    p.add_argument("--curve", action="store_true",
+                   help="encrypt all connections with CurveZMQ (keys in the connection file)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow binding a non-loopback --ip without --curve")
+    p.add_argument("--location", default=None,
+                   help="host name or address clients and engines connect to (default: --ip)")
     p.add_argument("--max-records", type=int, default=100000,
                    help="ended task records kept for dependencies (default: %(default)s)")
     p.set_defaults(func=_cmd_controller)

@@ -29,6 +29,27 @@ def parse_hwm(value):
 SCHEMES = ("leastload", "lru", "weighted", "twobin", "plainrandom")
 
 
+def _is_loopback(ip):
+    import ipaddress
+
+    if ip in ("localhost", "lo"):
+        return True
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _located(url, location):
+    """The bound endpoint ``tcp://host:port`` with host replaced by ``location``."""
+    if not location:
+        return url
+    scheme, _, rest = url.partition("://")
+    port = rest.rpartition(":")[2]
+    host = f"[{location}]" if ":" in location else location
+    return f"{scheme}://{host}:{port}"
+
+
 def new_key():
     """A fresh signing key: 64 hex characters (its UTF-8 bytes are the HMAC key)."""
     return secrets.token_hex(32)
@@ -47,11 +68,31 @@ def run_controller(
     scheme="leastload",
     hwm=DEFAULT_HWM,
     max_records=100000,
+    curve=False,
+    insecure=False,
+    location=None,
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
-    the connection file. Returns the process exit status."""
+    the connection file. Returns the process exit status.
+
+    ``curve``: encrypt every connection with CurveZMQ (keys made here; the server's secret
+    never leaves this process, the clients' key pair goes into the connection file).
+    Binding to an address other than loopback needs ``curve`` or an explicit
+    ``insecure``. ``location``: the host name or address clients and engines should
+    connect to (default: the bound ``ip``; needed when binding ``0.0.0.0``)."""
     from . import _core
 
+    if not curve and not insecure and not _is_loopback(ip):
+        raise ValueError(
+            f"binding {ip} (not loopback) without encryption: use --curve, or --insecure to "
+            "accept unencrypted traffic on that network")
+    curve_info = {}
+    server_secret = None
+    if curve:
+        server_public, server_secret = _core.curve_keypair()
+        client_public, client_secret = _core.curve_keypair()
+        curve_info = {"curve_serverkey": server_public, "curve_publickey": client_public,
+                      "curve_secretkey": client_secret}
     key = new_key()
     cf = connection_file or paths.connection_file(profile, cluster_id)
     if log_path is None:
@@ -66,10 +107,11 @@ def run_controller(
         scheme=scheme,
         hwm=parse_hwm(hwm),
         max_records=max_records,
+        curve_secret=server_secret,
     )
     info = {
-        "client_url": ctrl.client_url,
-        "engine_url": ctrl.engine_url,
+        "client_url": _located(ctrl.client_url, location),
+        "engine_url": _located(ctrl.engine_url, location),
         "key": key,
         "signature_scheme": "hmac-sha256",
         "profile": profile,
@@ -80,6 +122,7 @@ def run_controller(
         "hb_timeout_ms": hb_timeout_ms,
         "scheme": scheme,
         "hwm": hwm,
+        **curve_info,
     }
     paths.write_private_json(cf, info)
     ctrl.install_signal_stop()

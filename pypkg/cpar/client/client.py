@@ -27,6 +27,20 @@ _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "sshserver", 
                  "password", "paramiko", "username", "cluster"}
 
 
+_CURVE_FIELDS = ("curve_serverkey", "curve_publickey", "curve_secretkey")
+
+
+def _curve_keys(info, path):
+    """The CurveZMQ keys of a connection file, as Connection() arguments, or None."""
+    present = [k for k in _CURVE_FIELDS if info.get(k)]
+    if not present:
+        return None
+    if len(present) != len(_CURVE_FIELDS):
+        missing = sorted(set(_CURVE_FIELDS) - set(present))
+        raise ValueError(f"connection file {path} has CURVE keys but lacks {', '.join(missing)}")
+    return {k: info[k] for k in _CURVE_FIELDS}
+
+
 class Client(_Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
@@ -57,7 +71,8 @@ class Client(_Bookkeeping):
         self._results = _ResultTable()
         self._history = collections.deque(maxlen=_HISTORY)
         self._dispatcher = None
-        self._dispatcher = _Dispatcher(self.url, self._info["key"].encode("utf-8"))
+        self._dispatcher = _Dispatcher(self.url, self._info["key"].encode("utf-8"),
+                                       _curve_keys(self._info, self.url_file))
         self._dispatcher.new_msg_id = self._new_msg_id
         self._finalizer = weakref.finalize(self, _Dispatcher.close, self._dispatcher)
         try:
@@ -108,13 +123,26 @@ class Client(_Bookkeeping):
         deadline = time.monotonic() + timeout
         while True:
             if waiter.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if d.conn.handshake_failed and waiter._exc is not None:
+                    break  # the failed handshake dropped the connection: say why below
                 waiter.result()
                 return
             # A valid reply would be signed with our key: mis-signed answers mean the
-            # controller uses another key, no need to wait longer.
-            if d.conn.bad_signature or time.monotonic() >= deadline:
+            # controller uses another key, and a failed CURVE handshake means the
+            # encryption keys differ: no need to wait longer in either case.
+            if (d.conn.bad_signature or d.conn.handshake_failed
+                    or time.monotonic() >= deadline):
                 break
         d.waiters.pop(msg_id, None)
+        if d.conn.handshake_failed:
+            curve = bool(self._info.get("curve_serverkey"))
+            raise error.WrongKey(
+                f"the encrypted (CURVE) handshake with the controller at {self.url} failed: "
+                + ("the CURVE keys in " + self.url_file + " do not match the controller's"
+                   if curve else
+                   "the controller encrypts with CURVE but " + self.url_file
+                   + " has no CURVE keys")
+                + " (a stale connection file, or another cluster on this port?)")
         if d.conn.bad_signature:
             raise error.WrongKey(
                 f"the controller at {self.url} answered, but with messages signed with a "

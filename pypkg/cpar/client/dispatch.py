@@ -37,9 +37,9 @@ class _Dispatcher:
     engine list, and the daemon thread that fills them. Kept apart from ``Client`` so the
     thread does not keep the client alive."""
 
-    def __init__(self, url, key):
+    def __init__(self, url, key, curve=None):
         self.url = url
-        self.conn = _core.Connection(url, key)
+        self.conn = _core.Connection(url, key, **(curve or {}))
         self.lock = threading.Lock()
         self.engines_changed = threading.Condition(self.lock)
         self.pending = {}   # msg_id -> AsyncResult

@@ -271,7 +271,6 @@ class ParallelMagics:
 
     def set_view(self, view):
         self._view = view
-        self._client_ref = None
 
     def set_client(self, client):
         """Acts on ``client[:]`` (blocking), made when a magic first needs it."""
@@ -285,6 +284,10 @@ class ParallelMagics:
 
     @property
     def view(self):
+        if self._view is not None and self._view.client.closed:
+            fallback = self._client_ref() if self._client_ref is not None else None
+            if fallback is not None and not fallback.closed:
+                self._view = None  # its client is gone: back to the registered client's
         if self._view is None and self._client_ref is not None:
             client = self._client_ref()
             if client is not None and not client.closed:
@@ -703,6 +706,8 @@ def _magics_for(shell, suffix):
         m.register()
     for sfx in list(_pending):
         view = _pending.pop(sfx)
+        if view.client.closed:
+            continue  # activated before this shell, and closed since
         if sfx == suffix:
             m.set_view(view)
         else:

@@ -186,5 +186,8 @@ def test_engine_loss_without_retries_fails_its_tasks(net):
         _ip("-n", NS["h1"], "link", "set", f"vhh1{TAG}", "down")
         with pytest.raises(error.EngineError):
             pending.get(30)
+        deadline = time.monotonic() + 10  # the ENGINE_EVENT follows the failed task
+        while h1_engine in rc.ids and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert h1_engine not in rc.ids
         rc.shutdown(hub=True)

@@ -1,0 +1,58 @@
+"""Many engines on one machine: start N idle engines at once (a registration storm), time
+until all are registered, run ``rc[:].apply_sync`` over all of them, and sum the RSS of
+every process. ``python -m bench.scale [-n 256]``."""
+
+import argparse
+import os
+import time
+
+import cpar
+from cpar import paths
+
+
+def rss_mb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", type=int, default=256)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    cluster = cpar.Cluster(n=args.n, cluster_id="bench-scale", start_timeout=600)
+    rc = cluster.start_and_connect_sync()
+    try:
+        started = time.perf_counter() - t0
+        rc.wait_for_engines(args.n, timeout=600)
+        ids = rc.ids
+        t1 = time.perf_counter()
+        pids = rc[:].apply_sync(os.getpid)
+        first = time.perf_counter() - t1
+        times = []
+        for _ in range(5):
+            t1 = time.perf_counter()
+            rc[:].apply_sync(int)
+            times.append(time.perf_counter() - t1)
+        ctl = paths.read_json(rc.url_file)["controller_pid"]
+        total = rss_mb(list(pids) + [ctl])
+        print(f"{len(ids)} engines registered (ids {ids[0]}..{ids[-1]}, all distinct: "
+              f"{len(set(ids)) == len(ids)}) in {started:.1f} s")
+        print(f"rc[:].apply_sync(os.getpid) over {len(pids)} engines: {first * 1e3:.0f} ms; "
+              f"no-op apply on all: median {sorted(times)[2] * 1e3:.1f} ms")
+        print(f"RSS of the controller and all engines: {total:.0f} MB "
+              f"({total / len(pids):.1f} MB per engine)")
+    finally:
+        cluster.stop_cluster_sync()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,17 +3,25 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
+# What only the tests need: real MPI, sshd and a single-node Slurm for the launcher tests.
+APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev openssh-server openssh-client slurm-wlm munge
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
-.PHONY: all deps venv build demo test ctest ctest-asan pytest asan-engine bench lint format format-check clean
+.PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest asan-engine bench lint format format-check clean
 
 all: build
 
 # System libraries: installed from Debian only when missing.
 deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PACKAGES)"
+
+deps-test:
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PACKAGES) $(APT_TEST_PACKAGES)"
+
+apt-install:
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -40,12 +48,12 @@ demo: $(STAMP)
 
 # Side-by-side benchmarks; the peers are installed into the venv first.
 bench: $(STAMP)
-	$(VPY) -m pip install -q ipyparallel dask distributed
+	$(VPY) -m pip install -q ipyparallel dask distributed matplotlib
 	$(VPY) -m bench
 
 include tests/c/build.mk
 
-test: deps format-check $(STAMP) lint ctest ctest-asan asan-engine pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan asan-engine pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -72,10 +80,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples
 
 format:
-	clang-format -i cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch]
+	clang-format -i cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch]
+	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
 
 clean:
 	rm -rf build $(VENV) pypkg/cpar/_core*.so pypkg/cpar/bin *.egg-info pypkg/*.egg-info

@@ -73,17 +73,27 @@ def _cmd_engine(args):
 def _cmd_start(args):
     from .cluster import Cluster, ClusterError
 
-    c = Cluster(
-        n=args.n,
-        profile=args.profile,
-        cluster_id=args.cluster_id,
-        daemonize=args.daemonize,
-        hb_timeout_ms=args.hb_timeout_ms,
-        controller_args=["--scheme", args.scheme, "--hwm", str(args.hwm)],
-    )
+    try:
+        c = Cluster(
+            n=args.n,
+            profile=args.profile,
+            cluster_id=args.cluster_id,
+            daemonize=args.daemonize,
+            hb_timeout_ms=args.hb_timeout_ms,
+            controller_args=["--scheme", args.scheme, "--hwm", str(args.hwm),
+                             *args.controller_arg],
+            engine_args=args.engine_arg,
+            engines=args.engines,
+            controller=args.controller,
+            engine_options=_engine_options(args),
+            controller_options=_controller_options(args),
+        )
+    except (ValueError, OSError) as e:
+        print(f"cpar cluster start: {e}", file=sys.stderr)
+        return 2
     try:
         c.start_cluster_sync()
-    except ClusterError as e:
+    except (ClusterError, ValueError, OSError) as e:
         print(f"cpar cluster start: {e}", file=sys.stderr)
         return 1
     ids = c.connect_client_sync().ids
@@ -104,6 +114,101 @@ def _cmd_start(args):
     c.stop_cluster_sync()
     print("cluster stopped")
     return 0
+
+
+def _engine_options(args):
+    """The --engines launcher's options from the command line (only those given)."""
+    import shlex
+
+    opts = {}
+    if args.engines == "mpi":
+        if args.mpi_args is not None:
+            opts["mpi_args"] = shlex.split(args.mpi_args)
+        if args.mpiexec:
+            opts["mpiexec"] = args.mpiexec
+        if args.no_mpi_defaults:
+            opts["mpi_defaults"] = False
+    elif args.engines == "ssh":
+        if args.ssh_hosts:
+            opts["ssh_hosts"] = args.ssh_hosts
+        if args.ssh_args is not None:
+            opts["ssh_args"] = shlex.split(args.ssh_args)
+        if args.scp_args is not None:
+            opts["scp_args"] = shlex.split(args.scp_args)
+        if args.ssh_remote_dir:
+            opts["ssh_remote_dir"] = args.ssh_remote_dir
+    elif args.engines in ("slurm", "pbs", "sge", "batch"):
+        for key in ("queue", "account", "qos", "time_limit", "submit_command",
+                    "cancel_command", "job_id_regexp"):
+            if getattr(args, key):
+                opts[key] = getattr(args, key)
+        if args.batch_option:
+            opts["options"] = args.batch_option
+        if args.batch_template:
+            with open(args.batch_template) as f:
+                opts["template"] = f.read()
+    return opts
+
+
+def _controller_options(args):
+    import shlex
+
+    if args.controller != "ssh":
+        return {}
+    opts = {"ssh_host": args.controller_host}
+    if args.ssh_args is not None:
+        opts["ssh_args"] = shlex.split(args.ssh_args)
+    if args.scp_args is not None:
+        opts["scp_args"] = shlex.split(args.scp_args)
+    if args.ssh_remote_dir:
+        opts["ssh_remote_dir"] = args.ssh_remote_dir
+    return opts
+
+
+def _add_launcher_options(p):
+    from .cluster.launcher import CONTROLLER_LAUNCHERS, engine_launchers
+
+    p.add_argument("--engines", default="local", choices=sorted(engine_launchers()),
+                   help="how the engines start (default: %(default)s)")
+    p.add_argument("--controller", default="local", choices=sorted(CONTROLLER_LAUNCHERS),
+                   help="how the controller starts (default: %(default)s)")
+    p.add_argument("--controller-host", default=None,
+                   help="(--controller ssh) the host the controller runs on")
+    p.add_argument("--controller-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument of `cpar controller` (e.g. --controller-arg=--curve)")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument of each cpar-engine (e.g. --engine-arg=--quiet)")
+    g = p.add_argument_group("--engines mpi")
+    g.add_argument("--mpi-args", default=None,
+                   help="arguments of mpiexec, one string (e.g. '--host a,b')")
+    g.add_argument("--mpiexec", default=None, help="the mpiexec to run (default: mpiexec)")
+    g.add_argument("--no-mpi-defaults", action="store_true",
+                   help="do not add --allow-run-as-root (as root) and --oversubscribe "
+                        "for OpenMPI")
+    g = p.add_argument_group("--engines ssh, --controller ssh")
+    g.add_argument("--ssh-hosts", default=None,
+                   help="hosts and engine counts: 'host1:4,host2:2' (-n is their sum)")
+    g.add_argument("--ssh-args", default=None,
+                   help="options of ssh, one string (e.g. '-p 2222 -i key')")
+    g.add_argument("--scp-args", default=None,
+                   help="options of scp (default: --ssh-args, -p PORT as -P PORT)")
+    g.add_argument("--ssh-remote-dir", default=None,
+                   help="where the connection file goes on the hosts (default .cpar/remote)")
+    g = p.add_argument_group("--engines slurm|pbs|sge|batch")
+    g.add_argument("--queue", "--partition", dest="queue", default=None,
+                   help="queue (Slurm partition)")
+    g.add_argument("--account", default=None)
+    g.add_argument("--qos", default=None)
+    g.add_argument("--time-limit", default=None, help="wall time, e.g. 01:00:00")
+    g.add_argument("--batch-option", action="append", default=[], metavar="OPT",
+                   help="an extra scheduler option, one header line each "
+                        "(e.g. --batch-option=--mem=2G)")
+    g.add_argument("--batch-template", default=None, metavar="FILE",
+                   help="the job script template ({n}, {queue}, {program_and_args}, ...)")
+    g.add_argument("--submit-command", default=None, help="e.g. 'sbatch --parsable'")
+    g.add_argument("--cancel-command", default=None, help="e.g. scancel")
+    g.add_argument("--job-id-regexp", default=None,
+                   help=r"finds the job id in the submit output (default '(\d+)')")
 
 
 def _cmd_stop(args):
@@ -140,7 +245,7 @@ def _cmd_engines(args):
     c = Cluster.from_file(args.profile, args.cluster_id)
     try:
         c.start_engines_sync(args.n)
-    except ClusterError as e:
+    except (ClusterError, ValueError, OSError) as e:
         print(f"cpar cluster engines: {e}", file=sys.stderr)
         return 1
     print(f"started {args.n} engines")
@@ -184,6 +289,7 @@ def build_parser():
     p.add_argument("--daemonize", action="store_true", help="return once the cluster is up")
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
     _add_scheduling(p)
+    _add_launcher_options(p)
     p.set_defaults(func=_cmd_start)
     p = csub.add_parser("stop", help="stop a running cluster")
     _add_cluster_ids(p)

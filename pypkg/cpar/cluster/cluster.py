@@ -9,14 +9,18 @@ process exits.
 import asyncio
 import atexit
 import os
+import subprocess
 import time
 import weakref
 
 from .. import paths
 from .launcher import (
+    CONTROLLER_LAUNCHERS,
+    EngineSet,
     LocalProcessLauncher,
+    controller_launchers,
     controller_argv,
-    engine_argv,
+    engine_launchers,
     launcher_from_dict,
     pid_alive,
     tail,
@@ -52,6 +56,20 @@ def running_cluster_info(profile="default", cluster_id=""):
     return None
 
 
+def _engines_running(info):
+    """Local engines whose process is alive; for mpiexec, ssh and batch launchers (whose
+    engines are not local processes), their count while the controller runs."""
+    engines = info.get("engines", {})
+    sets = engines.get("sets") if engines.get("launcher") == "set" else [engines]
+    count = 0
+    for s in sets or ():
+        if s.get("launcher", "local") == "local":
+            count += sum(pid_alive(p) for p in s.get("pids", []))
+        elif info.get("running"):
+            count += s.get("n", 0)
+    return count
+
+
 def list_clusters():
     """Every cluster file under $CPAR_DIR, with whether its controller is running."""
     out = []
@@ -70,18 +88,21 @@ def list_clusters():
                     continue
                 pids = info.get("controller", {}).get("pids", [])
                 info["running"] = bool(pids) and all(pid_alive(p) for p in pids)
-                info["engines_running"] = sum(
-                    pid_alive(p) for p in info.get("engines", {}).get("pids", [])
-                )
+                info["engines_running"] = _engines_running(info)
                 out.append(info)
     return out
 
 
 class Cluster:
-    """A controller and ``n`` engines on this machine.
+    """A controller and ``n`` engines.
 
     ``with Cluster(n=4) as rc:`` starts them, gives a connected Client, and stops
     everything at the end of the block.
+
+    ``engines`` picks how the engines start: ``'local'`` (default), ``'mpi'``,
+    ``'ssh'``, ``'slurm'``, ``'pbs'``, ``'sge'`` or ``'batch'``; the launcher's options
+    come as keywords (``mpi_args=``, ``ssh_hosts=``, ``queue=``, ...) or as
+    ``engine_options={...}``. See ``cpar.cluster.launcher`` and its modules.
     """
 
     def __init__(
@@ -95,9 +116,26 @@ class Cluster:
         daemonize=False,
         hb_timeout_ms=3000,
         start_timeout=60.0,
+        controller="local",
+        engine_options=None,
+        controller_options=None,
+        **launcher_options,
     ):
-        if engines != "local":
-            raise ValueError(f"unknown engine launcher {engines!r}; available: 'local'")
+        available = engine_launchers()
+        if engines not in available:
+            raise ValueError(f"unknown engine launcher {engines!r}; available: "
+                             + ", ".join(repr(k) for k in available))
+        if controller not in CONTROLLER_LAUNCHERS:
+            raise ValueError(f"unknown controller launcher {controller!r}; available: "
+                             + ", ".join(repr(k) for k in CONTROLLER_LAUNCHERS))
+        self.engine_launcher = engines
+        self.controller_launcher = controller
+        self.controller_options = dict(controller_options or {})
+        self.engine_options = {**(engine_options or {}), **launcher_options}
+        if n is None and engines == "ssh" and self.engine_options.get("ssh_hosts"):
+            from .ssh import parse_hosts
+
+            n = sum(parse_hosts(self.engine_options["ssh_hosts"]).values())
         self.n = n if n is not None else (os.cpu_count() or 1)
         if not isinstance(self.n, int) or self.n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
@@ -135,6 +173,10 @@ class Cluster:
                 "connection_file": self.connection_file,
                 "controller": self.controller.to_dict(),
                 "engines": self.engines.to_dict(),
+                "engine_launcher": self.engine_launcher,
+                "engine_options": self.engine_options,
+                "engine_args": self.engine_args,
+                "controller_launcher": self.controller_launcher,
                 "created": time.time(),
                 "daemonized": self.daemonize,
             },
@@ -156,13 +198,17 @@ class Cluster:
                 pass
         log = self._log("controller")
         extra = ["--hb-timeout-ms", str(self.hb_timeout_ms), *self.controller_args]
-        self.controller = LocalProcessLauncher(
-            [controller_argv(self.profile, self.cluster_id, log, extra)],
-            [log],
-            tie_to_parent=not self.daemonize,
-        )
+        if self.controller_launcher == "local":
+            self.controller = LocalProcessLauncher(
+                [controller_argv(self.profile, self.cluster_id, log, extra)],
+                [log],
+                tie_to_parent=not self.daemonize,
+            )
+        else:
+            cls = controller_launchers()[self.controller_launcher]
+            self.controller = cls.for_cluster(self, log, extra, **self.controller_options)
         self.controller.start()
-        self.engines = LocalProcessLauncher(tie_to_parent=not self.daemonize)
+        self.engines = EngineSet()
         self._save()
         _live_clusters.add(self)
         try:
@@ -172,14 +218,10 @@ class Cluster:
             raise
 
     def _wait_for_connection_file(self, log):
-        pid = self.controller.pids[0]
         deadline = time.monotonic() + self.start_timeout
         while True:
-            try:
-                if paths.read_json(self.connection_file).get("controller_pid") == pid:
-                    return
-            except (OSError, ValueError):
-                pass
+            if self.controller.connection_ready(self.connection_file):
+                return
             if self.controller.exited():
                 raise ClusterError(
                     f"the controller exited during start-up; its log {log}:\n{tail(log)}"
@@ -190,24 +232,31 @@ class Cluster:
             time.sleep(0.01)
 
     def start_engines_sync(self, n=None):
+        """Starts ``n`` more engines (default: the cluster's ``n``) with the cluster's
+        engine launcher; their ids follow the engines already started."""
         n = self.n if n is None else n
-        base = len(self.engines.argvs)
-        new = LocalProcessLauncher(tie_to_parent=not self.daemonize)
-        for i in range(base, base + n):
-            log = self._log(f"engine-{i}")
-            new.argvs.append(engine_argv(self.connection_file, log, self.engine_args))
-            new.log_paths.append(log)
-        new.start()
-        self.engines.argvs += new.argvs
-        self.engines.log_paths += new.log_paths
-        self.engines.procs += new.procs
-        self.engines.pids += new.pids
-        self._save()
+        if n == 0 and self.engine_launcher != "local":
+            return
+        first_id = self.engines.n
+        cls = engine_launchers()[self.engine_launcher]
+        try:
+            new = cls.for_cluster(self, n, first_id, **self.engine_options)
+        except TypeError as e:
+            raise ValueError(f"engine launcher {self.engine_launcher!r}: {e}") from None
+        try:
+            new.start()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            raise ClusterError(f"the {self.engine_launcher} engine launcher could not "
+                               f"start {n} engines: {e}") from e
+        finally:
+            if new.pids or getattr(new, "job_id", None):
+                self.engines.add(new)
+                self._save()
 
     def wait_for_engines(self, n=None, timeout=None):
         """Waits until ``n`` engines (default: all started) are registered. An engine
         process that exits meanwhile raises ClusterError with its log."""
-        n = len(self.engines.pids) if n is None else n
+        n = self.engines.n if n is None else n
         timeout = self.start_timeout if timeout is None else timeout
         rc = self.connect_client_sync()
         deadline = time.monotonic() + timeout
@@ -264,9 +313,11 @@ class Cluster:
                 self.connect_client_sync(timeout=2)
             except Exception:  # noqa: BLE001 - unreachable: fall back to signals below
                 pass
+        grace = 0.0  # without a shutdown sent, nothing ends by itself: signal at once
         if self._client is not None:
             try:
                 self._client.shutdown(hub=True, block=True)
+                grace = 2.0
             except Exception:  # noqa: BLE001 - fall back to signals below
                 pass
             try:
@@ -276,8 +327,9 @@ class Cluster:
             self._client = None
         for launcher in (self.engines, self.controller):
             if launcher is not None:
-                if not launcher.wait(2.0):
+                if not launcher.wait(grace):
                     launcher.stop()
+                launcher.cleanup()
         for path in (self.cluster_file, self.connection_file):
             try:
                 os.unlink(path)
@@ -288,9 +340,12 @@ class Cluster:
     def from_file(cls, profile="default", cluster_id=""):
         """The cluster described by an existing cluster file (to stop it)."""
         info = paths.read_json(paths.cluster_file(profile, cluster_id))
-        c = cls(n=info.get("n", 0), profile=profile, cluster_id=cluster_id, daemonize=True)
+        c = cls(n=info.get("n", 0), profile=profile, cluster_id=cluster_id, daemonize=True,
+                engines=info.get("engine_launcher", "local"),
+                engine_args=info.get("engine_args", ()),
+                engine_options=info.get("engine_options") or {})
         c.controller = launcher_from_dict(info["controller"])
-        c.engines = launcher_from_dict(info["engines"])
+        c.engines = EngineSet.from_dict(info["engines"])
         return c
 
     # -- asyncio forms (ipyparallel's Cluster methods are coroutines) ---------------

@@ -1,9 +1,20 @@
 """Launchers: how the controller and the engines of a cluster are started and stopped.
 
-A launcher has one small interface — ``start()``, ``stop()``, ``signal(sig)``,
-``get_output()``, ``running`` — and can save its state into the cluster file
-(``to_dict``) and be rebuilt from it (``from_dict``) so that ``cpar cluster stop`` works
-from another process. ``local`` starts processes on this machine.
+A launcher has one small interface (:class:`Launcher`): ``start()``, ``stop()``,
+``signal(sig)``, ``get_output()``, ``running``, ``wait(timeout)``, ``exited()`` — and saves
+its state into the cluster file (``to_dict``) and is rebuilt from it (``from_dict``) so
+that ``cpar cluster stop`` works from another process.
+
+Engine launchers, chosen by ``Cluster(engines=NAME)`` / ``cpar cluster start --engines
+NAME``: ``local`` (processes on this machine, the default), ``mpi`` (``mpiexec``, engine
+id = MPI rank; :mod:`.mpi`), ``ssh`` (engines on named hosts; :mod:`.ssh`), ``slurm``,
+``pbs``, ``sge`` and ``batch`` (a job script submitted to a batch system; :mod:`.batch`).
+Controller launchers, ``Cluster(controller=NAME, controller_options={...})`` / ``--controller
+NAME``: ``local`` (the default) and ``ssh`` (the controller on ``ssh_host``, its connection
+file copied back). cpar never runs a cluster manager of its own.
+
+An engine launcher class has ``for_cluster(cluster, n, first_id, **options)``, which
+builds it for ``n`` engines whose ids start at ``first_id``, and an ``n`` attribute.
 """
 
 import ctypes
@@ -14,6 +25,7 @@ import sys
 import time
 
 import cpar
+from cpar import paths
 from cpar._proc import pid_alive  # noqa: F401 - re-exported for the cluster
 
 
@@ -49,7 +61,52 @@ def tail(path, lines=20):
         return ""
 
 
-class LocalProcessLauncher:
+
+class Launcher:
+    """The interface every launcher has. ``pids`` are the processes on this machine that
+    the launcher started (for ``mpi`` and ``ssh``: ``mpiexec`` and the ``ssh`` clients;
+    none for batch jobs). ``n`` is how many engines it starts (engine launchers)."""
+
+    name = "base"
+    n = 0
+    pids = ()
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self, timeout=5.0):
+        raise NotImplementedError
+
+    def signal(self, sig):
+        raise NotImplementedError
+
+    def get_output(self):
+        return ""
+
+    def cleanup(self):
+        """Removes what ``start`` left behind (remote files); called after the stop."""
+
+    @property
+    def running(self):
+        return []
+
+    def wait(self, timeout):
+        """Waits up to ``timeout`` s for what was started to end; True when it did."""
+        return not self.running
+
+    def exited(self):
+        """(pid, returncode, log) of local processes that ended before they should."""
+        return []
+
+    def to_dict(self):
+        return {"launcher": self.name}
+
+    @classmethod
+    def from_dict(cls, d):
+        raise NotImplementedError
+
+
+class LocalProcessLauncher(Launcher):
     """One or more processes on this machine, each with its own log file."""
 
     name = "local"
@@ -76,6 +133,10 @@ class LocalProcessLauncher:
                 )
             self.procs.append(p)
             self.pids.append(p.pid)
+
+    @property
+    def n(self):
+        return len(self.log_paths)
 
     @property
     def running(self):
@@ -123,6 +184,13 @@ class LocalProcessLauncher:
     def get_output(self):
         return "\n".join(f"--- {log}\n{tail(log)}" for log in self.log_paths)
 
+    def connection_ready(self, path):
+        """(As a controller launcher) True once this controller wrote ``path``."""
+        try:
+            return paths.read_json(path).get("controller_pid") == self.pids[0]
+        except (OSError, ValueError, IndexError):
+            return False
+
     def to_dict(self):
         return {"launcher": self.name, "pids": self.pids, "log_paths": self.log_paths}
 
@@ -147,21 +215,148 @@ def controller_argv(profile, cluster_id, log_path, extra=()):
     ]
 
 
-def engine_argv(connection_file, log_path, extra=()):
-    return [
-        engine_binary(),
+def engine_argv(connection_file, log_path, extra=(), python=None, binary=None):
+    """The command line of one engine; ``log_path`` None logs to stderr."""
+    argv = [
+        binary or engine_binary(),
         "--connection-file",
         connection_file,
         "--python",
-        sys.executable,
-        "--log",
-        log_path,
-        *extra,
+        python or sys.executable,
     ]
+    if log_path is not None:
+        argv += ["--log", log_path]
+    return argv + list(extra)
 
 
-LAUNCHERS = {"local": LocalProcessLauncher}
+def rankexec_argv(first_id=0, python=None):
+    """The wrapper that starts one engine per MPI/Slurm rank with ``--id first_id+rank``
+    (see :mod:`cpar.cluster.rankexec`)."""
+    return [python or sys.executable, "-m", "cpar.cluster.rankexec",
+            "--first-id", str(first_id), "--"]
+
+
+class EngineSet(Launcher):
+    """The engines of a cluster: one sub-launcher per ``start_engines`` call, of any kind."""
+
+    name = "set"
+
+    def __init__(self, launchers=()):
+        self.launchers = list(launchers)
+
+    def add(self, launcher):
+        self.launchers.append(launcher)
+
+    @property
+    def n(self):
+        return sum(getattr(la, "n", 0) for la in self.launchers)
+
+    @property
+    def pids(self):
+        return [p for la in self.launchers for p in la.pids]
+
+    @property
+    def running(self):
+        return [p for la in self.launchers for p in la.running]
+
+    def start(self):
+        for la in self.launchers:
+            la.start()
+
+    def signal(self, sig):
+        for la in self.launchers:
+            la.signal(sig)
+
+    def wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        ok = True
+        for la in self.launchers:
+            ok = la.wait(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def stop(self, timeout=5.0):
+        for la in self.launchers:
+            try:
+                la.stop(timeout)
+            except Exception:  # noqa: BLE001 - stop the others all the same
+                pass
+
+    def exited(self):
+        return [e for la in self.launchers for e in la.exited()]
+
+    def cleanup(self):
+        for la in self.launchers:
+            try:
+                la.cleanup()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+    def get_output(self):
+        return "\n".join(la.get_output() for la in self.launchers)
+
+    def to_dict(self):
+        return {"launcher": self.name, "n": self.n, "pids": self.pids,
+                "sets": [la.to_dict() for la in self.launchers]}
+
+    @classmethod
+    def from_dict(cls, d):
+        if d.get("launcher", "local") != cls.name:  # an older cluster file: one launcher
+            return cls([launcher_from_dict(d)])
+        return cls([launcher_from_dict(s) for s in d.get("sets", ())])
+
+
+def engine_launchers():
+    """Engine launcher classes by name."""
+    from .batch import BatchEngineLauncher, PBSEngineLauncher, SGEEngineLauncher, SlurmEngineLauncher
+    from .mpi import MPIEngineLauncher
+    from .ssh import SSHEngineLauncher
+
+    return {
+        "local": LocalEngineLauncher,
+        "mpi": MPIEngineLauncher,
+        "ssh": SSHEngineLauncher,
+        "slurm": SlurmEngineLauncher,
+        "pbs": PBSEngineLauncher,
+        "sge": SGEEngineLauncher,
+        "batch": BatchEngineLauncher,
+    }
+
+
+def controller_launchers():
+    """Controller launcher classes by name."""
+    from .ssh import SSHControllerLauncher
+
+    return {"local": LocalProcessLauncher, "ssh": SSHControllerLauncher}
+
+
+CONTROLLER_LAUNCHERS = ("local", "ssh")
+
+
+class LocalEngineLauncher(LocalProcessLauncher):
+    """``n`` engines on this machine, each its own process and log."""
+
+    name = "local"
+
+    @classmethod
+    def for_cluster(cls, cluster, n, first_id, **options):
+        if options:
+            raise TypeError(f"the local engine launcher takes no options: {sorted(options)}")
+        la = cls(tie_to_parent=not cluster.daemonize)
+        for i in range(first_id, first_id + n):
+            log = cluster._log(f"engine-{i}")
+            la.argvs.append(engine_argv(cluster.connection_file, log, cluster.engine_args))
+            la.log_paths.append(log)
+        return la
 
 
 def launcher_from_dict(d):
-    return LAUNCHERS[d.get("launcher", "local")].from_dict(d)
+    name = d.get("launcher", "local")
+    if name == EngineSet.name:
+        return EngineSet.from_dict(d)
+    from .ssh import SSHControllerLauncher
+
+    classes = {**engine_launchers(), "local": LocalProcessLauncher,
+               SSHControllerLauncher.name: SSHControllerLauncher}
+    if name not in classes:
+        raise ValueError(f"unknown launcher {name!r} in the cluster file")
+    return classes[name].from_dict(d)

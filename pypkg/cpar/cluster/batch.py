@@ -1,0 +1,245 @@
+"""Batch systems: the engines as one job, from a script this module writes and submits.
+
+``slurm`` (``sbatch --parsable`` / ``scancel``, ``srun`` of the engines), ``pbs``
+(``qsub`` / ``qdel``), ``sge`` (``qsub -terse`` / ``qdel``) and a generic ``batch`` with a
+user template and submit/cancel commands. The job id is kept in the cluster file so that
+``cpar cluster stop`` cancels the job from any process.
+
+A template is a ``str.format`` string with these fields:
+
+``{n}`` engines; ``{first_id}``; ``{queue}``, ``{account}``, ``{qos}``, ``{time_limit}``
+(empty when not given); ``{job_name}``; ``{output}`` (the job's log file);
+``{directives}`` (the scheduler's header lines built from the options above and
+``options``); ``{program_and_args}`` (one engine per rank, id = first id + rank, through
+:mod:`cpar.cluster.rankexec`); ``{engine_command}`` (one engine, no id);
+``{connection_file}``, ``{cluster_id}``, ``{profile}``, ``{log_dir}``, ``{python}``.
+Literal braces are doubled (``{{`` ``}}``), as always with ``str.format``.
+
+The engines must reach the controller: on a real cluster start it with
+``--ip``/``--location`` (and ``--curve``), and keep ``$CPAR_DIR`` on a shared file system.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+
+from .launcher import Launcher, engine_argv, rankexec_argv, tail
+
+
+class BatchEngineLauncher(Launcher):
+    """A job script submitted with ``submit_command``, cancelled with ``cancel_command``."""
+
+    name = "batch"
+    submit_command = None
+    cancel_command = None
+    job_id_regexp = r"(\d+)"
+    launch = "mpiexec -n {n}"  # how the template's default body starts the ranks
+    default_template = None
+
+    def __init__(self, n=0, script="", script_path=None, output=None, submit_command=None,
+                 cancel_command=None, job_id_regexp=None, job_id=None, submit_output=""):
+        self.n = n
+        self.script = script
+        self.script_path = script_path
+        self.output = output
+        if submit_command is not None:
+            self.submit_command = _argv(submit_command)
+        if cancel_command is not None:
+            self.cancel_command = _argv(cancel_command)
+        if job_id_regexp is not None:
+            self.job_id_regexp = job_id_regexp
+        self.job_id = job_id
+        self.submit_output = submit_output
+
+    # -- the script ----------------------------------------------------------------
+    @classmethod
+    def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
+        return [f"# {opt}" for opt in options]
+
+    @classmethod
+    def for_cluster(cls, cluster, n, first_id, template=None, queue="", account="", qos="",
+                    time_limit="", options=(), job_name=None, submit_command=None,
+                    cancel_command=None, job_id_regexp=None, launch=None, **fields):
+        template = template or cls.default_template
+        if not template:
+            raise ValueError(f"the {cls.name!r} engine launcher needs a template= (a job "
+                             "script with {n}, {program_and_args}, ...)")
+        if os.path.isfile(template) and "\n" not in template:
+            with open(template) as f:
+                template = f.read()
+        submit = submit_command if submit_command is not None else cls.submit_command
+        cancel = cancel_command if cancel_command is not None else cls.cancel_command
+        if not submit or not cancel:
+            raise ValueError(f"the {cls.name!r} engine launcher needs submit_command= and "
+                             "cancel_command=")
+        if isinstance(options, str):
+            options = [options]
+        cid = cluster.cluster_id or "default"
+        job_name = job_name or f"cpar-{cid}"
+        tag = f"{first_id}-{first_id + n - 1}"
+        output = cluster._log(f"{cls.name}-engines-{tag}")
+        script_path = os.path.join(os.path.dirname(output),
+                                   f"{cls.name}-engines-{cid}-{tag}.sh")
+        engine = engine_argv(cluster.connection_file, None, cluster.engine_args)
+        values = dict(
+            n=n, first_id=first_id, queue=queue or "", account=account or "",
+            qos=qos or "", time_limit=time_limit or "", job_name=job_name, output=output,
+            connection_file=cluster.connection_file, cluster_id=cid,
+            profile=cluster.profile, log_dir=os.path.dirname(output),
+            python=engine[engine.index("--python") + 1],
+            program_and_args=shlex.join(rankexec_argv(first_id) + engine),
+            engine_command=shlex.join(engine),
+            directives="\n".join(cls.directives(n, job_name, output, queue, account, qos,
+                                                time_limit, list(options))),
+        )
+        values["launch"] = (launch if launch is not None else cls.launch).format(**values)
+        values.update(fields)
+        try:
+            script = template.format(**values)
+        except KeyError as e:
+            raise ValueError(f"unknown field {e} in the {cls.name} template; known: "
+                             + ", ".join(sorted(values))) from None
+        return cls(n=n, script=script, script_path=script_path, output=output,
+                   submit_command=submit, cancel_command=cancel,
+                   job_id_regexp=job_id_regexp)
+
+    # -- the interface -------------------------------------------------------------
+    def write_script(self):
+        with open(self.script_path, "w") as f:
+            f.write(self.script)
+        os.chmod(self.script_path, 0o700)
+
+    def start(self):
+        self.write_script()
+        argv = list(self.submit_command) + [self.script_path]
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=120, cwd=os.path.dirname(self.script_path))
+        self.submit_output = (r.stdout + r.stderr).strip()
+        if r.returncode != 0:
+            raise RuntimeError(f"{shlex.join(argv)} failed ({r.returncode}): "
+                               f"{self.submit_output}")
+        m = re.search(self.job_id_regexp, r.stdout)
+        if not m:
+            raise RuntimeError(f"no job id in the output of {shlex.join(argv)}: "
+                               f"{r.stdout.strip()!r} (job_id_regexp={self.job_id_regexp!r})")
+        self.job_id = m.group(1) if m.groups() else m.group(0)
+
+    def cancel(self):
+        if not self.job_id:
+            return None
+        return subprocess.run(list(self.cancel_command) + [self.job_id],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60)
+
+    def stop(self, timeout=5.0):
+        try:
+            self.cancel()
+        except (OSError, subprocess.SubprocessError):
+            pass
+
+    def signal(self, sig):
+        """Batch systems signal jobs themselves (``scancel -s``); only a stop is sent."""
+        import signal as _signal
+
+        if sig in (_signal.SIGTERM, _signal.SIGKILL, _signal.SIGINT):
+            self.stop()
+
+    def wait(self, timeout):
+        # Whether a job has ended is the scheduler's to say; after the controller's
+        # shutdown the cluster cancels the job anyway (harmless when it has ended).
+        return False
+
+    def get_output(self):
+        return (f"--- {self.name} job {self.job_id} (submitted: {self.submit_output})\n"
+                f"--- {self.output}\n{tail(self.output)}")
+
+    def to_dict(self):
+        return {"launcher": self.name, "n": self.n, "pids": [], "job_id": self.job_id,
+                "script_path": self.script_path, "output": self.output,
+                "submit_command": self.submit_command, "cancel_command": self.cancel_command}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(n=d.get("n", 0), script_path=d.get("script_path"),
+                   output=d.get("output"), submit_command=d.get("submit_command"),
+                   cancel_command=d.get("cancel_command"), job_id=d.get("job_id"))
+
+
+def _argv(cmd):
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+_SCRIPT = "#!/bin/sh\n{directives}\n{launch} {program_and_args}\n"
+
+
+class SlurmEngineLauncher(BatchEngineLauncher):
+    name = "slurm"
+    submit_command = ["sbatch", "--parsable"]
+    cancel_command = ["scancel"]
+    job_id_regexp = r"^(\d+)"
+    launch = "srun"
+    default_template = _SCRIPT
+
+    def signal(self, sig):
+        """``scancel --signal``: delivered to the engines (the job's steps)."""
+        import signal as _signal
+
+        if not self.job_id:
+            return
+        name = _signal.Signals(sig).name[3:]
+        subprocess.run([*self.cancel_command, f"--signal={name}", self.job_id],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+
+    @classmethod
+    def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
+        lines = [f"--job-name={job_name}", f"--ntasks={n}", f"--output={output}"]
+        if queue:
+            lines.append(f"--partition={queue}")
+        if account:
+            lines.append(f"--account={account}")
+        if qos:
+            lines.append(f"--qos={qos}")
+        if time_limit:
+            lines.append(f"--time={time_limit}")
+        return [f"#SBATCH {opt}" for opt in lines + options]
+
+
+class PBSEngineLauncher(BatchEngineLauncher):
+    name = "pbs"
+    submit_command = ["qsub"]
+    cancel_command = ["qdel"]
+    job_id_regexp = r"^(\S+)"
+    default_template = _SCRIPT
+
+    @classmethod
+    def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
+        lines = ["-V", f"-N {job_name}", "-j oe", f"-o {output}", f"-l select={n}:ncpus=1"]
+        if queue:
+            lines.append(f"-q {queue}")
+        if account:
+            lines.append(f"-A {account}")
+        if time_limit:
+            lines.append(f"-l walltime={time_limit}")
+        return [f"#PBS {opt}" for opt in lines + options]
+
+
+class SGEEngineLauncher(BatchEngineLauncher):
+    name = "sge"
+    submit_command = ["qsub", "-terse"]
+    cancel_command = ["qdel"]
+    job_id_regexp = r"(\d+)"
+    default_template = _SCRIPT
+    parallel_environment = "mpi"
+
+    @classmethod
+    def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
+        lines = ["-V", "-cwd", "-S /bin/sh", f"-N {job_name}", "-j y", f"-o {output}",
+                 f"-pe {cls.parallel_environment} {n}"]
+        if queue:
+            lines.append(f"-q {queue}")
+        if account:
+            lines.append(f"-P {account}")
+        if time_limit:
+            lines.append(f"-l h_rt={time_limit}")
+        return [f"#$ {opt}" for opt in lines + options]

@@ -21,6 +21,7 @@
 #include "controller.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +35,9 @@
 #include "controller_int.h"
 #include "curve.h"
 #include "errors.h"
+
+/* Tasks held at once after which, once none is left, freed memory goes back to the OS. */
+#define CPAR__TRIM_AFTER_TASKS 4096
 
 static const char *const cpar__side_name[2] = {"client", "engine"};
 static const char *const cpar__side_a[2] = {"a client", "an engine"};
@@ -286,6 +290,10 @@ cpar_controller_run(cpar_controller *c)
         busy |= cpar__ctl_tasks_run(c, now, now >= next_tick);
         if (now >= next_tick)
             next_tick = now + CPAR__TASK_TICK_MS;
+        /* After a burst of queued tasks (a map of 100,000 items) the allocator keeps the
+         * freed pages: return them, so the controller's RSS follows what it holds. */
+        if (!busy && cpar__ctl_tasks_drained(c, CPAR__TRIM_AFTER_TASKS))
+            malloc_trim(0);
         if (now >= next_stats) {
             if (cpar__drops(c) != c->stats_logged)
                 cpar__log_stats(c, "counters");

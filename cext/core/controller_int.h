@@ -144,5 +144,8 @@ void cpar__ctl_tasks_shutdown(cpar_controller *c);
 /* Each loop turn: expires timeouts when `tick`, sends what can go. Returns 1 when more
  * could go at once (the loop should not sleep). */
 int cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick);
+/* 1 once when no task is held after at least `at_least` were held at once (then the
+ * count starts again): the moment to give a burst's memory back to the system. */
+int cpar__ctl_tasks_drained(cpar_controller *c, size_t at_least);
 
 #endif /* CPAR_CORE_CONTROLLER_INT_H */

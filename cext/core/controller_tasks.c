@@ -70,7 +70,8 @@ cpar__task_insert(cpar__tasks *t, cpar__task *task)
     for (i = (size_t)cpar__task_hash(t, task->id) & mask; t->slots[i] != NULL; i = (i + 1) & mask)
         ;
     t->slots[i] = task;
-    t->count++;
+    if (++t->count > t->peak)
+        t->peak = t->count;
     return CPAR_OK;
 }
 
@@ -709,4 +710,14 @@ cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick)
     else
         t->dirty = 0;
     return t->dirty && (t->plain.n > 0 || t->restricted.n > 0);
+}
+
+int
+cpar__ctl_tasks_drained(cpar_controller *c, size_t at_least)
+{
+    cpar__tasks *t = c->tasks;
+    if (t->count > 0 || t->peak < at_least)
+        return 0;
+    t->peak = 0;
+    return 1;
 }

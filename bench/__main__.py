@@ -1,134 +1,137 @@
 """cpar beside its peers, in one run: `python -m bench` (or `make bench`).
 
-Each system starts fresh with the same number of workers, runs the same measurements,
-and stops; the table prints cpar's ratio to each peer. Peers: ipyparallel,
-dask.distributed and multiprocessing.Pool (those installed; `make bench` installs them).
-Writes bench/results/<date>.json.
+Each system starts fresh with the same number of workers, runs the same measurements
+(bench/measure.py) and stops; then cpar and ipyparallel start 16 engines; the floor
+(bench/floor.c: raw libzmq relay and memcpy) runs on the same machine. Prints one table
+with cpar's ratio to each peer and to the floor beside DESIGN §8's targets, and writes
+bench/results/<date>.json and <date>.png. Peers: ipyparallel, dask.distributed and
+multiprocessing.Pool (those installed; `make bench` installs them).
 """
 
 import argparse
 import datetime
-import json
+import gc
 import os
 import platform
-import statistics
 import sys
+import tempfile
 import time
 
-from . import systems
+from . import floor, measure, procs, report, systems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def stats(samples):
-    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples),
-            "n": len(samples)}
-
-
-def timed(fn, repeat):
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
+def _versions():
+    out = {"python": platform.python_version()}
+    for mod in ("cpar", "ipyparallel", "dask", "distributed", "numpy", "zmq"):
+        try:
+            out[mod] = getattr(__import__(mod), "__version__", "?")
+        except ImportError:
+            pass
     return out
 
 
-def measure(system, args):
-    """Every measurement of one system, as {name: stats} (seconds or rates)."""
-    res = {}
-    t0 = time.perf_counter()
-    system.start(args.workers)
-    res["start"] = stats([time.perf_counter() - t0])
-    try:
-        res["rss_idle_mb"] = stats([systems.descendants_rss_mb()])
-        system.apply_one()  # warm up
-        n = args.roundtrips
-        res["roundtrip_one"] = stats([t / n for t in timed(lambda: [system.apply_one()
-                                                                     for _ in range(n)], 5)])
-        if system.has_all:
-            res["roundtrip_all"] = stats([t / n for t in timed(lambda: [system.apply_all()
-                                                                         for _ in range(n)], 5)])
-        tasks = args.tasks
-        res["tasks_per_s"] = stats([tasks / t for t in timed(lambda: system.submit_many(tasks),
-                                                             3)])
-        items = args.map_items
-        res["map_items_per_s"] = stats([items / t for t in timed(lambda: system.map_chunked(items),
-                                                                 3)])
-    finally:
-        t0 = time.perf_counter()
-        system.stop()
-        res["stop"] = stats([time.perf_counter() - t0])
-    return res
-
-
-ROWS = [
-    # key, label, unit, better ("low" or "high"), scale
-    ("start", "cluster start until ready", "s", "low", 1),
-    ("stop", "cluster stop", "s", "low", 1),
-    ("rss_idle_mb", "RSS of all processes, idle", "MB", "low", 1),
-    ("roundtrip_one", "no-op round trip, one worker", "ms", "low", 1e3),
-    ("roundtrip_all", "no-op round trip, all workers", "ms", "low", 1e3),
-    ("tasks_per_s", "individually submitted no-op tasks", "/s", "high", 1),
-    ("map_items_per_s", "chunked map of no-op items", "/s", "high", 1),
-]
-
-
-def table(results):
-    names = list(results)
-    peers = [n for n in names if n != "cpar"]
-    head = f"{'measurement (median)':<38}" + "".join(f"{n:>17}" for n in names)
-    head += "".join(f"{'vs ' + p:>19}" for p in peers)
-    lines = [head, "-" * len(head)]
-    for key, label, unit, better, scale in ROWS:
-        cells, vals = [], {}
-        for n in names:
-            r = results[n].get(key)
-            vals[n] = r["median"] * scale if r else None
-            cells.append(f"{vals[n]:>14.4g}{unit:>3}" if r else f"{'n/a':>17}")
-        ratios = []
-        for p in peers:
-            a, b = vals.get("cpar"), vals.get(p)
-            if a and b:
-                # Ratio as "times better": >1 means cpar wins.
-                ratios.append(f"{(b / a if better == 'low' else a / b):>18.1f}x")
-            else:
-                ratios.append(f"{'n/a':>19}")
-        lines.append(f"{label:<38}" + "".join(cells) + "".join(ratios))
-    return "\n".join(lines)
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--roundtrips", type=int, default=200)
-    p.add_argument("--tasks", type=int, default=2000)
+    p.add_argument("--repeat", type=int, default=3, help="repeats of each measurement")
+    p.add_argument("--roundtrips", type=int, default=200, help="apply calls per repeat")
+    p.add_argument("--tasks", type=int, default=10_000, help="apply_async calls per repeat")
     p.add_argument("--map-items", type=int, default=100_000)
-    p.add_argument("--systems", default="cpar,ipyparallel,dask,multiprocessing")
+    p.add_argument("--controller-tasks", type=int, default=200_000,
+                   help="tasks run before measuring the controller's RSS again")
+    p.add_argument("--budget", type=float, default=20.0,
+                   help="seconds per repeat a slow system gets for the unchunked map and "
+                        "the controller's tasks (it then runs fewer; the table says so)")
+    p.add_argument("--sizes", default="1,100,1000", help="push/pull sizes in MB")
+    p.add_argument("--no-1gb", action="store_true", help="skip the 1 GB push/pull")
+    p.add_argument("--scatter-mb", type=int, default=100)
+    p.add_argument("--julia-size", type=int, default=1024)
+    p.add_argument("--many", type=int, default=16, help="engines of the many-engine run")
+    p.add_argument("--many-systems", default="cpar,ipyparallel")
+    # multiprocessing.Pool right after cpar: its forked workers' RSS includes this
+    # process's pages, which grow with each system measured before.
+    p.add_argument("--systems", default="cpar,multiprocessing,ipyparallel,dask")
     args = p.parse_args(argv)
+    args.sizes = [int(s) for s in args.sizes.split(",") if not (args.no_1gb and s == "1000")]
+    os.environ.setdefault("CPAR_DIR", tempfile.mkdtemp(prefix="cpar-bench-"))
 
-    results = {}
+    t_run = time.perf_counter()
+    results, info, notes = {}, {}, []
+    _log("floor: raw libzmq relay and memcpy ...")
+    results["floor"] = floor.measure(args.repeat + 2)
+
+    _log("the seed's Julia workload, serial numpy ...")
+    serial, reference = measure.julia_serial(args)
     for name in args.systems.split(","):
         system = systems.make(name)
         if system is None:
-            print(f"{name}: not installed, skipped", file=sys.stderr)
+            print(f"{name}: not installed, skipped", flush=True)
             continue
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(system, args)
+        _log(f"measuring {name} ({args.workers} workers) ...")
+        info[name] = {}
+        during = measure.julia_on_cpar(reference, args, info[name]) if name == "cpar" else None
+        try:
+            results[name] = measure.measure(system, args, info[name], during)
+        except Exception as e:  # one broken peer must not lose the others' results
+            print(f"{name}: failed ({type(e).__name__}: {e}), skipped", flush=True)
+            continue
+        if system.note:
+            notes.append(f"{name}: {system.note}")
+        system = None
+        gc.collect()  # forked workers of the next system inherit this process's pages
+        _log(f"  (this process's RSS now {procs.rss_mb(os.getpid()):.0f} MB)")
+    results.setdefault("cpar", {}).update(serial)
+    for name in args.many_systems.split(","):
+        system = systems.make(name)
+        if system is None or name not in results:
+            continue
+        _log(f"measuring {name} with {args.many} engines ...")
+        try:
+            results[name].update(measure.measure_many(system, args.many, args))
+        except Exception as e:
+            print(f"{name}, {args.many} engines: failed ({type(e).__name__}: {e})", flush=True)
 
-    print(table(results))
-    print("ratios: how many times better cpar is (above 1: cpar wins)")
-    for name in results:
-        note = getattr(systems.make(name), "note", None)
-        if note:
-            print(f"note ({name}): {note}")
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    elapsed = time.perf_counter() - t_run
+    title = (f"cpar vs peers, {args.workers} workers, {os.cpu_count()} cores, "
+             f"{datetime.date.today()}")
+    print()
+    print(report.table(results, args.many))
+    print(report.legend())
+    for name, inf in info.items():
+        if "map_unchunked_items" in inf and inf["map_unchunked_items"] < args.map_items:
+            notes.append(f"{name}: the chunksize-1 map ran {inf['map_unchunked_items']:,} "
+                         "items per repeat (time budget)")
+        if "controller_tasks" in inf:
+            notes.append(f"{name}: controller RSS measured after "
+                         f"{inf['controller_tasks']:,} more tasks")
+        for err in inf.get("errors", []):
+            notes.append(f"{name}: ERROR {err}")
+    if "julia_results_equal" in info.get("cpar", {}):
+        notes.append("Julia: every cpar image equals the serial numpy one: "
+                     f"{info['cpar']['julia_results_equal']}")
+    print("(*) notes:")
+    for note in notes:
+        print(f"  {note}")
+    print(f"whole run: {elapsed:.0f} s")
+
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-    path = os.path.join(HERE, "results", f"{stamp}.json")
-    with open(path, "w") as f:
-        json.dump({"machine": platform.platform(), "cpus": os.cpu_count(), "args": vars(args),
-                   "results": results}, f, indent=1)
-    print(f"\nwritten {os.path.relpath(path)}")
+    out = os.path.join(HERE, "results", stamp)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    report.write_json(out + ".json", {
+        "date": stamp, "machine": platform.platform(), "cpus": os.cpu_count(),
+        "versions": _versions(), "args": vars(args), "elapsed_s": elapsed,
+        "results": results, "info": info, "notes": notes})
+    try:
+        report.chart(results, out + ".png", title, args.many)
+        print(f"\nwritten {os.path.relpath(out)}.json and .png")
+    except ImportError:
+        print(f"\nwritten {os.path.relpath(out)}.json (no matplotlib: no chart)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,186 @@
+"""The measurements: each runs one system through the same operations and returns
+{key: {min, median, max, n}} in seconds, rates (per s), GB/s or MB."""
+
+import statistics
+import time
+
+import numpy as np
+
+from . import julia, procs
+
+
+def stats(samples):
+    return {"min": min(samples), "median": statistics.median(samples), "max": max(samples),
+            "n": len(samples)}
+
+
+def timed(fn, repeat):
+    """Wall times of ``repeat`` calls of ``fn``."""
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def rates(fn, count, repeat):
+    """``count`` / wall time of each of ``repeat`` calls."""
+    return stats([count / t for t in timed(fn, repeat)])
+
+
+def memory(system, res):
+    """Idle RSS: per engine (mean), of the controller, of every process. Returns the
+    controller's pid (None for a system without one)."""
+    engines = system.engine_pids()
+    ctrl = system.controller_pid()
+    res["rss_engine_mb"] = stats([statistics.mean(procs.rss_mb(p) for p in engines)])
+    if ctrl:
+        res["rss_controller_mb"] = stats([procs.rss_mb(ctrl)])
+    res["rss_total_mb"] = stats([procs.total_rss_mb(engines + [ctrl] if ctrl else engines)])
+    return ctrl
+
+
+def budgeted(count, rate, budget_s):
+    """``count``, or fewer for a slow system: what runs in ``budget_s`` at ``rate``/s."""
+    return max(1000, min(count, int(rate * budget_s) // 1000 * 1000))
+
+
+def transfers(system, args, res, info):
+    """push/pull of each size to one worker, then scatter/gather over all of them."""
+    for mb in args.sizes:
+        nbytes = mb * 1000 * 1000
+        a = np.ones(nbytes // 8)
+        repeat = args.repeat if mb >= 100 else 3 * args.repeat
+        # The first transfers into a process are slower (the kernel's first touch of the
+        # pages; a receiver holds the old and the new array): timed apart, as "cold".
+        res[f"push_{mb}MB_cold"] = rates(lambda: system.push(a), nbytes / 1e9, 1)
+        system.push(a)
+        res[f"push_{mb}MB"] = rates(lambda: system.push(a), nbytes / 1e9, repeat)
+        res[f"pull_{mb}MB"] = rates(lambda: system.pull(), nbytes / 1e9, repeat)
+        b = system.pull()
+        if b.shape != a.shape or b[-1] != a[-1]:
+            info.setdefault("errors", []).append(f"pull of {mb} MB returned another array")
+        b = None
+        system.drop()
+    nbytes = args.scatter_mb * 1000 * 1000
+    a = np.arange(nbytes // 8, dtype=np.float64)
+    res[f"scatter_{args.scatter_mb}MB"] = rates(lambda: system.scatter(a), nbytes / 1e9,
+                                                args.repeat)
+    res[f"gather_{args.scatter_mb}MB"] = rates(lambda: system.gather(), nbytes / 1e9,
+                                               args.repeat)
+    if system.keeps_data and not np.array_equal(system.gather(), a):
+        info.setdefault("errors", []).append("gather did not return the scattered array")
+    system.drop()
+
+
+def measure(system, args, info, during=None):
+    """Every measurement of one system with ``args.workers`` workers. ``info`` receives
+    the counts used where a slow system ran fewer than asked; ``during(system, res)`` runs
+    before the stop (cpar's Julia workload)."""
+    res = {}
+    t0 = time.perf_counter()
+    system.start(args.workers)
+    res["start"] = stats([time.perf_counter() - t0])
+    try:
+        system.apply_one()  # warm up
+        if system.has_all:
+            system.apply_all()
+        ctrl = memory(system, res)
+        n = args.roundtrips
+        res["roundtrip_one"] = stats([t / n for t in timed(
+            lambda: [system.apply_one() for _ in range(n)], 5)])
+        if system.has_all:
+            res["roundtrip_all"] = stats([t / n for t in timed(
+                lambda: [system.apply_all() for _ in range(n)], 5)])
+        res["tasks_per_s"] = rates(lambda: system.submit_many(args.tasks), args.tasks,
+                                   args.repeat)
+        rate = res["tasks_per_s"]["median"]
+        items = budgeted(args.map_items, 2 * rate, args.budget)
+        info["map_unchunked_items"] = items
+        res["map_unchunked_per_s"] = rates(lambda: system.map(items, 1), items, args.repeat)
+        items = args.map_items
+        res["map_chunked_per_s"] = rates(lambda: system.map(items, max(1, items // 100)),
+                                         items, args.repeat)
+        if ctrl:
+            total = budgeted(args.controller_tasks, rate, args.budget)
+            batch = min(total, 10_000)
+            for _ in range(total // batch):
+                system.submit_many(batch)
+            info["controller_tasks"] = total // batch * batch
+            res["rss_controller_after_mb"] = stats([procs.rss_mb(ctrl)])
+        transfers(system, args, res, info)
+        if during:
+            during(system, res)
+    finally:
+        t0 = time.perf_counter()
+        system.stop()
+        stops = [time.perf_counter() - t0]
+    starts = [res["start"]["min"]]
+    for _ in range(args.repeat - 1):  # more start/stop cycles, for min/median/max
+        t0 = time.perf_counter()
+        system.start(args.workers)
+        system.apply_one()
+        starts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        system.stop()
+        stops.append(time.perf_counter() - t0)
+    res["start"], res["stop"] = stats(starts), stats(stops)
+    return res
+
+
+def measure_many(system, n, args):
+    """Start time, total RSS and a no-op apply on all of ``n`` engines."""
+    res = {}
+    t0 = time.perf_counter()
+    system.start(n)
+    res["start_many"] = stats([time.perf_counter() - t0])
+    try:
+        system.apply_all()
+        pids = system.engine_pids() + [system.controller_pid()]
+        res["rss_total_mb_many"] = stats([procs.total_rss_mb(p for p in pids if p)])
+        k = max(10, args.roundtrips // 4)
+        res["roundtrip_all_many"] = stats([t / k for t in timed(
+            lambda: [system.apply_all() for _ in range(k)], 5)])
+    finally:
+        system.stop()
+    return res
+
+
+def julia_serial(args):
+    """The seed's serial numpy Julia workload: {julia_numpy_serial: stats}, the image."""
+    Z = julia.grid(args.julia_size)
+    J = None
+
+    def run():
+        nonlocal J
+        J = julia.julia_numpy(Z, julia.C, julia.TMAX)
+
+    return {"julia_numpy_serial": stats(timed(run, args.repeat))}, J
+
+
+def julia_on_cpar(reference, args, info):
+    """``during`` hook for cpar: the Julia workload with numpy and with cpar.kernels on 1
+    and 2 engines (scatter rows, compute, gather); checks every image equals ``reference``."""
+
+    def during(system, res):
+        Z = julia.grid(args.julia_size)
+        ids = system.rc.ids
+        system.all.execute(julia.ENGINE_CODE, block=True)
+        equal = True
+        for engines in (1, 2):
+            view = system.rc[ids[:engines]]
+            for kind, fn in (("numpy", "julia_numpy"), ("kernels", "kernels.julia")):
+                out = []
+
+                def run():
+                    view.scatter("Z", Z, block=True)
+                    view.execute(f"J = {fn}(Z, {julia.C!r}, {julia.TMAX})", block=True)
+                    out[:] = [view.gather("J", block=True)]
+
+                res[f"julia_{kind}_{engines}"] = stats(timed(run, args.repeat))
+                equal = equal and reference is not None and np.array_equal(out[0], reference)
+        system.all.execute("Z = J = None", block=True)
+        info["julia_results_equal"] = bool(equal)
+
+    return during

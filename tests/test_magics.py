@@ -181,6 +181,8 @@ def test_out_stores_the_async_result(ip):
     assert ar.stdout == ["stored\n", "stored\n"]
     r = px(ip, "%px -a -o saved2 print('two')")
     assert ip.user_ns["saved2"] is r.value
+    r = px(ip, "%px --noblock --out saved3 print('three')")
+    assert ip.user_ns["saved3"] is r.value
 
 
 def test_local_runs_here_too(ip):
@@ -217,7 +219,7 @@ def test_group_outputs(ip):
 def test_stream_shows_lines_as_they_arrive(ip):
     # (an engine may hold its first output back up to a heartbeat period, 0.5 s)
     cell = "%%px -t 0\nimport time\nprint('first')\ntime.sleep(1.2)\nprint('second')"
-    r = px(ip, cell)
+    r = px(ip, cell.replace("-t 0", "-t 0 --stream"))
     assert r.error is None, r.text
     t1 = r.rec.first_time("[stdout:0] first")
     t2 = r.rec.first_time("[stdout:0] second")

@@ -86,6 +86,27 @@ def test_shapes_strides_and_out(impl):
     assert kernels.julia(np.complex128(0.1), maxiter=7).shape == ()
 
 
+def test_every_length_and_edge_values(impl):
+    """Lengths around the vector groups (4 doubles, 8 floats, several groups in flight),
+    maxiter 0 and 1, and NaN/inf points, in both dtypes."""
+    Z = grid(64).ravel()
+    for dtype in (np.complex128, np.complex64):
+        z = Z.astype(dtype)
+        for n in list(range(0, 41)) + [63, 64, 65, 127, 129]:
+            for maxiter in (0, 1, 30):
+                part = z[1000:1000 + n]
+                assert np.array_equal(kernels.julia(part, maxiter=maxiter),
+                                      seed_julia(part, tmax=maxiter)), (dtype, n, maxiter)
+                assert np.array_equal(kernels.mandelbrot(part, maxiter),
+                                      seed_mandelbrot(part, maxiter)), (dtype, n, maxiter)
+        odd = np.array([np.nan, complex(np.inf, 0), complex(0, -np.inf), 2, 2j, -2, 1.999999],
+                       dtype=dtype)
+        odd = np.tile(odd, 5)
+        with np.errstate(invalid="ignore", over="ignore"):
+            assert np.array_equal(kernels.julia(odd, maxiter=20), seed_julia(odd, tmax=20))
+            assert np.array_equal(kernels.mandelbrot(odd, 20), seed_mandelbrot(odd, 20))
+
+
 def test_bad_input_is_refused_clearly():
     with pytest.raises(TypeError, match="complex64 or complex128"):
         kernels.julia(np.zeros(4))

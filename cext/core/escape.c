@@ -3,6 +3,7 @@
 #include "escape.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,96 +116,180 @@ cpar__count32(float x, float y, float cr, float ci, long maxiter)
     return maxiter;
 }
 
+/* The complex point i of p (stride st bytes). */
+#define CPAR__PT(T, p, st, i) ((const T *)((const char *)(p) + (ptrdiff_t)(i) * (st)))
+
 #if CPAR__HAVE_AVX2_CODE
-/* Four points at once: x, y (start), cr, ci (per lane); counts to out4. */
+/* CPAR__NV groups of points are iterated side by side: their dependency chains (multiply,
+ * fused multiply-subtract, add: ~12 cycles) interleave, so the FMA units are not left
+ * waiting. Per lane, `act` (all ones while the point is iterating) and the count are
+ * vectors: no per-lane branch in the loop, and hypot decides only in the thin band around
+ * |z| = 2. A group whose lanes have all ended hands its slot to the next group at once, so
+ * a slow group does not hold the others back. */
+#define CPAR__NV 4
+#define CPAR__NONE ((size_t)-1)
+
+/* Points [0, 4 * ngroups) of p: counts (as doubles) to out. maxiter <= 2^53. */
 __attribute__((target("avx2,fma"))) static void
-cpar__avx2_4(const double *x0, const double *y0, const double *cr0, const double *ci0, long maxiter,
-             long *out4)
+cpar__avx2_run64(const double *p, ptrdiff_t st, size_t ngroups, int mandel, double cr0, double ci0,
+                 long maxiter, double *out, ptrdiff_t ost)
 {
-    __m256d x = _mm256_loadu_pd(x0), y = _mm256_loadu_pd(y0);
-    __m256d cr = _mm256_loadu_pd(cr0), ci = _mm256_loadu_pd(ci0);
-    __m256d lo = _mm256_set1_pd(CPAR__LO64), hi = _mm256_set1_pd(CPAR__HI64);
-    int active = 0xf;
-    out4[0] = out4[1] = out4[2] = out4[3] = maxiter;
-    for (long t = 0; t < maxiter && active; t++) {
-        __m256d xx = _mm256_mul_pd(x, x), yy = _mm256_mul_pd(y, y), xy = _mm256_mul_pd(x, y);
-        __m256d s = _mm256_add_pd(xx, yy);
-        int in = _mm256_movemask_pd(_mm256_cmp_pd(s, lo, _CMP_LT_OQ));
-        int out = _mm256_movemask_pd(_mm256_cmp_pd(s, hi, _CMP_GT_OQ));
-        int unsure = active & ~(in | out);
-        if (unsure) {
-            double xs[4], ys[4];
-            _mm256_storeu_pd(xs, x);
-            _mm256_storeu_pd(ys, y);
-            for (int k = 0; k < 4; k++)
-                if (unsure & (1 << k)) {
-                    if (hypot(xs[k], ys[k]) <= 2.0)
-                        in |= 1 << k;
-                }
-        }
-        for (int k = 0; k < 4; k++)
-            if ((active & (1 << k)) && !(in & (1 << k))) {
-                out4[k] = t;
-                active &= ~(1 << k);
-            }
-        if (!active)
-            break;
-        {
-            /* Only active lanes move on (as numpy updates only Z[mask]). */
-            __m256d keep = _mm256_castsi256_pd(
-                _mm256_set_epi64x((active & 8) ? -1 : 0, (active & 4) ? -1 : 0,
-                                  (active & 2) ? -1 : 0, (active & 1) ? -1 : 0));
-            __m256d nx = _mm256_add_pd(_mm256_fmsub_pd(x, x, yy), cr);
-            __m256d ny = _mm256_add_pd(_mm256_add_pd(xy, xy), ci);
-            x = _mm256_blendv_pd(x, nx, keep);
-            y = _mm256_blendv_pd(y, ny, keep);
+    __m256d x[CPAR__NV], y[CPAR__NV], cr[CPAR__NV], ci[CPAR__NV], act[CPAR__NV], cnt[CPAR__NV];
+    size_t grp[CPAR__NV], next = 0;
+    int live = 0;
+    const __m256d lo = _mm256_set1_pd(CPAR__LO64), hi = _mm256_set1_pd(CPAR__HI64);
+    const __m256d one = _mm256_set1_pd(1.0), maxd = _mm256_set1_pd((double)maxiter);
+
+#define CPAR__LOAD64(v)                                                                            \
+    do {                                                                                           \
+        double re_[4], im_[4];                                                                     \
+        for (int k_ = 0; k_ < 4; k_++) {                                                           \
+            const double *q_ = CPAR__PT(double, p, st, 4 * next + (size_t)k_);                     \
+            re_[k_] = q_[0];                                                                       \
+            im_[k_] = q_[1];                                                                       \
+        }                                                                                          \
+        x[v] = mandel ? _mm256_setzero_pd() : _mm256_loadu_pd(re_);                                \
+        y[v] = mandel ? _mm256_setzero_pd() : _mm256_loadu_pd(im_);                                \
+        cr[v] = mandel ? _mm256_loadu_pd(re_) : _mm256_set1_pd(cr0);                               \
+        ci[v] = mandel ? _mm256_loadu_pd(im_) : _mm256_set1_pd(ci0);                               \
+        act[v] = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));                                      \
+        cnt[v] = _mm256_setzero_pd();                                                              \
+        grp[v] = next++;                                                                           \
+    } while (0)
+
+    for (int v = 0; v < CPAR__NV; v++) {
+        if (next < ngroups) {
+            CPAR__LOAD64(v);
+            live++;
+        } else {
+            x[v] = y[v] = cr[v] = ci[v] = act[v] = cnt[v] = _mm256_setzero_pd();
+            grp[v] = CPAR__NONE;
         }
     }
+    while (live > 0) {
+        for (int v = 0; v < CPAR__NV; v++) {
+            __m256d xx = _mm256_mul_pd(x[v], x[v]), yy = _mm256_mul_pd(y[v], y[v]);
+            __m256d xy = _mm256_mul_pd(x[v], y[v]), s = _mm256_add_pd(xx, yy);
+            __m256d in = _mm256_cmp_pd(s, lo, _CMP_LT_OQ);
+            __m256d decided = _mm256_or_pd(in, _mm256_cmp_pd(s, hi, _CMP_GT_OQ));
+            int unsure;
+            /* a lane ends when it has made maxiter steps, or when it is outside */
+            act[v] = _mm256_and_pd(act[v], _mm256_cmp_pd(cnt[v], maxd, _CMP_LT_OQ));
+            unsure = _mm256_movemask_pd(_mm256_andnot_pd(decided, act[v]));
+            if (unsure) {
+                double xs[4], ys[4], ins[4];
+                _mm256_storeu_pd(xs, x[v]);
+                _mm256_storeu_pd(ys, y[v]);
+                _mm256_storeu_pd(ins, in);
+                for (int k = 0; k < 4; k++)
+                    if ((unsure & (1 << k)) && hypot(xs[k], ys[k]) <= 2.0)
+                        memset(&ins[k], 0xff, sizeof ins[k]);
+                in = _mm256_loadu_pd(ins);
+            }
+            act[v] = _mm256_and_pd(act[v], in);
+            cnt[v] = _mm256_add_pd(cnt[v], _mm256_and_pd(act[v], one));
+            /* Only lanes still inside move on (numpy updates only Z[mask]). */
+            x[v] = _mm256_blendv_pd(x[v], _mm256_add_pd(_mm256_fmsub_pd(x[v], x[v], yy), cr[v]),
+                                    act[v]);
+            y[v] = _mm256_blendv_pd(y[v], _mm256_add_pd(_mm256_add_pd(xy, xy), ci[v]), act[v]);
+            if (!_mm256_movemask_pd(act[v]) && grp[v] != CPAR__NONE) {
+                double c[4];
+                _mm256_storeu_pd(c, cnt[v]);
+                for (int k = 0; k < 4; k++)
+                    *(double *)((char *)out + (ptrdiff_t)(4 * grp[v] + (size_t)k) * ost) = c[k];
+                if (next < ngroups) {
+                    CPAR__LOAD64(v);
+                } else {
+                    grp[v] = CPAR__NONE;
+                    live--;
+                }
+            }
+        }
+    }
+#undef CPAR__LOAD64
 }
 
-/* Eight float points at once. */
+/* Points [0, 8 * ngroups) of p: counts to out. maxiter <= INT32_MAX (int32 counts: a float
+ * count would stop at 2^24). */
 __attribute__((target("avx2,fma"))) static void
-cpar__avx2_8(const float *x0, const float *y0, const float *cr0, const float *ci0, long maxiter,
-             long *out8)
+cpar__avx2_run32(const float *p, ptrdiff_t st, size_t ngroups, int mandel, float cr0, float ci0,
+                 long maxiter, double *out, ptrdiff_t ost)
 {
-    __m256 x = _mm256_loadu_ps(x0), y = _mm256_loadu_ps(y0);
-    __m256 cr = _mm256_loadu_ps(cr0), ci = _mm256_loadu_ps(ci0);
-    __m256 lo = _mm256_set1_ps(CPAR__LO32), hi = _mm256_set1_ps(CPAR__HI32);
-    int active = 0xff;
-    for (int k = 0; k < 8; k++)
-        out8[k] = maxiter;
-    for (long t = 0; t < maxiter && active; t++) {
-        __m256 xx = _mm256_mul_ps(x, x), yy = _mm256_mul_ps(y, y), xy = _mm256_mul_ps(x, y);
-        __m256 s = _mm256_add_ps(xx, yy);
-        int in = _mm256_movemask_ps(_mm256_cmp_ps(s, lo, _CMP_LT_OQ));
-        int out = _mm256_movemask_ps(_mm256_cmp_ps(s, hi, _CMP_GT_OQ));
-        int unsure = active & ~(in | out);
-        int32_t lanes[8];
-        if (unsure) {
-            float xs[8], ys[8];
-            _mm256_storeu_ps(xs, x);
-            _mm256_storeu_ps(ys, y);
-            for (int k = 0; k < 8; k++)
-                if ((unsure & (1 << k)) && (double)hypotf(xs[k], ys[k]) <= 2.0)
-                    in |= 1 << k;
-        }
-        for (int k = 0; k < 8; k++)
-            if ((active & (1 << k)) && !(in & (1 << k))) {
-                out8[k] = t;
-                active &= ~(1 << k);
-            }
-        if (!active)
-            break;
-        for (int k = 0; k < 8; k++)
-            lanes[k] = (active & (1 << k)) ? -1 : 0;
-        {
-            __m256 keep = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)lanes));
-            __m256 nx = _mm256_add_ps(_mm256_fmsub_ps(x, x, yy), cr);
-            __m256 ny = _mm256_add_ps(_mm256_add_ps(xy, xy), ci);
-            x = _mm256_blendv_ps(x, nx, keep);
-            y = _mm256_blendv_ps(y, ny, keep);
+    __m256 x[CPAR__NV], y[CPAR__NV], cr[CPAR__NV], ci[CPAR__NV], act[CPAR__NV];
+    __m256i cnt[CPAR__NV];
+    size_t grp[CPAR__NV], next = 0;
+    int live = 0;
+    const __m256 lo = _mm256_set1_ps(CPAR__LO32), hi = _mm256_set1_ps(CPAR__HI32);
+    const __m256i maxi = _mm256_set1_epi32((int32_t)maxiter);
+
+#define CPAR__LOAD32(v)                                                                            \
+    do {                                                                                           \
+        float re_[8], im_[8];                                                                      \
+        for (int k_ = 0; k_ < 8; k_++) {                                                           \
+            const float *q_ = CPAR__PT(float, p, st, 8 * next + (size_t)k_);                       \
+            re_[k_] = q_[0];                                                                       \
+            im_[k_] = q_[1];                                                                       \
+        }                                                                                          \
+        x[v] = mandel ? _mm256_setzero_ps() : _mm256_loadu_ps(re_);                                \
+        y[v] = mandel ? _mm256_setzero_ps() : _mm256_loadu_ps(im_);                                \
+        cr[v] = mandel ? _mm256_loadu_ps(re_) : _mm256_set1_ps(cr0);                               \
+        ci[v] = mandel ? _mm256_loadu_ps(im_) : _mm256_set1_ps(ci0);                               \
+        act[v] = _mm256_castsi256_ps(_mm256_set1_epi32(-1));                                       \
+        cnt[v] = _mm256_setzero_si256();                                                           \
+        grp[v] = next++;                                                                           \
+    } while (0)
+
+    for (int v = 0; v < CPAR__NV; v++) {
+        if (next < ngroups) {
+            CPAR__LOAD32(v);
+            live++;
+        } else {
+            x[v] = y[v] = cr[v] = ci[v] = act[v] = _mm256_setzero_ps();
+            cnt[v] = _mm256_setzero_si256();
+            grp[v] = CPAR__NONE;
         }
     }
+    while (live > 0) {
+        for (int v = 0; v < CPAR__NV; v++) {
+            __m256 xx = _mm256_mul_ps(x[v], x[v]), yy = _mm256_mul_ps(y[v], y[v]);
+            __m256 xy = _mm256_mul_ps(x[v], y[v]), s = _mm256_add_ps(xx, yy);
+            __m256 in = _mm256_cmp_ps(s, lo, _CMP_LT_OQ);
+            __m256 decided = _mm256_or_ps(in, _mm256_cmp_ps(s, hi, _CMP_GT_OQ));
+            int unsure;
+            act[v] = _mm256_and_ps(act[v], _mm256_castsi256_ps(_mm256_cmpgt_epi32(maxi, cnt[v])));
+            unsure = _mm256_movemask_ps(_mm256_andnot_ps(decided, act[v]));
+            if (unsure) {
+                float xs[8], ys[8], ins[8];
+                _mm256_storeu_ps(xs, x[v]);
+                _mm256_storeu_ps(ys, y[v]);
+                _mm256_storeu_ps(ins, in);
+                for (int k = 0; k < 8; k++)
+                    if ((unsure & (1 << k)) && (double)hypotf(xs[k], ys[k]) <= 2.0)
+                        memset(&ins[k], 0xff, sizeof ins[k]);
+                in = _mm256_loadu_ps(ins);
+            }
+            act[v] = _mm256_and_ps(act[v], in);
+            /* all-ones lanes are -1: subtracting counts them */
+            cnt[v] = _mm256_sub_epi32(cnt[v], _mm256_castps_si256(act[v]));
+            x[v] = _mm256_blendv_ps(x[v], _mm256_add_ps(_mm256_fmsub_ps(x[v], x[v], yy), cr[v]),
+                                    act[v]);
+            y[v] = _mm256_blendv_ps(y[v], _mm256_add_ps(_mm256_add_ps(xy, xy), ci[v]), act[v]);
+            if (!_mm256_movemask_ps(act[v]) && grp[v] != CPAR__NONE) {
+                int32_t c[8];
+                _mm256_storeu_si256((__m256i *)c, cnt[v]);
+                for (int k = 0; k < 8; k++)
+                    *(double *)((char *)out + (ptrdiff_t)(8 * grp[v] + (size_t)k) * ost) =
+                        (double)c[k];
+                if (next < ngroups) {
+                    CPAR__LOAD32(v);
+                } else {
+                    grp[v] = CPAR__NONE;
+                    live--;
+                }
+            }
+        }
+    }
+#undef CPAR__LOAD32
 }
 #endif
 
@@ -215,25 +300,13 @@ cpar__run64(const double *p, ptrdiff_t st, size_t n, int mandel, double cr, doub
 {
     size_t i = 0;
 #if CPAR__HAVE_AVX2_CODE
-    if (cpar_escape_impl() == CPAR_ESCAPE_AVX2)
-        for (; i + 4 <= n; i += 4) {
-            double x[4], y[4], a[4], b[4];
-            long cnt[4];
-            for (int k = 0; k < 4; k++) {
-                const double *q =
-                    (const double *)((const char *)p + (ptrdiff_t)(i + (size_t)k) * st);
-                x[k] = mandel ? 0.0 : q[0];
-                y[k] = mandel ? 0.0 : q[1];
-                a[k] = mandel ? q[0] : cr;
-                b[k] = mandel ? q[1] : ci;
-            }
-            cpar__avx2_4(x, y, a, b, maxiter, cnt);
-            for (int k = 0; k < 4; k++)
-                *(double *)((char *)out + (ptrdiff_t)(i + (size_t)k) * ost) = (double)cnt[k];
-        }
+    if (cpar_escape_impl() == CPAR_ESCAPE_AVX2 && maxiter <= (1L << 53)) {
+        cpar__avx2_run64(p, st, n / 4, mandel, cr, ci, maxiter, out, ost);
+        i = n / 4 * 4;
+    }
 #endif
     for (; i < n; i++) {
-        const double *q = (const double *)((const char *)p + (ptrdiff_t)i * st);
+        const double *q = CPAR__PT(double, p, st, i);
         long cnt = mandel ? cpar__count64(0.0, 0.0, q[0], q[1], maxiter)
                           : cpar__count64(q[0], q[1], cr, ci, maxiter);
         *(double *)((char *)out + (ptrdiff_t)i * ost) = (double)cnt;
@@ -246,24 +319,13 @@ cpar__run32(const float *p, ptrdiff_t st, size_t n, int mandel, float cr, float 
 {
     size_t i = 0;
 #if CPAR__HAVE_AVX2_CODE
-    if (cpar_escape_impl() == CPAR_ESCAPE_AVX2)
-        for (; i + 8 <= n; i += 8) {
-            float x[8], y[8], a[8], b[8];
-            long cnt[8];
-            for (int k = 0; k < 8; k++) {
-                const float *q = (const float *)((const char *)p + (ptrdiff_t)(i + (size_t)k) * st);
-                x[k] = mandel ? 0.0f : q[0];
-                y[k] = mandel ? 0.0f : q[1];
-                a[k] = mandel ? q[0] : cr;
-                b[k] = mandel ? q[1] : ci;
-            }
-            cpar__avx2_8(x, y, a, b, maxiter, cnt);
-            for (int k = 0; k < 8; k++)
-                *(double *)((char *)out + (ptrdiff_t)(i + (size_t)k) * ost) = (double)cnt[k];
-        }
+    if (cpar_escape_impl() == CPAR_ESCAPE_AVX2 && maxiter <= INT32_MAX) {
+        cpar__avx2_run32(p, st, n / 8, mandel, cr, ci, maxiter, out, ost);
+        i = n / 8 * 8;
+    }
 #endif
     for (; i < n; i++) {
-        const float *q = (const float *)((const char *)p + (ptrdiff_t)i * st);
+        const float *q = CPAR__PT(float, p, st, i);
         long cnt = mandel ? cpar__count32(0.0f, 0.0f, q[0], q[1], maxiter)
                           : cpar__count32(q[0], q[1], cr, ci, maxiter);
         *(double *)((char *)out + (ptrdiff_t)i * ost) = (double)cnt;

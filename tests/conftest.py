@@ -12,6 +12,8 @@ os.environ["CPAR_DIR"] = _CPAR_DIR
 
 N_ENGINES = 4
 
+from launchkit import slurm  # noqa: E402,F401 - the single-node Slurm fixture
+
 
 @pytest.fixture(scope="session")
 def cluster():

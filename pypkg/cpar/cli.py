@@ -71,6 +71,7 @@ def _cmd_engine(args):
 
 
 def _cmd_start(args):
+    from . import paths
     from .cluster import Cluster, ClusterError
 
     try:
@@ -97,8 +98,10 @@ def _cmd_start(args):
         print(f"cpar cluster start: {e}", file=sys.stderr)
         return 1
     ids = c.connect_client_sync().ids
+    conn = paths.read_json(c.connection_file)
     print(f"cluster {args.cluster_id or 'default'} (profile {args.profile}) running: "
-          f"controller pid {c.controller.pids[0]}, {len(ids)} engines {ids}")
+          f"controller pid {conn['controller_pid']} on {conn.get('hostname', '?')}, "
+          f"{len(ids)} engines {ids}")
     if args.daemonize:
         c._client.close()
         c._client = None
@@ -138,12 +141,7 @@ def _engine_options(args):
         if args.ssh_remote_dir:
             opts["ssh_remote_dir"] = args.ssh_remote_dir
     elif args.engines in ("slurm", "pbs", "sge", "batch"):
-        for key in ("queue", "account", "qos", "time_limit", "submit_command",
-                    "cancel_command", "job_id_regexp"):
-            if getattr(args, key):
-                opts[key] = getattr(args, key)
-        if args.batch_option:
-            opts["options"] = args.batch_option
+        opts = _batch_options(args)
         if args.batch_template:
             with open(args.batch_template) as f:
                 opts["template"] = f.read()
@@ -151,17 +149,44 @@ def _engine_options(args):
 
 
 def _controller_options(args):
+    """The --controller launcher's options from the command line (only those given); the
+    mpi and batch options are those of the engines' group, shared."""
     import shlex
 
-    if args.controller != "ssh":
-        return {}
-    opts = {"ssh_host": args.controller_host}
-    if args.ssh_args is not None:
-        opts["ssh_args"] = shlex.split(args.ssh_args)
-    if args.scp_args is not None:
-        opts["scp_args"] = shlex.split(args.scp_args)
-    if args.ssh_remote_dir:
-        opts["ssh_remote_dir"] = args.ssh_remote_dir
+    opts = {}
+    if args.controller == "ssh":
+        opts["ssh_host"] = args.controller_host
+        if args.ssh_args is not None:
+            opts["ssh_args"] = shlex.split(args.ssh_args)
+        if args.scp_args is not None:
+            opts["scp_args"] = shlex.split(args.scp_args)
+        if args.ssh_remote_dir:
+            opts["ssh_remote_dir"] = args.ssh_remote_dir
+    elif args.controller == "mpi":
+        if args.mpi_args is not None:
+            opts["mpi_args"] = shlex.split(args.mpi_args)
+        if args.mpiexec:
+            opts["mpiexec"] = args.mpiexec
+        if args.no_mpi_defaults:
+            opts["mpi_defaults"] = False
+    elif args.controller in ("slurm", "pbs", "sge", "batch"):
+        opts = _batch_options(args)
+        if args.status_command:
+            opts["status_command"] = args.status_command
+        if args.controller_template:
+            with open(args.controller_template) as f:
+                opts["template"] = f.read()
+    return opts
+
+
+def _batch_options(args):
+    opts = {}
+    for key in ("queue", "account", "qos", "time_limit", "submit_command", "cancel_command",
+                "job_id_regexp"):
+        if getattr(args, key):
+            opts[key] = getattr(args, key)
+    if args.batch_option:
+        opts["options"] = args.batch_option
     return opts
 
 
@@ -178,7 +203,7 @@ def _add_launcher_options(p):
                    help="extra argument of `cpar controller` (e.g. --controller-arg=--curve)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
                    help="extra argument of each cpar-engine (e.g. --engine-arg=--quiet)")
-    g = p.add_argument_group("--engines mpi")
+    g = p.add_argument_group("--engines mpi, --controller mpi")
     g.add_argument("--mpi-args", default=None,
                    help="arguments of mpiexec, one string (e.g. '--host a,b')")
     g.add_argument("--mpiexec", default=None, help="the mpiexec to run (default: mpiexec)")
@@ -194,7 +219,7 @@ def _add_launcher_options(p):
                    help="options of scp (default: --ssh-args, -p PORT as -P PORT)")
     g.add_argument("--ssh-remote-dir", default=None,
                    help="where the connection file goes on the hosts (default .cpar/remote)")
-    g = p.add_argument_group("--engines slurm|pbs|sge|batch")
+    g = p.add_argument_group("--engines/--controller slurm|pbs|sge|batch")
     g.add_argument("--queue", "--partition", dest="queue", default=None,
                    help="queue (Slurm partition)")
     g.add_argument("--account", default=None)
@@ -209,6 +234,12 @@ def _add_launcher_options(p):
     g.add_argument("--cancel-command", default=None, help="e.g. scancel")
     g.add_argument("--job-id-regexp", default=None,
                    help=r"finds the job id in the submit output (default '(\d+)')")
+    g.add_argument("--controller-template", default=None, metavar="FILE",
+                   help="(--controller batch) the controller's job script template "
+                        "({controller_command}, {queue}, ...)")
+    g.add_argument("--status-command", default=None,
+                   help="(--controller batch) given the job id, exits 0 while the job is "
+                        "queued or running (e.g. 'qstat -j')")
 
 
 def _cmd_stop(args):

@@ -43,6 +43,23 @@ def _stop_live_clusters():
             pass
 
 
+def controller_alive(info):
+    """Whether the controller of a cluster file's content runs: its local processes for
+    the local, mpi and ssh launchers; for a batch job, the controller's pid on this host
+    or the scheduler's word."""
+    d = info.get("controller") or {}
+    try:
+        launcher = launcher_from_dict(d)
+    except ValueError:
+        return False
+    if not (d.get("pids") or d.get("job_id")):
+        return False
+    pids = d.get("pids") or []
+    if pids:
+        return all(pid_alive(p) for p in pids)
+    return bool(launcher.running)
+
+
 def running_cluster_info(profile="default", cluster_id=""):
     """The cluster file's content when that cluster's controller is alive, else None."""
     path = paths.cluster_file(profile, cluster_id)
@@ -50,10 +67,7 @@ def running_cluster_info(profile="default", cluster_id=""):
         info = paths.read_json(path)
     except (OSError, ValueError):
         return None
-    pids = info.get("controller", {}).get("pids", [])
-    if pids and all(pid_alive(p) for p in pids):
-        return info
-    return None
+    return info if controller_alive(info) else None
 
 
 def _engines_running(info):
@@ -86,8 +100,7 @@ def list_clusters():
                     info = paths.read_json(os.path.join(sec, f))
                 except (OSError, ValueError):
                     continue
-                pids = info.get("controller", {}).get("pids", [])
-                info["running"] = bool(pids) and all(pid_alive(p) for p in pids)
+                info["running"] = controller_alive(info)
                 info["engines_running"] = _engines_running(info)
                 out.append(info)
     return out
@@ -206,13 +219,23 @@ class Cluster:
             )
         else:
             cls = controller_launchers()[self.controller_launcher]
-            self.controller = cls.for_cluster(self, log, extra, **self.controller_options)
-        self.controller.start()
+            try:
+                self.controller = cls.for_cluster(self, log, extra,
+                                                  **self.controller_options)
+            except TypeError as e:
+                raise ValueError(f"controller launcher {self.controller_launcher!r}: "
+                                 f"{e}") from None
         self.engines = EngineSet()
+        try:
+            self.controller.start()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            raise ClusterError(f"the {self.controller_launcher} controller launcher could "
+                               f"not start the controller: {e}") from e
         self._save()
         _live_clusters.add(self)
         try:
             self._wait_for_connection_file(log)
+            self._save()  # with what the launcher learnt (e.g. the batch job's controller)
         except BaseException:
             self.stop_cluster_sync()
             raise
@@ -223,12 +246,12 @@ class Cluster:
             if self.controller.connection_ready(self.connection_file):
                 return
             if self.controller.exited():
-                raise ClusterError(
-                    f"the controller exited during start-up; its log {log}:\n{tail(log)}"
-                )
+                raise ClusterError("the controller exited during start-up:\n"
+                                   + self.controller.get_output())
             if time.monotonic() > deadline:
                 raise ClusterError(f"the controller did not start within "
-                                   f"{self.start_timeout:.0f} s; its log {log}:\n{tail(log)}")
+                                   f"{self.start_timeout:.0f} s:\n"
+                                   + self.controller.get_output())
             time.sleep(0.01)
 
     def start_engines_sync(self, n=None):

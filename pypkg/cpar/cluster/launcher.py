@@ -10,8 +10,12 @@ NAME``: ``local`` (processes on this machine, the default), ``mpi`` (``mpiexec``
 id = MPI rank; :mod:`.mpi`), ``ssh`` (engines on named hosts; :mod:`.ssh`), ``slurm``,
 ``pbs``, ``sge`` and ``batch`` (a job script submitted to a batch system; :mod:`.batch`).
 Controller launchers, ``Cluster(controller=NAME, controller_options={...})`` / ``--controller
-NAME``: ``local`` (the default) and ``ssh`` (the controller on ``ssh_host``, its connection
-file copied back). cpar never runs a cluster manager of its own.
+NAME``: ``local`` (the default), ``ssh`` (the controller on ``ssh_host``, its connection
+file copied back), ``mpi`` (the one rank of ``mpiexec -n 1``) and ``slurm``, ``pbs``,
+``sge``, ``batch`` (a one-task job). A controller launcher class has ``for_cluster(cluster,
+log, extra, **options)`` (``extra``: arguments of ``cpar controller``) and
+``connection_ready(path)``, true once its controller wrote the connection file. cpar
+never runs a cluster manager of its own.
 
 An engine launcher class has ``for_cluster(cluster, n, first_id, **options)``, which
 builds it for ``n`` engines whose ids start at ``first_id``, and an ``n`` attribute.
@@ -199,6 +203,17 @@ class LocalProcessLauncher(Launcher):
         return cls(log_paths=d.get("log_paths", ()), pids=d.get("pids", ()))
 
 
+def read_connection_info(path):
+    """The controller's connection file as a dict, or None while none has been written.
+    The cluster removes the old file before it starts a controller, so a file that is
+    there afterwards is the new controller's."""
+    try:
+        info = paths.read_json(path)
+    except (OSError, ValueError):
+        return None
+    return info if info.get("controller_pid") else None
+
+
 def controller_argv(profile, cluster_id, log_path, extra=()):
     return [
         sys.executable,
@@ -324,12 +339,27 @@ def engine_launchers():
 
 def controller_launchers():
     """Controller launcher classes by name."""
+    from .batch import (
+        BatchControllerLauncher,
+        PBSControllerLauncher,
+        SGEControllerLauncher,
+        SlurmControllerLauncher,
+    )
+    from .mpi import MPIControllerLauncher
     from .ssh import SSHControllerLauncher
 
-    return {"local": LocalProcessLauncher, "ssh": SSHControllerLauncher}
+    return {
+        "local": LocalProcessLauncher,
+        "mpi": MPIControllerLauncher,
+        "ssh": SSHControllerLauncher,
+        "slurm": SlurmControllerLauncher,
+        "pbs": PBSControllerLauncher,
+        "sge": SGEControllerLauncher,
+        "batch": BatchControllerLauncher,
+    }
 
 
-CONTROLLER_LAUNCHERS = ("local", "ssh")
+CONTROLLER_LAUNCHERS = ("local", "mpi", "ssh", "slurm", "pbs", "sge", "batch")
 
 
 class LocalEngineLauncher(LocalProcessLauncher):
@@ -353,10 +383,8 @@ def launcher_from_dict(d):
     name = d.get("launcher", "local")
     if name == EngineSet.name:
         return EngineSet.from_dict(d)
-    from .ssh import SSHControllerLauncher
-
-    classes = {**engine_launchers(), "local": LocalProcessLauncher,
-               SSHControllerLauncher.name: SSHControllerLauncher}
+    classes = {**engine_launchers(),
+               **{c.name: c for c in controller_launchers().values()}}
     if name not in classes:
         raise ValueError(f"unknown launcher {name!r} in the cluster file")
     return classes[name].from_dict(d)

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import time
@@ -121,25 +122,13 @@ def _cmd_start(args):
 
 def _engine_options(args):
     """The --engines launcher's options from the command line (only those given)."""
-    import shlex
-
     opts = {}
     if args.engines == "mpi":
-        if args.mpi_args is not None:
-            opts["mpi_args"] = shlex.split(args.mpi_args)
-        if args.mpiexec:
-            opts["mpiexec"] = args.mpiexec
-        if args.no_mpi_defaults:
-            opts["mpi_defaults"] = False
+        opts = _mpi_options(args)
     elif args.engines == "ssh":
+        opts = _ssh_options(args)
         if args.ssh_hosts:
             opts["ssh_hosts"] = args.ssh_hosts
-        if args.ssh_args is not None:
-            opts["ssh_args"] = shlex.split(args.ssh_args)
-        if args.scp_args is not None:
-            opts["scp_args"] = shlex.split(args.scp_args)
-        if args.ssh_remote_dir:
-            opts["ssh_remote_dir"] = args.ssh_remote_dir
     elif args.engines in ("slurm", "pbs", "sge", "batch"):
         opts = _batch_options(args)
         if args.batch_template:
@@ -150,25 +139,13 @@ def _engine_options(args):
 
 def _controller_options(args):
     """The --controller launcher's options from the command line (only those given); the
-    mpi and batch options are those of the engines' group, shared."""
-    import shlex
-
+    ssh, mpi and batch options are those the engines' launchers take, shared."""
     opts = {}
     if args.controller == "ssh":
+        opts = _ssh_options(args)
         opts["ssh_host"] = args.controller_host
-        if args.ssh_args is not None:
-            opts["ssh_args"] = shlex.split(args.ssh_args)
-        if args.scp_args is not None:
-            opts["scp_args"] = shlex.split(args.scp_args)
-        if args.ssh_remote_dir:
-            opts["ssh_remote_dir"] = args.ssh_remote_dir
     elif args.controller == "mpi":
-        if args.mpi_args is not None:
-            opts["mpi_args"] = shlex.split(args.mpi_args)
-        if args.mpiexec:
-            opts["mpiexec"] = args.mpiexec
-        if args.no_mpi_defaults:
-            opts["mpi_defaults"] = False
+        opts = _mpi_options(args)
     elif args.controller in ("slurm", "pbs", "sge", "batch"):
         opts = _batch_options(args)
         if args.status_command:
@@ -176,6 +153,28 @@ def _controller_options(args):
         if args.controller_template:
             with open(args.controller_template) as f:
                 opts["template"] = f.read()
+    return opts
+
+
+def _mpi_options(args):
+    opts = {}
+    if args.mpi_args is not None:
+        opts["mpi_args"] = shlex.split(args.mpi_args)
+    if args.mpiexec:
+        opts["mpiexec"] = args.mpiexec
+    if args.no_mpi_defaults:
+        opts["mpi_defaults"] = False
+    return opts
+
+
+def _ssh_options(args):
+    opts = {}
+    if args.ssh_args is not None:
+        opts["ssh_args"] = shlex.split(args.ssh_args)
+    if args.scp_args is not None:
+        opts["scp_args"] = shlex.split(args.scp_args)
+    if args.ssh_remote_dir:
+        opts["ssh_remote_dir"] = args.ssh_remote_dir
     return opts
 
 

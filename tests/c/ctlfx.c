@@ -471,3 +471,54 @@ fx_hex(const uint8_t *id, char out[2 * CPAR_WIRE_ID_SIZE + 1])
     for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
         snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
+
+uint64_t
+fx_now_ms(void)
+{
+    return cpar_now_ns() / 1000000u;
+}
+
+void
+fx_client_error_within(fx *f, void *client, int code, const uint8_t *parent, int ms)
+{
+    uint64_t deadline = fx_now_ms() + (uint64_t)ms;
+    for (;;) {
+        cpar_msg m;
+        int64_t left = (int64_t)deadline - (int64_t)fx_now_ms();
+        int rc;
+        if (left <= 0)
+            CPAR_TEST_FAIL("no ERROR %d within %d ms", code, ms);
+        rc = th_recv(client, f->s, &m, (int)left);
+        if (rc == CPAR_ETIMEOUT)
+            CPAR_TEST_FAIL("no ERROR %d within %d ms", code, ms);
+        ASSERT_OK(rc);
+        if (m.h.type == CPAR_MSG_HEARTBEAT || m.h.type == CPAR_MSG_ENGINE_EVENT) {
+            cpar_msg_close(&m);
+            continue;
+        }
+        ASSERT_EQ(m.h.type, CPAR_MSG_ERROR);
+        ASSERT_EQ(m.h.status, code);
+        ASSERT_MEM_EQ(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
+        cpar_msg_close(&m);
+        return;
+    }
+}
+
+void *
+fx_two_engines(fx *f, void *e[2])
+{
+    ASSERT_EQ(fx_engine(f, &e[0], 100), 0);
+    ASSERT_EQ(fx_engine(f, &e[1], 101), 1);
+    return fx_client(f, NULL, NULL);
+}
+
+void
+fx_engine_abort(fx *f, void *engine, const uint8_t id[CPAR_WIRE_ID_SIZE])
+{
+    cpar_msg m;
+    th_expect(engine, f->s, CPAR_MSG_ABORT, &m);
+    ASSERT_GE(m.nframes, 1);
+    ASSERT_EQ(zmq_msg_size(&m.frames[0]), CPAR_WIRE_ID_SIZE);
+    ASSERT_MEM_EQ(zmq_msg_data(&m.frames[0]), id, CPAR_WIRE_ID_SIZE);
+    cpar_msg_close(&m);
+}

@@ -118,4 +118,17 @@ const char *fx_query(fx *f, void *client, const char *what, const uint8_t *ids, 
 /* An id as 32 lowercase hex digits. */
 void fx_hex(const uint8_t *id, char out[2 * CPAR_WIRE_ID_SIZE + 1]);
 
+#define FX_HB_LONG 60000 /* a heartbeat timeout that is never the reason for anything */
+#define FX_QUIET_MS 300  /* how long "nothing arrives" is watched */
+
+/* Milliseconds of the monotonic clock. */
+uint64_t fx_now_ms(void);
+/* The client receives an ERROR with this code about parent within ms (a shorter wait than
+ * fx_client_error's, for expectations that fail by hanging). */
+void fx_client_error_within(fx *f, void *client, int code, const uint8_t *parent, int ms);
+/* The engine receives ABORT whose first frame is the task id `id`. */
+void fx_engine_abort(fx *f, void *engine, const uint8_t id[CPAR_WIRE_ID_SIZE]);
+/* Two fake engines, ids 0 and 1 (pids 100 and 101), into e; returns a new client. */
+void *fx_two_engines(fx *f, void *e[2]);
+
 #endif /* CPAR_TESTS_C_CTLFX_H */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "pagepool.h"
 
 /* ---- message ids ----------------------------------------------------------------------- */
 
@@ -538,6 +539,7 @@ cpar__io_loop(cpar__io *io)
         if (now >= io->next_hb) {
             cpar__io_heartbeat(io);
             io->next_hb = now + (uint64_t)e->hb_period_ms * ms;
+            cpar_pagepool_trim(); /* received pages unused for a while go back */
         }
         if (now - io->last_flush >= (uint64_t)CPAR_ENGINE_STREAM_PERIOD_MS * ms) {
             cpar__io_flush_output(io);

@@ -108,6 +108,38 @@ def test_push_pull_all_engines_and_pins_released(dview, rc):
     dview.execute("big = None")
 
 
+def _resident_bytes(view):
+    return view.apply_sync(
+        lambda: int(open("/proc/self/statm").read().split()[1]) * __import__("os").sysconf(
+            "SC_PAGESIZE"))
+
+
+def test_received_pages_are_reused_then_given_back(rc):
+    """Frames read by descriptor land in pages kept from earlier frames (the client's page
+    pool counts the reuse), and an engine left idle gives kept pages back within seconds."""
+    if not _core._debug_counts()["shm_enabled"]:
+        pytest.skip("the shared-memory path is disabled here (CPAR_SHM=0)")
+    v = rc[0]
+    a = np.ones(8 * MB // 8)
+    v.push({"page_test": a}, block=True)
+    before = _core._debug_counts()
+    for _ in range(4):
+        got = v.pull("page_test", block=True)
+        assert np.array_equal(got, a) and got.flags.writeable
+        del got  # its pages go back to the pool and serve the next pull
+    after = _core._debug_counts()
+    assert after["shm_received"] - before["shm_received"] == 4
+    assert after["pagepool_hits"] - before["pagepool_hits"] >= 3
+    # On the engine: 16 MB pushed three times, then dropped; the pages it keeps for reuse
+    # are unmapped once unused for 2 s (its I/O thread trims on each heartbeat).
+    b = np.ones(16 * MB // 8)
+    for _ in range(3):
+        v.push({"page_test": b}, block=True)
+    v.execute("page_test = None", block=True)
+    held = _resident_bytes(v)
+    assert _wait_for(lambda: _resident_bytes(v) < held - 12 * MB, timeout=15)
+
+
 def test_pins_released_after_engine_error(dview, rc):
     a = np.ones(2 * MB)
 

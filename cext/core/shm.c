@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "pagepool.h"
 
 #define CPAR__SHM_CHUNK (64u << 20) /* bytes per process_vm_readv call */
 #define CPAR__SHM_HUGE (2u << 20)   /* transparent huge page size (x86-64, arm64 4K) */
@@ -203,22 +204,24 @@ error:
 
 /* ---- receiver --------------------------------------------------------------------------- */
 
-/* libzmq's free function for resolved frames: hint is the mapping's length. */
+/* libzmq's free function for resolved frames: hint is the mapping's size, which goes back
+ * to the page pool. */
 static void
 cpar__shm_unmap(void *data, void *hint)
 {
-    munmap(data, (size_t)(uintptr_t)hint);
+    cpar_pagepool_put(data, (size_t)(uintptr_t)hint);
 }
 
-/* Reads one described frame into new pages; on success *f is a frame owning them. */
+/* Reads one described frame into pages of this process (the page pool's: present when
+ * reused); on success *f is a frame owning them. */
 static int
 cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
 {
-    size_t len = (size_t)e->len, done = 0;
+    size_t len = (size_t)e->len, done = 0, size = 0;
     void *mem;
 
-    mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) {
+    mem = cpar_pagepool_get(len, &size);
+    if (mem == NULL) {
         snprintf(err, errlen, "cannot map %zu bytes for a shared-memory frame: %s", len,
                  strerror(errno));
         return CPAR_ENOMEM;
@@ -238,14 +241,14 @@ cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
                      "process_vm_readv: %s%s",
                      len, (unsigned)e->pid, done, strerror(saved),
                      saved == ESRCH ? " (the sending process is gone)" : "");
-            munmap(mem, len);
+            cpar_pagepool_put(mem, size);
             return CPAR_EIO;
         }
         done += (size_t)got;
     }
-    if (zmq_msg_init_data(f, mem, len, cpar__shm_unmap, (void *)(uintptr_t)len) != 0) {
+    if (zmq_msg_init_data(f, mem, len, cpar__shm_unmap, (void *)(uintptr_t)size) != 0) {
         snprintf(err, errlen, "zmq_msg_init_data failed");
-        munmap(mem, len);
+        cpar_pagepool_put(mem, size);
         return CPAR_ENOMEM;
     }
     return CPAR_OK;

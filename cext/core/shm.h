@@ -21,7 +21,7 @@
 #include "wire.h"
 
 #define CPAR_SHM_ENTRY_SIZE 24        /* bytes of one descriptor table entry */
-#define CPAR_SHM_MIN_SIZE (1u << 20)  /* frames at least this big go by descriptor */
+#define CPAR_SHM_MIN_SIZE (64u << 10) /* frames at least this big go by descriptor */
 #define CPAR_SHM_MAX_LEN (1ull << 40) /* largest frame a descriptor may name */
 #define CPAR_SHM_TOKEN_SIZE 256       /* room for a locality token */
 #define CPAR_SHM_PIN_TIMEOUT_NS (120ull * 1000000000ull) /* engine-side safety bound */

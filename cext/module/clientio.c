@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "pagepool.h"
 #include "shm.h"
 
 /* Messages received per wake-up before the thread looks at its outbox again. */
@@ -267,7 +268,9 @@ cpar__clientio_main(void *arg)
             {NULL, io->wakefd, ZMQ_POLLIN, 0},
             {io->mon, 0, ZMQ_POLLIN, 0},
         };
-        if (zmq_poll(items, 3, -1) < 0) {
+        /* While received pages are kept for reuse, wake up now and then to give back
+         * those unused for a while; otherwise sleep until something happens. */
+        if (zmq_poll(items, 3, cpar_pagepool_trim() > 0 ? 1000 : -1) < 0) {
             if (errno == EINTR)
                 continue;
             rc = CPAR_EZMQ;

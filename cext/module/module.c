@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "exceptions.h"
 #include "frame.h"
+#include "pagepool.h"
 #include "shm.h"
 #include "zerocopy.h"
 
@@ -53,19 +54,24 @@ core_strerror(PyObject *Py_UNUSED(module), PyObject *arg)
  * Objects alive now, for leak checks in tests: Connection and Message objects, queued
  * C messages, zero-copy buffers not yet released by libzmq, request frames pinned for
  * engines to read (shared-memory path); and that path's totals in this process (frames
- * sent by descriptor, replies read, reads failed) and whether it is enabled. */
+ * sent by descriptor, replies read, reads failed), whether it is enabled, and the page
+ * pool's counters (reads into kept pages, reads into fresh ones, mappings kept now). */
 static PyObject *
 core_debug_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     int64_t sent, received, failed;
+    cpar_pagepool_stats pool;
     cpar_zc_drain();
     cpar_clientio_shm_totals(&sent, &received, &failed);
-    return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:i}", "connections",
+    cpar_pagepool_get_stats(&pool);
+    return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:i,s:K,s:K,s:n}", "connections",
                          cpar_debug_connections_alive, "messages", cpar_debug_messages_alive,
                          "queued", (long long)cpar_clientio_items_alive(), "zerocopy",
                          cpar_zc_outstanding(), "shm_pinned", (long long)cpar_clientio_shm_pinned(),
                          "shm_sent", (long long)sent, "shm_received", (long long)received,
-                         "shm_failed", (long long)failed, "shm_enabled", cpar_shm_enabled());
+                         "shm_failed", (long long)failed, "shm_enabled", cpar_shm_enabled(),
+                         "pagepool_hits", (unsigned long long)pool.hits, "pagepool_misses",
+                         (unsigned long long)pool.misses, "pagepool_kept", (Py_ssize_t)pool.kept);
 }
 
 /* _shm_token() -> str | None

@@ -80,7 +80,9 @@ def strerror(code: int, /) -> str:
 
 def _debug_counts() -> dict[str, int]:
     """Live objects (connections, messages, queued, zerocopy, shm_pinned), for leak checks,
-    and the shared-memory path's totals (shm_sent, shm_received, shm_failed, shm_enabled)."""
+    the shared-memory path's totals (shm_sent, shm_received, shm_failed, shm_enabled) and
+    the page pool's (pagepool_hits, pagepool_misses: reads into kept or fresh pages;
+    pagepool_kept: mappings kept now)."""
 
 def _shm_token() -> str | None:
     """This process's shared-memory locality token, or None when the path is disabled."""

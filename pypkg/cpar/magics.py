@@ -21,6 +21,7 @@ import time
 import weakref
 
 from . import error
+from .client.outputs import clear_output, ipython_shell, publish, show_execute_result
 
 __all__ = ["ParallelMagics", "register_view", "register_client", "load_ipython_extension",
            "parse_targets", "AlreadyDisplayedError"]
@@ -36,17 +37,6 @@ _pending = {}
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _shell():
-    """The running IPython shell, or None (without importing IPython)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    try:
-        return ipython.get_ipython()
-    except Exception:  # noqa: BLE001 - a half-imported or odd IPython: no shell
-        return None
 
 
 def _usage_error(message):
@@ -619,7 +609,7 @@ class _StreamPrinter:
                 if kind == "display_data":
                     _show_output(self.eids[i], value)
                 elif kind == "clear_output":
-                    _clear_output(bool((value or {}).get("wait")))
+                    clear_output(bool((value or {}).get("wait")))
             self._flush_text(i, final)
 
     def _flush_text(self, i, final):
@@ -641,48 +631,13 @@ def _show_rich(ar, outputs=True):
                 _show_output(eid, out)
     for eid, res in zip(eids, _per_engine(ar, "execute_result")):
         if res:
-            _show_result(eid, res)
+            show_execute_result(eid, res)
     sys.stdout.flush()
 
 
 def _show_output(eid, out):
     print(f"[output:{eid}]")
-    _publish(out.get("data") or {}, out.get("metadata") or {})
-
-
-def _clear_output(wait):
-    if _shell() is not None:
-        from IPython.display import clear_output
-
-        clear_output(wait=wait)
-
-
-def _publish(data, metadata):
-    if not data:
-        return
-    shell = _shell()
-    if shell is None or (set(data) <= {"text/plain"}
-                         and type(shell).__name__ != "ZMQInteractiveShell"):
-        print(data.get("text/plain", ""))
-        return
-    from IPython.display import publish_display_data
-
-    sys.stdout.flush()
-    publish_display_data(data=data, metadata=metadata or {})
-
-
-def _show_result(eid, res):
-    data = res.get("data") or {}
-    count = res.get("execution_count")
-    prompt = f"Out[{eid}:{count}]:" if count is not None else f"Out[{eid}]:"
-    text = data.get("text/plain")
-    if set(data) <= {"text/plain"}:
-        if text is None:
-            return
-        print(f"{prompt}\n{text}" if "\n" in text else f"{prompt} {text}")
-        return
-    print(prompt)
-    _publish(data, res.get("metadata") or {})
+    publish(out.get("data") or {}, out.get("metadata") or {})
 
 
 # -- registration -------------------------------------------------------------------------
@@ -720,7 +675,7 @@ def register_view(view, suffix=""):
 
     Without a running IPython shell the view is remembered, for a shell that loads the
     magics later (``%load_ext cpar``)."""
-    shell = _shell()
+    shell = ipython_shell()
     if shell is None:
         _pending[suffix] = view
         return None
@@ -732,7 +687,7 @@ def register_view(view, suffix=""):
 def register_client(client):
     """Called by ``Client()``: inside IPython, ``%px`` & co. act on ``client[:]`` unless
     another view was activated explicitly (and its client is still open)."""
-    shell = _shell()
+    shell = ipython_shell()
     if shell is None:
         return None
     m = _magics_for(shell, "")

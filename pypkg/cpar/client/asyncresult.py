@@ -9,12 +9,12 @@ import concurrent.futures
 import datetime
 import json
 import pickle
-import sys
 import threading
 import time
 
 from .. import _core, error
 from . import progress as _progress
+from .outputs import OutputsMixin
 from ..serialize import deserialize_object
 
 _PENDING = object()
@@ -64,14 +64,6 @@ class _Slot:
         self.done = False
 
 
-def _print_block(header, text, stream):
-    text = text.rstrip("\n")
-    if "\n" in text:
-        print(f"{header}\n{text}", file=stream)
-    else:
-        print(f"{header} {text}", file=stream)
-
-
 def _append(slot, name, item):
     """Appends to one of a slot's lists (made on first use: most tasks show nothing)."""
     lst = getattr(slot, name)
@@ -81,61 +73,7 @@ def _append(slot, name, item):
         setattr(slot, name, [item])
 
 
-def _ipython_shell():
-    """The running IPython shell, or None (IPython not imported or no shell running)."""
-    if "IPython" not in sys.modules:
-        return None
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
-
-
-def _publish(data, metadata, engine_id):
-    """Shows one display output of an engine here: through IPython's display publisher
-    when a shell runs and the output is richer than text (or the shell is a notebook
-    kernel's), else its text/plain printed."""
-    if not data:
-        return
-    shell = _ipython_shell()
-    if shell is None or (set(data) <= {"text/plain"}
-                         and type(shell).__name__ != "ZMQInteractiveShell"):
-        text = data.get("text/plain")
-        if text is not None:
-            print(text)
-        return
-    from IPython.display import publish_display_data
-
-    md = dict(metadata or {})
-    md.setdefault("engine", engine_id)
-    sys.stdout.flush()
-    publish_display_data(data=data, metadata=md)
-
-
-def _clear_output(wait):
-    if _ipython_shell() is not None:
-        from IPython.display import clear_output
-
-        clear_output(wait=wait)
-
-
-def _show_execute_result(engine_id, res):
-    """``Out[engine:count]: text`` (ipyparallel's form), or the prompt and the rich
-    output."""
-    data = res.get("data") or {}
-    count = res.get("execution_count")
-    prompt = f"Out[{engine_id}:{count}]:" if count is not None else f"Out[{engine_id}]:"
-    text = data.get("text/plain")
-    if set(data) <= {"text/plain"}:
-        if text is not None:
-            print(f"{prompt}\n{text}" if "\n" in text else f"{prompt} {text}")
-        return
-    print(prompt)
-    _publish(data, res.get("metadata") or {}, engine_id)
-
-
-class AsyncResult(concurrent.futures.Future):
+class AsyncResult(OutputsMixin, concurrent.futures.Future):
     """The pending result of a request to one or more engines.
 
     A ``concurrent.futures.Future``: ``done()``, ``add_done_callback`` and
@@ -557,41 +495,6 @@ class AsyncResult(concurrent.futures.Future):
         return md[0] if self._single else md
 
     @property
-    def stdout(self):
-        out = ["".join(s.stdout) for s in self._slots]
-        return out[0] if self._single else out
-
-    @property
-    def stderr(self):
-        out = ["".join(s.stderr) for s in self._slots]
-        return out[0] if self._single else out
-
-    @property
-    def outputs(self):
-        """Display outputs per engine (``display(obj)``, matplotlib figures, ...), each a
-        dict ``{"data": {mime: value}, "metadata": {...}}`` as in Jupyter's display_data
-        (binary values such as image/png base64-encoded), in the order shown."""
-        out = [list(s.outputs) for s in self._slots]
-        return out[0] if self._single else out
-
-    @property
-    def execute_result(self):
-        """Per engine, the ``Out[n]`` of an executed cell (the value of its trailing
-        expression): ``{"data": {mime: value}, "metadata": {...}, "execution_count": n}``,
-        or None."""
-        out = [s.execute_result for s in self._slots]
-        return out[0] if self._single else out
-
-    @property
-    def output_events(self):
-        """Per engine, everything it showed in arrival order: ``("stdout", text)``,
-        ``("stderr", text)``, ``("display_data", output)``, ``("execute_result", result)``
-        or ``("clear_output", {"wait": bool})`` (a list that only grows while the request
-        runs, so a renderer can remember how far it got)."""
-        out = [list(s.events) for s in self._slots]
-        return out[0] if self._single else out
-
-    @property
     def progress(self):
         """How many answers came (engines of a direct request, tasks of a map)."""
         return len(self._slots) - self._left
@@ -620,96 +523,6 @@ class AsyncResult(concurrent.futures.Future):
         """Seconds of engine time: the sum of every engine's run time."""
         return sum((s.completed - s.started) / 1e9 for s in self._slots
                    if s.completed and s.started)
-
-    def display_outputs(self, groupby="type"):
-        """Shows what the engines output: ``[stdout:N] text`` / ``[stderr:N] text``
-        blocks, their display outputs (through IPython's display machinery when a shell
-        runs, else their text/plain after ``[output:N]``), and each engine's ``Out[N:k]:``
-        (the value of an executed cell's trailing expression).
-
-        ``groupby='type'`` (default): every engine's stdout, then every engine's stderr,
-        then the display outputs, then the results; ``'engine'``: engine by engine, its
-        stdout, stderr, display outputs and result; ``'order'``: request by request (as
-        submitted), each engine's output in the order it was produced (a display between
-        two prints stays between them), then its result."""
-        if groupby == "type":
-            for s in self._slots:
-                self._print_slot(s, "stdout")
-            for s in self._slots:
-                self._print_slot(s, "stderr")
-            for s in self._slots:
-                self._show_displays(s)
-            for s in self._slots:
-                self._show_result(s)
-        elif groupby == "engine":
-            for eid in dict.fromkeys(s.engine_id for s in self._slots):
-                for s in self._slots:
-                    if s.engine_id == eid:
-                        self._print_slot(s, "stdout")
-                        self._print_slot(s, "stderr")
-                        self._show_displays(s)
-                        self._show_result(s)
-        elif groupby == "order":
-            for msg_id in self._msg_ids:
-                for s in self._slots:
-                    if s.msg_id == msg_id:
-                        self._replay_slot(s)
-                        self._show_result(s)
-        else:
-            raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
-        sys.stdout.flush()
-
-    @staticmethod
-    def _print_slot(slot, name):
-        text = "".join(getattr(slot, name))
-        if text:
-            stream = sys.stderr if name == "stderr" else sys.stdout
-            _print_block(f"[{name}:{slot.engine_id}]", text, stream)
-
-    @staticmethod
-    def _show_displays(slot):
-        outputs = list(slot.outputs)
-        if not outputs:
-            return
-        if _ipython_shell() is None:
-            print(f"[output:{slot.engine_id}]")
-        for out in outputs:
-            _publish(out.get("data"), out.get("metadata"), slot.engine_id)
-
-    @staticmethod
-    def _show_result(slot):
-        if slot.execute_result is not None:
-            _show_execute_result(slot.engine_id, slot.execute_result)
-
-    @staticmethod
-    def _replay_slot(slot):
-        """One engine's output in the order it came: consecutive text of one stream as
-        one block, display outputs between them where they were shown."""
-        eid = slot.engine_id
-        run_name, run = None, []
-
-        def flush_run():
-            if run:
-                stream = sys.stderr if run_name == "stderr" else sys.stdout
-                _print_block(f"[{run_name}:{eid}]", "".join(run), stream)
-                run.clear()
-
-        for kind, value in list(slot.events):
-            if kind in ("stdout", "stderr"):
-                if kind != run_name:
-                    flush_run()
-                    run_name = kind
-                run.append(value)
-                continue
-            flush_run()
-            run_name = None
-            if kind == "display_data":
-                if _ipython_shell() is None:
-                    print(f"[output:{eid}]")
-                _publish(value.get("data"), value.get("metadata"), eid)
-            elif kind == "clear_output":
-                _clear_output(value.get("wait", False))
-        flush_run()
 
     def wait_interactive(self, interval=0.1, timeout=-1, widget=None):
         """Waits until done (or ``timeout`` seconds), showing a progress bar: a text bar

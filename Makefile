@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
 # What only the tests need: real MPI, sshd and a single-node Slurm for the launcher tests.
-APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev openssh-server openssh-client slurm-wlm munge
+APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-client slurm-wlm munge
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 

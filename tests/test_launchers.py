@@ -114,6 +114,35 @@ def test_mpi_more_engines_get_the_next_ids_and_killed_mpiexec_takes_its_ranks():
     assert wait_gone(engine_pids + mpiexecs) == []
 
 
+@pytest.mark.skipif(shutil.which("mpiexec.mpich") is None,
+                    reason="MPICH not installed (Debian: mpich; `make deps-test`)")
+def test_mpich_controller_and_engines_rank_is_id():
+    """MPICH's hydra: no OpenMPI options added, rank from PMI_RANK, the controller as its
+    own one-rank job; the launcher's stop (SIGTERM to mpiexec) leaves no rank behind."""
+    from cpar.cluster.mpi import mpi_flavour
+
+    assert mpi_flavour(shutil.which("mpiexec.mpich")) == "mpich"
+    c = cpar.Cluster(engines="mpi", n=3, cluster_id="mpich", mpiexec="mpiexec.mpich",
+                     controller="mpi", controller_options={"mpiexec": "mpiexec.mpich"})
+    with c as rc:
+        assert rc.ids == [0, 1, 2]
+        env = rc[:].apply_sync(lambda: (__import__("os").environ["PMI_RANK"],
+                                        __import__("os").environ["PMI_SIZE"]))
+        assert env == [("0", "3"), ("1", "3"), ("2", "3")]
+        ctl = paths.read_json(c.connection_file)["controller_pid"]
+        assert ctl not in c.controller.pids
+        engine_pids = rc[:].apply_sync(os.getpid)
+        ar = rc[2].apply_async(time.sleep, 60)
+        time.sleep(0.5)
+        c.engines.signal(signal.SIGINT)  # straight to the engines, not to hydra
+        with pytest.raises(cpar.RemoteError, match="KeyboardInterrupt"):
+            ar.get(timeout=30)
+        assert rc[:].apply_sync(lambda: 1) == [1] * 3
+        c.engines.stop()
+        assert wait_gone(engine_pids + c.engines.pids) == []
+    assert wait_gone([ctl] + c.controller.pids) == []
+
+
 def test_mpi_launcher_command_line(monkeypatch):
     c = cpar.Cluster(engines="mpi", n=3, cluster_id="mpiargv", mpi_args=["--host", "a,b"],
                      mpi_defaults=False, mpiexec=sys.executable)

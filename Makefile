@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
-# What only the tests need: real MPI, sshd and a single-node Slurm for the launcher tests.
-APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-client slurm-wlm munge
+# What only the tests need: real MPIs, sshd, a single-node Slurm and a single-host Grid
+# Engine for the launcher tests.
+APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-client slurm-wlm munge \
+  gridengine-master gridengine-exec gridengine-client
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 

@@ -12,7 +12,7 @@ os.environ["CPAR_DIR"] = _CPAR_DIR
 
 N_ENGINES = 4
 
-from launchkit import slurm  # noqa: E402,F401 - the single-node Slurm fixture
+from launchkit import sge, slurm  # noqa: E402,F401 - single-host SGE and Slurm fixtures
 
 
 @pytest.fixture(scope="session")

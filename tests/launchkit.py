@@ -4,6 +4,7 @@ batch systems' submit/cancel programs written by the tests, and a real single-no
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -175,3 +176,149 @@ def squeue(job_id):
     r = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True,
                        text=True, timeout=30)
     return r.stdout.strip()
+
+
+# -- a real single-host Grid Engine (SGE) ------------------------------------------------------
+SGE_ROOT = "/var/lib/gridengine"
+SGE_QMASTER_PID = "/var/spool/gridengine/qmaster/qmaster.pid"
+SGE_EXECD_PID = "/var/spool/gridengine/execd/localhost/execd.pid"
+
+SGE_QUEUE = {"qname": "all.q", "hostlist": "localhost", "slots": "4", "pe_list": "mpi",
+             "shell": "/bin/sh"}
+SGE_PE = """pe_name mpi
+slots 64
+user_lists NONE
+xuser_lists NONE
+start_proc_args NONE
+stop_proc_args NONE
+allocation_rule $fill_up
+control_slaves TRUE
+job_is_first_task FALSE
+urgency_slots min
+accounting_summary FALSE
+qsort_args NONE
+"""
+
+
+def _sge_unusable():
+    for exe in ("qconf", "qsub", "qstat", "qdel", "/usr/sbin/sge_qmaster",
+                "/usr/sbin/sge_execd"):
+        if shutil.which(exe) is None:
+            return f"{exe} not installed (Debian: gridengine-master gridengine-exec " \
+                   "gridengine-client)"
+    if os.geteuid() != 0:
+        return "the single-host SGE fixture starts sge_qmaster and sge_execd as root"
+    try:
+        with open(f"{SGE_ROOT}/default/common/act_qmaster") as f:
+            master = f.read().strip()
+    except OSError:
+        return "no SGE cell 'default' (the gridengine-master package creates it)"
+    if master != "localhost":
+        return (f"the SGE cell 'default' belongs to the master {master!r}; the fixture only "
+                "runs the one Debian's package set up on this host")
+    return None
+
+
+def _sge(*args, check=True, timeout=60):
+    r = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stdout}{r.stderr}")
+    return r
+
+
+def _sge_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sge_configure(d):
+    """Idempotent: a submit host, root may run jobs, the scheduler runs every second, a
+    parallel environment `mpi` and a queue `all.q` of 4 slots on localhost."""
+    _sge("qconf", "-as", "localhost", check=False)
+    conf = _sge("qconf", "-sconf").stdout
+    conf = "\n".join("min_uid 0" if line.startswith("min_uid") else
+                     "min_gid 0" if line.startswith("min_gid") else line
+                     for line in conf.splitlines())
+    (d / "conf").mkdir(exist_ok=True)
+    (d / "conf" / "global").write_text(conf + "\n")
+    subprocess.run(["qconf", "-Mconf", "global"], cwd=d / "conf", capture_output=True,
+                   timeout=60)
+    sched = _sge("qconf", "-ssconf").stdout
+    sched = "\n".join("schedule_interval 0:0:1" if line.startswith("schedule_interval")
+                      else line for line in sched.splitlines())
+    (d / "sched").write_text(sched + "\n")
+    _sge("qconf", "-Msconf", str(d / "sched"))
+    if "mpi" not in _sge("qconf", "-spl", check=False).stdout.split():
+        (d / "mpi.pe").write_text(SGE_PE)
+        _sge("qconf", "-Ap", str(d / "mpi.pe"))
+    if "all.q" not in _sge("qconf", "-sql", check=False).stdout.split():
+        lines = []
+        for line in _sge("qconf", "-sq").stdout.splitlines():  # the queue template
+            key = line.split(" ", 1)[0]
+            lines.append(f"{key} {SGE_QUEUE[key]}" if key in SGE_QUEUE else line)
+        (d / "all.q").write_text("\n".join(lines) + "\n")
+        _sge("qconf", "-Aq", str(d / "all.q"))
+
+
+@pytest.fixture(scope="session")
+def sge(tmp_path_factory):
+    """sge_qmaster and sge_execd of Debian's cell `default` on localhost (the package made
+    it; the fixture names this host's aliases, configures a queue and a parallel
+    environment, starts both daemons and stops them at the end)."""
+    why = _sge_unusable()
+    if why:
+        pytest.skip(why)
+    d = tmp_path_factory.mktemp("sge")
+    before = {k: os.environ.get(k) for k in ("SGE_ROOT", "SGE_CELL")}
+    os.environ.update(SGE_ROOT=SGE_ROOT, SGE_CELL="default")
+    host = socket.gethostname()
+    with open(f"{SGE_ROOT}/default/common/host_aliases", "w") as f:
+        # Every name of this host resolves to 127.0.0.1, which reads back as localhost.
+        f.write(f"localhost {host} {host.split('.')[0]}\n")
+    daemons = []
+    try:
+        if not pid_alive(_sge_pid(SGE_QMASTER_PID) or -1):
+            _sge("/usr/sbin/sge_qmaster")
+        deadline = time.monotonic() + 60
+        while _sge("qstat", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                pytest.fail("sge_qmaster did not answer within 60 s")
+            time.sleep(0.5)
+        daemons.append(SGE_QMASTER_PID)
+        _sge_configure(d)
+        if not pid_alive(_sge_pid(SGE_EXECD_PID) or -1):
+            _sge("/usr/sbin/sge_execd")
+        daemons.append(SGE_EXECD_PID)
+        deadline = time.monotonic() + 60
+        while True:  # the queue instance is up once the execd reports (no 'a'/'u'/'E')
+            _sge("qmod", "-c", "all.q@localhost", check=False)
+            rows = _sge("qstat", "-f", "-q", "all.q", check=False).stdout.splitlines()
+            row = next((r for r in rows if r.startswith("all.q@")), "")
+            if row and len(row.split()) == 5:  # name, type, slots, load, arch: no states
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the SGE queue did not come up: {row!r}")
+            time.sleep(0.5)
+        yield d
+    finally:
+        _sge("qdel", "-u", "root", "*", check=False)
+        if SGE_EXECD_PID in daemons:
+            _sge("qconf", "-ke", "localhost", check=False)
+        if SGE_QMASTER_PID in daemons:
+            _sge("qconf", "-km", check=False)
+        for path in daemons:
+            pid = _sge_pid(path)
+            deadline = time.monotonic() + 30
+            while pid and pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if pid and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

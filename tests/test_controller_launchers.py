@@ -61,7 +61,7 @@ def test_mpi_controller_is_its_own_rank_and_cli_stop_ends_it():
 
 
 # -- a user's template, PBS and SGE, through submit/cancel programs written here --------------
-STATUS = "#!/bin/sh\nkill -0 \"$1\" 2>/dev/null\n"  # exit 0 while the job's process lives
+STATUS = "#!/bin/sh\nkill -0 \"${1%%.*}\" 2>/dev/null\n"  # 0 while the job's process lives
 
 
 def status_program(tmp_path):
@@ -112,12 +112,14 @@ def test_batch_controller_that_fails_at_start_up_says_why(tmp_path):
 
 @pytest.mark.parametrize("kind", ["pbs", "sge"])
 def test_pbs_and_sge_controller_jobs_and_a_cancel_that_ends_them(tmp_path, kind):
-    """No qstat here: the job counts as running until the controller, on this host, has
-    a pid to check. Cancelling the job is what stops a controller that does not answer."""
+    """The job's state comes from a status program standing in for qstat until the
+    controller, on this host, has a pid to check. Cancelling the job is what stops a
+    controller that does not answer."""
     submit, cancel, rec = fake_batch(tmp_path, run=True,
                                      suffix=".server" if kind == "pbs" else "")
     c = cpar.Cluster(n=1, cluster_id=f"{kind}ctl", controller=kind,
                      controller_options=dict(submit_command=[submit], cancel_command=[cancel],
+                                             status_command=[status_program(tmp_path)],
                                              queue="workq", time_limit="00:10:00"))
     with c as rc:
         assert rc[0].apply_sync(lambda: 6 * 7) == 42
@@ -201,3 +203,33 @@ def test_slurm_controller_killed_outside_cpar_is_seen_stopped(slurm):
     finally:
         c.stop_cluster_sync()
     assert not c.engines.running
+
+
+# -- a real single-host Grid Engine ----------------------------------------------------------
+def test_sge_controller_and_engines_as_jobs_and_cli_stop(sge):
+    r = cpar_cli("cluster", "start", "--controller", "sge", "--engines", "sge", "-n", "2",
+                 "--queue", "all.q", "--daemonize", "--cluster-id", "sgectl")
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = paths.read_json(paths.cluster_file(cluster_id="sgectl"))
+    ctl_job = info["controller"]["job_id"]
+    engine_job = info["engines"]["sets"][0]["job_id"]
+    assert info["controller"]["launcher"] == "sge_controller" and ctl_job != engine_job
+    ctl = paths.read_json(paths.connection_file(cluster_id="sgectl"))["controller_pid"]
+    assert environ_of(ctl)["JOB_ID"] == ctl_job
+    assert listed("sgectl")["running"]
+    # Seen from a host where the controller's pid means nothing, qstat -j decides.
+    elsewhere = launcher_from_dict({**info["controller"], "hostname": "elsewhere"})
+    assert elsewhere.job_state() is True
+    with cpar.Client(cluster_id="sgectl") as rc:
+        assert rc.ids == [0, 1]
+        jobs = rc[:].apply_sync(lambda: __import__("os").environ["JOB_ID"])
+        assert jobs == [engine_job, engine_job]
+        pids = rc[:].apply_sync(os.getpid)
+    stop = cpar_cli("cluster", "stop", "--cluster-id", "sgectl")
+    assert stop.returncode == 0, stop.stderr
+    assert wait_gone(pids + [ctl], timeout=30) == []
+    deadline = time.monotonic() + 60
+    while elsewhere.job_state() is not False and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert elsewhere.job_state() is False
+    assert listed("sgectl") is None

@@ -410,6 +410,15 @@ def _submit_and_cancel(cls, tmp_path, prefix="", suffix="", **options):
     return la, script, (rec / "cancel.argv").read_text().split()
 
 
+def _mpiexec_line(n):
+    """How the PBS/SGE scripts start n ranks: mpiexec with the options the mpi launcher
+    adds for this machine's MPI (OpenMPI: --oversubscribe; as root --allow-run-as-root)."""
+    from cpar.cluster.mpi import default_mpi_args
+
+    exe = shutil.which("mpiexec")
+    return " ".join(["mpiexec", *(default_mpi_args(exe) if exe else []), f"-n {n} "])
+
+
 def test_pbs_script_and_commands(tmp_path):
     la, script, cancelled = _submit_and_cancel(
         PBSEngineLauncher, tmp_path, suffix=".pbs-server", queue="workq", account="proj1",
@@ -424,7 +433,7 @@ def test_pbs_script_and_commands(tmp_path):
                  f"#PBS -o {la.output}"):
         assert want in lines, want
     launch = lines[-1]
-    assert launch.startswith("mpiexec -n 4 ")
+    assert launch.startswith(_mpiexec_line(4))
     assert "-m cpar.cluster.rankexec --first-id 0 --" in launch
     assert "--connection-file" in launch
 
@@ -439,7 +448,10 @@ def test_sge_script_and_commands(tmp_path):
     for want in ("#$ -V", "#$ -cwd", "#$ -N cpar-sgetest", "#$ -q all.q", "#$ -pe mpi 4",
                  "#$ -l h_rt=2:00:00", f"#$ -o {la.output}"):
         assert want in lines, want
-    assert lines[-1].startswith("mpiexec -n 4 ")
+    assert lines[-1].startswith(_mpiexec_line(4))
+    plain = SGEEngineLauncher.for_cluster(cpar.Cluster(n=4, engines="sge", cluster_id="plain"),
+                                          4, 0, mpi_defaults=False)
+    assert plain.script.splitlines()[-1].startswith("mpiexec -n 4 ")
 
 
 def test_slurm_script_and_commands(tmp_path):
@@ -521,3 +533,31 @@ def test_real_sbatch_accepts_the_generated_script(slurm, tmp_path):
     r = subprocess.run(["sbatch", "--test-only", bad.script_path], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode != 0 and "partition" in r.stderr
+
+
+# -- a real single-host Grid Engine ----------------------------------------------------------
+def qstat_job(job_id):
+    """qstat -j's exit status: 0 while SGE knows the job."""
+    return subprocess.run(["qstat", "-j", str(job_id)], capture_output=True,
+                          timeout=30).returncode
+
+
+def test_sge_qsub_of_engines_rank_is_id(sge):
+    c = cpar.Cluster(engines="sge", n=2, cluster_id="sge", queue="all.q",
+                     time_limit="00:10:00")
+    with c as rc:
+        assert rc.ids == [0, 1]
+        job = c.engines.launchers[0].job_id
+        env = rc[:].apply_sync(lambda: (__import__("os").environ["JOB_ID"],
+                                        __import__("os").environ["OMPI_COMM_WORLD_RANK"],
+                                        __import__("os").environ["PE"]))
+        assert env == [(job, "0", "mpi"), (job, "1", "mpi")]
+        script = open(c.engines.launchers[0].script_path).read()
+        assert "#$ -q all.q" in script and "#$ -pe mpi 2" in script
+        assert qstat_job(job) == 0
+        pids = rc[:].apply_sync(os.getpid)
+    assert wait_gone(pids, timeout=30) == []
+    deadline = time.monotonic() + 60
+    while qstat_job(job) == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert qstat_job(job) != 0

@@ -13,7 +13,9 @@ A template is a ``str.format`` string with these fields:
 ``{directives}`` (the scheduler's header lines built from the options above and
 ``options``); ``{program_and_args}`` (one engine per rank, id = first id + rank, through
 :mod:`cpar.cluster.rankexec`); ``{engine_command}`` (one engine, no id);
-``{connection_file}``, ``{cluster_id}``, ``{profile}``, ``{log_dir}``, ``{python}``.
+``{connection_file}``, ``{cluster_id}``, ``{profile}``, ``{log_dir}``, ``{python}``;
+``{launch}``: how the default scripts start the ranks (``srun``; ``mpiexec -n {n}`` with
+the ``mpi`` launcher's OpenMPI defaults unless ``mpi_defaults=False``, or ``launch=``).
 Literal braces are doubled (``{{`` ``}}``), as always with ``str.format``.
 
 The engines must reach the controller: on a real cluster start it with
@@ -23,6 +25,7 @@ The engines must reach the controller: on a real cluster start it with
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -69,7 +72,8 @@ class BatchEngineLauncher(Launcher):
         return [f"# {opt}" for opt in options]
 
     @classmethod
-    def for_cluster(cls, cluster, n, first_id, template=None, launch=None, **options):
+    def for_cluster(cls, cluster, n, first_id, template=None, launch=None, mpi_defaults=True,
+                    **options):
         tag = f"{first_id}-{first_id + n - 1}"
         engine = engine_argv(cluster.connection_file, None, cluster.engine_args)
         values = dict(
@@ -78,7 +82,10 @@ class BatchEngineLauncher(Launcher):
             program_and_args=shlex.join(rankexec_argv(first_id) + engine),
             engine_command=shlex.join(engine),
         )
-        launch = launch if launch is not None else cls.launch
+        if launch is None:
+            launch = cls.launch
+            if mpi_defaults and launch.startswith("mpiexec "):
+                launch = _with_mpi_defaults(launch)
         return cls._render(cluster, f"engines-{tag}", n, template, values, launch, **options)
 
     @classmethod
@@ -185,6 +192,16 @@ class BatchEngineLauncher(Launcher):
         return cls(n=d.get("n", 0), script_path=d.get("script_path"),
                    output=d.get("output"), submit_command=d.get("submit_command"),
                    cancel_command=d.get("cancel_command"), job_id=d.get("job_id"))
+
+
+def _with_mpi_defaults(launch):
+    """``mpiexec -n {n}`` with the options the ``mpi`` launcher adds for this machine's
+    mpiexec (OpenMPI: ``--oversubscribe``, and ``--allow-run-as-root`` as root)."""
+    from .mpi import default_mpi_args
+
+    exe = shutil.which("mpiexec")
+    extra = default_mpi_args(exe) if exe else []
+    return " ".join(["mpiexec", *extra, launch[len("mpiexec "):]])
 
 
 def _argv(cmd):

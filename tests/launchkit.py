@@ -213,7 +213,7 @@ def _sge_unusable():
             master = f.read().strip()
     except OSError:
         return "no SGE cell 'default' (the gridengine-master package creates it)"
-    if master != "localhost":
+    if master not in ("", "localhost"):  # empty until its qmaster first started
         return (f"the SGE cell 'default' belongs to the master {master!r}; the fixture only "
                 "runs the one Debian's package set up on this host")
     return None
@@ -233,6 +233,11 @@ def _sge_pid(path):
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _sge_running(path):
+    pid = _sge_pid(path)
+    return pid is not None and pid > 0 and pid_alive(pid)
 
 
 def _sge_configure(d):
@@ -281,7 +286,7 @@ def sge(tmp_path_factory):
         f.write(f"localhost {host} {host.split('.')[0]}\n")
     daemons = []
     try:
-        if not pid_alive(_sge_pid(SGE_QMASTER_PID) or -1):
+        if not _sge_running(SGE_QMASTER_PID):
             _sge("/usr/sbin/sge_qmaster")
         deadline = time.monotonic() + 60
         while _sge("qstat", check=False).returncode != 0:
@@ -290,7 +295,7 @@ def sge(tmp_path_factory):
             time.sleep(0.5)
         daemons.append(SGE_QMASTER_PID)
         _sge_configure(d)
-        if not pid_alive(_sge_pid(SGE_EXECD_PID) or -1):
+        if not _sge_running(SGE_EXECD_PID):
             _sge("/usr/sbin/sge_execd")
         daemons.append(SGE_EXECD_PID)
         deadline = time.monotonic() + 60
@@ -313,9 +318,9 @@ def sge(tmp_path_factory):
         for path in daemons:
             pid = _sge_pid(path)
             deadline = time.monotonic() + 30
-            while pid and pid_alive(pid) and time.monotonic() < deadline:
+            while _sge_running(path) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if pid and pid_alive(pid):
+            if pid and pid > 0 and pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
         for k, v in before.items():
             if v is None:

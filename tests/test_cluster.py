@@ -7,13 +7,13 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import cpar
 from cpar import paths
 from cpar.cluster.launcher import pid_alive
+from launchkit import wait_gone
 
 
 def cpar_cli(*args, timeout=120, env=None):
@@ -29,13 +29,6 @@ def cpar_cli(*args, timeout=120, env=None):
 def cluster_pids(profile="default", cluster_id=""):
     info = paths.read_json(paths.cluster_file(profile, cluster_id))
     return info["controller"]["pids"], info["engines"]["pids"]
-
-
-def wait_gone(pids, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if pid_alive(p)]
 
 
 def test_cli_start_daemonize_client_stop():

@@ -2,6 +2,7 @@
 #include "pagepool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #include "wire.h" /* cpar_now_ns */
@@ -12,9 +13,12 @@ typedef struct cpar__kept {
     uint64_t t; /* cpar_now_ns() when given back */
 } cpar__kept;
 
+_Static_assert(CPAR_PAGEPOOL_MAX_SIZE <= CPAR_PAGEPOOL_BYTES, "a kept mapping fits the pool");
+
 static pthread_mutex_t cpar__pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static cpar__kept cpar__pool[CPAR_PAGEPOOL_SLOTS];
 static cpar_pagepool_stats cpar__pool_stats;
+static atomic_size_t cpar__pool_nkept; /* cpar__pool_stats.kept, readable without the lock */
 
 /* With the lock held: moves slot i's mapping to out (to be unmapped after the unlock). */
 static void
@@ -23,6 +27,7 @@ cpar__pool_take(size_t i, cpar__kept *out)
     *out = cpar__pool[i];
     cpar__pool[i].mem = NULL;
     cpar__pool_stats.kept--;
+    atomic_store_explicit(&cpar__pool_nkept, cpar__pool_stats.kept, memory_order_relaxed);
     cpar__pool_stats.bytes -= out->size;
 }
 
@@ -94,7 +99,8 @@ cpar_pagepool_put(void *mem, size_t size)
     }
     pthread_mutex_lock(&cpar__pool_lock);
     ngone = cpar__pool_expire(cpar_now_ns(), gone);
-    /* Evict the oldest until there is a free slot and room for size bytes. */
+    /* Evict the oldest until there is a free slot and room for size bytes; there is
+     * always an oldest then (size <= CPAR_PAGEPOOL_MAX_SIZE <= CPAR_PAGEPOOL_BYTES). */
     for (;;) {
         size_t oldest = CPAR_PAGEPOOL_SLOTS;
         slot = CPAR_PAGEPOOL_SLOTS;
@@ -108,16 +114,11 @@ cpar_pagepool_put(void *mem, size_t size)
         }
         if (slot < CPAR_PAGEPOOL_SLOTS && cpar__pool_stats.bytes + size <= CPAR_PAGEPOOL_BYTES)
             break;
-        if (oldest == CPAR_PAGEPOOL_SLOTS) { /* nothing to evict (cannot happen): unmap */
-            pthread_mutex_unlock(&cpar__pool_lock);
-            cpar__unmap_all(gone, ngone);
-            munmap(mem, size);
-            return;
-        }
         cpar__pool_take(oldest, &gone[ngone++]);
     }
     cpar__pool[slot] = (cpar__kept){mem, size, cpar_now_ns()};
     cpar__pool_stats.kept++;
+    atomic_store_explicit(&cpar__pool_nkept, cpar__pool_stats.kept, memory_order_relaxed);
     cpar__pool_stats.bytes += size;
     pthread_mutex_unlock(&cpar__pool_lock);
     cpar__unmap_all(gone, ngone);
@@ -135,6 +136,12 @@ cpar_pagepool_trim(void)
     pthread_mutex_unlock(&cpar__pool_lock);
     cpar__unmap_all(gone, n);
     return kept;
+}
+
+size_t
+cpar_pagepool_kept(void)
+{
+    return atomic_load_explicit(&cpar__pool_nkept, memory_order_relaxed);
 }
 
 void

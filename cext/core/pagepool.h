@@ -43,8 +43,12 @@ void *cpar_pagepool_get(size_t len, size_t *size);
 void cpar_pagepool_put(void *mem, size_t size);
 
 /* Unmaps the mappings kept unused for longer than CPAR_PAGEPOOL_AGE_NS; returns how many
- * are still kept (a thread with nothing else to do calls it until 0). */
+ * are still kept. */
 size_t cpar_pagepool_trim(void);
+
+/* How many mappings are kept now, without taking the lock (for an I/O loop deciding
+ * whether it has anything to trim). */
+size_t cpar_pagepool_kept(void);
 
 /* Unmaps every kept mapping. */
 void cpar_pagepool_drain(void);

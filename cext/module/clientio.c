@@ -17,6 +17,9 @@
 #include "pagepool.h"
 #include "shm.h"
 
+/* How often the I/O thread trims the page pool while it keeps pages. */
+#define CPAR__TRIM_PERIOD_NS 1000000000ull
+
 /* Messages received per wake-up before the thread looks at its outbox again. */
 #define CPAR__RECV_BATCH 4096
 
@@ -261,6 +264,7 @@ cpar__clientio_main(void *arg)
     cpar_clientio *io = arg;
     cpar_clientio_item *pend = NULL, *pend_tail = NULL;
     int rc = CPAR_OK;
+    uint64_t next_trim = 0; /* when the page pool is trimmed next, while it keeps pages */
 
     for (;;) {
         zmq_pollitem_t items[3] = {
@@ -268,9 +272,18 @@ cpar__clientio_main(void *arg)
             {NULL, io->wakefd, ZMQ_POLLIN, 0},
             {io->mon, 0, ZMQ_POLLIN, 0},
         };
-        /* While received pages are kept for reuse, wake up now and then to give back
-         * those unused for a while; otherwise sleep until something happens. */
-        if (zmq_poll(items, 3, cpar_pagepool_trim() > 0 ? 1000 : -1) < 0) {
+        int timeout = -1;
+        /* While received pages are kept for reuse, give back those unused for a while
+         * once a second (waking up for it); otherwise sleep until something happens. */
+        if (cpar_pagepool_kept() > 0) {
+            uint64_t now = cpar_now_ns();
+            if (now >= next_trim) {
+                cpar_pagepool_trim();
+                next_trim = now + CPAR__TRIM_PERIOD_NS;
+            }
+            timeout = (int)((next_trim - now) / 1000000u) + 1;
+        }
+        if (zmq_poll(items, 3, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             rc = CPAR_EZMQ;

@@ -190,11 +190,11 @@ def _batch_options(args):
 
 
 def _add_launcher_options(p):
-    from .cluster.launcher import CONTROLLER_LAUNCHERS, engine_launchers
+    from .cluster.launcher import controller_launchers, engine_launchers
 
     p.add_argument("--engines", default="local", choices=sorted(engine_launchers()),
                    help="how the engines start (default: %(default)s)")
-    p.add_argument("--controller", default="local", choices=sorted(CONTROLLER_LAUNCHERS),
+    p.add_argument("--controller", default="local", choices=sorted(controller_launchers()),
                    help="how the controller starts (default: %(default)s)")
     p.add_argument("--controller-host", default=None,
                    help="(--controller ssh) the host the controller runs on")

@@ -15,7 +15,6 @@ import weakref
 
 from .. import paths
 from .launcher import (
-    CONTROLLER_LAUNCHERS,
     EngineSet,
     LocalProcessLauncher,
     controller_launchers,
@@ -44,20 +43,13 @@ def _stop_live_clusters():
 
 
 def controller_alive(info):
-    """Whether the controller of a cluster file's content runs: its local processes for
-    the local, mpi and ssh launchers; for a batch job, the controller's pid on this host
-    or the scheduler's word."""
-    d = info.get("controller") or {}
+    """Whether the controller of a cluster file's content runs, as its launcher sees it:
+    its local process for the local, mpi and ssh launchers; for a batch job, the
+    controller's pid on this host or the scheduler's word."""
     try:
-        launcher = launcher_from_dict(d)
+        return bool(launcher_from_dict(info.get("controller") or {}).running)
     except ValueError:
         return False
-    if not (d.get("pids") or d.get("job_id")):
-        return False
-    pids = d.get("pids") or []
-    if pids:
-        return all(pid_alive(p) for p in pids)
-    return bool(launcher.running)
 
 
 def running_cluster_info(profile="default", cluster_id=""):
@@ -138,9 +130,9 @@ class Cluster:
         if engines not in available:
             raise ValueError(f"unknown engine launcher {engines!r}; available: "
                              + ", ".join(repr(k) for k in available))
-        if controller not in CONTROLLER_LAUNCHERS:
+        if controller not in controller_launchers():
             raise ValueError(f"unknown controller launcher {controller!r}; available: "
-                             + ", ".join(repr(k) for k in CONTROLLER_LAUNCHERS))
+                             + ", ".join(repr(k) for k in controller_launchers()))
         self.engine_launcher = engines
         self.controller_launcher = controller
         self.controller_options = dict(controller_options or {})
@@ -234,13 +226,13 @@ class Cluster:
         self._save()
         _live_clusters.add(self)
         try:
-            self._wait_for_connection_file(log)
+            self._wait_for_connection_file()
             self._save()  # with what the launcher learnt (e.g. the batch job's controller)
         except BaseException:
             self.stop_cluster_sync()
             raise
 
-    def _wait_for_connection_file(self, log):
+    def _wait_for_connection_file(self):
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self.controller.connection_ready(self.connection_file):

@@ -359,9 +359,6 @@ def controller_launchers():
     }
 
 
-CONTROLLER_LAUNCHERS = ("local", "mpi", "ssh", "slurm", "pbs", "sge", "batch")
-
-
 class LocalEngineLauncher(LocalProcessLauncher):
     """``n`` engines on this machine, each its own process and log."""
 

@@ -51,15 +51,15 @@ typedef struct cpar__io {
     void *dealer;           /* to the controller's engine ROUTER */
     void *pair;             /* to the main thread */
     cpar_signer *signer;    /* this thread's */
-    uint64_t last_heard;    /* ns: last valid message from the controller */
-    uint64_t next_hb;       /* ns: next HEARTBEAT due */
-    uint64_t last_flush;    /* ns: last time pending output was sent */
+    uint64_t last_heard;    /* mono ns: last valid message from the controller */
+    uint64_t next_hb;       /* mono ns: next HEARTBEAT due */
+    uint64_t last_flush;    /* mono ns: last time pending output was sent */
     unsigned long dropped;  /* messages dropped (bad or unhandled) */
     int stopping;           /* a stop was requested from the main thread */
     int exit_status;        /* the process's exit status once stopped */
-    uint64_t stop_deadline; /* ns: after this, a task that will not stop gets _exit */
+    uint64_t stop_deadline; /* mono ns: after this, a task that will not stop gets _exit */
     int quit;               /* the main thread said CPAR_CTL_QUIT */
-    uint64_t next_expire;   /* ns: next look for shared-memory pins nobody released */
+    uint64_t next_expire;   /* mono ns: next look for shared-memory pins nobody released */
     void *mon;              /* PAIR receiving the dealer's handshake-failure events */
 } cpar__io;
 
@@ -191,9 +191,9 @@ cpar__io_register(cpar__io *io)
         cpar_elog("cannot send REGISTER to %s: %s", e->engine_url, zmq_strerror(zmq_errno()));
         goto error;
     }
-    deadline = cpar_now_ns() + (uint64_t)e->register_timeout_ms * 1000000u;
+    deadline = cpar_mono_ns() + (uint64_t)e->register_timeout_ms * 1000000u;
     for (;;) {
-        uint64_t now = cpar_now_ns();
+        uint64_t now = cpar_mono_ns();
         zmq_pollitem_t item = {.socket = io->dealer, .events = ZMQ_POLLIN};
         if (io->mon != NULL && cpar__io_handshake_failed(io)) {
             cpar_elog("the %s handshake with the controller at %s failed: %s; exiting",
@@ -241,7 +241,7 @@ cpar__io_register(cpar__io *io)
     cpar_elog_set_id(e->id);
     cpar_elog("registered with %s as engine %d (heartbeat %d ms, timeout %d ms)", e->engine_url,
               e->id, e->hb_period_ms, e->hb_timeout_ms);
-    io->last_heard = cpar_now_ns();
+    io->last_heard = cpar_mono_ns();
     cpar__io_ctl(io, CPAR_CTL_REGISTERED, e->id, NULL);
     return 0;
 error:
@@ -287,7 +287,7 @@ cpar__io_begin_stop(cpar__io *io, int status)
         return;
     io->stopping = 1;
     io->exit_status = status;
-    io->stop_deadline = cpar_now_ns() + (uint64_t)CPAR_ENGINE_STOP_GRACE_MS * 1000000u;
+    io->stop_deadline = cpar_mono_ns() + (uint64_t)CPAR_ENGINE_STOP_GRACE_MS * 1000000u;
     atomic_store(&io->e->stopping, 1);
     cpar__io_interrupt(io, NULL, 0, 0);
     cpar__io_ctl(io, CPAR_CTL_STOP, status, NULL);
@@ -389,7 +389,7 @@ cpar__io_on_dealer(cpar__io *io)
             cpar__io_drop(io, cpar_strerror(rc));
             continue;
         }
-        io->last_heard = cpar_now_ns();
+        io->last_heard = cpar_mono_ns();
         cpar__io_on_message(io, &m);
     }
 }
@@ -508,13 +508,13 @@ cpar__io_loop(cpar__io *io)
     cpar_engine *e = io->e;
     uint64_t ms = 1000000u;
 
-    io->next_hb = cpar_now_ns();
+    io->next_hb = cpar_mono_ns();
     while (!io->quit) {
         zmq_pollitem_t items[2] = {
             {.socket = io->dealer, .events = ZMQ_POLLIN},
             {.socket = io->pair, .events = ZMQ_POLLIN},
         };
-        uint64_t now = cpar_now_ns();
+        uint64_t now = cpar_mono_ns();
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
         int running;
 
@@ -535,7 +535,7 @@ cpar__io_loop(cpar__io *io)
             cpar__io_on_dealer(io);
         if (items[1].revents & ZMQ_POLLIN)
             cpar__io_on_pair(io);
-        now = cpar_now_ns();
+        now = cpar_mono_ns();
         if (now >= io->next_hb) {
             cpar__io_heartbeat(io);
             io->next_hb = now + (uint64_t)e->hb_period_ms * ms;

@@ -168,6 +168,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     int interrupted, shm_ok = (m->h.flags & CPAR_FLAG_SHM_OK) && e->shm;
     char shm_err[300];
     int shm_rc = 0;
+    uint64_t started;
 
     memcpy(parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
     cpar_msg_init(&rep, CPAR_MSG_REPLY);
@@ -213,10 +214,14 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     memcpy(e->running_id, parent, CPAR_WIRE_ID_SIZE);
     pthread_mutex_unlock(&e->lock);
 
+    /* started/completed are wall-clock stamps for the user; the duration between them is
+     * measured on the monotonic clock, so a clock step during the task cannot distort it
+     * (the scheduler learns task durations from t1 - t0). */
     rep.h.t0 = cpar_now_ns();
+    started = cpar_mono_ns();
     if (frames != NULL)
         res = PyObject_CallFunction(r->run_task, "iO", aborted ? 0 : type, frames);
-    rep.h.t1 = cpar_now_ns();
+    rep.h.t1 = rep.h.t0 + (cpar_mono_ns() - started);
     if (res == NULL || cpar__runner_fill(&rep, res) < 0)
         cpar__runner_fallback(r, &rep);
     Py_XDECREF(res);

@@ -5,12 +5,12 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
-#include "wire.h" /* cpar_now_ns */
+#include "wire.h" /* cpar_mono_ns */
 
 typedef struct cpar__kept {
     void *mem; /* NULL: a free slot */
     size_t size;
-    uint64_t t; /* cpar_now_ns() when given back */
+    uint64_t t; /* cpar_mono_ns() when given back */
 } cpar__kept;
 
 _Static_assert(CPAR_PAGEPOOL_MAX_SIZE <= CPAR_PAGEPOOL_BYTES, "a kept mapping fits the pool");
@@ -58,7 +58,7 @@ cpar_pagepool_get(size_t len, size_t *size)
     void *mem;
 
     pthread_mutex_lock(&cpar__pool_lock);
-    ngone = cpar__pool_expire(cpar_now_ns(), gone);
+    ngone = cpar__pool_expire(cpar_mono_ns(), gone);
     for (size_t i = 0; i < CPAR_PAGEPOOL_SLOTS; i++) {
         size_t s = cpar__pool[i].size;
         if (cpar__pool[i].mem == NULL || s < len || s - len > len / 2)
@@ -98,7 +98,7 @@ cpar_pagepool_put(void *mem, size_t size)
         return;
     }
     pthread_mutex_lock(&cpar__pool_lock);
-    ngone = cpar__pool_expire(cpar_now_ns(), gone);
+    ngone = cpar__pool_expire(cpar_mono_ns(), gone);
     /* Evict the oldest until there is a free slot and room for size bytes; there is
      * always an oldest then (size <= CPAR_PAGEPOOL_MAX_SIZE <= CPAR_PAGEPOOL_BYTES). */
     for (;;) {
@@ -116,7 +116,7 @@ cpar_pagepool_put(void *mem, size_t size)
             break;
         cpar__pool_take(oldest, &gone[ngone++]);
     }
-    cpar__pool[slot] = (cpar__kept){mem, size, cpar_now_ns()};
+    cpar__pool[slot] = (cpar__kept){mem, size, cpar_mono_ns()};
     cpar__pool_stats.kept++;
     atomic_store_explicit(&cpar__pool_nkept, cpar__pool_stats.kept, memory_order_relaxed);
     cpar__pool_stats.bytes += size;
@@ -131,7 +131,7 @@ cpar_pagepool_trim(void)
     size_t n, kept;
 
     pthread_mutex_lock(&cpar__pool_lock);
-    n = cpar__pool_expire(cpar_now_ns(), gone);
+    n = cpar__pool_expire(cpar_mono_ns(), gone);
     kept = cpar__pool_stats.kept;
     pthread_mutex_unlock(&cpar__pool_lock);
     cpar__unmap_all(gone, n);

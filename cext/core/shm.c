@@ -351,7 +351,7 @@ cpar_shm_pins_add(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], zmq_msg
         pin.nwait = nwait;
     }
     memcpy(pin.id, id, CPAR_WIRE_ID_SIZE);
-    pin.created_ns = cpar_now_ns();
+    pin.created_ns = cpar_mono_ns();
     p->v[p->n++] = pin;
     p->frames += nframes;
     return CPAR_OK;

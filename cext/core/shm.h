@@ -71,7 +71,7 @@ int cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen);
  * engine ids to answer (the client) or for a RELEASE (the engine). */
 typedef struct cpar_shm_pin {
     uint8_t id[CPAR_WIRE_ID_SIZE];
-    uint64_t created_ns; /* cpar_now_ns() when pinned */
+    uint64_t created_ns; /* cpar_mono_ns() when pinned */
     int32_t *wait;       /* engines still to answer (malloc'd), nwait of them */
     size_t nwait;
     zmq_msg_t *frames; /* owned pinned frames (malloc'd) */
@@ -94,7 +94,8 @@ int cpar_shm_pins_add(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], zmq
  * wait list and releases the entry when nobody is left. Returns frames released. */
 size_t cpar_shm_pins_answered(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE],
                               int32_t engine);
-/* Releases entries pinned before `before_ns` (0: all). Returns frames released. */
+/* Releases entries pinned before `before_ns` (cpar_mono_ns; 0: all). Returns frames
+ * released. */
 size_t cpar_shm_pins_expire(cpar_shm_pins *p, uint64_t before_ns);
 /* Releases everything and frees the set. */
 void cpar_shm_pins_free(cpar_shm_pins *p);

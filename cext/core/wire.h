@@ -92,8 +92,11 @@ typedef struct cpar_msg {
     uint8_t raw[CPAR_WIRE_HEADER_SIZE];
 } cpar_msg;
 
-/* Current time in ns since the epoch. */
+/* Wall-clock time in ns since the epoch: only for the timestamps a user sees (header t0/t1,
+ * logs). It can step back or forward at any moment (NTP, an administrator). */
 uint64_t cpar_now_ns(void);
+/* CLOCK_MONOTONIC in ns: every interval, deadline, age and timeout (never steps). */
+uint64_t cpar_mono_ns(void);
 
 /* Header encoding (no tag: bytes 80..111 are zeroed) and decoding. Decoding checks size,
  * magic, version and type; it returns CPAR_EPROTO / CPAR_EVERSION / CPAR_ETYPE. */

@@ -276,7 +276,7 @@ cpar__clientio_main(void *arg)
         /* While received pages are kept for reuse, give back those unused for a while
          * once a second (waking up for it); otherwise sleep until something happens. */
         if (cpar_pagepool_kept() > 0) {
-            uint64_t now = cpar_now_ns();
+            uint64_t now = cpar_mono_ns();
             if (now >= next_trim) {
                 cpar_pagepool_trim();
                 next_trim = now + CPAR__TRIM_PERIOD_NS;

@@ -96,7 +96,8 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._fname = fname
         self._single = single
         self._reduce = reduce
-        self._submitted = submitted_ns or time.time_ns()
+        self._submitted = submitted_ns or time.time_ns()  # wall clock, for display
+        self._mono0 = time.monotonic_ns()  # durations are measured on the monotonic clock
         self._slots = []
         self._index = {}
         self._left_per_msg = {}
@@ -118,7 +119,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 self._left_per_msg[msg_id] = len(engines)
         self._msg_ids = [m for m, _ in requests]
         self._left = len(self._slots)
-        self._finished_ns = 0
+        self._finished_mono = 0
         self._value = _PENDING
         self._exception = None
         self._aborted = False
@@ -312,7 +313,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 self._finish()
 
     def _finish(self):
-        self._finished_ns = time.time_ns()
+        self._finished_mono = time.monotonic_ns()
         try:
             concurrent.futures.Future.set_result(self, None)
         except concurrent.futures.InvalidStateError:
@@ -510,13 +511,15 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
     @property
     def elapsed(self):
         """Seconds since submission, until the last answer once finished."""
-        end = self._finished_ns or time.time_ns()
-        return (end - self._submitted) / 1e9
+        end = self._finished_mono or time.monotonic_ns()
+        return (end - self._mono0) / 1e9
 
     @property
     def wall_time(self):
         """Seconds from submission to the last answer (None until finished)."""
-        return (self._finished_ns - self._submitted) / 1e9 if self._finished_ns else None
+        if not self._finished_mono:
+            return None
+        return (self._finished_mono - self._mono0) / 1e9
 
     @property
     def serial_time(self):

@@ -371,7 +371,7 @@ class LoadBalancedView:
                     return
                 done, _ = concurrent.futures.wait(
                     outstanding, return_when=concurrent.futures.FIRST_COMPLETED)
-                for ar in sorted(done, key=lambda a: a._finished_ns):
+                for ar in sorted(done, key=lambda a: a._finished_mono):
                     outstanding.discard(ar)
                     yield from results_of(ar)
 

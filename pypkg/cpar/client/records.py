@@ -265,7 +265,7 @@ class _Group:
     def __init__(self, ars):
         self.ars = ars
         self._slots = [s for ar in ars for s in ar._slots]
-        self._start = min((ar._submitted for ar in ars), default=time.time_ns())
+        self._start = min((ar._mono0 for ar in ars), default=time.monotonic_ns())
 
     @property
     def progress(self):
@@ -273,7 +273,7 @@ class _Group:
 
     @property
     def elapsed(self):
-        return (time.time_ns() - self._start) / 1e9
+        return (time.monotonic_ns() - self._start) / 1e9
 
     def done(self):
         return all(ar.done() for ar in self.ars)
@@ -306,12 +306,13 @@ class _ResultView(AsyncResult):
         self._single = len(slots) == 1
         self._reduce = None
         self._submitted = min(ar._submitted for ar in self._owners)
+        self._mono0 = min(ar._mono0 for ar in self._owners)
         self._slots = slots
         self._index = {}
         self._left_per_msg = {}
         self._msg_ids = list(dict.fromkeys(s.msg_id for s in slots))
         self._left = len(self._owners)
-        self._finished_ns = 0
+        self._finished_mono = 0
         self._value = _NOT_YET
         self._exception = None
         self._aborted = False
@@ -326,7 +327,7 @@ class _ResultView(AsyncResult):
             self._left -= 1
             last = self._left == 0
         if last:
-            self._finished_ns = max(ar._finished_ns for ar in self._owners)
+            self._finished_mono = max(ar._finished_mono for ar in self._owners)
             try:
                 concurrent.futures.Future.set_result(self, None)
             except concurrent.futures.InvalidStateError:

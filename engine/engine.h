@@ -90,9 +90,10 @@ typedef struct cpar_engine {
     /* Requests aborted before they started (ABORT): the runner drops them. A ring: the
      * oldest are forgotten first (an aborted id reaching the runner that late runs). */
     uint8_t aborted[CPAR_ENGINE_ABORTED_MAX][CPAR_WIRE_ID_SIZE];
-    size_t naborted;    /* ids ever added; entry i is at i % CPAR_ENGINE_ABORTED_MAX */
-    cpar_shm_pins pins; /* frames of REPLYs sent by descriptor, keyed by the request's id,
-                         * until the client's RELEASE or CPAR_SHM_PIN_TIMEOUT_NS */
+    size_t naborted;         /* ids ever added; entry i is at i % CPAR_ENGINE_ABORTED_MAX */
+    cpar_shm_pins pins;      /* frames of REPLYs sent by descriptor, keyed by the request's id,
+                              * until the client's RELEASE or pin_timeout_ns */
+    uint64_t pin_timeout_ns; /* CPAR_SHM_PIN_TIMEOUT_NS, or $CPAR_SHM_PIN_TIMEOUT seconds */
 
     atomic_int stopping; /* set by the I/O thread: drop queued tasks, then exit */
     atomic_int io_done;  /* set by the I/O thread as it ends */

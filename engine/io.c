@@ -301,6 +301,33 @@ cpar__io_payload(cpar_msg *m, size_t i)
     return i + skip < m->nframes ? &m->frames[i + skip] : NULL;
 }
 
+/* Reads a task's shared-memory frames now, on arrival, while its sender certainly still
+ * pins them (a client may close or drop its connection right after sending; the seal makes
+ * a late read fail cleanly, reading early makes it succeed). On failure the task's frames
+ * become one frame with the reason, its status the CPAR_E* code and its SHM flag stays
+ * set: the runner answers it with that error instead of running it. */
+static void
+cpar__io_resolve(cpar_msg *task)
+{
+    char err[300];
+    int rc;
+
+    task->h.status = 0; /* a request's status is ours to use from here on */
+    if (!(task->h.flags & CPAR_FLAG_SHM))
+        return;
+    rc = cpar_shm_resolve(task, 0, err, sizeof(err));
+    if (rc == 0)
+        return;
+    for (size_t i = 0; i < task->nframes; i++)
+        zmq_msg_close(&task->frames[i]);
+    task->nframes = 0;
+    task->h.status = rc;
+    task->h.flags |= CPAR_FLAG_SHM;
+    if (cpar_msg_add_copy(task, err, strlen(err)) != 0)
+        task->nframes = 0;
+    cpar_elog("a task's shared-memory data could not be read: %s", err);
+}
+
 static void
 cpar__io_on_message(cpar__io *io, cpar_msg *m)
 {
@@ -322,6 +349,7 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
         *task = *m; /* the frames move to the heap copy */
         m->frames = NULL;
         m->nframes = m->cap = 0;
+        cpar__io_resolve(task);
         pthread_mutex_lock(&io->e->lock);
         io->e->queued++;
         pthread_mutex_unlock(&io->e->lock);
@@ -473,17 +501,18 @@ cpar__io_flush_output(cpar__io *io)
 }
 
 /* The safety bound of the shared-memory path: a REPLY's pinned frames are dropped
- * CPAR_SHM_PIN_TIMEOUT_NS after sending even if no RELEASE came (a client that died or
- * lost its connection). A client reads them as soon as the REPLY arrives. */
+ * pin_timeout_ns after sending even if no RELEASE came (a client that died or lost its
+ * connection). A client reads them as soon as the REPLY arrives; one that reads later
+ * finds the seal broken and fails cleanly. */
 static void
 cpar__io_expire_pins(cpar__io *io, uint64_t now)
 {
     size_t released = 0;
-    if (now < CPAR_SHM_PIN_TIMEOUT_NS)
+    if (now < io->e->pin_timeout_ns)
         return;
     pthread_mutex_lock(&io->e->lock);
     if (io->e->pins.n > 0)
-        released = cpar_shm_pins_expire(&io->e->pins, now - CPAR_SHM_PIN_TIMEOUT_NS);
+        released = cpar_shm_pins_expire(&io->e->pins, now - io->e->pin_timeout_ns);
     pthread_mutex_unlock(&io->e->lock);
     if (released) {
         cpar_elog("released %zu shared-memory frame(s) never released by their client", released);

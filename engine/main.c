@@ -424,6 +424,12 @@ main(int argc, char **argv)
         if (t > 0 && t < 1e6)
             e.register_timeout_ms = (int)(t * 1000);
     }
+    e.pin_timeout_ns = CPAR_SHM_PIN_TIMEOUT_NS;
+    if (getenv("CPAR_SHM_PIN_TIMEOUT") != NULL) {
+        double t = atof(getenv("CPAR_SHM_PIN_TIMEOUT"));
+        if (t > 0 && t < 1e6)
+            e.pin_timeout_ns = (uint64_t)(t * 1e9);
+    }
     e.id = -1;
     cpar_capture_set_engine(&e);
     cpar_elog_info("starting (pid %d, connection file %s)", (int)getpid(), args.connection_file);

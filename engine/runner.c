@@ -142,12 +142,13 @@ cpar__runner_offload(cpar__runner *r, cpar_msg *rep, const uint8_t parent[CPAR_W
 {
     zmq_msg_t *pinned = NULL;
     size_t npinned = 0;
+    cpar_shm_seal seal;
     int rc;
 
-    if (cpar_shm_offload(rep, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned) <= 0)
+    if (cpar_shm_offload(rep, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned, &seal) <= 0)
         return; /* nothing large (or out of memory): the bytes go over the socket */
     pthread_mutex_lock(&r->e->lock);
-    rc = cpar_shm_pins_add(&r->e->pins, parent, pinned, npinned, NULL, 0);
+    rc = cpar_shm_pins_add(&r->e->pins, parent, pinned, npinned, &seal, NULL, 0);
     pthread_mutex_unlock(&r->e->lock);
     if (rc != 0)
         cpar_elog("out of memory pinning a reply; its client will fail to read it");
@@ -176,13 +177,18 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     memcpy(rep.h.parent, parent, CPAR_WIRE_ID_SIZE);
     cpar_engine_new_id(rep.h.msg_id);
 
-    /* Large frames sent by descriptor are read from the client's memory first (the GIL
-     * released: the copy may take a while), so the task sees ordinary frames. */
+    /* Large frames sent by descriptor were read from the client's memory on arrival by
+     * the I/O thread (cpar__io_resolve); one that could not be read comes with the reason
+     * in its only frame and the task does not run. */
     if (m->h.flags & CPAR_FLAG_SHM) {
-        Py_BEGIN_ALLOW_THREADS shm_rc = cpar_shm_resolve(m, shm_err, sizeof(shm_err));
-        Py_END_ALLOW_THREADS
+        size_t len = m->nframes > 0 ? zmq_msg_size(&m->frames[0]) : 0;
+        shm_rc = m->h.status ? m->h.status : CPAR_EPROTO;
+        if (len >= sizeof(shm_err))
+            len = sizeof(shm_err) - 1;
+        if (len > 0)
+            memcpy(shm_err, zmq_msg_data(&m->frames[0]), len);
+        shm_err[len] = '\0';
     }
-    /* Received frames become Frame objects: no copies, writable. */
     if (shm_rc != 0)
         PyErr_Format(PyExc_RuntimeError,
                      "cpar: engine %d could not read the request's data from the client: %s",

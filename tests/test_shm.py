@@ -168,7 +168,10 @@ def test_resolve_failure_is_an_error_reply(cluster, dview, rc):
     try:
         payload = pickle.dumps((len, ([],), {}), protocol=5)
         # Frame 0: targets; 1: the call; 2: the placeholder; 3: the descriptor table.
-        table = struct.pack("<IIQQ", 2, dead.pid, 0x10000000, 4 * MB)
+        # The seal first (frame index 0xFFFFFFFF, the slot's address, its value), then
+        # the data entries, all of the same pid.
+        table = (struct.pack("<IIQQ", 0xFFFFFFFF, dead.pid, 0x10000000, 77)
+                 + struct.pack("<IIQQ", 2, dead.pid, 0x10000000, 4 * MB))
         msg_id = os.urandom(16)
         conn.send(_core.MSG_APPLY, [struct.pack("<i", rc.ids[0]), payload, b"", table],
                   msg_id=msg_id, flags=_core.FLAG_TARGETED | _core.FLAG_SHM)
@@ -280,7 +283,8 @@ def test_client_resolve_failure_fails_the_result():
                         req = m
             dead = subprocess.Popen([sys.executable, "-c", "pass"])
             dead.wait()
-            table = struct.pack("<IIQQ", 0, dead.pid, 0x10000000, 2 * 1000 * 1000)
+            table = (struct.pack("<IIQQ", 0xFFFFFFFF, dead.pid, 0x10000000, 77)
+                     + struct.pack("<IIQQ", 0, dead.pid, 0x10000000, 2 * 1000 * 1000))
             fake.send(_core.MSG_REPLY, [b"", table], msg_id=os.urandom(16), parent=req.msg_id,
                       engine=fid, flags=_core.FLAG_SHM)
             try:

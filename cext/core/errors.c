@@ -43,6 +43,10 @@ cpar_strerror(int code)
         return "the task's dependencies were not met within its timeout";
     case CPAR_EABORTED:
         return "the task was aborted";
+    case CPAR_ESTALE:
+        return "shared-memory data was released by its sender before it was read";
+    case CPAR_EPERM:
+        return "the kernel denied reading the sender's memory";
     default:
         return "unknown error";
     }

@@ -2,11 +2,13 @@
 #include "shm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -32,6 +34,93 @@ cpar__shm_get(const uint8_t *p, int n)
     return v;
 }
 
+/* ---- seals ------------------------------------------------------------------------------ */
+
+#define CPAR__SEAL_PAGE 4096 /* slots come in pages of 512, never unmapped */
+
+static pthread_mutex_t cpar__seal_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t **cpar__seal_free; /* free slots (malloc'd stack), under the lock */
+static size_t cpar__seal_nfree, cpar__seal_cap;
+static uint64_t cpar__seal_next; /* next value; random start, under the lock */
+static atomic_long cpar__seal_live;
+
+/* Adds a fresh page of slots to the free stack. Called with the lock held. */
+static int
+cpar__seal_grow(void)
+{
+    size_t per = CPAR__SEAL_PAGE / sizeof(uint64_t);
+    _Atomic uint64_t *page;
+
+    if (cpar__seal_nfree + per > cpar__seal_cap) {
+        size_t ncap = cpar__seal_cap ? cpar__seal_cap * 2 : per;
+        _Atomic uint64_t **nv;
+        while (ncap < cpar__seal_nfree + per)
+            ncap *= 2;
+        nv = realloc(cpar__seal_free, ncap * sizeof(*nv));
+        if (nv == NULL)
+            return CPAR_ENOMEM;
+        cpar__seal_free = nv;
+        cpar__seal_cap = ncap;
+    }
+    page = mmap(NULL, CPAR__SEAL_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return CPAR_ENOMEM;
+    for (size_t i = per; i-- > 0;)
+        cpar__seal_free[cpar__seal_nfree++] = &page[i];
+    if (cpar__seal_next == 0 &&
+        getrandom(&cpar__seal_next, sizeof(cpar__seal_next), 0) != sizeof(cpar__seal_next))
+        cpar__seal_next = cpar_now_ns() ^ ((uint64_t)getpid() << 40);
+    return CPAR_OK;
+}
+
+int
+cpar_shm_seal_new(cpar_shm_seal *s)
+{
+    int rc = CPAR_OK;
+
+    s->slot = NULL;
+    s->value = 0;
+    pthread_mutex_lock(&cpar__seal_lock);
+    if (cpar__seal_nfree == 0)
+        rc = cpar__seal_grow();
+    if (rc == CPAR_OK) {
+        s->slot = cpar__seal_free[--cpar__seal_nfree];
+        if (++cpar__seal_next == 0)
+            ++cpar__seal_next;
+        s->value = cpar__seal_next;
+        atomic_store(s->slot, s->value);
+        atomic_fetch_add(&cpar__seal_live, 1);
+    }
+    pthread_mutex_unlock(&cpar__seal_lock);
+    return rc;
+}
+
+void
+cpar_shm_seal_break(cpar_shm_seal *s)
+{
+    if (s->slot == NULL)
+        return;
+    /* The store and the fence come before anything that releases the guarded bytes: a
+     * reader that still sees the value after its copy copied bytes written before now. */
+    atomic_store(s->slot, 0);
+    atomic_thread_fence(memory_order_seq_cst);
+    pthread_mutex_lock(&cpar__seal_lock);
+    if (cpar__seal_nfree < cpar__seal_cap) /* always: the stack has room for every slot */
+        cpar__seal_free[cpar__seal_nfree++] = s->slot;
+    pthread_mutex_unlock(&cpar__seal_lock);
+    atomic_fetch_sub(&cpar__seal_live, 1);
+    s->slot = NULL;
+    s->value = 0;
+}
+
+long
+cpar_shm_seals_live(void)
+{
+    return atomic_load(&cpar__seal_live);
+}
+
+/* ---- descriptor tables ------------------------------------------------------------------ */
+
 void
 cpar_shm_entry_encode(const cpar_shm_entry *e, uint8_t out[CPAR_SHM_ENTRY_SIZE])
 {
@@ -41,33 +130,39 @@ cpar_shm_entry_encode(const cpar_shm_entry *e, uint8_t out[CPAR_SHM_ENTRY_SIZE])
     cpar__shm_put(out + 16, e->len, 8);
 }
 
+static void
+cpar__shm_entry_decode(const uint8_t *p, cpar_shm_entry *e)
+{
+    e->index = (uint32_t)cpar__shm_get(p, 4);
+    e->pid = (uint32_t)cpar__shm_get(p + 4, 4);
+    e->addr = cpar__shm_get(p + 8, 8);
+    e->len = cpar__shm_get(p + 16, 8);
+}
+
 int
-cpar_shm_table_decode(const uint8_t *buf, size_t len, size_t nframes, cpar_shm_entry *out,
-                      size_t max, size_t *n)
+cpar_shm_table_decode(const uint8_t *buf, size_t len, size_t nframes, cpar_shm_entry *seal,
+                      cpar_shm_entry *out, size_t max, size_t *n)
 {
     size_t count;
     *n = 0;
-    if (nframes < 2 || len == 0 || len % CPAR_SHM_ENTRY_SIZE != 0)
+    if (nframes < 2 || len < 2 * CPAR_SHM_ENTRY_SIZE || len % CPAR_SHM_ENTRY_SIZE != 0)
         return CPAR_EPROTO;
-    count = len / CPAR_SHM_ENTRY_SIZE;
-    if (count > nframes - 1)
+    count = len / CPAR_SHM_ENTRY_SIZE - 1;
+    if (count > nframes - 1 || count > max)
+        return CPAR_EPROTO;
+    cpar__shm_entry_decode(buf, seal);
+    if (seal->index != CPAR_SHM_SEAL_INDEX || seal->pid == 0 || seal->addr == 0 ||
+        seal->addr % 8 != 0 || seal->len == 0)
         return CPAR_EPROTO;
     for (size_t i = 0; i < count; i++) {
-        const uint8_t *p = buf + i * CPAR_SHM_ENTRY_SIZE;
         cpar_shm_entry e;
-        e.index = (uint32_t)cpar__shm_get(p, 4);
-        e.pid = (uint32_t)cpar__shm_get(p + 4, 4);
-        e.addr = cpar__shm_get(p + 8, 8);
-        e.len = cpar__shm_get(p + 16, 8);
-        if (e.index >= nframes - 1 || e.len == 0 || e.len > CPAR_SHM_MAX_LEN || e.pid == 0 ||
-            e.addr == 0 || e.addr + e.len < e.addr)
+        cpar__shm_entry_decode(buf + (i + 1) * CPAR_SHM_ENTRY_SIZE, &e);
+        if (e.index >= nframes - 1 || e.len == 0 || e.len > CPAR_SHM_MAX_LEN ||
+            e.pid != seal->pid || e.addr == 0 || e.addr + e.len < e.addr)
             return CPAR_EPROTO;
         if (i > 0 && e.index <= out[i - 1].index) /* sorted, no index twice */
             return CPAR_EPROTO;
-        if (i < max)
-            out[i] = e;
-        else
-            return CPAR_EPROTO;
+        out[i] = e;
     }
     *n = count;
     return CPAR_OK;
@@ -142,9 +237,10 @@ cpar_shm_token(char *out, size_t outlen)
 /* ---- sender ----------------------------------------------------------------------------- */
 
 int
-cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned, size_t *npinned)
+cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned, size_t *npinned,
+                 cpar_shm_seal *seal)
 {
-    size_t count = 0, k = 0;
+    size_t count = 0, k = 1;
     zmq_msg_t *pins = NULL;
     uint8_t *table = NULL;
     int rc = CPAR_ENOMEM;
@@ -152,6 +248,8 @@ cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
 
     *pinned = NULL;
     *npinned = 0;
+    seal->slot = NULL;
+    seal->value = 0;
     /* Tiny frames live inside their zmq_msg_t (their address moves with it): never those. */
     if (min_size < 64)
         min_size = 64;
@@ -163,9 +261,14 @@ cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
     if (m->nframes + 1 > CPAR_WIRE_MAX_FRAMES)
         return 0; /* no room for the table: the bytes go over the wire */
     pins = malloc(count * sizeof(zmq_msg_t));
-    table = malloc(count * CPAR_SHM_ENTRY_SIZE);
-    if (pins == NULL || table == NULL)
+    table = malloc((count + 1) * CPAR_SHM_ENTRY_SIZE);
+    if (pins == NULL || table == NULL || cpar_shm_seal_new(seal) != 0)
         goto error;
+    {
+        cpar_shm_entry se = {CPAR_SHM_SEAL_INDEX, pid, (uint64_t)(uintptr_t)seal->slot,
+                             seal->value};
+        cpar_shm_entry_encode(&se, table);
+    }
     for (size_t i = first; i < m->nframes; i++) {
         zmq_msg_t *f = &m->frames[i];
         cpar_shm_entry e;
@@ -179,7 +282,7 @@ cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
         k++;
     }
     /* Only now change m: the table frame goes in first, so a failure leaves m as it was. */
-    rc = cpar_msg_add_copy(m, table, count * CPAR_SHM_ENTRY_SIZE);
+    rc = cpar_msg_add_copy(m, table, (count + 1) * CPAR_SHM_ENTRY_SIZE);
     if (rc != 0)
         goto error;
     k = 0;
@@ -197,6 +300,7 @@ cpar_shm_offload(cpar_msg *m, size_t first, size_t min_size, zmq_msg_t **pinned,
     *npinned = count;
     return (int)count;
 error:
+    cpar_shm_seal_break(seal);
     free(pins);
     free(table);
     return rc;
@@ -242,7 +346,7 @@ cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
                      len, (unsigned)e->pid, done, strerror(saved),
                      saved == ESRCH ? " (the sending process is gone)" : "");
             cpar_pagepool_put(mem, size);
-            return CPAR_EIO;
+            return saved == EPERM ? CPAR_EPERM : CPAR_EIO;
         }
         done += (size_t)got;
     }
@@ -254,10 +358,40 @@ cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
     return CPAR_OK;
 }
 
-int
-cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
+/* Checks that the sender's seal still holds its value (the guarded bytes are pinned).
+ * Returns 0, CPAR_ESTALE, or CPAR_EPERM/CPAR_EIO when the slot cannot be read. */
+static int
+cpar__shm_seal_check(const cpar_shm_entry *seal, char *err, size_t errlen)
 {
-    cpar_shm_entry *entries = NULL;
+    uint64_t now = 0;
+    struct iovec local = {&now, sizeof(now)};
+    struct iovec remote = {(void *)(uintptr_t)seal->addr, sizeof(now)};
+    ssize_t got;
+
+    atomic_thread_fence(memory_order_seq_cst); /* the copy before, this read after */
+    got = process_vm_readv((pid_t)seal->pid, &local, 1, &remote, 1, 0);
+    if (got != (ssize_t)sizeof(now)) {
+        int saved = got < 0 ? errno : EFAULT;
+        snprintf(err, errlen,
+                 "cannot read the shared-memory seal of pid %u: process_vm_readv: %s%s",
+                 (unsigned)seal->pid, strerror(saved),
+                 saved == ESRCH ? " (the sending process is gone)" : "");
+        return saved == EPERM ? CPAR_EPERM : saved == ESRCH ? CPAR_ESTALE : CPAR_EIO;
+    }
+    if (now != seal->len) {
+        snprintf(err, errlen,
+                 "pid %u released the shared-memory data before it was read (it closed, lost "
+                 "its connection or stopped waiting); nothing was read",
+                 (unsigned)seal->pid);
+        return CPAR_ESTALE;
+    }
+    return CPAR_OK;
+}
+
+int
+cpar_shm_resolve(cpar_msg *m, uint32_t pid, char *err, size_t errlen)
+{
+    cpar_shm_entry seal, *entries = NULL;
     zmq_msg_t *table;
     size_t n = 0, max;
     int rc;
@@ -275,11 +409,17 @@ cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return CPAR_ENOMEM;
     }
-    rc = cpar_shm_table_decode(zmq_msg_data(table), zmq_msg_size(table), m->nframes, entries, max,
-                               &n);
+    rc = cpar_shm_table_decode(zmq_msg_data(table), zmq_msg_size(table), m->nframes, &seal, entries,
+                               max, &n);
     if (rc != 0) {
         snprintf(err, errlen, "malformed shared-memory descriptor table (%zu bytes)",
                  zmq_msg_size(table));
+        goto error;
+    }
+    if (pid != 0 && seal.pid != pid) {
+        snprintf(err, errlen, "shared-memory descriptors name pid %u, not the sender (pid %u)",
+                 (unsigned)seal.pid, (unsigned)pid);
+        rc = CPAR_EPROTO;
         goto error;
     }
     for (size_t i = 0; i < n; i++)
@@ -289,6 +429,11 @@ cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
             rc = CPAR_EPROTO;
             goto error;
         }
+    /* Seal, bytes, seal: a broken seal before means nothing to read, after means the bytes
+     * may be the reuser's, so they are dropped (closing m closes what was read). */
+    rc = cpar__shm_seal_check(&seal, err, errlen);
+    if (rc != 0)
+        goto error;
     for (size_t i = 0; i < n; i++) {
         zmq_msg_t f;
         rc = cpar__shm_read(&entries[i], &f, err, errlen);
@@ -299,6 +444,9 @@ cpar_shm_resolve(cpar_msg *m, char *err, size_t errlen)
         zmq_msg_move(&m->frames[entries[i].index], &f);
         zmq_msg_close(&f);
     }
+    rc = cpar__shm_seal_check(&seal, err, errlen);
+    if (rc != 0)
+        goto error;
     zmq_msg_close(table);
     m->nframes--;
     m->h.flags &= (uint16_t)~CPAR_FLAG_SHM;
@@ -320,6 +468,7 @@ cpar_shm_pins_init(cpar_shm_pins *p)
 static void
 cpar__shm_pin_close(cpar_shm_pin *pin)
 {
+    cpar_shm_seal_break(&pin->seal); /* first: no reader may take the bytes from now on */
     for (size_t i = 0; i < pin->nframes; i++)
         zmq_msg_close(&pin->frames[i]);
     free(pin->frames);
@@ -328,13 +477,15 @@ cpar__shm_pin_close(cpar_shm_pin *pin)
 
 int
 cpar_shm_pins_add(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], zmq_msg_t *frames,
-                  size_t nframes, const int32_t *wait, size_t nwait)
+                  size_t nframes, cpar_shm_seal *seal, const int32_t *wait, size_t nwait)
 {
     cpar_shm_pin pin;
 
     memset(&pin, 0, sizeof(pin));
     pin.frames = frames;
     pin.nframes = nframes;
+    pin.seal = *seal; /* moved: the pin breaks it */
+    seal->slot = NULL;
     if (p->n == p->cap) {
         size_t ncap = p->cap ? p->cap * 2 : 8;
         cpar_shm_pin *nv = realloc(p->v, ncap * sizeof(*nv));

@@ -19,6 +19,7 @@
 
 /* How often the I/O thread trims the page pool while it keeps pages. */
 #define CPAR__TRIM_PERIOD_NS 1000000000ull
+#define CPAR__CLOSE_LINGER_MS 1000 /* close(): how long unsent messages may wait */
 
 /* Messages received per wake-up before the thread looks at its outbox again. */
 #define CPAR__RECV_BATCH 4096
@@ -305,8 +306,13 @@ cpar__clientio_main(void *arg)
             }
             closing = io->closing;
             pthread_mutex_unlock(&io->lock);
-            if (closing)
+            if (closing) {
+                /* What was posted before close() still goes out (the socket lingers
+                 * briefly for it): closing right after a send must not drop it. */
+                if (pend != NULL)
+                    cpar__flush(io, &pend, &pend_tail);
                 break;
+            }
         }
         if (pend != NULL)
             cpar__flush(io, &pend, &pend_tail);
@@ -521,9 +527,10 @@ cpar_clientio_close(cpar_clientio *io)
     }
     /* The thread is gone: this thread owns the socket now. */
     if (io->sock != NULL) {
-        int zero = 0;
+        /* Connected: up to CPAR__CLOSE_LINGER_MS for the last sends to leave. */
+        int linger = atomic_load(&io->connected) ? CPAR__CLOSE_LINGER_MS : 0;
         zmq_socket_monitor(io->sock, NULL, 0);
-        zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_setsockopt(io->sock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(io->sock);
         io->sock = NULL;
     }

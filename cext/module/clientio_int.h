@@ -61,7 +61,8 @@ typedef struct cpar__clientio_shm_out {
     uint8_t id[CPAR_WIRE_ID_SIZE];
     zmq_msg_t *frames; /* pinned frames (malloc'd), or NULL */
     size_t nframes;
-    int32_t *targets; /* the request's engines (malloc'd) */
+    cpar_shm_seal seal; /* guards frames; broken before they are closed */
+    int32_t *targets;   /* the request's engines (malloc'd) */
     size_t ntargets;
 } cpar__clientio_shm_out;
 

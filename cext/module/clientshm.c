@@ -95,7 +95,7 @@ cpar__clientio_shm_prepare(cpar_clientio *io, cpar_msg *m, cpar__clientio_shm_ou
         out->targets[i] = cpar_wire_target_at(m, (size_t)i);
     out->ntargets = (size_t)n;
     memcpy(out->id, m->h.msg_id, CPAR_WIRE_ID_SIZE);
-    if (cpar_shm_offload(m, 1, CPAR_SHM_MIN_SIZE, &out->frames, &out->nframes) <= 0) {
+    if (cpar_shm_offload(m, 1, CPAR_SHM_MIN_SIZE, &out->frames, &out->nframes, &out->seal) <= 0) {
         out->frames = NULL;
         out->nframes = 0;
     }
@@ -107,8 +107,8 @@ cpar__clientio_shm_pin(cpar_clientio *io, cpar__clientio_shm_out *out, int sent)
 {
     if (out->frames != NULL) {
         if (sent) {
-            if (cpar_shm_pins_add(&io->pins, out->id, out->frames, out->nframes, out->targets,
-                                  out->ntargets) == 0) {
+            if (cpar_shm_pins_add(&io->pins, out->id, out->frames, out->nframes, &out->seal,
+                                  out->targets, out->ntargets) == 0) {
                 atomic_fetch_add_explicit(&cpar__shm_pinned, (int64_t)out->nframes,
                                           memory_order_relaxed);
                 atomic_fetch_add_explicit(&io->shm_sent, out->nframes, memory_order_relaxed);
@@ -116,6 +116,7 @@ cpar__clientio_shm_pin(cpar_clientio *io, cpar__clientio_shm_out *out, int sent)
                                           memory_order_relaxed);
             }
         } else {
+            cpar_shm_seal_break(&out->seal);
             for (size_t i = 0; i < out->nframes; i++)
                 zmq_msg_close(&out->frames[i]);
             free(out->frames);
@@ -191,7 +192,7 @@ cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it)
     cpar__shm_unpin(io, cpar_shm_pins_answered(&io->pins, m->h.parent, m->h.engine));
     if (!(m->h.flags & CPAR_FLAG_SHM))
         return it;
-    rc = cpar_shm_resolve(m, err, sizeof(err));
+    rc = cpar_shm_resolve(m, 0, err, sizeof(err));
     cpar__shm_release(io, m->h.engine, m->h.parent);
     if (rc == 0) {
         atomic_fetch_add_explicit(&io->shm_received, 1, memory_order_relaxed);
@@ -209,7 +210,7 @@ cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it)
     memcpy(e->m.h.parent, m->h.parent, CPAR_WIRE_ID_SIZE);
     memcpy(e->m.h.msg_id, m->h.msg_id, CPAR_WIRE_ID_SIZE);
     e->m.h.engine = m->h.engine;
-    e->m.h.status = rc == CPAR_ENOMEM ? CPAR_ENOMEM : CPAR_EIO;
+    e->m.h.status = rc == CPAR_ENOMEM || rc == CPAR_ESTALE || rc == CPAR_EPERM ? rc : CPAR_EIO;
     len = snprintf(text, sizeof(text), "the reply of engine %d could not be read: %s",
                    (int)m->h.engine, err);
     if (len < 0)

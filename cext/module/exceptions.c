@@ -25,6 +25,9 @@ cpar__exc_name(int code)
     case CPAR_EZMQ:
     case CPAR_EIO:
         return "TransportError";
+    case CPAR_ESTALE:
+    case CPAR_EPERM:
+        return "SharedMemoryError";
     case CPAR_ETIMEOUT:
         return "TimeoutError";
     case CPAR_ECLOSED:

@@ -10,6 +10,7 @@ import builtins
 
 __all__ = [
     "CparError",
+    "SharedMemoryError",
     "RemoteError",
     "CompositeError",
     "EngineError",
@@ -49,6 +50,12 @@ class WrongKey(SignatureError):
 
 class TransportError(CparError, OSError):
     """The socket layer (libzmq) or the operating system failed."""
+
+
+class SharedMemoryError(TransportError):
+    """Bytes sent through same-host shared memory could not be read: their sender released
+    them first (it closed, lost its connection, or gave up waiting), or the kernel denied
+    the read. Never wrong bytes: the request fails with this instead."""
 
 
 class ConnectionClosed(CparError):

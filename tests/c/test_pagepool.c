@@ -143,6 +143,7 @@ TEST_IMPL(resolved_frames_reuse_pages)
         uint8_t *src = malloc(len);
         zmq_msg_t *pinned = NULL;
         size_t npinned = 0;
+        cpar_shm_seal seal;
         cpar_msg m;
         void *data;
 
@@ -150,8 +151,9 @@ TEST_IMPL(resolved_frames_reuse_pages)
             src[j] = (uint8_t)(j * 13 + (size_t)round);
         cpar_msg_init(&m, CPAR_MSG_REPLY);
         ASSERT_OK(cpar_msg_add_copy(&m, src, len));
-        ASSERT_EQ(cpar_shm_offload(&m, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned), 1);
-        ASSERT_OK(cpar_shm_resolve(&m, err, sizeof(err)));
+        ASSERT_EQ(cpar_shm_offload(&m, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned, &seal), 1);
+        ASSERT_OK(cpar_shm_resolve(&m, 0, err, sizeof(err)));
+        cpar_shm_seal_break(&seal);
         ASSERT_EQ(zmq_msg_size(&m.frames[0]), len);
         data = zmq_msg_data(&m.frames[0]);
         ASSERT_MEM_EQ(data, src, len);

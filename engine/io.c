@@ -328,6 +328,63 @@ cpar__io_resolve(cpar_msg *task)
     cpar_elog("a task's shared-memory data could not be read: %s", err);
 }
 
+/* Answers a client's PROBE (docs/protocol.md, "Shared memory", probes) from this thread:
+ * frame 0 of the REPLY says whether we could read the client's probe frame ("ok", or
+ * "denied: why"); frame 1 is our probe frame, by descriptor when shared memory is on here,
+ * pinned under the probe's id until the client's RELEASE, so the client learns whether it
+ * can read us. */
+static void
+cpar__io_probe(cpar__io *io, cpar_msg *m)
+{
+    cpar_engine *e = io->e;
+    char err[300], text[340];
+    uint8_t pattern[CPAR_SHM_PROBE_SIZE];
+    zmq_msg_t *pinned = NULL;
+    size_t npinned = 0, skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
+    cpar_shm_seal seal;
+    cpar_msg rep;
+    int rc = CPAR_EPROTO, len;
+
+    if (m->h.flags & CPAR_FLAG_SHM) {
+        rc = cpar_shm_resolve(m, 0, err, sizeof(err));
+        if (rc == 0 && (m->nframes <= skip || !cpar_shm_probe_check(&m->frames[skip]))) {
+            snprintf(err, sizeof(err), "the probe frame does not hold the probe pattern");
+            rc = CPAR_EPROTO;
+        }
+    } else {
+        snprintf(err, sizeof(err), "the probe came without a descriptor");
+    }
+    len = rc == 0 ? snprintf(text, sizeof(text), "ok")
+                  : snprintf(text, sizeof(text), "denied: %s", err);
+    if (len < 0 || (size_t)len >= sizeof(text))
+        len = (int)strlen(text);
+    if (rc != 0)
+        cpar_elog_info("cannot read a client's memory (it will send by socket): %s", err);
+    cpar_msg_init(&rep, CPAR_MSG_REPLY);
+    rep.h.engine = e->id;
+    memcpy(rep.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
+    cpar_engine_new_id(rep.h.msg_id);
+    rep.h.t0 = cpar_now_ns();
+    rep.h.t1 = rep.h.t0;
+    cpar_shm_probe_fill(pattern);
+    if (cpar_msg_add_copy(&rep, text, (size_t)len) != 0 ||
+        cpar_msg_add_copy(&rep, pattern, sizeof(pattern)) != 0) {
+        cpar_msg_close(&rep);
+        return;
+    }
+    if (e->shm && (m->h.flags & CPAR_FLAG_SHM_OK) &&
+        cpar_shm_offload(&rep, 1, CPAR_SHM_PROBE_SIZE, &pinned, &npinned, &seal) > 0) {
+        pthread_mutex_lock(&e->lock);
+        rc = cpar_shm_pins_add(&e->pins, m->h.msg_id, pinned, npinned, &seal, NULL, 0);
+        pthread_mutex_unlock(&e->lock);
+        if (rc != 0)
+            cpar_elog("out of memory pinning a probe reply");
+    }
+    if (cpar__io_send(io, &rep) != 0)
+        cpar_elog("cannot answer a probe: %s", zmq_strerror(zmq_errno()));
+    cpar_msg_close(&rep);
+}
+
 static void
 cpar__io_on_message(cpar__io *io, cpar_msg *m)
 {
@@ -389,6 +446,9 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
             cpar__io_ctl(io, CPAR_CTL_DRAIN, 0, NULL);
         break;
     }
+    case CPAR_MSG_PROBE:
+        cpar__io_probe(io, m);
+        break;
     case CPAR_MSG_SHUTDOWN:
         cpar_elog("SHUTDOWN from the controller");
         cpar__io_begin_stop(io, 0);

@@ -250,12 +250,14 @@ def test_push_1gb_client_memory_peak():
     assert out["grew"] < 1.5e9, out
 
 
-def test_client_resolve_failure_fails_the_result():
-    """A REPLY whose descriptor cannot be read (its sender is gone) fails that result with
-    a clear error; the client goes on working. The engine is faked over a raw connection
-    to the controller's engine endpoint, so that it can answer with such a descriptor."""
+def test_client_refuses_unoffered_shared_memory_reply():
+    """A REPLY by descriptor to a request that did not offer shared memory (here: from an
+    engine that never answered the client's probe) is not read at all: that result fails
+    with a clear error; the client goes on working. The engine is faked over a raw
+    connection to the controller's engine endpoint, so that it can answer with a
+    descriptor naming another process."""
     code = """
-        import json, os, struct, subprocess, sys, time
+        import json, os, struct, subprocess, sys, threading, time
         import cpar
         from cpar import _core
 
@@ -272,6 +274,13 @@ def test_client_resolve_failure_fails_the_result():
                 for m in fake.recv(timeout=10):
                     if m.type == _core.MSG_REGISTER_REPLY:
                         fid = m.engine
+            beating = threading.Event()
+
+            def heartbeats():  # the fake stays registered while the client waits
+                while not beating.wait(0.2):
+                    fake.send(_core.MSG_HEARTBEAT, engine=fid, msg_id=os.urandom(16))
+
+            threading.Thread(target=heartbeats, daemon=True).start()
             rc = cpar.Client(cl.connection_file)
             rc.wait_for_engines(2, timeout=60)
             ar = rc[fid].apply_async(len, [])
@@ -301,6 +310,7 @@ def test_client_resolve_failure_fails_the_result():
                         released = bytes(m.frames[1]) == req.msg_id
             ok = rc[0].apply_sync(lambda: 5)
             counts = _core._debug_counts()
+            beating.set()
             fake.close()
             rc.close()
         finally:
@@ -309,8 +319,8 @@ def test_client_resolve_failure_fails_the_result():
                           "failed": counts["shm_failed"], "pid": dead.pid}))
     """
     out = _run(code, True)
-    assert "could not be read" in out["text"] and "process_vm_readv" in out["text"], out
-    assert str(out["pid"]) in out["text"], out
+    assert "could not be read" in out["text"] and "did not offer it" in out["text"], out
+    assert out["text"].startswith("ProtocolError"), out
     assert out["released"] and out["ok"] == 5 and out["failed"] == 1, out
 
 

@@ -292,6 +292,7 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, c
     case CPAR_MSG_APPLY:
     case CPAR_MSG_INTERRUPT:
     case CPAR_MSG_RELEASE:
+    case CPAR_MSG_PROBE: /* answered by a REPLY, routed like EXECUTE's */
         cpar__on_request(c, slot, m);
         return;
     case CPAR_MSG_SHUTDOWN:

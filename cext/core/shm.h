@@ -69,8 +69,19 @@ int cpar_shm_table_decode(const uint8_t *buf, size_t len, size_t nframes, cpar_s
                           cpar_shm_entry *out, size_t max, size_t *n);
 
 /* 1 when this process may use the path: $CPAR_SHM is not "0" and a process_vm_readv
- * self-test succeeded (checked once, any thread). */
+ * self-test succeeded (checked once, any thread). Where Yama's ptrace_scope is 1 (only
+ * ancestors may read a process), the first call also lets any process of this user read
+ * us (PR_SET_PTRACER_ANY): our peers are not our ancestors. */
 int cpar_shm_enabled(void);
+
+/* The PROBE's frame: both sides of a probe read this many bytes of this pattern from the
+ * other (docs/protocol.md, "Shared memory", probes). */
+#define CPAR_SHM_PROBE_SIZE 64
+void cpar_shm_probe_fill(uint8_t out[CPAR_SHM_PROBE_SIZE]);
+/* 1 when frame f holds exactly the probe pattern. */
+int cpar_shm_probe_check(const zmq_msg_t *f);
+/* The pid a CPAR_FLAG_SHM message's table names (its seal's), or 0 when it has none. */
+uint32_t cpar_shm_sender_pid(const cpar_msg *m);
 
 /* This process's locality token (boot id, pid namespace, uid, host name; one word), the
  * same for two processes exactly when each can process_vm_readv the other (same uid,

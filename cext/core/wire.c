@@ -85,6 +85,7 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_ABORT:
     case CPAR_MSG_QUERY:
     case CPAR_MSG_QUERY_REPLY:
+    case CPAR_MSG_PROBE:
     case CPAR_MSG_ENGINE_EVENT:
         return 1;
     default:

@@ -350,6 +350,7 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar
     }
     io->wakefd = -1;
     cpar_shm_pins_init(&io->pins);
+    cpar_idmap_init(&io->offered);
     io->shm = cpar_shm_enabled() && cpar_shm_token(io->token, sizeof(io->token)) == 0;
     if (getrandom(io->release_prefix, sizeof(io->release_prefix), 0) !=
         (ssize_t)sizeof(io->release_prefix)) {
@@ -575,7 +576,8 @@ cpar_clientio_free(cpar_clientio *io)
         close(io->wakefd);
     cpar_signer_free(io->signer);
     cpar_shm_pins_free(&io->pins);
-    free(io->local);
+    free(io->peers);
+    cpar_idmap_free(&io->offered);
     pthread_cond_destroy(&io->cond);
     pthread_mutex_destroy(&io->lock);
     free(io);
@@ -596,4 +598,7 @@ cpar_clientio_get_stats(cpar_clientio *io, cpar_clientio_stats *st)
     st->shm_sent = atomic_load_explicit(&io->shm_sent, memory_order_relaxed);
     st->shm_received = atomic_load_explicit(&io->shm_received, memory_order_relaxed);
     st->shm_failed = atomic_load_explicit(&io->shm_failed, memory_order_relaxed);
+    st->shm_denied = atomic_load_explicit(&io->shm_denied, memory_order_relaxed);
+    st->shm_fallback = atomic_load_explicit(&io->shm_fallback, memory_order_relaxed);
+    st->shm_probing = atomic_load(&io->shm_probing);
 }

@@ -39,6 +39,9 @@ typedef struct cpar_clientio_stats {
     uint64_t shm_sent;         /* request frames sent by descriptor (shm.h) */
     uint64_t shm_received;     /* reply frames read from an engine's memory */
     uint64_t shm_failed;       /* replies whose shared-memory read failed (became ERRORs) */
+    uint64_t shm_denied;       /* probe directions the kernel denied (per engine, each way) */
+    uint64_t shm_fallback;     /* requests sent by socket because a shared-memory read was denied */
+    int shm_probing;           /* shared-memory probes in flight */
 } cpar_clientio_stats;
 
 /* A new, empty item (its cpar_msg initialised with `type`), or NULL when out of memory.
@@ -92,6 +95,9 @@ int64_t cpar_clientio_shm_pinned(void);
 /* Totals over every connection of this process: request frames sent by descriptor,
  * replies read from an engine's memory, and replies whose read failed. */
 void cpar_clientio_shm_totals(int64_t *sent, int64_t *received, int64_t *failed);
+/* Engines found (by probes) unable to read us or be read by us, and requests sent by
+ * socket because of that, in every connection of this process. */
+void cpar_clientio_shm_denials(int64_t *denied_peers, int64_t *fallbacks);
 
 /* The shared-memory path on the client (docs/protocol.md, "Shared memory"): the I/O
  * thread learns which engines share this host from CONNECT_REPLY frame 2 and ENGINE_EVENT

@@ -11,7 +11,21 @@
 #include <stdatomic.h>
 
 #include "clientio.h"
+#include "idmap.h"
 #include "shm.h"
+
+/* cpar__shm_peer.flags: what a probe (docs/protocol.md, "Shared memory") found out. */
+#define CPAR__PEER_LOCAL 1    /* the engine shares our locality token */
+#define CPAR__PEER_PROBING 2  /* our PROBE is in flight (its id in probe) */
+#define CPAR__PEER_PROBED 4   /* its answer came */
+#define CPAR__PEER_READS_US 8 /* the engine could read our probe frame */
+#define CPAR__PEER_WE_READ 16 /* we could read the engine's probe frame */
+
+typedef struct cpar__shm_peer {
+    uint8_t flags;                    /* CPAR__PEER_* */
+    uint32_t pid;                     /* the engine's pid, from its probe reply (0: unknown) */
+    uint8_t probe[CPAR_WIRE_ID_SIZE]; /* msg id of our PROBE to it */
+} cpar__shm_peer;
 
 struct cpar_clientio {
     void *ctx;           /* ZMQ context, owned; terminated by close */
@@ -46,14 +60,18 @@ struct cpar_clientio {
      * once the thread has been joined). */
     int shm;                         /* this process may use it (cpar_shm_enabled + token) */
     char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */
-    uint8_t *local;                  /* engine id -> 1 when it shares our token; nlocal ids */
-    size_t nlocal;
-    cpar_shm_pins pins;                /* frames of sent requests that engines may still read */
-    uint64_t release_seq;              /* counter for RELEASE msg ids */
-    uint8_t release_prefix[8];         /* random prefix of RELEASE msg ids */
+    cpar__shm_peer *peers; /* engine id -> what we know about reading each other; npeers */
+    size_t npeers;
+    cpar_idmap offered;        /* msg id -> engines yet to answer, of requests sent with SHM_OK */
+    cpar_shm_pins pins;        /* frames of sent requests that engines may still read */
+    uint64_t release_seq;      /* counter for RELEASE msg ids */
+    uint8_t release_prefix[8]; /* random prefix of RELEASE msg ids */
     atomic_uint_fast64_t shm_sent;     /* frames sent by descriptor */
     atomic_uint_fast64_t shm_received; /* frames received by descriptor */
     atomic_uint_fast64_t shm_failed;   /* replies whose shared-memory read failed */
+    atomic_uint_fast64_t shm_denied;   /* probe directions the kernel denied */
+    atomic_uint_fast64_t shm_fallback; /* requests sent by socket because a read was denied */
+    atomic_int shm_probing;            /* probes in flight */
 };
 
 /* What cpar__clientio_shm_prepare took out of a request, for cpar__clientio_shm_pin. */

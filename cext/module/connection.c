@@ -355,6 +355,9 @@ enum {
     CPAR__ST_SHM_RECEIVED,
     CPAR__ST_SHM_FAILED,
     CPAR__ST_HANDSHAKE,
+    CPAR__ST_SHM_DENIED,
+    CPAR__ST_SHM_FALLBACK,
+    CPAR__ST_SHM_PROBING,
 };
 
 static PyObject *
@@ -396,6 +399,15 @@ connection_get_stat(cpar_ConnectionObject *self, void *which)
         break;
     case CPAR__ST_HANDSHAKE:
         v = st.handshake_failed;
+        break;
+    case CPAR__ST_SHM_DENIED:
+        v = st.shm_denied;
+        break;
+    case CPAR__ST_SHM_FALLBACK:
+        v = st.shm_fallback;
+        break;
+    case CPAR__ST_SHM_PROBING:
+        v = (uint64_t)(st.shm_probing > 0 ? st.shm_probing : 0);
         break;
     }
     return PyLong_FromUnsignedLongLong(v);
@@ -453,6 +465,14 @@ static PyGetSetDef connection_getset[] = {
      (void *)CPAR__ST_HANDSHAKE},
     {"shm_failed", (getter)connection_get_stat, NULL,
      "replies whose shared-memory read failed (each became an ERROR)", (void *)CPAR__ST_SHM_FAILED},
+    {"shm_denied", (getter)connection_get_stat, NULL,
+     "shared-memory directions (engine reads us, we read it) that probes found denied",
+     (void *)CPAR__ST_SHM_DENIED},
+    {"shm_fallback", (getter)connection_get_stat, NULL,
+     "requests sent by socket because a shared-memory read was denied",
+     (void *)CPAR__ST_SHM_FALLBACK},
+    {"shm_probing", (getter)connection_get_stat, NULL,
+     "shared-memory probes of local engines still in flight", (void *)CPAR__ST_SHM_PROBING},
     {NULL},
 };
 

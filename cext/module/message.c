@@ -52,6 +52,8 @@ cpar__type_name(int type)
         return "SHUTDOWN_REPLY";
     case CPAR_MSG_RELEASE:
         return "RELEASE";
+    case CPAR_MSG_PROBE:
+        return "PROBE";
     case CPAR_MSG_ENGINE_EVENT:
         return "ENGINE_EVENT";
     default:

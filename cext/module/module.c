@@ -59,17 +59,19 @@ core_strerror(PyObject *Py_UNUSED(module), PyObject *arg)
 static PyObject *
 core_debug_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    int64_t sent, received, failed;
+    int64_t sent, received, failed, denied, fallback;
     cpar_pagepool_stats pool;
     cpar_zc_drain();
     cpar_clientio_shm_totals(&sent, &received, &failed);
+    cpar_clientio_shm_denials(&denied, &fallback);
     cpar_pagepool_get_stats(&pool);
-    return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:i,s:K,s:K,s:n}", "connections",
+    return Py_BuildValue("{s:n,s:n,s:L,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:i,s:K,s:K,s:n}", "connections",
                          cpar_debug_connections_alive, "messages", cpar_debug_messages_alive,
                          "queued", (long long)cpar_clientio_items_alive(), "zerocopy",
                          cpar_zc_outstanding(), "shm_pinned", (long long)cpar_clientio_shm_pinned(),
                          "shm_sent", (long long)sent, "shm_received", (long long)received,
-                         "shm_failed", (long long)failed, "shm_enabled", cpar_shm_enabled(),
+                         "shm_failed", (long long)failed, "shm_denied", (long long)denied,
+                         "shm_fallback", (long long)fallback, "shm_enabled", cpar_shm_enabled(),
                          "pagepool_hits", (unsigned long long)pool.hits, "pagepool_misses",
                          (unsigned long long)pool.misses, "pagepool_kept", (Py_ssize_t)pool.kept);
 }
@@ -160,6 +162,7 @@ core_exec(PyObject *module)
         {"FLAG_SHM_OK", CPAR_FLAG_SHM_OK},
         {"FLAG_DISPLAY", CPAR_FLAG_DISPLAY},
         {"MSG_RELEASE", CPAR_MSG_RELEASE},
+        {"MSG_PROBE", CPAR_MSG_PROBE},
         {"MSG_TASK", CPAR_MSG_TASK},
         {"MSG_ABORT", CPAR_MSG_ABORT},
         {"MSG_QUERY", CPAR_MSG_QUERY},

@@ -22,6 +22,7 @@ MSG_SHUTDOWN: Final[int]
 MSG_SHUTDOWN_REPLY: Final[int]
 MSG_ENGINE_EVENT: Final[int]
 MSG_RELEASE: Final[int]
+MSG_PROBE: Final[int]
 MSG_TASK: Final[int]
 MSG_ABORT: Final[int]
 MSG_QUERY: Final[int]
@@ -80,7 +81,8 @@ def strerror(code: int, /) -> str:
 
 def _debug_counts() -> dict[str, int]:
     """Live objects (connections, messages, queued, zerocopy, shm_pinned), for leak checks,
-    the shared-memory path's totals (shm_sent, shm_received, shm_failed, shm_enabled) and
+    the shared-memory path's totals (shm_sent, shm_received, shm_failed, shm_denied,
+    shm_fallback, shm_enabled) and
     the page pool's (pagepool_hits, pagepool_misses: reads into kept or fresh pages;
     pagepool_kept: mappings kept now)."""
 
@@ -201,6 +203,12 @@ class Connection:
     def shm_received(self) -> int: ...
     @property
     def shm_failed(self) -> int: ...
+    @property
+    def shm_denied(self) -> int: ...
+    @property
+    def shm_fallback(self) -> int: ...
+    @property
+    def shm_probing(self) -> int: ...
 
 @final
 class Controller:

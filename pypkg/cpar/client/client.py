@@ -126,6 +126,7 @@ class Client(_Bookkeeping):
                 if d.conn.handshake_failed and waiter._exc is not None:
                     break  # the failed handshake dropped the connection: say why below
                 waiter.result()
+                self._settle_shm()
                 return
             # A valid reply would be signed with our key: mis-signed answers mean the
             # controller uses another key, and a failed CURVE handshake means the
@@ -203,6 +204,16 @@ class Client(_Bookkeeping):
                     raise error.TimeoutError(
                         f"{len(d.ids)} engines registered after {timeout} s, wanted {n}")
                 d.engines_changed.wait(left if left is not None else 1.0)
+        self._settle_shm()
+
+    def _settle_shm(self, timeout=1.0):
+        """Waits (briefly) for the shared-memory probes of same-host engines to come back,
+        so that the first large push already knows which way its bytes may go. Requests
+        sent earlier are not wrong, only slower: they take the socket."""
+        conn = self._dispatcher.conn
+        deadline = time.monotonic() + timeout
+        while conn.shm_probing and time.monotonic() < deadline and not conn.closed:
+            time.sleep(0.001)
 
     def _build_targets(self, targets):
         """``(single, [ids])`` for a view's targets: 'all'/None, an id, a slice or a list."""

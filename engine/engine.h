@@ -23,10 +23,11 @@
 #include "wire.h"
 
 #define CPAR_ENGINE_PAIR_URL "inproc://cpar-engine-tasks"
-#define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000 /* default; $CPAR_REGISTER_TIMEOUT (s) */
-#define CPAR_ENGINE_STREAM_PERIOD_MS 50       /* pending output is sent at least this often */
-#define CPAR_ENGINE_STOP_GRACE_MS 5000        /* a task ignoring the stop interrupt: _exit */
-#define CPAR_ENGINE_ABORTED_MAX 1024          /* aborted request ids remembered (a ring) */
+#define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000    /* default; $CPAR_REGISTER_TIMEOUT (s) */
+#define CPAR_ENGINE_STREAM_PERIOD_MS 50          /* pending output is sent at least this often */
+#define CPAR_ENGINE_STOP_GRACE_MS 5000           /* a task ignoring the stop interrupt: _exit */
+#define CPAR_ENGINE_EARLY_READ_MAX (64ull << 20) /* shared-memory bytes read on arrival */
+#define CPAR_ENGINE_ABORTED_MAX 1024             /* aborted request ids remembered (a ring) */
 
 /* One run of output text of one stream, or one display message, waiting to be sent as a
  * STREAM message. */

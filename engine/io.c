@@ -303,9 +303,11 @@ cpar__io_payload(cpar_msg *m, size_t i)
 
 /* Reads a task's shared-memory frames now, on arrival, while its sender certainly still
  * pins them (a client may close or drop its connection right after sending; the seal makes
- * a late read fail cleanly, reading early makes it succeed). On failure the task's frames
- * become one frame with the reason, its status the CPAR_E* code and its SHM flag stays
- * set: the runner answers it with that error instead of running it. */
+ * a late read fail cleanly, reading early makes it succeed) -- up to
+ * CPAR_ENGINE_EARLY_READ_MAX bytes, so that this thread never stops answering heartbeats
+ * and interrupts for long; the runner reads larger ones before it runs the task. On
+ * failure the task's frames become one frame with the reason, its status the CPAR_E* code
+ * and its SHM flag stays set: the runner answers it with that error instead of running it. */
 static void
 cpar__io_resolve(cpar_msg *task)
 {
@@ -313,7 +315,8 @@ cpar__io_resolve(cpar_msg *task)
     int rc;
 
     task->h.status = 0; /* a request's status is ours to use from here on */
-    if (!(task->h.flags & CPAR_FLAG_SHM))
+    if (!(task->h.flags & CPAR_FLAG_SHM) ||
+        cpar_shm_described_bytes(task) > CPAR_ENGINE_EARLY_READ_MAX)
         return;
     rc = cpar_shm_resolve(task, 0, err, sizeof(err));
     if (rc == 0)

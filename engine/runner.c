@@ -177,10 +177,14 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     memcpy(rep.h.parent, parent, CPAR_WIRE_ID_SIZE);
     cpar_engine_new_id(rep.h.msg_id);
 
-    /* Large frames sent by descriptor were read from the client's memory on arrival by
-     * the I/O thread (cpar__io_resolve); one that could not be read comes with the reason
-     * in its only frame and the task does not run. */
-    if (m->h.flags & CPAR_FLAG_SHM) {
+    /* Frames sent by descriptor were read from the client's memory on arrival by the I/O
+     * thread (cpar__io_resolve) up to CPAR_ENGINE_EARLY_READ_MAX bytes; larger ones are
+     * read now (the GIL released: the copy may take a while). One that could not be read
+     * comes with the reason in its only frame, and the task does not run. */
+    if ((m->h.flags & CPAR_FLAG_SHM) && m->h.status == 0) {
+        Py_BEGIN_ALLOW_THREADS shm_rc = cpar_shm_resolve(m, 0, shm_err, sizeof(shm_err));
+        Py_END_ALLOW_THREADS
+    } else if (m->h.flags & CPAR_FLAG_SHM) {
         size_t len = m->nframes > 0 ? zmq_msg_size(&m->frames[0]) : 0;
         shm_rc = m->h.status ? m->h.status : CPAR_EPROTO;
         if (len >= sizeof(shm_err))

@@ -277,6 +277,30 @@ cpar_shm_sender_pid(const cpar_msg *m)
     return (uint32_t)cpar__shm_get(p + 4, 4);
 }
 
+uint64_t
+cpar_shm_described_bytes(const cpar_msg *m)
+{
+    zmq_msg_t *table;
+    const uint8_t *p;
+    size_t len;
+    uint64_t total = 0;
+
+    if (!(m->h.flags & CPAR_FLAG_SHM) || m->nframes < 2)
+        return 0;
+    table = &m->frames[m->nframes - 1];
+    len = zmq_msg_size(table);
+    if (len < 2 * CPAR_SHM_ENTRY_SIZE || len % CPAR_SHM_ENTRY_SIZE != 0)
+        return 0;
+    p = zmq_msg_data(table);
+    for (size_t off = CPAR_SHM_ENTRY_SIZE; off < len; off += CPAR_SHM_ENTRY_SIZE) {
+        uint64_t n = cpar__shm_get(p + off + 16, 8);
+        if (n > CPAR_SHM_MAX_LEN)
+            return 0;
+        total += n;
+    }
+    return total;
+}
+
 /* ---- sender ----------------------------------------------------------------------------- */
 
 int

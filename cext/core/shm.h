@@ -82,6 +82,9 @@ void cpar_shm_probe_fill(uint8_t out[CPAR_SHM_PROBE_SIZE]);
 int cpar_shm_probe_check(const zmq_msg_t *f);
 /* The pid a CPAR_FLAG_SHM message's table names (its seal's), or 0 when it has none. */
 uint32_t cpar_shm_sender_pid(const cpar_msg *m);
+/* Bytes a CPAR_FLAG_SHM message's table describes in all (0: no flag or a malformed
+ * table, which cpar_shm_resolve then reports). */
+uint64_t cpar_shm_described_bytes(const cpar_msg *m);
 
 /* This process's locality token (boot id, pid namespace, uid, host name; one word), the
  * same for two processes exactly when each can process_vm_readv the other (same uid,

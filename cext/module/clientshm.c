@@ -113,6 +113,34 @@ cpar__shm_set_local(cpar_clientio *io, long id, const char *tok, size_t len)
     }
 }
 
+/* Records engine `id`'s pid as the controller states it (from its REGISTER). */
+static void
+cpar__shm_set_pid(cpar_clientio *io, long id, long pid)
+{
+    cpar__shm_peer *peer = cpar__shm_peer_at(io, (int32_t)id);
+    if (peer != NULL && pid > 0 && pid <= INT32_MAX)
+        peer->pid = (uint32_t)pid;
+}
+
+/* Reads "id pid host\n" lines (CONNECT_REPLY frame 1), after the tokens. */
+static void
+cpar__shm_parse_pids(cpar_clientio *io, const char *p, size_t len)
+{
+    const char *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        char line[64];
+        size_t n = (size_t)(eol - p) < sizeof(line) - 1 ? (size_t)(eol - p) : sizeof(line) - 1;
+        long id, pid;
+        memcpy(line, p, n);
+        line[n] = '\0';
+        if (sscanf(line, "%ld %ld", &id, &pid) == 2)
+            cpar__shm_set_pid(io, id, pid);
+        p = eol + 1;
+    }
+}
+
 /* Reads "id token\n" lines (CONNECT_REPLY frame 2). */
 static void
 cpar__shm_parse_lines(cpar_clientio *io, const char *p, size_t len)
@@ -156,11 +184,13 @@ cpar__shm_on_probe_answer(cpar_clientio *io, cpar__shm_peer *peer, cpar_msg *m)
     else
         atomic_fetch_add_explicit(&io->shm_denied, 1, memory_order_relaxed);
     if (m->h.flags & CPAR_FLAG_SHM) {
-        uint32_t pid = cpar_shm_sender_pid(m);
-        rc = cpar_shm_resolve(m, 0, err, sizeof(err));
+        /* The engine's process as the controller registered it (0: unknown, then the
+         * probe's names it); its later replies must name the same. */
+        uint32_t pid = peer->pid ? peer->pid : cpar_shm_sender_pid(m);
+        rc = cpar_shm_resolve(m, pid, err, sizeof(err));
         if (rc == 0 && m->nframes >= 2 && cpar_shm_probe_check(&m->frames[1])) {
             peer->flags |= CPAR__PEER_WE_READ;
-            peer->pid = pid; /* its later replies must name this process */
+            peer->pid = pid;
         } else {
             atomic_fetch_add_explicit(&io->shm_denied, 1, memory_order_relaxed);
         }
@@ -300,16 +330,28 @@ cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it)
 
     switch (m->h.type) {
     case CPAR_MSG_CONNECT_REPLY:
-        if (io->shm && m->nframes >= 3)
+        if (io->shm && m->nframes >= 3) {
             cpar__shm_parse_lines(io, zmq_msg_data(&m->frames[2]), zmq_msg_size(&m->frames[2]));
+            cpar__shm_parse_pids(io, zmq_msg_data(&m->frames[1]), zmq_msg_size(&m->frames[1]));
+        }
         return it;
     case CPAR_MSG_ENGINE_EVENT:
         if (!io->shm)
             return it;
-        if (m->h.status && m->nframes >= 1)
+        if (m->h.status && m->nframes >= 1) {
             cpar__shm_set_local(io, m->h.engine, zmq_msg_data(&m->frames[0]),
                                 zmq_msg_size(&m->frames[0]));
-        else if (!m->h.status && (peer = cpar__shm_peer_at(io, m->h.engine)) != NULL)
+            if (m->nframes >= 2) {
+                char line[64];
+                size_t n = zmq_msg_size(&m->frames[1]);
+                long pid;
+                n = n < sizeof(line) - 1 ? n : sizeof(line) - 1;
+                memcpy(line, zmq_msg_data(&m->frames[1]), n);
+                line[n] = '\0';
+                if (sscanf(line, "%ld", &pid) == 1)
+                    cpar__shm_set_pid(io, m->h.engine, pid);
+            }
+        } else if (!m->h.status && (peer = cpar__shm_peer_at(io, m->h.engine)) != NULL)
             cpar__shm_peer_reset(io, peer);
         return it;
     case CPAR_MSG_ERROR: {

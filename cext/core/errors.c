@@ -43,6 +43,10 @@ cpar_strerror(int code)
         return "the task's dependencies were not met within its timeout";
     case CPAR_EABORTED:
         return "the task was aborted";
+    case CPAR_ESTALE:
+        return "message timestamp outside the accepted window (clocks apart, or a replay)";
+    case CPAR_EREPLAY:
+        return "message already received (a replay)";
     default:
         return "unknown error";
     }

@@ -23,6 +23,8 @@
 #define CPAR_EIMPOSSIBLE (-16) /* a task's dependencies can never be met */
 #define CPAR_EDEPTIMEOUT (-17) /* a task waited for its dependencies past its timeout */
 #define CPAR_EABORTED (-18)    /* a task was aborted before it ran */
+#define CPAR_ESTALE (-19)      /* a message's timestamp lies outside the accepted window */
+#define CPAR_EREPLAY (-20)     /* an identical message was received recently (a replay) */
 
 /* Returns a static, human-readable description of a CPAR_E* code. */
 const char *cpar_strerror(int code);

@@ -54,6 +54,7 @@ def _cmd_controller(args):
             curve=args.curve,
             insecure=args.insecure,
             location=args.location,
+            curve_allow=args.curve_allow,
         )
     except ValueError as e:  # a refused configuration (e.g. --ip without --curve)
         print(f"cpar controller: {e}", file=sys.stderr)
@@ -301,6 +302,9 @@ def build_parser():
                    help="allow binding a non-loopback --ip without --curve")
     p.add_argument("--location", default=None,
                    help="host name or address clients and engines connect to (default: --ip)")
+    p.add_argument("--curve-allow", action="append", default=[], metavar="PUBLIC_KEY",
+                   help="with --curve, also let in a client or engine with this public key "
+                        "(Z85; repeatable); other keys fail the handshake")
     p.add_argument("--max-records", type=int, default=100000,
                    help="ended task records kept for dependencies (default: %(default)s)")
     p.set_defaults(func=_cmd_controller)

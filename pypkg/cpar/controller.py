@@ -50,6 +50,34 @@ def _located(url, location):
     return f"{scheme}://{host}:{port}"
 
 
+def _env_number(name, default, scale=1):
+    """A non-negative number from the environment variable `name` (times `scale`), else
+    `default`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {raw!r}")
+    return int(value * scale)
+
+
+def security_limits():
+    """The controller's replay and size limits from the environment (0: the default):
+    ``CPAR_REPLAY_WINDOW`` (seconds a message's send time may differ from the controller's
+    clock; default 300), ``CPAR_REPLAY_IDS`` (recent message signatures remembered; default
+    131072) and ``CPAR_MAX_MESSAGE`` (largest frame in bytes a peer may send before it is
+    disconnected; default no limit)."""
+    return {
+        "replay_window_ms": _env_number("CPAR_REPLAY_WINDOW", 0, 1000),
+        "replay_ids": _env_number("CPAR_REPLAY_IDS", 0),
+        "max_message": _env_number("CPAR_MAX_MESSAGE", 0),
+    }
+
+
 def new_key():
     """A fresh signing key: 64 hex characters (its UTF-8 bytes are the HMAC key)."""
     return secrets.token_hex(32)
@@ -71,6 +99,7 @@ def run_controller(
     curve=False,
     insecure=False,
     location=None,
+    curve_allow=(),
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status.
@@ -79,20 +108,28 @@ def run_controller(
     never leaves this process, the clients' key pair goes into the connection file).
     Binding to an address other than loopback needs ``curve`` or an explicit
     ``insecure``. ``location``: the host name or address clients and engines should
-    connect to (default: the bound ``ip``; needed when binding ``0.0.0.0``)."""
+    connect to (default: the bound ``ip``; needed when binding ``0.0.0.0``).
+    ``curve_allow``: more client/engine public keys (Z85) let in beside the connection
+    file's; with CURVE every other key fails the handshake. Replay and size limits come
+    from the environment (`security_limits`)."""
     from . import _core
 
     if not curve and not insecure and not _is_loopback(ip):
         raise ValueError(
             f"binding {ip} (not loopback) without encryption: use --curve, or --insecure to "
             "accept unencrypted traffic on that network")
+    if curve_allow and not curve:
+        raise ValueError("--curve-allow needs --curve")
+    limits = security_limits()
     curve_info = {}
     server_secret = None
+    allowed = None
     if curve:
         server_public, server_secret = _core.curve_keypair()
         client_public, client_secret = _core.curve_keypair()
         curve_info = {"curve_serverkey": server_public, "curve_publickey": client_public,
                       "curve_secretkey": client_secret}
+        allowed = ",".join([client_public, *curve_allow])
     key = new_key()
     cf = connection_file or paths.connection_file(profile, cluster_id)
     if log_path is None:
@@ -108,6 +145,8 @@ def run_controller(
         hwm=parse_hwm(hwm),
         max_records=max_records,
         curve_secret=server_secret,
+        curve_allowed=allowed,
+        **limits,
     )
     info = {
         "client_url": _located(ctrl.client_url, location),

@@ -289,7 +289,10 @@ def build_parser():
 
     p = sub.add_parser("controller", help="run a controller in this process")
     _add_cluster_ids(p)
-    p.add_argument("--ip", default="127.0.0.1", help="interface to bind (default loopback)")
+    p.add_argument("--ip", default=None,
+                   help="address to bind over TCP, for engines and clients on other hosts "
+                        "(default: no TCP; ipc:// sockets in a private directory, this "
+                        "user on this host only; a port alone binds loopback)")
     p.add_argument("--client-port", type=int, default=0)
     p.add_argument("--engine-port", type=int, default=0)
     p.add_argument("--hb-period-ms", type=int, default=500)

@@ -3,7 +3,10 @@ and runs its event loop (GIL released) until a hub shutdown or SIGINT/SIGTERM.""
 
 import os
 import secrets
+import shutil
 import socket
+import stat
+import tempfile
 
 from . import paths
 
@@ -42,7 +45,7 @@ def _is_loopback(ip):
 
 def _located(url, location):
     """The bound endpoint ``tcp://host:port`` with host replaced by ``location``."""
-    if not location:
+    if not location or not url.startswith("tcp://"):
         return url
     scheme, _, rest = url.partition("://")
     port = rest.rpartition(":")[2]
@@ -78,6 +81,35 @@ def security_limits():
     }
 
 
+# Longest ipc:// socket path used as is (sun_path holds 108 bytes with its NUL).
+_IPC_PATH_MAX = 100
+
+
+def _private_dir(path):
+    """Makes `path` a directory only its owner (us) can enter: mode 0700, ours."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise ValueError(f"{path} is not a directory of ours: refusing to put sockets there")
+    os.chmod(path, 0o700)
+    return path
+
+
+def ipc_socket_dir(profile, cluster_id):
+    """A new private (0700) directory for one controller's ipc:// sockets: under
+    ``$CPAR_DIR/profile_<profile>/run/`` when the socket paths fit the OS limit, else a
+    fresh temporary directory. Only processes of this user can connect to what is in it."""
+    name = f"{cluster_id or 'default'}-{os.getpid()}"
+    run = os.path.join(paths.profile_dir(profile), "run")
+    path = os.path.join(run, name)
+    if len(os.path.join(path, "engine")) <= _IPC_PATH_MAX:
+        _private_dir(run)
+        if os.path.exists(path):
+            shutil.rmtree(path)  # left by an earlier controller with this pid
+        return _private_dir(path)
+    return tempfile.mkdtemp(prefix=f"cpar-{name[:20]}-")  # mode 0700
+
+
 def new_key():
     """A fresh signing key: 64 hex characters (its UTF-8 bytes are the HMAC key)."""
     return secrets.token_hex(32)
@@ -86,7 +118,7 @@ def new_key():
 def run_controller(
     profile="default",
     cluster_id="",
-    ip="127.0.0.1",
+    ip=None,
     client_port=0,
     engine_port=0,
     hb_period_ms=500,
@@ -104,6 +136,10 @@ def run_controller(
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status.
 
+    ``ip`` None (and no port given): ipc:// sockets in a private directory (`ipc_socket_dir`),
+    so that only this user's processes on this host can connect at all; an address binds
+    TCP there (engines and clients on other hosts need it).
+
     ``curve``: encrypt every connection with CurveZMQ (keys made here; the server's secret
     never leaves this process, the clients' key pair goes into the connection file).
     Binding to an address other than loopback needs ``curve`` or an explicit
@@ -114,6 +150,9 @@ def run_controller(
     from the environment (`security_limits`)."""
     from . import _core
 
+    use_ipc = ip is None and not client_port and not engine_port
+    if ip is None:
+        ip = "127.0.0.1"
     if not curve and not insecure and not _is_loopback(ip):
         raise ValueError(
             f"binding {ip} (not loopback) without encryption: use --curve, or --insecure to "
@@ -134,43 +173,55 @@ def run_controller(
     cf = connection_file or paths.connection_file(profile, cluster_id)
     if log_path is None:
         log_path = os.path.join(paths.log_dir(profile), f"controller-{cluster_id or 'default'}.log")
-    ctrl = _core.Controller(
-        client_url=f"tcp://{ip}:{client_port or '*'}",
-        engine_url=f"tcp://{ip}:{engine_port or '*'}",
-        key=key.encode(),
-        log_path=log_path,
-        hb_period_ms=hb_period_ms,
-        hb_timeout_ms=hb_timeout_ms,
-        scheme=scheme,
-        hwm=parse_hwm(hwm),
-        max_records=max_records,
-        curve_secret=server_secret,
-        curve_allowed=allowed,
-        **limits,
-    )
-    info = {
-        "client_url": _located(ctrl.client_url, location),
-        "engine_url": _located(ctrl.engine_url, location),
-        "key": key,
-        "signature_scheme": "hmac-sha256",
-        "profile": profile,
-        "cluster_id": cluster_id,
-        "controller_pid": os.getpid(),
-        "hostname": socket.gethostname(),
-        "hb_period_ms": hb_period_ms,
-        "hb_timeout_ms": hb_timeout_ms,
-        "scheme": scheme,
-        "hwm": hwm,
-        **curve_info,
-    }
-    paths.write_private_json(cf, info)
-    ctrl.install_signal_stop()
+    sock_dir = None
+    if use_ipc:
+        sock_dir = ipc_socket_dir(profile, cluster_id)
+        client_url = "ipc://" + os.path.join(sock_dir, "client")
+        engine_url = "ipc://" + os.path.join(sock_dir, "engine")
+    else:
+        client_url = f"tcp://{ip}:{client_port or '*'}"
+        engine_url = f"tcp://{ip}:{engine_port or '*'}"
     try:
-        ctrl.run()
-    finally:
+        ctrl = _core.Controller(
+            client_url=client_url,
+            engine_url=engine_url,
+            key=key.encode(),
+            log_path=log_path,
+            hb_period_ms=hb_period_ms,
+            hb_timeout_ms=hb_timeout_ms,
+            scheme=scheme,
+            hwm=parse_hwm(hwm),
+            max_records=max_records,
+            curve_secret=server_secret,
+            curve_allowed=allowed,
+            **limits,
+        )
+        info = {
+            "client_url": _located(ctrl.client_url, location),
+            "engine_url": _located(ctrl.engine_url, location),
+            "key": key,
+            "signature_scheme": "hmac-sha256",
+            "profile": profile,
+            "cluster_id": cluster_id,
+            "controller_pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "hb_period_ms": hb_period_ms,
+            "hb_timeout_ms": hb_timeout_ms,
+            "scheme": scheme,
+            "hwm": hwm,
+            **curve_info,
+        }
+        paths.write_private_json(cf, info)
+        ctrl.install_signal_stop()
         try:
-            if paths.read_json(cf).get("controller_pid") == os.getpid():
-                os.unlink(cf)
-        except (OSError, ValueError):
-            pass
-    return 0
+            ctrl.run()
+        finally:
+            try:
+                if paths.read_json(cf).get("controller_pid") == os.getpid():
+                    os.unlink(cf)
+            except (OSError, ValueError):
+                pass
+        return 0
+    finally:
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)

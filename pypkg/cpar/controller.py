@@ -210,6 +210,9 @@ def run_controller(
             "scheme": scheme,
             "hwm": hwm,
             **curve_info,
+            # The largest frame the controller takes (0: any); a bigger one disconnects its
+            # sender, so clients and engines should refuse it before sending.
+            "max_message": limits["max_message"],
         }
         paths.write_private_json(cf, info)
         ctrl.install_signal_stop()

@@ -1,6 +1,7 @@
 """CurveZMQ encryption of every connection: a cluster with --curve works end to end; a
-client or engine with wrong or missing keys is refused at the handshake and says why;
-binding beyond loopback needs --curve or an explicit --insecure."""
+client or engine with wrong or missing keys is refused at the handshake and says why; only
+the public keys on the controller's allow-list get in (a random key pair that knows the
+server key does not); binding beyond loopback needs --curve or an explicit --insecure."""
 
 import os
 import stat
@@ -9,15 +10,21 @@ import sys
 import time
 
 import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 import cpar
 from cpar import _core, error, paths
 from cpar.cluster.launcher import engine_argv
 
 
+EXTRA = _core.curve_keypair()  # a second client key pair, allowed with --curve-allow
+
+
 @pytest.fixture(scope="module")
 def curve_cluster():
-    c = cpar.Cluster(n=2, cluster_id="curve", controller_args=["--curve"])
+    c = cpar.Cluster(n=2, cluster_id="curve",
+                     controller_args=["--curve", "--curve-allow", EXTRA[0]])
     rc = c.start_and_connect_sync()
     try:
         yield c, rc
@@ -116,3 +123,75 @@ def test_non_loopback_bind_needs_curve_or_insecure(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def _controller_log(c):
+    return open(c._log("controller")).read()
+
+
+def test_random_key_pair_is_refused_and_logged_once(curve_cluster, tmp_path):
+    """A peer that knows the server's public key but holds a key pair of its own making
+    fails the handshake (the ZAP allow-list), and the controller logs its key once."""
+    c, rc = curve_cluster
+    info = paths.read_json(c.connection_file)
+    pub, sec = _core.curve_keypair()
+    stranger = _bad_file(tmp_path, info, curve_publickey=pub, curve_secretkey=sec)
+    for _ in range(2):
+        with pytest.raises(error.WrongKey, match="CURVE"):
+            cpar.Client(stranger, timeout=10)
+    # A raw socket with that key pair: the handshake fails with an authentication error,
+    # and a signed request sent meanwhile is never answered.
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.curve_serverkey = info["curve_serverkey"].encode()
+    s.curve_publickey, s.curve_secretkey = pub.encode(), sec.encode()
+    mon = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    mon.linger = 0
+    try:
+        s.connect(info["client_url"])
+        s.send(b"x" * 112)
+        assert mon.poll(30000)
+        event = recv_monitor_message(mon)
+        assert event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        assert event["value"] == 400
+        assert not s.poll(0)
+    finally:
+        s.disable_monitor()
+        mon.close()
+        s.close()
+        ctx.term()
+    log = _controller_log(c)
+    assert log.count(f"public key {pub}: not allowed") == 1, log
+    # The cluster's own keys still work.
+    assert len(rc[:].apply_sync(os.getpid)) == 2
+
+
+def test_extra_allowed_key_is_accepted(curve_cluster, tmp_path):
+    c, rc = curve_cluster
+    info = paths.read_json(c.connection_file)
+    other = _bad_file(tmp_path, info, curve_publickey=EXTRA[0], curve_secretkey=EXTRA[1])
+    with cpar.Client(other, timeout=10) as rc2:
+        assert sorted(rc2.ids) == sorted(rc.ids)
+        assert rc2[:].apply_sync(lambda: 6 * 7) == [42, 42]
+    assert f"public key {EXTRA[0]}" not in _controller_log(c)
+
+
+def test_engine_with_unlisted_key_pair_exits_saying_why(curve_cluster, tmp_path):
+    c, rc = curve_cluster
+    info = paths.read_json(c.connection_file)
+    pub, sec = _core.curve_keypair()
+    stranger = _bad_file(tmp_path, info, curve_publickey=pub, curve_secretkey=sec)
+    log = tmp_path / "engine.log"
+    out = subprocess.run(engine_argv(stranger, str(log)), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "CURVE handshake with the controller" in log.read_text()
+    assert len(rc.ids) == 2  # nothing registered
+    assert f"public key {pub}: not allowed" in _controller_log(c)
+
+
+def test_curve_allow_needs_curve(tmp_path):
+    p = _controller(["--curve-allow", EXTRA[0]], tmp_path)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "--curve-allow needs --curve" in err

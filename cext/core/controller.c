@@ -13,8 +13,12 @@
  * - SHUTDOWN with HUB stops every engine whatever its target list; the loop ends when no
  *   engine is left or hb_timeout_ms after the request. A client message of an engine-only
  *   type gets ERROR CPAR_ETYPE.
- * - A bad message from a client whose header frame has the right size and magic gets an
- *   ERROR with the drop code, parent = that header's msg_id.
+ * - Nothing signed answers a message that failed its checks: a signed answer would hand
+ *   an unauthenticated sender a message made with the cluster key. A client whose message
+ *   had a bad signature gets, once per identity and rate-limited, an UNSIGNED ERROR
+ *   (status CPAR_ESIG, no parent), which a client with the wrong key reports as such.
+ * - Authenticated messages pass the replay check (replay.h): a send time outside the window
+ *   or a copy of a recent message is dropped and counted, with no answer.
  * - Stopped by cpar_controller_stop or a signal, the loop sends SHUTDOWN to every engine.
  *   After a graceful end the sockets linger up to CPAR__LINGER_MS so the last replies go
  *   out; otherwise linger is 0. */
@@ -78,7 +82,7 @@ cpar__drops(const cpar_controller *c)
     uint64_t s = k->unknown_engine + k->unroutable + k->client_gone + k->send_failed +
                  k->recv_failed + k->unexpected[0] + k->unexpected[1];
     for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 6; j++)
             s += k->bad[i][j];
     return s;
 }
@@ -89,18 +93,24 @@ cpar__log_stats(cpar_controller *c, const char *when)
     const cpar__counters *k = &c->cnt;
     cpar_log_write(&c->log,
                    "%s: %llu messages received; dropped from clients: %llu malformed, %llu bad "
-                   "signature, %llu bad version, %llu bad type, %llu unexpected; from engines: "
-                   "%llu malformed, %llu bad signature, %llu bad version, %llu bad type, %llu "
-                   "unexpected, %llu from unknown engines, %llu unroutable; %llu for gone "
-                   "clients, %llu failed sends, %llu failed receives",
+                   "signature, %llu bad version, %llu bad type, %llu stale, %llu replayed, %llu "
+                   "unexpected; from engines: %llu malformed, %llu bad signature, %llu bad "
+                   "version, %llu bad type, %llu stale, %llu replayed, %llu unexpected, %llu "
+                   "from unknown engines, %llu unroutable; %llu for gone clients, %llu failed "
+                   "sends, %llu failed receives; %llu unsigned notices; %llu replay tags "
+                   "forgotten early; CURVE %llu allowed, %llu refused",
                    when, (unsigned long long)k->received, (unsigned long long)k->bad[0][0],
                    (unsigned long long)k->bad[0][1], (unsigned long long)k->bad[0][2],
-                   (unsigned long long)k->bad[0][3], (unsigned long long)k->unexpected[0],
+                   (unsigned long long)k->bad[0][3], (unsigned long long)k->bad[0][4],
+                   (unsigned long long)k->bad[0][5], (unsigned long long)k->unexpected[0],
                    (unsigned long long)k->bad[1][0], (unsigned long long)k->bad[1][1],
                    (unsigned long long)k->bad[1][2], (unsigned long long)k->bad[1][3],
+                   (unsigned long long)k->bad[1][4], (unsigned long long)k->bad[1][5],
                    (unsigned long long)k->unexpected[1], (unsigned long long)k->unknown_engine,
                    (unsigned long long)k->unroutable, (unsigned long long)k->client_gone,
-                   (unsigned long long)k->send_failed, (unsigned long long)k->recv_failed);
+                   (unsigned long long)k->send_failed, (unsigned long long)k->recv_failed,
+                   (unsigned long long)k->notices, (unsigned long long)c->replay.early,
+                   (unsigned long long)c->zap.allowed, (unsigned long long)c->zap.refused);
     c->stats_logged = cpar__drops(c);
 }
 
@@ -117,12 +127,57 @@ cpar__ctl_send_failed(cpar_controller *c, int err)
     return 0;
 }
 
-/* Counts and logs a dropped message; answers a client whose header could be read. */
+/* Tells a client, without signing anything, that its message had a bad signature: an ERROR
+ * with status CPAR_ESIG, no parent and an all-zero tag. At most once per identity among the
+ * last CPAR__NOTICE_IDENTS told, and at most CPAR__NOTICE_BURST at once then one a second,
+ * so a flood of garbage costs the controller no memory. */
 static void
-cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t identlen,
-             const uint8_t *hdr)
+cpar__notice_bad_signature(cpar_controller *c, const uint8_t *ident, size_t identlen)
 {
-    int kind = rc == CPAR_ESIG ? 1 : rc == CPAR_EVERSION ? 2 : rc == CPAR_ETYPE ? 3 : 0;
+    uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
+    cpar_header h;
+    uint64_t hash = 1469598103934665603u, now = cpar__ctl_mono_ms();
+
+    for (size_t i = 0; i < identlen; i++)
+        hash = (hash ^ ident[i]) * 1099511628211u;
+    hash |= 1; /* 0 marks an empty slot */
+    for (size_t i = 0; i < CPAR__NOTICE_IDENTS; i++)
+        if (c->notice_idents[i] == hash)
+            return;
+    if (now - c->notice_tokens_at >= 1000) {
+        uint64_t add = (now - c->notice_tokens_at) / 1000;
+        c->notice_tokens =
+            add >= CPAR__NOTICE_BURST || c->notice_tokens + (int)add > CPAR__NOTICE_BURST
+                ? CPAR__NOTICE_BURST
+                : c->notice_tokens + (int)add;
+        c->notice_tokens_at = now;
+    }
+    if (c->notice_tokens <= 0)
+        return;
+    c->notice_tokens--;
+    c->notice_idents[c->notice_next] = hash;
+    c->notice_next = (c->notice_next + 1) % CPAR__NOTICE_IDENTS;
+    memset(&h, 0, sizeof(h));
+    h.type = CPAR_MSG_ERROR;
+    h.target = CPAR_NO_ENGINE;
+    h.engine = CPAR_NO_ENGINE;
+    h.status = CPAR_ESIG;
+    cpar_wire_header_encode(&h, hdr); /* the tag stays zero: unsigned */
+    if (zmq_send(c->csock, ident, identlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int)identlen &&
+        zmq_send(c->csock, hdr, sizeof(hdr), ZMQ_DONTWAIT) == (int)sizeof(hdr))
+        c->cnt.notices++;
+}
+
+/* Counts and logs a dropped message. Nothing signed goes back (see the top of the file). */
+static void
+cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t identlen)
+{
+    int kind = rc == CPAR_ESIG       ? 1
+               : rc == CPAR_EVERSION ? 2
+               : rc == CPAR_ETYPE    ? 3
+               : rc == CPAR_EWINDOW  ? 4
+               : rc == CPAR_EREPLAY  ? 5
+                                     : 0;
     uint64_t n = ++c->cnt.bad[side][kind];
     if (cpar_log_ratelimit(n)) {
         char hex[2 * 16 + 3];
@@ -134,23 +189,19 @@ cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t 
                        "dropped a message from %s (identity %s): %s (%llu of this kind so far)",
                        cpar__side_a[side], hex, cpar_strerror(rc), (unsigned long long)n);
     }
-    if (side == CPAR__SIDE_CLIENT && hdr != NULL)
-        cpar__ctl_error_to(c, ident, identlen, -1, hdr + 24, CPAR_NO_ENGINE, rc,
-                           "message dropped by the controller: %s", cpar_strerror(rc));
+    if (side == CPAR__SIDE_CLIENT && rc == CPAR_ESIG)
+        cpar__notice_bad_signature(c, ident, identlen);
 }
 
 /* Receives one message: identity, fd, and the checked message in m. Returns 0, CPAR_EAGAIN,
- * CPAR_EZMQ, or the code of a dropped message with *hdr_ok set when the header frame had the
- * right size and magic (its bytes then in hdr). */
+ * CPAR_EZMQ, or the code of a dropped message. */
 static int
-cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd, cpar_msg *m,
-           uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int *hdr_ok)
+cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd, cpar_msg *m)
 {
     zmq_msg_t part;
     size_t n = 0;
-    int more, overflow = 0;
+    int more, overflow = 0, rc;
 
-    *hdr_ok = 0;
     zmq_msg_init(&part);
     if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&part);
@@ -182,17 +233,23 @@ cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int
             n++;
         }
     }
-    if (n > 0 && zmq_msg_size(&c->parts[0]) == CPAR_WIRE_HEADER_SIZE) {
-        memcpy(hdr, zmq_msg_data(&c->parts[0]), CPAR_WIRE_HEADER_SIZE);
-        *hdr_ok = hdr[0] == 0x43 && hdr[1] == 0x50 && hdr[2] == 0x41 && hdr[3] == 0x52;
-    }
     if (overflow || n == 0) {
         for (size_t i = 0; i < n; i++)
             zmq_msg_close(&c->parts[i]);
         cpar_msg_init(m, 0);
         return CPAR_EPROTO;
     }
-    return cpar_wire_parse(c->signer, c->parts, n, m);
+    rc = cpar_wire_parse(c->signer, c->parts, n, m);
+    if (rc != 0)
+        return rc;
+    /* Authentic: now the replay check. A REPLY's t0/t1 are its task's times, not its send
+     * time (a long task, a suspended laptop), so only its tag is checked; a copy of one
+     * would find its request answered anyway. */
+    rc = cpar_replay_check(&c->replay, m->raw + CPAR_WIRE_SIGNED_SIZE, m->h.t0,
+                           m->h.type != CPAR_MSG_REPLY, cpar_now_ns(), cpar_mono_ns());
+    if (rc != 0)
+        cpar_msg_close(m);
+    return rc;
 }
 
 /* Handles up to CPAR__BATCH messages of one socket; returns 1 when more may be waiting. */
@@ -201,14 +258,13 @@ cpar__drain(cpar_controller *c, int side)
 {
     void *sock = side == CPAR__SIDE_CLIENT ? c->csock : c->esock;
     uint8_t ident[CPAR_WIRE_MAX_IDENT];
-    uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
 
     for (int i = 0; i < CPAR__BATCH; i++) {
         size_t identlen = 0;
-        int fd = -1, hdr_ok = 0, rc;
+        int fd = -1, rc;
         cpar_msg m;
 
-        rc = cpar__recv(c, sock, ident, &identlen, &fd, &m, hdr, &hdr_ok);
+        rc = cpar__recv(c, sock, ident, &identlen, &fd, &m);
         if (rc == CPAR_EAGAIN)
             return 0;
         if (rc == CPAR_EZMQ) {
@@ -218,7 +274,7 @@ cpar__drain(cpar_controller *c, int side)
             return 0;
         }
         if (rc != 0) {
-            cpar__on_bad(c, side, rc, ident, identlen, hdr_ok ? hdr : NULL);
+            cpar__on_bad(c, side, rc, ident, identlen);
             continue;
         }
         c->cnt.received++;
@@ -247,22 +303,25 @@ cpar_controller_run(cpar_controller *c)
     next_stats = cpar__ctl_mono_ms() + CPAR__STATS_PERIOD_MS;
     cpar_log_write(&c->log, "running");
     while (!atomic_load(&c->stop)) {
-        zmq_pollitem_t items[3] = {
+        zmq_pollitem_t items[4] = {
             {.socket = c->mon, .events = ZMQ_POLLIN},
             {.socket = c->esock, .events = ZMQ_POLLIN},
             {.socket = c->csock, .events = ZMQ_POLLIN},
+            {.socket = c->zap.sock, .events = ZMQ_POLLIN},
         };
         uint64_t now = cpar__ctl_mono_ms();
         long timeout = 0;
         if (!busy)
             timeout = next_hb_check > now ? (long)(next_hb_check - now) : 0;
-        if (zmq_poll(items, 3, timeout) < 0) {
+        if (zmq_poll(items, c->zap.sock ? 4 : 3, timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             cpar_log_write(&c->log, "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
             rc = CPAR_EZMQ;
             break;
         }
+        if (items[3].revents & ZMQ_POLLIN)
+            cpar_zap_serve(&c->zap, &c->log);
         if (items[0].revents & ZMQ_POLLIN)
             cpar__ctl_read_monitor(c);
         busy = 0;
@@ -322,12 +381,15 @@ cpar_controller_run(cpar_controller *c)
 
 static int
 cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen, char *err,
-             size_t errlen, const char *curve_secret)
+             size_t errlen, const cpar_controller_config *cfg)
 {
     int one = 1, zero = 0;
+    int64_t maxmsg = cfg->max_message > 0 ? cfg->max_message : -1;
+    const char *curve_secret = cfg->curve_secret;
     size_t len = eplen;
     *sock = zmq_socket(c->zctx, ZMQ_ROUTER);
     if (*sock == NULL || zmq_setsockopt(*sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
+        zmq_setsockopt(*sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0 ||
         zmq_setsockopt(*sock, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
         zmq_setsockopt(*sock, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
         zmq_setsockopt(*sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
@@ -386,6 +448,14 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
     if (rc != 0)
         goto error;
+    if (cfg->replay_window_ms < 0 || cfg->replay_ids < 0 || cfg->max_message < 0) {
+        snprintf(err, errlen, "invalid controller configuration: a negative limit");
+        rc = CPAR_EINVAL;
+        goto error;
+    }
+    rc = cpar_replay_init(&c->replay, (uint64_t)cfg->replay_window_ms, (size_t)cfg->replay_ids);
+    if (rc != 0)
+        goto error;
     rc = cpar_signer_new(cfg->key, cfg->keylen, &c->signer);
     if (rc != 0) {
         snprintf(err, errlen, "cannot make the signer: %s", cpar_strerror(rc));
@@ -407,11 +477,17 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         snprintf(err, errlen, "cannot make a ZMQ context: %s", zmq_strerror(zmq_errno()));
         goto error;
     }
+    /* The ZAP handler first: a CURVE socket bound without one accepts any client key. */
+    if (cfg->curve_secret != NULL) {
+        rc = cpar_zap_open(&c->zap, c->zctx, cfg->curve_allowed, err, errlen);
+        if (rc != 0)
+            goto error;
+    }
     rc = cpar__router(c, &c->csock, cfg->client_url, c->client_ep, sizeof(c->client_ep), err,
-                      errlen, cfg->curve_secret);
+                      errlen, cfg);
     if (rc == 0)
         rc = cpar__router(c, &c->esock, cfg->engine_url, c->engine_ep, sizeof(c->engine_ep), err,
-                          errlen, cfg->curve_secret);
+                          errlen, cfg);
     if (rc != 0)
         goto error;
     snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);
@@ -427,8 +503,13 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         rc = CPAR_EZMQ;
         goto error;
     }
-    cpar_log_write(&c->log, "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms)",
-                   c->client_ep, c->engine_ep, c->hb_period_ms, c->hb_timeout_ms);
+    cpar_log_write(&c->log,
+                   "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms; replay "
+                   "window %llu ms, %zu tags; largest frame %s%lld; %s)",
+                   c->client_ep, c->engine_ep, c->hb_period_ms, c->hb_timeout_ms,
+                   (unsigned long long)(c->replay.window_ns / 1000000u), c->replay.cap,
+                   cfg->max_message > 0 ? "" : "unlimited", (long long)cfg->max_message,
+                   c->zap.sock ? "CURVE with a key allow-list" : "no CURVE");
     *out = c;
     return CPAR_OK;
 error:
@@ -508,10 +589,12 @@ cpar_controller_free(cpar_controller *c)
         zmq_setsockopt(c->csock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(c->csock);
     }
+    cpar_zap_close(&c->zap);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     cpar__ctl_tasks_free(c);
     cpar_signer_free(c->signer);
+    cpar_replay_free(&c->replay);
     free(c->parts);
     free(c->gone_fds);
     cpar_route_free(&c->route);

@@ -18,14 +18,22 @@ typedef struct cpar_controller_config {
     const char *engine_url; /* endpoint to bind for engines */
     const uint8_t *key;     /* HMAC key (copied) */
     size_t keylen;
-    const char *log_path;     /* log file (appended), or NULL for stderr */
-    int hb_period_ms;         /* engines' heartbeat period; 0 means 500 */
-    int hb_timeout_ms;        /* silence after which an engine is dead; 0 means 3000 */
-    const char *scheme;       /* load-balancing scheme (scheduler.h names); NULL: leastload */
-    int hwm;                  /* unanswered tasks per engine at most; 0: no limit; -1: adaptive */
-    int max_records;          /* ended task records kept for dependencies; 0 means 100000 */
-    const char *curve_secret; /* Z85 server secret key: both sockets are CURVE servers;
-                               * NULL for no encryption */
+    const char *log_path;      /* log file (appended), or NULL for stderr */
+    int hb_period_ms;          /* engines' heartbeat period; 0 means 500 */
+    int hb_timeout_ms;         /* silence after which an engine is dead; 0 means 3000 */
+    const char *scheme;        /* load-balancing scheme (scheduler.h names); NULL: leastload */
+    int hwm;                   /* unanswered tasks per engine at most; 0: no limit; -1: adaptive */
+    int max_records;           /* ended task records kept for dependencies; 0 means 100000 */
+    const char *curve_secret;  /* Z85 server secret key: both sockets are CURVE servers;
+                                * NULL for no encryption */
+    const char *curve_allowed; /* with curve_secret: the public keys (Z85, separated by
+                                * commas, spaces or newlines) allowed to connect; a peer
+                                * with any other key fails the handshake. Required. */
+    int64_t replay_window_ms;  /* messages whose send time is further from the controller's
+                                * clock are dropped; 0 means CPAR_REPLAY_DEFAULT_WINDOW_MS */
+    int64_t replay_ids;        /* recent message tags remembered; 0 means the default */
+    int64_t max_message;       /* largest frame a peer may send (ZMQ_MAXMSGSIZE, bytes): a
+                                * bigger one disconnects it; 0 means no limit */
 } cpar_controller_config;
 
 /* Binds both sockets. Returns 0 and a new controller in *out (free with

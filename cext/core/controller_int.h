@@ -15,9 +15,11 @@
 #include "controller.h"
 #include "log.h"
 #include "registry.h"
+#include "replay.h"
 #include "route.h"
 #include "sign.h"
 #include "wire.h"
+#include "zap.h"
 
 #define CPAR__CTL_MAGIC 0x4354524cu /* "CTRL": checked at every public entry */
 #define CPAR__POLL_MAX_MS 100       /* the stop flag is seen within this */
@@ -26,13 +28,17 @@
 #define CPAR__STATS_PERIOD_MS 60000 /* drop counters are logged at most this often */
 #define CPAR__LINGER_MS 1000        /* bounded flush of last replies at a graceful end */
 #define CPAR__TASK_TICK_MS 50       /* task timeouts are checked this often */
+#define CPAR__NOTICE_IDENTS 64      /* identities remembered as already told "bad signature" */
+#define CPAR__NOTICE_BURST 8        /* such notices at once; then one per second */
 
 enum { CPAR__SIDE_CLIENT = 0, CPAR__SIDE_ENGINE = 1 };
 
 /* Counters of what the loop dropped or refused, logged periodically and at the end. */
 typedef struct cpar__counters {
     uint64_t received;       /* valid messages */
-    uint64_t bad[2][4];      /* per side: malformed, bad signature, version, type */
+    uint64_t bad[2][6];      /* per side: malformed, bad signature, version, type, stale
+                              * timestamp, replayed */
+    uint64_t notices;        /* unsigned "bad signature" notices sent to clients */
     uint64_t unexpected[2];  /* valid messages of a type that side must not send */
     uint64_t unknown_engine; /* engine messages from an unknown or gone identity */
     uint64_t unroutable;     /* REPLY/STREAM for no outstanding request */
@@ -71,6 +77,12 @@ struct cpar_controller {
     struct cpar__tasks *tasks; /* load-balanced tasks (controller_tasks.c), owned */
     int scheme;                /* enum cpar_sched_scheme */
     int hwm;
+    cpar_replay replay; /* recent tags and the timestamp window (replay.h) */
+    cpar_zap zap;       /* CURVE allow-list handler; zap.sock NULL without CURVE */
+    uint64_t notice_idents[CPAR__NOTICE_IDENTS]; /* hashes of identities sent a notice */
+    size_t notice_next;                          /* next slot of notice_idents to reuse */
+    uint64_t notice_tokens_at;                   /* monotonic ms of the last token refill */
+    int notice_tokens;                           /* notices that may go now */
 };
 
 typedef struct cpar__tasks cpar__tasks;

@@ -47,6 +47,10 @@ cpar_strerror(int code)
         return "shared-memory data was released by its sender before it was read";
     case CPAR_EPERM:
         return "the kernel denied reading the sender's memory";
+    case CPAR_EWINDOW:
+        return "message timestamp outside the accepted window (clocks apart, or a replay)";
+    case CPAR_EREPLAY:
+        return "message already received (a replay)";
     default:
         return "unknown error";
     }

@@ -25,6 +25,8 @@
 #define CPAR_EABORTED (-18)    /* a task was aborted before it ran */
 #define CPAR_ESTALE (-19)      /* shared-memory bytes were released by their owner before read */
 #define CPAR_EPERM (-20)       /* the kernel denied a shared-memory read (ptrace rules) */
+#define CPAR_EWINDOW (-21)     /* a message's timestamp lies outside the accepted window */
+#define CPAR_EREPLAY (-22)     /* an identical message was received recently (a replay) */
 
 /* Returns a static, human-readable description of a CPAR_E* code. */
 const char *cpar_strerror(int code);

@@ -288,6 +288,9 @@ cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, c
         paylen += zmq_msg_size(&m->frames[i]);
     m->h.nframes = (uint32_t)m->nframes;
     m->h.paylen = paylen;
+    /* t0 is the send time the controller's replay window checks (REPLY excepted). */
+    if (m->h.t0 == 0 && m->h.type != CPAR_MSG_REPLY)
+        m->h.t0 = cpar_now_ns();
     cpar_wire_header_encode(&m->h, hdr);
     rc = cpar__wire_tag(s, hdr, m->frames, m->nframes, hdr + CPAR_WIRE_SIGNED_SIZE);
     if (rc == 0)

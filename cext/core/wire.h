@@ -78,7 +78,7 @@ typedef struct cpar_header {
     int32_t status;                    /* REPLY status, ERROR code, REGISTER_REPLY code */
     uint8_t msg_id[CPAR_WIRE_ID_SIZE]; /* chosen by the sender */
     uint8_t parent[CPAR_WIRE_ID_SIZE]; /* the request this message answers, else zeros */
-    uint64_t t0;                       /* ns since the epoch: submitted / started (by type) */
+    uint64_t t0;                       /* ns since the epoch: sent / submitted; REPLY: started */
     uint64_t t1;                       /* ns since the epoch: completed (REPLY) */
     uint64_t paylen;                   /* sum of payload frame sizes */
 } cpar_header;
@@ -115,8 +115,10 @@ int cpar_msg_add_move(cpar_msg *m, zmq_msg_t *src);
 int cpar_msg_add_zerocopy(cpar_msg *m, void *data, size_t len, zmq_free_fn *ffn, void *hint);
 
 /* Sign and send m, prefixed by `ident` when identlen > 0 (ROUTER). Sets h.nframes and
- * h.paylen. The frames are consumed whether or not the send succeeds (m is left empty).
- * Returns 0, CPAR_EAGAIN (ZMQ_DONTWAIT and the pipe is full) or CPAR_EZMQ. */
+ * h.paylen, and h.t0 to the wall clock when it is 0 and m is not a REPLY (the controller
+ * refuses messages whose t0 lies outside its replay window). The frames are consumed whether or not
+ * the send succeeds (m is left empty). Returns 0, CPAR_EAGAIN (ZMQ_DONTWAIT and the pipe is full)
+ * or CPAR_EZMQ. */
 int cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, cpar_msg *m,
                    int zmq_flags);
 

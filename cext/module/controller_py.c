@@ -23,8 +23,13 @@ typedef struct {
 } cpar_ControllerObject;
 
 /* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
- *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000)
+ *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000,
+ *            curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0,
+ *            max_message=0)
  * --
+ * With curve_secret, curve_allowed lists the client and engine public keys allowed in
+ * (Z85, comma-separated); replay_window_ms and replay_ids tune the replay check (0: the
+ * defaults), max_message is the largest frame a peer may send (0: no limit).
  * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
  * endpoints actually bound are the attributes client_url and engine_url. cfg is filled
  * but for its key, which the caller sets. */
@@ -69,18 +74,28 @@ error:
 static PyObject *
 controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_url",   "engine_url",    "key",    "log_path",
-                             "hb_period_ms", "hb_timeout_ms", "scheme", "hwm",
-                             "max_records",  "curve_secret",  NULL};
+    static char *kwlist[] = {
+        "client_url",    "engine_url",       "key",        "log_path",    "hb_period_ms",
+        "hb_timeout_ms", "scheme",           "hwm",        "max_records", "curve_secret",
+        "curve_allowed", "replay_window_ms", "replay_ids", "max_message", NULL};
     cpar_controller_config cfg = {.hb_period_ms = 500, .hb_timeout_ms = 3000};
     PyObject *key, *ret;
     Py_buffer view;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ssO|ziiziiz:Controller", kwlist, &cfg.client_url,
-                                     &cfg.engine_url, &key, &cfg.log_path, &cfg.hb_period_ms,
-                                     &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm, &cfg.max_records,
-                                     &cfg.curve_secret))
+    long long window = 0, ids = 0, maxmsg = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "ssO|ziizii$zzLLL:Controller", kwlist, &cfg.client_url, &cfg.engine_url,
+            &key, &cfg.log_path, &cfg.hb_period_ms, &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm,
+            &cfg.max_records, &cfg.curve_secret, &cfg.curve_allowed, &window, &ids, &maxmsg))
         return NULL;
+    if (window < 0 || ids < 0 || maxmsg < 0)
+        return PyErr_Format(PyExc_ValueError,
+                            "replay_window_ms, replay_ids and max_message must be >= 0 (0: the "
+                            "default)");
+    cfg.replay_window_ms = window;
+    cfg.replay_ids = ids;
+    cfg.max_message = maxmsg;
     if (PyUnicode_Check(key)) {
         Py_ssize_t len;
         const char *s = PyUnicode_AsUTF8AndSize(key, &len);
@@ -225,7 +240,9 @@ static PyMethodDef controller_methods[] = {
 
 PyDoc_STRVAR(controller_doc,
              "Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500, "
-             "hb_timeout_ms=3000, scheme='leastload', hwm=0, max_records=100000)\n--\n\n"
+             "hb_timeout_ms=3000, scheme='leastload', hwm=0, max_records=100000, *, "
+             "curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0, "
+             "max_message=0)\n--\n\n"
              "The cpar controller: binds its sockets at creation; run() serves.");
 
 static PyType_Slot controller_slots[] = {

@@ -21,6 +21,8 @@ cpar__exc_name(int code)
     case CPAR_ETYPE:
         return "ProtocolError";
     case CPAR_ESIG:
+    case CPAR_EWINDOW:
+    case CPAR_EREPLAY:
         return "SignatureError";
     case CPAR_EZMQ:
     case CPAR_EIO:

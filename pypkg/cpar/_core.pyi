@@ -225,7 +225,12 @@ class Controller:
         scheme: str | None = None,
         hwm: int = 0,
         max_records: int = 0,
+        *,
         curve_secret: str | None = None,
+        curve_allowed: str | None = None,
+        replay_window_ms: int = 0,
+        replay_ids: int = 0,
+        max_message: int = 0,
     ) -> Self: ...
     @property
     def client_url(self) -> str: ...

@@ -54,6 +54,7 @@ def _cmd_controller(args):
             curve=args.curve,
             insecure=args.insecure,
             location=args.location,
+            curve_allow=args.curve_allow,
         )
     except ValueError as e:  # a refused configuration (e.g. --ip without --curve)
         print(f"cpar controller: {e}", file=sys.stderr)
@@ -288,7 +289,10 @@ def build_parser():
 
     p = sub.add_parser("controller", help="run a controller in this process")
     _add_cluster_ids(p)
-    p.add_argument("--ip", default="127.0.0.1", help="interface to bind (default loopback)")
+    p.add_argument("--ip", default=None,
+                   help="address to bind over TCP, for engines and clients on other hosts "
+                        "(default: no TCP; ipc:// sockets in a private directory, this "
+                        "user on this host only; a port alone binds loopback)")
     p.add_argument("--client-port", type=int, default=0)
     p.add_argument("--engine-port", type=int, default=0)
     p.add_argument("--hb-period-ms", type=int, default=500)
@@ -301,6 +305,9 @@ def build_parser():
                    help="allow binding a non-loopback --ip without --curve")
     p.add_argument("--location", default=None,
                    help="host name or address clients and engines connect to (default: --ip)")
+    p.add_argument("--curve-allow", action="append", default=[], metavar="PUBLIC_KEY",
+                   help="with --curve, also let in a client or engine with this public key "
+                        "(Z85; repeatable); other keys fail the handshake")
     p.add_argument("--max-records", type=int, default=100000,
                    help="ended task records kept for dependencies (default: %(default)s)")
     p.set_defaults(func=_cmd_controller)

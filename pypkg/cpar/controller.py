@@ -3,7 +3,10 @@ and runs its event loop (GIL released) until a hub shutdown or SIGINT/SIGTERM.""
 
 import os
 import secrets
+import shutil
 import socket
+import stat
+import tempfile
 
 from . import paths
 
@@ -42,12 +45,69 @@ def _is_loopback(ip):
 
 def _located(url, location):
     """The bound endpoint ``tcp://host:port`` with host replaced by ``location``."""
-    if not location:
+    if not location or not url.startswith("tcp://"):
         return url
     scheme, _, rest = url.partition("://")
     port = rest.rpartition(":")[2]
     host = f"[{location}]" if ":" in location else location
     return f"{scheme}://{host}:{port}"
+
+
+def _env_number(name, default, scale=1):
+    """A non-negative number from the environment variable `name` (times `scale`), else
+    `default`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {raw!r}")
+    return int(value * scale)
+
+
+def security_limits():
+    """The controller's replay and size limits from the environment (0: the default):
+    ``CPAR_REPLAY_WINDOW`` (seconds a message's send time may differ from the controller's
+    clock; default 300), ``CPAR_REPLAY_IDS`` (recent message signatures remembered; default
+    131072) and ``CPAR_MAX_MESSAGE`` (largest frame in bytes a peer may send before it is
+    disconnected; default no limit)."""
+    return {
+        "replay_window_ms": _env_number("CPAR_REPLAY_WINDOW", 0, 1000),
+        "replay_ids": _env_number("CPAR_REPLAY_IDS", 0),
+        "max_message": _env_number("CPAR_MAX_MESSAGE", 0),
+    }
+
+
+# Longest ipc:// socket path used as is (sun_path holds 108 bytes with its NUL).
+_IPC_PATH_MAX = 100
+
+
+def _private_dir(path):
+    """Makes `path` a directory only its owner (us) can enter: mode 0700, ours."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise ValueError(f"{path} is not a directory of ours: refusing to put sockets there")
+    os.chmod(path, 0o700)
+    return path
+
+
+def ipc_socket_dir(profile, cluster_id):
+    """A new private (0700) directory for one controller's ipc:// sockets: under
+    ``$CPAR_DIR/profile_<profile>/run/`` when the socket paths fit the OS limit, else a
+    fresh temporary directory. Only processes of this user can connect to what is in it."""
+    name = f"{cluster_id or 'default'}-{os.getpid()}"
+    run = os.path.join(paths.profile_dir(profile), "run")
+    path = os.path.join(run, name)
+    if len(os.path.join(path, "engine")) <= _IPC_PATH_MAX:
+        _private_dir(run)
+        if os.path.exists(path):
+            shutil.rmtree(path)  # left by an earlier controller with this pid
+        return _private_dir(path)
+    return tempfile.mkdtemp(prefix=f"cpar-{name[:20]}-")  # mode 0700
 
 
 def new_key():
@@ -58,7 +118,7 @@ def new_key():
 def run_controller(
     profile="default",
     cluster_id="",
-    ip="127.0.0.1",
+    ip=None,
     client_port=0,
     engine_port=0,
     hb_period_ms=500,
@@ -71,67 +131,100 @@ def run_controller(
     curve=False,
     insecure=False,
     location=None,
+    curve_allow=(),
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status.
+
+    ``ip`` None (and no port given): ipc:// sockets in a private directory (`ipc_socket_dir`),
+    so that only this user's processes on this host can connect at all; an address binds
+    TCP there (engines and clients on other hosts need it).
 
     ``curve``: encrypt every connection with CurveZMQ (keys made here; the server's secret
     never leaves this process, the clients' key pair goes into the connection file).
     Binding to an address other than loopback needs ``curve`` or an explicit
     ``insecure``. ``location``: the host name or address clients and engines should
-    connect to (default: the bound ``ip``; needed when binding ``0.0.0.0``)."""
+    connect to (default: the bound ``ip``; needed when binding ``0.0.0.0``).
+    ``curve_allow``: more client/engine public keys (Z85) let in beside the connection
+    file's; with CURVE every other key fails the handshake. Replay and size limits come
+    from the environment (`security_limits`)."""
     from . import _core
 
+    use_ipc = ip is None and not client_port and not engine_port
+    if ip is None:
+        ip = "127.0.0.1"
     if not curve and not insecure and not _is_loopback(ip):
         raise ValueError(
             f"binding {ip} (not loopback) without encryption: use --curve, or --insecure to "
             "accept unencrypted traffic on that network")
+    if curve_allow and not curve:
+        raise ValueError("--curve-allow needs --curve")
+    limits = security_limits()
     curve_info = {}
     server_secret = None
+    allowed = None
     if curve:
         server_public, server_secret = _core.curve_keypair()
         client_public, client_secret = _core.curve_keypair()
         curve_info = {"curve_serverkey": server_public, "curve_publickey": client_public,
                       "curve_secretkey": client_secret}
+        allowed = ",".join([client_public, *curve_allow])
     key = new_key()
     cf = connection_file or paths.connection_file(profile, cluster_id)
     if log_path is None:
         log_path = os.path.join(paths.log_dir(profile), f"controller-{cluster_id or 'default'}.log")
-    ctrl = _core.Controller(
-        client_url=f"tcp://{ip}:{client_port or '*'}",
-        engine_url=f"tcp://{ip}:{engine_port or '*'}",
-        key=key.encode(),
-        log_path=log_path,
-        hb_period_ms=hb_period_ms,
-        hb_timeout_ms=hb_timeout_ms,
-        scheme=scheme,
-        hwm=parse_hwm(hwm),
-        max_records=max_records,
-        curve_secret=server_secret,
-    )
-    info = {
-        "client_url": _located(ctrl.client_url, location),
-        "engine_url": _located(ctrl.engine_url, location),
-        "key": key,
-        "signature_scheme": "hmac-sha256",
-        "profile": profile,
-        "cluster_id": cluster_id,
-        "controller_pid": os.getpid(),
-        "hostname": socket.gethostname(),
-        "hb_period_ms": hb_period_ms,
-        "hb_timeout_ms": hb_timeout_ms,
-        "scheme": scheme,
-        "hwm": hwm,
-        **curve_info,
-    }
-    paths.write_private_json(cf, info)
-    ctrl.install_signal_stop()
+    sock_dir = None
+    if use_ipc:
+        sock_dir = ipc_socket_dir(profile, cluster_id)
+        client_url = "ipc://" + os.path.join(sock_dir, "client")
+        engine_url = "ipc://" + os.path.join(sock_dir, "engine")
+    else:
+        client_url = f"tcp://{ip}:{client_port or '*'}"
+        engine_url = f"tcp://{ip}:{engine_port or '*'}"
     try:
-        ctrl.run()
-    finally:
+        ctrl = _core.Controller(
+            client_url=client_url,
+            engine_url=engine_url,
+            key=key.encode(),
+            log_path=log_path,
+            hb_period_ms=hb_period_ms,
+            hb_timeout_ms=hb_timeout_ms,
+            scheme=scheme,
+            hwm=parse_hwm(hwm),
+            max_records=max_records,
+            curve_secret=server_secret,
+            curve_allowed=allowed,
+            **limits,
+        )
+        info = {
+            "client_url": _located(ctrl.client_url, location),
+            "engine_url": _located(ctrl.engine_url, location),
+            "key": key,
+            "signature_scheme": "hmac-sha256",
+            "profile": profile,
+            "cluster_id": cluster_id,
+            "controller_pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "hb_period_ms": hb_period_ms,
+            "hb_timeout_ms": hb_timeout_ms,
+            "scheme": scheme,
+            "hwm": hwm,
+            **curve_info,
+            # The largest frame the controller takes (0: any); a bigger one disconnects its
+            # sender, so clients and engines should refuse it before sending.
+            "max_message": limits["max_message"],
+        }
+        paths.write_private_json(cf, info)
+        ctrl.install_signal_stop()
         try:
-            if paths.read_json(cf).get("controller_pid") == os.getpid():
-                os.unlink(cf)
-        except (OSError, ValueError):
-            pass
-    return 0
+            ctrl.run()
+        finally:
+            try:
+                if paths.read_json(cf).get("controller_pid") == os.getpid():
+                    os.unlink(cf)
+            except (OSError, ValueError):
+                pass
+        return 0
+    finally:
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)

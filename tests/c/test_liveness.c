@@ -159,6 +159,43 @@ make_header(cpar_signer *s, uint8_t hdr[CPAR_WIRE_HEADER_SIZE], int type, uint32
     ASSERT_OK(cpar_signer_finish(s, hdr + CPAR_WIRE_SIGNED_SIZE));
 }
 
+/* The next message on a client socket is the controller's unsigned "bad signature" notice:
+ * an ERROR with status CPAR_ESIG, no parent and an all-zero tag (nothing signed). */
+static void
+expect_unsigned_notice(void *sock)
+{
+    uint8_t buf[CPAR_WIRE_HEADER_SIZE + 1], zero[CPAR_SIGN_SIZE] = {0}, none[16] = {0};
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    cpar_header h;
+    int more = 0;
+    size_t more_len = sizeof(more);
+    ASSERT_EQ(zmq_poll(&item, 1, TH_WAIT_MS), 1);
+    ASSERT_EQ(zmq_recv(sock, buf, sizeof(buf), 0), CPAR_WIRE_HEADER_SIZE);
+    ASSERT_OK(zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &more_len));
+    ASSERT_EQ(more, 0);
+    ASSERT_OK(cpar_wire_header_decode(buf, CPAR_WIRE_HEADER_SIZE, &h));
+    ASSERT_EQ(h.type, CPAR_MSG_ERROR);
+    ASSERT_EQ(h.status, CPAR_ESIG);
+    ASSERT_EQ(h.nframes, 0);
+    ASSERT_MEM_EQ(h.parent, none, 16);
+    ASSERT_MEM_EQ(buf + CPAR_WIRE_SIGNED_SIZE, zero, CPAR_SIGN_SIZE);
+}
+
+/* Nothing came back for the garbage: a CONNECT on the same socket is answered first. */
+static void
+expect_only_connect_reply(fx *f, void *sock)
+{
+    cpar_msg m;
+    uint8_t mid[16];
+    th_msg(&m, CPAR_MSG_CONNECT);
+    memcpy(mid, m.h.msg_id, 16);
+    th_send(sock, f->s, &m);
+    ASSERT_OK(th_recv(sock, f->s, &m, TH_WAIT_MS));
+    ASSERT_EQ(m.h.type, CPAR_MSG_CONNECT_REPLY);
+    ASSERT_MEM_EQ(m.h.parent, mid, 16);
+    cpar_msg_close(&m);
+}
+
 static void
 send_garbage(fx *f, void *sock, int is_client)
 {
@@ -195,7 +232,7 @@ send_garbage(fx *f, void *sock, int is_client)
     fr[0] = rnd;
     ln[0] = sizeof(hdr) + 1;
     send_raw(sock, fr, ln, 1);
-    /* Signed with another key: a client gets ERROR CPAR_ESIG about its msg id. */
+    /* Signed with another key: a client gets an unsigned notice (nothing about its id). */
     fr[1] = tgt;
     ln[1] = 4;
     fr[2] = pay;
@@ -206,36 +243,26 @@ send_garbage(fx *f, void *sock, int is_client)
     ln[0] = sizeof(hdr);
     send_raw(sock, fr, ln, 3);
     if (is_client)
-        fx_client_error(f, sock, CPAR_ESIG, mid);
-    /* paylen and nframes that lie; a frame missing; a zeroed tag. A client gets an ERROR
-     * about each, since their headers can be read. */
+        expect_unsigned_notice(sock);
+    /* paylen and nframes that lie; a frame missing; a zeroed tag: no answer (a second bad
+     * signature from the same identity gets no second notice). */
     make_header(f->s, hdr, CPAR_MSG_EXECUTE, 2, (uint64_t)1 << 62, fr + 1, ln + 1, 2, mid);
     send_raw(sock, fr, ln, 3);
-    if (is_client)
-        fx_client_error(f, sock, CPAR_EPROTO, mid);
     make_header(f->s, hdr, CPAR_MSG_EXECUTE, 0x80000000u, 4 + ln[2], fr + 1, ln + 1, 2, mid);
     send_raw(sock, fr, ln, 3);
-    if (is_client)
-        fx_client_error(f, sock, CPAR_EPROTO, mid);
     make_header(f->s, hdr, CPAR_MSG_EXECUTE, 2, 4 + ln[2], fr + 1, ln + 1, 2, mid);
     send_raw(sock, fr, ln, 2);
-    if (is_client)
-        fx_client_error(f, sock, CPAR_EPROTO, mid);
     memset(hdr + CPAR_WIRE_SIGNED_SIZE, 0, CPAR_SIGN_SIZE);
     send_raw(sock, fr, ln, 3);
-    if (is_client)
-        fx_client_error(f, sock, CPAR_ESIG, mid);
     /* Unknown type and version, signed correctly. */
     make_header(f->s, hdr, CPAR_MSG_CONNECT, 0, 0, NULL, NULL, 0, mid);
     hdr[5] = 200;
     send_raw(sock, fr, ln, 1);
-    if (is_client)
-        fx_client_error(f, sock, CPAR_ETYPE, mid);
     hdr[5] = CPAR_MSG_CONNECT;
     hdr[4] = 9;
     send_raw(sock, fr, ln, 1);
     if (is_client)
-        fx_client_error(f, sock, CPAR_EVERSION, mid);
+        expect_only_connect_reply(f, sock);
     cpar_signer_free(other);
 }
 

@@ -92,7 +92,9 @@ def _wait_for_log(path, text, timeout=30):
 def one_engine(monkeypatch):
     monkeypatch.setenv("CPAR_SHM", "1")
     monkeypatch.setenv("CPAR_SHM_PIN_TIMEOUT", "0.5")  # the engine's reply pins, in seconds
-    c = cpar.Cluster(n=1, cluster_id="seal-" + uuid.uuid4().hex[:8])
+    # The engine or client is held stopped for a few seconds: a generous heartbeat timeout
+    # keeps a loaded machine from declaring the engine dead meanwhile.
+    c = cpar.Cluster(n=1, cluster_id="seal-" + uuid.uuid4().hex[:8], hb_timeout_ms=15000)
     c.start_cluster_sync()
     try:
         yield c

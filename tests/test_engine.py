@@ -255,6 +255,18 @@ def test_registration_refused(ctl, spawn):
     assert "refused" in e.log_text()
 
 
+def test_registration_refusal_reason_is_logged(ctl, spawn):
+    """A refusing REGISTER_REPLY carries "error=<why>" (e.g. the engine-id limit reached):
+    the engine's log says why, not only the code's generic text."""
+    e = spawn(ctl.connection_file)
+    ctl.next(REGISTER)
+    why = "no engine id left: this controller has used all 65536 engine ids"
+    ctl.send_raw(REGISTER_REPLY, [f"error={why}\n".encode()], engine=-1, status=-2)
+    assert e.wait() != 0
+    assert f"the controller refused registration: invalid argument (-2): {why}; exiting" in \
+        e.log_text()
+
+
 def test_environment_is_the_launching_pythons(ctl, engine):
     def env():
         import sys

@@ -36,6 +36,7 @@ typedef struct cpar__counters {
     uint64_t unexpected[2];  /* valid messages of a type that side must not send */
     uint64_t unknown_engine; /* engine messages from an unknown or gone identity */
     uint64_t unroutable;     /* REPLY/STREAM for no outstanding request */
+    uint64_t forged_engine;  /* REPLY/STREAM whose `engine` is not its sender's id */
     uint64_t client_gone;    /* messages for a client that has disconnected */
     uint64_t send_failed;    /* other send failures */
     uint64_t recv_failed;    /* libzmq receive errors */
@@ -131,8 +132,9 @@ void cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m);
 int cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m);
 /* Counts a reply from engine (queue_status's `completed`). */
 void cpar__ctl_count_reply(cpar_controller *c, int32_t engine);
-/* Engines that take tasks: added at registration, removed when stopping or gone. */
-void cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine);
+/* Engines that take tasks: added at registration (0, or the scheduler's CPAR_E* code: the
+ * registration must then fail), removed when stopping or gone. */
+int cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine);
 void cpar__ctl_tasks_engine_removed(cpar_controller *c, int32_t engine);
 /* For each route entry of a dead engine: returns 1 when it was a task (retried or failed
  * here), 0 for a direct request (the caller fails it). */

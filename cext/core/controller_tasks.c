@@ -623,11 +623,13 @@ cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     return 1;
 }
 
-void
+int
 cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine)
 {
-    cpar_sched_engine_add(c->tasks->sched, engine);
-    c->tasks->dirty = 1;
+    int rc = cpar_sched_engine_add(c->tasks->sched, engine);
+    if (rc == 0)
+        c->tasks->dirty = 1;
+    return rc;
 }
 
 void

@@ -14,8 +14,16 @@
 
 #include "idmap.h"
 
-#define CPAR_REGISTRY_MAX_REQUESTED_ID 65535 /* highest id an engine may ask for */
-#define CPAR_REGISTRY_MAX_ID ((1 << 20) - 1) /* highest id ever assigned */
+/* The one engine-id limit of a controller: ids are 0 .. CPAR_ENGINE_ID_LIMIT - 1, whether
+ * requested or assigned, and the scheduler (scheduler.c) tables every id below it. Ids are
+ * never handed out twice automatically, so after this many registrations a controller
+ * refuses new engines (REGISTER_REPLY EINVAL with the reason). Tests may build with a
+ * smaller value (-DCPAR_ENGINE_ID_LIMIT=8) to reach it. */
+#ifndef CPAR_ENGINE_ID_LIMIT
+#define CPAR_ENGINE_ID_LIMIT 65536
+#endif
+#define CPAR_REGISTRY_MAX_REQUESTED_ID (CPAR_ENGINE_ID_LIMIT - 1) /* highest id one may ask for */
+#define CPAR_REGISTRY_MAX_ID (CPAR_ENGINE_ID_LIMIT - 1)           /* highest id ever assigned */
 
 enum cpar_engine_state {
     CPAR_ENGINE_FREE = 0, /* id never used */
@@ -70,7 +78,8 @@ int32_t cpar_registry_engine_by_fd(const cpar_registry *r, int fd);
 
 /* Chooses an id for a new engine: `requested` when >= 0 (CPAR_EINVAL when it is above
  * CPAR_REGISTRY_MAX_REQUESTED_ID or held by a LIVE/STOPPING engine), else the next free
- * one. Returns the id (>= 0) or a CPAR_E* code. Does not register anything. */
+ * one (CPAR_EINVAL once every id below CPAR_ENGINE_ID_LIMIT was used). Returns the id
+ * (>= 0) or a CPAR_E* code. Does not register anything. */
 int32_t cpar_registry_pick_id(cpar_registry *r, int32_t requested);
 /* Registers engine id (from pick_id) as LIVE with copies of ident and host. Returns 0 or
  * CPAR_ENOMEM (then nothing changed). */

@@ -204,13 +204,44 @@ cpar__fan_out(cpar_controller *c, cpar_msg *m, int n)
         }
 }
 
+/* Refuses a target list naming an engine twice (one message must not fan out more
+ * copies than there are engines). The list names live engines only (checked before), so
+ * every id is below CPAR_ENGINE_ID_LIMIT. Returns 0, or -1 after an ERROR reply. */
+static int
+cpar__check_unique(cpar_controller *c, int32_t slot, const cpar_msg *m, int n)
+{
+    uint8_t *seen;
+    if (n < 2)
+        return 0;
+    seen = calloc(CPAR_ENGINE_ID_LIMIT / 8, 1);
+    if (seen == NULL) {
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                           "controller out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t t = cpar_wire_target_at(m, (size_t)i);
+        uint8_t bit = (uint8_t)(1u << (t & 7));
+        if (t < 0 || t >= CPAR_ENGINE_ID_LIMIT || (seen[t >> 3] & bit)) {
+            free(seen);
+            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, t, CPAR_EINVAL,
+                               "engine %d is named twice in the target list", (int)t);
+            return -1;
+        }
+        seen[t >> 3] |= bit;
+    }
+    free(seen);
+    return 0;
+}
+
 static void
 cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     int n = cpar__check_targets(c, slot, m);
     int i, rc = 0;
-    if (n < 0)
+    if (n < 0 || cpar__check_unique(c, slot, m, n) != 0)
         return;
+    /* INTERRUPT and RELEASE expect no answer: no route entries. */
     if (m->h.type != CPAR_MSG_INTERRUPT && m->h.type != CPAR_MSG_RELEASE) {
         for (i = 0; i < n; i++) {
             rc = cpar_route_insert(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),

@@ -410,6 +410,40 @@ TEST_IMPL(reply_with_another_engines_id_dropped)
     return 0;
 }
 
+/* INTERRUPT and RELEASE get the duplicate check of every fan-out: a list naming an engine
+ * twice is refused whole (ERROR EINVAL naming it) and nothing is forwarded. */
+TEST_IMPL(interrupt_and_release_duplicates_refused)
+{
+    fx f;
+    void *e0, *e1, *cl;
+    uint8_t a[16], b[16], got[16];
+    int32_t dup[3] = {1, 0, 1}, ok[2] = {0, 1};
+    const int types[2] = {CPAR_MSG_INTERRUPT, CPAR_MSG_RELEASE};
+    const char *text;
+
+    fx_start(&f, FX_HB_LONG);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    ASSERT_EQ(fx_engine(&f, &e1, 2), 1);
+    cl = fx_client(&f, NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+        fx_request(&f, cl, types[k], dup, 3, "dup", a);
+        text = fx_client_error(&f, cl, CPAR_EINVAL, a);
+        ASSERT_STR_CONTAINS(text, "engine 1 is named twice in the target list");
+        /* Then a valid one: the first thing each engine gets (the refused one never went). */
+        fx_request(&f, cl, types[k], ok, 2, "ok", b);
+        fx_engine_take(&f, e0, types[k], "ok", got);
+        ASSERT_MEM_EQ(got, b, 16);
+        fx_engine_take(&f, e1, types[k], "ok", got);
+        ASSERT_MEM_EQ(got, b, 16);
+    }
+    /* The same check for APPLY: refused with the same error, before any route entry. */
+    fx_request(&f, cl, CPAR_MSG_APPLY, dup, 3, "dup", a);
+    text = fx_client_error(&f, cl, CPAR_EINVAL, a);
+    ASSERT_STR_CONTAINS(text, "named twice");
+    free(fx_stop(&f));
+    return 0;
+}
+
 static const cpar_test tests[] = {
     TEST_ENTRY(config_errors),
     TEST_ENTRY(register_and_connect),
@@ -425,6 +459,7 @@ static const cpar_test tests[] = {
     TEST_ENTRY(many_requests),
     TEST_ENTRY(registration_storm),
     TEST_ENTRY(reply_with_another_engines_id_dropped),
+    TEST_ENTRY(interrupt_and_release_duplicates_refused),
 };
 
 int

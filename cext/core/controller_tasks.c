@@ -21,14 +21,14 @@
 
 #include "controller_tasks_int.h"
 #include "errors.h"
-#include "idmap.h"
 
 /* ---- the id table ------------------------------------------------------------------- */
 
+/* Keyed (SipHash, a random key per controller): task ids are chosen by clients. */
 static uint64_t
 cpar__task_hash(const cpar__tasks *t, const uint8_t *id)
 {
-    return cpar_idmap_hash(id, CPAR_WIRE_ID_SIZE, t->seed);
+    return cpar_deps_hash_id(t->key, id);
 }
 
 cpar__task *
@@ -161,6 +161,8 @@ cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char 
     }
     rc = cpar_sched_new(scheme, cfg->hwm, cpar_now_ns() ^ (uint64_t)(uintptr_t)t, &t->sched);
     if (rc == 0)
+        rc = cpar_deps_random_key(t->key);
+    if (rc == 0)
         rc = cpar_deps_new(max_records, &t->deps);
     if (rc != 0) {
         snprintf(err, errlen, "cannot make the scheduler: %s", cpar_strerror(rc));
@@ -168,7 +170,6 @@ cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char 
         free(t);
         return rc;
     }
-    t->seed = cpar_now_ns() * 0x9e3779b97f4a7c15u;
     c->tasks = t;
     c->hwm = cfg->hwm;
     c->scheme = scheme;

@@ -343,12 +343,14 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         cl = cpar_registry_client_at(&c->reg, slot);
         if (cl == NULL) {
             c->cnt.client_gone++;
+            if (m->h.type == CPAR_MSG_REPLY)
+                cpar__ctl_release_for_lost(c, id, m);
             return;
         }
         if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
             cpar__ctl_send_failed(c, zmq_errno())) {
             c->cnt.client_gone++;
-            cpar_registry_client_remove(&c->reg, slot);
+            cpar__ctl_client_lost(c, slot);
         }
         return;
     }

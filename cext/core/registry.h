@@ -45,7 +45,8 @@ typedef struct cpar_reg_engine {
 } cpar_reg_engine;
 
 typedef struct cpar_reg_client {
-    int live;       /* 0 once a send found it unreachable */
+    int live;       /* 0 once gone (connection closed, or a send found it unreachable) */
+    int fd;         /* its connection's fd (ZMQ_SRCFD), or -1 when not known yet */
     uint8_t *ident; /* owned ROUTER identity (NULL once gone) */
     size_t identlen;
 } cpar_reg_client;
@@ -62,6 +63,8 @@ typedef struct cpar_registry {
     size_t nclients;
     size_t capclients;
     cpar_idmap client_ids; /* identity -> slot, live clients only */
+    int32_t *fd_client;    /* fd -> live client slot or -1, for the disconnect monitor */
+    size_t nfd_client;
 } cpar_registry;
 
 void cpar_registry_init(cpar_registry *r);
@@ -95,5 +98,10 @@ int32_t cpar_registry_client(cpar_registry *r, const void *ident, size_t len);
 cpar_reg_client *cpar_registry_client_at(cpar_registry *r, uint32_t slot);
 /* Forgets a client (its slot stays dead forever). */
 void cpar_registry_client_remove(cpar_registry *r, uint32_t slot);
+/* Records the connection fd of the live client in slot (fd < 0: nothing). Returns 0 or
+ * CPAR_ENOMEM. */
+int cpar_registry_client_set_fd(cpar_registry *r, uint32_t slot, int fd);
+/* Slot of the live client connected on fd, or -1. */
+int32_t cpar_registry_client_by_fd(const cpar_registry *r, int fd);
 
 #endif /* CPAR_CORE_REGISTRY_H */

@@ -803,6 +803,71 @@ def test_engine_killed_without_retries_gives_engine_error():
         c.stop_cluster_sync()
 
 
+LOST_CLIENT = """
+import sys
+
+import cpar
+
+cf, go, marks = sys.argv[1:4]
+
+
+def blocker(path):
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.005)
+    return "unblocked"
+
+
+def mark(path):
+    open(path, "w").close()
+    return path
+
+
+rc = cpar.Client(cf)
+lv = rc.load_balanced_view()
+ars = [lv.apply_async(blocker, go)] + [lv.apply_async(mark, f"{marks}{i}") for i in range(5)]
+print("submitted", flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.timeout(120)
+def test_vanished_client_queued_tasks_are_cancelled(tmp_path):
+    """A client process SIGKILLed with tasks queued at the controller: those tasks never run
+    (cancelled: docs/protocol.md, "Clients that vanish"), the running one finishes, and the
+    cluster serves other clients as before."""
+    c, rc = own_cluster("lb-lost-client", n=1, controller_args=["--hwm", "1"])
+    go, marks = str(tmp_path / "go"), str(tmp_path / "ran")
+    p = subprocess.Popen([sys.executable, "-c", LOST_CLIENT, c.connection_file, go, marks],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "submitted"
+        eid = rc.ids[0]
+        # one task on the engine (hwm 1), five waiting at the controller
+        assert wait_until(lambda: rc.queue_status()["unassigned"] == 5), rc.queue_status()
+        assert rc.queue_status()[eid]["tasks"] == 1
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+        # the controller notices the closed connection and drops the queued five
+        assert wait_until(lambda: rc.queue_status()["unassigned"] == 0), rc.queue_status()
+        open(go, "w").close()  # the running one may finish now
+        lv = rc.load_balanced_view()
+        assert lv.apply_sync(engine_id) == eid  # runs after it: nothing else was queued
+        assert rc.queue_status()[eid]["tasks"] == 0
+        assert not [m for m in os.listdir(tmp_path) if m.startswith("ran")]
+        with open(c.controller.log_paths[0]) as f:
+            log = f.read()
+        assert "queued task(s) cancelled" in log and "5 queued task(s) cancelled, 1 running" \
+            in log, log[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+        c.stop_cluster_sync()
+
+
 @pytest.mark.timeout(90)
 def test_new_engines_take_work():
     c, rc = own_cluster("lb-grow", n=1)

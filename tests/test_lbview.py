@@ -77,6 +77,15 @@ def wait_file_then(path, value=None, limit=60.0):
     return value
 
 
+@cpar.interactive
+def touch_then_sleep(path, seconds):
+    """Creates `path` (the test sees the task running), then sleeps."""
+    import time
+
+    open(path, "w").close()
+    time.sleep(seconds)
+
+
 def wait_until(fn, timeout=30.0):
     """Polls fn() until it is true or `timeout` passes; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -613,13 +622,14 @@ def test_require_in_main_script(cluster):
 # abort
 
 
-def test_abort_queued_and_running(rc):
+def test_abort_queued_and_running(rc, tmp_path):
     eid = rc.ids[-1]
     v = rc.load_balanced_view(targets=[eid])
-    running = v.apply_async(time.sleep, 30)
-    time.sleep(0.3)
-    queued = [v.apply_async(time.sleep, 30) for _ in range(3)]
-    t0 = time.monotonic()
+    started = str(tmp_path / "started")
+    # An hour: if the interrupt failed, the engine would stay busy far past the bounds below.
+    running = v.apply_async(touch_then_sleep, started, 3600)
+    assert wait_until(lambda: os.path.exists(started))
+    queued = [v.apply_async(time.sleep, 3600) for _ in range(3)]
     for q in queued:
         q.abort()
         with pytest.raises(error.TaskAborted):
@@ -627,18 +637,18 @@ def test_abort_queued_and_running(rc):
     running.abort()
     with pytest.raises(error.TaskAborted):
         running.get(5)
-    # the engine lives on, and is free again: the sleep(30) was interrupted
-    assert v.apply_async(engine_id).get(10) == eid
-    assert time.monotonic() - t0 < 10
+    # the engine lives on, and is free again: the hour-long sleep was interrupted
+    assert v.apply_async(engine_id).get(60) == eid
     qs = rc.queue_status(eid)
     assert qs["tasks"] == 0
 
 
-def test_rc_abort_jobs(rc, lview):
+def test_rc_abort_jobs(rc, lview, tmp_path):
     eid = rc.ids[0]
     v = rc.load_balanced_view(targets=[eid])
-    blocker = v.apply_async(time.sleep, 30)
-    time.sleep(0.2)
+    started = str(tmp_path / "started")
+    blocker = v.apply_async(touch_then_sleep, started, 3600)
+    assert wait_until(lambda: os.path.exists(started))  # running: the rest waits behind it
     m = v.map_async(abs, range(5))
     single = v.apply_async(abs, -1)
     rc.abort([m, single.msg_id])
@@ -649,18 +659,20 @@ def test_rc_abort_jobs(rc, lview):
     v.abort()  # every outstanding task of the view: the blocker
     with pytest.raises(error.TaskAborted):
         blocker.get(5)
-    assert v.apply_async(abs, -3).get(10) == 3
+    assert v.apply_async(abs, -3).get(60) == 3  # interrupted: not an hour later
 
 
 # ---------------------------------------------------------------------------------------
 # bookkeeping
 
 
-def test_queue_status(rc, lview):
-    a = lview.apply_async(sleep_then, 1.0)
+def test_queue_status(rc, lview, tmp_path):
+    release = str(tmp_path / "release")
+    a = lview.apply_async(wait_file_then, release)  # runs until the test releases it
     with lview.temp_flags(after=a):
         waiting = [lview.apply_async(abs, -i) for i in range(5)]
-    time.sleep(0.2)
+    assert wait_until(lambda: rc.queue_status()["unassigned"] == 5)
+    assert wait_until(lambda: sum(rc.queue_status()[e]["tasks"] for e in rc.ids) == 1)
     qs = rc.queue_status()
     assert set(qs) == set(rc.ids) | {"unassigned"}
     assert qs["unassigned"] >= 5
@@ -675,6 +687,7 @@ def test_queue_status(rc, lview):
     verbose = rc.queue_status(verbose=True)
     running_on = [e for e in rc.ids if a.msg_id in verbose[e]["tasks"]]
     assert len(running_on) == 1
+    open(release, "w").close()
     assert [w.get(30) for w in waiting] == [0, 1, 2, 3, 4]
     done = rc.queue_status()
     assert done["unassigned"] == 0
@@ -781,14 +794,15 @@ def test_engine_killed_during_map_with_retries():
 
 
 @pytest.mark.timeout(90)
-def test_engine_killed_without_retries_gives_engine_error():
+def test_engine_killed_without_retries_gives_engine_error(tmp_path):
     c, rc = own_cluster("lb-kill0", n=2, hb_timeout_ms=1000)
     try:
         lv = rc.load_balanced_view(targets=[1])
         pid = lv.apply_sync(os.getpid)
-        ar = lv.apply_async(time.sleep, 30)
+        started = str(tmp_path / "started")
+        ar = lv.apply_async(touch_then_sleep, started, 30)
         m = lv.map_async(time.sleep, [30] * 4)
-        time.sleep(0.3)
+        assert wait_until(lambda: os.path.exists(started))  # ar runs: it must die with it
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(error.EngineError):
             ar.get(20)

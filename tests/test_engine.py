@@ -606,7 +606,7 @@ def test_real_controller_busy_engine_is_not_declared_dead(real, spawn):
         # 10 s of a busy loop: ten heartbeat timeouts of this controller.
         assert not ar.wait(10)
         assert eid in rc.ids
-        rc.send_signal(targets=[eid])
+        rc.send_signal(targets=[eid, eid])  # named twice: still one interrupt
         with pytest.raises(cpar.error.RemoteError, match="KeyboardInterrupt") as info:
             ar.get(30)
         assert info.value.ename == "KeyboardInterrupt"

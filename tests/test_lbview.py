@@ -834,6 +834,12 @@ def blocker(path):
     return "unblocked"
 
 
+def big():
+    import numpy
+
+    return numpy.ones(1 << 20)  # 8 MB: a shared-memory reply the engine pins for the client
+
+
 def mark(path):
     open(path, "w").close()
     return path
@@ -842,6 +848,7 @@ def mark(path):
 rc = cpar.Client(cf)
 lv = rc.load_balanced_view()
 ars = [lv.apply_async(blocker, go)] + [lv.apply_async(mark, f"{marks}{i}") for i in range(5)]
+direct = rc[rc.ids[0]].apply_async(big)  # waits on the engine behind the blocker
 print("submitted", flush=True)
 sys.stdin.read()  # until killed
 """
@@ -870,6 +877,12 @@ def test_vanished_client_queued_tasks_are_cancelled(tmp_path):
         lv = rc.load_balanced_view()
         assert lv.apply_sync(engine_id) == eid  # runs after it: nothing else was queued
         assert rc.queue_status()[eid]["tasks"] == 0
+        # The direct request queued on the engine ran too; its shared-memory reply went
+        # nowhere, and the controller told the engine to release its pins at once (not
+        # left to the engine's 120 s expiry).
+        assert wait_until(
+            lambda: rc[eid].apply_sync(lambda: __import__("_cpar_engine").shm_pinned()) == 0,
+            timeout=60)
         assert not [m for m in os.listdir(tmp_path) if m.startswith("ran")]
         with open(c.controller.log_paths[0]) as f:
             log = f.read()

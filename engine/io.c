@@ -228,8 +228,19 @@ cpar__io_register(cpar__io *io)
             continue;
         }
         if (m.h.status != 0) {
-            cpar_elog("the controller refused registration: %s (%d); exiting",
-                      cpar_strerror(m.h.status), m.h.status);
+            /* The controller says why in frame 0: "error=<why>\n". */
+            char why[256] = "";
+            if (m.nframes > 0 && zmq_msg_size(&m.frames[0]) > 6 &&
+                memcmp(zmq_msg_data(&m.frames[0]), "error=", 6) == 0) {
+                size_t len = zmq_msg_size(&m.frames[0]) - 6;
+                if (len >= sizeof(why))
+                    len = sizeof(why) - 1;
+                memcpy(why, (const char *)zmq_msg_data(&m.frames[0]) + 6, len);
+                why[len] = '\0';
+                why[strcspn(why, "\r\n")] = '\0';
+            }
+            cpar_elog("the controller refused registration: %s (%d)%s%s; exiting",
+                      cpar_strerror(m.h.status), m.h.status, why[0] ? ": " : "", why);
             cpar_msg_close(&m);
             goto error;
         }

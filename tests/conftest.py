@@ -45,5 +45,57 @@ def dview(rc):
     return v
 
 
+# On a root machine where every daemon the launcher tests need can start (make test
+# installs them), a skipped launcher or network-namespace test would hide a broken
+# launcher: with CPAR_REQUIRE_ALL set (make test sets it) such a skip fails the run.
+_MUST_RUN = ("test_launchers.py", "test_netns.py", "test_controller_launchers.py",
+             "test_cluster.py")
+
+
+def _skip_must_fail(nodeid):
+    if os.environ.get("CPAR_REQUIRE_ALL", "") in ("", "0") or os.geteuid() != 0:
+        return False
+    path = nodeid.split("::", 1)[0]
+    return os.path.basename(path) in _MUST_RUN
+
+
+def _as_failure(report):
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"skipped as root with CPAR_REQUIRE_ALL=1, which must not happen for "
+                       f"{os.path.basename(report.nodeid.split('::', 1)[0])}: {reason}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    # A skipif mark or pytest.skip() in a test or fixture; xfail is not a skip here.
+    if report.skipped and not hasattr(report, "wasxfail") and _skip_must_fail(report.nodeid):
+        _as_failure(report)
+
+
+_SKIPPED_MODULES = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    # A module skipped as a whole (pytest.skip(allow_module_level=True), importorskip):
+    # failing its collection would stop the whole session, so it is noted here and fails
+    # the run at its end (the other tests still run).
+    if report.skipped and _skip_must_fail(report.nodeid):
+        _SKIPPED_MODULES.append((report.nodeid, str(report.longrepr)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for nodeid, why in _SKIPPED_MODULES:
+        terminalreporter.write_line(f"FAILED {nodeid}: skipped as a whole as root with "
+                                    f"CPAR_REQUIRE_ALL=1: {why}", red=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CPAR_DIR, ignore_errors=True)
+    if _SKIPPED_MODULES and session.exitstatus == 0:
+        session.exitstatus = 1

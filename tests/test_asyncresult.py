@@ -252,8 +252,13 @@ def test_errors_from_single_engine_and_execute(rc):
 # -- abort --------------------------------------------------------------------------------
 
 
+# The aborted running tasks below sleep an hour: a failed interrupt leaves their engine busy,
+# so the next request to it (bounded by ENGINE_FREED_S, far below that hour) fails.
+ENGINE_FREED_S = 60
+
+
 def test_abort_running_and_queued(rc):
-    running = rc[2].execute("import time\nprint('started', flush=True)\ntime.sleep(60)",
+    running = rc[2].execute("import time\nprint('started', flush=True)\ntime.sleep(3600)",
                             block=False)
     queued = rc[2].apply_async(sleep_then, 0.2, "queued")
     deadline = time.monotonic() + 30
@@ -268,8 +273,9 @@ def test_abort_running_and_queued(rc):
         queued.get(0)
     assert running.ready() and not running.successful()
     assert running.metadata["status"] == "error"
-    # the engine was interrupted, not killed, and late replies are ignored
-    assert rc[2].apply_sync(pow, 2, 3) == 8
+    # the engine was interrupted (not killed, and not left running the hour-long sleep),
+    # and late replies are ignored
+    assert rc[2].apply_async(pow, 2, 3).get(ENGINE_FREED_S) == 8
     assert not rc.outstanding
     running.abort()  # finished: nothing to do
 
@@ -278,31 +284,35 @@ def test_abort_drops_a_queued_direct_request_unrun(rc):
     """A direct request aborted while it waits behind another on its engine never runs
     there (the engine drops it), and the running one is interrupted."""
     rc[3].execute("queued_ran = False", block=True)
-    running = rc[3].execute("import time\ntime.sleep(60)", block=False)
+    running = rc[3].execute("import time\nprint('started', flush=True)\ntime.sleep(3600)",
+                            block=False)
     queued = rc[3].execute("queued_ran = True", block=False)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while "started" not in running.stdout and time.monotonic() < deadline:
+        running.wait(0.02)  # the first one runs: the second waits behind it on the engine
+    assert "started" in running.stdout
     queued.abort()
     running.abort()
     with pytest.raises(error.TaskAborted):
         queued.get(0)
     with pytest.raises(error.TaskAborted):
         running.get(30)
-    assert rc[3].pull("queued_ran", block=True) is False
+    assert rc[3].pull("queued_ran", block=False).get(ENGINE_FREED_S) is False
     assert not rc.outstanding
 
 
 def test_abort_multi_engine_and_client_abort(rc):
-    ar = rc[:].apply_async(sleep_then, 60, None)
+    ar = rc[:].apply_async(sleep_then, 3600, None)
     ar.abort()
     with pytest.raises(error.TaskAborted) as info:
         ar.get(30)
     assert len(info.value.elist) == 4
-    other = rc[[0, 1]].apply_async(sleep_then, 60, None)
+    other = rc[[0, 1]].apply_async(sleep_then, 3600, None)
     rc.abort()
     with pytest.raises(error.TaskAborted):
         other.get(30)
     partial = rc[:].apply_async(ia(lambda: 5))
-    partial.get(30)
+    assert partial.get(ENGINE_FREED_S) == [5] * 4  # every engine was interrupted
     assert rc[:].apply_sync(ia(lambda: 1)) == [1] * 4
 
 

@@ -60,14 +60,15 @@ def _bad_file(tmp_path, info, **changes):
     return str(p)
 
 
+@pytest.mark.timeout(120)
 def test_client_with_wrong_or_missing_keys_is_refused_and_told_why(curve_cluster, tmp_path):
     c, _ = curve_cluster
     info = paths.read_json(c.connection_file)
     wrong = _bad_file(tmp_path, info, curve_serverkey=_core.curve_keypair()[0])
-    t0 = time.monotonic()
+    # The failed handshake is reported, not waited out: with an hour to wait, only the
+    # report can end this within the test's timeout.
     with pytest.raises(error.WrongKey, match="CURVE keys in .* do not match"):
-        cpar.Client(wrong, timeout=10)
-    assert time.monotonic() - t0 < 5  # the failed handshake is reported, not waited out
+        cpar.Client(wrong, timeout=3600)
     none = _bad_file(tmp_path, info, curve_serverkey=None, curve_publickey=None,
                      curve_secretkey=None)
     with pytest.raises(error.WrongKey, match="has no CURVE keys"):

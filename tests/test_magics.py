@@ -419,8 +419,6 @@ def test_register_view_without_shell_is_remembered(cluster):
         magics._pending.pop("_later", None)
 
 
-@pytest.mark.skipif(not hasattr(AsyncResult, "execute_result"),
-                    reason="AsyncResult has no rich outputs yet")
 def test_execute_results_shown_as_out(ip):
     r = px(ip, "%px -t 0,1 6 * 7")
     assert r.error is None, r.text
@@ -462,8 +460,6 @@ def test_rich_outputs_rendering(ip):
     assert cap.stdout == "[output:2]\none\nOut[2:1]: 7\n"
 
 
-@pytest.mark.skipif(not hasattr(AsyncResult, "output_events"),
-                    reason="AsyncResult has no output events yet")
 def test_display_outputs_from_engines(ip):
     cell = ("%%px -t 0,1{}\nfrom IPython.display import display, HTML\nprint('before')\n"
             "display(HTML('<b>bold</b>'))\nprint('after')\n40 + 2")

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+import cpar
 from cpar import _core
 
 MB = 1000 * 1000
@@ -137,7 +138,9 @@ def test_received_pages_are_reused_then_given_back(rc):
         v.push({"page_test": b}, block=True)
     v.execute("page_test = None", block=True)
     held = _resident_bytes(v)
-    assert _wait_for(lambda: _resident_bytes(v) < held - 12 * MB, timeout=15)
+    # Polled until it happens; the bound only ends the test when it never does (a loaded
+    # machine may delay the engine's trim well past its 2 s).
+    assert _wait_for(lambda: _resident_bytes(v) < held - 12 * MB, timeout=90)
 
 
 def test_pins_released_after_engine_error(dview, rc):
@@ -146,8 +149,10 @@ def test_pins_released_after_engine_error(dview, rc):
     def boom(x):
         raise ValueError("no")
 
-    with pytest.raises(Exception):
+    with pytest.raises(cpar.error.CompositeError, match=r"\[Engine \d+\] ValueError: no") as info:
         dview.apply(boom, a)
+    assert len(info.value.elist) == len(rc.ids)
+    assert {e.ename for e in info.value.elist} == {"ValueError"}
     assert _core._debug_counts()["shm_pinned"] == 0
 
 

@@ -279,7 +279,7 @@ cpar__drain(cpar_controller *c, int side)
         }
         c->cnt.received++;
         if (side == CPAR__SIDE_CLIENT)
-            cpar__ctl_on_client(c, ident, identlen, &m);
+            cpar__ctl_on_client(c, ident, identlen, fd, &m);
         else
             cpar__ctl_on_engine(c, ident, identlen, fd, &m);
         cpar_msg_close(&m);
@@ -336,8 +336,13 @@ cpar_controller_run(cpar_controller *c)
             engine_backlog = cpar__drain(c, CPAR__SIDE_ENGINE);
             busy |= engine_backlog;
         }
-        if (items[2].revents & ZMQ_POLLIN)
-            busy |= cpar__drain(c, CPAR__SIDE_CLIENT);
+        {
+            int client_backlog =
+                (items[2].revents & ZMQ_POLLIN) && cpar__drain(c, CPAR__SIDE_CLIENT);
+            busy |= client_backlog;
+            /* Clients that vanished (controller_clients.c): their queued tasks go. */
+            cpar__ctl_clients_check(c, !client_backlog);
+        }
         now = cpar__ctl_mono_ms();
         /* Heartbeats may wait unread behind a backlog: judge silence once it is read,
          * unless the backlog lasts longer than a whole timeout. */
@@ -503,6 +508,9 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         rc = CPAR_EZMQ;
         goto error;
     }
+    rc = cpar__ctl_clients_monitor_open(c, err, errlen); /* controller_clients.c */
+    if (rc != 0)
+        goto error;
     cpar_log_write(&c->log,
                    "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms; replay "
                    "window %llu ms, %zu tags; largest frame %s%lld; %s)",
@@ -581,6 +589,7 @@ cpar_controller_free(cpar_controller *c)
         zmq_socket_monitor(c->esock, NULL, 0);
     if (c->mon)
         zmq_close(c->mon);
+    cpar__ctl_clients_monitor_close(c); /* the same for the client socket's monitor */
     if (c->esock) {
         zmq_setsockopt(c->esock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(c->esock);

@@ -26,9 +26,184 @@ cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
     rc = cpar_wire_send(c->csock, c->signer, cl->ident, cl->identlen, m, ZMQ_DONTWAIT);
     if (rc != 0 && cpar__ctl_send_failed(c, zmq_errno())) {
         c->cnt.client_gone++;
-        cpar_registry_client_remove(&c->reg, slot);
+        cpar__ctl_client_lost(c, slot);
     }
     cpar_msg_close(m);
+}
+
+/* ---- clients that vanish ------------------------------------------------------------- */
+
+int
+cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen)
+{
+    char url[80];
+    int zero = 0;
+    snprintf(url, sizeof(url), "inproc://cpar-controller-client-monitor-%p", (void *)c);
+    c->cmon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (c->cmon == NULL || zmq_setsockopt(c->cmon, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(c->cmon, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
+        zmq_setsockopt(c->cmon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+        zmq_socket_monitor(c->csock, url, ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_connect(c->cmon, url) != 0) {
+        snprintf(err, errlen, "cannot monitor the client socket: %s", zmq_strerror(zmq_errno()));
+        return CPAR_EZMQ;
+    }
+    return CPAR_OK;
+}
+
+void
+cpar__ctl_clients_monitor_close(cpar_controller *c)
+{
+    if (c->cmon != NULL && c->csock != NULL)
+        zmq_socket_monitor(c->csock, NULL, 0);
+    if (c->cmon != NULL)
+        zmq_close(c->cmon);
+    c->cmon = NULL;
+    free(c->client_gone_fds);
+    free(c->lost_slots);
+    c->client_gone_fds = NULL;
+    c->lost_slots = NULL;
+}
+
+void
+cpar__ctl_client_lost(cpar_controller *c, uint32_t slot)
+{
+    if (cpar_registry_client_at(&c->reg, slot) == NULL)
+        return;
+    cpar_registry_client_remove(&c->reg, slot);
+    c->cnt.clients_lost++;
+    if (c->nlost == c->caplost) {
+        size_t n = c->caplost ? c->caplost * 2 : 16;
+        uint32_t *nl = realloc(c->lost_slots, n * sizeof(*nl));
+        if (nl == NULL) {
+            /* Its queued tasks then run and their replies are dropped (as before). */
+            cpar_log_write(&c->log, "client %u lost; out of memory noting it", (unsigned)slot);
+            return;
+        }
+        c->lost_slots = nl;
+        c->caplost = n;
+    }
+    c->lost_slots[c->nlost++] = slot;
+}
+
+/* Cancels the queued tasks of the clients found lost. Runs at safe points only (never
+ * inside task bookkeeping): the loop's check and the start of a client's message. */
+static void
+cpar__cancel_lost(cpar_controller *c)
+{
+    while (c->nlost > 0) {
+        uint32_t slot = c->lost_slots[--c->nlost];
+        size_t running = 0, cancelled = cpar__ctl_tasks_client_lost(c, slot, &running);
+        c->cnt.tasks_cancelled += cancelled;
+        cpar_log_write(&c->log,
+                       "client %u gone: %zu queued task(s) cancelled, %zu running task(s) "
+                       "left to finish (their results are dropped)",
+                       (unsigned)slot, cancelled, running);
+    }
+}
+
+/* Reads the client socket's disconnect events into client_gone_fds. */
+static void
+cpar__read_client_monitor(cpar_controller *c)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        uint16_t event = 0;
+        uint32_t value = 0;
+        int more;
+
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, c->cmon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&addr);
+            if (zmq_msg_recv(&addr, c->cmon, 0) < 0) {
+                zmq_msg_close(&addr);
+                break;
+            }
+            more = zmq_msg_more(&addr);
+            zmq_msg_close(&addr);
+        }
+        if (event != ZMQ_EVENT_DISCONNECTED)
+            continue;
+        if (c->nclient_gone_fds == c->capclient_gone_fds) {
+            size_t n = c->capclient_gone_fds ? c->capclient_gone_fds * 2 : 16;
+            int *nf = realloc(c->client_gone_fds, n * sizeof(*nf));
+            if (nf == NULL)
+                continue; /* that client is noticed when a send to it fails */
+            c->client_gone_fds = nf;
+            c->capclient_gone_fds = n;
+        }
+        c->client_gone_fds[c->nclient_gone_fds++] = (int)value;
+    }
+}
+
+/* Declares lost the clients of the first `upto` recorded closed connections, or of
+ * only_fd's entries alone when only_fd >= 0. */
+static void
+cpar__apply_client_disconnects(cpar_controller *c, size_t upto, int only_fd)
+{
+    size_t kept = 0, ready = c->nclient_gone_ready;
+    for (size_t i = 0; i < c->nclient_gone_fds; i++) {
+        int fd = c->client_gone_fds[i];
+        int32_t slot;
+        if (i >= upto || (only_fd >= 0 && fd != only_fd)) {
+            c->client_gone_fds[kept++] = fd;
+            continue;
+        }
+        if (i < c->nclient_gone_ready)
+            ready--;
+        slot = cpar_registry_client_by_fd(&c->reg, fd);
+        if (slot >= 0)
+            cpar__ctl_client_lost(c, (uint32_t)slot);
+    }
+    c->nclient_gone_fds = kept;
+    c->nclient_gone_ready = ready;
+}
+
+void
+cpar__ctl_clients_check(cpar_controller *c, int drained)
+{
+    if (c->cmon == NULL)
+        return;
+    if (drained && c->nclient_gone_ready > 0)
+        cpar__apply_client_disconnects(c, c->nclient_gone_ready, -1);
+    cpar__cancel_lost(c);
+    cpar__read_client_monitor(c);
+    c->nclient_gone_ready = c->nclient_gone_fds;
+}
+
+void
+cpar__ctl_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply)
+{
+    cpar_reg_engine *e = cpar_registry_engine(&c->reg, engine);
+    uint8_t target[4];
+    cpar_msg m;
+    if (!(reply->h.flags & CPAR_FLAG_SHM) || e == NULL)
+        return;
+    for (int b = 0; b < 4; b++)
+        target[b] = (uint8_t)((uint32_t)engine >> (8 * b));
+    cpar__ctl_msg_new(c, &m, CPAR_MSG_RELEASE);
+    m.h.flags = CPAR_FLAG_TARGETED;
+    m.h.target = engine;
+    if (cpar_msg_add_copy(&m, target, sizeof(target)) != 0 ||
+        cpar_msg_add_copy(&m, reply->h.parent, CPAR_WIRE_ID_SIZE) != 0) {
+        cpar_msg_close(&m);
+        return;
+    }
+    /* Called inside reply handling: a failed send is only counted (the engine's death,
+     * if that is what it means, is noticed by its disconnect or its heartbeats). */
+    if (cpar_wire_send(c->esock, c->signer, e->ident, e->identlen, &m, ZMQ_DONTWAIT) != 0)
+        cpar__ctl_send_failed(c, zmq_errno());
+    cpar_msg_close(&m);
 }
 
 void
@@ -204,13 +379,44 @@ cpar__fan_out(cpar_controller *c, cpar_msg *m, int n)
         }
 }
 
+/* Refuses a target list naming an engine twice (one message must not fan out more
+ * copies than there are engines). The list names live engines only (checked before), so
+ * every id is below CPAR_ENGINE_ID_LIMIT. Returns 0, or -1 after an ERROR reply. */
+static int
+cpar__check_unique(cpar_controller *c, int32_t slot, const cpar_msg *m, int n)
+{
+    uint8_t *seen;
+    if (n < 2)
+        return 0;
+    seen = calloc(CPAR_ENGINE_ID_LIMIT / 8, 1);
+    if (seen == NULL) {
+        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                           "controller out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t t = cpar_wire_target_at(m, (size_t)i);
+        uint8_t bit = (uint8_t)(1u << (t & 7));
+        if (t < 0 || t >= CPAR_ENGINE_ID_LIMIT || (seen[t >> 3] & bit)) {
+            free(seen);
+            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, t, CPAR_EINVAL,
+                               "engine %d is named twice in the target list", (int)t);
+            return -1;
+        }
+        seen[t >> 3] |= bit;
+    }
+    free(seen);
+    return 0;
+}
+
 static void
 cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     int n = cpar__check_targets(c, slot, m);
     int i, rc = 0;
-    if (n < 0)
+    if (n < 0 || cpar__check_unique(c, slot, m, n) != 0)
         return;
+    /* INTERRUPT and RELEASE expect no answer: no route entries. */
     if (m->h.type != CPAR_MSG_INTERRUPT && m->h.type != CPAR_MSG_RELEASE) {
         for (i = 0; i < n; i++) {
             rc = cpar_route_insert(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i),
@@ -276,10 +482,26 @@ cpar__on_shutdown(cpar_controller *c, int32_t slot, cpar_msg *m)
 }
 
 void
-cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, cpar_msg *m)
+cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
 {
-    int32_t slot = cpar_registry_client(&c->reg, ident, identlen);
-    if (slot < 0) {
+    int32_t slot, known = -1;
+    if (fd >= 0 && c->cmon != NULL &&
+        (!cpar_idmap_get(&c->reg.client_ids, ident, identlen, &known) ||
+         cpar_registry_client_by_fd(&c->reg, fd) != known)) {
+        /* A connection first seen on fd: every disconnect recorded for fd is about an
+         * earlier connection that used the same fd (a connection's close comes after its
+         * messages), so it is applied now, and a client still mapped to fd is gone too;
+         * else a late event would be taken for this new client's. */
+        int32_t old;
+        cpar__read_client_monitor(c);
+        cpar__apply_client_disconnects(c, c->nclient_gone_fds, fd);
+        old = cpar_registry_client_by_fd(&c->reg, fd);
+        if (old >= 0)
+            cpar__ctl_client_lost(c, (uint32_t)old);
+    }
+    cpar__cancel_lost(c);
+    slot = cpar_registry_client(&c->reg, ident, identlen);
+    if (slot < 0 || cpar_registry_client_set_fd(&c->reg, (uint32_t)slot, fd) != 0) {
         cpar__ctl_error_to(c, ident, identlen, -1, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
                            "controller out of memory");
         return;

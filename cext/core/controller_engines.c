@@ -144,14 +144,21 @@ cpar__kv(const char *text, const char *key, char *out, size_t outlen)
     return 0;
 }
 
+/* REGISTER_REPLY: on success frame 0 holds the heartbeat settings; on a refusal (status
+ * != 0) it holds "error=<why>" for the engine's log. */
 static void
 cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, const cpar_msg *req,
-                     int32_t id, int status)
+                     int32_t id, int status, const char *why)
 {
-    char text[96];
+    char text[256];
     cpar_msg m;
-    int n = snprintf(text, sizeof(text), "hb_period_ms=%d\nhb_timeout_ms=%d\n", c->hb_period_ms,
-                     c->hb_timeout_ms);
+    int n = status == 0 ? snprintf(text, sizeof(text), "hb_period_ms=%d\nhb_timeout_ms=%d\n",
+                                   c->hb_period_ms, c->hb_timeout_ms)
+                        : snprintf(text, sizeof(text), "error=%s\n", why ? why : "");
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(text))
+        n = (int)sizeof(text) - 1;
     cpar__ctl_msg_new(c, &m, CPAR_MSG_REGISTER_REPLY);
     memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     m.h.engine = id;
@@ -178,19 +185,33 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
     if (id >= 0) {
         /* A repeated REGISTER (the reply was slow): same answer. */
-        cpar__register_reply(c, ident, identlen, m, id,
-                             c->reg.engines[id].state == CPAR_ENGINE_LIVE ? 0 : CPAR_ESHUTDOWN);
+        int live = c->reg.engines[id].state == CPAR_ENGINE_LIVE;
+        cpar__register_reply(c, ident, identlen, m, id, live ? 0 : CPAR_ESHUTDOWN,
+                             "this engine is being stopped");
         return;
     }
     if (c->hub_stopping) {
-        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ESHUTDOWN);
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
+                             "the controller is shutting down");
         return;
     }
     id = cpar_registry_pick_id(&c->reg, m->h.target);
     if (id < 0) {
-        cpar_log_write(&c->log, "registration refused: requested id %d is taken or too large",
-                       (int)m->h.target);
-        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_EINVAL);
+        char why[160];
+        if (m->h.target > CPAR_REGISTRY_MAX_REQUESTED_ID)
+            snprintf(why, sizeof(why),
+                     "requested engine id %d is above the limit: ids are below %d",
+                     (int)m->h.target, CPAR_ENGINE_ID_LIMIT);
+        else if (m->h.target >= 0)
+            snprintf(why, sizeof(why), "requested engine id %d is taken by a live engine",
+                     (int)m->h.target);
+        else
+            snprintf(why, sizeof(why),
+                     "no engine id left: this controller has used all %d engine ids (the "
+                     "limit; ids are never reused automatically), restart it",
+                     CPAR_ENGINE_ID_LIMIT);
+        cpar_log_write(&c->log, "registration refused: %s", why);
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_EINVAL, why);
         return;
     }
     if (m->nframes > 0) {
@@ -216,7 +237,18 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     if (cpar_registry_engine_add(&c->reg, id, ident, identlen, fd, (int32_t)pid, host,
                                  cpar__ctl_mono_ms()) != 0) {
         cpar_log_write(&c->log, "registration failed: out of memory");
-        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM);
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                             "the controller is out of memory");
+        return;
+    }
+    /* The scheduler takes every id the registry gives (one limit), so only memory can
+     * fail here; an engine the scheduler does not know would silently get no tasks. */
+    if (cpar__ctl_tasks_engine_added(c, id) != 0) {
+        cpar_registry_engine_remove(&c->reg, id);
+        cpar_log_write(&c->log, "registration of engine %d failed: the scheduler refused it",
+                       (int)id);
+        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM,
+                             "the controller could not add the engine to its scheduler");
         return;
     }
     /* The shared-memory locality token travels in space-separated lines too. */
@@ -226,8 +258,7 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
                 *p = '?';
         c->reg.engines[id].shm = strdup(shm); /* NULL when out of memory: no shm path */
     }
-    cpar__register_reply(c, ident, identlen, m, id, 0);
-    cpar__ctl_tasks_engine_added(c, id);
+    cpar__register_reply(c, ident, identlen, m, id, 0, NULL);
     cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);
     cpar__ctl_broadcast_event(c, id, 1);
 }
@@ -279,6 +310,18 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
     case CPAR_MSG_REPLY:
     case CPAR_MSG_STREAM: {
         int found;
+        /* Clients act on the `engine` field (a REPLY from engine N releases what was
+         * pinned for N): it must name the engine on this connection, never another. */
+        if (m->h.engine != id) {
+            c->cnt.forged_engine++;
+            if (cpar_log_ratelimit(c->cnt.forged_engine))
+                cpar_log_write(&c->log,
+                               "dropped %s from engine %d claiming to be engine %d "
+                               "(%llu so far)",
+                               m->h.type == CPAR_MSG_REPLY ? "REPLY" : "STREAM", id,
+                               (int)m->h.engine, (unsigned long long)c->cnt.forged_engine);
+            return;
+        }
         if (m->h.type == CPAR_MSG_REPLY) {
             if (cpar__ctl_task_reply(c, id, m))
                 return;
@@ -300,12 +343,14 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         cl = cpar_registry_client_at(&c->reg, slot);
         if (cl == NULL) {
             c->cnt.client_gone++;
+            if (m->h.type == CPAR_MSG_REPLY)
+                cpar__ctl_release_for_lost(c, id, m);
             return;
         }
         if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
             cpar__ctl_send_failed(c, zmq_errno())) {
             c->cnt.client_gone++;
-            cpar_registry_client_remove(&c->reg, slot);
+            cpar__ctl_client_lost(c, slot);
         }
         return;
     }

@@ -35,16 +35,19 @@ enum { CPAR__SIDE_CLIENT = 0, CPAR__SIDE_ENGINE = 1 };
 
 /* Counters of what the loop dropped or refused, logged periodically and at the end. */
 typedef struct cpar__counters {
-    uint64_t received;       /* valid messages */
-    uint64_t bad[2][6];      /* per side: malformed, bad signature, version, type, stale
-                              * timestamp, replayed */
-    uint64_t notices;        /* unsigned "bad signature" notices sent to clients */
-    uint64_t unexpected[2];  /* valid messages of a type that side must not send */
-    uint64_t unknown_engine; /* engine messages from an unknown or gone identity */
-    uint64_t unroutable;     /* REPLY/STREAM for no outstanding request */
-    uint64_t client_gone;    /* messages for a client that has disconnected */
-    uint64_t send_failed;    /* other send failures */
-    uint64_t recv_failed;    /* libzmq receive errors */
+    uint64_t received;        /* valid messages */
+    uint64_t bad[2][6];       /* per side: malformed, bad signature, version, type, stale
+                               * timestamp, replayed */
+    uint64_t notices;         /* unsigned "bad signature" notices sent to clients */
+    uint64_t unexpected[2];   /* valid messages of a type that side must not send */
+    uint64_t unknown_engine;  /* engine messages from an unknown or gone identity */
+    uint64_t unroutable;      /* REPLY/STREAM for no outstanding request */
+    uint64_t forged_engine;   /* REPLY/STREAM whose `engine` is not its sender's id */
+    uint64_t clients_lost;    /* clients gone (connection closed or unreachable) */
+    uint64_t tasks_cancelled; /* queued tasks of lost clients, cancelled unrun */
+    uint64_t client_gone;     /* messages for a client that has disconnected */
+    uint64_t send_failed;     /* other send failures */
+    uint64_t recv_failed;     /* libzmq receive errors */
 } cpar__counters;
 
 struct cpar_controller {
@@ -75,7 +78,14 @@ struct cpar_controller {
     cpar__counters cnt;
     uint64_t stats_logged;     /* sum of drop counters when last logged */
     struct cpar__tasks *tasks; /* load-balanced tasks (controller_tasks.c), owned */
-    int scheme;                /* enum cpar_sched_scheme */
+    /* Clients that vanish (controller_clients.c, "clients that vanish"). */
+    void *cmon;           /* PAIR receiving csock's disconnect events */
+    int *client_gone_fds; /* client connections seen closing ... */
+    size_t nclient_gone_fds, capclient_gone_fds;
+    size_t nclient_gone_ready; /* ... of which these were read in an earlier turn */
+    uint32_t *lost_slots;      /* clients found gone, whose queued tasks are still to cancel */
+    size_t nlost, caplost;
+    int scheme; /* enum cpar_sched_scheme */
     int hwm;
     cpar_replay replay; /* recent tags and the timestamp window (replay.h) */
     cpar_zap zap;       /* CURVE allow-list handler; zap.sock NULL without CURVE */
@@ -104,8 +114,25 @@ void cpar__ctl_error_to(cpar_controller *c, const uint8_t *ident, size_t identle
     __attribute__((format(printf, 8, 9)));
 /* ENGINE_EVENT (engine, status) to every live client. */
 void cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status);
-/* Handles a checked message from a client (m stays the caller's to close). */
-void cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, cpar_msg *m);
+/* Handles a checked message from a client connection fd (m stays the caller's to close). */
+void cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
+                         cpar_msg *m);
+/* Clients that vanish: a monitor of the client socket's disconnect events (opened by
+ * cpar_controller_new, closed by cpar_controller_free). A client whose connection closed,
+ * or that a send found unreachable, is lost: its queued tasks are cancelled unrun (docs/
+ * protocol.md, "Clients that vanish"). */
+int cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen);
+void cpar__ctl_clients_monitor_close(cpar_controller *c);
+/* Each loop turn, after the client socket was drained (`drained`: nothing was left
+ * unread): acts on the disconnects read in an earlier turn (what a client sent before
+ * closing is handled first), then reads new ones. */
+void cpar__ctl_clients_check(cpar_controller *c, int drained);
+/* Forgets the client in slot and queues it for cancelling its tasks (safe anywhere: the
+ * cancelling happens at the next cpar__ctl_clients_check or new client). */
+void cpar__ctl_client_lost(cpar_controller *c, uint32_t slot);
+/* A REPLY for a lost client was dropped: when it offered shared memory, the engine is told
+ * to release its pins for that request at once (a RELEASE on the client's behalf). */
+void cpar__ctl_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply);
 
 /* controller_engines.c */
 /* Signs and sends m to engine id; returns 1 when the engine is unreachable. */
@@ -143,13 +170,18 @@ void cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m);
 int cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m);
 /* Counts a reply from engine (queue_status's `completed`). */
 void cpar__ctl_count_reply(cpar_controller *c, int32_t engine);
-/* Engines that take tasks: added at registration, removed when stopping or gone. */
-void cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine);
+/* Engines that take tasks: added at registration (0, or the scheduler's CPAR_E* code: the
+ * registration must then fail), removed when stopping or gone. */
+int cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine);
 void cpar__ctl_tasks_engine_removed(cpar_controller *c, int32_t engine);
 /* For each route entry of a dead engine: returns 1 when it was a task (retried or failed
  * here), 0 for a direct request (the caller fails it). */
 int cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int32_t engine,
                                const char *why);
+/* The client in slot is gone: its tasks not sent to an engine are cancelled (ended as
+ * failed, CPAR_EABORTED, for dependents); sent ones run and their replies are dropped.
+ * Returns the number cancelled; *running gets the number still on engines. */
+size_t cpar__ctl_tasks_client_lost(cpar_controller *c, uint32_t slot, size_t *running);
 /* A hub shutdown began: tasks not sent to an engine end with ERROR CPAR_ESHUTDOWN (sent
  * ones end with their engines). */
 void cpar__ctl_tasks_shutdown(cpar_controller *c);

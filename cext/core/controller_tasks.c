@@ -21,14 +21,14 @@
 
 #include "controller_tasks_int.h"
 #include "errors.h"
-#include "idmap.h"
 
 /* ---- the id table ------------------------------------------------------------------- */
 
+/* Keyed (SipHash, a random key per controller): task ids are chosen by clients. */
 static uint64_t
 cpar__task_hash(const cpar__tasks *t, const uint8_t *id)
 {
-    return cpar_idmap_hash(id, CPAR_WIRE_ID_SIZE, t->seed);
+    return cpar_deps_hash_id(t->key, id);
 }
 
 cpar__task *
@@ -161,6 +161,8 @@ cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char 
     }
     rc = cpar_sched_new(scheme, cfg->hwm, cpar_now_ns() ^ (uint64_t)(uintptr_t)t, &t->sched);
     if (rc == 0)
+        rc = cpar_deps_random_key(t->key);
+    if (rc == 0)
         rc = cpar_deps_new(max_records, &t->deps);
     if (rc != 0) {
         snprintf(err, errlen, "cannot make the scheduler: %s", cpar_strerror(rc));
@@ -168,7 +170,6 @@ cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char 
         free(t);
         return rc;
     }
-    t->seed = cpar_now_ns() * 0x9e3779b97f4a7c15u;
     c->tasks = t;
     c->hwm = cfg->hwm;
     c->scheme = scheme;
@@ -613,21 +614,24 @@ cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     cl = cpar_registry_client_at(&c->reg, task->client);
     if (cl == NULL) {
         c->cnt.client_gone++;
+        cpar__ctl_release_for_lost(c, engine, m);
     } else if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
                cpar__ctl_send_failed(c, zmq_errno())) {
         c->cnt.client_gone++;
-        cpar_registry_client_remove(&c->reg, task->client);
+        cpar__ctl_client_lost(c, task->client);
     }
     cpar__task_ended(c, task, engine, status == CPAR_STATUS_OK);
     cpar__settle(c);
     return 1;
 }
 
-void
+int
 cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine)
 {
-    cpar_sched_engine_add(c->tasks->sched, engine);
-    c->tasks->dirty = 1;
+    int rc = cpar_sched_engine_add(c->tasks->sched, engine);
+    if (rc == 0)
+        c->tasks->dirty = 1;
+    return rc;
 }
 
 void
@@ -679,6 +683,46 @@ cpar__expire(cpar_controller *c, cpar__tlist *l, uint64_t now)
             task->state == CPAR__T_WAIT ? "for its dependencies" : "for an engine to take it");
         cpar__settle(c);
     }
+}
+
+/* Moves the tasks of client `slot` from l to due. */
+static void
+cpar__take_client_tasks(cpar__tlist *l, cpar__tlist *due, uint32_t slot)
+{
+    cpar__task *task, *next;
+    for (task = l->head; task != NULL; task = next) {
+        next = task->next;
+        if (task->client == slot) {
+            cpar__tl_unlink(task);
+            cpar__tl_push(due, task);
+        }
+    }
+}
+
+size_t
+cpar__ctl_tasks_client_lost(cpar_controller *c, uint32_t slot, size_t *running)
+{
+    cpar__tasks *t = c->tasks;
+    cpar__tlist due = {0};
+    cpar__task *task;
+    size_t cancelled = 0;
+
+    *running = 0;
+    for (size_t i = 0; i < t->nslots; i++)
+        if (t->slots[i] != NULL && t->slots[i]->client == slot &&
+            t->slots[i]->state == CPAR__T_SENT)
+            (*running)++;
+    cpar__take_client_tasks(&t->waiting, &due, slot);
+    cpar__take_client_tasks(&t->restricted, &due, slot);
+    cpar__take_client_tasks(&t->plain, &due, slot);
+    /* Ending one may settle others of the list (then they leave it): read its head. */
+    while ((task = due.head) != NULL) {
+        cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EABORTED,
+                        "cancelled: the client that sent the task is gone");
+        cancelled++;
+        cpar__settle(c);
+    }
+    return cancelled;
 }
 
 void

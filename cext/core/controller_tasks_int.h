@@ -53,8 +53,8 @@ struct cpar__tasks {
     cpar_deps *deps;
     cpar__task **slots; /* open addressing by id, nslots a power of two (NULL: empty) */
     size_t nslots, count;
-    size_t peak; /* most tasks held at once since the last drain */
-    uint64_t seed;
+    size_t peak;     /* most tasks held at once since the last drain */
+    uint64_t key[2]; /* SipHash key of the id table (random per controller) */
     cpar__tlist waiting, plain, restricted;
     cpar__task *settle;  /* tasks released by cpar_deps, to handle */
     size_t ntimeouts;    /* unsent tasks with a deadline */

@@ -7,8 +7,10 @@
  * names; when one of them ends the task is evaluated again. */
 #include "deps.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "errors.h"
 
@@ -44,6 +46,7 @@ typedef struct cpar__ring_entry {
 } cpar__ring_entry;
 
 struct cpar_deps {
+    uint64_t key[2]; /* SipHash key of the table, random per table (cpar_deps_new) */
     cpar__rec *table;
     size_t cap, used;       /* table slots, occupied slots */
     size_t pending, ended;  /* records by state */
@@ -54,26 +57,107 @@ struct cpar_deps {
     size_t nwaiting;
 };
 
-static uint64_t
-cpar__deps_hash(const uint8_t *id)
+#define CPAR__ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void
+cpar__sip_round(uint64_t v[4])
 {
-    uint64_t h, lo;
-    /* Both halves: ids from one client share their first 8 bytes (a random prefix) and
-     * differ in the last 8 (a counter). */
-    memcpy(&h, id, sizeof(h));
-    memcpy(&lo, id + 8, sizeof(lo));
-    h ^= lo * 0x9e3779b97f4a7c15u;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdu;
-    h ^= h >> 33;
-    return h;
+    v[0] += v[1];
+    v[1] = CPAR__ROTL(v[1], 13);
+    v[1] ^= v[0];
+    v[0] = CPAR__ROTL(v[0], 32);
+    v[2] += v[3];
+    v[3] = CPAR__ROTL(v[3], 16);
+    v[3] ^= v[2];
+    v[0] += v[3];
+    v[3] = CPAR__ROTL(v[3], 21);
+    v[3] ^= v[0];
+    v[2] += v[1];
+    v[1] = CPAR__ROTL(v[1], 17);
+    v[1] ^= v[2];
+    v[2] = CPAR__ROTL(v[2], 32);
+}
+
+static uint64_t
+cpar__le64(const uint8_t *p)
+{
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--)
+        x = (x << 8) | p[i];
+    return x;
+}
+
+uint64_t
+cpar_deps_hash_id(const uint64_t key[2], const uint8_t id[CPAR_DEPS_ID_SIZE])
+{
+    /* SipHash-2-4 of the 16 bytes (two message words, then the length block). */
+    uint64_t v[4] = {key[0] ^ 0x736f6d6570736575u, key[1] ^ 0x646f72616e646f6du,
+                     key[0] ^ 0x6c7967656e657261u, key[1] ^ 0x7465646279746573u};
+    uint64_t words[3] = {cpar__le64(id), cpar__le64(id + 8), (uint64_t)CPAR_DEPS_ID_SIZE << 56};
+    for (int w = 0; w < 3; w++) {
+        v[3] ^= words[w];
+        cpar__sip_round(v);
+        cpar__sip_round(v);
+        v[0] ^= words[w];
+    }
+    v[2] ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        cpar__sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* Keyed: task ids are chosen by clients, so with a fixed hash a client could pick ids
+ * that all land in one chain and make every lookup walk it. */
+static uint64_t
+cpar__deps_hash(const cpar_deps *d, const uint8_t *id)
+{
+    return cpar_deps_hash_id(d->key, id);
+}
+
+uint64_t
+cpar_deps_hash(const cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE])
+{
+    return cpar__deps_hash(d, id);
+}
+
+size_t
+cpar_deps_max_probe(const cpar_deps *d)
+{
+    size_t mask = d->cap - 1, worst = 0;
+    for (size_t i = 0; i < d->cap; i++) {
+        size_t home;
+        if (!d->table[i].used)
+            continue;
+        home = (size_t)cpar__deps_hash(d, d->table[i].id) & mask;
+        if (((i - home) & mask) > worst)
+            worst = (i - home) & mask;
+    }
+    return worst;
+}
+
+int
+cpar_deps_random_key(uint64_t key[2])
+{
+    uint8_t buf[16];
+    size_t got = 0;
+    while (got < sizeof(buf)) {
+        ssize_t n = getrandom(buf + got, sizeof(buf) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return CPAR_EIO;
+        got += (size_t)n;
+    }
+    key[0] = cpar__le64(buf);
+    key[1] = cpar__le64(buf + 8);
+    return CPAR_OK;
 }
 
 static cpar__rec *
 cpar__deps_find(const cpar_deps *d, const uint8_t *id)
 {
     size_t mask = d->cap - 1;
-    for (size_t i = cpar__deps_hash(id) & mask;; i = (i + 1) & mask) {
+    for (size_t i = cpar__deps_hash(d, id) & mask;; i = (i + 1) & mask) {
         cpar__rec *r = &d->table[i];
         if (!r->used)
             return NULL;
@@ -87,7 +171,7 @@ static cpar__rec *
 cpar__deps_slot(cpar_deps *d, const uint8_t *id)
 {
     size_t mask = d->cap - 1;
-    for (size_t i = cpar__deps_hash(id) & mask;; i = (i + 1) & mask) {
+    for (size_t i = cpar__deps_hash(d, id) & mask;; i = (i + 1) & mask) {
         cpar__rec *r = &d->table[i];
         if (!r->used) {
             memset(r, 0, sizeof(*r));
@@ -134,7 +218,7 @@ cpar__deps_delete(cpar_deps *d, cpar__rec *r)
         i = (i + 1) & mask;
         if (!d->table[i].used)
             return;
-        home = cpar__deps_hash(d->table[i].id) & mask;
+        home = cpar__deps_hash(d, d->table[i].id) & mask;
         /* Move it back if its home is not in (gap, i] cyclically. */
         if ((gap <= i) ? (home <= gap || home > i) : (home <= gap && home > i)) {
             d->table[gap] = d->table[i];
@@ -147,6 +231,16 @@ cpar__deps_delete(cpar_deps *d, cpar__rec *r)
 int
 cpar_deps_new(size_t max_ended, cpar_deps **out)
 {
+    uint64_t key[2];
+    *out = NULL;
+    if (cpar_deps_random_key(key) != 0)
+        return CPAR_EIO;
+    return cpar_deps_new_keyed(max_ended, key, out);
+}
+
+int
+cpar_deps_new_keyed(size_t max_ended, const uint64_t key[2], cpar_deps **out)
+{
     cpar_deps *d = NULL;
 
     *out = NULL;
@@ -155,6 +249,8 @@ cpar_deps_new(size_t max_ended, cpar_deps **out)
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         goto error;
+    d->key[0] = key[0];
+    d->key[1] = key[1];
     d->cap = 64;
     d->table = calloc(d->cap, sizeof(*d->table));
     d->ring_cap = max_ended;

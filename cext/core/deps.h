@@ -50,8 +50,20 @@ typedef struct cpar_deps cpar_deps;
  * CPAR_DEP_MET or CPAR_DEP_IMPOSSIBLE. The waiter is already removed when it runs. */
 typedef void cpar_deps_release_fn(void *arg, void *handle, int state);
 
-/* max_ended: ended records kept at most (>= 1). Returns 0 or CPAR_EINVAL/CPAR_ENOMEM. */
+/* max_ended: ended records kept at most (>= 1). The table's hash is SipHash-2-4 with a
+ * random key of its own (getrandom), so ids a client picks cannot be made to collide.
+ * Returns 0 or CPAR_EINVAL/CPAR_ENOMEM/CPAR_EIO (no randomness). */
 int cpar_deps_new(size_t max_ended, cpar_deps **out);
+/* The same with a given key (tests). */
+int cpar_deps_new_keyed(size_t max_ended, const uint64_t key[2], cpar_deps **out);
+/* 16 random bytes from getrandom into key: 0 or CPAR_EIO. */
+int cpar_deps_random_key(uint64_t key[2]);
+/* SipHash-2-4 of a 16-byte id under key (also the controller's task table hash). */
+uint64_t cpar_deps_hash_id(const uint64_t key[2], const uint8_t id[CPAR_DEPS_ID_SIZE]);
+/* Introspection for tests: the table's hash of id, and the longest distance of a record
+ * from its home slot (how long the worst lookup walks). */
+uint64_t cpar_deps_hash(const cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE]);
+size_t cpar_deps_max_probe(const cpar_deps *d);
 void cpar_deps_free(cpar_deps *d);
 
 /* A task was accepted: its record becomes pending. CPAR_EINVAL if the id is pending

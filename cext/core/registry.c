@@ -27,6 +27,7 @@ cpar_registry_free(cpar_registry *r)
     free(r->engines);
     free(r->clients);
     free(r->fd_engine);
+    free(r->fd_client);
     cpar_idmap_free(&r->engine_ids);
     cpar_idmap_free(&r->client_ids);
     memset(r, 0, sizeof(*r));
@@ -211,6 +212,7 @@ cpar_registry_client(cpar_registry *r, const void *ident, size_t len)
         memcpy(cl->ident, ident, len);
     cl->identlen = len;
     cl->live = 1;
+    cl->fd = -1;
     slot = (int32_t)r->nclients;
     if (cpar_idmap_put(&r->client_ids, ident, len, slot) != 0) {
         free(cl->ident);
@@ -235,8 +237,45 @@ cpar_registry_client_remove(cpar_registry *r, uint32_t slot)
     if (cl == NULL)
         return;
     cpar_idmap_del(&r->client_ids, cl->ident, cl->identlen);
+    if (cl->fd >= 0 && (size_t)cl->fd < r->nfd_client && r->fd_client[cl->fd] == (int32_t)slot)
+        r->fd_client[cl->fd] = -1;
     free(cl->ident);
     cl->ident = NULL;
     cl->identlen = 0;
+    cl->fd = -1;
     cl->live = 0;
+}
+
+int
+cpar_registry_client_set_fd(cpar_registry *r, uint32_t slot, int fd)
+{
+    cpar_reg_client *cl = cpar_registry_client_at(r, slot);
+    if (cl == NULL || fd < 0 || cl->fd == fd)
+        return CPAR_OK;
+    if ((size_t)fd >= r->nfd_client) {
+        size_t n = r->nfd_client ? r->nfd_client : 64;
+        int32_t *nf;
+        while (n <= (size_t)fd)
+            n *= 2;
+        nf = realloc(r->fd_client, n * sizeof(*nf));
+        if (nf == NULL)
+            return CPAR_ENOMEM;
+        for (size_t i = r->nfd_client; i < n; i++)
+            nf[i] = -1;
+        r->fd_client = nf;
+        r->nfd_client = n;
+    }
+    if (cl->fd >= 0 && (size_t)cl->fd < r->nfd_client && r->fd_client[cl->fd] == (int32_t)slot)
+        r->fd_client[cl->fd] = -1;
+    cl->fd = fd;
+    r->fd_client[fd] = (int32_t)slot;
+    return CPAR_OK;
+}
+
+int32_t
+cpar_registry_client_by_fd(const cpar_registry *r, int fd)
+{
+    if (fd < 0 || (size_t)fd >= r->nfd_client)
+        return -1;
+    return r->fd_client[fd];
 }

@@ -14,8 +14,16 @@
 
 #include "idmap.h"
 
-#define CPAR_REGISTRY_MAX_REQUESTED_ID 65535 /* highest id an engine may ask for */
-#define CPAR_REGISTRY_MAX_ID ((1 << 20) - 1) /* highest id ever assigned */
+/* The one engine-id limit of a controller: ids are 0 .. CPAR_ENGINE_ID_LIMIT - 1, whether
+ * requested or assigned, and the scheduler (scheduler.c) tables every id below it. Ids are
+ * never handed out twice automatically, so after this many registrations a controller
+ * refuses new engines (REGISTER_REPLY EINVAL with the reason). Tests may build with a
+ * smaller value (-DCPAR_ENGINE_ID_LIMIT=8) to reach it. */
+#ifndef CPAR_ENGINE_ID_LIMIT
+#define CPAR_ENGINE_ID_LIMIT 65536
+#endif
+#define CPAR_REGISTRY_MAX_REQUESTED_ID (CPAR_ENGINE_ID_LIMIT - 1) /* highest id one may ask for */
+#define CPAR_REGISTRY_MAX_ID (CPAR_ENGINE_ID_LIMIT - 1)           /* highest id ever assigned */
 
 enum cpar_engine_state {
     CPAR_ENGINE_FREE = 0, /* id never used */
@@ -37,7 +45,8 @@ typedef struct cpar_reg_engine {
 } cpar_reg_engine;
 
 typedef struct cpar_reg_client {
-    int live;       /* 0 once a send found it unreachable */
+    int live;       /* 0 once gone (connection closed, or a send found it unreachable) */
+    int fd;         /* its connection's fd (ZMQ_SRCFD), or -1 when not known yet */
     uint8_t *ident; /* owned ROUTER identity (NULL once gone) */
     size_t identlen;
 } cpar_reg_client;
@@ -54,6 +63,8 @@ typedef struct cpar_registry {
     size_t nclients;
     size_t capclients;
     cpar_idmap client_ids; /* identity -> slot, live clients only */
+    int32_t *fd_client;    /* fd -> live client slot or -1, for the disconnect monitor */
+    size_t nfd_client;
 } cpar_registry;
 
 void cpar_registry_init(cpar_registry *r);
@@ -70,7 +81,8 @@ int32_t cpar_registry_engine_by_fd(const cpar_registry *r, int fd);
 
 /* Chooses an id for a new engine: `requested` when >= 0 (CPAR_EINVAL when it is above
  * CPAR_REGISTRY_MAX_REQUESTED_ID or held by a LIVE/STOPPING engine), else the next free
- * one. Returns the id (>= 0) or a CPAR_E* code. Does not register anything. */
+ * one (CPAR_EINVAL once every id below CPAR_ENGINE_ID_LIMIT was used). Returns the id
+ * (>= 0) or a CPAR_E* code. Does not register anything. */
 int32_t cpar_registry_pick_id(cpar_registry *r, int32_t requested);
 /* Registers engine id (from pick_id) as LIVE with copies of ident and host. Returns 0 or
  * CPAR_ENOMEM (then nothing changed). */
@@ -86,5 +98,10 @@ int32_t cpar_registry_client(cpar_registry *r, const void *ident, size_t len);
 cpar_reg_client *cpar_registry_client_at(cpar_registry *r, uint32_t slot);
 /* Forgets a client (its slot stays dead forever). */
 void cpar_registry_client_remove(cpar_registry *r, uint32_t slot);
+/* Records the connection fd of the live client in slot (fd < 0: nothing). Returns 0 or
+ * CPAR_ENOMEM. */
+int cpar_registry_client_set_fd(cpar_registry *r, uint32_t slot, int fd);
+/* Slot of the live client connected on fd, or -1. */
+int32_t cpar_registry_client_by_fd(const cpar_registry *r, int fd);
 
 #endif /* CPAR_CORE_REGISTRY_H */

@@ -6,8 +6,9 @@
 #include <time.h>
 
 #include "errors.h"
+#include "registry.h"
 
-#define CPAR__SCHED_MAX_ID 65536 /* engine ids are below this (the controller's cap) */
+#define CPAR__SCHED_MAX_ID CPAR_ENGINE_ID_LIMIT /* engine ids are below this (registry.h) */
 
 typedef struct cpar__sched_engine {
     int32_t id;

@@ -9,7 +9,7 @@ endif
 CTEST_CC ?= $(CC)
 CTEST_CORE_SRC := $(wildcard cext/core/*.c)
 CTEST_CORE_HDR := $(wildcard cext/core/*.h)
-CTEST_NAMES := test_wire test_tables test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels
+CTEST_NAMES := test_wire test_tables test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone
 CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
 CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote tests/c
@@ -21,15 +21,18 @@ CTEST_FUZZ_SECONDS ?= 60
 CTEST_BINS := $(addprefix build/ctest/,$(CTEST_NAMES))
 CTEST_ASAN_BINS := $(addprefix build/ctest-asan/,$(CTEST_NAMES))
 
+# test_idlimit reaches the engine-id limit for real, with the limit lowered to 8.
+build/ctest/test_idlimit build/ctest-asan/test_idlimit: CTEST_DEFS := -DCPAR_ENGINE_ID_LIMIT=8
+
 .PHONY: ctest ctest-asan fuzz ctest-clean
 
 build/ctest/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_DEFS) -O1 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 build/ctest-asan/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_DEFS) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # Every binary runs (the fuzz target replays the committed corpus); the last line sums up.
 ctest: $(CTEST_BINS)

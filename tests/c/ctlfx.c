@@ -127,6 +127,13 @@ fx_dealer(fx *f, int engine_side)
 int
 fx_engine_try(fx *f, void **sock, int32_t requested, int pid, int32_t *id)
 {
+    return fx_engine_try_why(f, sock, requested, pid, id, NULL, 0);
+}
+
+int
+fx_engine_try_why(fx *f, void **sock, int32_t requested, int pid, int32_t *id, char *why,
+                  size_t whylen)
+{
     cpar_msg m;
     char payload[64];
     uint8_t mid[CPAR_WIRE_ID_SIZE];
@@ -147,6 +154,14 @@ fx_engine_try(fx *f, void **sock, int32_t requested, int pid, int32_t *id)
         char text[128];
         ASSERT_EQ(m.nframes, 1);
         ASSERT_STR_CONTAINS(th_frame_str(&m, 0, text, sizeof(text)), "hb_timeout_ms=");
+    } else {
+        char text[512];
+        /* A refusal says why: "error=<why>\n". */
+        ASSERT_EQ(m.nframes, 1);
+        th_frame_str(&m, 0, text, sizeof(text));
+        ASSERT(strncmp(text, "error=", 6) == 0);
+        if (why != NULL && whylen > 0)
+            snprintf(why, whylen, "%s", text + 6);
     }
     cpar_msg_close(&m);
     return status;

@@ -42,6 +42,9 @@ void *fx_dealer(fx *f, int engine_side);
 /* A fake engine registers asking for `requested`; returns REGISTER_REPLY's status and the
  * assigned id in *id. */
 int fx_engine_try(fx *f, void **sock, int32_t requested, int pid, int32_t *id);
+/* The same; a refusal's reason (REGISTER_REPLY frame 0 after "error=") goes to why. */
+int fx_engine_try_why(fx *f, void **sock, int32_t requested, int pid, int32_t *id, char *why,
+                      size_t whylen);
 /* A fake engine that must register; returns its id. */
 int32_t fx_engine(fx *f, void **sock, int pid);
 /* A client that has said CONNECT; the number of engines listed in *nengines and the reply

@@ -373,6 +373,77 @@ TEST_IMPL(registration_storm)
     return 0;
 }
 
+/* An engine's REPLY or STREAM naming another engine in its `engine` field is dropped (a
+ * client would otherwise take it as that engine's answer and unpin its buffers early);
+ * the same engine's honest messages pass. */
+TEST_IMPL(reply_with_another_engines_id_dropped)
+{
+    fx f;
+    void *e0, *e1, *cl;
+    uint8_t a[16], got[16];
+    int32_t both[2] = {0, 1};
+    char *log;
+
+    fx_start(&f, FX_HB_LONG);
+    ASSERT_EQ(fx_engine(&f, &e0, 100), 0);
+    ASSERT_EQ(fx_engine(&f, &e1, 101), 1);
+    cl = fx_client(&f, NULL, NULL);
+    fx_request(&f, cl, CPAR_MSG_APPLY, both, 2, "work", a);
+    fx_engine_take(&f, e0, CPAR_MSG_APPLY, "work", got);
+    fx_engine_take(&f, e1, CPAR_MSG_APPLY, "work", got);
+    /* Engine 0 claims to be engine 1, on a STREAM and on the REPLY; then it answers
+     * honestly. Its messages arrive in order, so the client's first ones must be the
+     * honest ones. */
+    fx_engine_reply(&f, e0, CPAR_MSG_STREAM, 1, a, "forged out");
+    fx_engine_reply(&f, e0, CPAR_MSG_REPLY, 1, a, "forged");
+    fx_engine_reply(&f, e0, CPAR_MSG_STREAM, 0, a, "out");
+    fx_engine_reply(&f, e0, CPAR_MSG_REPLY, 0, a, "honest 0");
+    fx_client_get(&f, cl, CPAR_MSG_STREAM, 0, a, "out");
+    fx_client_get(&f, cl, CPAR_MSG_REPLY, 0, a, "honest 0");
+    /* Engine 1's request is still outstanding: the forged REPLY did not answer it. */
+    fx_engine_reply(&f, e1, CPAR_MSG_REPLY, 1, a, "honest 1");
+    fx_client_get(&f, cl, CPAR_MSG_REPLY, 1, a, "honest 1");
+    log = fx_stop(&f);
+    ASSERT_STR_CONTAINS(log, "dropped STREAM from engine 0 claiming to be engine 1");
+    ASSERT_STR_CONTAINS(log, "dropped REPLY from engine 0 claiming to be engine 1");
+    free(log);
+    return 0;
+}
+
+/* INTERRUPT and RELEASE get the duplicate check of every fan-out: a list naming an engine
+ * twice is refused whole (ERROR EINVAL naming it) and nothing is forwarded. */
+TEST_IMPL(interrupt_and_release_duplicates_refused)
+{
+    fx f;
+    void *e0, *e1, *cl;
+    uint8_t a[16], b[16], got[16];
+    int32_t dup[3] = {1, 0, 1}, ok[2] = {0, 1};
+    const int types[2] = {CPAR_MSG_INTERRUPT, CPAR_MSG_RELEASE};
+    const char *text;
+
+    fx_start(&f, FX_HB_LONG);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    ASSERT_EQ(fx_engine(&f, &e1, 2), 1);
+    cl = fx_client(&f, NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+        fx_request(&f, cl, types[k], dup, 3, "dup", a);
+        text = fx_client_error(&f, cl, CPAR_EINVAL, a);
+        ASSERT_STR_CONTAINS(text, "engine 1 is named twice in the target list");
+        /* Then a valid one: the first thing each engine gets (the refused one never went). */
+        fx_request(&f, cl, types[k], ok, 2, "ok", b);
+        fx_engine_take(&f, e0, types[k], "ok", got);
+        ASSERT_MEM_EQ(got, b, 16);
+        fx_engine_take(&f, e1, types[k], "ok", got);
+        ASSERT_MEM_EQ(got, b, 16);
+    }
+    /* The same check for APPLY: refused with the same error, before any route entry. */
+    fx_request(&f, cl, CPAR_MSG_APPLY, dup, 3, "dup", a);
+    text = fx_client_error(&f, cl, CPAR_EINVAL, a);
+    ASSERT_STR_CONTAINS(text, "named twice");
+    free(fx_stop(&f));
+    return 0;
+}
+
 static const cpar_test tests[] = {
     TEST_ENTRY(config_errors),
     TEST_ENTRY(register_and_connect),
@@ -387,6 +458,8 @@ static const cpar_test tests[] = {
     TEST_ENTRY(client_gone_reply_dropped),
     TEST_ENTRY(many_requests),
     TEST_ENTRY(registration_storm),
+    TEST_ENTRY(reply_with_another_engines_id_dropped),
+    TEST_ENTRY(interrupt_and_release_duplicates_refused),
 };
 
 int

@@ -241,6 +241,85 @@ TEST_IMPL(many_pending_grow_and_shrink)
     return 0;
 }
 
+/* SipHash-2-4 against the reference implementation (key 00..0f, message 00..0f; the
+ * same code gives the paper's a129ca6149be45e5 for message 00..0e). */
+TEST_IMPL(hash_is_siphash)
+{
+    uint8_t k[16], m[16];
+    uint64_t key[2];
+    for (int i = 0; i < 16; i++)
+        k[i] = m[i] = (uint8_t)i;
+    memcpy(&key[0], k, 8); /* little-endian host (x86-64, aarch64) */
+    memcpy(&key[1], k + 8, 8);
+    ASSERT(cpar_deps_hash_id(key, m) == 0x3f2acc7f57c29bdbu);
+    return 0;
+}
+
+/* Two tables (two controllers) hash the same id differently: each has its own key. */
+TEST_IMPL(tables_are_keyed_apart)
+{
+    cpar_deps *a, *b;
+    int differ = 0;
+    ASSERT_OK(cpar_deps_new(10, &a));
+    ASSERT_OK(cpar_deps_new(10, &b));
+    for (uint32_t k = 0; k < 4; k++)
+        differ += cpar_deps_hash(a, tid(k)) != cpar_deps_hash(b, tid(k));
+    ASSERT_EQ(differ, 4);
+    cpar_deps_free(a);
+    cpar_deps_free(b);
+    return 0;
+}
+
+/* The unkeyed hash this table used before (kept here only to build colliding ids). */
+static uint64_t
+old_hash(const uint8_t *id)
+{
+    uint64_t h, lo;
+    memcpy(&h, id, 8);
+    memcpy(&lo, id + 8, 8);
+    h ^= lo * 0x9e3779b97f4a7c15u;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Ids all landing in one slot of the old hash (its low 24 bits are 0): its steps are
+ * invertible, so a client could have chosen them. With the keyed hash the table's longest
+ * probe stays short, as for random ids. */
+TEST_IMPL(chosen_colliding_ids_do_not_chain)
+{
+    enum { N = 3000 };
+    const uint64_t c = 0xff51afd7ed558ccdu;
+    uint64_t inv = c; /* inverse of c mod 2^64 by Newton's iteration */
+    cpar_deps *d;
+    static uint8_t ids[N][CPAR_DEPS_ID_SIZE];
+
+    for (int i = 0; i < 6; i++)
+        inv *= 2 - c * inv;
+    ASSERT(c * inv == 1);
+    for (uint64_t k = 0; k < N; k++) {
+        uint64_t y = (k + 1) << 24, x;
+        y ^= y >> 33;
+        y *= inv;
+        x = y ^ (y >> 33);
+        memcpy(ids[k], &x, 8);
+        memset(ids[k] + 8, 0, 8);
+        ASSERT_EQ(old_hash(ids[k]) & 0xffffffu, 0); /* one slot for any table <= 2^24 */
+    }
+    ASSERT_OK(cpar_deps_new(N, &d));
+    for (int k = 0; k < N; k++)
+        ASSERT_OK(cpar_deps_submitted(d, ids[k]));
+    ASSERT_EQ(cpar_deps_pending_count(d), N);
+    /* Linear probing at load <= 1/2: random ids probe a few tens at worst; the old hash
+     * put all N in one chain (a probe of N - 1). */
+    ASSERT_LT(cpar_deps_max_probe(d), 100);
+    for (int k = 0; k < N; k++)
+        ASSERT_OK(cpar_deps_ended(d, ids[k], 0, 1, NULL, NULL));
+    cpar_deps_free(d);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -253,6 +332,9 @@ main(int argc, char **argv)
         TEST_ENTRY(cancel_and_duplicates),
         TEST_ENTRY(ended_records_are_bounded),
         TEST_ENTRY(many_pending_grow_and_shrink),
+        TEST_ENTRY(hash_is_siphash),
+        TEST_ENTRY(tables_are_keyed_apart),
+        TEST_ENTRY(chosen_colliding_ids_do_not_chain),
     };
     return cpar_test_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

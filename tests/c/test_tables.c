@@ -8,6 +8,7 @@
 #include "idmap.h"
 #include "registry.h"
 #include "route.h"
+#include "scheduler.h"
 #include "test.h"
 
 /* A small deterministic generator (xorshift), so failures reproduce. */
@@ -348,6 +349,43 @@ TEST_IMPL(hash_spreads)
     return 0;
 }
 
+/* One engine-id limit: the registry hands out ids up to CPAR_ENGINE_ID_LIMIT - 1 and no
+ * further, and the scheduler takes every one of them (before, the registry went on to
+ * 2^20 - 1 while the scheduler refused ids from 65,536: such engines got no tasks). */
+TEST_IMPL(registry_and_scheduler_share_the_id_limit)
+{
+    cpar_registry reg;
+    cpar_sched *s = NULL;
+    int32_t id;
+
+    ASSERT_EQ(CPAR_ENGINE_ID_LIMIT, 65536); /* the shipped value */
+    ASSERT_EQ(CPAR_REGISTRY_MAX_ID, CPAR_ENGINE_ID_LIMIT - 1);
+    ASSERT_EQ(CPAR_REGISTRY_MAX_REQUESTED_ID, CPAR_ENGINE_ID_LIMIT - 1);
+    cpar_registry_init(&reg);
+    ASSERT_OK(cpar_sched_new(CPAR_SCHED_LEASTLOAD, 0, 1, &s));
+    for (int32_t i = 0; i < CPAR_ENGINE_ID_LIMIT; i++) {
+        uint8_t ident[4] = {(uint8_t)i, (uint8_t)(i >> 8), (uint8_t)(i >> 16), 1};
+        id = cpar_registry_pick_id(&reg, -1);
+        ASSERT_EQ(id, i);
+        ASSERT_OK(cpar_registry_engine_add(&reg, id, ident, sizeof(ident), -1, i, "h", 1));
+        /* Engines come and go: ids are not reused automatically. */
+        if (i % 2)
+            cpar_registry_engine_remove(&reg, id);
+    }
+    ASSERT_EQ(cpar_registry_pick_id(&reg, -1), CPAR_EINVAL); /* every id used */
+    /* A requested id of a gone engine may still be taken again, below the limit only. */
+    ASSERT_EQ(cpar_registry_pick_id(&reg, CPAR_REGISTRY_MAX_ID), CPAR_REGISTRY_MAX_ID);
+    ASSERT_EQ(cpar_registry_pick_id(&reg, CPAR_ENGINE_ID_LIMIT), CPAR_EINVAL);
+    /* The scheduler knows the highest id the registry can give, and nothing above. */
+    ASSERT_OK(cpar_sched_engine_add(s, 0));
+    ASSERT_OK(cpar_sched_engine_add(s, CPAR_REGISTRY_MAX_ID));
+    ASSERT_EQ(cpar_sched_engine_add(s, CPAR_ENGINE_ID_LIMIT), CPAR_EINVAL);
+    ASSERT_EQ(cpar_sched_load(s, CPAR_REGISTRY_MAX_ID), 0);
+    cpar_sched_free(s);
+    cpar_registry_free(&reg);
+    return 0;
+}
+
 static const cpar_test tests[] = {
     TEST_ENTRY(idmap_basic),
     TEST_ENTRY(idmap_random_against_model),
@@ -355,6 +393,7 @@ static const cpar_test tests[] = {
     TEST_ENTRY(route_grow_and_random_against_model),
     TEST_ENTRY(registry_engines_and_clients),
     TEST_ENTRY(hash_spreads),
+    TEST_ENTRY(registry_and_scheduler_share_the_id_limit),
 };
 
 int

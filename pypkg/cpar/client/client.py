@@ -398,6 +398,7 @@ class Client(_Bookkeeping):
         d = self._dispatcher
         d.check_connected()
         _, tlist = self._build_targets(targets)
+        tlist = list(dict.fromkeys(tlist))  # the controller refuses an engine named twice
         d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b""],
                     msg_id=self._new_msg_id(), flags=_core.FLAG_TARGETED)
 

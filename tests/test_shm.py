@@ -161,6 +161,17 @@ def _connection_info(cluster):
         return json.load(f)
 
 
+def _hello(conn, pid):
+    """CONNECT naming `pid` as ours (the controller takes descriptors naming only it)."""
+    hello = os.urandom(16)
+    conn.send(_core.MSG_CONNECT, [f"pid={pid}".encode()], msg_id=hello)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(m.type == _core.MSG_CONNECT_REPLY for m in conn.recv(timeout=1.0)):
+            return
+    raise AssertionError("no CONNECT_REPLY")
+
+
 def test_resolve_failure_is_an_error_reply(cluster, dview, rc):
     """A descriptor naming a process that is gone: the engine answers with an error that
     says so, and lives on."""
@@ -171,6 +182,7 @@ def test_resolve_failure_is_an_error_reply(cluster, dview, rc):
     dead.wait()
     conn = _core.Connection(info["client_url"], info["key"])
     try:
+        _hello(conn, dead.pid)  # so that the controller forwards descriptors naming it
         payload = pickle.dumps((len, ([],), {}), protocol=5)
         # Frame 0: targets; 1: the call; 2: the placeholder; 3: the descriptor table.
         # The seal first (frame index 0xFFFFFFFF, the slot's address, its value), then
@@ -198,15 +210,50 @@ def test_resolve_failure_is_an_error_reply(cluster, dview, rc):
     assert rc[rc.ids[0]].apply_sync(lambda: 6 * 7) == 42
 
 
+def test_descriptors_of_another_process_are_refused(cluster, rc):
+    """The controller forwards descriptors only when they name the pid the client's
+    CONNECT named: another pid, none, or a table too short to name one is refused with a
+    clear error, and no engine sees it."""
+    info = _connection_info(cluster)
+    conn = _core.Connection(info["client_url"], info["key"])
+    try:
+        payload = b"x"
+        table = (struct.pack("<IIQQ", 0xFFFFFFFF, os.getppid(), 0x10000000, 77)
+                 + struct.pack("<IIQQ", 2, os.getppid(), 0x10000000, 4 * MB))
+        for hello_pid, tbl in ((None, table), (os.getpid(), table),
+                               (os.getpid(), b"\x01" * 23)):
+            if hello_pid is not None:
+                _hello(conn, hello_pid)
+            msg_id = os.urandom(16)
+            conn.send(_core.MSG_APPLY, [struct.pack("<i", rc.ids[0]), payload, b"", tbl],
+                      msg_id=msg_id, flags=_core.FLAG_TARGETED | _core.FLAG_SHM)
+            reply = None
+            deadline = time.monotonic() + 30
+            while reply is None and time.monotonic() < deadline:
+                for m in conn.recv(timeout=1.0):
+                    if m.parent == msg_id:
+                        reply = m
+            assert reply is not None and reply.type == _core.MSG_ERROR, reply
+            assert reply.status == -3  # CPAR_EPROTO
+            assert "shared-memory descriptors naming pid" in bytes(reply.frames[0]).decode()
+    finally:
+        conn.close()
+    assert rc[rc.ids[0]].apply_sync(lambda: 1) == 1
+
+
 def test_malformed_descriptor_table(cluster, rc):
+    """A table the engine cannot decode (from a client whose pid the controller knows,
+    with a seal naming it): the engine answers with a clear error and lives on."""
     import pickle
 
     info = _connection_info(cluster)
     conn = _core.Connection(info["client_url"], info["key"])
     try:
+        _hello(conn, os.getpid())
         payload = pickle.dumps((len, ([],), {}), protocol=5)
         msg_id = os.urandom(16)
-        bad = b"\x01" * 23  # not a multiple of the entry size
+        # A seal naming us, then a partial entry: not a multiple of the entry size.
+        bad = struct.pack("<IIQQ", 0xFFFFFFFF, os.getpid(), 0x10000000, 77) + b"\x01" * 23
         conn.send(_core.MSG_APPLY, [struct.pack("<i", rc.ids[0]), payload, b"", bad],
                   msg_id=msg_id, flags=_core.FLAG_TARGETED | _core.FLAG_SHM)
         reply = None
@@ -297,8 +344,9 @@ def test_client_refuses_unoffered_shared_memory_reply():
                         req = m
             dead = subprocess.Popen([sys.executable, "-c", "pass"])
             dead.wait()
-            table = (struct.pack("<IIQQ", 0xFFFFFFFF, dead.pid, 0x10000000, 77)
-                     + struct.pack("<IIQQ", 0, dead.pid, 0x10000000, 2 * 1000 * 1000))
+            # Its own registered pid, so that the controller forwards it.
+            table = (struct.pack("<IIQQ", 0xFFFFFFFF, os.getpid(), 0x10000000, 77)
+                     + struct.pack("<IIQQ", 0, os.getpid(), 0x10000000, 2 * 1000 * 1000))
             fake.send(_core.MSG_REPLY, [b"", table], msg_id=os.urandom(16), parent=req.msg_id,
                       engine=fid, flags=_core.FLAG_SHM)
             try:
@@ -313,6 +361,23 @@ def test_client_refuses_unoffered_shared_memory_reply():
                 for m in fake.recv(timeout=0.5):
                     if m.type == _core.MSG_RELEASE:
                         released = bytes(m.frames[1]) == req.msg_id
+            # A reply whose descriptors name another process than the engine's: the
+            # controller does not forward it; the client gets its error instead.
+            ar2 = rc[fid].apply_async(len, [])
+            req2 = None
+            while req2 is None:
+                for m in fake.recv(timeout=1):
+                    if m.type == _core.MSG_APPLY:
+                        req2 = m
+            other = (struct.pack("<IIQQ", 0xFFFFFFFF, dead.pid, 0x10000000, 77)
+                     + struct.pack("<IIQQ", 0, dead.pid, 0x10000000, 2 * 1000 * 1000))
+            fake.send(_core.MSG_REPLY, [b"", other], msg_id=os.urandom(16),
+                      parent=req2.msg_id, engine=fid, flags=_core.FLAG_SHM)
+            try:
+                ar2.get(timeout=30)
+                text2 = "no error"
+            except Exception as exc:
+                text2 = f"{type(exc).__name__}: {exc}"
             ok = rc[0].apply_sync(lambda: 5)
             counts = _core._debug_counts()
             beating.set()
@@ -320,11 +385,13 @@ def test_client_refuses_unoffered_shared_memory_reply():
             rc.close()
         finally:
             cl.stop_cluster_sync()
-        print(json.dumps({"text": text, "released": released, "ok": ok,
+        print(json.dumps({"text": text, "text2": text2, "released": released, "ok": ok,
                           "failed": counts["shm_failed"], "pid": dead.pid}))
     """
     out = _run(code, True)
     assert "could not be read" in out["text"] and "did not offer it" in out["text"], out
+    assert out["text2"].startswith("ProtocolError"), out
+    assert f"naming pid {out['pid']}, not its own" in out["text2"], out
     assert out["text"].startswith("ProtocolError"), out
     assert out["released"] and out["ok"] == 5 and out["failed"] == 1, out
 

@@ -10,6 +10,7 @@
 
 #include "controller_int.h"
 #include "errors.h"
+#include "shm.h"
 
 /* Signs and sends m (consumed) to the client in `slot`; forgets the client when it is
  * unreachable. */
@@ -277,6 +278,17 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
     char *text = NULL, *shm = NULL;
     cpar_msg m;
 
+    /* Frame 0 "pid=N": the process whose memory its shared-memory descriptors may name. */
+    if (req->nframes >= 1 && zmq_msg_size((zmq_msg_t *)&req->frames[0]) < 32) {
+        char line[32];
+        size_t len = zmq_msg_size((zmq_msg_t *)&req->frames[0]);
+        unsigned long pid;
+        cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
+        memcpy(line, zmq_msg_data((zmq_msg_t *)&req->frames[0]), len);
+        line[len] = '\0';
+        if (cl != NULL && sscanf(line, "pid=%lu", &pid) == 1 && pid > 0 && pid <= INT32_MAX)
+            cl->pid = (uint32_t)pid;
+    }
     cpar__ctl_msg_new(c, &m, CPAR_MSG_CONNECT_REPLY);
     memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     for (size_t i = 0; i < c->reg.nengines; i++)
@@ -416,6 +428,18 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
     int i, rc = 0;
     if (n < 0 || cpar__check_unique(c, slot, m, n) != 0)
         return;
+    /* Shared-memory descriptors may name only the sending client's own process. */
+    if (m->h.flags & CPAR_FLAG_SHM) {
+        cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
+        uint32_t named = cpar_shm_sender_pid(m), own = cl != NULL ? cl->pid : 0;
+        if (named == 0 || named != own) {
+            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
+                               "shared-memory descriptors naming pid %u refused: this client's "
+                               "CONNECT %s",
+                               (unsigned)named, own ? "named another process" : "named no pid");
+            return;
+        }
+    }
     /* INTERRUPT and RELEASE expect no answer: no route entries. */
     if (m->h.type != CPAR_MSG_INTERRUPT && m->h.type != CPAR_MSG_RELEASE) {
         for (i = 0; i < n; i++) {

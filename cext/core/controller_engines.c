@@ -10,6 +10,7 @@
 
 #include "controller_int.h"
 #include "errors.h"
+#include "shm.h"
 
 /* Signs and sends m (consumed) to engine id; returns 1 when the engine is unreachable. */
 int
@@ -343,6 +344,18 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         cl = cpar_registry_client_at(&c->reg, slot);
         if (cl == NULL) {
             c->cnt.client_gone++;
+            if (m->h.type == CPAR_MSG_REPLY)
+                cpar__ctl_release_for_lost(c, id, m);
+            return;
+        }
+        /* A reply's shared-memory descriptors may name only that engine's own process: a
+         * reply naming another is not forwarded; its client gets an error instead. */
+        if ((m->h.flags & CPAR_FLAG_SHM) &&
+            (e->pid <= 0 || cpar_shm_sender_pid(m) != (uint32_t)e->pid)) {
+            cpar__ctl_error_to(c, NULL, 0, (int32_t)slot, m->h.parent, id, CPAR_EPROTO,
+                               "engine %d answered with shared-memory descriptors naming pid %u, "
+                               "not its own (pid %d); nothing was read",
+                               (int)id, (unsigned)cpar_shm_sender_pid(m), (int)e->pid);
             if (m->h.type == CPAR_MSG_REPLY)
                 cpar__ctl_release_for_lost(c, id, m);
             return;

@@ -47,6 +47,7 @@ typedef struct cpar_reg_engine {
 typedef struct cpar_reg_client {
     int live;       /* 0 once gone (connection closed, or a send found it unreachable) */
     int fd;         /* its connection's fd (ZMQ_SRCFD), or -1 when not known yet */
+    uint32_t pid;   /* its process, as its CONNECT said ("pid=N"); 0: not said */
     uint8_t *ident; /* owned ROUTER identity (NULL once gone) */
     size_t identlen;
 } cpar_reg_client;

@@ -119,7 +119,8 @@ class Client(_Bookkeeping):
         msg_id = self._new_msg_id()
         waiter = _Waiter()
         d.waiters[msg_id] = waiter
-        d.conn.send(_core.MSG_CONNECT, msg_id=msg_id)
+        # Our pid: the controller accepts shared-memory descriptors from us naming only it.
+        d.conn.send(_core.MSG_CONNECT, [f"pid={os.getpid()}".encode()], msg_id=msg_id)
         deadline = time.monotonic() + timeout
         while True:
             if waiter.wait(min(0.05, max(0.0, deadline - time.monotonic()))):

@@ -193,6 +193,9 @@ class Client(_Bookkeeping):
         if n is None:
             n = 1
         d = self._dispatcher
+        if d.closed:
+            raise error.ConnectionClosed("the client is closed: make a new Client to wait "
+                                         "for engines")
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         with d.engines_changed:
             while len(d.ids) < n:
@@ -206,6 +209,9 @@ class Client(_Bookkeeping):
 
     def _build_targets(self, targets):
         """``(single, [ids])`` for a view's targets: 'all'/None, an id, a slice or a list."""
+        if self.closed:
+            raise error.ConnectionClosed("the client is closed (rc.close() was called): "
+                                         "its views cannot send; make a new Client")
         ids = self.ids
         if targets is None or (isinstance(targets, str) and targets == "all"):
             if not ids:
@@ -229,6 +235,9 @@ class Client(_Bookkeeping):
                 raise error.NoSuchEngine(f"No such engine: {targets}")
             return True, [targets]
         if isinstance(targets, slice):
+            if not ids:
+                raise error.NoEnginesRegistered("no engines are registered yet "
+                                                "(rc.wait_for_engines(n) waits for them)")
             return False, ids[targets]
         try:
             tlist = [int(t) for t in targets]

@@ -270,10 +270,17 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         if all_done:
             self._finish()
 
-    def abort(self):
+    def abort(self, force=False, grace=3.0, timeout=30.0):
         """Gives up on the engines that have not answered: their results become
         ``TaskAborted`` errors and late replies are ignored. A request that is running
         on its engine is interrupted (``KeyboardInterrupt`` there; the engine lives on).
+
+        ``force=True`` escalates for code an interrupt cannot reach (C code holding the
+        GIL): an engine that still holds an aborted request ``grace`` seconds later is
+        killed, and replaced by an engine with the same id when a ``Cluster`` of this
+        process launched it (waiting up to ``timeout`` s for it to register). The
+        request's ``TaskAborted`` then says what happened. Returns ``{engine_id: what
+        happened}`` for the engines killed (empty without ``force``).
 
         One ABORT message names every unfinished request of this result: a
         load-balanced task still queued at the controller is dropped there; a task or
@@ -300,14 +307,24 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
             if aborted:
                 self._aborted = True
         if not aborted:
-            return
+            return {}
         client = self._client
         d = client._dispatcher
         for msg_id in finished_msgs:
             if d.pending.get(msg_id) is self:
                 d.pending.pop(msg_id, None)
+        msg_ids = list(dict.fromkeys(s.msg_id for s in aborted))
         try:
-            client._abort_tasks(list(dict.fromkeys(s.msg_id for s in aborted)))
+            client._abort_tasks(msg_ids)
+        finally:
+            if all_done and not force:
+                self._finish()
+        if not force:
+            return {}
+        from .escalate import force_abort
+
+        try:
+            return force_abort(self, msg_ids, grace, timeout)
         finally:
             if all_done:
                 self._finish()

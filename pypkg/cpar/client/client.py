@@ -416,12 +416,16 @@ class Client(_Bookkeeping):
                 ars[job] = None
         return list(ars)
 
-    def abort(self, jobs=None, targets=None, block=None):
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request):
-        see ``AsyncResult.abort``. ``targets`` and ``block`` are accepted for
-        ipyparallel compatibility."""
+        see ``AsyncResult.abort`` (``force=True``: kill and replace engines the interrupt
+        does not reach within ``grace`` s). ``targets`` and ``block`` are accepted for
+        ipyparallel compatibility. Returns ``{engine_id: what happened}`` of the engines
+        killed."""
+        out = {}
         for ar in self._resolve_jobs(jobs):
-            ar.abort()
+            out.update(ar.abort(force=force, grace=grace))
+        return out
 
     def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
         """``wait`` with a progress bar over every task of ``jobs`` (None: everything

@@ -412,12 +412,14 @@ class LoadBalancedView:
         tasks)."""
         return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout)
 
-    def abort(self, jobs=None, targets=None, block=None):
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
         tasks): queued ones are dropped, running ones interrupted; each ends with
-        TaskAborted."""
+        TaskAborted. ``force=True``: see ``AsyncResult.abort``."""
+        out = {}
         for ar in (self._own_jobs() if jobs is None else self.client._resolve_jobs(jobs)):
-            ar.abort()
+            out.update(ar.abort(force=force, grace=grace))
+        return out
 
     def shutdown(self, targets=None, hub=False, block=True):
         """Stops this view's engines (all when targets is None; ``hub``: the controller

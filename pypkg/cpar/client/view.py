@@ -331,6 +331,11 @@ class DirectView:
         """Waits for ``jobs`` (AsyncResults; None: everything outstanding)."""
         return self.client.wait(jobs, timeout)
 
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
+        """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request of
+        the client): see ``AsyncResult.abort``, ``force=True`` included."""
+        return self.client.abort(jobs, force=force, grace=grace)
+
     def shutdown(self, targets=None, hub=False, block=True):
         """Stops this view's engines (with ``hub=True`` the controller too)."""
         _, tlist = self._resolve(targets)

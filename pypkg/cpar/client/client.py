@@ -22,6 +22,22 @@ from .dispatch import _Dispatcher, _Waiter, _targets_frame
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
 from .view import DirectView
 
+# The stdout/stderr text kept per engine and request (``Client.max_output``); more is
+# counted and dropped. $CPAR_MAX_OUTPUT (bytes, or 0 for no limit) changes it.
+_MAX_OUTPUT = 64 * 1024 * 1024
+
+
+def _max_output_default():
+    raw = os.environ.get("CPAR_MAX_OUTPUT")
+    if not raw:
+        return _MAX_OUTPUT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"CPAR_MAX_OUTPUT must be a number of bytes, not {raw!r}") from None
+    return value if value > 0 else None
+
+
 # ipyparallel Client arguments cpar accepts and has no use for.
 _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "sshserver", "sshkey",
                  "password", "paramiko", "username", "cluster"}
@@ -45,6 +61,10 @@ class Client(_Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
 
+    ``max_output``: the stdout/stderr bytes kept per engine and request (default 64 MiB,
+    ``$CPAR_MAX_OUTPUT``; None: no limit); past it, text is counted
+    (``ar.output_dropped``) and dropped, with a note in the output.
+
     ``Client()`` connects to the default profile's running cluster through its connection
     file; ``Client(url_file)`` to the cluster of that file; ``Client(profile=P,
     cluster_id=C)`` to another one. Raises ``WrongKey`` when the controller signs with a
@@ -61,6 +81,9 @@ class Client(_Bookkeeping):
         self.cluster_id = cluster_id or ""
         self.timeout = timeout
         self.block = block
+        # stdout/stderr bytes kept per engine and request (None: no limit): an engine
+        # that prints without end cannot fill this process's memory.
+        self.max_output = _max_output_default()
         if url_file is None:
             url_file = paths.connection_file(profile, self.cluster_id)
         self.url_file = os.fspath(url_file)

@@ -180,9 +180,24 @@ class Client(_Bookkeeping):
             f"{timeout} s{hint}")
 
     def close(self, linger=None):
-        """Closes the connection; pending results fail with ``ConnectionClosed``."""
-        if self._dispatcher is not None:
-            self._finalizer()
+        """Closes the connection; pending results fail with ``ConnectionClosed``.
+
+        Closing drops messages not yet on the wire: after an ``abort`` the client first
+        makes one round trip to the controller (up to ``linger`` seconds, default 2), so
+        ``ar.abort(); rc.close()`` does stop the engines' work."""
+        if self._dispatcher is None:
+            return
+        if getattr(self, "_abort_unflushed", False) and not self.closed:
+            self._abort_unflushed = False
+            saved = self.timeout
+            self.timeout = 2.0 if linger is None else linger
+            try:
+                self._query([b"queue_status"])
+            except Exception:  # noqa: BLE001 - unreachable: nothing more to do
+                pass
+            finally:
+                self.timeout = saved
+        self._finalizer()
 
     def __enter__(self):
         return self
@@ -401,6 +416,7 @@ class Client(_Bookkeeping):
         if not msg_ids or d.closed:
             return
         d.conn.send(_core.MSG_ABORT, [b"".join(msg_ids)], msg_id=self._new_msg_id())
+        self._abort_unflushed = True  # close() makes sure it left
 
     def load_balanced_view(self, targets=None, **kwargs):
         """A LoadBalancedView (tasks go to whichever engine the scheduler picks)."""

@@ -110,7 +110,11 @@ def join_partitions(parts):
     if parts and all(_is_array(p) and p.ndim > 0 for p in parts):
         import numpy
 
-        return numpy.concatenate(parts)
+        joined = numpy.concatenate(parts)
+        dtype = parts[0].dtype
+        if joined.dtype != dtype and all(p.dtype == dtype for p in parts):
+            joined = joined.astype(dtype)  # concatenate makes byte order native
+        return joined
     if parts and all(_is_pandas(p) for p in parts):
         import pandas
 

@@ -237,7 +237,8 @@ def test_values_and_dtypes_survive_every_path(rc, dview, kind):
     _assert_same(one.pull("v"), value)
     _assert_same(one.apply(lambda x: x, value), value)
     # What the engine sees: the same type and dtype there too.
-    seen = one.apply(lambda: (type(v).__name__, str(getattr(v, "dtype", None))))
+    seen = one.execute("seen = (type(v).__name__, str(getattr(v, 'dtype', None)))")
+    seen = one.pull("seen")
     assert seen == (type(value).__name__, str(getattr(value, "dtype", None)))
     if kind == "zero_d":
         with pytest.raises(TypeError, match="0-d"):

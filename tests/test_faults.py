@@ -391,7 +391,10 @@ def test_abort_then_close_still_stops_the_task(cluster, rc):
     rc2.wait_for_engines(len(rc.ids), timeout=30)
     eid = rc2.ids[0]
     ar = rc2[eid].apply_async(time.sleep, 600)
+    # Requests queued after it, still in the client's send queue when it closes.
+    burst = rc2.load_balanced_view().map_async(abs, range(-3000, 0))
     ar.abort()
+    burst.abort()
     rc2.close()  # right after: the ABORT must not be dropped with the connection
     _wait_until(lambda: rc.queue_status(eid)["queue"] == 0, 30, "the task aborted")
     _works(rc)

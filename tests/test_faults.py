@@ -398,3 +398,46 @@ def test_abort_then_close_still_stops_the_task(cluster, rc):
     rc2.close()  # right after: the ABORT must not be dropped with the connection
     _wait_until(lambda: rc.queue_status(eid)["queue"] == 0, 30, "the task aborted")
     _works(rc)
+
+
+# -- frames over 2 GiB and 4 GiB ----------------------------------------------------------
+
+
+@cpar.interactive
+def _checksum(x):
+    import numpy
+
+    return int(x.sum(dtype=numpy.uint64)), x.nbytes, str(x.dtype)
+
+
+@cpar.interactive
+def _pattern(n):
+    import numpy
+
+    return numpy.arange(n, dtype=numpy.uint8)  # 0, 1, ..., 255, 0, 1, ...
+
+
+def _pattern_sum(n):
+    full, rest = divmod(n, 256)
+    return full * (255 * 256 // 2) + rest * (rest - 1) // 2
+
+
+@pytest.mark.timeout(240)
+def test_frames_over_2_and_4_gib_arrive_intact():
+    """One engine on this host (frames go by shared memory): a 2 GiB + 1 MiB and a
+    4 GiB + 1 MiB array, each way. Checked cheaply: sums of a known pattern. One size at
+    a time, freed before the next (peak ~8.5 GB)."""
+    c = _private(1)
+    try:
+        rc = c.start_and_connect_sync()
+        for n in ((2 << 30) + (1 << 20), (4 << 30) + (1 << 20)):
+            a = np.arange(n, dtype=np.uint8)
+            assert rc[0].apply_sync(_checksum, a) == (_pattern_sum(n), n, "uint8")
+            del a
+            b = rc[0].apply_sync(_pattern, n)
+            assert b.nbytes == n and int(b.sum(dtype=np.uint64)) == _pattern_sum(n)
+            assert b[-1] == (n - 1) % 256 and b.flags.writeable
+            del b
+        _works(rc)
+    finally:
+        c.stop_cluster_sync()

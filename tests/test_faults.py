@@ -382,6 +382,30 @@ def test_abort_force_replaces_an_engine_stuck_in_c():
         assert 0 in rc.ids and rc.engine_info[0]["pid"] != old_pid
         assert rc[0].apply_sync(os.getpid) == int(rc.engine_info[0]["pid"])
         _works(rc, [0, 1])
+
+        # An engine no Cluster of this process launched: killed, not replaced.
+        from cpar.cluster.launcher import engine_argv
+
+        log = os.path.join(os.environ["CPAR_DIR"], f"engine-{uuid.uuid4().hex}.log")
+        extra = subprocess.Popen(engine_argv(c.connection_file, log, ["--id", "7"]),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        try:
+            rc.wait_for_engines(3, timeout=60)
+            ar = rc[7].apply_async(_stuck_in_c)
+            _wait_until(lambda: rc.queue_status(7)["queue"] == 1, 30, "the request on 7")
+            outcome = ar.abort(force=True, grace=1.0)
+            assert outcome == {7: "engine 7 was killed; it was not started by a Cluster of "
+                                  "this process, so nothing replaced it"}
+            assert extra.wait(timeout=30) == -signal.SIGKILL
+            assert 7 not in rc.ids
+            with pytest.raises(error.TaskAborted, match="engine 7 was killed"):
+                ar.get(timeout=10)
+        finally:
+            if extra.poll() is None:
+                extra.kill()
+                extra.wait()
+        _works(rc, [0, 1])
     finally:
         c.stop_cluster_sync()
 

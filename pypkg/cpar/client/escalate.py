@@ -56,6 +56,17 @@ def _local(host):
     return host in ("", "localhost", socket.gethostname(), socket.getfqdn())
 
 
+def _is_engine_process(pid):
+    """True when ``pid`` runs a cpar-engine binary: the pid comes from the engine's own
+    registration, and a signal must never reach some other process that has it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0).startswith(b"cpar-engine")
+
+
 def kill_engine(client, eid, timeout):
     """Kills engine ``eid`` and, where a Cluster of this process launched it, starts its
     replacement with the same id. Returns what happened, for error messages."""
@@ -82,6 +93,9 @@ def kill_engine(client, eid, timeout):
                 return f"engine {eid} was killed; a replacement registered as engine {eid}"
             return (f"engine {eid} was killed; its replacement did not register within "
                     f"{timeout} s (see its log)")
+    if not _is_engine_process(pid):
+        return (f"engine {eid} could not be killed: process {pid} on this host is not a "
+                "cpar-engine (gone already, or a wrong pid)")
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -115,6 +115,7 @@ def _wait_for_file(path):
     import os
     import time
 
+    print("waiting", flush=True)
     while not os.path.exists(path):
         time.sleep(0.01)
     open(path + ".seen", "w").close()
@@ -127,6 +128,7 @@ def test_closed_client_and_its_pending_results(cluster, rc):
     view = rc2[:]
     release = os.path.join(os.environ["CPAR_DIR"], f"release-{uuid.uuid4().hex}")
     ar = rc2[eid].apply_async(_wait_for_file, release)
+    _wait_until(lambda: "waiting" in ar.stdout, 30, "the request runs")
     sent = rc2._dispatcher.conn.sent
     rc2.close()
     try:
@@ -359,6 +361,7 @@ def _stuck_in_c():
 
     libc = ctypes.PyDLL(None)
     mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER
+    print("stuck", flush=True)  # the test waits for this: the request runs
     libc.pthread_mutex_lock(mutex)
     libc.pthread_mutex_lock(mutex)
 
@@ -371,6 +374,7 @@ def test_abort_force_replaces_an_engine_stuck_in_c():
         ar = rc[0].apply_async(_stuck_in_c)
         queued = rc[0].apply_async(abs, -3)
         _wait_until(lambda: rc.queue_status(0)["queue"] == 2, 30, "both requests on 0")
+        _wait_until(lambda: "stuck" in ar.stdout, 30, "the request runs")
         # abort interrupts first; the engine still holds the request after the grace
         # (the interrupt cannot reach it), so it is killed and replaced with the same id.
         outcome = ar.abort(force=True, grace=1.0)
@@ -393,7 +397,7 @@ def test_abort_force_replaces_an_engine_stuck_in_c():
         try:
             rc.wait_for_engines(3, timeout=60)
             ar = rc[7].apply_async(_stuck_in_c)
-            _wait_until(lambda: rc.queue_status(7)["queue"] == 1, 30, "the request on 7")
+            _wait_until(lambda: "stuck" in ar.stdout, 30, "the request runs on 7")
             outcome = ar.abort(force=True, grace=1.0)
             assert outcome == {7: "engine 7 was killed; it was not started by a Cluster of "
                                   "this process, so nothing replaced it"}

@@ -60,11 +60,13 @@ typedef struct cpar__io {
     uint64_t stop_deadline; /* mono ns: after this, a task that will not stop gets _exit */
     int quit;               /* the main thread said CPAR_CTL_QUIT */
     uint64_t next_expire;   /* mono ns: next look for shared-memory pins nobody released */
-    void *mon;              /* PAIR receiving the dealer's handshake-failure events */
+    void *mon;              /* PAIR receiving the dealer's handshake/connection events */
+    uint64_t lost_at;       /* mono ns: the connection to the controller dropped, or 0 */
 } cpar__io;
 
-/* Watches the dealer's security handshakes (a CURVE key mismatch fails them). Returns 0,
- * or -1 (then io->mon is NULL and a mismatch only shows as a registration timeout). */
+/* Watches the dealer's security handshakes (a CURVE key mismatch fails them) and its
+ * connection (a controller that died closes it). Returns 0, or -1 (then io->mon is NULL: a
+ * mismatch only shows as a registration timeout, a dead controller as silence). */
 static int
 cpar__io_monitor(cpar__io *io)
 {
@@ -74,7 +76,8 @@ cpar__io_monitor(cpar__io *io)
     if (zmq_socket_monitor(io->dealer, url,
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0)
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
         return -1;
     io->mon = zmq_socket(io->e->zctx, ZMQ_PAIR);
     if (io->mon == NULL || zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
@@ -88,20 +91,24 @@ cpar__io_monitor(cpar__io *io)
     return 0;
 }
 
-/* 1 when a handshake-failure event is waiting on the monitor (events are drained). */
-static int
-cpar__io_handshake_failed(cpar__io *io)
+/* The ZMQ_EVENT_* bits of the events waiting on the monitor (all are drained). */
+static unsigned
+cpar__io_events(cpar__io *io)
 {
-    int failed = 0;
+    unsigned events = 0;
     for (;;) {
         zmq_msg_t ev;
         int more;
         zmq_msg_init(&ev);
         if (zmq_msg_recv(&ev, io->mon, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&ev);
-            return failed;
+            return events;
         }
-        failed = 1;
+        if (zmq_msg_size(&ev) >= 2) { /* uint16 event, native order, then uint32 value */
+            uint16_t kind;
+            memcpy(&kind, zmq_msg_data(&ev), sizeof(kind));
+            events |= kind;
+        }
         more = zmq_msg_more(&ev);
         zmq_msg_close(&ev);
         while (more) {
@@ -112,6 +119,33 @@ cpar__io_handshake_failed(cpar__io *io)
                 more = zmq_msg_more(&ev);
             zmq_msg_close(&ev);
         }
+    }
+}
+
+/* 1 when a handshake failed (events are drained). */
+static int
+cpar__io_handshake_failed(cpar__io *io)
+{
+    return (cpar__io_events(io) &
+            (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) != 0;
+}
+
+/* Follows the connection after registration: a dropped connection (the controller died,
+ * or its host went away) that is not back within the heartbeat timeout ends the engine
+ * in seconds, rather than after ten timeouts of silence. A reconnection, or any message
+ * from the controller, clears it. */
+static void
+cpar__io_on_monitor(cpar__io *io, uint64_t now)
+{
+    unsigned events = cpar__io_events(io);
+    if (events & ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        io->lost_at = 0;
+    if ((events & ZMQ_EVENT_DISCONNECTED) && io->lost_at == 0) {
+        io->lost_at = now ? now : 1;
+        cpar_elog("the connection to the controller dropped; exiting unless it is back "
+                  "within %d ms",
+                  io->e->hb_timeout_ms);
     }
 }
 
@@ -492,6 +526,7 @@ cpar__io_on_dealer(cpar__io *io)
             continue;
         }
         io->last_heard = cpar_mono_ns();
+        io->lost_at = 0;
         cpar__io_on_message(io, &m);
     }
 }
@@ -613,9 +648,10 @@ cpar__io_loop(cpar__io *io)
 
     io->next_hb = cpar_mono_ns();
     while (!io->quit) {
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {.socket = io->dealer, .events = ZMQ_POLLIN},
             {.socket = io->pair, .events = ZMQ_POLLIN},
+            {.socket = io->mon, .events = ZMQ_POLLIN},
         };
         uint64_t now = cpar_mono_ns();
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
@@ -630,7 +666,7 @@ cpar__io_loop(cpar__io *io)
             timeout = CPAR_ENGINE_STREAM_PERIOD_MS;
         if (io->stopping && timeout > 100)
             timeout = 100;
-        if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(items, io->mon != NULL ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
             cpar_elog("zmq_poll failed: %s", zmq_strerror(zmq_errno()));
             break;
         }
@@ -639,6 +675,8 @@ cpar__io_loop(cpar__io *io)
         if (items[1].revents & ZMQ_POLLIN)
             cpar__io_on_pair(io);
         now = cpar_mono_ns();
+        if (io->mon != NULL && (items[2].revents & ZMQ_POLLIN))
+            cpar__io_on_monitor(io, now);
         if (now >= io->next_hb) {
             cpar__io_heartbeat(io);
             io->next_hb = now + (uint64_t)e->hb_period_ms * ms;
@@ -655,6 +693,13 @@ cpar__io_loop(cpar__io *io)
         if (!io->stopping && now - io->last_heard > (uint64_t)e->hb_timeout_ms * 10u * ms) {
             cpar_elog("nothing heard from the controller for %d ms; exiting",
                       e->hb_timeout_ms * 10);
+            cpar__io_begin_stop(io, 1);
+        }
+        if (!io->stopping && io->lost_at != 0 &&
+            now - io->lost_at > (uint64_t)e->hb_timeout_ms * ms) {
+            cpar_elog("the connection to the controller did not come back within %d ms "
+                      "(the controller is gone); exiting",
+                      e->hb_timeout_ms);
             cpar__io_begin_stop(io, 1);
         }
         if (io->stopping && !io->quit && now > io->stop_deadline) {

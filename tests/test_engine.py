@@ -502,9 +502,22 @@ def test_engine_exits_when_the_controller_disappears(tmp_path, spawn):
     e = spawn(c.connection_file)
     c.accept(engine_id=0)
     c.result(c.execute("x = 1"))
-    c.close()  # the controller is gone: nothing is heard any more
+    c.close()  # the controller is gone: its connection drops and does not come back
     assert e.wait(60) != 0
-    assert "nothing heard from the controller" in e.log_text()
+    assert "did not come back within 200 ms" in e.log_text()
+
+
+def test_engine_exits_when_the_controller_falls_silent(tmp_path, spawn):
+    c = FakeController(tmp_path, hb_period_ms=50, hb_timeout_ms=200)
+    try:
+        e = spawn(c.connection_file)
+        c.accept(engine_id=0)
+        c.result(c.execute("x = 1"))
+        # Connected but answering nothing (a stopped or hung controller): ten timeouts.
+        assert e.wait(60) != 0
+        assert "nothing heard from the controller for 2000 ms" in e.log_text()
+    finally:
+        c.close()
 
 
 def test_no_controller_registration_times_out_cleanly(tmp_path, spawn):

@@ -29,11 +29,17 @@ __all__ = [
     "WrongKey",
     "ProtocolError",
     "TransportError",
+    "SerializationError",
 ]
 
 
 class CparError(Exception):
     """Base class of every cpar error."""
+
+
+class SerializationError(CparError, TypeError):
+    """An object of a request cannot be pickled (a lock, a generator, an open file...): the
+    message names which argument; nothing was sent. Also a ``TypeError``."""
 
 
 class ProtocolError(CparError):

@@ -161,12 +161,39 @@ class _CellRef:
         return self.fn, self.args
 
 
+def _rebuild_memoryview(buf, fmt, shape):
+    """A memoryview over the received buffer (writable where the frame is), with the
+    sender's format and shape."""
+    view = memoryview(buf)
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view.cast(fmt, shape) if (fmt, shape) != ("B", (view.nbytes,)) else view
+
+
+def _reduce_memoryview(view):
+    """Pickles a memoryview by its bytes (out of band when large), format and shape."""
+    fmt, shape = view.format, tuple(view.shape)
+    try:
+        memoryview(bytes(view.itemsize)).cast(fmt)
+    except (TypeError, ValueError):
+        raise TypeError(f"cannot send a memoryview of format {fmt!r} (only native "
+                        "single-item formats such as 'B', 'i', 'd'): send the object it "
+                        "views instead (e.g. the numpy array)") from None
+    if not view.contiguous:
+        data = view.tobytes()  # a copy: the pickled bytes are contiguous
+    else:
+        data = pickle.PickleBuffer(view.cast("B") if view.ndim != 1 or fmt != "B" else view)
+    return _rebuild_memoryview, (data, fmt, shape)
+
+
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         if isinstance(obj, types.FunctionType) and _is_interactive(obj):
             return _reduce_function(obj)
         if isinstance(obj, types.ModuleType):
             return importlib.import_module, (obj.__name__,)
+        if isinstance(obj, memoryview):
+            return _reduce_memoryview(obj)
         return NotImplemented
 
 
@@ -212,9 +239,66 @@ def deserialize_object(frames, namespace=None):
         _rebuild_ns.ns = prev
 
 
-def pack_apply_message(f, args, kwargs, threshold=BUFFER_THRESHOLD):
-    """Frames for a call ``f(*args, **kwargs)`` on another process."""
-    return serialize_object((f, tuple(args), dict(kwargs)), threshold)
+def _fails(obj):
+    """The exception pickling ``obj`` raises, or None."""
+    try:
+        _dumps(obj, lambda pb: False)
+    except Exception as exc:  # noqa: BLE001 - whatever the object's reducer raises
+        return exc
+    return None
+
+
+def _locate(obj, label):
+    """``(label, exc)`` of the innermost part of ``obj`` (dict values, list/tuple items)
+    that cannot be pickled, or None when ``obj`` pickles."""
+    exc = _fails(obj)
+    if exc is None:
+        return None
+    items = ()
+    if isinstance(obj, dict):
+        items = ((f"{label}[{k!r}]", v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)) and len(obj) <= 10_000:
+        items = ((f"{label}[{i}]", v) for i, v in enumerate(obj))
+    for sub_label, value in items:
+        found = _locate(value, sub_label)
+        if found is not None:
+            return found
+    return label, exc
+
+
+def _unpicklable(f, args, kwargs, exc, what, labels):
+    """The SerializationError for a call that did not pickle: which part failed."""
+    from .error import SerializationError
+
+    name = getattr(f, "__name__", None) or type(f).__name__
+    what = what or f"{name}()"
+    labels = list(labels or ())
+    labels += [f"argument {i}" for i in range(len(labels), len(args))]
+    parts = [(f"the function {name}", f)]
+    parts += list(zip(labels, args))
+    parts += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for label, obj in parts:
+        found = _locate(obj, label)
+        if found is not None:
+            label, exc = found
+            break
+    else:
+        label = "the call"
+    return SerializationError(f"{what}: {label} cannot be sent: {type(exc).__name__}: {exc} "
+                              "(nothing was sent)")
+
+
+def pack_apply_message(f, args, kwargs, threshold=BUFFER_THRESHOLD, what=None, labels=None):
+    """Frames for a call ``f(*args, **kwargs)`` on another process. Raises
+    ``SerializationError`` naming the argument that cannot be pickled; ``what`` names the
+    call in that message (default ``f``'s name), ``labels`` the arguments (default
+    "argument 0", ...)."""
+    try:
+        return serialize_object((f, tuple(args), dict(kwargs)), threshold)
+    except RecursionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any pickling failure, reported with its part
+        raise _unpicklable(f, tuple(args), dict(kwargs), exc, what, labels) from exc
 
 
 def unpack_apply_message(frames, g=None):

@@ -41,7 +41,7 @@ class _Slot:
 
     __slots__ = ("msg_id", "engine_id", "frames", "status", "error", "value", "stdout",
                  "stderr", "outputs", "execute_result", "events", "started", "completed",
-                 "received", "done")
+                 "received", "done", "text_bytes", "dropped")
 
     def __init__(self, msg_id, engine_id):
         self.msg_id = msg_id
@@ -62,6 +62,8 @@ class _Slot:
         self.completed = 0
         self.received = 0      # ns, when the client got the reply
         self.done = False
+        self.text_bytes = 0    # stdout + stderr bytes kept
+        self.dropped = 0       # stdout + stderr bytes dropped past the client's limit
 
 
 def _append(slot, name, item):
@@ -183,8 +185,26 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         if msg.flags & _core.FLAG_DISPLAY:
             self._on_display(slot, msg)
             return
-        text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
         name = "stderr" if msg.flags & _core.FLAG_STDERR else "stdout"
+        size = len(msg.frames[0]) if msg.frames else 0
+        limit = getattr(self._client, "max_output", None)
+        if limit is not None and slot.text_bytes + size > limit:
+            # An engine printing without end: the client keeps the first ``max_output``
+            # bytes of the request's text and counts the rest, so its memory stays
+            # bounded; a note says what was dropped.
+            keep = max(0, limit - slot.text_bytes)
+            if slot.dropped == 0:
+                head = bytes(memoryview(msg.frames[0])[:keep]).decode("utf-8", "replace") if keep else ""
+                note = (f"{head}\n[cpar: output past the client's max_output of {limit} "
+                        f"bytes is dropped; see the result's output_dropped]\n")
+                slot.text_bytes += keep
+                _append(slot, name, note)
+                _append(slot, "events", (name, note))
+                size -= keep
+            slot.dropped += size
+            return
+        slot.text_bytes += size
+        text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
         _append(slot, name, text)
         _append(slot, "events", (name, text))
 
@@ -270,10 +290,17 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         if all_done:
             self._finish()
 
-    def abort(self):
+    def abort(self, force=False, grace=3.0, timeout=30.0):
         """Gives up on the engines that have not answered: their results become
         ``TaskAborted`` errors and late replies are ignored. A request that is running
         on its engine is interrupted (``KeyboardInterrupt`` there; the engine lives on).
+
+        ``force=True`` escalates for code an interrupt cannot reach (C code holding the
+        GIL): an engine that still holds an aborted request ``grace`` seconds later is
+        killed, and replaced by an engine with the same id when a ``Cluster`` of this
+        process launched it (waiting up to ``timeout`` s for it to register). The
+        request's ``TaskAborted`` then says what happened. Returns ``{engine_id: what
+        happened}`` for the engines killed (empty without ``force``).
 
         One ABORT message names every unfinished request of this result: a
         load-balanced task still queued at the controller is dropped there; a task or
@@ -300,14 +327,24 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
             if aborted:
                 self._aborted = True
         if not aborted:
-            return
+            return {}
         client = self._client
         d = client._dispatcher
         for msg_id in finished_msgs:
             if d.pending.get(msg_id) is self:
                 d.pending.pop(msg_id, None)
+        msg_ids = list(dict.fromkeys(s.msg_id for s in aborted))
         try:
-            client._abort_tasks(list(dict.fromkeys(s.msg_id for s in aborted)))
+            client._abort_tasks(msg_ids)
+        finally:
+            if all_done and not force:
+                self._finish()
+        if not force:
+            return {}
+        from .escalate import force_abort
+
+        try:
+            return force_abort(self, msg_ids, grace, timeout)
         finally:
             if all_done:
                 self._finish()

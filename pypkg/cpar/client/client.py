@@ -22,6 +22,22 @@ from .dispatch import _Dispatcher, _Waiter, _targets_frame
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
 from .view import DirectView
 
+# The stdout/stderr text kept per engine and request (``Client.max_output``); more is
+# counted and dropped. $CPAR_MAX_OUTPUT (bytes, or 0 for no limit) changes it.
+_MAX_OUTPUT = 64 * 1024 * 1024
+
+
+def _max_output_default():
+    raw = os.environ.get("CPAR_MAX_OUTPUT")
+    if not raw:
+        return _MAX_OUTPUT
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"CPAR_MAX_OUTPUT must be a number of bytes, not {raw!r}") from None
+    return value if value > 0 else None
+
+
 # ipyparallel Client arguments cpar accepts and has no use for.
 _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "sshserver", "sshkey",
                  "password", "paramiko", "username", "cluster"}
@@ -45,6 +61,10 @@ class Client(_Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
 
+    ``max_output``: the stdout/stderr bytes kept per engine and request (default 64 MiB,
+    ``$CPAR_MAX_OUTPUT``; None: no limit); past it, text is counted
+    (``ar.output_dropped``) and dropped, with a note in the output.
+
     ``Client()`` connects to the default profile's running cluster through its connection
     file; ``Client(url_file)`` to the cluster of that file; ``Client(profile=P,
     cluster_id=C)`` to another one. Raises ``WrongKey`` when the controller signs with a
@@ -61,6 +81,9 @@ class Client(_Bookkeeping):
         self.cluster_id = cluster_id or ""
         self.timeout = timeout
         self.block = block
+        # stdout/stderr bytes kept per engine and request (None: no limit): an engine
+        # that prints without end cannot fill this process's memory.
+        self.max_output = _max_output_default()
         if url_file is None:
             url_file = paths.connection_file(profile, self.cluster_id)
         self.url_file = os.fspath(url_file)
@@ -159,9 +182,24 @@ class Client(_Bookkeeping):
             f"{timeout} s{hint}")
 
     def close(self, linger=None):
-        """Closes the connection; pending results fail with ``ConnectionClosed``."""
-        if self._dispatcher is not None:
-            self._finalizer()
+        """Closes the connection; pending results fail with ``ConnectionClosed``.
+
+        Closing drops messages not yet on the wire: after an ``abort`` the client first
+        makes one round trip to the controller (up to ``linger`` seconds, default 2), so
+        ``ar.abort(); rc.close()`` does stop the engines' work."""
+        if self._dispatcher is None:
+            return
+        if getattr(self, "_abort_unflushed", False) and not self.closed:
+            self._abort_unflushed = False
+            saved = self.timeout
+            self.timeout = 2.0 if linger is None else linger
+            try:
+                self._query([b"queue_status"])
+            except Exception:  # noqa: BLE001 - unreachable: nothing more to do
+                pass
+            finally:
+                self.timeout = saved
+        self._finalizer()
 
     def __enter__(self):
         return self
@@ -195,6 +233,9 @@ class Client(_Bookkeeping):
         if n is None:
             n = 1
         d = self._dispatcher
+        if d.closed:
+            raise error.ConnectionClosed("the client is closed: make a new Client to wait "
+                                         "for engines")
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         with d.engines_changed:
             while len(d.ids) < n:
@@ -218,6 +259,9 @@ class Client(_Bookkeeping):
 
     def _build_targets(self, targets):
         """``(single, [ids])`` for a view's targets: 'all'/None, an id, a slice or a list."""
+        if self.closed:
+            raise error.ConnectionClosed("the client is closed (rc.close() was called): "
+                                         "its views cannot send; make a new Client")
         ids = self.ids
         if targets is None or (isinstance(targets, str) and targets == "all"):
             if not ids:
@@ -241,6 +285,9 @@ class Client(_Bookkeeping):
                 raise error.NoSuchEngine(f"No such engine: {targets}")
             return True, [targets]
         if isinstance(targets, slice):
+            if not ids:
+                raise error.NoEnginesRegistered("no engines are registered yet "
+                                                "(rc.wait_for_engines(n) waits for them)")
             return False, ids[targets]
         try:
             tlist = [int(t) for t in targets]
@@ -381,6 +428,7 @@ class Client(_Bookkeeping):
         if not msg_ids or d.closed:
             return
         d.conn.send(_core.MSG_ABORT, [b"".join(msg_ids)], msg_id=self._new_msg_id())
+        self._abort_unflushed = True  # close() makes sure it left
 
     def load_balanced_view(self, targets=None, **kwargs):
         """A LoadBalancedView (tasks go to whichever engine the scheduler picks)."""
@@ -420,12 +468,16 @@ class Client(_Bookkeeping):
                 ars[job] = None
         return list(ars)
 
-    def abort(self, jobs=None, targets=None, block=None):
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request):
-        see ``AsyncResult.abort``. ``targets`` and ``block`` are accepted for
-        ipyparallel compatibility."""
+        see ``AsyncResult.abort`` (``force=True``: kill and replace engines the interrupt
+        does not reach within ``grace`` s). ``targets`` and ``block`` are accepted for
+        ipyparallel compatibility. Returns ``{engine_id: what happened}`` of the engines
+        killed."""
+        out = {}
         for ar in self._resolve_jobs(jobs):
-            ar.abort()
+            out.update(ar.abort(force=force, grace=grace))
+        return out
 
     def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
         """``wait`` with a progress bar over every task of ``jobs`` (None: everything

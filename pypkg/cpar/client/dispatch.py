@@ -83,7 +83,8 @@ class _Dispatcher:
             # Drop our references before waiting again: frames may be large.
             batch = msg = None
         self._fail_everything(error.ConnectionClosed(
-            f"the client's connection to {self.url} is closed"))
+            f"the client was closed before this result arrived (its connection to "
+            f"{self.url} is closed)"))
 
     def _on_reply(self, msg):
         ar = self.pending.get(msg.parent)
@@ -155,7 +156,11 @@ class _Dispatcher:
             f"lost the connection to the controller at {self.url}"), closing=False)
 
     def check_connected(self):
-        """Raises ControllerUnreachable when the connection dropped and is not back."""
+        """Raises ConnectionClosed when the client is closed, ControllerUnreachable when
+        the connection dropped and is not back."""
+        if self.closed:
+            raise error.ConnectionClosed("the client is closed (rc.close() was called); "
+                                         "make a new Client")
         conn = self.conn
         if conn.disconnects and not conn.connected:
             raise error.ControllerUnreachable(
@@ -164,6 +169,9 @@ class _Dispatcher:
     def _fail_everything(self, exc, closing=True):
         if closing:
             self.closed = True
+            with self.lock:  # a closed client knows no engines any more
+                self.ids = set()
+                self.engine_info = {}
         pending, self.pending = self.pending, {}
         for ar in set(pending.values()):
             ar._fail_pending(exc)

@@ -18,10 +18,11 @@ import pickle
 import struct
 import types
 
-from .. import serialize
+from .. import error, serialize
 from ..dependency import FLAG_ALL, FLAG_SUCCESS, Dependency, _msg_id_hex
 from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
+from .view import _sliceable
 
 _SPEC = struct.Struct("<IiIHHIII")
 _SPEC_VERSION = 1
@@ -70,12 +71,6 @@ def _pack_call(f, args, kwargs):
 
 def _fname(f):
     return getattr(f, "__name__", None) or type(f).__name__
-
-
-def _sliceable(seq):
-    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__") and not isinstance(seq, dict):
-        return seq
-    return list(seq)
 
 
 def _dependency_frame(dep):
@@ -222,7 +217,17 @@ class LoadBalancedView:
             self.set_flags(**saved)
 
     def _block(self, block):
-        return self.block if block is None else block
+        """Whether to wait for the result. Waiting while no engine is registered would
+        wait forever: that raises NoEnginesRegistered before anything is sent (without
+        waiting, tasks queue at the controller until engines register)."""
+        block = self.block if block is None else block
+        if block and not self.client._dispatcher.ids:
+            self.client._dispatcher.check_connected()
+            raise error.NoEnginesRegistered(
+                "no engines are registered: a blocking call would wait forever "
+                "(rc.wait_for_engines(n) waits for them; block=False queues the task "
+                "until one registers)")
+        return block
 
     def _get_spec(self):
         spec = self._spec
@@ -235,10 +240,11 @@ class LoadBalancedView:
     # -- apply --------------------------------------------------------------------------
 
     def _apply(self, f, args=(), kwargs=None, block=None):
+        block = self._block(block)
         payload = _pack_call(f, tuple(args), kwargs or {})
         ar = self.client._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
         ar._view = self
-        return ar.get() if self._block(block) else ar
+        return ar.get() if block else ar
 
     def apply(self, f, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine; waits if ``block``."""
@@ -260,7 +266,8 @@ class LoadBalancedView:
         ``chunksize`` items, or one per engine when None."""
         if not seqs:
             raise TypeError("map needs at least one sequence")
-        seqs = [_sliceable(s) for s in seqs]
+        block = self._block(block)
+        seqs = [_sliceable(s, "map") for s in seqs]
         n_items = min(len(s) for s in seqs)
         if chunksize is None:
             n_parts = max(1, len(self.targets) if self.targets else len(self.client.ids))
@@ -285,7 +292,7 @@ class LoadBalancedView:
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
             ordered=ordered)
         ar._view = self
-        return ar.get() if self._block(block) else ar
+        return ar.get() if block else ar
 
     def map(self, f, *sequences, block=None, chunksize=1, ordered=True):
         """``f`` over the sequences (element-wise, as the builtin ``map``), one task per
@@ -405,12 +412,14 @@ class LoadBalancedView:
         tasks)."""
         return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout)
 
-    def abort(self, jobs=None, targets=None, block=None):
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
         tasks): queued ones are dropped, running ones interrupted; each ends with
-        TaskAborted."""
+        TaskAborted. ``force=True``: see ``AsyncResult.abort``."""
+        out = {}
         for ar in (self._own_jobs() if jobs is None else self.client._resolve_jobs(jobs)):
-            ar.abort()
+            out.update(ar.abort(force=force, grace=grace))
+        return out
 
     def shutdown(self, targets=None, hub=False, block=True):
         """Stops this view's engines (all when targets is None; ``hub``: the controller

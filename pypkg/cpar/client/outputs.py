@@ -87,6 +87,13 @@ class OutputsMixin:
         return out[0] if self._single else out
 
     @property
+    def output_dropped(self):
+        """Bytes of stdout/stderr text dropped per engine because they went past the
+        client's ``max_output`` (0: nothing dropped)."""
+        out = [s.dropped for s in self._slots]
+        return out[0] if self._single else out
+
+    @property
     def outputs(self):
         """Display outputs per engine (``display(obj)``, matplotlib figures, ...), each a
         dict ``{"data": {mime: value}, "metadata": {...}}`` as in Jupyter's display_data

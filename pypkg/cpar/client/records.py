@@ -340,6 +340,8 @@ class _ResultView(AsyncResult):
     def progress(self):
         return sum(1 for s in self._slots if s.done)
 
-    def abort(self):
+    def abort(self, force=False, grace=3.0, timeout=30.0):
+        out = {}
         for ar in self._owners:
-            ar.abort()
+            out.update(ar.abort(force=force, grace=grace, timeout=timeout))
+        return out

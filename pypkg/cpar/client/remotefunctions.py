@@ -99,12 +99,35 @@ def _is_array(x):
     return type(x).__module__ == "numpy" and hasattr(x, "ndim")
 
 
+def _is_pandas(x):
+    return type(x).__module__.partition(".")[0] == "pandas" and hasattr(x, "iloc")
+
+
 def join_partitions(parts):
-    """Concatenates gathered parts: numpy arrays along axis 0, sequences as one list."""
+    """Concatenates gathered parts: numpy arrays along axis 0, pandas objects with
+    ``pandas.concat``, str / bytes / bytearray / 1-d memoryviews into one of their kind,
+    other sequences as one list."""
     if parts and all(_is_array(p) and p.ndim > 0 for p in parts):
         import numpy
 
-        return numpy.concatenate(parts)
+        joined = numpy.concatenate(parts)
+        dtype = parts[0].dtype
+        if joined.dtype != dtype and all(p.dtype == dtype for p in parts):
+            joined = joined.astype(dtype)  # concatenate makes byte order native
+        return joined
+    if parts and all(_is_pandas(p) for p in parts):
+        import pandas
+
+        return pandas.concat(parts)
+    kinds = {type(p) for p in parts}
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        if kind in (str, bytes, bytearray):
+            return kind().join(parts)
+        if kind is memoryview and len({(p.format, p.ndim) for p in parts}) == 1 \
+                and parts[0].ndim == 1:
+            joined = memoryview(bytearray(b"".join(p.tobytes() for p in parts)))
+            return joined.cast(parts[0].format) if parts[0].format != "B" else joined
     out = []
     for p in parts:
         if isinstance(p, (list, tuple, range)) or (_is_array(p) and p.ndim > 0):

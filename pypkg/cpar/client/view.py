@@ -23,10 +23,31 @@ def _fname(f):
     return getattr(f, "__name__", None) or type(f).__name__
 
 
-def _sliceable(seq):
-    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__") and not isinstance(seq, dict):
+def _sliceable(seq, what="scatter"):
+    """``seq`` itself when it can be sliced (lists, arrays, DataFrames...), else a list of
+    its items; TypeError for what has no order to split by (a scalar, a 0-d array, a
+    dict or set)."""
+    if isinstance(seq, (dict, set, frozenset)):
+        raise TypeError(f"{what} cannot split a {type(seq).__name__} (it has no order to "
+                        f"split by): push it whole, or {what} a list of its items")
+    if hasattr(seq, "__getitem__") and hasattr(seq, "__len__"):
+        try:
+            len(seq)
+        except TypeError:  # a 0-d numpy array
+            raise TypeError(f"{what} needs a sequence to split, not a 0-d "
+                            f"{type(seq).__name__}: push it whole") from None
         return seq
-    return list(seq)
+    try:
+        return list(seq)
+    except TypeError:
+        raise TypeError(f"{what} needs a sequence to split (a list, an array, ...), not "
+                        f"{type(seq).__name__}: push a single value whole") from None
+
+
+def _need_targets(what, n_items, tlist):
+    if n_items and not tlist:
+        raise ValueError(f"{what} of {n_items} item(s) needs at least one engine: the "
+                         "view's targets are empty")
 
 
 class DirectView:
@@ -88,9 +109,11 @@ class DirectView:
 
     # -- apply --------------------------------------------------------------------------
 
-    def _apply(self, f, args=(), kwargs=None, block=None, targets=None):
+    def _apply(self, f, args=(), kwargs=None, block=None, targets=None, what=None,
+               labels=None):
         single, tlist = self._resolve(targets)
-        payload = serialize.pack_apply_message(f, args, kwargs or {})
+        payload = serialize.pack_apply_message(f, args, kwargs or {}, what=what,
+                                               labels=labels)
         ar = self.client._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
 
@@ -137,13 +160,17 @@ class DirectView:
         if not seqs:
             raise TypeError("map needs at least one sequence")
         _, tlist = self._resolve()
-        seqs = [_sliceable(s) for s in seqs]
+        seqs = [_sliceable(s, "map") for s in seqs]
         n_items = min(len(s) for s in seqs)
+        _need_targets("map", n_items, tlist)
         parts = []
         for eid, (lo, hi) in zip(tlist, rf.partition_bounds(n_items, len(tlist))):
             if hi > lo:
                 chunks = tuple(s[lo:hi] for s in seqs)
-                parts.append((eid, serialize.pack_apply_message(helper, (f,) + chunks, {})))
+                parts.append((eid, serialize.pack_apply_message(
+                    helper, (f,) + chunks, {}, what=f"map({_fname(f)})",
+                    labels=["the mapped function"]
+                    + [f"sequence {i} (items {lo}-{hi - 1})" for i in range(len(chunks))])))
         ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
                                       n_items=n_items if helper is rf._map_chunk else None)
@@ -171,7 +198,8 @@ class DirectView:
         """Binds every name of the dict ``ns`` in the engines' namespaces."""
         if not isinstance(ns, dict):
             raise TypeError(f"push needs a dict, not {type(ns).__name__}")
-        return self._apply(rf._push, (ns,), None, block=block, targets=targets)
+        return self._apply(rf._push, (ns,), None, block=block, targets=targets, what="push",
+                           labels=["ns"])
 
     def pull(self, names, targets=None, block=None):
         """The value of ``names`` (a name, or a list of names) on each engine."""
@@ -206,12 +234,15 @@ class DirectView:
             raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
         single, tlist = self._resolve(targets)
         seq = _sliceable(seq)
+        _need_targets("scatter", len(seq), tlist)
         parts = []
         for eid, (lo, hi) in zip(tlist, rf.partition_bounds(len(seq), len(tlist))):
             part = seq[lo:hi]
             if flatten and hi - lo == 1:
                 part = part[0]
-            parts.append((eid, serialize.pack_apply_message(rf._push, ({key: part},), {})))
+            parts.append((eid, serialize.pack_apply_message(
+                rf._push, ({key: part},), {}, what=f"scatter (items {lo}-{hi - 1})",
+                labels=["ns"])))
         ar = self.client._submit_many(_core.MSG_APPLY, parts, "scatter",
                                       reduce=lambda results: None)
         if self._block(block):
@@ -299,6 +330,11 @@ class DirectView:
     def wait(self, jobs=None, timeout=-1):
         """Waits for ``jobs`` (AsyncResults; None: everything outstanding)."""
         return self.client.wait(jobs, timeout)
+
+    def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
+        """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request of
+        the client): see ``AsyncResult.abort``, ``force=True`` included."""
+        return self.client.abort(jobs, force=force, grace=grace)
 
     def shutdown(self, targets=None, hub=False, block=True):
         """Stops this view's engines (with ``hub=True`` the controller too)."""

@@ -294,6 +294,20 @@ class Cluster:
             time.sleep(0.02)
         return rc
 
+    def replace_engine(self, engine_id, pid, before_start=None):
+        """Kills the engine process ``pid`` (SIGKILL) and starts a replacement that asks
+        for ``engine_id`` again; ``before_start()`` runs in between (e.g. waiting until
+        the controller has noticed the death, so the id is free). True when this cluster
+        launched the process on this machine (local engines); False otherwise (nothing
+        done)."""
+        for la in self.engines.launchers if self.engines is not None else ():
+            if not isinstance(la, LocalProcessLauncher) or pid not in la.pids:
+                continue
+            if la.respawn(pid, ["--id", str(engine_id)], before_start):
+                self._save()
+                return True
+        return False
+
     def start_cluster_sync(self, n=None):
         self.start_controller_sync()  # refuses, touching nothing, if one already runs
         try:

@@ -178,6 +178,38 @@ class LocalProcessLauncher(Launcher):
             p.poll()
         return True
 
+    def respawn(self, pid, extra=(), before_start=None):
+        """Kills the process ``pid`` (SIGKILL: it may not answer anything gentler) and
+        starts its command line again, with ``extra`` arguments, in its place (after
+        calling ``before_start()``, when given). False when ``pid`` was not started by
+        this launcher object."""
+        for i, p in enumerate(self.procs):
+            if p.pid == pid:
+                break
+        else:
+            return False
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+        if before_start is not None:
+            before_start()
+        argv = list(self.argvs[i]) + list(extra)
+        with open(self.log_paths[i], "ab") as out:
+            new = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            )
+        self.procs[i] = new
+        self.pids[self.pids.index(pid)] = new.pid
+        return True
+
     def stop(self, timeout=5.0):
         """SIGTERM, then SIGKILL what is left after ``timeout`` s; reaps our children."""
         self.signal(signal.SIGTERM)

@@ -177,7 +177,9 @@ def test_slurm_controller_and_engines_as_jobs_and_cli_stop(slurm):
     while elsewhere.job_state() is not False and time.monotonic() < deadline:
         time.sleep(0.5)
     assert elsewhere.job_state() is False
-    for job in (ctl_job, engine_job):
+    for job in (ctl_job, engine_job):  # COMPLETING (epilog, cleanup) is on its way out
+        while squeue(job) not in ("", "COMPLETED", "CANCELLED") and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert squeue(job) in ("", "COMPLETED", "CANCELLED")
     assert listed("slurmctl") is None
 

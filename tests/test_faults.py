@@ -469,3 +469,32 @@ def test_frames_over_2_and_4_gib_arrive_intact():
         _works(rc)
     finally:
         c.stop_cluster_sync()
+
+
+def test_request_over_the_socket_limit_is_a_clear_error(cluster):
+    """Through the sockets (no shared memory) a request may carry at most CPAR_SOCKET_MAX
+    bytes (4 GiB by default: past it, signing and checking outlast the heartbeat timeout);
+    a larger one fails at once with an error naming the limit, nothing is sent, and the
+    client goes on working. The limit is lowered here so the test stays small."""
+    code = textwrap.dedent(
+        """
+        import sys, numpy as np, cpar
+        rc = cpar.Client(sys.argv[1])
+        rc.wait_for_engines(1, timeout=30)
+        try:
+            rc[0].apply_sync(len, np.zeros(300_000))
+            print("sent")
+        except ValueError as exc:
+            print("refused:", exc)
+        print("after:", rc[0].apply_sync(len, np.zeros(1000)))
+        rc.close()
+        """
+    )
+    env = dict(os.environ, CPAR_SHM="0", CPAR_SOCKET_MAX="1000000")
+    out = subprocess.run([sys.executable, "-c", code, cluster.connection_file], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("refused:") and "CPAR_SOCKET_MAX" in lines[0], lines
+    assert "1000000 bytes" in lines[0], lines
+    assert lines[1] == "after: 1000", lines

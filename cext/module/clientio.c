@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 
 /* How often the I/O thread trims the page pool while it keeps pages. */
 #define CPAR__TRIM_PERIOD_NS 1000000000ull
-#define CPAR__CLOSE_LINGER_MS 1000 /* close(): how long unsent messages may wait */
+#define CPAR__SOCKET_MAX (4ull << 30) /* largest request through the sockets (4 GiB) */
+#define CPAR__CLOSE_LINGER_MS 1000    /* close(): how long unsent messages may wait */
 
 /* Messages received per wake-up before the thread looks at its outbox again. */
 #define CPAR__RECV_BATCH 4096
@@ -103,6 +105,44 @@ cpar__local_error(const cpar_msg *req, int code, int sys_errno)
     return it;
 }
 
+/* A local ERROR about request req with code and a formatted text. */
+__attribute__((format(printf, 3, 4))) static cpar_clientio_item *
+cpar__local_error_text(const cpar_msg *req, int code, const char *fmt, ...)
+{
+    char text[300];
+    va_list ap;
+    cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_ERROR);
+    int len;
+    if (it == NULL)
+        return NULL;
+    memcpy(it->m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
+    it->m.h.status = code;
+    va_start(ap, fmt);
+    len = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        len = 0;
+    if ((size_t)len >= sizeof(text))
+        len = (int)sizeof(text) - 1;
+    if (cpar_msg_add_copy(&it->m, text, (size_t)len) != 0) {
+        cpar_clientio_item_free(it);
+        return NULL;
+    }
+    it->m.h.nframes = 1;
+    it->m.h.paylen = (uint64_t)len;
+    return it;
+}
+
+/* Bytes of m's payload frames. */
+static uint64_t
+cpar__wire_bytes(const cpar_msg *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < m->nframes; i++)
+        n += zmq_msg_size((zmq_msg_t *)&m->frames[i]);
+    return n;
+}
+
 /* Appends the list [head, tail] to the inbox and wakes readers. */
 static void
 cpar__inbox_append(cpar_clientio *io, cpar_clientio_item *head, cpar_clientio_item *tail)
@@ -144,6 +184,28 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
             *ptail = NULL;
         it->next = NULL;
         cpar__clientio_shm_prepare(io, &it->m, &pin);
+        if (cpar__wire_bytes(&it->m) > io->socket_max) {
+            /* What stays in the message goes through the sockets: past this, the
+             * controller and engine spend longer signing and checking it than their
+             * heartbeat timeout allows, so refuse it clearly instead. */
+            cpar_clientio_item *e = cpar__local_error_text(
+                &it->m, CPAR_EINVAL,
+                "request of %llu bytes not sent: over the %llu bytes a message may carry "
+                "through the sockets (CPAR_SOCKET_MAX; shared memory carries more, between "
+                "processes on one host)",
+                (unsigned long long)cpar__wire_bytes(&it->m), (unsigned long long)io->socket_max);
+            cpar__clientio_shm_pin(io, &pin, 0);
+            atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
+            if (e != NULL) {
+                if (errs_tail != NULL)
+                    errs_tail->next = e;
+                else
+                    errs = e;
+                errs_tail = e;
+            }
+            cpar_clientio_item_free(it);
+            continue;
+        }
         rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
         cpar__clientio_shm_pin(io, &pin, rc == 0);
         if (rc == 0) {
@@ -351,6 +413,12 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar
     io->wakefd = -1;
     cpar_shm_pins_init(&io->pins);
     cpar_idmap_init(&io->offered);
+    io->socket_max = CPAR__SOCKET_MAX;
+    if (getenv("CPAR_SOCKET_MAX") != NULL) {
+        unsigned long long v = strtoull(getenv("CPAR_SOCKET_MAX"), NULL, 10);
+        if (v > 0)
+            io->socket_max = v;
+    }
     io->shm = cpar_shm_enabled() && cpar_shm_token(io->token, sizeof(io->token)) == 0;
     if (getrandom(io->release_prefix, sizeof(io->release_prefix), 0) !=
         (ssize_t)sizeof(io->release_prefix)) {

@@ -58,7 +58,8 @@ struct cpar_clientio {
 
     /* Shared-memory path (shm.h), touched by the I/O thread only (the pins also by close
      * once the thread has been joined). */
-    int shm;                         /* this process may use it (cpar_shm_enabled + token) */
+    int shm;             /* this process may use it (cpar_shm_enabled + token) */
+    uint64_t socket_max; /* largest request sent through the socket ($CPAR_SOCKET_MAX) */
     char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */
     cpar__shm_peer *peers; /* engine id -> what we know about reading each other; npeers */
     size_t npeers;

@@ -26,6 +26,7 @@
 #define CPAR_ENGINE_REGISTER_TIMEOUT_MS 30000    /* default; $CPAR_REGISTER_TIMEOUT (s) */
 #define CPAR_ENGINE_STREAM_PERIOD_MS 50          /* pending output is sent at least this often */
 #define CPAR_ENGINE_STOP_GRACE_MS 5000           /* a task ignoring the stop interrupt: _exit */
+#define CPAR_ENGINE_SOCKET_MAX (4ull << 30)      /* largest REPLY through the socket */
 #define CPAR_ENGINE_EARLY_READ_MAX (64ull << 20) /* shared-memory bytes read on arrival */
 #define CPAR_ENGINE_ABORTED_MAX 1024             /* aborted request ids remembered (a ring) */
 
@@ -95,6 +96,7 @@ typedef struct cpar_engine {
     cpar_shm_pins pins;      /* frames of REPLYs sent by descriptor, keyed by the request's id,
                               * until the client's RELEASE or pin_timeout_ns */
     uint64_t pin_timeout_ns; /* CPAR_SHM_PIN_TIMEOUT_NS, or $CPAR_SHM_PIN_TIMEOUT seconds */
+    uint64_t socket_max;     /* largest REPLY sent through the socket ($CPAR_SOCKET_MAX) */
 
     atomic_int stopping; /* set by the I/O thread: drop queued tasks, then exit */
     atomic_int io_done;  /* set by the I/O thread as it ends */

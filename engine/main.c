@@ -424,6 +424,12 @@ main(int argc, char **argv)
         if (t > 0 && t < 1e6)
             e.register_timeout_ms = (int)(t * 1000);
     }
+    e.socket_max = CPAR_ENGINE_SOCKET_MAX;
+    if (getenv("CPAR_SOCKET_MAX") != NULL) {
+        unsigned long long v = strtoull(getenv("CPAR_SOCKET_MAX"), NULL, 10);
+        if (v > 0)
+            e.socket_max = v;
+    }
     e.pin_timeout_ns = CPAR_SHM_PIN_TIMEOUT_NS;
     if (getenv("CPAR_SHM_PIN_TIMEOUT") != NULL) {
         double t = atof(getenv("CPAR_SHM_PIN_TIMEOUT"));

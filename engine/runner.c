@@ -78,6 +78,16 @@ cpar__runner_send(cpar__runner *r, cpar_msg *m)
     return rc;
 }
 
+/* Bytes of m's payload frames. */
+static uint64_t
+cpar__runner_bytes(const cpar_msg *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < m->nframes; i++)
+        n += zmq_msg_size((zmq_msg_t *)&m->frames[i]);
+    return n;
+}
+
 /* Fills m's frames from the runtime's result `(status, [buffer, ...])` (borrowed) and sets
  * the status. Returns 0, or -1 with a Python exception set (m's frames then closed). */
 static int
@@ -238,6 +248,18 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     Py_XDECREF(frames);
     if (shm_ok)
         cpar__runner_offload(r, &rep, parent);
+    if (cpar__runner_bytes(&rep) > e->socket_max) {
+        /* Past this the controller's and the client's signature checks outlast the
+         * heartbeat timeout: a clear error instead (the client's requests are bounded
+         * the same way). */
+        PyErr_Format(PyExc_ValueError,
+                     "cpar: engine %d's result of %llu bytes is over the %llu bytes a reply may "
+                     "carry through the sockets (CPAR_SOCKET_MAX; shared memory carries more, "
+                     "between processes on one host)",
+                     (int)e->id, (unsigned long long)cpar__runner_bytes(&rep),
+                     (unsigned long long)e->socket_max);
+        cpar__runner_fallback(r, &rep);
+    }
 
     pthread_mutex_lock(&e->lock);
     e->running = 0;

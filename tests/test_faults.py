@@ -498,3 +498,23 @@ def test_request_over_the_socket_limit_is_a_clear_error(cluster):
     assert lines[0].startswith("refused:") and "CPAR_SOCKET_MAX" in lines[0], lines
     assert "1000000 bytes" in lines[0], lines
     assert lines[1] == "after: 1000", lines
+
+
+def test_reply_over_the_socket_limit_is_a_clear_error(monkeypatch):
+    """An engine whose result would go through the sockets with more than CPAR_SOCKET_MAX
+    bytes answers with an error naming the limit instead; it keeps working. The limit is
+    lowered (and shared memory turned off on the engine) so the test stays small."""
+    monkeypatch.setenv("CPAR_SHM", "0")
+    monkeypatch.setenv("CPAR_SOCKET_MAX", "1000000")
+    c = _private(1)
+    try:
+        rc = c.start_and_connect_sync()
+        with pytest.raises(cpar.error.RemoteError) as info:
+            rc[0].apply_sync(np.zeros, 300_000)
+        assert info.value.ename == "ValueError"
+        assert "over the 1000000 bytes a reply may carry" in str(info.value)
+        assert "CPAR_SOCKET_MAX" in str(info.value)
+        assert len(rc[0].apply_sync(np.zeros, 1000)) == 1000  # under the limit: fine
+        _works(rc)
+    finally:
+        c.stop_cluster_sync()

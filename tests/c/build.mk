@@ -21,7 +21,7 @@ CTEST_FUZZ_SECONDS ?= 60
 CTEST_BINS := $(addprefix build/ctest/,$(CTEST_NAMES))
 CTEST_ASAN_BINS := $(addprefix build/ctest-asan/,$(CTEST_NAMES))
 
-.PHONY: ctest ctest-asan fuzz ctest-clean
+.PHONY: ctest ctest-asan fuzz ctest-clean fuzz-controller
 
 build/ctest/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
@@ -41,13 +41,31 @@ ctest-asan: $(CTEST_ASAN_BINS)
 
 # libFuzzer build (clang only): explores from the committed corpus for CTEST_FUZZ_SECONDS,
 # writing what it finds under build/fuzz/ (the committed corpus is never modified).
-fuzz:
+# It also runs the controller fuzzer for CTEST_FUZZ_SECONDS.
+fuzz: build/ctest-asan/fuzz_controller
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(CTEST_FUZZ_SECONDS) \
+	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
 	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core \
 	  -iquote tests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
 	build/fuzz/fuzz_wire -max_total_time=$(CTEST_FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus $(CTEST_CORPUS)
+
+# The controller fuzzer (tests/c/fuzz_controller.c): a real controller under ASan/UBSan fed
+# signed random traffic by fake engines and clients. It replays the committed corpus, then
+# runs new seeds until FUZZ_CONTROLLER_SECONDS have passed in all (make test: 45; make fuzz
+# runs it for CTEST_FUZZ_SECONDS). A failing new seed is printed as a line to commit there.
+FUZZ_CONTROLLER_SECONDS ?= 45
+FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+
+build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+fuzz-controller: build/ctest-asan/fuzz_controller
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CONTROLLER_SECONDS) \
+	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
 
 ctest-clean:
 	rm -rf build/ctest build/ctest-asan build/fuzz

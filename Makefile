@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller asan-engine pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -73,6 +73,21 @@ asan-engine: build/asan/cpar-engine
 	CPAR_ENGINE=$(abspath build/asan/cpar-engine) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(VPY) -m pytest -x -q tests/test_engine.py tests/test_client.py tests/test_shm.py tests/test_lbview.py
+
+# The engine fuzzer: a fake controller drives the ASan engine with signed random traffic
+# and corrupt shared-memory tables (tests/c/fuzz_engine.c): the committed corpus, then new
+# seeds until FUZZ_ENGINE_SECONDS have passed in all (make fuzz-engine-long: CTEST_FUZZ_SECONDS).
+FUZZ_ENGINE_SECONDS ?= 40
+fuzz-engine: build/ctest-asan/fuzz_engine build/asan/cpar-engine
+	CPAR_ENGINE=$(abspath build/asan/cpar-engine) CPAR_FUZZ_SECONDS=$(FUZZ_ENGINE_SECONDS) \
+	  $(FUZZ_ASAN_ENV) build/ctest-asan/fuzz_engine tests/c/corpus/engine
+
+fuzz-engine-long:
+	$(MAKE) fuzz-engine FUZZ_ENGINE_SECONDS=$(CTEST_FUZZ_SECONDS)
+
+# make fuzz (tests/c/build.mk: the wire decoder and the controller) runs this one too.
+fuzz: fuzz-engine-long
+.PHONY: fuzz-engine fuzz-engine-long
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests

@@ -63,6 +63,12 @@ build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(C
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
+# The engine fuzzer's driver (tests/c/fuzz_engine.c); the top-level Makefile runs it
+# against build/asan/cpar-engine (make fuzz-engine).
+build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
 fuzz-controller: build/ctest-asan/fuzz_controller
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CONTROLLER_SECONDS) \
 	  build/ctest-asan/fuzz_controller tests/c/corpus/controller

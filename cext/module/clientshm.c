@@ -54,7 +54,8 @@ static void
 cpar__shm_parse_lines(cpar_clientio *io, const char *p, size_t len)
 {
     const char *end = p + len;
-    memset(io->local, 0, io->nlocal);
+    if (io->nlocal > 0) /* io->local is NULL until an engine is known */
+        memset(io->local, 0, io->nlocal);
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *eol = nl ? nl : end;

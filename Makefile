@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine asan-client pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -88,6 +88,27 @@ fuzz-engine-long:
 # make fuzz (tests/c/build.mk: the wire decoder and the controller) runs this one too.
 fuzz: fuzz-engine-long
 .PHONY: fuzz-engine fuzz-engine-long
+
+# The _core extension (client I/O thread, in-process controller) built with ASan/UBSan,
+# driven by the client tests: a copy of the package under build/asan-pkg holds the
+# sanitized extensions (and engine), first on PYTHONPATH; python runs with the sanitizer
+# runtimes preloaded (CPython leaks at exit by design, so no leak check). --capture=sys
+# leaves fd 2 alone so that a sanitizer report is seen even when it ends the process.
+ASAN_CLIENT_TESTS ?= tests/test_core.py tests/test_client.py tests/test_shm.py
+ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+asan-client: $(STAMP)
+	CPAR_EXTRA_CFLAGS="-O1 -g $(ASAN_FLAGS)" CPAR_EXTRA_LDFLAGS="$(ASAN_FLAGS)" \
+	  $(VPY) setup.py -q build_ext --build-lib build/asan-ext --build-temp build/asan-ext-tmp \
+	  >build/asan-ext.log 2>&1 || { cat build/asan-ext.log; exit 1; }
+	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r pypkg/cpar build/asan-pkg/
+	rm -rf build/asan-pkg/cpar/*.so build/asan-pkg/cpar/bin && find build/asan-pkg -name __pycache__ -prune -exec rm -rf {} +
+	cp build/asan-ext/cpar/*.so build/asan-pkg/cpar/ && cp -r build/asan-ext/cpar/bin build/asan-pkg/cpar/
+	LD_PRELOAD="$(ASAN_PRELOAD)" PYTHONPATH=$(abspath build/asan-pkg) ASAN_OPTIONS=detect_leaks=0 \
+	  $(VPY) -c "import cpar._core as c, sys; sys.exit('asan-pkg' not in c.__file__)"
+	LD_PRELOAD="$(ASAN_PRELOAD)" PYTHONPATH=$(abspath build/asan-pkg) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(VPY) -m pytest -q --capture=sys -p no:cacheprovider $(ASAN_CLIENT_TESTS)
+.PHONY: asan-client
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests

@@ -45,7 +45,13 @@ typedef struct fz_case {
     int engines;
     int clients;
     int hb_timeout_ms;
+    int scheme;      /* index into fz_schemes */
+    int hwm;         /* 0: no limit, -1: adaptive */
+    int max_records; /* ended task records kept (0: the default) */
+    int hub_at;      /* percent of the steps after which a hub SHUTDOWN is sent (0: at the end) */
 } fz_case;
+
+static const char *const fz_schemes[] = {"leastload", "lru", "weighted", "twobin", "plainrandom"};
 
 typedef struct fz_engine {
     void *sock;
@@ -63,6 +69,7 @@ typedef struct fz {
     void *c[FZ_MAX_CLIENTS];
     uint8_t ids[FZ_IDS][CPAR_WIRE_ID_SIZE];
     int nids;
+    int hub_sent; /* a hub SHUTDOWN went out: the loop is ending */
     unsigned long sent, received, garbage;
 } fz;
 
@@ -232,7 +239,7 @@ fz_engine_reply(fz *z, fz_engine *e, const uint8_t *parent)
     m.h.engine = fz_chance(z, 90) && e->id >= 0 ? e->id : fz_pick_engine(z);
     if (parent != NULL) {
         memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
-    } else if (e->ngot > 0 && fz_chance(z, 85)) {
+    } else if (e->ngot > 0 && fz_chance(z, 70)) {
         int i = (int)fz_below(z, (uint32_t)(e->ngot < FZ_GOT ? e->ngot : FZ_GOT));
         memcpy(m.h.parent, e->got[i], CPAR_WIRE_ID_SIZE);
     } else {
@@ -288,7 +295,17 @@ fz_client_direct(fz *z, void *sock)
     fz_remember(z, m.h.msg_id);
     for (size_t i = 0; i < n; i++)
         targets[i] = fz_pick_engine(z);
-    if (n > 0 || fz_chance(z, 50)) {
+    if (fz_chance(z, 2)) { /* a long list, mostly one engine repeated */
+        static uint8_t big[4 * 4096];
+        size_t cnt = 1 + fz_below(z, 4096);
+        int32_t t = fz_pick_engine(z);
+        for (size_t i = 0; i < cnt; i++) {
+            int32_t v = fz_chance(z, 95) ? t : fz_pick_engine(z);
+            memcpy(big + 4 * i, &v, 4);
+        }
+        m.h.flags |= CPAR_FLAG_TARGETED;
+        ASSERT_OK(cpar_msg_add_copy(&m, big, 4 * cnt));
+    } else if (n > 0 || fz_chance(z, 50)) {
         if (n == 0 && fz_chance(z, 50)) {
             m.h.flags |= CPAR_FLAG_TARGETED;
             ASSERT_OK(cpar_msg_add_copy(&m, targets, fz_below(z, 4))); /* not whole ids */
@@ -604,14 +621,39 @@ fz_run_case(const fz_case *k)
     memset(&z, 0, sizeof(z));
     z.k = *k;
     z.rng = k->seed * 0x9E3779B97F4A7C15ULL + 1;
-    fx_start(&z.f, k->hb_timeout_ms);
+    fx_start_cfg(&z.f, k->hb_timeout_ms, fz_schemes[k->scheme], k->hwm, k->max_records);
     for (int i = 0; i < k->engines; i++) {
         z.e[i].id = -1;
         z.e[i].pid = 4000 + i;
     }
-    for (long s = 0; s < k->steps; s++)
+    for (long s = 0; s < k->steps; s++) {
         fz_step(&z);
+        if (k->hub_at > 0 && !z.hub_sent && s >= k->steps * k->hub_at / 100) {
+            /* a hub SHUTDOWN in the middle of the traffic, which goes on until the loop
+             * has ended by itself */
+            cpar_msg m;
+            int ci = (int)fz_below(&z, (uint32_t)k->clients);
+            if (z.c[ci] == NULL)
+                continue;
+            th_msg(&m, CPAR_MSG_SHUTDOWN);
+            m.h.flags = CPAR_FLAG_HUB;
+            fz_send(&z, z.c[ci], &m);
+            z.hub_sent = 1;
+        }
+    }
     fz_drain(&z);
+    if (z.hub_sent) {
+        for (int i = 0; i < k->engines; i++)
+            fz_engine_close(&z, &z.e[i]);
+        for (int i = 0; i < k->clients; i++)
+            if (z.c[i])
+                zmq_close(z.c[i]);
+        ASSERT_OK(fx_join(&z.f));
+        free(fx_stop(&z.f));
+        printf("# seed %llu: hub SHUTDOWN mid-run; %lu sent (%lu garbage), %lu received\n",
+               (unsigned long long)k->seed, z.sent, z.garbage, z.received);
+        return 0;
+    }
 
     /* still responsive: a fresh client is answered */
     {
@@ -653,8 +695,11 @@ static int passed, failed;
 static void
 fz_case_line(const fz_case *k, char *out, size_t len)
 {
-    snprintf(out, len, "seed=%llu steps=%ld engines=%d clients=%d hb_timeout_ms=%d",
-             (unsigned long long)k->seed, k->steps, k->engines, k->clients, k->hb_timeout_ms);
+    snprintf(out, len,
+             "seed=%llu steps=%ld engines=%d clients=%d hb_timeout_ms=%d scheme=%d hwm=%d "
+             "max_records=%d hub_at=%d",
+             (unsigned long long)k->seed, k->steps, k->engines, k->clients, k->hb_timeout_ms,
+             k->scheme, k->hwm, k->max_records, k->hub_at);
 }
 
 static void
@@ -693,6 +738,10 @@ fz_parse(const char *text, fz_case *k)
     k->engines = 4;
     k->clients = 3;
     k->hb_timeout_ms = 400;
+    k->scheme = 0;
+    k->hwm = 0;
+    k->max_records = 0;
+    k->hub_at = 0;
     if ((p = strstr(text, "seed=")))
         k->seed = strtoull(p + 5, NULL, 10);
     if ((p = strstr(text, "steps=")))
@@ -703,6 +752,18 @@ fz_parse(const char *text, fz_case *k)
         k->clients = atoi(p + 8);
     if ((p = strstr(text, "hb_timeout_ms=")))
         k->hb_timeout_ms = atoi(p + 14);
+    if ((p = strstr(text, "scheme=")))
+        k->scheme = atoi(p + 7);
+    if ((p = strstr(text, "hwm=")))
+        k->hwm = atoi(p + 4);
+    if ((p = strstr(text, "max_records=")))
+        k->max_records = atoi(p + 12);
+    if ((p = strstr(text, "hub_at=")))
+        k->hub_at = atoi(p + 7);
+    if (k->scheme < 0 || k->scheme >= (int)(sizeof(fz_schemes) / sizeof(fz_schemes[0])))
+        k->scheme = 0;
+    if (k->hwm < -1)
+        k->hwm = -1;
     if (k->engines < 1 || k->engines > FZ_MAX_ENGINES)
         k->engines = FZ_MAX_ENGINES;
     if (k->clients < 1 || k->clients > FZ_MAX_CLIENTS)
@@ -772,6 +833,10 @@ main(int argc, char **argv)
         fz_parse(text, &k);
         k.engines = 1 + (int)(k.seed % FZ_MAX_ENGINES);
         k.clients = 1 + (int)((k.seed >> 8) % FZ_MAX_CLIENTS);
+        k.scheme = (int)((k.seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
+        k.hwm = (int)((k.seed >> 20) % 4) - 1;
+        k.max_records = (k.seed >> 24) % 3 == 0 ? 1 + (int)((k.seed >> 26) % 16) : 0;
+        k.hub_at = (k.seed >> 30) % 4 == 0 ? 1 + (int)((k.seed >> 32) % 99) : 0;
         fz_fork_case(&k, "random");
     }
     printf("%d passed, %d failed\n", passed, failed);

@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine asan-client pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine asan-client tsan pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -109,6 +109,28 @@ asan-client: $(STAMP)
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(VPY) -m pytest -q --capture=sys -p no:cacheprovider $(ASAN_CLIENT_TESTS)
 .PHONY: asan-client
+
+# ThreadSanitizer: the client I/O thread (a C driver, tests/c/tsan_clientio.c), the
+# controller's thread against the controller fuzzer's (its corpus), and the engine's I/O
+# thread against its Python main thread (a TSan engine driven by the engine fuzzer for
+# TSAN_ENGINE_SECONDS in all). libzmq and CPython are not instrumented (tests/tsan.supp).
+TSAN_ENGINE_SECONDS ?= 25
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 allocator_may_return_null=1 suppressions=$(abspath tests/tsan.supp)"
+build/tsan/cpar-engine: $(CSRC) $(STAMP)
+	mkdir -p build/tsan
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fsanitize=thread \
+	  -iquote cext/core -iquote cext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
+	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
+	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
+	  -Wl,-rpath,$$($(call PYCFG,LIBDIR)) -Wl,--export-dynamic -lzmq -lcrypto -lpthread -ldl -lm
+
+tsan: build/tsan/tsan_clientio build/tsan/fuzz_controller build/tsan/fuzz_engine build/tsan/cpar-engine
+	$(TSAN_ENV) build/tsan/tsan_clientio
+	$(TSAN_ENV) build/tsan/fuzz_controller tests/c/corpus/controller/seed-0[1-4]*
+	CPAR_ENGINE=$(abspath build/tsan/cpar-engine) CPAR_FUZZ_SECONDS=$(TSAN_ENGINE_SECONDS) \
+	  $(TSAN_ENV) build/tsan/fuzz_engine tests/c/corpus/engine
+.PHONY: tsan
 
 pytest: $(STAMP)
 	$(VPY) -m pytest -x -q tests

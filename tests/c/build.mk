@@ -69,6 +69,24 @@ build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUP
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
+# ThreadSanitizer builds (make tsan in the top-level Makefile runs them): the client I/O
+# thread driven by threads of its own (tests/c/tsan_clientio.c), and the controller fuzzer
+# (the controller's thread against the fuzzer's). tests/tsan.supp: uninstrumented libzmq.
+CTEST_TSAN := -fsanitize=thread
+build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) -iquote cext/module $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) \
+	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+
+build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# The engine fuzzer's driver without a sanitizer, for driving the TSan engine.
+build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
 fuzz-controller: build/ctest-asan/fuzz_controller
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CONTROLLER_SECONDS) \
 	  build/ctest-asan/fuzz_controller tests/c/corpus/controller

@@ -20,6 +20,7 @@
  * new random seeds run until CPAR_FUZZ_SECONDS (default 0) have passed; a failing seed is
  * printed as a corpus line to commit. Output ends with "N passed, M failed". Test code. */
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,25 @@ typedef struct fz {
     int hub_sent; /* a hub SHUTDOWN went out: the loop is ending */
     unsigned long sent, received, garbage;
 } fz;
+
+/* Where the case is, for the report of a case that hangs (SIGALRM). */
+static volatile long fz_at_step = -1;
+static const char *volatile fz_phase = "starting";
+static fz *volatile fz_live;
+
+static void
+fz_on_alarm(int sig)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "fuzz_controller: case hung in phase \"%s\" at step %ld; controller log "
+                     "kept: %s\n",
+                     fz_phase, fz_at_step, fz_live ? fz_live->f.logpath : "?");
+    (void)sig;
+    if (n > 0)
+        (void)write(2, buf, (size_t)n);
+    abort();
+}
 
 static uint64_t
 fz_rand(fz *z)
@@ -621,12 +641,16 @@ fz_run_case(const fz_case *k)
     memset(&z, 0, sizeof(z));
     z.k = *k;
     z.rng = k->seed * 0x9E3779B97F4A7C15ULL + 1;
+    fz_live = &z;
+    signal(SIGALRM, fz_on_alarm);
     fx_start_cfg(&z.f, k->hb_timeout_ms, fz_schemes[k->scheme], k->hwm, k->max_records);
     for (int i = 0; i < k->engines; i++) {
         z.e[i].id = -1;
         z.e[i].pid = 4000 + i;
     }
+    fz_phase = "traffic";
     for (long s = 0; s < k->steps; s++) {
+        fz_at_step = s;
         fz_step(&z);
         if (k->hub_at > 0 && !z.hub_sent && s >= k->steps * k->hub_at / 100) {
             /* a hub SHUTDOWN in the middle of the traffic, which goes on until the loop
@@ -648,7 +672,9 @@ fz_run_case(const fz_case *k)
         for (int i = 0; i < k->clients; i++)
             if (z.c[i])
                 zmq_close(z.c[i]);
+        fz_phase = "waiting for the loop to end after a hub SHUTDOWN";
         ASSERT_OK(fx_join(&z.f));
+        fz_phase = "stopping";
         free(fx_stop(&z.f));
         printf("# seed %llu: hub SHUTDOWN mid-run; %lu sent (%lu garbage), %lu received\n",
                (unsigned long long)k->seed, z.sent, z.garbage, z.received);
@@ -656,6 +682,7 @@ fz_run_case(const fz_case *k)
     }
 
     /* still responsive: a fresh client is answered */
+    fz_phase = "final CONNECT and QUERY";
     {
         void *c = fx_client(&z.f, &nengines, NULL);
         q = fx_query(&z.f, c, "queue_status", NULL, 0);
@@ -676,6 +703,7 @@ fz_run_case(const fz_case *k)
     for (int i = 0; i < k->clients; i++)
         if (z.c[i])
             zmq_close(z.c[i]);
+    fz_phase = "stopping";
     if (hub)
         ASSERT_OK(fx_join(&z.f));
     log = fx_stop(&z.f);
@@ -691,6 +719,16 @@ fz_run_case(const fz_case *k)
 /* ---- driver ------------------------------------------------------------------------- */
 
 static int passed, failed;
+
+/* splitmix64: spreads clock-derived seeds over every bit the case parameters use. */
+static uint64_t
+fz_mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
 
 static void
 fz_case_line(const fz_case *k, char *out, size_t len)
@@ -831,6 +869,7 @@ main(int argc, char **argv)
         snprintf(text, sizeof(text), "seed=%llu",
                  (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
         fz_parse(text, &k);
+        k.seed = fz_mix(k.seed);
         k.engines = 1 + (int)(k.seed % FZ_MAX_ENGINES);
         k.clients = 1 + (int)((k.seed >> 8) % FZ_MAX_CLIENTS);
         k.scheme = (int)((k.seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));

@@ -315,12 +315,13 @@ fz_client_direct(fz *z, void *sock)
     fz_remember(z, m.h.msg_id);
     for (size_t i = 0; i < n; i++)
         targets[i] = fz_pick_engine(z);
-    if (fz_chance(z, 2)) { /* a long list, mostly one engine repeated */
+    if (fz_chance(z, 3)) { /* a long list, mostly one engine repeated */
         static uint8_t big[4 * 4096];
         size_t cnt = 1 + fz_below(z, 4096);
         int32_t t = fz_pick_engine(z);
+        int same = fz_chance(z, 50); /* every entry names one engine (live, often) */
         for (size_t i = 0; i < cnt; i++) {
-            int32_t v = fz_chance(z, 95) ? t : fz_pick_engine(z);
+            int32_t v = same || fz_chance(z, 95) ? t : fz_pick_engine(z);
             memcpy(big + 4 * i, &v, 4);
         }
         m.h.flags |= CPAR_FLAG_TARGETED;

@@ -657,12 +657,15 @@ fz_run_case(const fz_case *k)
             /* a hub SHUTDOWN in the middle of the traffic, which goes on until the loop
              * has ended by itself */
             cpar_msg m;
-            int ci = (int)fz_below(&z, (uint32_t)k->clients);
-            if (z.c[ci] == NULL)
-                continue;
+            void *c = th_dealer(z.f.ctx, cpar_controller_client_endpoint(z.f.c));
+            fz_phase = "hub SHUTDOWN: waiting for SHUTDOWN_REPLY";
             th_msg(&m, CPAR_MSG_SHUTDOWN);
             m.h.flags = CPAR_FLAG_HUB;
-            fz_send(&z, z.c[ci], &m);
+            th_send(c, z.f.s, &m); /* blocking: it must not be dropped like traffic */
+            th_expect(c, z.f.s, CPAR_MSG_SHUTDOWN_REPLY, &m);
+            cpar_msg_close(&m);
+            zmq_close(c);
+            fz_phase = "traffic after a hub SHUTDOWN";
             z.hub_sent = 1;
         }
     }

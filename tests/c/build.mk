@@ -57,7 +57,8 @@ fuzz: build/ctest-asan/fuzz_controller
 # runs new seeds until FUZZ_CONTROLLER_SECONDS have passed in all (make test: 45; make fuzz
 # runs it for CTEST_FUZZ_SECONDS). A failing new seed is printed as a line to commit there.
 FUZZ_CONTROLLER_SECONDS ?= 45
-FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
 
 build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)

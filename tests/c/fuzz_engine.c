@@ -56,11 +56,13 @@ typedef struct fe {
     pid_t pid;
     char dir[64];
     uint8_t pending[FE_PENDING][CPAR_WIRE_ID_SIZE];
+    uint8_t pending_shm[FE_PENDING]; /* the request carried a descriptor table */
     int npending;
     uint8_t done[64][CPAR_WIRE_ID_SIZE]; /* answered ids, for INTERRUPT/ABORT/RELEASE */
     int ndone;
     size_t shm_used; /* bytes of fe_shm_buf handed out (wraps around) */
     unsigned long sent, replies, errors, streams, beats;
+    unsigned long shm_sent, shm_ok; /* requests with a table; of them, answered OK */
 } fe;
 
 /* A pickle (protocol 0 with protocol 5's NEXT_BUFFER) of (f, args, kwargs) calls. */
@@ -284,6 +286,8 @@ fe_request(fe *z)
         m.h.flags |= CPAR_FLAG_SHM_OK;
     if (fe_chance(z, 35))
         fe_shm(z, &m, first);
+    z->pending_shm[z->npending] = (m.h.flags & CPAR_FLAG_SHM) != 0;
+    z->shm_sent += z->pending_shm[z->npending];
     memcpy(z->pending[z->npending++], m.h.msg_id, CPAR_WIRE_ID_SIZE);
     fe_send(z, &m);
 }
@@ -370,14 +374,16 @@ fe_garbage(fe *z)
 /* ---- receiving ---------------------------------------------------------------------- */
 
 static void
-fe_answered(fe *z, const uint8_t *parent)
+fe_answered(fe *z, const uint8_t *parent, int ok)
 {
     for (int i = 0; i < z->npending; i++)
         if (memcmp(z->pending[i], parent, CPAR_WIRE_ID_SIZE) == 0) {
             memcpy(z->done[z->ndone % 64], parent, CPAR_WIRE_ID_SIZE);
             z->ndone++;
+            z->shm_ok += ok && z->pending_shm[i];
             memmove(z->pending[i], z->pending[i + 1],
                     (size_t)(z->npending - i - 1) * CPAR_WIRE_ID_SIZE);
+            memmove(z->pending_shm + i, z->pending_shm + i + 1, (size_t)(z->npending - i - 1));
             z->npending--;
             return;
         }
@@ -433,7 +439,7 @@ fe_recv(fe *z, int ms, cpar_msg *out)
             }
         }
         z->replies++;
-        fe_answered(z, m.h.parent);
+        fe_answered(z, m.h.parent, m.h.status == CPAR_STATUS_OK);
         break;
     case CPAR_MSG_STREAM:
         ASSERT_EQ(m.h.engine, z->id);
@@ -606,6 +612,7 @@ fe_run_case(const fe_case *k)
     th_targets(&m, &z.id, 1);
     th_add_str(&m, "fuzz_probe = 42");
     memcpy(probe, m.h.msg_id, sizeof(probe));
+    z.pending_shm[z.npending] = 0;
     memcpy(z.pending[z.npending++], probe, sizeof(probe));
     fe_send(&z, &m);
     for (;;) {
@@ -645,8 +652,10 @@ fe_run_case(const fe_case *k)
         CPAR_TEST_FAIL("the engine ended with %s %d", WIFSIGNALED(status) ? "signal" : "status",
                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
     }
-    printf("# seed %llu: %lu sent, %lu replies (%lu errors), %lu streams, %lu heartbeats\n",
-           (unsigned long long)k->seed, z.sent, z.replies, z.errors, z.streams, z.beats);
+    printf("# seed %llu: %lu sent, %lu replies (%lu errors), %lu streams, %lu heartbeats; "
+           "%lu requests with a descriptor table, %lu of them answered OK\n",
+           (unsigned long long)k->seed, z.sent, z.replies, z.errors, z.streams, z.beats, z.shm_sent,
+           z.shm_ok);
     zmq_close(z.router);
     zmq_ctx_term(z.ctx);
     cpar_signer_free(z.s);

@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-engine asan-engine asan-client tsan pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -21,7 +21,7 @@ CTEST_FUZZ_SECONDS ?= 60
 CTEST_BINS := $(addprefix build/ctest/,$(CTEST_NAMES))
 CTEST_ASAN_BINS := $(addprefix build/ctest-asan/,$(CTEST_NAMES))
 
-.PHONY: ctest ctest-asan fuzz ctest-clean fuzz-controller
+.PHONY: ctest ctest-asan fuzz ctest-clean fuzz-controller fuzz-client
 
 build/ctest/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
@@ -41,10 +41,12 @@ ctest-asan: $(CTEST_ASAN_BINS)
 
 # libFuzzer build (clang only): explores from the committed corpus for CTEST_FUZZ_SECONDS,
 # writing what it finds under build/fuzz/ (the committed corpus is never modified).
-# It also runs the controller fuzzer for CTEST_FUZZ_SECONDS.
-fuzz: build/ctest-asan/fuzz_controller
+# It also runs the controller and client fuzzers for CTEST_FUZZ_SECONDS each.
+fuzz: build/ctest-asan/fuzz_controller build/ctest-asan/fuzz_client
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(CTEST_FUZZ_SECONDS) \
 	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(CTEST_FUZZ_SECONDS) \
+	  build/ctest-asan/fuzz_client tests/c/corpus/client
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
 	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core \
@@ -87,6 +89,18 @@ build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_S
 build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# The client I/O thread's fuzzer (tests/c/fuzz_client.c): a fake controller feeds a real
+# cpar_clientio (ASan/UBSan) signed random messages and shared-memory tables.
+FUZZ_CLIENT_SECONDS ?= 15
+build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) -iquote cext/module $< tests/c/helpers.c $(CTEST_CORE_SRC) \
+	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+
+fuzz-client: build/ctest-asan/fuzz_client
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CLIENT_SECONDS) \
+	  build/ctest-asan/fuzz_client tests/c/corpus/client
 
 fuzz-controller: build/ctest-asan/fuzz_controller
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CONTROLLER_SECONDS) \

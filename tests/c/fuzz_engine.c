@@ -497,6 +497,7 @@ fe_start_engine(fe *z)
     ASSERT(z->pid >= 0);
     if (z->pid == 0) {
         int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* no stray engine if the driver dies */
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);

@@ -77,7 +77,7 @@ asan-engine: build/asan/cpar-engine
 # The engine fuzzer: a fake controller drives the ASan engine with signed random traffic
 # and corrupt shared-memory tables (tests/c/fuzz_engine.c): the committed corpus, then new
 # seeds until FUZZ_ENGINE_SECONDS have passed in all (make fuzz-engine-long: CTEST_FUZZ_SECONDS).
-FUZZ_ENGINE_SECONDS ?= 40
+FUZZ_ENGINE_SECONDS ?= 30
 fuzz-engine: build/ctest-asan/fuzz_engine build/asan/cpar-engine
 	CPAR_ENGINE=$(abspath build/asan/cpar-engine) CPAR_FUZZ_SECONDS=$(FUZZ_ENGINE_SECONDS) \
 	  $(FUZZ_ASAN_ENV) build/ctest-asan/fuzz_engine tests/c/corpus/engine
@@ -114,7 +114,7 @@ asan-client: $(STAMP)
 # controller's thread against the controller fuzzer's (its corpus), and the engine's I/O
 # thread against its Python main thread (a TSan engine driven by the engine fuzzer for
 # TSAN_ENGINE_SECONDS in all). libzmq and CPython are not instrumented (tests/tsan.supp).
-TSAN_ENGINE_SECONDS ?= 25
+TSAN_ENGINE_SECONDS ?= 20
 TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 allocator_may_return_null=1 suppressions=$(abspath tests/tsan.supp)"
 build/tsan/cpar-engine: $(CSRC) $(STAMP)
 	mkdir -p build/tsan

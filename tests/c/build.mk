@@ -56,9 +56,9 @@ fuzz: build/ctest-asan/fuzz_controller build/ctest-asan/fuzz_client
 
 # The controller fuzzer (tests/c/fuzz_controller.c): a real controller under ASan/UBSan fed
 # signed random traffic by fake engines and clients. It replays the committed corpus, then
-# runs new seeds until FUZZ_CONTROLLER_SECONDS have passed in all (make test: 45; make fuzz
+# runs new seeds until FUZZ_CONTROLLER_SECONDS have passed in all (make test: 40; make fuzz
 # runs it for CTEST_FUZZ_SECONDS). A failing new seed is printed as a line to commit there.
-FUZZ_CONTROLLER_SECONDS ?= 45
+FUZZ_CONTROLLER_SECONDS ?= 40
 FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
   LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
 

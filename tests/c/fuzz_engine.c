@@ -295,8 +295,10 @@ fe_request(fe *z)
 static void
 fe_control(fe *z)
 {
-    uint8_t ids[4 * CPAR_WIRE_ID_SIZE];
-    size_t n = fe_below(z, 5);
+    uint8_t ids[6 * CPAR_WIRE_ID_SIZE];
+    size_t n = fe_below(z, 7);
+    /* the ids frame: whole ids, or (a fifth of the time) cut short inside the last one */
+    size_t idlen = n * CPAR_WIRE_ID_SIZE - (n && fe_chance(z, 20) ? 1 + fe_below(z, 15) : 0);
     int32_t t = z->id;
     cpar_msg m;
     for (size_t i = 0; i < n; i++)
@@ -307,19 +309,19 @@ fe_control(fe *z)
         th_msg(&m, CPAR_MSG_INTERRUPT);
         if (fe_chance(z, 90))
             th_targets(&m, &t, 1);
-        fe_add(&m, ids, n * CPAR_WIRE_ID_SIZE - (n && fe_chance(z, 10) ? 3 : 0));
+        fe_add(&m, ids, idlen);
         break;
     case 2:
     case 3:
         th_msg(&m, CPAR_MSG_ABORT);
         if (fe_chance(z, 95))
-            fe_add(&m, ids, n * CPAR_WIRE_ID_SIZE);
+            fe_add(&m, ids, idlen);
         break;
     case 4:
         th_msg(&m, CPAR_MSG_RELEASE);
         if (fe_chance(z, 90))
             th_targets(&m, &t, 1);
-        fe_add(&m, ids, n * CPAR_WIRE_ID_SIZE);
+        fe_add(&m, ids, idlen);
         break;
     default: { /* a type an engine does not handle, or a stray REGISTER_REPLY */
         static const int odd[] = {

@@ -85,7 +85,8 @@ fuzz-engine: build/ctest-asan/fuzz_engine build/asan/cpar-engine
 fuzz-engine-long:
 	$(MAKE) fuzz-engine FUZZ_ENGINE_SECONDS=$(CTEST_FUZZ_SECONDS)
 
-# make fuzz (tests/c/build.mk: the wire decoder and the controller) runs this one too.
+# make fuzz (tests/c/build.mk: the wire decoder, the controller and the client) runs this
+# one too.
 fuzz: fuzz-engine-long
 .PHONY: fuzz-engine fuzz-engine-long
 
@@ -113,7 +114,8 @@ asan-client: $(STAMP)
 # ThreadSanitizer: the client I/O thread (a C driver, tests/c/tsan_clientio.c), the
 # controller's thread against the controller fuzzer's (its corpus), and the engine's I/O
 # thread against its Python main thread (a TSan engine driven by the engine fuzzer for
-# TSAN_ENGINE_SECONDS in all). libzmq and CPython are not instrumented (tests/tsan.supp).
+# TSAN_ENGINE_SECONDS in all). tests/tsan.supp covers libzmq, which is not instrumented;
+# CPython (not instrumented either) needed no suppression: our code never is.
 TSAN_ENGINE_SECONDS ?= 20
 TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 allocator_may_return_null=1 suppressions=$(abspath tests/tsan.supp)"
 build/tsan/cpar-engine: $(CSRC) $(STAMP)

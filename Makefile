@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan asan-engine pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -73,6 +73,66 @@ asan-engine: build/asan/cpar-engine
 	CPAR_ENGINE=$(abspath build/asan/cpar-engine) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(VPY) -m pytest -rs -q tests/test_engine.py tests/test_client.py tests/test_shm.py tests/test_lbview.py
+
+# The engine fuzzer: a fake controller drives the ASan engine with signed random traffic
+# and corrupt shared-memory tables (tests/c/fuzz_engine.c): the committed corpus, then new
+# seeds until FUZZ_ENGINE_SECONDS have passed in all (make fuzz-engine-long: CTEST_FUZZ_SECONDS).
+FUZZ_ENGINE_SECONDS ?= 30
+fuzz-engine: build/ctest-asan/fuzz_engine build/asan/cpar-engine
+	CPAR_ENGINE=$(abspath build/asan/cpar-engine) CPAR_FUZZ_SECONDS=$(FUZZ_ENGINE_SECONDS) \
+	  $(FUZZ_ASAN_ENV) build/ctest-asan/fuzz_engine tests/c/corpus/engine
+
+fuzz-engine-long:
+	$(MAKE) fuzz-engine FUZZ_ENGINE_SECONDS=$(CTEST_FUZZ_SECONDS)
+
+# make fuzz (tests/c/build.mk: the wire decoder, the controller and the client) runs this
+# one too.
+fuzz: fuzz-engine-long
+.PHONY: fuzz-engine fuzz-engine-long
+
+# The _core extension (client I/O thread, in-process controller) built with ASan/UBSan,
+# driven by the client tests: a copy of the package under build/asan-pkg holds the
+# sanitized extensions (and engine), first on PYTHONPATH; python runs with the sanitizer
+# runtimes preloaded (CPython leaks at exit by design, so no leak check). --capture=sys
+# leaves fd 2 alone so that a sanitizer report is seen even when it ends the process.
+ASAN_CLIENT_TESTS ?= tests/test_core.py tests/test_client.py tests/test_shm.py
+ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+asan-client: $(STAMP)
+	CPAR_EXTRA_CFLAGS="-O1 -g $(ASAN_FLAGS)" CPAR_EXTRA_LDFLAGS="$(ASAN_FLAGS)" \
+	  $(VPY) setup.py -q build_ext --build-lib build/asan-ext --build-temp build/asan-ext-tmp \
+	  >build/asan-ext.log 2>&1 || { cat build/asan-ext.log; exit 1; }
+	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r pypkg/cpar build/asan-pkg/
+	rm -rf build/asan-pkg/cpar/*.so build/asan-pkg/cpar/bin && find build/asan-pkg -name __pycache__ -prune -exec rm -rf {} +
+	cp build/asan-ext/cpar/*.so build/asan-pkg/cpar/ && cp -r build/asan-ext/cpar/bin build/asan-pkg/cpar/
+	LD_PRELOAD="$(ASAN_PRELOAD)" PYTHONPATH=$(abspath build/asan-pkg) ASAN_OPTIONS=detect_leaks=0 \
+	  $(VPY) -c "import cpar._core as c, sys; sys.exit('asan-pkg' not in c.__file__)"
+	LD_PRELOAD="$(ASAN_PRELOAD)" PYTHONPATH=$(abspath build/asan-pkg) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(VPY) -m pytest -q --capture=sys -p no:cacheprovider $(ASAN_CLIENT_TESTS)
+.PHONY: asan-client
+
+# ThreadSanitizer: the client I/O thread (a C driver, tests/c/tsan_clientio.c), the
+# controller's thread against the controller fuzzer's (its corpus), and the engine's I/O
+# thread against its Python main thread (a TSan engine driven by the engine fuzzer for
+# TSAN_ENGINE_SECONDS in all). tests/tsan.supp covers libzmq, which is not instrumented;
+# CPython (not instrumented either) needed no suppression: our code never is.
+TSAN_ENGINE_SECONDS ?= 20
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 allocator_may_return_null=1 suppressions=$(abspath tests/tsan.supp)"
+build/tsan/cpar-engine: $(CSRC) $(STAMP)
+	mkdir -p build/tsan
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fsanitize=thread \
+	  -iquote cext/core -iquote cext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
+	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
+	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
+	  -Wl,-rpath,$$($(call PYCFG,LIBDIR)) -Wl,--export-dynamic -lzmq -lcrypto -lpthread -ldl -lm
+
+tsan: build/tsan/tsan_clientio build/tsan/fuzz_controller build/tsan/fuzz_engine build/tsan/cpar-engine
+	$(TSAN_ENV) build/tsan/tsan_clientio
+	$(TSAN_ENV) build/tsan/fuzz_controller tests/c/corpus/controller/seed-0[1-4]*
+	CPAR_ENGINE=$(abspath build/tsan/cpar-engine) CPAR_FUZZ_SECONDS=$(TSAN_ENGINE_SECONDS) \
+	  $(TSAN_ENV) build/tsan/fuzz_engine tests/c/corpus/engine
+.PHONY: tsan
 
 # -rs lists every skip; no -x, so one failure does not hide the rest. CPAR_REQUIRE_ALL: as
 # root (where make test installs every daemon) a skipped launcher/netns test fails the run.

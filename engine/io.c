@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "tsan.h"
 #include "pagepool.h"
 
 /* ---- message ids ----------------------------------------------------------------------- */
@@ -153,6 +154,7 @@ static int
 cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
 {
     cpar_engine_ctl ctl = {.kind = kind, .value = value, .msg = msg};
+    CPAR_TSAN_RELEASE(io->e); /* msg passes to the main thread (tsan.h) */
     if (zmq_send(io->pair, &ctl, sizeof(ctl), 0) != (int)sizeof(ctl))
         return CPAR_EZMQ;
     return 0;
@@ -561,6 +563,7 @@ cpar__io_on_pair(cpar__io *io)
             zmq_msg_close(&part);
             return;
         }
+        CPAR_TSAN_ACQUIRE(io->e); /* the main thread's sends on the pair (tsan.h) */
         more = zmq_msg_more(&part);
         if (!more && zmq_msg_size(&part) == sizeof(cpar_engine_ctl)) {
             cpar_engine_ctl ctl;

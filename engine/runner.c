@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "tsan.h"
 #include "frame.h"
 #include "zerocopy.h"
 
@@ -47,8 +48,10 @@ cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
         int n, err;
         Py_BEGIN_ALLOW_THREADS n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
         Py_END_ALLOW_THREADS err = n < 0 ? zmq_errno() : 0;
-        if (n == (int)sizeof(*ctl))
+        if (n == (int)sizeof(*ctl)) {
+            CPAR_TSAN_ACQUIRE(r->e); /* the I/O thread's cpar__io_ctl (tsan.h) */
             return 0;
+        }
         if (err == EINTR) {
             cpar__runner_clear_signals();
             continue;
@@ -72,6 +75,7 @@ cpar__runner_send(cpar__runner *r, cpar_msg *m)
 {
     int rc;
     cpar_zc_drain();
+    CPAR_TSAN_RELEASE(r->e); /* m's frames pass to the I/O thread (tsan.h) */
     Py_BEGIN_ALLOW_THREADS rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
     Py_END_ALLOW_THREADS if (rc != 0)
         cpar_elog("cannot pass a message to the I/O thread: %s", cpar_strerror(rc));
@@ -277,6 +281,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
 
     /* Every STREAM of this request goes out before its REPLY (one FIFO to the I/O thread,
      * which sends its own earlier chunks before it reads the next message from us). */
+    CPAR_TSAN_RELEASE(e); /* the captured text passes to the I/O thread (tsan.h) */
     if (pending.n > 0)
         cpar_capture_send(&pending, r->pair, r->signer, e->id, parent);
     cpar__runner_send(r, &rep);

@@ -316,6 +316,42 @@ cpar_wire_forward(void *sock, const void *ident, size_t identlen, cpar_msg *m, i
     return rc;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+static void
+cpar__wire_asan_free(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* ASan builds only: libzmq hands out a received frame inside its shared receive buffer, or
+ * inside the zmq_msg_t itself when small, so a read past the frame's end meets other bytes,
+ * never a redzone. Each part moves into an allocation of exactly its size, so that ASan
+ * sees such reads in whatever decodes it next (controller, engine, client, tests). */
+static void
+cpar__wire_asan_exact(zmq_msg_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t len = zmq_msg_size(&parts[i]);
+        void *copy = malloc(len ? len : 1);
+        zmq_msg_t exact;
+        if (copy == NULL)
+            continue;
+        memcpy(copy, zmq_msg_data(&parts[i]), len);
+        if (zmq_msg_init_data(&exact, copy, len, cpar__wire_asan_free, NULL) != 0) {
+            free(copy);
+            continue;
+        }
+        zmq_msg_close(&parts[i]);
+        zmq_msg_init(&parts[i]);
+        zmq_msg_move(&parts[i], &exact);
+        zmq_msg_close(&exact);
+    }
+}
+#else
+#define cpar__wire_asan_exact(parts, n) ((void)0)
+#endif
+
 int
 cpar_wire_parse(cpar_signer *s, zmq_msg_t *parts, size_t nparts, cpar_msg *m)
 {
@@ -328,6 +364,7 @@ cpar_wire_parse(cpar_signer *s, zmq_msg_t *parts, size_t nparts, cpar_msg *m)
     cpar_msg_init(m, 0);
     if (nparts == 0)
         return CPAR_EPROTO;
+    cpar__wire_asan_exact(parts, nparts);
     hdr = zmq_msg_data(&parts[0]);
     rc = cpar_wire_header_decode(hdr, zmq_msg_size(&parts[0]), &m->h);
     if (rc != 0)

@@ -24,7 +24,7 @@ CTEST_ASAN_BINS := $(addprefix build/ctest-asan/,$(CTEST_NAMES))
 # test_idlimit reaches the engine-id limit for real, with the limit lowered to 8.
 build/ctest/test_idlimit build/ctest-asan/test_idlimit: CTEST_DEFS := -DCPAR_ENGINE_ID_LIMIT=8
 
-.PHONY: ctest ctest-asan fuzz ctest-clean
+.PHONY: ctest ctest-asan fuzz ctest-clean fuzz-controller fuzz-client
 
 build/ctest/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
@@ -44,13 +44,70 @@ ctest-asan: $(CTEST_ASAN_BINS)
 
 # libFuzzer build (clang only): explores from the committed corpus for CTEST_FUZZ_SECONDS,
 # writing what it finds under build/fuzz/ (the committed corpus is never modified).
-fuzz:
+# It also runs the controller and client fuzzers for CTEST_FUZZ_SECONDS each.
+fuzz: build/ctest-asan/fuzz_controller build/ctest-asan/fuzz_client
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(CTEST_FUZZ_SECONDS) \
+	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(CTEST_FUZZ_SECONDS) \
+	  build/ctest-asan/fuzz_client tests/c/corpus/client
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
 	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core \
 	  -iquote tests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
 	build/fuzz/fuzz_wire -max_total_time=$(CTEST_FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus $(CTEST_CORPUS)
+
+# The controller fuzzer (tests/c/fuzz_controller.c): a real controller under ASan/UBSan fed
+# signed random traffic by fake engines and clients. It replays the committed corpus, then
+# runs new seeds until FUZZ_CONTROLLER_SECONDS have passed in all (make test: 40; make fuzz
+# runs it for CTEST_FUZZ_SECONDS). A failing new seed is printed as a line to commit there.
+FUZZ_CONTROLLER_SECONDS ?= 40
+FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
+
+build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# The engine fuzzer's driver (tests/c/fuzz_engine.c); the top-level Makefile runs it
+# against build/asan/cpar-engine (make fuzz-engine).
+build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# ThreadSanitizer builds (make tsan in the top-level Makefile runs them): the client I/O
+# thread driven by threads of its own (tests/c/tsan_clientio.c), and the controller fuzzer
+# (the controller's thread against the fuzzer's). tests/tsan.supp: uninstrumented libzmq.
+CTEST_TSAN := -fsanitize=thread
+build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) -iquote cext/module $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) \
+	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+
+build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# The engine fuzzer's driver without a sanitizer, for driving the TSan engine.
+build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+# The client I/O thread's fuzzer (tests/c/fuzz_client.c): a fake controller feeds a real
+# cpar_clientio (ASan/UBSan) signed random messages and shared-memory tables.
+FUZZ_CLIENT_SECONDS ?= 15
+build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) -iquote cext/module $< tests/c/helpers.c $(CTEST_CORE_SRC) \
+	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+
+fuzz-client: build/ctest-asan/fuzz_client
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CLIENT_SECONDS) \
+	  build/ctest-asan/fuzz_client tests/c/corpus/client
+
+fuzz-controller: build/ctest-asan/fuzz_controller
+	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CONTROLLER_SECONDS) \
+	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
 
 ctest-clean:
 	rm -rf build/ctest build/ctest-asan build/fuzz

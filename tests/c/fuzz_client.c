@@ -1,0 +1,530 @@
+/* A fuzzer of the client I/O thread (cext/module/clientio.c, clientshm.c), built with
+ * ASan/UBSan: this program is a fake controller (a ROUTER over TCP) that a real
+ * cpar_clientio connects to, and it answers the client with validly signed random
+ * messages chosen by a seeded PRNG: CONNECT_REPLY and ENGINE_EVENT with odd engine ids
+ * and locality tokens (ours, foreign, empty, lines without a space or newline), REPLYs
+ * with shared-memory descriptor tables made with cpar_shm_entry_encode (good ones into
+ * this process's memory, wild addresses, huge lengths, foreign pids, bad indices, tables
+ * of a bad size), ERRORs about pending requests (engine died or not), STREAMs, other
+ * types, and unsigned or garbage frames; meanwhile the client posts requests (large
+ * frames go by descriptor to engines it believes local) and takes what arrives.
+ *
+ * Asserted: no sanitizer report; everything the client sends parses and is signed; the
+ * client still answers at the end (a CONNECT reaches us and our CONNECT_REPLY reaches its
+ * inbox); after close nothing stays pinned and no item leaks. Usage and output as
+ * fuzz_controller.c (corpus lines "seed=N steps=N"). Test code. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clientio.h"
+#include "errors.h"
+#include "helpers.h"
+#include "shm.h"
+#include "test.h"
+
+#define FC_REQS 64          /* request ids remembered */
+#define FC_BUF (512u << 10) /* our memory that good descriptors point into */
+#define FC_BIG (80u << 10)  /* request frames of this size go by descriptor */
+
+typedef struct fc {
+    uint64_t rng;
+    void *ctx, *router;
+    cpar_signer *s;
+    cpar_clientio *io;
+    uint8_t ident[CPAR_WIRE_MAX_IDENT];
+    size_t identlen;
+    char token[CPAR_SHM_TOKEN_SIZE];
+    uint8_t reqs[FC_REQS][CPAR_WIRE_ID_SIZE];
+    int nreqs;
+    uint8_t connect_id[CPAR_WIRE_ID_SIZE]; /* the last CONNECT we got */
+    int got_connect;
+    unsigned long sent, from_client, taken, errors_taken;
+} fc;
+
+static uint8_t fc_buf[FC_BUF];
+
+static uint64_t
+fc_rand(fc *z)
+{
+    uint64_t x = z->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    z->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint32_t
+fc_below(fc *z, uint32_t n)
+{
+    return n ? (uint32_t)(fc_rand(z) % n) : 0;
+}
+
+static int
+fc_chance(fc *z, int percent)
+{
+    return (int)fc_below(z, 100) < percent;
+}
+
+static int32_t
+fc_engine(fc *z)
+{
+    static const int32_t odd[] = {-1, -2, 65535, 65536, 1 << 20, INT32_MAX, INT32_MIN};
+    if (fc_chance(z, 85))
+        return (int32_t)fc_below(z, 8);
+    return odd[fc_below(z, sizeof(odd) / sizeof(odd[0]))];
+}
+
+static void
+fc_send(fc *z, cpar_msg *m)
+{
+    ASSERT_OK(cpar_wire_send(z->router, z->s, z->ident, z->identlen, m, 0));
+    cpar_msg_close(m);
+    z->sent++;
+}
+
+static void
+fc_add(cpar_msg *m, const void *p, size_t n)
+{
+    ASSERT_OK(cpar_msg_add_copy(m, p, n));
+}
+
+/* "id token" lines: mostly ours, some foreign, some broken. */
+static void
+fc_token_lines(fc *z, cpar_msg *m)
+{
+    char text[2048];
+    size_t len = 0;
+    int n = (int)fc_below(z, 10);
+    for (int i = 0; i < n && len < sizeof(text) - 400; i++) {
+        int w;
+        switch (fc_below(z, 8)) {
+        case 0:
+            w = snprintf(text + len, sizeof(text) - len, "%d other-host\n", (int)fc_engine(z));
+            break;
+        case 1:
+            w = snprintf(text + len, sizeof(text) - len, "abc %s", z->token);
+            break;
+        case 2:
+            w = snprintf(text + len, sizeof(text) - len, " %s\n\n", z->token);
+            break;
+        case 3:
+            w = snprintf(text + len, sizeof(text) - len, "%d\n", (int)fc_engine(z));
+            break;
+        default:
+            w = snprintf(text + len, sizeof(text) - len, "%d %s\n", (int)fc_engine(z), z->token);
+            break;
+        }
+        if (w > 0)
+            len += (size_t)w < sizeof(text) - len ? (size_t)w : 0;
+    }
+    fc_add(m, text, len);
+}
+
+static void
+fc_pick_parent(fc *z, uint8_t out[CPAR_WIRE_ID_SIZE])
+{
+    if (z->nreqs > 0 && fc_chance(z, 80))
+        memcpy(out, z->reqs[fc_below(z, (uint32_t)(z->nreqs < FC_REQS ? z->nreqs : FC_REQS))],
+               CPAR_WIRE_ID_SIZE);
+    else
+        th_id(out);
+}
+
+/* A REPLY whose frames [first, n) may go by descriptor, good or corrupt. */
+static void
+fc_reply(fc *z)
+{
+    uint8_t table[6 * CPAR_SHM_ENTRY_SIZE];
+    size_t nent = 0, nframes = 1 + fc_below(z, 4), tlen;
+    size_t at = fc_below(z, FC_BUF / 2);
+    cpar_msg m;
+    int shm = fc_chance(z, 60), corrupt = fc_chance(z, 50);
+
+    th_msg(&m, CPAR_MSG_REPLY);
+    m.h.engine = fc_engine(z);
+    m.h.status = fc_chance(z, 80) ? 0 : (int32_t)fc_below(z, 3);
+    fc_pick_parent(z, m.h.parent);
+    for (size_t i = 0; i < nframes; i++) {
+        if (shm && fc_chance(z, 70) && nent < 6) {
+            cpar_shm_entry en = {.index = (uint32_t)i,
+                                 .pid = (uint32_t)getpid(),
+                                 .addr = (uint64_t)(uintptr_t)(fc_buf + at),
+                                 .len = 1 + fc_below(z, FC_BUF / 2 - 1)};
+            if (corrupt && fc_chance(z, 50)) {
+                switch (fc_below(z, 5)) {
+                case 0:
+                    en.addr = fc_chance(z, 50) ? 0 : fc_rand(z);
+                    break;
+                case 1:
+                    en.len = fc_chance(z, 50) ? CPAR_SHM_MAX_LEN + fc_below(z, 2) : fc_rand(z);
+                    break;
+                case 2:
+                    en.pid = fc_chance(z, 50) ? 1 : (uint32_t)fc_rand(z);
+                    break;
+                case 3:
+                    en.index = fc_chance(z, 50) ? (uint32_t)nframes : (uint32_t)fc_rand(z);
+                    break;
+                default:
+                    en.len = FC_BUF; /* runs past the end of fc_buf: a short read or not */
+                    break;
+                }
+            }
+            cpar_shm_entry_encode(&en, table + nent * CPAR_SHM_ENTRY_SIZE);
+            nent++;
+            if (corrupt && fc_chance(z, 10))
+                fc_add(&m, "x", 1); /* a placeholder that is not empty */
+            else
+                fc_add(&m, "", 0);
+        } else {
+            uint8_t b[64];
+            size_t n = fc_below(z, sizeof(b));
+            for (size_t j = 0; j < n; j++)
+                b[j] = (uint8_t)fc_rand(z);
+            fc_add(&m, b, n);
+        }
+    }
+    if (shm && (nent > 0 || corrupt)) {
+        tlen = nent * CPAR_SHM_ENTRY_SIZE;
+        if (corrupt && fc_chance(z, 15))
+            tlen = fc_below(z, (uint32_t)tlen + 30);
+        m.h.flags |= CPAR_FLAG_SHM;
+        fc_add(&m, table, tlen);
+    }
+    fc_send(z, &m);
+}
+
+static void
+fc_other(fc *z)
+{
+    cpar_msg m;
+    switch (fc_below(z, 7)) {
+    case 0: {
+        int32_t ids[4] = {0, 1, 2, fc_engine(z)};
+        int nf = (int)fc_below(z, 5);
+        th_msg(&m, CPAR_MSG_CONNECT_REPLY);
+        fc_pick_parent(z, m.h.parent);
+        if (nf > 0)
+            fc_add(&m, ids, fc_below(z, sizeof(ids) + 1));
+        if (nf > 1)
+            th_add_str(&m, "0 1 h\n1 2 h\n");
+        if (nf > 2)
+            fc_token_lines(z, &m);
+        if (nf > 3)
+            fc_add(&m, "", 0);
+        break;
+    }
+    case 1:
+        th_msg(&m, CPAR_MSG_ENGINE_EVENT);
+        m.h.engine = fc_engine(z);
+        m.h.status = fc_chance(z, 60) ? 1 : (fc_chance(z, 80) ? 0 : (int32_t)fc_rand(z));
+        if (fc_chance(z, 80))
+            th_add_str(&m, fc_chance(z, 70) ? z->token : "foreign-token");
+        if (fc_chance(z, 50))
+            th_add_str(&m, "123 host");
+        break;
+    case 2:
+        th_msg(&m, CPAR_MSG_ERROR);
+        fc_pick_parent(z, m.h.parent);
+        m.h.engine = fc_engine(z);
+        m.h.status = fc_chance(z, 50) ? CPAR_EENGINEDEAD : -(int32_t)fc_below(z, 20);
+        th_add_str(&m, "fuzz error");
+        break;
+    case 3:
+        th_msg(&m, CPAR_MSG_STREAM);
+        fc_pick_parent(z, m.h.parent);
+        m.h.engine = fc_engine(z);
+        m.h.flags = (uint16_t)fc_rand(z) & (uint16_t) ~(CPAR_FLAG_SHM | CPAR_FLAG_TARGETED);
+        th_add_str(&m, "text");
+        break;
+    case 4: {
+        static const int types[] = {CPAR_MSG_QUERY_REPLY, CPAR_MSG_SHUTDOWN_REPLY,
+                                    CPAR_MSG_HEARTBEAT,   CPAR_MSG_REGISTER_REPLY,
+                                    CPAR_MSG_EXECUTE,     CPAR_MSG_RELEASE};
+        th_msg(&m, types[fc_below(z, sizeof(types) / sizeof(types[0]))]);
+        fc_pick_parent(z, m.h.parent);
+        m.h.engine = fc_engine(z);
+        if (fc_chance(z, 50))
+            th_add_str(&m, "{}");
+        break;
+    }
+    default: { /* not signed, or not a message */
+        uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
+        size_t hlen = fc_chance(z, 80) ? sizeof(hdr) : fc_below(z, sizeof(hdr));
+        th_msg(&m, CPAR_MSG_REPLY);
+        cpar_wire_header_encode(&m.h, hdr);
+        cpar_msg_close(&m);
+        if (fc_chance(z, 40))
+            for (size_t i = 0; i < sizeof(hdr); i++)
+                hdr[i] = (uint8_t)fc_rand(z);
+        ASSERT(zmq_send(z->router, z->ident, z->identlen, ZMQ_SNDMORE) >= 0);
+        ASSERT(zmq_send(z->router, hdr, hlen, 0) >= 0);
+        return;
+    }
+    }
+    fc_send(z, &m);
+}
+
+/* ---- the client side ---------------------------------------------------------------- */
+
+static void
+fc_post(fc *z)
+{
+    static uint8_t big[FC_BIG];
+    cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_APPLY);
+    int32_t t[3] = {fc_engine(z), fc_engine(z), fc_engine(z)};
+    ASSERT(it != NULL);
+    th_id(it->m.h.msg_id);
+    memcpy(z->reqs[z->nreqs % FC_REQS], it->m.h.msg_id, CPAR_WIRE_ID_SIZE);
+    z->nreqs++;
+    th_targets(&it->m, t, 1 + fc_below(z, 3));
+    th_add_str(&it->m, "pickle");
+    if (fc_chance(z, 50)) {
+        memset(big, (int)fc_below(z, 256), sizeof(big));
+        fc_add(&it->m, big, sizeof(big));
+    }
+    ASSERT_OK(cpar_clientio_post(z->io, it));
+}
+
+static void
+fc_take(fc *z, int ms)
+{
+    cpar_clientio_item *list = NULL;
+    size_t n = 0;
+    ASSERT_OK(cpar_clientio_take(z->io, ms, 64, &list, &n));
+    for (cpar_clientio_item *it = list; it; it = it->next) {
+        z->taken++;
+        z->errors_taken += it->m.h.type == CPAR_MSG_ERROR;
+    }
+    cpar_clientio_list_free(list);
+}
+
+/* Reads what the client sent us; it must parse and be signed by the key. */
+static void
+fc_drain(fc *z, int ms)
+{
+    zmq_pollitem_t item = {.socket = z->router, .events = ZMQ_POLLIN};
+    while (zmq_poll(&item, 1, ms) > 0) {
+        uint8_t ident[CPAR_WIRE_MAX_IDENT];
+        size_t identlen = 0;
+        cpar_msg m;
+        int rc = cpar_wire_recv(z->router, z->s, 1, ident, &identlen, &m, 0);
+        if (rc != 0)
+            CPAR_TEST_FAIL("the client sent a bad message: %s", cpar_strerror(rc));
+        z->from_client++;
+        if (m.h.type == CPAR_MSG_CONNECT) {
+            memcpy(z->ident, ident, identlen);
+            z->identlen = identlen;
+            memcpy(z->connect_id, m.h.msg_id, CPAR_WIRE_ID_SIZE);
+            z->got_connect = 1;
+        }
+        cpar_msg_close(&m);
+        ms = 0;
+    }
+}
+
+static void
+fc_connect_reply(fc *z)
+{
+    char lines[2 * CPAR_SHM_TOKEN_SIZE + 16];
+    int32_t ids[3] = {0, 1, 2};
+    cpar_msg m;
+    th_msg(&m, CPAR_MSG_CONNECT_REPLY);
+    memcpy(m.h.parent, z->connect_id, CPAR_WIRE_ID_SIZE);
+    fc_add(&m, ids, sizeof(ids));
+    th_add_str(&m, "0 1 h\n1 1 h\n2 1 h\n");
+    snprintf(lines, sizeof(lines), "0 %s\n1 %s\n", z->token, z->token);
+    th_add_str(&m, lines);
+    fc_send(z, &m);
+}
+
+static int
+fc_run_case(uint64_t seed, long steps)
+{
+    static fc z;
+    char endpoint[128], err[256] = "";
+    size_t eplen = sizeof(endpoint);
+    int zero = 0;
+    cpar_clientio_item *it;
+    uint64_t deadline;
+
+    memset(&z, 0, sizeof(z));
+    z.rng = seed * 0x9E3779B97F4A7C15ULL + 3;
+    if (cpar_shm_token(z.token, sizeof(z.token)) != 0)
+        snprintf(z.token, sizeof(z.token), "no-token");
+    for (size_t i = 0; i < FC_BUF; i++)
+        fc_buf[i] = (uint8_t)i;
+    z.ctx = zmq_ctx_new();
+    z.router = zmq_socket(z.ctx, ZMQ_ROUTER);
+    ASSERT_OK(zmq_setsockopt(z.router, ZMQ_LINGER, &zero, sizeof(zero)));
+    ASSERT_OK(zmq_bind(z.router, "tcp://127.0.0.1:*"));
+    ASSERT_OK(zmq_getsockopt(z.router, ZMQ_LAST_ENDPOINT, endpoint, &eplen));
+    z.s = th_signer();
+    ASSERT_OK(cpar_clientio_new(endpoint, (const uint8_t *)TH_KEY, strlen(TH_KEY), NULL, &z.io, err,
+                                sizeof(err)));
+    it = cpar_clientio_item_new(CPAR_MSG_CONNECT);
+    ASSERT(it != NULL);
+    th_id(it->m.h.msg_id);
+    ASSERT_OK(cpar_clientio_post(z.io, it));
+    deadline = cpar_mono_ns() + 10000000000ull;
+    while (!z.got_connect) {
+        ASSERT_LT(cpar_mono_ns(), deadline);
+        fc_drain(&z, 100);
+    }
+    fc_connect_reply(&z); /* engines 0 and 1 share our host */
+
+    for (long s = 0; s < steps; s++) {
+        uint32_t r = fc_below(&z, 100);
+        if (r < 30)
+            fc_post(&z);
+        else if (r < 60)
+            fc_reply(&z);
+        else if (r < 85)
+            fc_other(&z);
+        else
+            fc_take(&z, (int)fc_below(&z, 5));
+        fc_drain(&z, 0);
+    }
+
+    /* still answering: a CONNECT reaches us and our reply reaches the inbox */
+    z.got_connect = 0;
+    it = cpar_clientio_item_new(CPAR_MSG_CONNECT);
+    ASSERT(it != NULL);
+    th_id(it->m.h.msg_id);
+    ASSERT_OK(cpar_clientio_post(z.io, it));
+    deadline = cpar_mono_ns() + 10000000000ull;
+    while (!z.got_connect) {
+        ASSERT_LT(cpar_mono_ns(), deadline);
+        fc_drain(&z, 100);
+        fc_take(&z, 0);
+    }
+    fc_connect_reply(&z);
+    for (int found = 0; !found;) {
+        cpar_clientio_item *list = NULL;
+        size_t n = 0;
+        ASSERT_LT(cpar_mono_ns(), deadline);
+        ASSERT_OK(cpar_clientio_take(z.io, 100, 64, &list, &n));
+        for (cpar_clientio_item *x = list; x; x = x->next)
+            found |= x->m.h.type == CPAR_MSG_CONNECT_REPLY &&
+                     memcmp(x->m.h.parent, z.connect_id, CPAR_WIRE_ID_SIZE) == 0;
+        cpar_clientio_list_free(list);
+        fc_drain(&z, 0);
+    }
+    {
+        cpar_clientio_stats st;
+        cpar_clientio_get_stats(z.io, &st);
+        printf("# seed %llu: %lu sent to the client, %lu from it, %lu taken (%lu errors); "
+               "shm: %llu request frames sent, %llu reply frames read, %llu replies failed\n",
+               (unsigned long long)seed, z.sent, z.from_client, z.taken, z.errors_taken,
+               (unsigned long long)st.shm_sent, (unsigned long long)st.shm_received,
+               (unsigned long long)st.shm_failed);
+    }
+    cpar_clientio_close(z.io);
+    ASSERT_EQ(cpar_clientio_shm_pinned(), 0);
+    cpar_clientio_free(z.io);
+    ASSERT_EQ(cpar_clientio_items_alive(), 0);
+    zmq_close(z.router);
+    zmq_ctx_term(z.ctx);
+    cpar_signer_free(z.s);
+    return 0;
+}
+
+/* ---- driver ------------------------------------------------------------------------- */
+
+static int passed, failed;
+
+static void
+fc_fork_case(uint64_t seed, long steps, const char *name)
+{
+    int status = 0;
+    pid_t pid;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        alarm(CPAR_TEST_TIMEOUT_S);
+        exit(fc_run_case(seed, steps) == 0 ? 0 : 1);
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        printf("ok - %s (seed=%llu steps=%ld)\n", name, (unsigned long long)seed, steps);
+        passed++;
+    } else {
+        printf("not ok - %s: seed=%llu steps=%ld (%s %d)\n", name, (unsigned long long)seed, steps,
+               WIFSIGNALED(status) ? "signal" : "exit",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        failed++;
+    }
+}
+
+static void
+fc_file(const char *path, const char *name)
+{
+    char text[256] = "";
+    const char *p;
+    uint64_t seed = 1;
+    long steps = 2000;
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
+        printf("not ok - %s (cannot read)\n", path);
+        failed++;
+    } else {
+        if ((p = strstr(text, "seed=")))
+            seed = strtoull(p + 5, NULL, 10);
+        if ((p = strstr(text, "steps=")))
+            steps = strtol(p + 6, NULL, 10);
+        fc_fork_case(seed, steps, name);
+    }
+    if (f)
+        fclose(f);
+}
+
+static int
+fc_by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *secs = getenv("CPAR_FUZZ_SECONDS");
+    double budget = secs ? atof(secs) : 0;
+    struct timespec t0, t;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 1; i < argc; i++) {
+        struct dirent **ents;
+        int n = scandir(argv[i], &ents, NULL, fc_by_name);
+        if (n < 0) {
+            fc_file(argv[i], argv[i]);
+            continue;
+        }
+        for (int j = 0; j < n; j++) {
+            char path[4096];
+            if (ents[j]->d_name[0] != '.') {
+                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
+                fc_file(path, ents[j]->d_name);
+            }
+            free(ents[j]);
+        }
+        free(ents);
+    }
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
+            break;
+        fc_fork_case(((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ ((uint64_t)getpid() << 44),
+                     2000, "random");
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,888 @@
+/* A fuzzer of the real controller: a controller runs in a thread of this process (built
+ * with ASan/UBSan) and several fake engines and clients, DEALER sockets over TCP, send it
+ * validly signed random messages chosen by a seeded PRNG: registrations (requested ids
+ * taken, huge, negative; re-registration; reconnection under the same id), heartbeats
+ * under the wrong id, replies and streams about real, random or foreign requests (the
+ * `engine` field spoofed, random statuses, shared-memory tables), direct requests with
+ * good and bad target lists, load-balanced tasks with dependencies on known and unknown
+ * ids, timeouts and retries, ABORT, QUERY, INTERRUPT, RELEASE, targeted SHUTDOWN, engines
+ * dying (socket closed or silent past the heartbeat timeout) and coming back, and unsigned,
+ * mis-signed, truncated or garbage messages mixed in.
+ *
+ * Asserted: the controller never crashes or trips a sanitizer; everything it sends parses
+ * and is correctly signed; at the end a fresh client is answered (CONNECT and QUERY), the
+ * loop stops cleanly (or by a hub SHUTDOWN), nothing leaks (LeakSanitizer at exit) and
+ * the process's peak RSS stays below CPAR_FUZZ_MAX_RSS_MB (default 256; make runs it with a
+ * 16 MB ASan quarantine, so the figure is the controller's memory more than ASan's).
+ *
+ * Usage: fuzz_controller [CORPUS_DIR_OR_FILE...]. Each corpus file is one line
+ * "seed=N steps=N engines=N clients=N hb_timeout_ms=N" (any subset; defaults below). Every
+ * case runs in a forked child, so a crash fails that case and names it. After the corpus,
+ * new random seeds run until CPAR_FUZZ_SECONDS (default 0) have passed; a failing seed is
+ * printed as a corpus line to commit. Output ends with "N passed, M failed". Test code. */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctlfx.h"
+#include "errors.h"
+#include "shm.h"
+#include "test.h"
+
+#define FZ_MAX_ENGINES 8
+#define FZ_MAX_CLIENTS 6
+#define FZ_IDS 128      /* remembered msg ids (requests, tasks) */
+#define FZ_GOT 32       /* requests an engine remembers */
+#define FZ_MAX_BODY 512 /* random body bytes */
+
+typedef struct fz_case {
+    uint64_t seed;
+    long steps;
+    int engines;
+    int clients;
+    int hb_timeout_ms;
+    int scheme;      /* index into fz_schemes */
+    int hwm;         /* 0: no limit, -1: adaptive */
+    int max_records; /* ended task records kept (0: the default) */
+    int hub_at;      /* percent of the steps after which a hub SHUTDOWN is sent (0: at the end) */
+} fz_case;
+
+static const char *const fz_schemes[] = {"leastload", "lru", "weighted", "twobin", "plainrandom"};
+
+typedef struct fz_engine {
+    void *sock;
+    int32_t id; /* assigned id, or -1 */
+    int pid;
+    uint8_t got[FZ_GOT][CPAR_WIRE_ID_SIZE]; /* requests received */
+    int ngot;
+} fz_engine;
+
+typedef struct fz {
+    fx f;
+    fz_case k;
+    uint64_t rng;
+    fz_engine e[FZ_MAX_ENGINES];
+    void *c[FZ_MAX_CLIENTS];
+    uint8_t ids[FZ_IDS][CPAR_WIRE_ID_SIZE];
+    int nids;
+    int hub_sent; /* a hub SHUTDOWN went out: the loop is ending */
+    unsigned long sent, received, garbage;
+} fz;
+
+/* Where the case is, for the report of a case that hangs (SIGALRM). */
+static volatile long fz_at_step = -1;
+static const char *volatile fz_phase = "starting";
+static fz *volatile fz_live;
+
+static void
+fz_on_alarm(int sig)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof(buf),
+                     "fuzz_controller: case hung in phase \"%s\" at step %ld; controller log "
+                     "kept: %s\n",
+                     fz_phase, fz_at_step, fz_live ? fz_live->f.logpath : "?");
+    (void)sig;
+    if (n > 0)
+        (void)write(2, buf, (size_t)n);
+    abort();
+}
+
+static uint64_t
+fz_rand(fz *z)
+{
+    uint64_t x = z->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    z->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static uint32_t
+fz_below(fz *z, uint32_t n)
+{
+    return n ? (uint32_t)(fz_rand(z) % n) : 0;
+}
+
+static int
+fz_chance(fz *z, int percent)
+{
+    return (int)fz_below(z, 100) < percent;
+}
+
+static void
+fz_remember(fz *z, const uint8_t id[CPAR_WIRE_ID_SIZE])
+{
+    memcpy(z->ids[z->nids % FZ_IDS], id, CPAR_WIRE_ID_SIZE);
+    z->nids++;
+}
+
+/* A msg id: mostly fresh, sometimes one already used, sometimes all zeros or random. */
+static void
+fz_pick_id(fz *z, uint8_t out[CPAR_WIRE_ID_SIZE], int fresh_percent)
+{
+    uint32_t r = fz_below(z, 100);
+    if (r < (uint32_t)fresh_percent || z->nids == 0) {
+        th_id(out);
+    } else if (r < 96) {
+        int n = z->nids < FZ_IDS ? z->nids : FZ_IDS;
+        memcpy(out, z->ids[fz_below(z, (uint32_t)n)], CPAR_WIRE_ID_SIZE);
+    } else if (r < 98) {
+        memset(out, 0, CPAR_WIRE_ID_SIZE);
+    } else {
+        for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
+            out[i] = (uint8_t)fz_rand(z);
+    }
+}
+
+/* An engine id: mostly a registered one, else a random or extreme value. */
+static int32_t
+fz_pick_engine(fz *z)
+{
+    static const int32_t odd[] = {-1, -2, 0, 1, 65535, 65536, 1 << 20, INT32_MAX, INT32_MIN};
+    if (fz_chance(z, 85)) {
+        int i = (int)fz_below(z, (uint32_t)z->k.engines);
+        if (z->e[i].id >= 0)
+            return z->e[i].id;
+        return (int32_t)fz_below(z, 12);
+    }
+    return odd[fz_below(z, sizeof(odd) / sizeof(odd[0]))];
+}
+
+static void
+fz_body(fz *z, cpar_msg *m)
+{
+    uint8_t buf[FZ_MAX_BODY];
+    size_t n = fz_chance(z, 50) ? fz_below(z, 16) : fz_below(z, FZ_MAX_BODY);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)fz_rand(z);
+    ASSERT_OK(cpar_msg_add_copy(m, buf, n));
+}
+
+/* Appends a shared-memory descriptor table (CPAR_FLAG_SHM) of random entries made with
+ * the encoder, for the placeholders the message may or may not have. */
+static void
+fz_shm_table(fz *z, cpar_msg *m)
+{
+    uint8_t buf[4 * CPAR_SHM_ENTRY_SIZE];
+    size_t n = 1 + fz_below(z, 4);
+    for (size_t i = 0; i < n; i++) {
+        cpar_shm_entry en = {
+            .index = fz_chance(z, 80) ? (uint32_t)i : (uint32_t)fz_rand(z),
+            .pid = fz_chance(z, 50) ? (uint32_t)getpid() : (uint32_t)fz_rand(z),
+            .addr = fz_rand(z),
+            .len = fz_chance(z, 80) ? fz_below(z, 1u << 20) : fz_rand(z),
+        };
+        cpar_shm_entry_encode(&en, buf + i * CPAR_SHM_ENTRY_SIZE);
+    }
+    m->h.flags |= CPAR_FLAG_SHM;
+    ASSERT_OK(cpar_msg_add_copy(m, buf, n * CPAR_SHM_ENTRY_SIZE));
+}
+
+/* Signs and sends m; a full pipe drops it (the controller may be slower than we are). */
+static void
+fz_send(fz *z, void *sock, cpar_msg *m)
+{
+    int rc = cpar_wire_send(sock, z->f.s, NULL, 0, m, ZMQ_DONTWAIT);
+    ASSERT(rc == 0 || rc == CPAR_EAGAIN);
+    cpar_msg_close(m);
+    z->sent++;
+}
+
+/* ---- engines ------------------------------------------------------------------------ */
+
+static void
+fz_engine_close(fz *z, fz_engine *e)
+{
+    if (e->sock)
+        zmq_close(e->sock);
+    e->sock = NULL;
+    e->id = -1;
+    e->ngot = 0;
+    (void)z;
+}
+
+static void
+fz_engine_register(fz *z, fz_engine *e)
+{
+    static const int32_t asks[] = {0, 1, 2, 3, 65535, 65536, INT32_MAX, -7};
+    char payload[256];
+    cpar_msg m;
+    if (e->sock == NULL || fz_chance(z, 20)) {
+        /* reconnect: a new connection, often asking for the id it had */
+        int32_t old = e->id;
+        fz_engine_close(z, e);
+        e->sock = th_dealer(z->f.ctx, cpar_controller_engine_endpoint(z->f.c));
+        e->id = old;
+    }
+    th_msg(&m, CPAR_MSG_REGISTER);
+    if (e->id >= 0 && fz_chance(z, 60))
+        m.h.target = e->id;
+    else if (fz_chance(z, 70))
+        m.h.target = -1;
+    else
+        m.h.target = asks[fz_below(z, sizeof(asks) / sizeof(asks[0]))];
+    switch (fz_below(z, 6)) {
+    case 0:
+        snprintf(payload, sizeof(payload), "host=h\n");
+        break;
+    case 1:
+        snprintf(payload, sizeof(payload), "pid=%d\nhost=h\nshm=tok-%u\n", e->pid, fz_below(z, 3));
+        break;
+    case 2:
+        snprintf(payload, sizeof(payload), "pid=99999999999999999999\nhost=\n\n=\nshm=\n");
+        break;
+    default:
+        snprintf(payload, sizeof(payload), "pid=%d\nhost=fuzzhost\n", e->pid);
+        break;
+    }
+    if (fz_chance(z, 5))
+        fz_body(z, &m);
+    else
+        th_add_str(&m, payload);
+    fz_send(z, e->sock, &m);
+}
+
+/* A REPLY or STREAM about parent (NULL: a request it got, or a random id). */
+static void
+fz_engine_reply(fz *z, fz_engine *e, const uint8_t *parent)
+{
+    cpar_msg m;
+    int type = fz_chance(z, 75) ? CPAR_MSG_REPLY : CPAR_MSG_STREAM;
+    th_msg(&m, type);
+    m.h.engine = fz_chance(z, 90) && e->id >= 0 ? e->id : fz_pick_engine(z);
+    if (parent != NULL) {
+        memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
+    } else if (e->ngot > 0 && fz_chance(z, 70)) {
+        int i = (int)fz_below(z, (uint32_t)(e->ngot < FZ_GOT ? e->ngot : FZ_GOT));
+        memcpy(m.h.parent, e->got[i], CPAR_WIRE_ID_SIZE);
+    } else {
+        fz_pick_id(z, m.h.parent, 0);
+    }
+    if (type == CPAR_MSG_REPLY) {
+        static const int32_t st[] = {0, 0, 0, 1, 1, 2, -11, 77};
+        m.h.status = st[fz_below(z, sizeof(st) / sizeof(st[0]))];
+        m.h.t1 = cpar_now_ns();
+    } else {
+        static const uint16_t fl[] = {CPAR_FLAG_STDOUT, CPAR_FLAG_STDERR, CPAR_FLAG_DISPLAY, 0,
+                                      0xffff};
+        m.h.flags = fl[fz_below(z, sizeof(fl) / sizeof(fl[0]))];
+    }
+    fz_body(z, &m);
+    if (fz_chance(z, 30))
+        fz_body(z, &m);
+    if (fz_chance(z, 10)) {
+        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
+        fz_shm_table(z, &m);
+    }
+    fz_send(z, e->sock, &m);
+}
+
+static void
+fz_engine_odd(fz *z, fz_engine *e)
+{
+    cpar_msg m;
+    static const int types[] = {CPAR_MSG_HEARTBEAT, CPAR_MSG_CONNECT, CPAR_MSG_EXECUTE,
+                                CPAR_MSG_TASK,      CPAR_MSG_ERROR,   CPAR_MSG_QUERY,
+                                CPAR_MSG_SHUTDOWN,  CPAR_MSG_ABORT,   CPAR_MSG_ENGINE_EVENT};
+    th_msg(&m, types[fz_below(z, sizeof(types) / sizeof(types[0]))]);
+    m.h.engine = fz_pick_engine(z);
+    m.h.target = fz_pick_engine(z);
+    m.h.flags = (uint16_t)fz_rand(z) & ~CPAR_FLAG_TARGETED;
+    if (fz_chance(z, 50))
+        fz_body(z, &m);
+    fz_send(z, e->sock, &m);
+}
+
+/* ---- clients ------------------------------------------------------------------------ */
+
+static void
+fz_client_direct(fz *z, void *sock)
+{
+    static const int types[] = {CPAR_MSG_EXECUTE, CPAR_MSG_APPLY, CPAR_MSG_APPLY,
+                                CPAR_MSG_INTERRUPT, CPAR_MSG_RELEASE};
+    int32_t targets[8];
+    size_t n = fz_below(z, 6);
+    cpar_msg m;
+    th_msg(&m, types[fz_below(z, sizeof(types) / sizeof(types[0]))]);
+    fz_pick_id(z, m.h.msg_id, 90);
+    fz_remember(z, m.h.msg_id);
+    for (size_t i = 0; i < n; i++)
+        targets[i] = fz_pick_engine(z);
+    if (fz_chance(z, 3)) { /* a long list, mostly one engine repeated */
+        static uint8_t big[4 * 4096];
+        size_t cnt = 1 + fz_below(z, 4096);
+        int32_t t = fz_pick_engine(z);
+        int same = fz_chance(z, 50); /* every entry names one engine (live, often) */
+        for (size_t i = 0; i < cnt; i++) {
+            int32_t v = same || fz_chance(z, 95) ? t : fz_pick_engine(z);
+            memcpy(big + 4 * i, &v, 4);
+        }
+        m.h.flags |= CPAR_FLAG_TARGETED;
+        ASSERT_OK(cpar_msg_add_copy(&m, big, 4 * cnt));
+    } else if (n > 0 || fz_chance(z, 50)) {
+        if (n == 0 && fz_chance(z, 50)) {
+            m.h.flags |= CPAR_FLAG_TARGETED;
+            ASSERT_OK(cpar_msg_add_copy(&m, targets, fz_below(z, 4))); /* not whole ids */
+        } else {
+            th_targets(&m, targets, n);
+        }
+    }
+    if (m.h.type == CPAR_MSG_INTERRUPT || m.h.type == CPAR_MSG_RELEASE) {
+        uint8_t ids[4 * CPAR_WIRE_ID_SIZE];
+        size_t k = fz_below(z, 5);
+        for (size_t i = 0; i < k; i++)
+            fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 10);
+        ASSERT_OK(cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE));
+    } else {
+        fz_body(z, &m);
+    }
+    if (fz_chance(z, 20))
+        m.h.flags |= CPAR_FLAG_SHM_OK;
+    if (fz_chance(z, 10)) {
+        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
+        fz_shm_table(z, &m);
+    }
+    fz_send(z, sock, &m);
+}
+
+static void
+fz_client_task(fz *z, void *sock)
+{
+    uint8_t after[6 * CPAR_WIRE_ID_SIZE], follow[6 * CPAR_WIRE_ID_SIZE], buf[512];
+    int32_t targets[6];
+    fx_spec sp = {0};
+    cpar_msg m;
+    size_t len;
+
+    sp.retries = (int32_t)fz_below(z, 4) - (fz_chance(z, 5) ? 3 : 0);
+    sp.timeout_ms = fz_chance(z, 50) ? 0 : 20 + fz_below(z, 400);
+    sp.after_flags = (uint16_t)fz_below(z, 8);
+    sp.follow_flags = (uint16_t)fz_below(z, 8);
+    sp.ntargets = fz_chance(z, 70) ? 0 : fz_below(z, 6);
+    for (size_t i = 0; i < sp.ntargets; i++)
+        targets[i] = fz_pick_engine(z);
+    sp.targets = targets;
+    sp.nafter = fz_chance(z, 50) ? 0 : fz_below(z, 6);
+    for (size_t i = 0; i < sp.nafter; i++)
+        fz_pick_id(z, after + i * CPAR_WIRE_ID_SIZE, 5);
+    sp.after = after;
+    sp.nfollow = fz_chance(z, 70) ? 0 : fz_below(z, 6);
+    for (size_t i = 0; i < sp.nfollow; i++)
+        fz_pick_id(z, follow + i * CPAR_WIRE_ID_SIZE, 5);
+    sp.follow = follow;
+    if (fz_chance(z, 3))
+        sp.version = 2;
+    len = fx_spec_encode(&sp, buf, sizeof(buf));
+    if (fz_chance(z, 5)) { /* a damaged spec */
+        if (fz_chance(z, 50))
+            len = fz_below(z, (uint32_t)len);
+        else
+            buf[fz_below(z, (uint32_t)len)] = (uint8_t)fz_rand(z);
+    }
+    th_msg(&m, CPAR_MSG_TASK);
+    fz_pick_id(z, m.h.msg_id, 90);
+    if (sp.nafter > 0 && fz_chance(z, 5)) /* names itself */
+        memcpy(m.h.msg_id, after, CPAR_WIRE_ID_SIZE);
+    fz_remember(z, m.h.msg_id);
+    ASSERT_OK(cpar_msg_add_copy(&m, buf, len));
+    if (fz_chance(z, 97))
+        fz_body(z, &m);
+    if (fz_chance(z, 5)) {
+        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
+        fz_shm_table(z, &m);
+    }
+    fz_send(z, sock, &m);
+}
+
+static void
+fz_client_control(fz *z, void *sock)
+{
+    uint8_t ids[8 * CPAR_WIRE_ID_SIZE];
+    size_t k = fz_below(z, 9);
+    cpar_msg m;
+    for (size_t i = 0; i < k; i++)
+        fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 5);
+    switch (fz_below(z, 5)) {
+    case 0:
+        th_msg(&m, CPAR_MSG_ABORT);
+        ASSERT_OK(
+            cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE - (k && fz_chance(z, 5) ? 1 : 0)));
+        break;
+    case 1: {
+        static const char *what[] = {
+            "queue_status", "queue_status_verbose", "task_status", "task_status", "", "nonsense"};
+        th_msg(&m, CPAR_MSG_QUERY);
+        th_add_str(&m, what[fz_below(z, sizeof(what) / sizeof(what[0]))]);
+        if (fz_chance(z, 70))
+            ASSERT_OK(cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE));
+        break;
+    }
+    case 2: {
+        /* a targeted shutdown of some engines, never the hub (that ends the run) */
+        int32_t t[2] = {fz_pick_engine(z), fz_pick_engine(z)};
+        th_msg(&m, CPAR_MSG_SHUTDOWN);
+        th_targets(&m, t, 1 + fz_below(z, 2));
+        break;
+    }
+    case 3:
+        th_msg(&m, CPAR_MSG_CONNECT);
+        break;
+    default: /* a controller-to-client or engine type from a client */
+        th_msg(&m, fz_chance(z, 50) ? CPAR_MSG_REPLY : CPAR_MSG_HEARTBEAT);
+        m.h.engine = fz_pick_engine(z);
+        fz_pick_id(z, m.h.parent, 0);
+        fz_body(z, &m);
+        break;
+    }
+    fz_send(z, sock, &m);
+}
+
+/* ---- garbage ------------------------------------------------------------------------ */
+
+/* Something that is not a good message: raw random frames, a header with a bad or missing
+ * tag, lengths that disagree, too many frames, an empty multipart part. */
+static void
+fz_garbage(fz *z, void *sock)
+{
+    uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
+    cpar_msg m;
+    int kind = (int)fz_below(z, 5);
+    z->garbage++;
+    th_msg(&m, (int)(1 + fz_below(z, 40)));
+    m.h.nframes = fz_below(z, 3);
+    m.h.paylen = fz_chance(z, 50) ? fz_rand(z) : fz_below(z, 64);
+    m.h.flags = (uint16_t)fz_rand(z);
+    cpar_wire_header_encode(&m.h, hdr);
+    cpar_msg_close(&m);
+    if (kind == 0) { /* random bytes */
+        for (size_t i = 0; i < sizeof(hdr); i++)
+            hdr[i] = (uint8_t)fz_rand(z);
+    } else if (kind == 1) { /* consistent lengths, a wrong or missing tag */
+        m.h.nframes = 0;
+        m.h.paylen = 0;
+        cpar_wire_header_encode(&m.h, hdr);
+        if (fz_chance(z, 50))
+            for (size_t i = CPAR_WIRE_SIGNED_SIZE; i < sizeof(hdr); i++)
+                hdr[i] = (uint8_t)fz_rand(z);
+        if (zmq_send(sock, hdr, sizeof(hdr), ZMQ_DONTWAIT) < 0)
+            return;
+        return;
+    } else if (kind == 2) { /* a signed header whose lengths disagree with the frames */
+        cpar_signer_begin(z->f.s);
+        cpar_signer_update(z->f.s, hdr, CPAR_WIRE_SIGNED_SIZE);
+        cpar_signer_finish(z->f.s, hdr + CPAR_WIRE_SIGNED_SIZE);
+    }
+    {
+        size_t hlen = kind == 3 ? fz_below(z, sizeof(hdr)) : sizeof(hdr);
+        int more = fz_chance(z, 60);
+        if (zmq_send(sock, hdr, hlen, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0)
+            return;
+        if (more) {
+            int nf = kind == 4 ? (int)(1 + fz_below(z, 300)) : (int)(1 + fz_below(z, 3));
+            for (int i = 0; i < nf; i++) {
+                uint8_t b[32];
+                size_t n = fz_below(z, sizeof(b));
+                for (size_t j = 0; j < n; j++)
+                    b[j] = (uint8_t)fz_rand(z);
+                if (zmq_send(sock, b, n, ZMQ_DONTWAIT | (i + 1 < nf ? ZMQ_SNDMORE : 0)) < 0)
+                    return;
+            }
+        }
+    }
+}
+
+/* ---- receiving ---------------------------------------------------------------------- */
+
+/* Reads everything waiting on one socket; what the controller sends must always parse. */
+static void
+fz_drain_one(fz *z, void *sock, fz_engine *e)
+{
+    for (;;) {
+        cpar_msg m;
+        int rc = cpar_wire_recv(sock, z->f.s, 0, NULL, NULL, &m, ZMQ_DONTWAIT);
+        if (rc == CPAR_EAGAIN)
+            return;
+        if (rc != 0)
+            CPAR_TEST_FAIL("the controller sent a bad message: %s (type %d)", cpar_strerror(rc),
+                           m.h.type);
+        z->received++;
+        if (e != NULL) {
+            switch (m.h.type) {
+            case CPAR_MSG_REGISTER_REPLY:
+                if (m.h.status == 0)
+                    e->id = m.h.engine;
+                break;
+            case CPAR_MSG_EXECUTE:
+            case CPAR_MSG_APPLY:
+            case CPAR_MSG_TASK:
+                memcpy(e->got[e->ngot % FZ_GOT], m.h.msg_id, CPAR_WIRE_ID_SIZE);
+                e->ngot++;
+                if (fz_chance(z, 60)) /* answers at once, as a real engine mostly does */
+                    fz_engine_reply(z, e, m.h.msg_id);
+                break;
+            case CPAR_MSG_SHUTDOWN:
+                /* a real engine exits: mostly do so, sometimes linger */
+                if (fz_chance(z, 80)) {
+                    cpar_msg_close(&m);
+                    fz_engine_close(z, e);
+                    return;
+                }
+                break;
+            default:
+                break;
+            }
+        }
+        cpar_msg_close(&m);
+    }
+}
+
+static void
+fz_drain(fz *z)
+{
+    for (int i = 0; i < z->k.engines; i++)
+        if (z->e[i].sock)
+            fz_drain_one(z, z->e[i].sock, &z->e[i]);
+    for (int i = 0; i < z->k.clients; i++)
+        if (z->c[i])
+            fz_drain_one(z, z->c[i], NULL);
+}
+
+/* ---- one case ----------------------------------------------------------------------- */
+
+static void
+fz_step(fz *z)
+{
+    uint32_t r = fz_below(z, 1000);
+    fz_engine *e = &z->e[fz_below(z, (uint32_t)z->k.engines)];
+    int ci = (int)fz_below(z, (uint32_t)z->k.clients);
+
+    if (z->c[ci] == NULL || (r < 10)) { /* a client (re)connects */
+        if (z->c[ci])
+            zmq_close(z->c[ci]);
+        z->c[ci] = th_dealer(z->f.ctx, cpar_controller_client_endpoint(z->f.c));
+        if (fz_chance(z, 80)) {
+            cpar_msg m;
+            th_msg(&m, CPAR_MSG_CONNECT);
+            fz_send(z, z->c[ci], &m);
+        }
+        return;
+    }
+    if (r < 40) {
+        if (e->sock == NULL || e->id < 0 || fz_chance(z, 30))
+            fz_engine_register(z, e);
+    } else if (r < 200) {
+        if (e->sock) {
+            cpar_msg m;
+            th_msg(&m, CPAR_MSG_HEARTBEAT);
+            m.h.engine = fz_chance(z, 95) ? e->id : fz_pick_engine(z);
+            fz_send(z, e->sock, &m);
+        }
+    } else if (r < 380) {
+        if (e->sock)
+            fz_engine_reply(z, e, NULL);
+    } else if (r < 395) {
+        fz_engine_close(z, e); /* dies: its connection drops */
+    } else if (r < 410) {
+        if (e->sock)
+            fz_engine_odd(z, e);
+    } else if (r < 600) {
+        fz_client_direct(z, z->c[ci]);
+    } else if (r < 800) {
+        fz_client_task(z, z->c[ci]);
+    } else if (r < 930) {
+        fz_client_control(z, z->c[ci]);
+    } else if (r < 970) {
+        void *sock = fz_chance(z, 50) || e->sock == NULL ? z->c[ci] : e->sock;
+        fz_garbage(z, sock);
+    } else {
+        /* let time pass (reading what comes): heartbeats lapse, task timeouts fire */
+        uint64_t until = fx_now_ms() + fz_below(z, r < 995 ? 30 : 300);
+        while (fx_now_ms() < until) {
+            zmq_pollitem_t items[FZ_MAX_ENGINES + FZ_MAX_CLIENTS];
+            int n = 0;
+            for (int i = 0; i < z->k.engines; i++)
+                if (z->e[i].sock)
+                    items[n++] = (zmq_pollitem_t){.socket = z->e[i].sock, .events = ZMQ_POLLIN};
+            for (int i = 0; i < z->k.clients; i++)
+                if (z->c[i])
+                    items[n++] = (zmq_pollitem_t){.socket = z->c[i], .events = ZMQ_POLLIN};
+            ASSERT(zmq_poll(items, n, (long)(until - fx_now_ms())) >= 0);
+            fz_drain(z);
+        }
+    }
+    if (fz_chance(z, 30))
+        fz_drain(z);
+}
+
+static long
+fz_peak_rss_kb(void)
+{
+    struct rusage ru;
+    ASSERT_OK(getrusage(RUSAGE_SELF, &ru));
+    return ru.ru_maxrss;
+}
+
+static int
+fz_run_case(const fz_case *k)
+{
+    static fz z; /* large: keep off the stack */
+    long max_rss_mb = getenv("CPAR_FUZZ_MAX_RSS_MB") ? atol(getenv("CPAR_FUZZ_MAX_RSS_MB")) : 256;
+    size_t nengines = 0;
+    const char *q;
+    char *log;
+    int hub;
+
+    memset(&z, 0, sizeof(z));
+    z.k = *k;
+    z.rng = k->seed * 0x9E3779B97F4A7C15ULL + 1;
+    fz_live = &z;
+    signal(SIGALRM, fz_on_alarm);
+    fx_start_cfg(&z.f, k->hb_timeout_ms, fz_schemes[k->scheme], k->hwm, k->max_records);
+    for (int i = 0; i < k->engines; i++) {
+        z.e[i].id = -1;
+        z.e[i].pid = 4000 + i;
+    }
+    fz_phase = "traffic";
+    for (long s = 0; s < k->steps; s++) {
+        fz_at_step = s;
+        fz_step(&z);
+        if (k->hub_at > 0 && !z.hub_sent && s >= k->steps * k->hub_at / 100) {
+            /* a hub SHUTDOWN in the middle of the traffic, which goes on until the loop
+             * has ended by itself */
+            cpar_msg m;
+            void *c = th_dealer(z.f.ctx, cpar_controller_client_endpoint(z.f.c));
+            fz_phase = "hub SHUTDOWN: waiting for SHUTDOWN_REPLY";
+            th_msg(&m, CPAR_MSG_SHUTDOWN);
+            m.h.flags = CPAR_FLAG_HUB;
+            th_send(c, z.f.s, &m); /* blocking: it must not be dropped like traffic */
+            th_expect(c, z.f.s, CPAR_MSG_SHUTDOWN_REPLY, &m);
+            cpar_msg_close(&m);
+            zmq_close(c);
+            fz_phase = "traffic after a hub SHUTDOWN";
+            z.hub_sent = 1;
+        }
+    }
+    fz_drain(&z);
+    if (z.hub_sent) {
+        for (int i = 0; i < k->engines; i++)
+            fz_engine_close(&z, &z.e[i]);
+        for (int i = 0; i < k->clients; i++)
+            if (z.c[i])
+                zmq_close(z.c[i]);
+        fz_phase = "waiting for the loop to end after a hub SHUTDOWN";
+        ASSERT_OK(fx_join(&z.f));
+        fz_phase = "stopping";
+        free(fx_stop(&z.f));
+        printf("# seed %llu: hub SHUTDOWN mid-run; %lu sent (%lu garbage), %lu received\n",
+               (unsigned long long)k->seed, z.sent, z.garbage, z.received);
+        return 0;
+    }
+
+    /* still responsive: a fresh client is answered */
+    fz_phase = "final CONNECT and QUERY";
+    {
+        void *c = fx_client(&z.f, &nengines, NULL);
+        q = fx_query(&z.f, c, "queue_status", NULL, 0);
+        ASSERT_STR_CONTAINS(q, "\"unassigned\"");
+        hub = (int)(k->seed & 1);
+        if (hub) { /* half the cases end by a hub SHUTDOWN, the rest by stop() */
+            cpar_msg m;
+            th_msg(&m, CPAR_MSG_SHUTDOWN);
+            m.h.flags = CPAR_FLAG_HUB;
+            th_send(c, z.f.s, &m);
+            th_expect(c, z.f.s, CPAR_MSG_SHUTDOWN_REPLY, &m);
+            cpar_msg_close(&m);
+        }
+        fx_close(&z.f, c);
+    }
+    for (int i = 0; i < k->engines; i++)
+        fz_engine_close(&z, &z.e[i]);
+    for (int i = 0; i < k->clients; i++)
+        if (z.c[i])
+            zmq_close(z.c[i]);
+    fz_phase = "stopping";
+    if (hub)
+        ASSERT_OK(fx_join(&z.f));
+    log = fx_stop(&z.f);
+    free(log);
+    printf("# seed %llu: %lu sent (%lu garbage), %lu received, %zu engines live at the end, "
+           "peak RSS %ld MiB\n",
+           (unsigned long long)k->seed, z.sent, z.garbage, z.received, nengines,
+           fz_peak_rss_kb() / 1024);
+    ASSERT_LT(fz_peak_rss_kb() / 1024, max_rss_mb);
+    return 0;
+}
+
+/* ---- driver ------------------------------------------------------------------------- */
+
+static int passed, failed;
+
+/* splitmix64: spreads clock-derived seeds over every bit the case parameters use. */
+static uint64_t
+fz_mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static void
+fz_case_line(const fz_case *k, char *out, size_t len)
+{
+    snprintf(out, len,
+             "seed=%llu steps=%ld engines=%d clients=%d hb_timeout_ms=%d scheme=%d hwm=%d "
+             "max_records=%d hub_at=%d",
+             (unsigned long long)k->seed, k->steps, k->engines, k->clients, k->hb_timeout_ms,
+             k->scheme, k->hwm, k->max_records, k->hub_at);
+}
+
+static void
+fz_fork_case(const fz_case *k, const char *name)
+{
+    char line[160];
+    int status = 0;
+    pid_t pid;
+    fz_case_line(k, line, sizeof(line));
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        alarm(CPAR_TEST_TIMEOUT_S);
+        exit(fz_run_case(k) == 0 ? 0 : 1);
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        printf("ok - %s (%s)\n", name, line);
+        passed++;
+    } else {
+        printf("not ok - %s: %s (%s %d)\n", name, line, WIFSIGNALED(status) ? "signal" : "exit",
+               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        failed++;
+    }
+}
+
+static void
+fz_parse(const char *text, fz_case *k)
+{
+    const char *p;
+    k->seed = 1;
+    k->steps = 3000;
+    k->engines = 4;
+    k->clients = 3;
+    k->hb_timeout_ms = 400;
+    k->scheme = 0;
+    k->hwm = 0;
+    k->max_records = 0;
+    k->hub_at = 0;
+    if ((p = strstr(text, "seed=")))
+        k->seed = strtoull(p + 5, NULL, 10);
+    if ((p = strstr(text, "steps=")))
+        k->steps = strtol(p + 6, NULL, 10);
+    if ((p = strstr(text, "engines=")))
+        k->engines = atoi(p + 8);
+    if ((p = strstr(text, "clients=")))
+        k->clients = atoi(p + 8);
+    if ((p = strstr(text, "hb_timeout_ms=")))
+        k->hb_timeout_ms = atoi(p + 14);
+    if ((p = strstr(text, "scheme=")))
+        k->scheme = atoi(p + 7);
+    if ((p = strstr(text, "hwm=")))
+        k->hwm = atoi(p + 4);
+    if ((p = strstr(text, "max_records=")))
+        k->max_records = atoi(p + 12);
+    if ((p = strstr(text, "hub_at=")))
+        k->hub_at = atoi(p + 7);
+    if (k->scheme < 0 || k->scheme >= (int)(sizeof(fz_schemes) / sizeof(fz_schemes[0])))
+        k->scheme = 0;
+    if (k->hwm < -1)
+        k->hwm = -1;
+    if (k->engines < 1 || k->engines > FZ_MAX_ENGINES)
+        k->engines = FZ_MAX_ENGINES;
+    if (k->clients < 1 || k->clients > FZ_MAX_CLIENTS)
+        k->clients = FZ_MAX_CLIENTS;
+    if (k->hb_timeout_ms < 100)
+        k->hb_timeout_ms = 100;
+}
+
+static void
+fz_file(const char *path, const char *name)
+{
+    char text[512] = "";
+    fz_case k;
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
+        printf("not ok - %s (cannot read)\n", path);
+        failed++;
+    } else {
+        fz_parse(text, &k);
+        fz_fork_case(&k, name);
+    }
+    if (f)
+        fclose(f);
+}
+
+static int
+fz_by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *secs = getenv("CPAR_FUZZ_SECONDS");
+    double budget = secs ? atof(secs) : 0;
+    struct timespec t0, t;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 1; i < argc; i++) {
+        struct dirent **ents;
+        int n = scandir(argv[i], &ents, NULL, fz_by_name);
+        if (n < 0) {
+            fz_file(argv[i], argv[i]);
+            continue;
+        }
+        for (int j = 0; j < n; j++) {
+            char path[4096];
+            if (ents[j]->d_name[0] != '.') {
+                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
+                fz_file(path, ents[j]->d_name);
+            }
+            free(ents[j]);
+        }
+        free(ents);
+    }
+    /* then new seeds for the rest of the budget */
+    for (;;) {
+        fz_case k;
+        char text[64];
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
+            break;
+        snprintf(text, sizeof(text), "seed=%llu",
+                 (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
+        fz_parse(text, &k);
+        k.seed = fz_mix(k.seed);
+        k.engines = 1 + (int)(k.seed % FZ_MAX_ENGINES);
+        k.clients = 1 + (int)((k.seed >> 8) % FZ_MAX_CLIENTS);
+        k.scheme = (int)((k.seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
+        k.hwm = (int)((k.seed >> 20) % 4) - 1;
+        k.max_records = (k.seed >> 24) % 3 == 0 ? 1 + (int)((k.seed >> 26) % 16) : 0;
+        k.hub_at = (k.seed >> 30) % 4 == 0 ? 1 + (int)((k.seed >> 32) % 99) : 0;
+        fz_fork_case(&k, "random");
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

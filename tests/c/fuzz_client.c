@@ -126,6 +126,33 @@ fc_token_lines(fc *z, cpar_msg *m)
     fc_add(m, text, len);
 }
 
+static cpar_shm_seal fc_seal; /* named by good tables; made once, never broken */
+
+/* Encodes the seal entry of a table into out: good, or (corrupt) stale or misplaced. */
+static void
+fc_seal_entry(fc *z, int corrupt, uint8_t out[CPAR_SHM_ENTRY_SIZE])
+{
+    cpar_shm_entry se = {CPAR_SHM_SEAL_INDEX, (uint32_t)getpid(), 0, 0};
+    if (fc_seal.slot == NULL)
+        cpar_shm_seal_new(&fc_seal);
+    se.addr = (uint64_t)(uintptr_t)fc_seal.slot;
+    se.len = fc_seal.value;
+    if (corrupt && fc_chance(z, 30)) {
+        switch (fc_below(z, 3)) {
+        case 0:
+            se.len++; /* stale */
+            break;
+        case 1:
+            se.addr = fc_rand(z) & ~(uint64_t)7;
+            break;
+        default:
+            se.pid = 1;
+            break;
+        }
+    }
+    cpar_shm_entry_encode(&se, out);
+}
+
 static void
 fc_pick_parent(fc *z, uint8_t out[CPAR_WIRE_ID_SIZE])
 {
@@ -140,8 +167,8 @@ fc_pick_parent(fc *z, uint8_t out[CPAR_WIRE_ID_SIZE])
 static void
 fc_reply(fc *z)
 {
-    uint8_t table[6 * CPAR_SHM_ENTRY_SIZE];
-    size_t nent = 0, nframes = 1 + fc_below(z, 4), tlen;
+    uint8_t table[7 * CPAR_SHM_ENTRY_SIZE];
+    size_t nent = 1, nframes = 1 + fc_below(z, 4), tlen;
     size_t at = fc_below(z, FC_BUF / 2);
     cpar_msg m;
     int shm = fc_chance(z, 60), corrupt = fc_chance(z, 50);
@@ -150,8 +177,9 @@ fc_reply(fc *z)
     m.h.engine = fc_engine(z);
     m.h.status = fc_chance(z, 80) ? 0 : (int32_t)fc_below(z, 3);
     fc_pick_parent(z, m.h.parent);
+    fc_seal_entry(z, corrupt, table);
     for (size_t i = 0; i < nframes; i++) {
-        if (shm && fc_chance(z, 70) && nent < 6) {
+        if (shm && fc_chance(z, 70) && nent < 7) {
             cpar_shm_entry en = {.index = (uint32_t)i,
                                  .pid = (uint32_t)getpid(),
                                  .addr = (uint64_t)(uintptr_t)(fc_buf + at),
@@ -189,7 +217,7 @@ fc_reply(fc *z)
             fc_add(&m, b, n);
         }
     }
-    if (shm && (nent > 0 || corrupt)) {
+    if (shm && (nent > 1 || corrupt)) {
         tlen = nent * CPAR_SHM_ENTRY_SIZE;
         if (corrupt && fc_chance(z, 15))
             tlen = fc_below(z, (uint32_t)tlen + 30);
@@ -304,6 +332,36 @@ fc_take(fc *z, int ms)
     cpar_clientio_list_free(list);
 }
 
+/* Answers the client's shared-memory PROBE as its engine would: mostly "ok" and our
+ * pattern by a good descriptor, so that the client offers and reads shared-memory replies;
+ * sometimes a denial or a bad descriptor. */
+static void
+fc_probe_answer(fc *z, const cpar_msg *probe)
+{
+    static uint8_t pattern[CPAR_SHM_PROBE_SIZE];
+    uint8_t table[2 * CPAR_SHM_ENTRY_SIZE];
+    cpar_shm_entry e = {1, (uint32_t)getpid(), 0, CPAR_SHM_PROBE_SIZE};
+    int corrupt = fc_chance(z, 20);
+    cpar_msg m;
+
+    if (probe->nframes < 1 || zmq_msg_size((zmq_msg_t *)&probe->frames[0]) < 4)
+        return;
+    cpar_shm_probe_fill(pattern);
+    th_msg(&m, CPAR_MSG_REPLY);
+    m.h.engine = cpar_wire_target_at(probe, 0);
+    memcpy(m.h.parent, probe->h.msg_id, CPAR_WIRE_ID_SIZE);
+    th_add_str(&m, fc_chance(z, 85) ? "ok" : "denied: fuzz");
+    fc_add(&m, "", 0);
+    fc_seal_entry(z, corrupt, table);
+    e.addr = (uint64_t)(uintptr_t)pattern;
+    if (corrupt && fc_chance(z, 50))
+        e.addr = (uint64_t)(uintptr_t)fc_buf; /* readable, not the pattern */
+    cpar_shm_entry_encode(&e, table + CPAR_SHM_ENTRY_SIZE);
+    m.h.flags |= CPAR_FLAG_SHM;
+    fc_add(&m, table, sizeof(table));
+    fc_send(z, &m);
+}
+
 /* Reads what the client sent us; it must parse and be signed by the key. */
 static void
 fc_drain(fc *z, int ms)
@@ -317,6 +375,8 @@ fc_drain(fc *z, int ms)
         if (rc != 0)
             CPAR_TEST_FAIL("the client sent a bad message: %s", cpar_strerror(rc));
         z->from_client++;
+        if (m.h.type == CPAR_MSG_PROBE)
+            fc_probe_answer(z, &m);
         if (m.h.type == CPAR_MSG_CONNECT) {
             memcpy(z->ident, ident, identlen);
             z->identlen = identlen;
@@ -337,7 +397,12 @@ fc_connect_reply(fc *z)
     th_msg(&m, CPAR_MSG_CONNECT_REPLY);
     memcpy(m.h.parent, z->connect_id, CPAR_WIRE_ID_SIZE);
     fc_add(&m, ids, sizeof(ids));
-    th_add_str(&m, "0 1 h\n1 1 h\n2 1 h\n");
+    {
+        char pids[96];
+        int pid = (int)getpid(); /* engines 0 and 1 are "us": good descriptors name us */
+        snprintf(pids, sizeof(pids), "0 %d h\n1 %d h\n2 1 h\n", pid, pid);
+        th_add_str(&m, pids);
+    }
     snprintf(lines, sizeof(lines), "0 %s\n1 %s\n", z->token, z->token);
     th_add_str(&m, lines);
     fc_send(z, &m);

@@ -157,17 +157,49 @@ fe_known_id(fe *z, uint8_t out[CPAR_WIRE_ID_SIZE])
 
 /* ---- shared-memory tables ----------------------------------------------------------- */
 
-/* Makes frames [first, nframes) of m descriptor-borne: placeholders, then a table encoded
- * with cpar_shm_entry_encode, good or corrupt at random. */
+/* The seal every good table names (shm.h): made once, never broken, so the engine's
+ * reads of fe_shm_buf succeed; corrupt tables get a wrong value, address or pid. */
+static cpar_shm_seal fe_seal;
+
+/* Makes frames [first, nframes) of m descriptor-borne: placeholders, then a table (the
+ * seal first) encoded with cpar_shm_entry_encode, good or corrupt at random. */
 static void
 fe_shm(fe *z, cpar_msg *m, size_t first)
 {
     uint8_t table[8 * CPAR_SHM_ENTRY_SIZE];
-    size_t nent = 0, tlen;
+    size_t nent = 1, tlen;
     size_t nframes = m->nframes; /* the table will be frame nframes */
     int corrupt = fe_chance(z, 70);
+    cpar_shm_entry seal;
 
-    for (size_t i = first; i < nframes && nent < 6; i++) {
+    if (fe_seal.slot == NULL && cpar_shm_seal_new(&fe_seal) != 0)
+        return;
+    seal.index = CPAR_SHM_SEAL_INDEX;
+    seal.pid = (uint32_t)getpid();
+    seal.addr = (uint64_t)(uintptr_t)fe_seal.slot;
+    seal.len = fe_seal.value;
+    if (corrupt && fe_chance(z, 25)) {
+        switch (fe_below(z, 5)) {
+        case 0:
+            seal.len = fe_seal.value + 1 + fe_below(z, 3); /* a stale seal */
+            break;
+        case 1:
+            seal.len = 0;
+            break;
+        case 2:
+            seal.addr = fe_chance(z, 50) ? seal.addr + 4 : fe_rand(z);
+            break;
+        case 3:
+            seal.pid = fe_chance(z, 50) ? (uint32_t)z->pid : 999999;
+            break;
+        default:
+            seal.index = (uint32_t)fe_below(z, 4);
+            break;
+        }
+    }
+    cpar_shm_entry_encode(&seal, table);
+
+    for (size_t i = first; i < nframes && nent < 7; i++) {
         cpar_shm_entry en;
         size_t len = zmq_msg_size(&m->frames[i]);
         if (fe_chance(z, 30))
@@ -211,7 +243,7 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
                 break;
             }
             case 3:
-                en.index = nent > 0 && fe_chance(z, 50) ? (uint32_t)(i - 1) : (uint32_t)i;
+                en.index = nent > 1 && fe_chance(z, 50) ? (uint32_t)(i - 1) : (uint32_t)i;
                 break;
             case 4:
                 en.index = fe_chance(z, 50) ? (uint32_t)nframes : (uint32_t)fe_rand(z);
@@ -224,12 +256,18 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
         cpar_shm_entry_encode(&en, table + nent * CPAR_SHM_ENTRY_SIZE);
         nent++;
     }
-    if (nent == 0 && !corrupt)
+    if (nent == 1 && !corrupt)
         return;
     tlen = nent * CPAR_SHM_ENTRY_SIZE;
     if (corrupt && fe_chance(z, 15))
         tlen = fe_below(z, (uint32_t)tlen + 30); /* not whole entries */
-    if (corrupt && nent > 1 && fe_chance(z, 15)) /* swapped: indices not increasing */
+    if (corrupt && nent > 2 && fe_chance(z, 15)) /* swapped: indices not increasing */
+        for (size_t b = 0; b < CPAR_SHM_ENTRY_SIZE; b++) {
+            uint8_t t = table[CPAR_SHM_ENTRY_SIZE + b];
+            table[CPAR_SHM_ENTRY_SIZE + b] = table[2 * CPAR_SHM_ENTRY_SIZE + b];
+            table[2 * CPAR_SHM_ENTRY_SIZE + b] = t;
+        }
+    if (corrupt && nent > 1 && fe_chance(z, 10)) /* the seal moved behind a data entry */
         for (size_t b = 0; b < CPAR_SHM_ENTRY_SIZE; b++) {
             uint8_t t = table[b];
             table[b] = table[CPAR_SHM_ENTRY_SIZE + b];

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clientio.h"
 #include "ctlfx.h"
@@ -37,7 +38,7 @@ typedef struct tc_engine {
     int32_t id;
     atomic_int stop;
     cpar_shm_pins pins; /* reply frames the client may still read */
-    unsigned long answered, shm_in, released;
+    unsigned long answered, shm_in, released, stale;
 } tc_engine;
 
 static void
@@ -49,7 +50,14 @@ tc_engine_answer(tc_engine *e, cpar_msg *req)
 
     if (req->h.flags & CPAR_FLAG_SHM)
         e->shm_in++;
-    ASSERT_OK(cpar_shm_resolve(req, err, sizeof(err)));
+    {
+        int rc = cpar_shm_resolve(req, 0, err, sizeof(err));
+        if (rc == CPAR_ESTALE) { /* the client closed and let go first: a clean refusal */
+            e->stale++;
+            return;
+        }
+        ASSERT_OK(rc);
+    }
     ASSERT_LT(body, req->nframes);
     /* a STREAM first, as an engine does */
     th_msg(&m, CPAR_MSG_STREAM);
@@ -68,13 +76,39 @@ tc_engine_answer(tc_engine *e, cpar_msg *req)
     if (req->h.flags & CPAR_FLAG_SHM_OK) {
         zmq_msg_t *pinned = NULL;
         size_t npinned = 0;
-        int n = cpar_shm_offload(&m, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned);
+        cpar_shm_seal seal;
+        int n = cpar_shm_offload(&m, 0, CPAR_SHM_MIN_SIZE, &pinned, &npinned, &seal);
         ASSERT_GE(n, 0);
         if (n > 0)
-            ASSERT_OK(cpar_shm_pins_add(&e->pins, req->h.msg_id, pinned, npinned, NULL, 0));
+            ASSERT_OK(cpar_shm_pins_add(&e->pins, req->h.msg_id, pinned, npinned, &seal, NULL, 0));
     }
     th_send(e->sock, e->s, &m);
     e->answered++;
+}
+
+/* Answers the client's shared-memory PROBE as an engine's I/O thread does: "ok" when its
+ * pattern could be read, and our own pattern by descriptor. */
+static void
+tc_engine_probe(tc_engine *e, cpar_msg *req)
+{
+    char err[256];
+    uint8_t pattern[CPAR_SHM_PROBE_SIZE];
+    zmq_msg_t *pinned = NULL;
+    size_t npinned = 0;
+    cpar_shm_seal seal;
+    cpar_msg m;
+
+    ASSERT_OK(cpar_shm_resolve(req, 0, err, sizeof(err)));
+    ASSERT(req->nframes >= 2 && cpar_shm_probe_check(&req->frames[1]));
+    th_msg(&m, CPAR_MSG_REPLY);
+    m.h.engine = e->id;
+    memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
+    th_add_str(&m, "ok");
+    cpar_shm_probe_fill(pattern);
+    ASSERT_OK(cpar_msg_add_copy(&m, pattern, sizeof(pattern)));
+    ASSERT_EQ(cpar_shm_offload(&m, 1, CPAR_SHM_PROBE_SIZE, &pinned, &npinned, &seal), 1);
+    ASSERT_OK(cpar_shm_pins_add(&e->pins, req->h.msg_id, pinned, npinned, &seal, NULL, 0));
+    th_send(e->sock, e->s, &m);
 }
 
 static void *
@@ -98,6 +132,8 @@ tc_engine_main(void *arg)
         ASSERT_OK(rc);
         if (m.h.type == CPAR_MSG_EXECUTE || m.h.type == CPAR_MSG_APPLY) {
             tc_engine_answer(e, &m);
+        } else if (m.h.type == CPAR_MSG_PROBE) {
+            tc_engine_probe(e, &m);
         } else if (m.h.type == CPAR_MSG_RELEASE) {
             size_t len = m.nframes > 1 ? zmq_msg_size(&m.frames[1]) : 0;
             const uint8_t *p = len ? zmq_msg_data(&m.frames[1]) : NULL;
@@ -264,6 +300,11 @@ tc_connect(tc_client *c, fx *f)
     it = cpar_clientio_item_new(CPAR_MSG_CONNECT);
     ASSERT(it != NULL);
     th_id(it->m.h.msg_id);
+    {
+        char hello[32];
+        int len = snprintf(hello, sizeof(hello), "pid=%d", (int)getpid());
+        ASSERT_OK(cpar_msg_add_copy(&it->m, hello, (size_t)len)); /* descriptors name us */
+    }
     ASSERT_OK(cpar_clientio_post(c->io, it));
     for (;;) {
         int got = 0;
@@ -273,7 +314,16 @@ tc_connect(tc_client *c, fx *f)
             got |= x->m.h.type == CPAR_MSG_CONNECT_REPLY;
         cpar_clientio_list_free(list);
         if (got)
+            break;
+    }
+    /* The probes of the fake engine come back before the first request. */
+    for (;;) {
+        cpar_clientio_stats st;
+        cpar_clientio_get_stats(c->io, &st);
+        if (st.shm_probing == 0)
             return;
+        ASSERT_LT(fx_now_ms(), deadline);
+        usleep(1000);
     }
 }
 

@@ -246,15 +246,15 @@ class LoadBalancedView:
         ar._view = self
         return ar.get() if block else ar
 
-    def apply(self, f, *args, **kwargs):
+    def apply(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine; waits if ``block``."""
         return self._apply(f, args, kwargs)
 
-    def apply_sync(self, f, *args, **kwargs):
+    def apply_sync(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine and returns its result."""
         return self._apply(f, args, kwargs, block=True)
 
-    def apply_async(self, f, *args, **kwargs):
+    def apply_async(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine; returns an AsyncResult."""
         return self._apply(f, args, kwargs, block=False)
 

@@ -117,15 +117,15 @@ class DirectView:
         ar = self.client._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
 
-    def apply(self, f, *args, **kwargs):
+    def apply(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target; waits if ``block``."""
         return self._apply(f, args, kwargs)
 
-    def apply_sync(self, f, *args, **kwargs):
+    def apply_sync(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target and returns the result(s)."""
         return self._apply(f, args, kwargs, block=True)
 
-    def apply_async(self, f, *args, **kwargs):
+    def apply_async(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target; returns an AsyncResult."""
         return self._apply(f, args, kwargs, block=False)
 

@@ -21,3 +21,18 @@ def test_apply_kwarg_named_f(rc, kind):
     assert view.apply_async(_kw, f=6, self=7).get(timeout=30) == {"f": 6, "self": 7}
     view.block = True
     assert view.apply(_kw, f=8) == {"f": 8}
+
+
+# -- view['a.b']: attributes of engine objects ----------------------------------------
+
+
+def test_nested_setitem_getitem(dview):
+    dview.execute("import types; ns_obj = types.SimpleNamespace(inner=types.SimpleNamespace())")
+    dview["ns_obj.b"] = 5
+    dview["ns_obj.inner.c"] = "x"
+    assert dview["ns_obj.b"] == [5] * len(dview)
+    assert dview.apply_sync(lambda: (ns_obj.b, ns_obj.inner.c)) == [(5, "x")] * len(dview)
+    # no variable literally named "ns_obj.b" was made
+    assert dview.apply_sync(lambda: "ns_obj.b" in globals()) == [False] * len(dview)
+    with pytest.raises(Exception, match="missing_obj"):
+        dview["missing_obj.b"] = 1

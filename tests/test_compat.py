@@ -36,3 +36,33 @@ def test_nested_setitem_getitem(dview):
     assert dview.apply_sync(lambda: "ns_obj.b" in globals()) == [False] * len(dview)
     with pytest.raises(Exception, match="missing_obj"):
         dview["missing_obj.b"] = 1
+
+
+# -- negative targets, resolved when the view is made ---------------------------------
+
+
+def test_negative_targets_resolved(rc):
+    last = rc.ids[-1]
+    assert rc.direct_view(-1).targets == last
+    assert rc[-1].targets == last
+    assert rc[-2:].targets == rc.ids[-2:]
+    assert rc.direct_view([0, -1]).targets == [rc.ids[0], last]
+    assert rc.direct_view("all").targets == "all"
+    assert rc.load_balanced_view(-1).targets == [last]
+    assert rc.load_balanced_view([-1, -2]).targets == [last, rc.ids[-2]]
+    assert rc.load_balanced_view(None).targets is None
+    lv = rc.load_balanced_view()
+    lv.targets = -1
+    assert lv.targets == [last]
+    assert lv.apply_sync(lambda: __import__("cpar.engine").engine.__name__) == "cpar.engine"
+    assert rc.activate(-1).targets == last
+    v = rc.activate(-1, suffix="_last")
+    assert rc.active_views["_last"] is v and v.targets == last
+    assert rc[-1].apply_sync(lambda: 7) == 7
+
+
+def test_client_getitem_none_is_type_error(rc):
+    with pytest.raises(TypeError):
+        rc[None]
+    with pytest.raises(TypeError):
+        rc["0"]

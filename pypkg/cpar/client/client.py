@@ -295,6 +295,11 @@ class Client(_Bookkeeping):
             raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
                             f"not {targets!r}") from None
         live = self._dispatcher.ids
+        if any(t < 0 for t in tlist):  # counted from the end of rc.ids, as an int is
+            try:
+                tlist = [ids[t] if t < 0 else t for t in tlist]
+            except IndexError:
+                raise error.NoSuchEngine(f"No such engine: {targets}") from None
         for t in tlist:
             if t not in live:
                 raise error.NoSuchEngine(f"No such engine: {t}")
@@ -302,10 +307,10 @@ class Client(_Bookkeeping):
 
     def __getitem__(self, key):
         """``rc[0]``, ``rc[:]``, ``rc[::2]``, ``rc[[0, 2]]``: a DirectView."""
-        if isinstance(key, str):
-            raise TypeError("engine ids are ints, not str")
-        single, tlist = self._build_targets(key)
-        return DirectView(self, tlist[0] if single else tlist)
+        if key is None or isinstance(key, (str, bytes)):
+            raise TypeError(f"rc[key] needs an engine id, a slice or a list of ids, "
+                            f"not {key!r}")
+        return self.direct_view(key)
 
     def __len__(self):
         return len(self._dispatcher.ids)
@@ -315,10 +320,13 @@ class Client(_Bookkeeping):
             yield self[eid]
 
     def direct_view(self, targets="all"):
-        """A DirectView on ``targets``; 'all' means the engines live at each call."""
-        if targets != "all":
-            self._build_targets(targets)  # fail early on unknown ids
-        return DirectView(self, targets)
+        """A DirectView on ``targets``; 'all' means the engines live at each call. Other
+        targets are resolved now, as in ipyparallel: a negative id counts from the end of
+        ``rc.ids``, a slice becomes the list of ids it selects."""
+        if isinstance(targets, str) and targets == "all":
+            return DirectView(self, targets)
+        single, tlist = self._build_targets(targets)  # fails early on unknown ids
+        return DirectView(self, tlist[0] if single else tlist)
 
     # -- requests -----------------------------------------------------------------------
 

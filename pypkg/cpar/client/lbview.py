@@ -178,7 +178,7 @@ class LoadBalancedView:
     def __setattr__(self, name, value):
         if name in _SPEC_FLAGS:
             if name == "targets":
-                value = _check_targets(value)
+                value = _check_targets(self._absolute_targets(value))
             elif name == "timeout":
                 value = _check_timeout(value)
             elif name == "retries":
@@ -187,6 +187,24 @@ class LoadBalancedView:
                 value = _check_dependency(name, value)
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
+
+    def _absolute_targets(self, targets):
+        """A slice or negative ids resolved against the client's engines now (as
+        ipyparallel does): ``targets=-1`` is the last engine registered."""
+        if isinstance(targets, slice):
+            return self.client._build_targets(targets)[1]
+        if targets is None or isinstance(targets, (str, bytes)):
+            return targets
+        try:
+            one = [operator.index(targets)]
+        except TypeError:
+            try:
+                one = [operator.index(t) for t in targets]
+            except TypeError:
+                return targets  # _check_targets explains
+        if any(t < 0 for t in one):
+            return [self.client._build_targets(t)[1][0] for t in one]
+        return targets
 
     def __repr__(self):
         t = "any engine" if self.targets is None else f"engines {self.targets}"

@@ -66,3 +66,89 @@ def test_client_getitem_none_is_type_error(rc):
         rc[None]
     with pytest.raises(TypeError):
         rc["0"]
+
+
+# -- errors: what ends a request without a user exception is a RemoteError ------------
+
+
+def test_scheduler_errors_are_remote_errors(rc, tmp_path):
+    import cpar
+    from cpar import error
+
+    for cls in (error.EngineError, error.ImpossibleDependency, error.DependencyTimeout,
+                error.TaskTimeout, error.InvalidDependency, error.UnmetDependency):
+        assert issubclass(cls, cpar.RemoteError) and issubclass(cls, cpar.KernelError)
+        e = cls("why", 2)
+        assert e.ename == cls.__name__ and isinstance(e.engine_info, dict)
+    assert not issubclass(error.TaskAborted, cpar.RemoteError)
+    assert issubclass(error.TaskAborted, cpar.KernelError)
+
+    lv = rc.load_balanced_view()
+    # a dependency that names no task: the task ends in InvalidDependency
+    with lv.temp_flags(after="12345"):
+        with pytest.raises(cpar.RemoteError) as info:
+            lv.apply_sync(lambda: 1)
+    assert isinstance(info.value, cpar.InvalidDependency)
+    assert info.value.ename == "InvalidDependency"
+    with lv.temp_flags(after="abcd"):  # hex, but no msg id
+        with pytest.raises(cpar.InvalidDependency):
+            lv.apply_sync(lambda: 1)
+    # following tasks of two different engines: impossible, a RemoteError
+    e0, e1 = rc.ids[0], rc.ids[1]
+    ar0 = rc.load_balanced_view(targets=[e0]).apply_async(lambda: 0)
+    ar1 = rc.load_balanced_view(targets=[e1]).apply_async(lambda: 1)
+    assert (ar0.get(30), ar1.get(30)) == (0, 1)
+    with lv.temp_flags(follow=[ar0, ar1]):
+        with pytest.raises(cpar.RemoteError) as info:
+            lv.apply_sync(lambda: 1)
+    assert isinstance(info.value, error.ImpossibleDependency)
+    assert info.value.ename == "ImpossibleDependency"
+    # waiting past the timeout: TaskTimeout (still a DependencyTimeout)
+    release = tmp_path / "release"
+    blocker = rc.load_balanced_view(targets=[e0]).apply_async(
+        _wait_for_file, str(release))
+    try:
+        with lv.temp_flags(after=blocker, timeout=0.2):
+            with pytest.raises(cpar.RemoteError) as info:
+                lv.apply_sync(lambda: 1)
+        assert isinstance(info.value, error.TaskTimeout)
+        assert isinstance(info.value, error.DependencyTimeout)
+        assert info.value.ename == "TaskTimeout"
+    finally:
+        release.write_text("go")
+    assert blocker.get(30) == "released"
+
+
+@interactive
+def _wait_for_file(path):
+    import os
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "released"
+
+
+def test_engine_death_is_a_remote_error():
+    import os
+
+    import cpar
+
+    c = cpar.Cluster(n=2, cluster_id="compat-crash")
+    c.start_cluster_sync()
+    try:
+        with cpar.Client(c.connection_file) as rc:
+            rc.wait_for_engines(2, timeout=30)
+            first, second = rc.ids
+            with pytest.raises(cpar.RemoteError) as info:  # direct (test_z_crash_mux)
+                rc[first].apply_sync(os._exit, 1)
+            assert isinstance(info.value, cpar.EngineError)
+            assert info.value.ename == "EngineError" and info.value.engine_id == first
+            lv = rc.load_balanced_view(targets=[second])  # balanced (test_z_crash)
+            with pytest.raises(cpar.RemoteError) as info:
+                lv.apply_sync(os._exit, 1)
+            assert isinstance(info.value, cpar.EngineError)
+            assert info.value.ename == "EngineError"
+    finally:
+        c.stop_cluster_sync()
+    assert not c.engines.running and not c.controller.running

@@ -24,6 +24,8 @@ _EXPORTS = {
     "UnmetDependency": "error",
     "ImpossibleDependency": "error",
     "DependencyTimeout": "error",
+    "InvalidDependency": "error",
+    "KernelError": "error",
     "NoEnginesRegistered": "error",
     "Client": "client",
     "DirectView": "client",

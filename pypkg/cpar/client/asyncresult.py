@@ -410,7 +410,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                         f"{', '.join(str(getattr(e, 'engine_id', '?')) for e in elist)}")
                 exc.elist = elist
             elif (len(elist) == len(self._slots) and all(e is elist[0] for e in elist)
-                  and not isinstance(elist[0], error.RemoteError)):
+                  and type(elist[0]) is not error.RemoteError):
                 exc = elist[0]  # one failure of the whole request (e.g. no such engine)
             else:
                 exc = error.CompositeError(

@@ -80,7 +80,15 @@ def _dependency_frame(dep):
     if isinstance(dep, Dependency):
         flags, ids = dep.flags, sorted(dep)
     else:
-        flags, ids = _DEFAULT_DEP_FLAGS, list(dict.fromkeys(_msg_id_hex(dep)))
+        try:
+            ids = list(dict.fromkeys(_msg_id_hex(dep)))
+        except ValueError as exc:
+            raise error.InvalidDependency(f"a dependency names no task: {exc}") from None
+        flags = _DEFAULT_DEP_FLAGS
+    bad = [h for h in ids if len(h) != 32]
+    if bad:
+        raise error.InvalidDependency(f"a dependency names no task: {bad[0]!r} is not a "
+                                      "msg id (32 hex digits)")
     return flags, b"".join(bytes.fromhex(h) for h in ids), len(ids)
 
 
@@ -129,7 +137,10 @@ def _check_dependency(name, dep):
         return None
     if isinstance(dep, Dependency):
         return dep
-    _msg_id_hex(dep)  # fails now on something that names no task
+    try:
+        _msg_id_hex(dep)  # a TypeError now for something that cannot name a task
+    except ValueError:
+        pass  # a str that is no msg id: InvalidDependency when a task is sent with it
     return dep
 
 

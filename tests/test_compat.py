@@ -31,7 +31,7 @@ def test_nested_setitem_getitem(dview):
     dview["ns_obj.b"] = 5
     dview["ns_obj.inner.c"] = "x"
     assert dview["ns_obj.b"] == [5] * len(dview)
-    assert dview.apply_sync(lambda: (ns_obj.b, ns_obj.inner.c)) == [(5, "x")] * len(dview)
+    assert dview.pull(["ns_obj.b", "ns_obj.inner.c"]) == [[5, "x"]] * len(dview)
     # no variable literally named "ns_obj.b" was made
     assert dview.apply_sync(lambda: "ns_obj.b" in globals()) == [False] * len(dview)
     with pytest.raises(Exception, match="missing_obj"):

@@ -152,3 +152,39 @@ def test_engine_death_is_a_remote_error():
     finally:
         c.stop_cluster_sync()
     assert not c.engines.running and not c.controller.running
+
+
+# -- small differences: gather's result, get_dict of a map, timings before the end ----
+
+
+def test_gather_async_is_a_map_result(dview):
+    import cpar
+
+    dview.scatter("gx", list(range(10)))
+    ar = dview.gather("gx", block=False)
+    assert isinstance(ar, cpar.AsyncMapResult)
+    assert ar.get(30) == list(range(10))
+    assert list(ar) == list(range(10)) and len(ar) == 10
+
+
+def test_get_dict_of_a_balanced_map_is_value_error(rc):
+    amr = rc.load_balanced_view().map_async(lambda x: x, range(6))
+    assert amr.get(30) == list(range(6))
+    with pytest.raises(ValueError):
+        amr.get_dict()
+
+
+def test_timings_raise_until_finished(rc, tmp_path):
+    import cpar
+
+    release = tmp_path / "go"
+    ar = rc[rc.ids[0]].apply_async(_wait_for_file, str(release))
+    try:
+        with pytest.raises(cpar.TimeoutError):
+            ar.wall_time
+        with pytest.raises(cpar.TimeoutError):
+            ar.serial_time
+    finally:
+        release.write_text("go")
+    assert ar.get(30) == "released"
+    assert ar.wall_time >= 0 and ar.serial_time >= 0

@@ -551,16 +551,22 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         end = self._finished_mono or time.monotonic_ns()
         return (end - self._mono0) / 1e9
 
+    def _check_ready(self, what):
+        if not self.done():
+            raise error.TimeoutError(f"{what}: the result is not ready")
+
     @property
     def wall_time(self):
-        """Seconds from submission to the last answer (None until finished)."""
-        if not self._finished_mono:
-            return None
+        """Seconds from submission to the last answer (``TimeoutError`` until finished,
+        as in ipyparallel)."""
+        self._check_ready("wall_time")
         return (self._finished_mono - self._mono0) / 1e9
 
     @property
     def serial_time(self):
-        """Seconds of engine time: the sum of every engine's run time."""
+        """Seconds of engine time: the sum of every engine's run time (``TimeoutError``
+        until finished)."""
+        self._check_ready("serial_time")
         return sum((s.completed - s.started) / 1e9 for s in self._slots
                    if s.completed and s.started)
 
@@ -673,4 +679,9 @@ class AsyncMapResult(AsyncResult):
             yield from join([self._slot_result(slot)])
 
     def get_dict(self, timeout=None):
-        raise TypeError("a map's results are per element, not per engine: use get()")
+        raise _NotPerEngine("a map's results are per element, not per engine: use get()")
+
+
+class _NotPerEngine(ValueError, TypeError):
+    """``get_dict`` of a map: a ValueError as in ipyparallel (a TypeError too, which cpar
+    raised before)."""

@@ -330,16 +330,17 @@ class Client(_Bookkeeping):
 
     # -- requests -----------------------------------------------------------------------
 
-    def _submit(self, msg_type, tlist, payload, fname, single, reduce=None):
-        """Sends one targeted request; returns its AsyncResult."""
+    def _submit(self, msg_type, tlist, payload, fname, single, reduce=None,
+                cls=AsyncResult):
+        """Sends one targeted request; returns its AsyncResult (of class ``cls``)."""
         d = self._dispatcher
         if d.closed:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         msg_id = self._new_msg_id()
         now = time.time_ns()
-        ar = AsyncResult(self, [(msg_id, tlist)], fname=fname, single=single,
-                         reduce=reduce, submitted_ns=now)
+        ar = cls(self, [(msg_id, tlist)], fname=fname, single=single, reduce=reduce,
+                 submitted_ns=now)
         if not tlist:
             return ar  # no engine to ask (an empty view): finished, with no results
         d.pending[msg_id] = ar

@@ -258,7 +258,7 @@ class DirectView:
         _, tlist = self._resolve(targets)
         payload = serialize.pack_apply_message(rf._pull, (key,), {})
         ar = self.client._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
-                                 reduce=rf.join_partitions)
+                                 reduce=rf.join_partitions, cls=AsyncMapResult)
         return ar.get() if self._block(block) else ar
 
     @contextlib.contextmanager

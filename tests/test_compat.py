@@ -188,3 +188,60 @@ def test_timings_raise_until_finished(rc, tmp_path):
         release.write_text("go")
     assert ar.get(30) == "released"
     assert ar.wall_time >= 0 and ar.serial_time >= 0
+
+
+# -- return_exceptions, metadata attributes -------------------------------------------
+
+
+@interactive
+def _inv(x):
+    return 1 / x
+
+
+def test_get_return_exceptions(rc):
+    import cpar
+
+    ar = rc[:].apply_async(lambda: 1 / 0)
+    assert ar.wait(30)
+    out = ar.get(return_exceptions=True)
+    assert len(out) == len(rc.ids)
+    assert all(isinstance(e, cpar.RemoteError) and e.ename == "ZeroDivisionError"
+               for e in out)
+    with pytest.raises(cpar.CompositeError):
+        ar.get()
+    one = rc[rc.ids[0]].apply_async(lambda: [][1])
+    assert one.get(30, return_exceptions=True).ename == "IndexError"
+    ok = rc[:].apply_async(lambda: 3)
+    assert ok.get(30, return_exceptions=True) == [3] * len(rc.ids)
+
+
+@pytest.mark.parametrize("kind", ["direct", "balanced"])
+def test_map_return_exceptions(rc, kind):
+    view = rc[:] if kind == "direct" else rc.load_balanced_view()
+    out = view.map_sync(_inv, [1, 0, 2], return_exceptions=True)
+    ok = [x for x in out if not isinstance(x, Exception)]
+    errors = [x for x in out if isinstance(x, Exception)]
+    assert errors and all(e.ename == "ZeroDivisionError" for e in errors)
+    assert 1.0 in ok and 0.5 in ok
+    amr = view.map_async(_inv, [4, 0], return_exceptions=True)
+    assert amr.get(30)[0] == 0.25 and isinstance(amr.get()[-1], Exception)
+    assert isinstance(list(amr)[-1], Exception)
+    with pytest.raises(Exception):
+        view.map_sync(_inv, [1, 0])
+
+
+def test_metadata_attributes(rc):
+    import datetime
+
+    ar = rc[rc.ids[0]].apply_async(lambda: 5)
+    assert ar.get(30) == 5
+    assert ar.engine_id == rc.ids[0] and ar.status == "ok" and ar.error is None
+    for name in ("submitted", "started", "completed", "received"):
+        assert isinstance(getattr(ar, name), datetime.datetime), name
+    assert ar.started <= ar.completed
+    many = rc[:].apply_async(lambda: 1)
+    many.get(30)
+    assert many.engine_id == rc.ids and len(many.completed) == len(rc.ids)
+    assert "completed" in dir(many)
+    with pytest.raises(AttributeError):
+        many.no_such_field

@@ -30,6 +30,11 @@ class Metadata(dict):
             raise AttributeError(key) from None
 
 
+_METADATA_KEYS = frozenset(("engine_id", "msg_id", "submitted", "started", "completed",
+                            "received", "stdout", "stderr", "outputs", "execute_result",
+                            "status", "error"))
+
+
 def _utc(ns):
     if not ns:
         return None
@@ -125,6 +130,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._value = _PENDING
         self._exception = None
         self._aborted = False
+        self._return_exceptions = False  # get()'s default (view.map(return_exceptions=))
         self._done_order = []  # slots in the order they completed
         # Guards the slots' completion: the dispatch thread fills them, abort() (any
         # thread) may complete them too. Iterators wait for the next answer on a
@@ -426,15 +432,29 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._value = value
         return value
 
-    def get(self, timeout=None):
+    def get(self, timeout=None, return_exceptions=None):
         """The result, waiting up to ``timeout`` seconds (None or negative: no limit).
 
         Raises ``cpar.error.TimeoutError`` if it is not ready in time, the engine's
         ``RemoteError`` (one engine) or a ``CompositeError`` (several) if the call failed,
-        ``EngineError`` if the engine died first."""
+        ``EngineError`` if the engine died first. With ``return_exceptions=True`` the
+        errors are returned in place of the results they stand for instead (the default
+        is what the request was made with: ``view.map(..., return_exceptions=True)``)."""
         if not self.wait(timeout):
             raise error.TimeoutError("Result not ready.")
-        return self._resolve()
+        if return_exceptions is None:
+            return_exceptions = self._return_exceptions
+        if not return_exceptions:
+            return self._resolve()
+        try:
+            return self._resolve()
+        except Exception:  # noqa: BLE001 - returned in place, as asked
+            return self._with_exceptions()
+
+    def _with_exceptions(self):
+        """The results with each failed engine's (or task's) error in its place."""
+        values = [self._slot_value(s) for s in self._slots]
+        return values[0] if self._single else values
 
     def result(self, timeout=None):
         return self.get(timeout)
@@ -603,10 +623,12 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 self._condition_locked().wait()
 
     def _slot_result(self, slot):
-        """One engine's result, raising its error."""
+        """One engine's result, raising its error (returning it with
+        ``return_exceptions``)."""
         self._wait_slot(slot)
         value = self._slot_value(slot)
-        if slot.error is not None or slot.status not in (None, _core.STATUS_OK):
+        if (slot.error is not None or slot.status not in (None, _core.STATUS_OK)) \
+                and not self._return_exceptions:
             raise value
         return value
 
@@ -628,6 +650,17 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 return md[key]
             return [m[key] for m in md]
         return self.get()[key]
+
+    def __getattr__(self, key):
+        """The metadata as attributes, as in ipyparallel: ``ar.started``,
+        ``ar.completed``, ``ar.received``, ``ar.status``, ``ar.error`` ... (one value, or
+        one per engine/task)."""
+        if key.startswith("_") or key not in _METADATA_KEYS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        return self[key]
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | _METADATA_KEYS)
 
     def __repr__(self):
         if not self.done():
@@ -677,6 +710,17 @@ class AsyncMapResult(AsyncResult):
                 slot = order[i]
             i += 1
             yield from join([self._slot_result(slot)])
+
+    def _with_exceptions(self):
+        """The elements, a failed part's error once in place of its elements."""
+        from .remotefunctions import join_partitions
+
+        parts = []
+        for slot in self._slots:
+            value = self._slot_value(slot)
+            failed = slot.error is not None or slot.status not in (None, _core.STATUS_OK)
+            parts.append([value] if failed else value)
+        return join_partitions(parts)
 
     def get_dict(self, timeout=None):
         raise _NotPerEngine("a map's results are per element, not per engine: use get()")

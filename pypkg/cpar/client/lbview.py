@@ -290,7 +290,7 @@ class LoadBalancedView:
     # -- map ----------------------------------------------------------------------------
 
     def _map_partitions(self, helper, f, seqs, block=None, fname=None, chunksize=None,
-                        ordered=True):
+                        ordered=True, return_exceptions=False):
         """One task per chunk of the sequences: ``helper(f, *chunks)`` each; chunks of
         ``chunksize`` items, or one per engine when None."""
         if not seqs:
@@ -321,21 +321,28 @@ class LoadBalancedView:
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
             ordered=ordered)
         ar._view = self
+        ar._return_exceptions = bool(return_exceptions)
         return ar.get() if block else ar
 
-    def map(self, f, *sequences, block=None, chunksize=1, ordered=True):
+    def map(self, f, *sequences, block=None, chunksize=1, ordered=True,
+            return_exceptions=False):
         """``f`` over the sequences (element-wise, as the builtin ``map``), one task per
         ``chunksize`` elements. Returns the list of results when ``block``, else an
         AsyncMapResult: ``len`` is the number of elements, iterating yields them in order
-        (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks."""
+        (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks.
+        With ``return_exceptions`` a failed task gives its error (once) in place of its
+        elements instead of raising."""
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
-                                    chunksize=chunksize, ordered=ordered)
+                                    chunksize=chunksize, ordered=ordered,
+                                    return_exceptions=return_exceptions)
 
-    def map_sync(self, f, *sequences, chunksize=1, ordered=True):
-        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered)
+    def map_sync(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
+        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered,
+                        return_exceptions=return_exceptions)
 
-    def map_async(self, f, *sequences, chunksize=1, ordered=True):
-        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered)
+    def map_async(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
+        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered,
+                        return_exceptions=return_exceptions)
 
     def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
              return_exceptions=False):

@@ -156,7 +156,8 @@ class DirectView:
 
     # -- map ----------------------------------------------------------------------------
 
-    def _map_partitions(self, helper, f, seqs, block=None, fname=None):
+    def _map_partitions(self, helper, f, seqs, block=None, fname=None,
+                        return_exceptions=False):
         if not seqs:
             raise TypeError("map needs at least one sequence")
         _, tlist = self._resolve()
@@ -174,18 +175,21 @@ class DirectView:
         ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
                                       n_items=n_items if helper is rf._map_chunk else None)
+        ar._return_exceptions = bool(return_exceptions)
         return ar.get() if self._block(block) else ar
 
-    def map(self, f, *sequences, block=None, **kwargs):
+    def map(self, f, *sequences, block=None, return_exceptions=False, **kwargs):
         """``f`` over the sequences, split in one contiguous part per engine; the result
-        is a list (an AsyncResult of one unless ``block``)."""
-        return self._map_partitions(rf._map_chunk, f, sequences, block=block)
+        is a list (an AsyncResult of one unless ``block``). With ``return_exceptions``
+        a part that failed gives its error (once) in place of its elements."""
+        return self._map_partitions(rf._map_chunk, f, sequences, block=block,
+                                    return_exceptions=return_exceptions)
 
-    def map_sync(self, f, *sequences, **kwargs):
-        return self._map_partitions(rf._map_chunk, f, sequences, block=True)
+    def map_sync(self, f, *sequences, return_exceptions=False, **kwargs):
+        return self.map(f, *sequences, block=True, return_exceptions=return_exceptions)
 
-    def map_async(self, f, *sequences, **kwargs):
-        return self._map_partitions(rf._map_chunk, f, sequences, block=False)
+    def map_async(self, f, *sequences, return_exceptions=False, **kwargs):
+        return self.map(f, *sequences, block=False, return_exceptions=return_exceptions)
 
     def imap(self, f, *sequences, **kwargs):
         """Like ``map``, as an iterator over the results (each engine's part as soon as

@@ -245,3 +245,65 @@ def test_metadata_attributes(rc):
     assert "completed" in dir(many)
     with pytest.raises(AttributeError):
         many.no_such_field
+
+
+# -- missing API: Reference, wait(return_when=), len(view), view.history ---------------
+
+
+def test_reference(dview, rc):
+    import cpar
+
+    dview.execute("import types; ref_a = 10; ref_ns = types.SimpleNamespace(b=3)")
+    assert dview.apply_sync(lambda x, y: x + y, cpar.Reference("ref_a"), 1) == \
+        [11] * len(dview)
+    lv = rc.load_balanced_view()
+    assert lv.apply_sync(lambda xs: xs, [cpar.Reference("ref_ns.b"), 2]) == [3, 2]
+    assert lv.apply_sync(lambda x: x, x=cpar.Reference("len")) is len
+    with pytest.raises(cpar.RemoteError) as info:
+        rc[rc.ids[0]].apply_sync(lambda x: x, cpar.Reference("ref_missing"))
+    assert info.value.ename == "NameError"
+
+
+def test_wait_return_when(rc, tmp_path):
+    import concurrent.futures
+
+    import cpar
+
+    assert cpar.FIRST_COMPLETED is concurrent.futures.FIRST_COMPLETED
+    assert cpar.FIRST_EXCEPTION is concurrent.futures.FIRST_EXCEPTION
+    assert cpar.ALL_COMPLETED is concurrent.futures.ALL_COMPLETED
+    release = tmp_path / "go"
+    slow = rc[rc.ids[0]].apply_async(_wait_for_file, str(release))
+    try:
+        fast = rc[rc.ids[1]].apply_async(lambda: 1)
+        bad = rc[rc.ids[2]].apply_async(lambda: 1 / 0)
+        assert rc.wait([slow, fast], return_when=cpar.FIRST_COMPLETED) is True
+        assert fast.done() and not slow.done()
+        assert rc.wait([slow, bad], return_when=cpar.FIRST_EXCEPTION) is True
+        assert bad.done() and not slow.done()
+        assert rc[:].wait([slow, fast], timeout=0.2) is False
+        # a foreign Future that never finishes is waited for too
+        assert rc.wait([concurrent.futures.Future()], timeout=0.1) is False
+    finally:
+        release.write_text("go")
+    assert rc.wait([slow, fast], timeout=30, return_when=cpar.ALL_COMPLETED) is True
+    with pytest.raises(ValueError):
+        rc.wait([fast], return_when="SOMETIMES")
+
+
+def test_len_and_history_of_views(rc):
+    lv = rc.load_balanced_view()
+    assert len(lv) == len(rc.ids)
+    assert len(rc.load_balanced_view([rc.ids[0], rc.ids[1]])) == 2
+    dv = rc[:]
+    assert len(dv) == len(rc.ids) and lv.history == [] and dv.history == []
+    ar = lv.apply_async(lambda: 1)
+    amr = lv.map_async(lambda x: x, range(3))
+    assert lv.history == ar.msg_ids + amr.msg_ids
+    d1 = dv.apply_async(lambda: 2)
+    dv.push({"hist_x": 1}, block=True)
+    assert dv.history[0] == d1.msg_id and len(dv.history) == 2
+    assert set(dv.history) <= set(rc.history) and set(lv.history) <= set(rc.history)
+    amr.get(30)
+    ar.get(30)
+    d1.get(30)

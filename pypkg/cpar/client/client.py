@@ -7,6 +7,7 @@ user's thread; the connection's C I/O thread batches them onto the socket.
 """
 
 import collections
+import concurrent.futures
 import itertools
 import operator
 import os
@@ -509,15 +510,46 @@ class Client(_Bookkeeping):
         """msg ids (hex) of requests not fully answered yet."""
         return {m.hex() for m in list(self._dispatcher.pending)}
 
-    def wait(self, jobs=None, timeout=-1):
-        """Waits for ``jobs`` (AsyncResults or msg ids; None: everything outstanding).
-        True if all finished within ``timeout`` seconds (negative: no limit)."""
-        ars = self._resolve_jobs(jobs)
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
+        """Waits for ``jobs`` (AsyncResults, other ``concurrent.futures.Future``s or msg
+        ids; None: everything outstanding). True if ``return_when`` was met within
+        ``timeout`` seconds (negative: no limit): ``ALL_COMPLETED`` (every job finished),
+        ``FIRST_COMPLETED`` (one did) or ``FIRST_EXCEPTION`` (one failed, or all
+        finished)."""
+        if return_when not in (concurrent.futures.ALL_COMPLETED,
+                               concurrent.futures.FIRST_COMPLETED,
+                               concurrent.futures.FIRST_EXCEPTION):
+            raise ValueError(f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+                             f"FIRST_EXCEPTION, not {return_when!r}")
+        if isinstance(jobs, concurrent.futures.Future) and not isinstance(jobs, AsyncResult):
+            futures = [jobs]
+        elif jobs is None or isinstance(jobs, (AsyncResult, str, bytes)):
+            futures = self._resolve_jobs(jobs)
+        else:
+            jobs = list(jobs)
+            others = [j for j in jobs if isinstance(j, concurrent.futures.Future)
+                      and not isinstance(j, AsyncResult)]
+            futures = self._resolve_jobs([j for j in jobs if j not in others]) + others
+        if not futures:
+            return True
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        for ar in ars:
+
+        def failed(f):
+            if isinstance(f, AsyncResult):
+                return not f.successful()
+            return f.cancelled() or f.exception() is not None
+
+        pending = set(futures)
+        while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not ar.wait(left):
-                return False
+            done, pending = concurrent.futures.wait(
+                pending, left, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                return False  # timed out
+            if return_when == concurrent.futures.FIRST_COMPLETED:
+                return True
+            if return_when == concurrent.futures.FIRST_EXCEPTION and any(map(failed, done)):
+                return True
         return True
 
     def shutdown(self, targets="all", hub=False, block=True, restart=False):

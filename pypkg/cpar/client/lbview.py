@@ -29,6 +29,7 @@ _SPEC_VERSION = 1
 _DEFAULT_DEP_FLAGS = FLAG_ALL | FLAG_SUCCESS
 _MAX_TIMEOUT_MS = 2**32 - 1
 
+_HISTORY = 10_000  # msg ids remembered in view.history
 _FLAGS = ("block", "track", "targets", "after", "follow", "timeout", "retries")
 _SPEC_FLAGS = frozenset(("targets", "after", "follow", "timeout", "retries"))
 
@@ -184,6 +185,7 @@ class LoadBalancedView:
         self.timeout = None
         self.retries = 0
         self._spec = None
+        self._history = collections.deque(maxlen=_HISTORY)
         self.set_flags(targets=targets, **flags)
 
     def __setattr__(self, name, value):
@@ -198,6 +200,21 @@ class LoadBalancedView:
                 value = _check_dependency(name, value)
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
+
+    @property
+    def history(self):
+        """msg ids (hex) of the tasks sent through this view, oldest first (the last
+        10,000)."""
+        return [m.hex() for m in self._history]
+
+    def _submit_tasks(self, *args, **kwargs):
+        ar = self.client._submit_tasks(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
+
+    def __len__(self):
+        """The number of engines tasks may run on (the targets, or every engine)."""
+        return len(self.targets) if self.targets is not None else len(self.client.ids)
 
     def _absolute_targets(self, targets):
         """A slice or negative ids resolved against the client's engines now (as
@@ -271,7 +288,7 @@ class LoadBalancedView:
     def _apply(self, f, args=(), kwargs=None, block=None):
         block = self._block(block)
         payload = _pack_call(f, tuple(args), kwargs or {})
-        ar = self.client._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
+        ar = self._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
         ar._view = self
         return ar.get() if block else ar
 
@@ -316,7 +333,7 @@ class LoadBalancedView:
         else:
             payloads = [pack(helper, (f,) + tuple(s[lo:hi] for s in seqs), {})
                         for lo, hi in bounds]
-        ar = self.client._submit_tasks(
+        ar = self._submit_tasks(
             self._get_spec(), payloads, fname or _fname(f), reduce=rf.join_partitions,
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
             ordered=ordered)
@@ -367,7 +384,7 @@ class LoadBalancedView:
         items = zip(*iterables)
         fname = _fname(f)
         spec = self._get_spec()
-        submit = self.client._submit_tasks
+        submit = self._submit_tasks
         pack = _pack_call
         helper = rf._map_chunk
 
@@ -443,10 +460,11 @@ class LoadBalancedView:
         """msg ids (hex) of this view's tasks not answered yet."""
         return {s.msg_id.hex() for ar in self._own_jobs() for s in ar._slots if not s.done}
 
-    def wait(self, jobs=None, timeout=-1):
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
         """Waits for ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
-        tasks)."""
-        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout)
+        tasks); see ``Client.wait``."""
+        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout,
+                                return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding

@@ -6,6 +6,8 @@ calls of small functions (``remotefunctions``) that act on the engines' namespac
 """
 
 import builtins
+import collections
+import concurrent.futures
 import contextlib
 import dis
 import os
@@ -17,6 +19,7 @@ from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 
 _FLAGS = ("block", "track", "targets")
+_HISTORY = 10_000  # msg ids remembered in view.history
 
 
 def _fname(f):
@@ -64,6 +67,23 @@ class DirectView:
         self.targets = targets
         self.block = client.block if block is None else block
         self.track = False
+        self._history = collections.deque(maxlen=_HISTORY)
+
+    @property
+    def history(self):
+        """msg ids (hex) of the requests sent through this view, oldest first (the last
+        10,000)."""
+        return [m.hex() for m in self._history]
+
+    def _submit(self, *args, **kwargs):
+        ar = self.client._submit(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
+
+    def _submit_many(self, *args, **kwargs):
+        ar = self.client._submit_many(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
 
     # -- targets ------------------------------------------------------------------------
 
@@ -114,7 +134,7 @@ class DirectView:
         single, tlist = self._resolve(targets)
         payload = serialize.pack_apply_message(f, args, kwargs or {}, what=what,
                                                labels=labels)
-        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
+        ar = self._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
 
     def apply(self, f, /, *args, **kwargs):
@@ -133,7 +153,7 @@ class DirectView:
         """Runs the code string on every target; returns its AsyncResult (finished when
         ``block``; remote errors raise then)."""
         single, tlist = self._resolve(targets)
-        ar = self.client._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
+        ar = self._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
                                  "execute", single)
         if self._block(block):
             ar.get()
@@ -172,7 +192,7 @@ class DirectView:
                     helper, (f,) + chunks, {}, what=f"map({_fname(f)})",
                     labels=["the mapped function"]
                     + [f"sequence {i} (items {lo}-{hi - 1})" for i in range(len(chunks))])))
-        ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
+        ar = self._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
                                       n_items=n_items if helper is rf._map_chunk else None)
         ar._return_exceptions = bool(return_exceptions)
@@ -247,7 +267,7 @@ class DirectView:
             parts.append((eid, serialize.pack_apply_message(
                 rf._push, ({key: part},), {}, what=f"scatter (items {lo}-{hi - 1})",
                 labels=["ns"])))
-        ar = self.client._submit_many(_core.MSG_APPLY, parts, "scatter",
+        ar = self._submit_many(_core.MSG_APPLY, parts, "scatter",
                                       reduce=lambda results: None)
         if self._block(block):
             ar.get()
@@ -261,7 +281,7 @@ class DirectView:
             raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
         _, tlist = self._resolve(targets)
         payload = serialize.pack_apply_message(rf._pull, (key,), {})
-        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
+        ar = self._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
                                  reduce=rf.join_partitions, cls=AsyncMapResult)
         return ar.get() if self._block(block) else ar
 
@@ -331,9 +351,10 @@ class DirectView:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def wait(self, jobs=None, timeout=-1):
-        """Waits for ``jobs`` (AsyncResults; None: everything outstanding)."""
-        return self.client.wait(jobs, timeout)
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
+        """Waits for ``jobs`` (AsyncResults; None: everything outstanding); see
+        ``Client.wait``."""
+        return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request of

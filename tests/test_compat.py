@@ -307,3 +307,22 @@ def test_len_and_history_of_views(rc):
     amr.get(30)
     ar.get(30)
     d1.get(30)
+
+
+def test_client_results_and_metadata(rc):
+    one = rc[rc.ids[0]].apply_async(lambda: 41)
+    many = rc[:].apply_async(lambda: 1)
+    bad = rc.load_balanced_view().apply_async(lambda: 1 / 0)
+    for ar in (one, many):
+        ar.get(30)
+    bad.wait(30)
+    assert rc.results[one.msg_id] == 41
+    assert rc.results[many.msg_id] == [1] * len(rc.ids)
+    assert rc.results[bad.msg_id].ename == "ZeroDivisionError"
+    assert {one.msg_id, many.msg_id, bad.msg_id} <= set(rc.results)
+    md = rc.metadata[one.msg_id]
+    assert md["engine_id"] == rc.ids[0] and md.status == "ok" and md.completed is not None
+    assert rc.metadata[bad.msg_id].status == "error"
+    assert [m["engine_id"] for m in rc.metadata[many.msg_id]] == rc.ids
+    with pytest.raises(KeyError):
+        rc.results["00" * 16]

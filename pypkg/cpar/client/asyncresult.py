@@ -88,6 +88,8 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
     engine in target order, or unwrapped when the request named a single engine.
     """
 
+    _return_exceptions = False  # get()'s default (view.map(return_exceptions=True))
+
     def __init__(self, client, requests, fname="unknown", single=False, reduce=None,
                  submitted_ns=None, tasks=False):
         """``requests``: ``[(msg_id, [engine_id, ...]), ...]``, the messages this result
@@ -130,7 +132,6 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._value = _PENDING
         self._exception = None
         self._aborted = False
-        self._return_exceptions = False  # get()'s default (view.map(return_exceptions=))
         self._done_order = []  # slots in the order they completed
         # Guards the slots' completion: the dispatch thread fills them, abort() (any
         # thread) may complete them too. Iterators wait for the next answer on a

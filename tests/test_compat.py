@@ -326,3 +326,16 @@ def test_client_results_and_metadata(rc):
     assert [m["engine_id"] for m in rc.metadata[many.msg_id]] == rc.ids
     with pytest.raises(KeyError):
         rc.results["00" * 16]
+
+
+def test_wait_for_engines_nonblocking_is_a_future(rc):
+    import concurrent.futures
+
+    import cpar
+
+    f = rc.wait_for_engines(len(rc.ids), block=False)
+    assert isinstance(f, concurrent.futures.Future)
+    assert f.result(30) is None
+    never = rc.wait_for_engines(len(rc.ids) + 50, timeout=0.2, block=False)
+    with pytest.raises(cpar.TimeoutError):
+        never.result(30)

@@ -13,6 +13,7 @@ import operator
 import os
 import signal
 import sys
+import threading
 import time
 import weakref
 
@@ -230,7 +231,23 @@ class Client(_Bookkeeping):
 
     def wait_for_engines(self, n=None, timeout=None, block=True):
         """Waits until at least ``n`` engines are registered (None or negative timeout: no
-        limit); raises ``cpar.error.TimeoutError`` otherwise."""
+        limit); raises ``cpar.error.TimeoutError`` otherwise. With ``block=False`` it
+        returns at once a ``concurrent.futures.Future`` of that wait (its result None, or
+        its exception the ``TimeoutError``), as ipyparallel does."""
+        if not block:
+            future = concurrent.futures.Future()
+
+            def waiter():
+                try:
+                    self.wait_for_engines(n, timeout=timeout, block=True)
+                except BaseException as exc:  # noqa: BLE001 - handed to the Future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+
+            threading.Thread(target=waiter, name="cpar-wait-for-engines",
+                             daemon=True).start()
+            return future
         if n is None:
             n = 1
         d = self._dispatcher

@@ -339,3 +339,19 @@ def test_wait_for_engines_nonblocking_is_a_future(rc):
     never = rc.wait_for_engines(len(rc.ids) + 50, timeout=0.2, block=False)
     with pytest.raises(cpar.TimeoutError):
         never.result(30)
+
+
+def test_wait_interactive_return_when(rc, tmp_path, capsys):
+    import cpar
+
+    release = tmp_path / "go"
+    slow = rc[rc.ids[0]].apply_async(_wait_for_file, str(release))
+    try:
+        bad = rc[rc.ids[1]].apply_async(lambda: 1 / 0)
+        assert rc.wait_interactive([slow, bad], return_when=cpar.FIRST_EXCEPTION) is True
+        assert bad.done() and not slow.done()
+        assert rc.wait_interactive([slow], timeout=0.2) is False
+    finally:
+        release.write_text("go")
+    assert rc.wait_interactive([slow, bad], return_when=cpar.ALL_COMPLETED) is True
+    capsys.readouterr()

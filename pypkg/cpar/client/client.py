@@ -506,14 +506,21 @@ class Client(_Bookkeeping):
             out.update(ar.abort(force=force, grace=grace))
         return out
 
-    def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
+    def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None,
+                         return_when=concurrent.futures.ALL_COMPLETED):
         """``wait`` with a progress bar over every task of ``jobs`` (None: everything
-        outstanding); see ``AsyncResult.wait_interactive``."""
+        outstanding); see ``AsyncResult.wait_interactive``. True once ``return_when``
+        (as in ``wait``) is met, False if ``timeout`` came first."""
         from .progress import wait_interactive
 
-        ars = self._resolve_jobs(jobs)
-        wait_interactive(_Group(ars), interval=interval, timeout=timeout, widget=widget)
-        return all(ar.done() for ar in ars)
+        if return_when not in (concurrent.futures.ALL_COMPLETED,
+                               concurrent.futures.FIRST_COMPLETED,
+                               concurrent.futures.FIRST_EXCEPTION):
+            raise ValueError(f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+                             f"FIRST_EXCEPTION, not {return_when!r}")
+        group = _Group(self._resolve_jobs(jobs), return_when)
+        wait_interactive(group, interval=interval, timeout=timeout, widget=widget)
+        return group.done()
 
     def activate(self, targets="all", suffix=""):
         """A DirectView on ``targets`` made the target of the ``%px`` magics."""

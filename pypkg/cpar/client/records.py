@@ -326,8 +326,9 @@ class _Group:
 
     _fname = "tasks"
 
-    def __init__(self, ars):
+    def __init__(self, ars, return_when=concurrent.futures.ALL_COMPLETED):
         self.ars = ars
+        self.return_when = return_when
         self._slots = [s for ar in ars for s in ar._slots]
         self._start = min((ar._mono0 for ar in ars), default=time.monotonic_ns())
 
@@ -340,14 +341,24 @@ class _Group:
         return (time.monotonic_ns() - self._start) / 1e9
 
     def done(self):
-        return all(ar.done() for ar in self.ars)
+        """True once ``return_when`` is met: every result finished (ALL_COMPLETED), one
+        did (FIRST_COMPLETED), or one failed (FIRST_EXCEPTION, else all finished)."""
+        if not self.ars or all(ar.done() for ar in self.ars):
+            return True
+        if self.return_when == concurrent.futures.FIRST_COMPLETED:
+            return any(ar.done() for ar in self.ars)
+        if self.return_when == concurrent.futures.FIRST_EXCEPTION:
+            return any(ar.done() and not ar.successful() for ar in self.ars)
+        return False
 
     def wait(self, timeout):
-        deadline = time.monotonic() + timeout
-        for ar in self.ars:
-            if not ar.wait(max(0.0, deadline - time.monotonic())):
-                return False
-        return True
+        pending = [ar for ar in self.ars if not ar.done()]
+        if pending:
+            concurrent.futures.wait(pending, timeout, return_when=(
+                concurrent.futures.ALL_COMPLETED
+                if self.return_when == concurrent.futures.ALL_COMPLETED
+                else concurrent.futures.FIRST_COMPLETED))
+        return self.done()
 
 
 class _ResultView(AsyncResult):

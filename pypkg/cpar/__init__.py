@@ -14,6 +14,7 @@ _EXPORTS = {
     "interactive": "serialize",
     "use_cloudpickle": "serialize",
     "use_pickle": "serialize",
+    "Reference": "serialize",
     "CparError": "error",
     "RemoteError": "error",
     "CompositeError": "error",
@@ -24,6 +25,8 @@ _EXPORTS = {
     "UnmetDependency": "error",
     "ImpossibleDependency": "error",
     "DependencyTimeout": "error",
+    "InvalidDependency": "error",
+    "KernelError": "error",
     "NoEnginesRegistered": "error",
     "Client": "client",
     "DirectView": "client",
@@ -36,6 +39,9 @@ _EXPORTS = {
     "require": "dependency",
     "depend": "dependency",
     "dependent": "dependency",
+    "FIRST_COMPLETED": "concurrent.futures",
+    "FIRST_EXCEPTION": "concurrent.futures",
+    "ALL_COMPLETED": "concurrent.futures",
     "Cluster": "cluster",
     "ClusterError": "cluster",
 }
@@ -47,7 +53,9 @@ def __getattr__(name):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'cpar' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    module = (importlib.import_module(mod) if mod == "concurrent.futures"
+              else importlib.import_module(f".{mod}", __name__))
+    value = getattr(module, name)
     globals()[name] = value
     return value
 

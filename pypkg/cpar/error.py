@@ -1,7 +1,11 @@
 """Exceptions of cpar: errors raised on engines, engine deaths, timeouts, connection problems.
 
 The names and attributes follow ipyparallel's ``ipyparallel.error``, so code that catches
-``RemoteError`` or ``CompositeError`` keeps working. The C extension maps its error codes to
+``RemoteError`` or ``CompositeError`` keeps working. As in ipyparallel, what ends a request
+without a user exception - an engine's death, a dependency that cannot be met, a task's
+timeout - is raised as a ``RemoteError`` (``ename`` its class name), so
+``except RemoteError`` catches it; here it is also an instance of that class
+(``EngineError``, ``ImpossibleDependency``, ``TaskTimeout`` ...). The C extension maps its error codes to
 these classes (``cpar._core.error_class``); every class here can be built from a single
 message string for that purpose.
 """
@@ -10,6 +14,7 @@ import builtins
 
 __all__ = [
     "CparError",
+    "KernelError",
     "SharedMemoryError",
     "RemoteError",
     "CompositeError",
@@ -20,6 +25,7 @@ __all__ = [
     "UnmetDependency",
     "ImpossibleDependency",
     "DependencyTimeout",
+    "InvalidDependency",
     "NoEnginesRegistered",
     "NoSuchEngine",
     "ControllerUnreachable",
@@ -76,11 +82,16 @@ class ControllerShutdown(CparError):
     """The controller is shutting down."""
 
 
-class TimeoutError(CparError, builtins.TimeoutError):
+class KernelError(CparError):
+    """Base class of the errors ipyparallel groups under ``KernelError``: remote errors,
+    scheduler failures, timeouts, aborts."""
+
+
+class TimeoutError(KernelError, builtins.TimeoutError):
     """A wait ran out of time (also a builtin ``TimeoutError``)."""
 
 
-class NoEnginesRegistered(CparError):
+class NoEnginesRegistered(KernelError):
     """A request needs engines and none are registered."""
 
 
@@ -88,7 +99,7 @@ class NoSuchEngine(CparError, IndexError):
     """A request named an engine id that is not registered."""
 
 
-class RemoteError(CparError):
+class RemoteError(KernelError):
     """An exception raised by user code on an engine.
 
     ``ename`` is the remote exception's class name, ``evalue`` its ``str``, ``traceback``
@@ -133,21 +144,17 @@ class RemoteError(CparError):
         print("\n".join(self.render_traceback()))
 
 
-class EngineError(CparError):
-    """An engine died (or stopped) before answering a request."""
+class _Reported(RemoteError):
+    """A failure the controller reports instead of an engine's exception: a
+    ``RemoteError`` whose ``ename`` is its class name, built from a message (and the
+    engine concerned, if any), so the C extension can make one from a string."""
 
-    ename = "EngineError"
-    traceback = ""
-
-    def __init__(self, message="engine died", engine_id=None):
-        super().__init__(message, engine_id)
+    def __init__(self, message="", engine_id=None):
+        message = str(message) if message is not None else ""
+        RemoteError.__init__(self, type(self).__name__, message, "",
+                             {"engine_id": engine_id})
         self.message = message
-        self.evalue = message
-        self.engine_info = {"engine_id": engine_id}
-
-    @property
-    def engine_id(self):
-        return self.engine_info.get("engine_id")
+        self.args = (message, engine_id)
 
     def __str__(self):
         eid = self.engine_id
@@ -158,8 +165,12 @@ class EngineError(CparError):
     def render_traceback(self):
         return [str(self)]
 
-    def _render_traceback_(self):
-        return self.render_traceback()
+
+class EngineError(_Reported):
+    """An engine died (or stopped) before answering a request."""
+
+    def __init__(self, message="engine died", engine_id=None):
+        super().__init__(message, engine_id)
 
 
 class CompositeError(RemoteError):
@@ -193,8 +204,9 @@ class CompositeError(RemoteError):
         raise self.elist[excid]
 
 
-class TaskAborted(CparError):
-    """The task was aborted (``AsyncResult.abort()``) before it finished."""
+class TaskAborted(KernelError):
+    """The task was aborted (``AsyncResult.abort()``) before it finished (not a
+    ``RemoteError``, as in ipyparallel)."""
 
     def __init__(self, message="task aborted", engine_id=None):
         super().__init__(message)
@@ -206,17 +218,24 @@ class TaskAborted(CparError):
         return self.engine_info.get("engine_id")
 
 
-class TaskTimeout(CparError):
-    """The task did not start within its timeout."""
-
-
-class UnmetDependency(CparError):
-    """A task's dependencies are not met (yet) on this engine."""
+class UnmetDependency(_Reported):
+    """A task's dependencies are not met (yet) on this engine (raise it in a task to
+    have the scheduler try another engine)."""
 
 
 class ImpossibleDependency(UnmetDependency):
     """A task's dependencies can never be met."""
 
 
+class InvalidDependency(ImpossibleDependency):
+    """A task's ``after``/``follow`` names something that is not a task (not a msg id)."""
+
+
 class DependencyTimeout(ImpossibleDependency):
     """A task's dependencies were not met within its timeout."""
+
+
+class TaskTimeout(DependencyTimeout):
+    """A load-balanced task did not start within its ``timeout`` (waiting for its
+    dependencies or for an engine). ipyparallel's name for it; it is also a
+    ``DependencyTimeout``, which cpar raised before."""

@@ -308,6 +308,41 @@ def unpack_apply_message(frames, g=None):
     return f, args, kwargs
 
 
+def _deref(name):
+    """Unpickling a ``Reference`` (on the engine): the value ``name`` has in the namespace
+    the request is unpacked into."""
+    ns = _target_namespace()
+    if name.isidentifier():
+        if name in ns:
+            return ns[name]
+        builtins_ = ns.get("__builtins__", builtins)
+        if isinstance(builtins_, dict):
+            if name in builtins_:
+                return builtins_[name]
+        elif hasattr(builtins_, name):
+            return getattr(builtins_, name)
+        raise NameError(f"name {name!r} is not defined (a cpar.Reference on the engine)")
+    return eval(name, ns)  # a dotted name or an expression, as ipyparallel allows
+
+
+class Reference:
+    """An argument that stands for a variable of the engine's namespace: in
+    ``view.apply(f, cpar.Reference('a'))`` ``f`` gets the engine's own ``a``. ``name``
+    may be a dotted name or an expression, evaluated on the engine when the request is
+    unpacked there (a ``NameError`` if it is not defined)."""
+
+    def __init__(self, name):
+        if not isinstance(name, str):
+            raise TypeError(f"a Reference needs a name (str), not {name!r}")
+        self.name = name
+
+    def __reduce__(self):
+        return _deref, (self.name,)
+
+    def __repr__(self):
+        return f"<Reference: {self.name!r}>"
+
+
 def interactive(f):
     """Decorator: run ``f`` in the engine's namespace (its globals are the engine's
     ``__main__``), even when it is defined in a module."""

@@ -30,6 +30,11 @@ class Metadata(dict):
             raise AttributeError(key) from None
 
 
+_METADATA_KEYS = frozenset(("engine_id", "msg_id", "submitted", "started", "completed",
+                            "received", "stdout", "stderr", "outputs", "execute_result",
+                            "status", "error"))
+
+
 def _utc(ns):
     if not ns:
         return None
@@ -82,6 +87,8 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
     ``concurrent.futures.wait`` work; ``result()`` is ``get()``. Results are listed per
     engine in target order, or unwrapped when the request named a single engine.
     """
+
+    _return_exceptions = False  # get()'s default (view.map(return_exceptions=True))
 
     def __init__(self, client, requests, fname="unknown", single=False, reduce=None,
                  submitted_ns=None, tasks=False):
@@ -410,7 +417,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                         f"{', '.join(str(getattr(e, 'engine_id', '?')) for e in elist)}")
                 exc.elist = elist
             elif (len(elist) == len(self._slots) and all(e is elist[0] for e in elist)
-                  and not isinstance(elist[0], error.RemoteError)):
+                  and type(elist[0]) is not error.RemoteError):
                 exc = elist[0]  # one failure of the whole request (e.g. no such engine)
             else:
                 exc = error.CompositeError(
@@ -426,15 +433,29 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._value = value
         return value
 
-    def get(self, timeout=None):
+    def get(self, timeout=None, return_exceptions=None):
         """The result, waiting up to ``timeout`` seconds (None or negative: no limit).
 
         Raises ``cpar.error.TimeoutError`` if it is not ready in time, the engine's
         ``RemoteError`` (one engine) or a ``CompositeError`` (several) if the call failed,
-        ``EngineError`` if the engine died first."""
+        ``EngineError`` if the engine died first. With ``return_exceptions=True`` the
+        errors are returned in place of the results they stand for instead (the default
+        is what the request was made with: ``view.map(..., return_exceptions=True)``)."""
         if not self.wait(timeout):
             raise error.TimeoutError("Result not ready.")
-        return self._resolve()
+        if return_exceptions is None:
+            return_exceptions = self._return_exceptions
+        if not return_exceptions:
+            return self._resolve()
+        try:
+            return self._resolve()
+        except Exception:  # noqa: BLE001 - returned in place, as asked
+            return self._with_exceptions()
+
+    def _with_exceptions(self):
+        """The results with each failed engine's (or task's) error in its place."""
+        values = [self._slot_value(s) for s in self._slots]
+        return values[0] if self._single else values
 
     def result(self, timeout=None):
         return self.get(timeout)
@@ -551,16 +572,22 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         end = self._finished_mono or time.monotonic_ns()
         return (end - self._mono0) / 1e9
 
+    def _check_ready(self, what):
+        if not self.done():
+            raise error.TimeoutError(f"{what}: the result is not ready")
+
     @property
     def wall_time(self):
-        """Seconds from submission to the last answer (None until finished)."""
-        if not self._finished_mono:
-            return None
+        """Seconds from submission to the last answer (``TimeoutError`` until finished,
+        as in ipyparallel)."""
+        self._check_ready("wall_time")
         return (self._finished_mono - self._mono0) / 1e9
 
     @property
     def serial_time(self):
-        """Seconds of engine time: the sum of every engine's run time."""
+        """Seconds of engine time: the sum of every engine's run time (``TimeoutError``
+        until finished)."""
+        self._check_ready("serial_time")
         return sum((s.completed - s.started) / 1e9 for s in self._slots
                    if s.completed and s.started)
 
@@ -597,10 +624,12 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 self._condition_locked().wait()
 
     def _slot_result(self, slot):
-        """One engine's result, raising its error."""
+        """One engine's result, raising its error (returning it with
+        ``return_exceptions``)."""
         self._wait_slot(slot)
         value = self._slot_value(slot)
-        if slot.error is not None or slot.status not in (None, _core.STATUS_OK):
+        if (slot.error is not None or slot.status not in (None, _core.STATUS_OK)) \
+                and not self._return_exceptions:
             raise value
         return value
 
@@ -622,6 +651,17 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
                 return md[key]
             return [m[key] for m in md]
         return self.get()[key]
+
+    def __getattr__(self, key):
+        """The metadata as attributes, as in ipyparallel: ``ar.started``,
+        ``ar.completed``, ``ar.received``, ``ar.status``, ``ar.error`` ... (one value, or
+        one per engine/task)."""
+        if key.startswith("_") or key not in _METADATA_KEYS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+        return self[key]
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | _METADATA_KEYS)
 
     def __repr__(self):
         if not self.done():
@@ -672,5 +712,21 @@ class AsyncMapResult(AsyncResult):
             i += 1
             yield from join([self._slot_result(slot)])
 
+    def _with_exceptions(self):
+        """The elements, a failed part's error once in place of its elements."""
+        from .remotefunctions import join_partitions
+
+        parts = []
+        for slot in self._slots:
+            value = self._slot_value(slot)
+            failed = slot.error is not None or slot.status not in (None, _core.STATUS_OK)
+            parts.append([value] if failed else value)
+        return join_partitions(parts)
+
     def get_dict(self, timeout=None):
-        raise TypeError("a map's results are per element, not per engine: use get()")
+        raise _NotPerEngine("a map's results are per element, not per engine: use get()")
+
+
+class _NotPerEngine(ValueError, TypeError):
+    """``get_dict`` of a map: a ValueError as in ipyparallel (a TypeError too, which cpar
+    raised before)."""

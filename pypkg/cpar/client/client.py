@@ -7,11 +7,13 @@ user's thread; the connection's C I/O thread batches them onto the socket.
 """
 
 import collections
+import concurrent.futures
 import itertools
 import operator
 import os
 import signal
 import sys
+import threading
 import time
 import weakref
 
@@ -229,7 +231,23 @@ class Client(_Bookkeeping):
 
     def wait_for_engines(self, n=None, timeout=None, block=True):
         """Waits until at least ``n`` engines are registered (None or negative timeout: no
-        limit); raises ``cpar.error.TimeoutError`` otherwise."""
+        limit); raises ``cpar.error.TimeoutError`` otherwise. With ``block=False`` it
+        returns at once a ``concurrent.futures.Future`` of that wait (its result None, or
+        its exception the ``TimeoutError``), as ipyparallel does."""
+        if not block:
+            future = concurrent.futures.Future()
+
+            def waiter():
+                try:
+                    self.wait_for_engines(n, timeout=timeout, block=True)
+                except BaseException as exc:  # noqa: BLE001 - handed to the Future
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+
+            threading.Thread(target=waiter, name="cpar-wait-for-engines",
+                             daemon=True).start()
+            return future
         if n is None:
             n = 1
         d = self._dispatcher
@@ -295,6 +313,11 @@ class Client(_Bookkeeping):
             raise TypeError(f"targets must be 'all', an int, a slice or a list of ints, "
                             f"not {targets!r}") from None
         live = self._dispatcher.ids
+        if any(t < 0 for t in tlist):  # counted from the end of rc.ids, as an int is
+            try:
+                tlist = [ids[t] if t < 0 else t for t in tlist]
+            except IndexError:
+                raise error.NoSuchEngine(f"No such engine: {targets}") from None
         for t in tlist:
             if t not in live:
                 raise error.NoSuchEngine(f"No such engine: {t}")
@@ -302,10 +325,10 @@ class Client(_Bookkeeping):
 
     def __getitem__(self, key):
         """``rc[0]``, ``rc[:]``, ``rc[::2]``, ``rc[[0, 2]]``: a DirectView."""
-        if isinstance(key, str):
-            raise TypeError("engine ids are ints, not str")
-        single, tlist = self._build_targets(key)
-        return DirectView(self, tlist[0] if single else tlist)
+        if key is None or isinstance(key, (str, bytes)):
+            raise TypeError(f"rc[key] needs an engine id, a slice or a list of ids, "
+                            f"not {key!r}")
+        return self.direct_view(key)
 
     def __len__(self):
         return len(self._dispatcher.ids)
@@ -315,23 +338,27 @@ class Client(_Bookkeeping):
             yield self[eid]
 
     def direct_view(self, targets="all"):
-        """A DirectView on ``targets``; 'all' means the engines live at each call."""
-        if targets != "all":
-            self._build_targets(targets)  # fail early on unknown ids
-        return DirectView(self, targets)
+        """A DirectView on ``targets``; 'all' means the engines live at each call. Other
+        targets are resolved now, as in ipyparallel: a negative id counts from the end of
+        ``rc.ids``, a slice becomes the list of ids it selects."""
+        if isinstance(targets, str) and targets == "all":
+            return DirectView(self, targets)
+        single, tlist = self._build_targets(targets)  # fails early on unknown ids
+        return DirectView(self, tlist[0] if single else tlist)
 
     # -- requests -----------------------------------------------------------------------
 
-    def _submit(self, msg_type, tlist, payload, fname, single, reduce=None):
-        """Sends one targeted request; returns its AsyncResult."""
+    def _submit(self, msg_type, tlist, payload, fname, single, reduce=None,
+                cls=AsyncResult):
+        """Sends one targeted request; returns its AsyncResult (of class ``cls``)."""
         d = self._dispatcher
         if d.closed:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         msg_id = self._new_msg_id()
         now = time.time_ns()
-        ar = AsyncResult(self, [(msg_id, tlist)], fname=fname, single=single,
-                         reduce=reduce, submitted_ns=now)
+        ar = cls(self, [(msg_id, tlist)], fname=fname, single=single, reduce=reduce,
+                 submitted_ns=now)
         if not tlist:
             return ar  # no engine to ask (an empty view): finished, with no results
         d.pending[msg_id] = ar
@@ -479,14 +506,21 @@ class Client(_Bookkeeping):
             out.update(ar.abort(force=force, grace=grace))
         return out
 
-    def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None):
+    def wait_interactive(self, jobs=None, interval=0.1, timeout=-1, widget=None,
+                         return_when=concurrent.futures.ALL_COMPLETED):
         """``wait`` with a progress bar over every task of ``jobs`` (None: everything
-        outstanding); see ``AsyncResult.wait_interactive``."""
+        outstanding); see ``AsyncResult.wait_interactive``. True once ``return_when``
+        (as in ``wait``) is met, False if ``timeout`` came first."""
         from .progress import wait_interactive
 
-        ars = self._resolve_jobs(jobs)
-        wait_interactive(_Group(ars), interval=interval, timeout=timeout, widget=widget)
-        return all(ar.done() for ar in ars)
+        if return_when not in (concurrent.futures.ALL_COMPLETED,
+                               concurrent.futures.FIRST_COMPLETED,
+                               concurrent.futures.FIRST_EXCEPTION):
+            raise ValueError(f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+                             f"FIRST_EXCEPTION, not {return_when!r}")
+        group = _Group(self._resolve_jobs(jobs), return_when)
+        wait_interactive(group, interval=interval, timeout=timeout, widget=widget)
+        return group.done()
 
     def activate(self, targets="all", suffix=""):
         """A DirectView on ``targets`` made the target of the ``%px`` magics."""
@@ -500,15 +534,46 @@ class Client(_Bookkeeping):
         """msg ids (hex) of requests not fully answered yet."""
         return {m.hex() for m in list(self._dispatcher.pending)}
 
-    def wait(self, jobs=None, timeout=-1):
-        """Waits for ``jobs`` (AsyncResults or msg ids; None: everything outstanding).
-        True if all finished within ``timeout`` seconds (negative: no limit)."""
-        ars = self._resolve_jobs(jobs)
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
+        """Waits for ``jobs`` (AsyncResults, other ``concurrent.futures.Future``s or msg
+        ids; None: everything outstanding). True if ``return_when`` was met within
+        ``timeout`` seconds (negative: no limit): ``ALL_COMPLETED`` (every job finished),
+        ``FIRST_COMPLETED`` (one did) or ``FIRST_EXCEPTION`` (one failed, or all
+        finished)."""
+        if return_when not in (concurrent.futures.ALL_COMPLETED,
+                               concurrent.futures.FIRST_COMPLETED,
+                               concurrent.futures.FIRST_EXCEPTION):
+            raise ValueError(f"return_when must be ALL_COMPLETED, FIRST_COMPLETED or "
+                             f"FIRST_EXCEPTION, not {return_when!r}")
+        if isinstance(jobs, concurrent.futures.Future) and not isinstance(jobs, AsyncResult):
+            futures = [jobs]
+        elif jobs is None or isinstance(jobs, (AsyncResult, str, bytes)):
+            futures = self._resolve_jobs(jobs)
+        else:
+            jobs = list(jobs)
+            others = [j for j in jobs if isinstance(j, concurrent.futures.Future)
+                      and not isinstance(j, AsyncResult)]
+            futures = self._resolve_jobs([j for j in jobs if j not in others]) + others
+        if not futures:
+            return True
         deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        for ar in ars:
+
+        def failed(f):
+            if isinstance(f, AsyncResult):
+                return not f.successful()
+            return f.cancelled() or f.exception() is not None
+
+        pending = set(futures)
+        while pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not ar.wait(left):
-                return False
+            done, pending = concurrent.futures.wait(
+                pending, left, return_when=concurrent.futures.FIRST_COMPLETED)
+            if not done:
+                return False  # timed out
+            if return_when == concurrent.futures.FIRST_COMPLETED:
+                return True
+            if return_when == concurrent.futures.FIRST_EXCEPTION and any(map(failed, done)):
+                return True
         return True
 
     def shutdown(self, targets="all", hub=False, block=True, restart=False):

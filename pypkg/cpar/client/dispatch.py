@@ -25,6 +25,8 @@ def _error_from_message(msg):
         text = _core.strerror(code)
     if code == _core.E_ENGINEDEAD:
         return error.EngineError(text, msg.engine if msg.engine >= 0 else None)
+    if code == _core.E_DEPTIMEOUT:  # ipyparallel's TaskTimeout (a DependencyTimeout too)
+        return error.TaskTimeout(text)
     try:
         cls = _core.error_class(code)
         return cls(text)

@@ -29,6 +29,7 @@ _SPEC_VERSION = 1
 _DEFAULT_DEP_FLAGS = FLAG_ALL | FLAG_SUCCESS
 _MAX_TIMEOUT_MS = 2**32 - 1
 
+_HISTORY = 10_000  # msg ids remembered in view.history
 _FLAGS = ("block", "track", "targets", "after", "follow", "timeout", "retries")
 _SPEC_FLAGS = frozenset(("targets", "after", "follow", "timeout", "retries"))
 
@@ -80,7 +81,15 @@ def _dependency_frame(dep):
     if isinstance(dep, Dependency):
         flags, ids = dep.flags, sorted(dep)
     else:
-        flags, ids = _DEFAULT_DEP_FLAGS, list(dict.fromkeys(_msg_id_hex(dep)))
+        try:
+            ids = list(dict.fromkeys(_msg_id_hex(dep)))
+        except ValueError as exc:
+            raise error.InvalidDependency(f"a dependency names no task: {exc}") from None
+        flags = _DEFAULT_DEP_FLAGS
+    bad = [h for h in ids if len(h) != 32]
+    if bad:
+        raise error.InvalidDependency(f"a dependency names no task: {bad[0]!r} is not a "
+                                      "msg id (32 hex digits)")
     return flags, b"".join(bytes.fromhex(h) for h in ids), len(ids)
 
 
@@ -129,7 +138,10 @@ def _check_dependency(name, dep):
         return None
     if isinstance(dep, Dependency):
         return dep
-    _msg_id_hex(dep)  # fails now on something that names no task
+    try:
+        _msg_id_hex(dep)  # a TypeError now for something that cannot name a task
+    except ValueError:
+        pass  # a str that is no msg id: InvalidDependency when a task is sent with it
     return dep
 
 
@@ -173,12 +185,13 @@ class LoadBalancedView:
         self.timeout = None
         self.retries = 0
         self._spec = None
+        self._history = collections.deque(maxlen=_HISTORY)
         self.set_flags(targets=targets, **flags)
 
     def __setattr__(self, name, value):
         if name in _SPEC_FLAGS:
             if name == "targets":
-                value = _check_targets(value)
+                value = _check_targets(self._absolute_targets(value))
             elif name == "timeout":
                 value = _check_timeout(value)
             elif name == "retries":
@@ -187,6 +200,39 @@ class LoadBalancedView:
                 value = _check_dependency(name, value)
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
+
+    @property
+    def history(self):
+        """msg ids (hex) of the tasks sent through this view, oldest first (the last
+        10,000)."""
+        return [m.hex() for m in self._history]
+
+    def _submit_tasks(self, *args, **kwargs):
+        ar = self.client._submit_tasks(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
+
+    def __len__(self):
+        """The number of engines tasks may run on (the targets, or every engine)."""
+        return len(self.targets) if self.targets is not None else len(self.client.ids)
+
+    def _absolute_targets(self, targets):
+        """A slice or negative ids resolved against the client's engines now (as
+        ipyparallel does): ``targets=-1`` is the last engine registered."""
+        if isinstance(targets, slice):
+            return self.client._build_targets(targets)[1]
+        if targets is None or isinstance(targets, (str, bytes)):
+            return targets
+        try:
+            one = [operator.index(targets)]
+        except TypeError:
+            try:
+                one = [operator.index(t) for t in targets]
+            except TypeError:
+                return targets  # _check_targets explains
+        if any(t < 0 for t in one):
+            return [self.client._build_targets(t)[1][0] for t in one]
+        return targets
 
     def __repr__(self):
         t = "any engine" if self.targets is None else f"engines {self.targets}"
@@ -242,26 +288,26 @@ class LoadBalancedView:
     def _apply(self, f, args=(), kwargs=None, block=None):
         block = self._block(block)
         payload = _pack_call(f, tuple(args), kwargs or {})
-        ar = self.client._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
+        ar = self._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
         ar._view = self
         return ar.get() if block else ar
 
-    def apply(self, f, *args, **kwargs):
+    def apply(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine; waits if ``block``."""
         return self._apply(f, args, kwargs)
 
-    def apply_sync(self, f, *args, **kwargs):
+    def apply_sync(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine and returns its result."""
         return self._apply(f, args, kwargs, block=True)
 
-    def apply_async(self, f, *args, **kwargs):
+    def apply_async(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on one engine; returns an AsyncResult."""
         return self._apply(f, args, kwargs, block=False)
 
     # -- map ----------------------------------------------------------------------------
 
     def _map_partitions(self, helper, f, seqs, block=None, fname=None, chunksize=None,
-                        ordered=True):
+                        ordered=True, return_exceptions=False):
         """One task per chunk of the sequences: ``helper(f, *chunks)`` each; chunks of
         ``chunksize`` items, or one per engine when None."""
         if not seqs:
@@ -287,26 +333,33 @@ class LoadBalancedView:
         else:
             payloads = [pack(helper, (f,) + tuple(s[lo:hi] for s in seqs), {})
                         for lo, hi in bounds]
-        ar = self.client._submit_tasks(
+        ar = self._submit_tasks(
             self._get_spec(), payloads, fname or _fname(f), reduce=rf.join_partitions,
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
             ordered=ordered)
         ar._view = self
+        ar._return_exceptions = bool(return_exceptions)
         return ar.get() if block else ar
 
-    def map(self, f, *sequences, block=None, chunksize=1, ordered=True):
+    def map(self, f, *sequences, block=None, chunksize=1, ordered=True,
+            return_exceptions=False):
         """``f`` over the sequences (element-wise, as the builtin ``map``), one task per
         ``chunksize`` elements. Returns the list of results when ``block``, else an
         AsyncMapResult: ``len`` is the number of elements, iterating yields them in order
-        (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks."""
+        (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks.
+        With ``return_exceptions`` a failed task gives its error (once) in place of its
+        elements instead of raising."""
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
-                                    chunksize=chunksize, ordered=ordered)
+                                    chunksize=chunksize, ordered=ordered,
+                                    return_exceptions=return_exceptions)
 
-    def map_sync(self, f, *sequences, chunksize=1, ordered=True):
-        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered)
+    def map_sync(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
+        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered,
+                        return_exceptions=return_exceptions)
 
-    def map_async(self, f, *sequences, chunksize=1, ordered=True):
-        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered)
+    def map_async(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
+        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered,
+                        return_exceptions=return_exceptions)
 
     def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
              return_exceptions=False):
@@ -331,7 +384,7 @@ class LoadBalancedView:
         items = zip(*iterables)
         fname = _fname(f)
         spec = self._get_spec()
-        submit = self.client._submit_tasks
+        submit = self._submit_tasks
         pack = _pack_call
         helper = rf._map_chunk
 
@@ -407,10 +460,11 @@ class LoadBalancedView:
         """msg ids (hex) of this view's tasks not answered yet."""
         return {s.msg_id.hex() for ar in self._own_jobs() for s in ar._slots if not s.done}
 
-    def wait(self, jobs=None, timeout=-1):
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
         """Waits for ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
-        tasks)."""
-        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout)
+        tasks); see ``Client.wait``."""
+        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout,
+                                return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding

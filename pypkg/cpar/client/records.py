@@ -3,6 +3,7 @@
 (ipyparallel's names). ``Client`` takes these methods from ``_Bookkeeping``.
 """
 
+import collections.abc
 import concurrent.futures
 import functools
 import json
@@ -66,11 +67,74 @@ class _ResultTable:
 _HISTORY = 10_000  # msg ids remembered in rc.history
 
 
+class _PerMessage(collections.abc.Mapping):
+    """``rc.results`` / ``rc.metadata``: msg id (hex) -> what the request answered (its
+    result, or its error) / its metadata, for the requests whose AsyncResult somebody
+    still holds (the client keeps no result nobody can ask for). A request sent to
+    several engines gives a list, one per engine. ``results`` lists finished requests
+    only; ``metadata`` every one."""
+
+    def __init__(self, table, what):
+        self._table = table
+        self._what = what
+
+    def _entry(self, raw):
+        ar = self._table.get(raw)
+        if ar is None:
+            raise KeyError(raw.hex())
+        slots = ar._slots_of(raw)
+        if not slots:
+            raise KeyError(raw.hex())
+        if self._what == "results":
+            if not all(s.done for s in slots):
+                raise KeyError(raw.hex())
+            values = [ar._slot_value(s) for s in slots]
+        else:
+            values = [ar._metadata_of(s) for s in slots]
+        return values[0] if len(values) == 1 else values
+
+    def __getitem__(self, msg_id):
+        try:
+            raw = bytes.fromhex(msg_id) if isinstance(msg_id, str) else bytes(msg_id)
+        except (TypeError, ValueError):
+            raise KeyError(msg_id) from None
+        return self._entry(raw)
+
+    def _keys(self):
+        for raw in list(self._table.table):
+            try:
+                self._entry(raw)
+            except KeyError:
+                continue
+            yield raw.hex()
+
+    def __iter__(self):
+        return iter(list(self._keys()))
+
+    def __len__(self):
+        return sum(1 for _ in self._keys())
+
+    def __repr__(self):
+        return f"<{self._what} of {len(self)} request(s)>"
+
+
 class _Bookkeeping:
     """The bookkeeping half of ``Client`` (needs its ``_dispatcher``, ``_results``,
     ``_history``, ``_new_msg_id`` and ``timeout``)."""
 
     # -- bookkeeping --------------------------------------------------------------------
+
+    @property
+    def results(self):
+        """msg id (hex) -> result (or error) of each finished request whose AsyncResult
+        is still held (ipyparallel's ``Client.results``)."""
+        return _PerMessage(self._results, "results")
+
+    @property
+    def metadata(self):
+        """msg id (hex) -> ``Metadata`` (engine_id, submitted, started, completed,
+        status ...) of each request whose AsyncResult is still held."""
+        return _PerMessage(self._results, "metadata")
 
     @property
     def history(self):
@@ -262,8 +326,9 @@ class _Group:
 
     _fname = "tasks"
 
-    def __init__(self, ars):
+    def __init__(self, ars, return_when=concurrent.futures.ALL_COMPLETED):
         self.ars = ars
+        self.return_when = return_when
         self._slots = [s for ar in ars for s in ar._slots]
         self._start = min((ar._mono0 for ar in ars), default=time.monotonic_ns())
 
@@ -276,14 +341,24 @@ class _Group:
         return (time.monotonic_ns() - self._start) / 1e9
 
     def done(self):
-        return all(ar.done() for ar in self.ars)
+        """True once ``return_when`` is met: every result finished (ALL_COMPLETED), one
+        did (FIRST_COMPLETED), or one failed (FIRST_EXCEPTION, else all finished)."""
+        if not self.ars or all(ar.done() for ar in self.ars):
+            return True
+        if self.return_when == concurrent.futures.FIRST_COMPLETED:
+            return any(ar.done() for ar in self.ars)
+        if self.return_when == concurrent.futures.FIRST_EXCEPTION:
+            return any(ar.done() and not ar.successful() for ar in self.ars)
+        return False
 
     def wait(self, timeout):
-        deadline = time.monotonic() + timeout
-        for ar in self.ars:
-            if not ar.wait(max(0.0, deadline - time.monotonic())):
-                return False
-        return True
+        pending = [ar for ar in self.ars if not ar.done()]
+        if pending:
+            concurrent.futures.wait(pending, timeout, return_when=(
+                concurrent.futures.ALL_COMPLETED
+                if self.return_when == concurrent.futures.ALL_COMPLETED
+                else concurrent.futures.FIRST_COMPLETED))
+        return self.done()
 
 
 class _ResultView(AsyncResult):

@@ -15,8 +15,22 @@ def _user_ns():
 
 
 def _push(ns):
-    """Engine side of ``view.push``: binds every name of ``ns`` in the user namespace."""
-    _user_ns().update(ns)
+    """Engine side of ``view.push``: binds every name of ``ns`` in the user namespace. A
+    dotted name ``a.b.c`` sets attribute ``c`` of the object ``a.b`` (as in ipyparallel,
+    where ``view['a.b'] = 0`` sets ``a.b``), it does not bind a variable named so."""
+    g = _user_ns()
+    for key, value in ns.items():
+        if not isinstance(key, str) or "." not in key:
+            g[key] = value
+            continue
+        *path, attr = key.split(".")
+        if not all(part.isidentifier() for part in path + [attr]):
+            raise ValueError(f"cannot assign to {key!r}: a name or a dotted name "
+                             "(a.b.c) is needed")
+        obj = _lookup(g, path[0])
+        for part in path[1:]:
+            obj = getattr(obj, part)
+        setattr(obj, attr, value)
 
 
 def _lookup(g, key):

@@ -6,6 +6,8 @@ calls of small functions (``remotefunctions``) that act on the engines' namespac
 """
 
 import builtins
+import collections
+import concurrent.futures
 import contextlib
 import dis
 import os
@@ -17,6 +19,7 @@ from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 
 _FLAGS = ("block", "track", "targets")
+_HISTORY = 10_000  # msg ids remembered in view.history
 
 
 def _fname(f):
@@ -64,6 +67,23 @@ class DirectView:
         self.targets = targets
         self.block = client.block if block is None else block
         self.track = False
+        self._history = collections.deque(maxlen=_HISTORY)
+
+    @property
+    def history(self):
+        """msg ids (hex) of the requests sent through this view, oldest first (the last
+        10,000)."""
+        return [m.hex() for m in self._history]
+
+    def _submit(self, *args, **kwargs):
+        ar = self.client._submit(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
+
+    def _submit_many(self, *args, **kwargs):
+        ar = self.client._submit_many(*args, **kwargs)
+        self._history.extend(ar._msg_ids)
+        return ar
 
     # -- targets ------------------------------------------------------------------------
 
@@ -114,18 +134,18 @@ class DirectView:
         single, tlist = self._resolve(targets)
         payload = serialize.pack_apply_message(f, args, kwargs or {}, what=what,
                                                labels=labels)
-        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
+        ar = self._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
 
-    def apply(self, f, *args, **kwargs):
+    def apply(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target; waits if ``block``."""
         return self._apply(f, args, kwargs)
 
-    def apply_sync(self, f, *args, **kwargs):
+    def apply_sync(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target and returns the result(s)."""
         return self._apply(f, args, kwargs, block=True)
 
-    def apply_async(self, f, *args, **kwargs):
+    def apply_async(self, f, /, *args, **kwargs):
         """Calls ``f(*args, **kwargs)`` on every target; returns an AsyncResult."""
         return self._apply(f, args, kwargs, block=False)
 
@@ -133,7 +153,7 @@ class DirectView:
         """Runs the code string on every target; returns its AsyncResult (finished when
         ``block``; remote errors raise then)."""
         single, tlist = self._resolve(targets)
-        ar = self.client._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
+        ar = self._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
                                  "execute", single)
         if self._block(block):
             ar.get()
@@ -156,7 +176,8 @@ class DirectView:
 
     # -- map ----------------------------------------------------------------------------
 
-    def _map_partitions(self, helper, f, seqs, block=None, fname=None):
+    def _map_partitions(self, helper, f, seqs, block=None, fname=None,
+                        return_exceptions=False):
         if not seqs:
             raise TypeError("map needs at least one sequence")
         _, tlist = self._resolve()
@@ -171,21 +192,24 @@ class DirectView:
                     helper, (f,) + chunks, {}, what=f"map({_fname(f)})",
                     labels=["the mapped function"]
                     + [f"sequence {i} (items {lo}-{hi - 1})" for i in range(len(chunks))])))
-        ar = self.client._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
+        ar = self._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
                                       n_items=n_items if helper is rf._map_chunk else None)
+        ar._return_exceptions = bool(return_exceptions)
         return ar.get() if self._block(block) else ar
 
-    def map(self, f, *sequences, block=None, **kwargs):
+    def map(self, f, *sequences, block=None, return_exceptions=False, **kwargs):
         """``f`` over the sequences, split in one contiguous part per engine; the result
-        is a list (an AsyncResult of one unless ``block``)."""
-        return self._map_partitions(rf._map_chunk, f, sequences, block=block)
+        is a list (an AsyncResult of one unless ``block``). With ``return_exceptions``
+        a part that failed gives its error (once) in place of its elements."""
+        return self._map_partitions(rf._map_chunk, f, sequences, block=block,
+                                    return_exceptions=return_exceptions)
 
-    def map_sync(self, f, *sequences, **kwargs):
-        return self._map_partitions(rf._map_chunk, f, sequences, block=True)
+    def map_sync(self, f, *sequences, return_exceptions=False, **kwargs):
+        return self.map(f, *sequences, block=True, return_exceptions=return_exceptions)
 
-    def map_async(self, f, *sequences, **kwargs):
-        return self._map_partitions(rf._map_chunk, f, sequences, block=False)
+    def map_async(self, f, *sequences, return_exceptions=False, **kwargs):
+        return self.map(f, *sequences, block=False, return_exceptions=return_exceptions)
 
     def imap(self, f, *sequences, **kwargs):
         """Like ``map``, as an iterator over the results (each engine's part as soon as
@@ -243,7 +267,7 @@ class DirectView:
             parts.append((eid, serialize.pack_apply_message(
                 rf._push, ({key: part},), {}, what=f"scatter (items {lo}-{hi - 1})",
                 labels=["ns"])))
-        ar = self.client._submit_many(_core.MSG_APPLY, parts, "scatter",
+        ar = self._submit_many(_core.MSG_APPLY, parts, "scatter",
                                       reduce=lambda results: None)
         if self._block(block):
             ar.get()
@@ -257,8 +281,8 @@ class DirectView:
             raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
         _, tlist = self._resolve(targets)
         payload = serialize.pack_apply_message(rf._pull, (key,), {})
-        ar = self.client._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
-                                 reduce=rf.join_partitions)
+        ar = self._submit(_core.MSG_APPLY, tlist, payload, "gather", False,
+                                 reduce=rf.join_partitions, cls=AsyncMapResult)
         return ar.get() if self._block(block) else ar
 
     @contextlib.contextmanager
@@ -327,9 +351,10 @@ class DirectView:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def wait(self, jobs=None, timeout=-1):
-        """Waits for ``jobs`` (AsyncResults; None: everything outstanding)."""
-        return self.client.wait(jobs, timeout)
+    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
+        """Waits for ``jobs`` (AsyncResults; None: everything outstanding); see
+        ``Client.wait``."""
+        return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request of

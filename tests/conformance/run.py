@@ -1,6 +1,6 @@
 """Runs ipyparallel 9.2's own tests (from the installed wheel) against cpar.
 
-    python tests/conformance/run.py [test_view test_lbview ...] [--write-observed]
+    python tests/conformance/run.py [test_view test_lbview ...]
 
 Each module runs in its own pytest process, with the ``ipyparallel`` name resolved to
 cpar by the shim (tests/conformance/shim, also on the engines' PYTHONPATH) and a cpar
@@ -104,7 +104,6 @@ def run_module(mod, tests_dir, env):
 
 
 def main(argv):
-    write_observed = "--write-observed" in argv
     mods = [a.removesuffix(".py") for a in argv if not a.startswith("-")] or list(MODULES)
     tests_dir = wheel_tests_dir()
     expected = read_expected()
@@ -166,9 +165,8 @@ def main(argv):
             json.dump({"modules": counts, "all": {**tot, "seconds": round(total_secs, 1)}},
                       f, indent=1)
             f.write("\n")
-    if write_observed or set(mods) == set(MODULES):
-        with open(os.path.join(RESULTS, "observed.txt"), "w") as f:
-            f.write("\n".join(observed) + "\n")
+    with open(os.path.join(RESULTS, "observed.txt"), "w") as f:
+        f.write("\n".join(observed) + "\n")
 
     bad = False
     if unexpected_fail:

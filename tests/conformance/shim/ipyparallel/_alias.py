@@ -50,7 +50,8 @@ def _missing(qualname):
         raise MissingInCpar(f"cpar has no equivalent of {qualname}")
 
     name = qualname.rsplit(".", 1)[-1]
-    cls = _MissingMeta(name, (), {"__init__": __init__, "__qualname__": qualname})
+    # an Exception subclass, so `except ipyparallel.error.X` still works
+    cls = _MissingMeta(name, (Exception,), {"__init__": __init__, "__qualname__": qualname})
     return cls
 
 
@@ -73,7 +74,10 @@ def lookup(modname, sources, name):
     for src in sources:
         mod = _import(src)
         if mod is not None and hasattr(mod, name):
-            return getattr(mod, name)
+            value = getattr(mod, name)
+            if isinstance(value, types.ModuleType):  # a submodule: its alias, not cpar's
+                return importlib.import_module(f"{modname}.{name}")
+            return value
     return _missing(f"{modname}.{name}")
 
 

@@ -99,5 +99,8 @@ def pytest_collectreport(report):
 
 
 def pytest_runtest_logreport(report):
+    msg = "" if report.passed else _message(report)
+    if getattr(report, "wasxfail", None) is not None:
+        msg = f"xfail in the suite ({report.wasxfail}): {msg}"
     _emit({"kind": "report", "id": test_key(report.nodeid), "when": report.when,
-           "outcome": report.outcome, "msg": _message(report) if not report.passed else ""})
+           "outcome": report.outcome, "msg": msg})

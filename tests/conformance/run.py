@@ -10,8 +10,9 @@ reason, and no listed test may pass: any difference fails the run (exit status 1
 printed. Kinds: private (a test of ipyparallel's internals), taskdb (of its task
 database), todo (user-facing, cpar fails it today), upstream (the suite itself skips or
 xfails it here, whatever the implementation). Per-module counts are printed and written to
-results/counts.json and results/counts.txt; results/observed.txt lists every test that did
-not pass with its error (the material for expected.txt).
+results/counts.json and results/counts.txt, and results/observed.txt lists every test that
+did not pass with its error (the material for expected.txt), when all modules ran; each
+module's pytest output is in results/<module>.log.
 """
 
 import json
@@ -158,17 +159,26 @@ def main(argv):
             tot[k] += c[k]
     lines.append(f"{'all':22} {tot['passed']:>6} " + " ".join(f"{tot[k]:>7}" for k in KINDS)
                  + f" {tot['total']:>6} {total_secs:>8.1f}")
+    for label, group in (("first eight modules", MODULES[:8]), ("all twelve", MODULES)):
+        cs = [counts[m] for m in group if m in counts]
+        if len(cs) == len(group):
+            user = sum(c["total"] - c["private"] - c["taskdb"] - c["upstream"] for c in cs)
+            ok = sum(c["passed"] for c in cs)
+            lines.append(f"user-facing tests passing, {label}: {ok} of {user}"
+                         f" ({100 * ok / max(user, 1):.0f}%)")
     table = "\n".join(lines)
     print("\n" + table)
     if set(mods) == set(MODULES):
         with open(os.path.join(RESULTS, "counts.txt"), "w") as f:
             f.write(table + "\n")
         with open(os.path.join(RESULTS, "counts.json"), "w") as f:
-            json.dump({"modules": counts, "all": {**tot, "seconds": round(total_secs, 1)}},
+            user = tot["total"] - tot["private"] - tot["taskdb"] - tot["upstream"]
+            json.dump({"ipyparallel": "9.2.0", "modules": counts,
+                       "all": {**tot, "user_facing": user, "seconds": round(total_secs, 1)}},
                       f, indent=1)
             f.write("\n")
-    with open(os.path.join(RESULTS, "observed.txt"), "w") as f:
-        f.write("\n".join(observed) + "\n")
+        with open(os.path.join(RESULTS, "observed.txt"), "w") as f:
+            f.write("\n".join(observed) + "\n")
 
     bad = False
     if unexpected_fail:

@@ -118,6 +118,13 @@ def main(argv):
         [SHIM, HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.pop("PYTEST_ADDOPTS", None)
 
+    check = subprocess.run([sys.executable, os.path.join(HERE, "selfcheck.py")], env=env,
+                           cwd=HERE)
+    if check.returncode != 0:
+        shutil.rmtree(cpar_dir, ignore_errors=True)
+        print("conformance: FAILED (the shim does not map ipyparallel to cpar)")
+        return 1
+
     counts, observed, unexpected_pass, unexpected_fail = {}, [], [], []
     total_secs = 0.0
     try:

@@ -106,6 +106,20 @@ def run_module(mod, tests_dir, env):
     return {tid: tuple(t) for tid, t in tests.items()}, secs
 
 
+def leftover_processes(cpar_dir):
+    """(pid, command line) of processes still using this run's $CPAR_DIR."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cpar_dir in cmd and int(pid) != os.getpid():
+            found.append((int(pid), cmd.strip()))
+    return found
+
+
 def main(argv):
     mods = [a.removesuffix(".py") for a in argv if not a.startswith("-")] or list(MODULES)
     tests_dir = wheel_tests_dir()
@@ -150,6 +164,7 @@ def main(argv):
             print(f"{mod}: {c['passed']}/{c['total']} passed, "
                   + ", ".join(f"{c[k]} {k}" for k in KINDS) + f" ({secs:.0f} s)", flush=True)
         ran = {m + ".py" for m in mods}
+        leftovers = leftover_processes(cpar_dir)
         stale = [tid for tid in expected if tid.split("::")[0] in ran
                  and tid not in {t for t in _seen(observed)} and tid not in
                  {u.split("  ")[0] for u in unexpected_pass}]
@@ -188,6 +203,15 @@ def main(argv):
             f.write("\n".join(observed) + "\n")
 
     bad = False
+    if leftovers:
+        bad = True
+        print(f"\nPROCESSES LEFT RUNNING ({len(leftovers)}; stopped now):")
+        for pid, cmd in leftovers:
+            print(f"  {pid} {cmd[:150]}")
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
     if unexpected_fail:
         bad = True
         print(f"\nUNEXPECTED FAILURES ({len(unexpected_fail)}; list them in expected.txt "

@@ -10,7 +10,7 @@ APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-cli
 CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
-.PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest asan-engine bench lint format format-check clean
+.PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest conformance asan-engine bench lint format format-check clean
 
 all: build
 
@@ -138,6 +138,11 @@ tsan: build/tsan/tsan_clientio build/tsan/fuzz_controller build/tsan/fuzz_engine
 # root (where make test installs every daemon) a skipped launcher/netns test fails the run.
 pytest: $(STAMP)
 	CPAR_REQUIRE_ALL=1 $(VPY) -m pytest -rs -q tests
+
+# ipyparallel 9.2's own tests (from the wheel in the test extras) run against cpar through
+# tests/conformance's shim; strict against tests/conformance/expected.txt. Not in `make test`.
+conformance: $(STAMP)
+	$(VPY) tests/conformance/run.py
 
 # Python: pyflakes-level checks (undefined names, unused imports, syntax).
 lint: $(STAMP)

@@ -12,6 +12,9 @@ os.environ["CPAR_DIR"] = _CPAR_DIR
 
 N_ENGINES = 4
 
+# ipyparallel's own suite, run only by `make conformance` (tests/conformance/run.py).
+collect_ignore = ["conformance"]
+
 from launchkit import sge, slurm  # noqa: E402,F401 - single-host SGE and Slurm fixtures
 
 

@@ -1,0 +1,106 @@
+"""pytest plugin of the conformance harness (``-p conformance_plugin``).
+
+Loaded before collection: it makes ``ipyparallel`` the shim (tests/conformance/shim) and
+records every test's outcome, one JSON line per report, in $CPAR_CONFORMANCE_OUT (written
+as they come, so a run that dies still leaves what it saw). run.py compares them with
+expected.txt.
+"""
+
+import json
+import os
+import sys
+
+_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
+if sys.path[0] != _SHIM:
+    sys.path.insert(0, _SHIM)
+
+import ipyparallel  # noqa: E402 - the shim, before any test module imports the name
+
+if not os.path.abspath(ipyparallel.__file__).startswith(_SHIM + os.sep):
+    raise ImportError(f"ipyparallel resolved to {ipyparallel.__file__}, not the cpar shim")
+
+_out = None
+
+# What the suite's ClusterTestCase.setup_method needs from Client that cpar may not have.
+# Given only while that setup runs (never during a test body), so the suite's own tests of
+# these methods still fail until cpar has them.
+_CLEAR_NAMESPACE = (
+    "for _k in [_k for _k in globals() if not _k.startswith('_')]:\n"
+    "    del globals()[_k]\n"
+)
+
+
+def _setup_clear(self, targets=None, block=None):
+    """Empties the engines' namespaces (what setup_method wants of Client.clear)."""
+    self[:].execute(_CLEAR_NAMESPACE, block=True)
+
+
+def pytest_configure(config):
+    import cpar
+    from ipyparallel.tests import clienttest
+
+    orig = clienttest.ClusterTestCase.setup_method
+    if getattr(orig, "_cpar_wrapped", False) or hasattr(cpar.Client, "clear"):
+        return
+
+    def setup_method(self):
+        cpar.Client.clear = _setup_clear
+        try:
+            orig(self)
+        finally:
+            del cpar.Client.clear
+
+    setup_method._cpar_wrapped = True
+    clienttest.ClusterTestCase.setup_method = setup_method
+
+
+def test_key(nodeid):
+    """``test_view.py::TestView::test_x`` whatever directory pytest names the file by."""
+    path, sep, rest = nodeid.partition("::")
+    return os.path.basename(path) + sep + rest
+
+
+def _emit(record):
+    global _out
+    if _out is None:
+        path = os.environ.get("CPAR_CONFORMANCE_OUT")
+        if not path:
+            return
+        _out = open(path, "a", buffering=1)
+    _out.write(json.dumps(record) + "\n")
+
+
+def _message(report):
+    """The error's last 'E' line (the exception), or the skip reason."""
+    lr = report.longrepr
+    if lr is None:
+        return ""
+    if isinstance(lr, tuple):  # skip: (file, line, reason)
+        return str(lr[2])
+    text = str(lr)
+    elines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+    for ln in elines:
+        if "Error" in ln or "Exception" in ln or "assert" in ln:
+            return ln[:200]
+    if elines:
+        return elines[0][:200]
+    return text.strip().splitlines()[-1][:200] if text.strip() else ""
+
+
+def pytest_collection_finish(session):
+    for item in session.items:
+        _emit({"kind": "collected", "id": test_key(item.nodeid)})
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _emit({"kind": "collect-error", "id": test_key(report.nodeid),
+               "msg": _message(report)})
+
+
+def pytest_runtest_logreport(report):
+    msg = "" if report.passed else _message(report)
+    if getattr(report, "wasxfail", None) is not None:
+        msg = f"xfail in the suite ({report.wasxfail}): {msg}"
+    _emit({"kind": "report", "id": test_key(report.nodeid), "when": report.when,
+           "outcome": report.outcome, "msg": msg})

@@ -463,8 +463,10 @@ class LoadBalancedView:
     def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
         """Waits for ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
         tasks); see ``Client.wait``."""
-        return self.client.wait(self._own_jobs() if jobs is None else jobs, timeout,
-                                return_when=return_when)
+        jobs = self._own_jobs() if jobs is None else jobs
+        if return_when == concurrent.futures.ALL_COMPLETED:  # the plain call, as ipyparallel
+            return self.client.wait(jobs, timeout)              # makes it (wrappers see that)
+        return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding

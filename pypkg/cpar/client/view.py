@@ -354,6 +354,8 @@ class DirectView:
     def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
         """Waits for ``jobs`` (AsyncResults; None: everything outstanding); see
         ``Client.wait``."""
+        if return_when == concurrent.futures.ALL_COMPLETED:  # the plain call, as ipyparallel
+            return self.client.wait(jobs, timeout)              # makes it (wrappers see that)
         return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):

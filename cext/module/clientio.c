@@ -78,33 +78,6 @@ cpar__wake(cpar_clientio *io)
     (void)r;
 }
 
-/* An ERROR message made locally for a request that could not be sent, so that whoever
- * waits for its answer learns of the failure. NULL when out of memory. */
-static cpar_clientio_item *
-cpar__local_error(const cpar_msg *req, int code, int sys_errno)
-{
-    char text[160];
-    cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_ERROR);
-    int len;
-    if (it == NULL)
-        return NULL;
-    memcpy(it->m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
-    it->m.h.status = code;
-    len = snprintf(text, sizeof(text), "could not send the request to the controller: %s (%s)",
-                   cpar_strerror(code), zmq_strerror(sys_errno));
-    if (len < 0)
-        len = 0;
-    if ((size_t)len >= sizeof(text))
-        len = (int)sizeof(text) - 1;
-    if (cpar_msg_add_copy(&it->m, text, (size_t)len) != 0) {
-        cpar_clientio_item_free(it);
-        return NULL;
-    }
-    it->m.h.nframes = 1;
-    it->m.h.paylen = (uint64_t)len;
-    return it;
-}
-
 /* A local ERROR about request req with code and a formatted text. */
 __attribute__((format(printf, 3, 4))) static cpar_clientio_item *
 cpar__local_error_text(const cpar_msg *req, int code, const char *fmt, ...)
@@ -131,6 +104,16 @@ cpar__local_error_text(const cpar_msg *req, int code, const char *fmt, ...)
     it->m.h.nframes = 1;
     it->m.h.paylen = (uint64_t)len;
     return it;
+}
+
+/* An ERROR message made locally for a request that could not be sent, so that whoever
+ * waits for its answer learns of the failure. NULL when out of memory. */
+static cpar_clientio_item *
+cpar__local_error(const cpar_msg *req, int code, int sys_errno)
+{
+    return cpar__local_error_text(req, code,
+                                  "could not send the request to the controller: %s (%s)",
+                                  cpar_strerror(code), zmq_strerror(sys_errno));
 }
 
 /* Bytes of m's payload frames. */

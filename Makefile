@@ -55,7 +55,7 @@ bench: $(STAMP)
 
 include tests/c/build.mk
 
-test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest
+test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest conformance
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -140,7 +140,7 @@ pytest: $(STAMP)
 	CPAR_REQUIRE_ALL=1 $(VPY) -m pytest -rs -q tests
 
 # ipyparallel 9.2's own tests (from the wheel in the test extras) run against cpar through
-# tests/conformance's shim; strict against tests/conformance/expected.txt. Not in `make test`.
+# tests/conformance's shim; strict against tests/conformance/expected.txt (part of `make test`).
 conformance: $(STAMP)
 	$(VPY) tests/conformance/run.py
 

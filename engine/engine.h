@@ -140,4 +140,10 @@ void cpar_io_join(cpar_engine *e);
  * runs tasks until told to stop, returns the process exit status. */
 int cpar_runner_run(cpar_engine *e);
 
+/* signals.c (on the I/O thread): SIGINT to the main thread if the running request is one
+ * of `ids` (n == 0: any; `drop`: the others are dropped when they come up), or another
+ * signal to the engine process (0: none). */
+void cpar_engine_interrupt(cpar_engine *e, const uint8_t *ids, size_t n, int drop);
+void cpar_engine_signal(cpar_engine *e, const uint8_t *ids, size_t n, int sig);
+
 #endif /* CPAR_ENGINE_ENGINE_H */

@@ -296,37 +296,6 @@ error:
     return -1;
 }
 
-/* Sends SIGINT to the main thread if a task runs and it is one of `ids` (n ids; n == 0:
- * any). With `drop`, the ids that do not run are also remembered so the runner drops
- * them when they come up (ABORT). Takes engine->lock. */
-static void
-cpar__io_interrupt(cpar__io *io, const uint8_t *ids, size_t n, int drop)
-{
-    cpar_engine *e = io->e;
-    int hit = 0;
-
-    pthread_mutex_lock(&e->lock);
-    for (size_t i = 0; drop && i < n; i++) {
-        const uint8_t *id = ids + i * CPAR_WIRE_ID_SIZE;
-        if (e->running && memcmp(id, e->running_id, CPAR_WIRE_ID_SIZE) == 0)
-            continue;
-        memcpy(e->aborted[e->naborted % CPAR_ENGINE_ABORTED_MAX], id, CPAR_WIRE_ID_SIZE);
-        e->naborted++;
-    }
-    if (e->running) {
-        hit = n == 0;
-        for (size_t i = 0; i < n && !hit; i++)
-            hit = memcmp(ids + i * CPAR_WIRE_ID_SIZE, e->running_id, CPAR_WIRE_ID_SIZE) == 0;
-        if (hit) {
-            e->interrupt_sent = 1;
-            pthread_kill(e->main_thread, SIGINT);
-        }
-    }
-    pthread_mutex_unlock(&e->lock);
-    if (hit)
-        cpar_elog_info("interrupting the running task");
-}
-
 static void
 cpar__io_begin_stop(cpar__io *io, int status)
 {
@@ -336,7 +305,7 @@ cpar__io_begin_stop(cpar__io *io, int status)
     io->exit_status = status;
     io->stop_deadline = cpar_mono_ns() + (uint64_t)CPAR_ENGINE_STOP_GRACE_MS * 1000000u;
     atomic_store(&io->e->stopping, 1);
-    cpar__io_interrupt(io, NULL, 0, 0);
+    cpar_engine_interrupt(io->e, NULL, 0, 0);
     cpar__io_ctl(io, CPAR_CTL_STOP, status, NULL);
 }
 
@@ -473,7 +442,14 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
     case CPAR_MSG_INTERRUPT: {
         zmq_msg_t *ids = cpar__io_payload(m, 0);
         size_t len = ids ? zmq_msg_size(ids) : 0;
-        cpar__io_interrupt(io, ids ? zmq_msg_data(ids) : NULL, len / CPAR_WIRE_ID_SIZE, 0);
+        zmq_msg_t *sig = cpar__io_payload(m, 1); /* optional: little-endian int32 signal */
+        int signum = SIGINT;
+        if (sig != NULL && zmq_msg_size(sig) == 4) {
+            const uint8_t *b = zmq_msg_data(sig);
+            signum = (int)(int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                                    (uint32_t)b[3] << 24);
+        }
+        cpar_engine_signal(io->e, ids ? zmq_msg_data(ids) : NULL, len / CPAR_WIRE_ID_SIZE, signum);
         break;
     }
     case CPAR_MSG_ABORT: {
@@ -481,7 +457,7 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
          * nothing here (unlike INTERRUPT). */
         size_t len = m->nframes > 0 ? zmq_msg_size(&m->frames[0]) : 0;
         if (len >= CPAR_WIRE_ID_SIZE)
-            cpar__io_interrupt(io, zmq_msg_data(&m->frames[0]), len / CPAR_WIRE_ID_SIZE, 1);
+            cpar_engine_interrupt(io->e, zmq_msg_data(&m->frames[0]), len / CPAR_WIRE_ID_SIZE, 1);
         break;
     }
     case CPAR_MSG_RELEASE: {

@@ -25,6 +25,7 @@ typedef struct cpar__runner {
     PyObject *run_task;     /* cpar.engine.runtime.run_task (new reference) */
     PyObject *error_frames; /* cpar.engine.runtime.error_frames (new reference) */
     PyObject *fallback;     /* pickled error dict (bytes) for when the runtime fails */
+    int abort_next;         /* the next tasks to come were queued behind a failed EXECUTE */
 } cpar__runner;
 
 /* Runs pending Python signal handlers and discards what they raise: a KeyboardInterrupt
@@ -57,6 +58,10 @@ cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
             continue;
         }
         if (err == EAGAIN) { /* receive timeout: is the I/O thread still there? */
+            /* A signal that came while this thread ran C code outside zmq_recv (sending a
+             * reply) did not interrupt the wait: its Python handler runs now, not only at
+             * the next task (cpar.engine.kernel's SIGTERM cleanup relies on this). */
+            cpar__runner_clear_signals();
             if (atomic_load(&r->e->io_done))
                 return -1;
             continue;
@@ -233,6 +238,13 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
             aborted = 1;
             break;
         }
+    /* Queued behind an EXECUTE that failed: direct requests are answered aborted, as an
+     * IPython kernel does (load-balanced tasks run: the scheduler placed them here). */
+    if (r->abort_next > 0) {
+        r->abort_next--;
+        if (type != CPAR_MSG_TASK)
+            aborted = 1;
+    }
     e->running = 1;
     e->interrupt_sent = 0;
     memcpy(e->running_id, parent, CPAR_WIRE_ID_SIZE);
@@ -269,6 +281,10 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     e->running = 0;
     e->queued--;
     interrupted = e->interrupt_sent;
+    /* The code failed by itself (not interrupted by a client's INTERRUPT or ABORT): the
+     * tasks handed to us so far, in order, are aborted. */
+    if (type == CPAR_MSG_EXECUTE && !aborted && !interrupted && rep.h.status != 0)
+        r->abort_next = e->queued;
     cpar_capture_take(&e->capture, &pending);
     pthread_mutex_unlock(&e->lock);
     if (interrupted) {

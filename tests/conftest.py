@@ -15,7 +15,7 @@ N_ENGINES = 4
 # ipyparallel's own suite, run only by `make conformance` (tests/conformance/run.py).
 collect_ignore = ["conformance"]
 
-from launchkit import sge, slurm  # noqa: E402,F401 - single-host SGE and Slurm fixtures
+from launchkit import sge, slurm, sshd  # noqa: E402,F401 - SGE, Slurm and sshd fixtures
 
 
 @pytest.fixture(scope="session")

@@ -327,3 +327,76 @@ def sge(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# -- an sshd of our own (ssh engines and controllers, client tunnels) ----------------------
+def _ssh_unusable():
+    for exe in ("sshd", "ssh", "scp", "ssh-keygen"):
+        if shutil.which(exe) is None and not os.path.exists(f"/usr/sbin/{exe}"):
+            return f"{exe} not installed (Debian: openssh-server openssh-client)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """An sshd of our own on 127.0.0.1:PORT with a throwaway host key and client key."""
+    why = _ssh_unusable()
+    if why:
+        pytest.skip(why)
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True, timeout=30)
+    auth = d / "authorized_keys"
+    shutil.copy(d / "client_key.pub", auth)
+    auth.chmod(0o600)
+    port = free_port()
+    cfg = d / "sshd_config"
+    cfg.write_text(textwrap.dedent(f"""\
+        Port {port}
+        ListenAddress 127.0.0.1
+        HostKey {d / 'host_key'}
+        PidFile {d / 'sshd.pid'}
+        AuthorizedKeysFile {auth}
+        PubkeyAuthentication yes
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        PermitRootLogin prohibit-password
+        UsePAM no
+        StrictModes no
+        Subsystem sftp internal-sftp
+        LogLevel ERROR
+        """))
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
+    sshd_exe = shutil.which("sshd") or "/usr/sbin/sshd"
+    log = open(d / "sshd.log", "wb")
+    proc = subprocess.Popen([sshd_exe, "-D", "-e", "-f", str(cfg)], stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    ssh_args = ["-p", str(port), "-i", str(d / "client_key"), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                "-o", "LogLevel=ERROR"]
+    deadline = time.monotonic() + 20
+    while True:
+        r = subprocess.run(["ssh", *ssh_args, "localhost", "echo ok"], capture_output=True,
+                           text=True, timeout=30)
+        if r.stdout.strip() == "ok":
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log.close()
+            pytest.fail(f"our sshd did not accept a login: {r.stderr}\n"
+                        + (d / "sshd.log").read_text())
+        time.sleep(0.2)
+    try:
+        yield {"ssh_args": ssh_args, "dir": d, "port": port}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+

@@ -37,7 +37,7 @@ class Bold:
 def test_display_of_a_rich_repr_arrives_as_html(rc):
     v = rc[[0, 1]]
     ar = v.execute(HTML_CLASS + "from IPython.display import display\ndisplay(Bold('hi'))\n")
-    assert ar.get(30) == [None, None]
+    assert [type(r).__name__ for r in ar.get(30)] == ["ExecuteReply", "ExecuteReply"]
     assert len(ar.outputs) == 2
     for outs in ar.outputs:
         assert len(outs) == 1
@@ -56,19 +56,21 @@ def test_display_of_a_rich_repr_arrives_as_html(rc):
 
 def test_trailing_expression_is_the_execute_result(rc):
     v = rc[0]
-    first = v.execute("6 * 7", block=True)
+    first = v.execute("6 * 7", silent=False, block=True)
     res = first.execute_result
     assert res["data"]["text/plain"] == "42"
     assert first.metadata["execute_result"] == res
-    second = v.execute("x_disp = [1, 2]\nx_disp", block=True)
+    second = v.execute("x_disp = [1, 2]\nx_disp", silent=False, block=True)
     res2 = second.execute_result
     assert res2["data"]["text/plain"] == "[1, 2]"
     assert res2["execution_count"] == res["execution_count"] + 1
-    assert first.get() is None and second.get() is None  # the value itself stays remote
+    # the value itself stays remote: get() gives ExecuteReplies naming the cells
+    assert first.get().execution_count == res["execution_count"]
+    assert second.get().execution_count == res2["execution_count"]
     # no trailing expression, or one silenced by ';', or a None value: no result
-    assert v.execute("y_disp = 3", block=True).execute_result is None
-    assert v.execute("y_disp;", block=True).execute_result is None
-    assert v.execute("None", block=True).execute_result is None
+    assert v.execute("y_disp = 3", silent=False, block=True).execute_result is None
+    assert v.execute("y_disp;", silent=False, block=True).execute_result is None
+    assert v.execute("None", silent=False, block=True).execute_result is None
     # IPython's output history works on the engine
     assert v.apply_sync(cpar.interactive(lambda: Out[res2["execution_count"]])) == [1, 2]  # noqa: F821
 
@@ -85,7 +87,7 @@ def test_matplotlib_inline_figure_comes_back_as_png(rc):
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert "Figure" in pngs[0]["data"]["text/plain"]
     # a figure left open at the end of a cell is shown too (the inline backend's flush)
-    ar = v.execute("fig = plt.figure()\n_ = plt.plot([0, 1])\n", block=True)
+    ar = v.execute("fig = plt.figure()\n_ = plt.plot([0, 1])\n", silent=False, block=True)
     assert [o for o in ar.outputs if "image/png" in o["data"]]
     # the backend is the inline one; before %matplotlib it was Agg (no display here)
     backend = v.apply_sync(lambda: __import__("matplotlib").get_backend())
@@ -104,35 +106,35 @@ def test_timeit_and_other_magics(rc):
     v = rc[1]
     ar = v.execute("%timeit -n1 -r1 sum(range(10))", block=True)
     assert "loop" in ar.stdout and "1 loop" in ar.stdout
-    ar = v.execute("%%time\nz_disp = sum(range(100))\nz_disp", block=True)
+    ar = v.execute("%%time\nz_disp = sum(range(100))\nz_disp", silent=False, block=True)
     assert "Wall time" in ar.stdout
     assert ar.execute_result["data"]["text/plain"] == "4950"
-    ar = v.execute("%who_ls int", block=True)
+    ar = v.execute("%who_ls int", silent=False, block=True)
     assert "z_disp" in ar.execute_result["data"]["text/plain"]
 
 
 def test_print_display_print_keeps_its_order(rc, capsys):
     ar = rc[2].execute(HTML_CLASS + "from IPython.display import display\n"
                        "print('before')\ndisplay(Bold('middle'))\nprint('after')\n"
-                       "import sys; print('err', file=sys.stderr)\n'end'", block=True)
+                       "import sys; print('err', file=sys.stderr)\n'end'", silent=False, block=True)
     events = ar.output_events
     kinds = [k for k, _ in events]
     assert kinds == ["stdout", "display_data", "stdout", "stderr", "execute_result"]
     assert events[0][1] == "before\n" and events[2][1] == "after\n"
     assert events[1][1]["data"]["text/html"] == "<b>middle</b>"
     assert ar.stdout == "before\nafter\n" and ar.stderr == "err\n"
-    # outside IPython, display_outputs prints the text/plain of a display output
+    # outside IPython, display_outputs prints the text/plain of a display output; a
+    # single-engine result shows its text without [stdout:N] headers (as ipyparallel)
     ar.display_outputs(groupby="order")
     out = capsys.readouterr()
     lines = out.out.splitlines()
-    assert lines[:4] == ["[stdout:2] before", "[output:2]", "Bold('middle')",
-                         "[stdout:2] after"]
+    assert lines[:3] == ["before", "Bold('middle')", "after"]
     assert lines[-1].startswith("Out[2:") and lines[-1].endswith("]: 'end'")
-    assert out.err == "[stderr:2] err\n"
+    assert out.err == "err\n"
 
 
 def test_display_outputs_shows_out_lines(rc, capsys):
-    ar = rc[[0, 1]].execute("a_disp = 20\nprint('p')\na_disp + 1", block=True)
+    ar = rc[[0, 1]].execute("a_disp = 20\nprint('p')\na_disp + 1", silent=False, block=True)
     counts = [r["execution_count"] for r in ar.execute_result]
     ar.display_outputs()
     out = capsys.readouterr().out
@@ -142,7 +144,7 @@ def test_display_outputs_shows_out_lines(rc, capsys):
     assert capsys.readouterr().out == (f"[stdout:0] p\nOut[0:{counts[0]}]: 21\n"
                                        f"[stdout:1] p\nOut[1:{counts[1]}]: 21\n")
     # a multi-line text/plain starts on its own line
-    ar = rc[0].execute("list(range(100))", block=True)
+    ar = rc[0].execute("list(range(100))", silent=False, block=True)
     ar.display_outputs()
     text = capsys.readouterr().out
     assert text.startswith(f"Out[0:{ar.execute_result['execution_count']}]:\n[0,")
@@ -157,13 +159,14 @@ def test_display_outputs_publishes_through_ipython(rc, capsys):
     InteractiveShell.instance()
     try:
         ar = rc[0].execute(HTML_CLASS + "from IPython.display import display\n"
-                           "display(Bold('x'))\nBold('y')", block=True)
+                           "display(Bold('x'))\nBold('y')", silent=False, block=True)
         with capture_output() as cap:
             ar.display_outputs()
         assert [o.data.get("text/html") for o in cap.outputs] == ["<b>x</b>", "<b>y</b>"]
         assert cap.outputs[0].metadata == {"engine": 0}
         count = ar.execute_result["execution_count"]
-        assert f"Out[0:{count}]:" in cap.stdout  # the prompt, then the rich result
+        # a terminal shell: the prompt leads the result's text/plain, its html is kept
+        assert cap.outputs[1].data["text/plain"].startswith(f"Out[0:{count}]: ")
     finally:
         if made:
             InteractiveShell.clear_instance()
@@ -241,7 +244,7 @@ def test_display_messages_on_the_wire(ctl, spawn):  # noqa: F811
     ctl.accept(engine_id=3)
     mid = ctl.execute(HTML_CLASS + "from IPython.display import display\n"
                       "print('a')\ndisplay(Bold('b'))\ndisplay(Bold('c'))\nprint('d')\n41 + 1")
-    assert ctl.result(mid) is None
+    assert ctl.result(mid) == {"execution_count": 1}
     mine = _streams(ctl, mid)
     assert [f for f, _ in mine] == [_core.FLAG_STDOUT, _core.FLAG_DISPLAY, _core.FLAG_DISPLAY,
                                     _core.FLAG_STDOUT, _core.FLAG_DISPLAY]
@@ -263,7 +266,7 @@ def test_without_ipython_cells_are_plain_python(ctl, spawn):  # noqa: F811
     spawn(ctl.connection_file, env={"CPAR_ENGINE_IPYTHON": "0"})
     ctl.accept(engine_id=3)
     mid = ctl.execute("v = 5\nprint(v)\nv + 1")
-    assert ctl.result(mid) is None
+    assert ctl.result(mid) == {"execution_count": 1}
     assert _streams(ctl, mid) == [(_core.FLAG_STDOUT, "5\n")]  # no Out[n] without IPython
     err = ctl.error(ctl.execute("x = 1\n1/0\n"))
     assert err["ename"] == "ZeroDivisionError"

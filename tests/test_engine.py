@@ -244,7 +244,7 @@ def test_registration_gets_id(ctl, spawn):
     assert fields["host"]
     hb = ctl.next(HEARTBEAT)
     assert hb.engine == 5
-    assert ctl.result(ctl.execute("x = 1")) is None
+    assert ctl.result(ctl.execute("x = 1")) == {"execution_count": 1}  # the cell's number
     assert "engine 5" in e.log_text()
 
 
@@ -283,7 +283,7 @@ def test_environment_is_the_launching_pythons(ctl, engine):
 
 
 def test_execute_and_apply_round_trip(ctl, engine):
-    assert ctl.result(ctl.execute("a = 5\ndef triple(x):\n    return 3 * x\n")) is None
+    assert "execution_count" in ctl.result(ctl.execute("a = 5\ndef triple(x):\n    return 3 * x\n"))
     assert ctl.result(ctl.apply(lambda x: a + x, 1)) == 6  # noqa: F821 - engine's `a`
     assert ctl.result(ctl.apply(lambda: triple(4))) == 12  # noqa: F821
     mid = ctl.apply(divmod, 17, 5)
@@ -358,7 +358,7 @@ def test_apply_error_and_syntax_error(ctl, engine):
 def test_ipython_syntax_in_execute(ctl, engine):
     import IPython  # noqa: F401 - a test dependency: the engine uses it for magics
     mid = ctl.execute("x = 3\n%time y = x * 2\nfiles = !echo hi\n")
-    assert ctl.result(mid) is None
+    assert "execution_count" in ctl.result(mid)
     assert ctl.result(ctl.apply(lambda: (y, list(files)))) == (6, ["hi"])  # noqa: F821
     assert "Wall time" in "".join(t for p, f, t in ctl.streams if p == mid)
     err = ctl.error(ctl.execute("%this_magic_does_not_exist"))

@@ -336,7 +336,8 @@ def test_task_output_and_view_wait(rc, lview, capsys):
     assert ar.stdout == "hello from a task\n"
     assert ar.metadata.stdout == "hello from a task\n"
     ar.display_outputs()
-    assert capsys.readouterr().out == f"[stdout:{ar.engine_id}] hello from a task\n"
+    # a single result shows its text without a [stdout:N] header, as ipyparallel
+    assert capsys.readouterr().out == "hello from a task\n"
     m = lview.map_async(sleep_then, [0.3] * 3)
     assert len(lview.outstanding) == 3
     other = rc.load_balanced_view()

@@ -450,6 +450,11 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar__ctl_tasks_new(c, cfg, err, errlen);
     if (rc != 0)
         goto error;
+    rc = cpar__ctl_coalesce_new(c);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto error;
+    }
     rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
     if (rc != 0)
         goto error;
@@ -601,6 +606,7 @@ cpar_controller_free(cpar_controller *c)
     cpar_zap_close(&c->zap);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
+    cpar__ctl_coalesce_free(c);
     cpar__ctl_tasks_free(c);
     cpar_signer_free(c->signer);
     cpar_replay_free(&c->replay);

@@ -71,6 +71,7 @@ cpar__ctl_client_lost(cpar_controller *c, uint32_t slot)
 {
     if (cpar_registry_client_at(&c->reg, slot) == NULL)
         return;
+    cpar__ctl_coalesce_client_lost(c, slot);
     cpar_registry_client_remove(&c->reg, slot);
     c->cnt.clients_lost++;
     if (c->nlost == c->caplost) {
@@ -462,6 +463,9 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
                                    "controller out of memory");
             return;
         }
+        if ((m->h.flags & CPAR_FLAG_COALESCE) &&
+            (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY))
+            cpar__ctl_coalesce_open(c, (uint32_t)slot, m, n);
     }
     cpar__fan_out(c, m, n);
 }

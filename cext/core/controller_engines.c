@@ -48,8 +48,8 @@ cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
         failed++;
         if (cpar__ctl_task_engine_died(c, &ent, id, why))
             continue;
-        cpar__ctl_error_to(c, NULL, 0, (int32_t)ent.client, ent.msg_id, id, CPAR_EENGINEDEAD,
-                           "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
+        cpar__ctl_part_error(c, ent.client, ent.msg_id, id, CPAR_EENGINEDEAD, "engine %d %s (%s)",
+                             id, stopping ? "stopped" : "died", why);
     }
     cpar_log_write(&c->log, "engine %d (pid %d, host %s) %s: %s; %llu request(s) failed", id,
                    (int)e->pid, e->host ? e->host : "?", stopping ? "stopped" : "died", why,
@@ -352,14 +352,16 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
          * reply naming another is not forwarded; its client gets an error instead. */
         if ((m->h.flags & CPAR_FLAG_SHM) &&
             (e->pid <= 0 || cpar_shm_sender_pid(m) != (uint32_t)e->pid)) {
-            cpar__ctl_error_to(c, NULL, 0, (int32_t)slot, m->h.parent, id, CPAR_EPROTO,
-                               "engine %d answered with shared-memory descriptors naming pid %u, "
-                               "not its own (pid %d); nothing was read",
-                               (int)id, (unsigned)cpar_shm_sender_pid(m), (int)e->pid);
+            cpar__ctl_part_error(c, slot, m->h.parent, id, CPAR_EPROTO,
+                                 "engine %d answered with shared-memory descriptors naming pid "
+                                 "%u, not its own (pid %d); nothing was read",
+                                 (int)id, (unsigned)cpar_shm_sender_pid(m), (int)e->pid);
             if (m->h.type == CPAR_MSG_REPLY)
                 cpar__ctl_release_for_lost(c, id, m);
             return;
         }
+        if (m->h.type == CPAR_MSG_REPLY && cpar__ctl_coalesce_reply(c, slot, id, m))
+            return;
         if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
             cpar__ctl_send_failed(c, zmq_errno())) {
             c->cnt.client_gone++;

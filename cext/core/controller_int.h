@@ -93,6 +93,7 @@ struct cpar_controller {
     size_t notice_next;                          /* next slot of notice_idents to reuse */
     uint64_t notice_tokens_at;                   /* monotonic ms of the last token refill */
     int notice_tokens;                           /* notices that may go now */
+    struct cpar__coalesce *coal; /* coalesced replies (controller_coalesce.c), owned */
 };
 
 typedef struct cpar__tasks cpar__tasks;
@@ -191,5 +192,22 @@ int cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick);
 /* 1 once when no task is held after at least `at_least` were held at once (then the
  * count starts again): the moment to give a burst's memory back to the system. */
 int cpar__ctl_tasks_drained(cpar_controller *c, size_t at_least);
+
+/* controller_coalesce.c: coalesced replies (docs/protocol.md, "Coalesced replies"). */
+int cpar__ctl_coalesce_new(cpar_controller *c);
+void cpar__ctl_coalesce_free(cpar_controller *c);
+/* An accepted EXECUTE/APPLY with COALESCE from client slot, fanned out to its n targets:
+ * its replies are held until all are in (within the limits; else they flow one by one). */
+void cpar__ctl_coalesce_open(cpar_controller *c, uint32_t slot, const cpar_msg *req, int n);
+/* A REPLY from engine for client slot: 1 when taken for a coalesced answer (m's frames
+ * moved), 0 when the caller forwards it as usual. */
+int cpar__ctl_coalesce_reply(cpar_controller *c, uint32_t slot, int32_t engine, cpar_msg *m);
+/* Ends engine's part of request `parent` of client slot with an ERROR (code, text): held
+ * in the engine's place when that request coalesces, else sent at once. */
+void cpar__ctl_part_error(cpar_controller *c, uint32_t slot, const uint8_t *parent, int32_t engine,
+                          int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The client in slot is gone: its coalescing requests are dropped (held shared-memory
+ * replies released to their engines). */
+void cpar__ctl_coalesce_client_lost(cpar_controller *c, uint32_t slot);
 
 #endif /* CPAR_CORE_CONTROLLER_INT_H */

@@ -81,7 +81,7 @@ cpar__parse_spec(cpar_controller *c, cpar__task *task, const cpar_msg *m, char *
             return CPAR_EIMPOSSIBLE;
         }
     if (timeout_ms > 0)
-        task->deadline_ms = cpar__ctl_mono_ms() + timeout_ms;
+        task->deadline_ms = task->timeout_at = cpar__ctl_mono_ms() + timeout_ms;
     (void)c;
     return CPAR_OK;
 }

@@ -98,7 +98,7 @@ cpar__task_erase(cpar__tasks *t, cpar__task *task)
 
 /* ---- lists -------------------------------------------------------------------------- */
 
-static void
+void
 cpar__tl_push(cpar__tlist *l, cpar__task *task)
 {
     task->list = l;
@@ -112,7 +112,7 @@ cpar__tl_push(cpar__tlist *l, cpar__task *task)
     l->n++;
 }
 
-static void
+void
 cpar__tl_unlink(cpar__task *task)
 {
     cpar__tlist *l = task->list;
@@ -360,7 +360,7 @@ cpar__filter(const cpar__task *task, cpar_sched_filter *f)
 
 /* Sends what can go. Plain tasks go in order until every engine is full; restricted ones
  * are each tried (their filters differ). */
-static void
+void
 cpar__dispatch(cpar_controller *c)
 {
     cpar__tasks *t = c->tasks;
@@ -379,7 +379,7 @@ cpar__dispatch(cpar_controller *c)
         rc = cpar_sched_pick(t->sched, &f, &engine);
         if (rc == 0)
             any_gone |= cpar__task_send(c, task, engine);
-        else if (rc == CPAR_ENOENGINE)
+        else if (rc == CPAR_ENOENGINE && !(task->parked && task->deadline_ms))
             cpar__task_nowhere(c, task);
         /* next may have been settled by the ending above: a failed task releases only
          * tasks in WAIT, never READY ones, so next is still valid. */
@@ -576,6 +576,22 @@ cpar__task_retry(cpar_controller *c, cpar__task *task, int32_t engine)
     return 1;
 }
 
+/* A task that failed with retries left and found no untried engine: with a timeout it
+ * waits (READY, restricted) for an engine it has not run on until that timeout, counted
+ * from its arrival, then ends with CPAR_EDEPTIMEOUT; as ipyparallel's scheduler does.
+ * Returns 0 (the caller forwards the failure) for a task without a timeout. */
+static int
+cpar__task_park(cpar_controller *c, cpar__task *task)
+{
+    if (task->timeout_at == 0 || task->allowed != NULL)
+        return 0;
+    task->parked = 1;
+    task->deadline_ms = task->timeout_at;
+    c->tasks->ntimeouts++;
+    cpar__task_ready(c, task);
+    return 1;
+}
+
 int
 cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
 {
@@ -608,7 +624,7 @@ cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     }
     if (!task->aborted && status != CPAR_STATUS_OK && task->retries > 0) {
         task->retries--;
-        if (cpar__task_retry(c, task, engine))
+        if (cpar__task_retry(c, task, engine) || cpar__task_park(c, task))
             return 1;
     }
     cl = cpar_registry_client_at(&c->reg, task->client);
@@ -657,111 +673,5 @@ cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int3
     cpar__task_fail(c, task, engine, CPAR_EENGINEDEAD, "engine %d died (%s) while it had the task",
                     (int)engine, why);
     cpar__settle(c);
-    return 1;
-}
-
-/* ---- each turn of the loop ---------------------------------------------------------- */
-
-/* Ends the tasks of l whose deadline passed. They move to a list of their own first:
- * ending one may settle others (which then leave that list), so it is read from its head
- * each time. */
-static void
-cpar__expire(cpar_controller *c, cpar__tlist *l, uint64_t now)
-{
-    cpar__tlist due = {0};
-    cpar__task *task, *next;
-    for (task = l->head; task != NULL; task = next) {
-        next = task->next;
-        if (task->deadline_ms && now >= task->deadline_ms) {
-            cpar__tl_unlink(task);
-            cpar__tl_push(&due, task);
-        }
-    }
-    while ((task = due.head) != NULL) {
-        cpar__task_fail(
-            c, task, CPAR_NO_ENGINE, CPAR_EDEPTIMEOUT, "the task waited past its timeout %s",
-            task->state == CPAR__T_WAIT ? "for its dependencies" : "for an engine to take it");
-        cpar__settle(c);
-    }
-}
-
-/* Moves the tasks of client `slot` from l to due. */
-static void
-cpar__take_client_tasks(cpar__tlist *l, cpar__tlist *due, uint32_t slot)
-{
-    cpar__task *task, *next;
-    for (task = l->head; task != NULL; task = next) {
-        next = task->next;
-        if (task->client == slot) {
-            cpar__tl_unlink(task);
-            cpar__tl_push(due, task);
-        }
-    }
-}
-
-size_t
-cpar__ctl_tasks_client_lost(cpar_controller *c, uint32_t slot, size_t *running)
-{
-    cpar__tasks *t = c->tasks;
-    cpar__tlist due = {0};
-    cpar__task *task;
-    size_t cancelled = 0;
-
-    *running = 0;
-    for (size_t i = 0; i < t->nslots; i++)
-        if (t->slots[i] != NULL && t->slots[i]->client == slot &&
-            t->slots[i]->state == CPAR__T_SENT)
-            (*running)++;
-    cpar__take_client_tasks(&t->waiting, &due, slot);
-    cpar__take_client_tasks(&t->restricted, &due, slot);
-    cpar__take_client_tasks(&t->plain, &due, slot);
-    /* Ending one may settle others of the list (then they leave it): read its head. */
-    while ((task = due.head) != NULL) {
-        cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EABORTED,
-                        "cancelled: the client that sent the task is gone");
-        cancelled++;
-        cpar__settle(c);
-    }
-    return cancelled;
-}
-
-void
-cpar__ctl_tasks_shutdown(cpar_controller *c)
-{
-    cpar__tasks *t = c->tasks;
-    cpar__tlist *lists[3] = {&t->waiting, &t->restricted, &t->plain};
-    for (int i = 0; i < 3; i++) {
-        cpar__task *task;
-        while ((task = lists[i]->head) != NULL) {
-            cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
-                            "the controller is shutting down: the task did not start");
-            cpar__settle(c); /* released tasks move on, to be failed in turn */
-        }
-    }
-}
-
-int
-cpar__ctl_tasks_run(cpar_controller *c, uint64_t now, int tick)
-{
-    cpar__tasks *t = c->tasks;
-    if (tick && t->ntimeouts > 0) {
-        cpar__expire(c, &t->waiting, now);
-        cpar__expire(c, &t->restricted, now);
-        cpar__expire(c, &t->plain, now);
-    }
-    if (t->dirty && (t->plain.n > 0 || t->restricted.n > 0))
-        cpar__dispatch(c);
-    else
-        t->dirty = 0;
-    return t->dirty && (t->plain.n > 0 || t->restricted.n > 0);
-}
-
-int
-cpar__ctl_tasks_drained(cpar_controller *c, size_t at_least)
-{
-    cpar__tasks *t = c->tasks;
-    if (t->count > 0 || t->peak < at_least)
-        return 0;
-    t->peak = 0;
     return 1;
 }

@@ -32,6 +32,8 @@ struct cpar__task {
     int32_t engine;        /* SENT: where */
     int32_t retries;       /* resubmissions left */
     uint64_t deadline_ms;  /* monotonic; 0: none */
+    uint64_t timeout_at;   /* monotonic: arrival + its timeout, kept when sent; 0: none */
+    uint8_t parked;        /* failed on every engine with retries left: waits for another */
     uint16_t after_flags;  /* CPAR__DEP_* */
     uint16_t follow_flags; /* CPAR__DEP_* */
     uint32_t nafter, nfollow;
@@ -79,5 +81,10 @@ void cpar__task_fail(cpar_controller *c, cpar__task *task, int32_t engine, int c
 void cpar__task_advance(cpar_controller *c, cpar__task *task);
 /* Handles the tasks cpar_deps released, until none is left. */
 void cpar__settle(cpar_controller *c);
+/* Appends task to l / takes it out of its list. */
+void cpar__tl_push(cpar__tlist *l, cpar__task *task);
+void cpar__tl_unlink(cpar__task *task);
+/* Sends the READY tasks that can go. */
+void cpar__dispatch(cpar_controller *c);
 
 #endif /* CPAR_CORE_CONTROLLER_TASKS_INT_H */

@@ -41,6 +41,8 @@ cpar_strerror(int code)
         return "the task's dependencies can never be met";
     case CPAR_EDEPTIMEOUT:
         return "the task's dependencies were not met within its timeout";
+    case CPAR_ETASKTIMEOUT:
+        return "no engine took the task within its timeout";
     case CPAR_EABORTED:
         return "the task was aborted";
     case CPAR_ESTALE:

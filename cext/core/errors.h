@@ -27,6 +27,7 @@
 #define CPAR_EPERM (-20)       /* the kernel denied a shared-memory read (ptrace rules) */
 #define CPAR_EWINDOW (-21)     /* a message's timestamp lies outside the accepted window */
 #define CPAR_EREPLAY (-22)     /* an identical message was received recently (a replay) */
+#define CPAR_ETASKTIMEOUT (-23) /* a task waited for an engine to take it past its timeout */
 
 /* Returns a static, human-readable description of a CPAR_E* code. */
 const char *cpar_strerror(int code);

@@ -305,6 +305,23 @@ cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, c
 }
 
 int
+cpar_wire_seal(cpar_signer *s, cpar_msg *m)
+{
+    uint64_t paylen = 0;
+    for (size_t i = 0; i < m->nframes; i++)
+        paylen += zmq_msg_size(&m->frames[i]);
+    m->h.nframes = (uint32_t)m->nframes;
+    m->h.paylen = paylen;
+    if (m->h.t0 == 0 && m->h.type != CPAR_MSG_REPLY)
+        m->h.t0 = cpar_now_ns();
+    cpar_wire_header_encode(&m->h, m->raw);
+    if (cpar__wire_tag(s, m->raw, m->frames, m->nframes, m->raw + CPAR_WIRE_SIGNED_SIZE) != 0)
+        return CPAR_ECRYPTO;
+    m->has_raw = 1;
+    return CPAR_OK;
+}
+
+int
 cpar_wire_forward(void *sock, const void *ident, size_t identlen, cpar_msg *m, int keep)
 {
     int rc;

@@ -59,6 +59,9 @@ enum cpar_msg_type {
 #define CPAR_FLAG_SHM 0x0010      /* the last payload frame is a shared-memory descriptor table */
 #define CPAR_FLAG_SHM_OK 0x0020   /* request: the sender can read a shared-memory REPLY */
 #define CPAR_FLAG_DISPLAY 0x0040  /* STREAM: frame 0 is a display message (UTF-8 JSON) */
+#define CPAR_FLAG_COALESCE                                                                         \
+    0x0080 /* EXECUTE/APPLY: one coalesced REPLY for all targets;                                  \
+            * REPLY: the coalesced form (docs/protocol.md) */
 
 /* Engine-id sentinels for the header's target and engine fields. */
 #define CPAR_NO_ENGINE (-1)
@@ -121,6 +124,12 @@ int cpar_msg_add_zerocopy(cpar_msg *m, void *data, size_t len, zmq_free_fn *ffn,
  * or CPAR_EZMQ. */
 int cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, cpar_msg *m,
                    int zmq_flags);
+
+/* Signs m in place without sending it: sets h.nframes, h.paylen (and h.t0 as
+ * cpar_wire_send does) and stores the encoded, signed header in m->raw (has_raw = 1), so
+ * that m can then be sent with cpar_wire_forward or carried inside a coalesced REPLY.
+ * The frames stay m's. Returns 0 or CPAR_ECRYPTO. */
+int cpar_wire_seal(cpar_signer *s, cpar_msg *m);
 
 /* Send a received message unchanged (its raw header and tag), prefixed by `ident`. With
  * keep != 0 the frames are shared (zmq_msg_copy) and m stays intact for further sends;

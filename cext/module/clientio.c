@@ -209,6 +209,77 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
     cpar__inbox_append(io, errs, errs_tail);
 }
 
+static uint32_t
+cpar__le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A coalesced REPLY (docs/protocol.md, "Coalesced replies"): frame 0 is the index (u32
+ * count, then each part's payload-frame count), then each part's header frame and payload
+ * frames. Each part is checked as if received alone (signature included) and appended to
+ * [*head, *tail] in order; a bad part is dropped and counted. Consumes outer. */
+static void
+cpar__split_coalesced(cpar_clientio *io, cpar_clientio_item *outer, cpar_clientio_item **head,
+                      cpar_clientio_item **tail)
+{
+    cpar_msg *o = &outer->m;
+    const uint8_t *ix = o->nframes > 0 ? zmq_msg_data(&o->frames[0]) : NULL;
+    size_t ixlen = o->nframes > 0 ? zmq_msg_size(&o->frames[0]) : 0;
+    uint32_t count = ixlen >= 4 ? cpar__le32(ix) : 0;
+    size_t total = 1, pos = 1;
+    zmq_msg_t *parts = NULL;
+
+    if (ixlen < 4 || count > CPAR_WIRE_MAX_FRAMES || ixlen != 4 + 4 * (size_t)count)
+        goto bad;
+    for (uint32_t k = 0; k < count; k++)
+        total += 1 + (size_t)cpar__le32(ix + 4 + 4 * (size_t)k);
+    if (total != o->nframes)
+        goto bad;
+    parts = malloc((o->nframes > 1 ? o->nframes - 1 : 1) * sizeof(*parts));
+    if (parts == NULL)
+        goto bad;
+    for (uint32_t k = 0; k < count; k++) {
+        size_t n = 1 + (size_t)cpar__le32(ix + 4 + 4 * (size_t)k);
+        cpar_clientio_item *it = cpar_clientio_item_new(0);
+        int r;
+        for (size_t j = 0; j < n; j++) {
+            zmq_msg_init(&parts[j]);
+            zmq_msg_move(&parts[j], &o->frames[pos + j]);
+        }
+        pos += n;
+        if (it == NULL) {
+            for (size_t j = 0; j < n; j++)
+                zmq_msg_close(&parts[j]);
+            continue;
+        }
+        r = cpar_wire_parse(io->signer, parts, n, &it->m);
+        if (r == CPAR_OK && ((it->m.h.type != CPAR_MSG_REPLY && it->m.h.type != CPAR_MSG_ERROR) ||
+                             (it->m.h.flags & CPAR_FLAG_COALESCE) ||
+                             memcmp(it->m.h.parent, o->h.parent, CPAR_WIRE_ID_SIZE) != 0))
+            r = CPAR_EPROTO;
+        if (r != CPAR_OK) {
+            atomic_fetch_add_explicit(r == CPAR_ESIG ? &io->bad_signature : &io->malformed, 1,
+                                      memory_order_relaxed);
+            cpar_clientio_item_free(it);
+            continue;
+        }
+        if ((it = cpar__clientio_shm_on_recv(io, it)) == NULL)
+            continue;
+        if (*tail != NULL)
+            (*tail)->next = it;
+        else
+            *head = it;
+        *tail = it;
+    }
+    free(parts);
+    cpar_clientio_item_free(outer);
+    return;
+bad:
+    atomic_fetch_add_explicit(&io->malformed, 1, memory_order_relaxed);
+    cpar_clientio_item_free(outer);
+}
+
 /* Receives everything available (up to a batch) into the inbox. Returns 0, or CPAR_EZMQ
  * when the socket is unusable (context terminated). */
 static int
@@ -226,6 +297,11 @@ cpar__drain(cpar_clientio *io)
         r = cpar_wire_recv(io->sock, io->signer, 0, NULL, NULL, &it->m, ZMQ_DONTWAIT);
         if (r == CPAR_OK) {
             atomic_fetch_add_explicit(&io->received, 1, memory_order_relaxed);
+            if (it->m.h.type == CPAR_MSG_REPLY && (it->m.h.flags & CPAR_FLAG_COALESCE)) {
+                cpar__split_coalesced(io, it, &head, &tail);
+                it = NULL;
+                continue;
+            }
             if ((it = cpar__clientio_shm_on_recv(io, it)) == NULL)
                 continue;
             if (tail != NULL)
@@ -382,6 +458,13 @@ int
 cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
                   cpar_clientio **out, char *err, size_t errlen)
 {
+    return cpar_clientio_open(url, key, keylen, curve, 0, out, err, errlen);
+}
+
+int
+cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
+                   unsigned flags, cpar_clientio **out, char *err, size_t errlen)
+{
     cpar_clientio *io;
     pthread_condattr_t ca;
     char monurl[64];
@@ -402,7 +485,8 @@ cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar
         if (v > 0)
             io->socket_max = v;
     }
-    io->shm = cpar_shm_enabled() && cpar_shm_token(io->token, sizeof(io->token)) == 0;
+    io->shm = !(flags & CPAR_CLIENTIO_NO_SHM) && cpar_shm_enabled() &&
+              cpar_shm_token(io->token, sizeof(io->token)) == 0;
     if (getrandom(io->release_prefix, sizeof(io->release_prefix), 0) !=
         (ssize_t)sizeof(io->release_prefix)) {
         uint64_t t = cpar_now_ns() ^ (uint64_t)(uintptr_t)io;

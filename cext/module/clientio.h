@@ -58,6 +58,14 @@ void cpar_clientio_list_free(cpar_clientio_item *head);
 int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
                       cpar_clientio **out, char *err, size_t errlen);
 
+/* cpar_clientio_open flags. NO_SHM: never use the shared-memory path, whatever the
+ * engines' locality tokens say (a client reaching the controller through a tunnel). */
+#define CPAR_CLIENTIO_NO_SHM 1u
+
+/* cpar_clientio_new with flags (CPAR_CLIENTIO_*). */
+int cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
+                       unsigned flags, cpar_clientio **out, char *err, size_t errlen);
+
 /* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
  * CPAR_ECLOSED when the connection is closed. */
 int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);

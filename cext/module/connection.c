@@ -28,14 +28,15 @@ cpar__monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Connection(url, key, curve_serverkey=None, curve_publickey=None, curve_secretkey=None)
+/* Connection(url, key, curve_serverkey=None, curve_publickey=None, curve_secretkey=None, *,
+ *            shm=True)
  * --
  * Connects to the controller's client endpoint `url`, signing with `key` (bytes or str;
  * a str is used as its UTF-8 bytes), encrypting with CurveZMQ when the three keys are
- * given, and starts the I/O thread. */
+ * given, and starts the I/O thread. shm=False: never the shared-memory path. */
 static PyObject *
 connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssize_t keylen,
-                    const cpar_curve *curve)
+                    const cpar_curve *curve, unsigned flags)
 {
     cpar_ConnectionObject *self;
     char err[512];
@@ -48,8 +49,8 @@ connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssi
     self->url = PyUnicode_FromString(url);
     if (self->url == NULL)
         goto error;
-    rc = cpar_clientio_new(url, (const uint8_t *)key, (size_t)keylen, curve, &self->io, err,
-                           sizeof(err));
+    rc = cpar_clientio_open(url, (const uint8_t *)key, (size_t)keylen, curve, flags, &self->io, err,
+                            sizeof(err));
     if (rc != 0) {
         cpar_exc_set_message(rc, err);
         goto error;
@@ -64,15 +65,18 @@ static PyObject *
 connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"url", "key", "curve_serverkey", "curve_publickey", "curve_secretkey",
-                             NULL};
+                             "shm", NULL};
     const char *url, *ks = NULL, *kp = NULL, *kx = NULL;
     PyObject *key, *ret;
     Py_buffer view;
     cpar_curve curve, *cp = NULL;
+    int shm = 1;
+    unsigned flags;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|zzz:Connection", kwlist, &url, &key, &ks, &kp,
-                                     &kx))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|zzz$p:Connection", kwlist, &url, &key, &ks,
+                                     &kp, &kx, &shm))
         return NULL;
+    flags = shm ? 0u : CPAR_CLIENTIO_NO_SHM;
     if (ks != NULL || kp != NULL || kx != NULL) {
         const char *keys[3] = {ks, kp, kx};
         for (int i = 0; i < 3; i++)
@@ -91,11 +95,11 @@ connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         const char *s = PyUnicode_AsUTF8AndSize(key, &len);
         if (s == NULL)
             return NULL;
-        return connection_new_impl(type, url, s, len, cp);
+        return connection_new_impl(type, url, s, len, cp, flags);
     }
     if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    ret = connection_new_impl(type, url, view.buf, view.len, cp);
+    ret = connection_new_impl(type, url, view.buf, view.len, cp, flags);
     PyBuffer_Release(&view);
     return ret;
 }

@@ -44,6 +44,8 @@ cpar__exc_name(int code)
         return "ImpossibleDependency";
     case CPAR_EDEPTIMEOUT:
         return "DependencyTimeout";
+    case CPAR_ETASKTIMEOUT:
+        return "TaskTimeout";
     case CPAR_EABORTED:
         return "TaskAborted";
     default:

@@ -161,6 +161,7 @@ core_exec(PyObject *module)
         {"FLAG_SHM", CPAR_FLAG_SHM},
         {"FLAG_SHM_OK", CPAR_FLAG_SHM_OK},
         {"FLAG_DISPLAY", CPAR_FLAG_DISPLAY},
+        {"FLAG_COALESCE", CPAR_FLAG_COALESCE},
         {"MSG_RELEASE", CPAR_MSG_RELEASE},
         {"MSG_PROBE", CPAR_MSG_PROBE},
         {"MSG_TASK", CPAR_MSG_TASK},
@@ -195,6 +196,7 @@ core_exec(PyObject *module)
         {"E_IMPOSSIBLE", CPAR_EIMPOSSIBLE},
         {"E_DEPTIMEOUT", CPAR_EDEPTIMEOUT},
         {"E_ABORTED", CPAR_EABORTED},
+        {"E_TASKTIMEOUT", CPAR_ETASKTIMEOUT},
     };
 
     for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)

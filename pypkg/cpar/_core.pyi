@@ -37,6 +37,7 @@ FLAG_TARGETED: Final[int]
 FLAG_SHM: Final[int]
 FLAG_SHM_OK: Final[int]
 FLAG_DISPLAY: Final[int]
+FLAG_COALESCE: Final[int]
 
 # REPLY status
 STATUS_OK: Final[int]
@@ -69,6 +70,7 @@ E_SHUTDOWN: Final[int]
 E_IMPOSSIBLE: Final[int]
 E_DEPTIMEOUT: Final[int]
 E_ABORTED: Final[int]
+E_TASKTIMEOUT: Final[int]
 
 def now_ns() -> int:
     """Nanoseconds since the Unix epoch (the clock of t0/t1)."""
@@ -145,6 +147,8 @@ class Connection:
         curve_serverkey: str | None = None,
         curve_publickey: str | None = None,
         curve_secretkey: str | None = None,
+        *,
+        shm: bool = True,
     ) -> Self: ...
     @property
     def handshake_failed(self) -> int: ...

@@ -250,7 +250,7 @@ def _cmd_stop(args):
         print(f"no cluster {args.cluster_id or 'default'} in profile {args.profile}",
               file=sys.stderr)
         return 1
-    Cluster.from_file(args.profile, args.cluster_id).stop_cluster_sync()
+    Cluster.from_file(profile=args.profile, cluster_id=args.cluster_id).stop_cluster_sync()
     print(f"cluster {args.cluster_id or 'default'} (profile {args.profile}) stopped")
     return 0
 
@@ -273,7 +273,7 @@ def _cmd_list(args):
 def _cmd_engines(args):
     from .cluster import Cluster, ClusterError
 
-    c = Cluster.from_file(args.profile, args.cluster_id)
+    c = Cluster.from_file(profile=args.profile, cluster_id=args.cluster_id)
     try:
         c.start_engines_sync(args.n)
     except (ClusterError, ValueError, OSError) as e:

@@ -8,20 +8,33 @@ timeout - is raised as a ``RemoteError`` (``ename`` its class name), so
 (``EngineError``, ``ImpossibleDependency``, ``TaskTimeout`` ...). The C extension maps its error codes to
 these classes (``cpar._core.error_class``); every class here can be built from a single
 message string for that purpose.
+
+The base classes are ipyparallel's, so an ``except`` clause catches here what it catches
+there: ``KernelError`` is the base of ``RemoteError``, ``EngineError``, ``TaskAborted``,
+``TaskTimeout``, ``NoEnginesRegistered``, ``TaskRejectError`` and the dependency errors
+(``UnmetDependency`` > ``ImpossibleDependency`` > ``DependencyTimeout``,
+``InvalidDependency``); ``TimeoutError`` is the builtin one (a wait that ran out of time is
+not a ``KernelError``); ``IPythonError`` is ipyparallel's name for ``CparError``. The
+errors ipyparallel reports as a ``RemoteError`` with that ``ename`` are instances of
+``RemoteError`` and of the class named (``EngineError``, ``TaskTimeout`` ...), so both
+``except RemoteError`` and ``except TaskTimeout`` catch them.
 """
 
 import builtins
 
 __all__ = [
     "CparError",
+    "IPythonError",
     "KernelError",
     "SharedMemoryError",
     "RemoteError",
     "CompositeError",
+    "AlreadyDisplayedError",
     "EngineError",
     "TimeoutError",
     "TaskAborted",
     "TaskTimeout",
+    "TaskRejectError",
     "UnmetDependency",
     "ImpossibleDependency",
     "DependencyTimeout",
@@ -82,13 +95,17 @@ class ControllerShutdown(CparError):
     """The controller is shutting down."""
 
 
+IPythonError = CparError  # ipyparallel's name of its base class
+
+
 class KernelError(CparError):
     """Base class of the errors ipyparallel groups under ``KernelError``: remote errors,
-    scheduler failures, timeouts, aborts."""
+    scheduler failures, task timeouts, aborts."""
 
 
-class TimeoutError(KernelError, builtins.TimeoutError):
-    """A wait ran out of time (also a builtin ``TimeoutError``)."""
+# A wait that ran out of time (``ar.get(timeout)``, ``rc.wait``...) raises the builtin
+# ``TimeoutError``, as in ipyparallel: ``cpar.error.TimeoutError`` is that class.
+TimeoutError = builtins.TimeoutError
 
 
 class NoEnginesRegistered(KernelError):
@@ -174,7 +191,19 @@ class EngineError(_Reported):
 
 
 class CompositeError(RemoteError):
-    """Errors from several engines of one request; ``elist`` holds one per engine."""
+    """Errors from several engines (or tasks) of one request.
+
+    ``elist`` holds one error per failed engine or task, in order: each a ``RemoteError``
+    (``ename``, ``evalue``, ``traceback``, ``engine_info``) or another ``KernelError``
+    (``TaskAborted``...). ``str()`` and ``render_traceback()`` show the first
+    ``tb_limit`` of them and then how many more there are.
+    """
+
+    tb_limit = 4  # how many errors str() and render_traceback() show (ipyparallel's value)
+
+    # ipyparallel's attribute (how many tracebacks its short rendering shows); cpar's
+    # render_traceback shows every engine's.
+    tb_limit = 4
 
     def __init__(self, message, elist):
         self.message = message
@@ -182,26 +211,89 @@ class CompositeError(RemoteError):
         RemoteError.__init__(self, "CompositeError", message)
         self.args = (message, self.elist)
 
+    def _more(self, template):
+        """[the "N more" line] when elist is longer than tb_limit, else []."""
+        extra = len(self.elist) - max(int(self.tb_limit), 0)
+        return [template.format(extra)] if extra > 0 else []
+
+    def _shown(self):
+        return self.elist[:max(int(self.tb_limit), 0)]
+
     def __str__(self):
         lines = [self.message]
-        lines += [str(e) for e in self.elist]
+        lines += [str(e) for e in self._shown()]
+        lines += self._more("... {} more exceptions ...")
         return "\n".join(lines)
 
     def __repr__(self):
         return f"<CompositeError: {len(self.elist)} error(s)>"
 
+    def _error(self, excid):
+        try:
+            return self.elist[excid]
+        except (IndexError, TypeError):
+            raise IndexError(f"CompositeError has no error {excid!r}: it holds "
+                             f"{len(self.elist)} (indices 0 to {len(self.elist) - 1})") from None
+
+    @staticmethod
+    def _lines_of(e, label=False):
+        """e's traceback lines; with label, a first line "[Engine 1]" names the call too
+        ("[Engine 1:execute]"): errors of several requests can meet here."""
+        if not isinstance(e, RemoteError):
+            return [f"{type(e).__name__}: {e}"]
+        lines = e.render_traceback()
+        method = e.engine_info.get("method")
+        if label and method and lines and lines[0] == f"[Engine {e.engine_id}]":
+            lines = [f"[Engine {e.engine_id}:{method}]"] + lines[1:]
+        return lines
+
     def render_traceback(self, excid=None):
-        """The tracebacks of every engine's error (or only of ``elist[excid]``)."""
-        errors = self.elist if excid is None else [self.elist[excid]]
-        lines = [f"CompositeError: {self.message}", ""] if excid is None else []
-        for e in errors:
-            lines += e.render_traceback()
+        """The lines IPython shows: each engine's traceback, the first ``tb_limit`` of
+        them followed by a "... N more exceptions ..." line if there are more; or only
+        ``elist[excid]``'s (``IndexError`` if there is no such error)."""
+        if excid is not None:
+            return self._lines_of(self._error(excid))
+        lines = [f"CompositeError: {self.message}", ""]
+        for e in self._shown():
+            lines += self._lines_of(e, label=True)
             lines.append("")
-        return lines or [self.message]
+        return lines + self._more("... {} more exceptions ...")
+
+    def print_traceback(self, excid=None):
+        """Prints ``render_traceback(excid)``."""
+        print("\n".join(self.render_traceback(excid)))
 
     def raise_exception(self, excid=0):
-        """Raises the ``excid``-th engine's error itself."""
-        raise self.elist[excid]
+        """Raises the ``excid``-th error of ``elist`` itself (``IndexError`` if there is
+        no such error)."""
+        raise self._error(excid)
+
+
+class AlreadyDisplayedError(CompositeError):
+    """A ``CompositeError`` whose tracebacks were already shown (``%%px --stream`` prints
+    each engine's traceback as it ends): IPython shows only ``N errors``. The original
+    error is ``original_error``; ``elist`` holds each engine's error."""
+
+    def __init__(self, original_error):
+        self.original_error = original_error
+        elist = list(getattr(original_error, "elist", None) or [original_error])
+        self.n = len(elist)
+        CompositeError.__init__(self, f"{self.n} errors", elist)
+        self.args = (original_error,)
+
+    def __str__(self):
+        return self.message
+
+    def __repr__(self):
+        return f"<{type(self).__name__}({self.message})>"
+
+    def render_traceback(self, excid=None):
+        if excid is not None:
+            return CompositeError.render_traceback(self, excid)
+        return [str(self)]
+
+    def _render_traceback_(self):
+        return self.render_traceback()
 
 
 class TaskAborted(KernelError):
@@ -235,7 +327,27 @@ class DependencyTimeout(ImpossibleDependency):
     """A task's dependencies were not met within its timeout."""
 
 
-class TaskTimeout(DependencyTimeout):
-    """A load-balanced task did not start within its ``timeout`` (waiting for its
-    dependencies or for an engine). ipyparallel's name for it; it is also a
-    ``DependencyTimeout``, which cpar raised before."""
+class TaskTimeout(_Reported):
+    """A load-balanced task did not start within its ``timeout``: no engine took it (with
+    ``retries``: it failed on every engine and none other came in time), or its
+    dependencies were not met in time. A ``RemoteError`` and a ``KernelError``, as in
+    ipyparallel. The error of a dependency timeout is also a ``DependencyTimeout``
+    (``_DependencyTaskTimeout``)."""
+
+
+class _DependencyTaskTimeout(TaskTimeout, DependencyTimeout):
+    """The ``TaskTimeout`` of a task whose dependencies were not met within its timeout:
+    also a ``DependencyTimeout``, as cpar has always raised there (ename ``TaskTimeout``,
+    as ipyparallel)."""
+
+    def __init__(self, message="", engine_id=None):
+        super().__init__(message, engine_id)
+        self.ename = "TaskTimeout"
+
+    def __repr__(self):
+        return f"<TaskTimeout {self}>"
+
+
+class TaskRejectError(KernelError):
+    """ipyparallel's name for a task's refusal to run on an engine; cpar's scheduler tries
+    another engine when a task raises ``UnmetDependency`` (see ``cpar.require``)."""

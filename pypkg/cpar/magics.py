@@ -16,11 +16,13 @@ Nothing here imports IPython unless an IPython shell is already running.
 
 import argparse
 import re
+import signal
 import sys
 import time
 import weakref
 
 from . import error
+from .error import AlreadyDisplayedError
 from .client.outputs import clear_output, ipython_shell, publish, show_execute_result
 
 __all__ = ["ParallelMagics", "register_view", "register_client", "load_ipython_extension",
@@ -89,6 +91,15 @@ def _per_engine(ar, name):
     return [None] * n
 
 
+def _display_outputs(ar, groupby):
+    """ar's outputs with [stdout:N] headers, a single engine's too."""
+    show = getattr(ar, "_display_outputs", None)
+    if show is not None:
+        show(groupby, headers=True)
+    else:
+        ar.display_outputs(groupby)
+
+
 def _engine_ids(ar):
     eids = ar.engine_id
     return [eids] if not isinstance(eids, list) else list(eids)
@@ -104,36 +115,6 @@ def _print_block(header, text, stream):
     else:
         stream.write(f"{header} {text}\n")
     stream.flush()
-
-
-class AlreadyDisplayedError(error.CompositeError):
-    """Raised by ``%px`` after it printed the engines' tracebacks: a ``CompositeError``
-    (``elist`` holds each engine's error) that IPython shows as one short line."""
-
-    def __init__(self, elist, n_engines):
-        self.n_engines = n_engines
-        elist = list(elist)
-        first = elist[0] if elist else None
-        ename = getattr(first, "ename", type(first).__name__)
-        engines = [getattr(e, "engine_id", None) for e in elist]
-        if len(elist) == 1:
-            what = f"engine {engines[0]}" if engines[0] is not None else "one engine"
-        else:
-            what = f"{len(elist)} of {n_engines} engines ({', '.join(map(str, engines))})"
-        names = dict.fromkeys(getattr(e, "ename", type(e).__name__) for e in elist)
-        kinds = ename if len(names) == 1 else ", ".join(names)
-        super().__init__(f"{kinds} on {what}; the traceback(s) are shown above", elist)
-
-    def __str__(self):
-        return self.message
-
-    def render_traceback(self, excid=None):
-        if excid is not None:
-            return super().render_traceback(excid)
-        return [f"{type(self).__name__}: {self.message}"]
-
-    def _render_traceback_(self):
-        return self.render_traceback()
 
 
 # -- option parsing -----------------------------------------------------------------------
@@ -182,7 +163,23 @@ def _px_parser(prog):
     p.add_argument("--progress-after", dest="progress_after", type=float, default=None,
                    metavar="SECONDS", help="show a progress bar once the engines took "
                                            "longer than this")
+    p.add_argument("--signal-on-interrupt", dest="signal_on_interrupt", type=_signal_arg,
+                   default=None, metavar="SIGNAL",
+                   help="signal sent to the engines on Ctrl-C (a name such as SIGKILL or "
+                        "a number; default SIGINT)")
     return p
+
+
+def _signal_arg(text):
+    """``--signal-on-interrupt``'s value: checked now, kept as written (``"SIGKILL"``,
+    ``2``) for the message shown on Ctrl-C."""
+    from .client.signals import signal_number
+
+    try:
+        signal_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 def _pxresult_parser(prog):
@@ -328,6 +325,9 @@ class ParallelMagics:
             raise _usage_error(f"%px{self.suffix}: no code to run")
         return self.parallel_execute(code, **vars(args))
 
+    # IPython gives %px its line as written: {x} in the code is the engines' to expand.
+    px._ipython_magic_no_var_expand = True
+
     def cell_px(self, line="", cell=None):
         """Runs the cell on the engines of the active view.
 
@@ -346,16 +346,24 @@ class ParallelMagics:
         return self.parallel_execute(cell or "", **vars(args))
 
     def parallel_execute(self, code, targets=None, block=None, stream=None, groupby=None,
-                         local=False, save_name=None, verbose=None, progress_after=None):
+                         local=False, save_name=None, verbose=None, progress_after=None,
+                         signal_on_interrupt=None):
         """What ``%px`` does: sends ``code`` to the engines, then (blocking) shows what
         they printed and displayed as it arrives, and raises if some failed; non-blocking,
-        returns the AsyncResult."""
+        returns the AsyncResult. ``signal_on_interrupt``: what Ctrl-C sends the engines
+        (default SIGINT: the running code gets KeyboardInterrupt)."""
         view = self.view
         block = view.block if block is None else block
         verbose = self.verbose if verbose is None else verbose
         if stream is None:
             stream = block and groupby is None
         groupby = groupby or "type"
+        if targets is not None:
+            targets = _resolve_targets(view, targets)
+        if verbose:
+            how = "Parallel" if block else "Async parallel"
+            shown = view.targets if targets is None else targets
+            print(f"{how} execution on engine(s): {_targets_text(shown)}")
         try:
             ar = view.execute(code, silent=False, targets=targets, block=False)
         except (error.NoSuchEngine, error.NoEnginesRegistered,
@@ -364,20 +372,19 @@ class ParallelMagics:
         self.last_result = ar
         if save_name:
             self.shell.user_ns[save_name] = ar
-        if verbose:
-            how = "Parallel" if block else "Async parallel"
-            print(f"{how} execution on engine(s): {', '.join(map(str, _engine_ids(ar)))}")
         if local:
             self.shell.run_cell(code, store_history=False)
         if not block:
             return ar
         self._wait_and_show(ar, stream=stream, groupby=groupby,
-                            progress_after=progress_after)
+                            progress_after=progress_after,
+                            signal_on_interrupt=signal_on_interrupt)
         return None
 
     # -- waiting and output -----------------------------------------------------------
 
-    def _wait_and_show(self, ar, stream=False, groupby="type", progress_after=None):
+    def _wait_and_show(self, ar, stream=False, groupby="type", progress_after=None,
+                       signal_on_interrupt=None):
         printer = _StreamPrinter(ar) if stream else None
         bar = False
         try:
@@ -394,27 +401,37 @@ class ParallelMagics:
         except KeyboardInterrupt:
             if bar:
                 sys.stdout.write("\n")
-            self._interrupted(ar, printer, groupby)
+            self._interrupted(ar, printer, groupby, signal_on_interrupt)
             return
         if printer is not None:
             printer.finish()
         else:
-            ar.display_outputs(groupby)
+            _display_outputs(ar, groupby)
             if not hasattr(ar, "execute_result"):  # an AsyncResult without rich outputs
                 _show_rich(ar)
-        self._raise_errors(ar)
+        self._raise_errors(ar, shown=printer is not None)
 
-    def _interrupted(self, ar, printer, groupby="type"):
-        """Ctrl-C while waiting: interrupts the engines' code, shows what they output so
-        far, and returns to the prompt."""
+    def _interrupted(self, ar, printer, groupby="type", sig=None):
+        """Ctrl-C while waiting: sends the engines ``sig`` (SIGINT: interrupts the
+        engines' code, which ends with KeyboardInterrupt), shows what they output so far,
+        and returns to the prompt."""
+        sig = "SIGINT" if sig is None else sig
+        sys.stderr.write(f"Received Keyboard Interrupt. Sending signal {sig} to engines...\n")
+        sys.stderr.flush()
+        interrupt = _is_sigint(sig)
         try:
-            ar.abort()
+            if interrupt:
+                ar.abort()  # this request only: interrupted where it runs, else dropped
+            else:
+                ar._client.send_signal(sig, targets=_engine_ids(ar))
         except Exception as exc:  # noqa: BLE001 - still tell the user
-            sys.stderr.write(f"could not abort the engines' code: {exc}\n")
+            sys.stderr.write(f"could not signal the engines: {exc}\n")
         if printer is not None:
             printer.poll(final=True)
         else:
-            ar.display_outputs(groupby)
+            _display_outputs(ar, groupby)
+        if not interrupt:
+            return
         running = [eid for eid, md in zip(_engine_ids(ar), _per_engine(ar, "metadata"))
                    if md is not None and isinstance(md.get("error"), error.TaskAborted)]
         where = f" on engine(s) {', '.join(map(str, running))}" if running else ""
@@ -422,27 +439,23 @@ class ParallelMagics:
                          " (the engines are ready for more)\n")
         sys.stderr.flush()
 
-    @staticmethod
-    def _errors(ar):
+    def _raise_errors(self, ar, shown=False):
+        """Raises the request's error, if any: an engine's own error as it is (IPython
+        shows its traceback); for several engines, with the output ``shown`` as it came,
+        their tracebacks printed here and AlreadyDisplayedError ("N errors"), else the
+        CompositeError itself (IPython shows every traceback)."""
         try:
             ar.get(0)
-        except error.CompositeError as exc:
-            return list(exc.elist)
         except error.TimeoutError:
-            return []
-        except Exception as exc:  # noqa: BLE001 - one engine's error (RemoteError, ...)
-            return [exc]
-        return []
-
-    def _raise_errors(self, ar):
-        errors = self._errors(ar)
-        if not errors:
             return
-        out = sys.stderr
-        for exc in errors:
-            out.write(_format_error(exc))
-        out.flush()
-        raise AlreadyDisplayedError(errors, len(_engine_ids(ar))) from None
+        except error.CompositeError as exc:
+            if not shown:
+                raise exc from None
+            out = sys.stderr
+            for e in exc.elist:
+                out.write(_format_error(e))
+            out.flush()
+            raise AlreadyDisplayedError(exc) from None
 
     # -- %pxresult --------------------------------------------------------------------
 
@@ -470,7 +483,7 @@ class ParallelMagics:
         args = self._pxconfig_parser.parse_args(_split_args(self._pxconfig_parser, line))
         view = self.view
         if args.targets is not None:
-            view.targets = args.targets
+            view.targets = _resolve_targets(view, args.targets)
         if args.block is not None:
             view.block = args.block
         if args.verbose is not None:
@@ -552,9 +565,46 @@ def _format_error(exc):
     tb = getattr(exc, "traceback", "") or ""
     if isinstance(tb, (list, tuple)):
         tb = "\n".join(tb)
+    tb = tb.rstrip("\n")
+    last = f"{ename}: {evalue}"
+    if tb.endswith("\n" + last):  # the header above says it already
+        tb = tb[:-len(last) - 1]
     if tb.strip():
-        text += tb.rstrip("\n") + "\n"
+        text += tb + "\n"
     return text + "\n"
+
+
+def _is_sigint(sig):
+    from .client.signals import signal_number
+
+    return signal_number(sig) == signal.SIGINT
+
+
+def _resolve_targets(view, targets):
+    """``targets`` as engine ids: negative ids and slices taken from the client's ids
+    (``-1``: the last engine, ``:``: every engine now); 'all' and the rest unchanged."""
+    if isinstance(targets, str) or targets is None:
+        return targets
+    ids = list(view.client.ids)
+    if isinstance(targets, slice):
+        return ids[targets]
+    if isinstance(targets, int) and targets < 0:
+        if -targets > len(ids):
+            raise _usage_error(f"no engine {targets}: {len(ids)} engine(s) registered")
+        return ids[targets]
+    if isinstance(targets, (list, tuple)):
+        return [_resolve_targets(view, t) for t in targets]
+    return targets
+
+
+def _targets_text(targets):
+    """Targets as the verbose header shows them: ``all``, ``3``, ``0, 1, 2``."""
+    if isinstance(targets, (list, tuple, range)):
+        t = list(targets)
+        if len(t) > 10:
+            t = t[:4] + ["..."] + t[-4:]
+        return ", ".join(map(str, t))
+    return str(targets)
 
 
 class _StreamPrinter:
@@ -681,6 +731,7 @@ def register_view(view, suffix=""):
         return None
     m = _magics_for(shell, suffix)
     m.set_view(view)
+    m.verbose = False  # a view activated starts from the default settings
     return m
 
 

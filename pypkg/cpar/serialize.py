@@ -29,7 +29,9 @@ PROTOCOL = 5
 # The namespace interactively defined functions are rebuilt in, per thread: set while
 # unpacking a call on an engine; None means this process's __main__.
 _rebuild_ns = threading.local()
-_cloudpickle = None  # the cloudpickle module when use_cloudpickle() was called
+# The pickler module in use instead of cpar's own (cloudpickle after use_cloudpickle(),
+# dill after use_dill()), or None (the default).
+_cloudpickle = None
 
 
 def use_cloudpickle():
@@ -38,6 +40,32 @@ def use_cloudpickle():
     import cloudpickle
 
     _cloudpickle = cloudpickle
+
+
+def _dill_dumps(obj, protocol, buffer_callback):
+    import dill
+
+    f = io.BytesIO()
+    dill.Pickler(f, protocol=protocol, buffer_callback=buffer_callback, recurse=True
+                 ).dump(obj)
+    return f.getvalue()
+
+
+class _Dill:
+    """dill behind the interface ``_dumps`` uses (cloudpickle's ``dumps``)."""
+
+    __name__ = "dill"
+    dumps = staticmethod(_dill_dumps)
+
+
+def use_dill():
+    """Pickle with dill (closures, classes and instances from __main__, ...)."""
+    global _cloudpickle
+    try:
+        import dill  # noqa: F401
+    except ImportError:
+        raise ImportError("use_dill() needs the dill package (pip install dill)") from None
+    _cloudpickle = _Dill
 
 
 def use_pickle():
@@ -199,7 +227,7 @@ class _Pickler(pickle.Pickler):
 
 def _dumps(obj, buffer_callback):
     if _cloudpickle is not None:
-        return _cloudpickle.dumps(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+        return _cloudpickle.dumps(obj, PROTOCOL, buffer_callback=buffer_callback)
     f = io.BytesIO()
     _Pickler(f, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return f.getvalue()
@@ -345,6 +373,24 @@ class Reference:
 
 def interactive(f):
     """Decorator: run ``f`` in the engine's namespace (its globals are the engine's
-    ``__main__``), even when it is defined in a module."""
+    ``__main__``), even when it is defined in a module.
+
+    A function is rebuilt with this process's ``__main__`` as its globals, so every
+    pickler treats it alike: cpar's own pickler sends it by code and the engine resolves
+    its globals in its namespace; cloudpickle and dill send the values its globals have
+    here in ``__main__``."""
+    if isinstance(f, types.FunctionType) and f.__globals__ is not _main_dict():
+        g = f
+        f = types.FunctionType(g.__code__, _main_dict(), g.__name__, g.__defaults__,
+                               g.__closure__)
+        f.__kwdefaults__ = g.__kwdefaults__
+        f.__qualname__ = g.__qualname__
+        f.__doc__ = g.__doc__
+        f.__dict__.update(g.__dict__)
+        f.__annotations__ = getattr(g, "__annotations__", {})
     f.__module__ = "__main__"
     return f
+
+
+def _main_dict():
+    return sys.modules["__main__"].__dict__

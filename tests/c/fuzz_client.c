@@ -35,6 +35,7 @@ typedef struct fc {
     uint64_t rng;
     void *ctx, *router;
     cpar_signer *s;
+    cpar_signer *other; /* a wrong key: parts signed with it must be dropped */
     cpar_clientio *io;
     uint8_t ident[CPAR_WIRE_MAX_IDENT];
     size_t identlen;
@@ -163,9 +164,9 @@ fc_pick_parent(fc *z, uint8_t out[CPAR_WIRE_ID_SIZE])
         th_id(out);
 }
 
-/* A REPLY whose frames [first, n) may go by descriptor, good or corrupt. */
+/* A REPLY whose frames [first, n) may go by descriptor, good or corrupt, into m. */
 static void
-fc_reply(fc *z)
+fc_reply_build(fc *z, cpar_msg *m_out)
 {
     uint8_t table[7 * CPAR_SHM_ENTRY_SIZE];
     size_t nent = 1, nframes = 1 + fc_below(z, 4), tlen;
@@ -224,7 +225,63 @@ fc_reply(fc *z)
         m.h.flags |= CPAR_FLAG_SHM;
         fc_add(&m, table, tlen);
     }
+    *m_out = m;
+}
+
+static void
+fc_reply(fc *z)
+{
+    cpar_msg m;
+    fc_reply_build(z, &m);
     fc_send(z, &m);
+}
+
+/* A coalesced REPLY (docs/protocol.md, "Coalesced replies"): parts that are REPLYs (with
+ * descriptors or not), ERRORs or other types, signed or not, about the outer parent or
+ * another; an index that is right or not; header frames that are whole or cut. */
+static void
+fc_coalesced(fc *z)
+{
+    cpar_msg out, part;
+    uint32_t count = fc_below(z, 5), index[1 + 5];
+    int bad_index = fc_chance(z, 10);
+
+    th_msg(&out, CPAR_MSG_REPLY);
+    out.h.flags = CPAR_FLAG_COALESCE;
+    fc_pick_parent(z, out.h.parent);
+    index[0] = count;
+    fc_add(&out, index, 4); /* replaced below */
+    for (uint32_t k = 0; k < count; k++) {
+        uint32_t kind = fc_below(z, 10);
+        if (kind < 6) {
+            fc_reply_build(z, &part);
+        } else {
+            th_msg(&part, kind < 8 ? CPAR_MSG_ERROR : CPAR_MSG_STREAM);
+            part.h.engine = fc_engine(z);
+            part.h.status = CPAR_EENGINEDEAD;
+            th_add_str(&part, "engine died");
+        }
+        if (fc_chance(z, 85))
+            memcpy(part.h.parent, out.h.parent, CPAR_WIRE_ID_SIZE);
+        if (fc_chance(z, 5))
+            part.h.flags |= CPAR_FLAG_COALESCE;
+        ASSERT_OK(cpar_wire_seal(fc_chance(z, 95) ? z->s : z->other, &part));
+        if (fc_chance(z, 5))
+            part.raw[fc_below(z, CPAR_WIRE_HEADER_SIZE)] ^= 1;
+        index[1 + k] = (uint32_t)part.nframes;
+        if (bad_index && fc_chance(z, 50))
+            index[1 + k] = fc_chance(z, 50) ? (uint32_t)fc_rand(z) : index[1 + k] + 1;
+        fc_add(&out, part.raw, fc_chance(z, 97) ? CPAR_WIRE_HEADER_SIZE : fc_below(z, 112));
+        for (size_t f = 0; f < part.nframes; f++)
+            ASSERT_OK(cpar_msg_add_move(&out, &part.frames[f]));
+        cpar_msg_close(&part);
+    }
+    if (bad_index && fc_chance(z, 50))
+        index[0] = fc_chance(z, 50) ? (uint32_t)fc_rand(z) : count + 1;
+    zmq_msg_close(&out.frames[0]);
+    zmq_msg_init_size(&out.frames[0], 4 + 4 * (size_t)count);
+    memcpy(zmq_msg_data(&out.frames[0]), index, 4 + 4 * (size_t)count);
+    fc_send(z, &out);
 }
 
 static void
@@ -430,6 +487,7 @@ fc_run_case(uint64_t seed, long steps)
     ASSERT_OK(zmq_bind(z.router, "tcp://127.0.0.1:*"));
     ASSERT_OK(zmq_getsockopt(z.router, ZMQ_LAST_ENDPOINT, endpoint, &eplen));
     z.s = th_signer();
+    z.other = th_signer_key("0000000000000000000000000000000000000000000000000000000000000000");
     ASSERT_OK(cpar_clientio_new(endpoint, (const uint8_t *)TH_KEY, strlen(TH_KEY), NULL, &z.io, err,
                                 sizeof(err)));
     it = cpar_clientio_item_new(CPAR_MSG_CONNECT);
@@ -447,8 +505,10 @@ fc_run_case(uint64_t seed, long steps)
         uint32_t r = fc_below(&z, 100);
         if (r < 30)
             fc_post(&z);
-        else if (r < 60)
+        else if (r < 56)
             fc_reply(&z);
+        else if (r < 60)
+            fc_coalesced(&z);
         else if (r < 85)
             fc_other(&z);
         else
@@ -496,6 +556,7 @@ fc_run_case(uint64_t seed, long steps)
     zmq_close(z.router);
     zmq_ctx_term(z.ctx);
     cpar_signer_free(z.s);
+    cpar_signer_free(z.other);
     return 0;
 }
 

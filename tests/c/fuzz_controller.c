@@ -346,6 +346,8 @@ fz_client_direct(fz *z, void *sock)
     }
     if (fz_chance(z, 20))
         m.h.flags |= CPAR_FLAG_SHM_OK;
+    if (fz_chance(z, 30)) /* replies held and combined (docs/protocol.md) */
+        m.h.flags |= CPAR_FLAG_COALESCE;
     if (fz_chance(z, 10)) {
         ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
         fz_shm_table(z, &m);

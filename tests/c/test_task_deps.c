@@ -290,11 +290,59 @@ TEST_IMPL(timeout_waiting_for_engine)
     fx_task(&f, cl, &sp, "running", t1);
     fx_engine_task(&f, e0, "running", got);
     fx_task(&f, cl, &sp, "queued", t2);
-    fx_client_error(&f, cl, CPAR_EDEPTIMEOUT, t2);
+    fx_client_error(&f, cl, CPAR_ETASKTIMEOUT, t2);
     fx_quiet(&f, cl, 300); /* t1 is not timed out: it started */
     fx_engine_reply(&f, e0, CPAR_MSG_REPLY, 0, t1, "done");
     fx_client_get(&f, cl, CPAR_MSG_REPLY, 0, t1, "done");
     fx_quiet(&f, e0, 100);
+    free(fx_stop(&f));
+    return 0;
+}
+
+/* A task that failed on every engine with retries left: with a timeout it waits for an
+ * engine it has not tried (a new one takes it), else until the timeout (-23); without a
+ * timeout its failure is forwarded. */
+TEST_IMPL(retries_exhausted_wait_for_engine)
+{
+    fx f;
+    void *e0, *e1, *cl;
+    uint8_t t1[16], t2[16], t3[16], got[16];
+    fx_spec parked = {.timeout_ms = 60000, .retries = 2};
+    fx_spec expires = {.timeout_ms = 200, .retries = 2};
+    fx_spec forever = {.retries = 2};
+    cpar_msg m;
+    int32_t id1;
+
+    fx_start_cfg(&f, FX_HB_LONG, NULL, 1, 0);
+    ASSERT_EQ(fx_engine(&f, &e0, 1), 0);
+    cl = fx_client(&f, NULL, NULL);
+    /* no timeout: the failure comes back */
+    fx_task(&f, cl, &forever, "fails", t1);
+    fx_engine_task(&f, e0, "fails", got);
+    fx_engine_reply_status(&f, e0, 0, t1, CPAR_STATUS_ERROR, "ValueError");
+    th_expect(cl, f.s, CPAR_MSG_REPLY, &m);
+    ASSERT_EQ(m.h.status, CPAR_STATUS_ERROR);
+    ASSERT_MEM_EQ(m.h.parent, t1, 16);
+    cpar_msg_close(&m);
+    /* a short timeout: TaskTimeout once it passed */
+    fx_task(&f, cl, &expires, "fails", t2);
+    fx_engine_task(&f, e0, "fails", got);
+    fx_engine_reply_status(&f, e0, 0, t2, CPAR_STATUS_ERROR, "ValueError");
+    fx_client_error(&f, cl, CPAR_ETASKTIMEOUT, t2);
+    /* a long timeout: it waits, and the next engine to come runs it */
+    fx_task(&f, cl, &parked, "fails", t3);
+    fx_engine_task(&f, e0, "fails", got);
+    fx_engine_reply_status(&f, e0, 0, t3, CPAR_STATUS_ERROR, "ValueError");
+    fx_quiet(&f, cl, 100);
+    id1 = fx_engine(&f, &e1, 2);
+    fx_engine_task(&f, e1, "fails", got);
+    ASSERT_MEM_EQ(got, t3, 16);
+    fx_engine_reply(&f, e1, CPAR_MSG_REPLY, id1, t3, "done");
+    th_expect(cl, f.s, CPAR_MSG_REPLY, &m);
+    ASSERT_EQ(m.h.status, CPAR_STATUS_OK);
+    ASSERT_MEM_EQ(m.h.parent, t3, 16);
+    cpar_msg_close(&m);
+    fx_quiet(&f, e0, FX_QUIET_MS);
     free(fx_stop(&f));
     return 0;
 }
@@ -438,6 +486,7 @@ static const cpar_test tests[] = {
     TEST_ENTRY(unmet_everywhere),
     TEST_ENTRY(timeout_on_after),
     TEST_ENTRY(timeout_waiting_for_engine),
+    TEST_ENTRY(retries_exhausted_wait_for_engine),
     TEST_ENTRY(follow_any_two_locations),
     TEST_ENTRY(many_pending_scrambled),
 };

@@ -21,38 +21,6 @@ if not os.path.abspath(ipyparallel.__file__).startswith(_SHIM + os.sep):
 
 _out = None
 
-# What the suite's ClusterTestCase.setup_method needs from Client that cpar may not have.
-# Given only while that setup runs (never during a test body), so the suite's own tests of
-# these methods still fail until cpar has them.
-_CLEAR_NAMESPACE = (
-    "for _k in [_k for _k in globals() if not _k.startswith('_')]:\n"
-    "    del globals()[_k]\n"
-)
-
-
-def _setup_clear(self, targets=None, block=None):
-    """Empties the engines' namespaces (what setup_method wants of Client.clear)."""
-    self[:].execute(_CLEAR_NAMESPACE, block=True)
-
-
-def pytest_configure(config):
-    import cpar
-    from ipyparallel.tests import clienttest
-
-    orig = clienttest.ClusterTestCase.setup_method
-    if getattr(orig, "_cpar_wrapped", False) or hasattr(cpar.Client, "clear"):
-        return
-
-    def setup_method(self):
-        cpar.Client.clear = _setup_clear
-        try:
-            orig(self)
-        finally:
-            del cpar.Client.clear
-
-    setup_method._cpar_wrapped = True
-    clienttest.ClusterTestCase.setup_method = setup_method
-
 
 def test_key(nodeid):
     """``test_view.py::TestView::test_x`` whatever directory pytest names the file by."""

@@ -9,9 +9,11 @@ import importlib
 _EXPORTS = {
     "Client": "client",
     "DirectView": "view",
+    "BroadcastView": "broadcast",
     "AsyncResult": "asyncresult",
     "AsyncMapResult": "asyncresult",
     "Metadata": "asyncresult",
+    "ExecuteReply": "executereply",
     "RemoteFunction": "remotefunctions",
     "ParallelFunction": "remotefunctions",
 }

@@ -6,7 +6,6 @@ answered. Results are unpickled only when asked for (``get``), in the asking thr
 """
 
 import concurrent.futures
-import datetime
 import json
 import pickle
 import threading
@@ -20,25 +19,7 @@ from ..serialize import deserialize_object
 _PENDING = object()
 
 
-class Metadata(dict):
-    """A dict whose keys are also attributes (``md.engine_id``), as in ipyparallel."""
-
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
-_METADATA_KEYS = frozenset(("engine_id", "msg_id", "submitted", "started", "completed",
-                            "received", "stdout", "stderr", "outputs", "execute_result",
-                            "status", "error"))
-
-
-def _utc(ns):
-    if not ns:
-        return None
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+from .arinfo import _METADATA_KEYS, InfoMixin, Metadata  # noqa: F401 - Metadata: re-exported
 
 
 class _Slot:
@@ -46,7 +27,7 @@ class _Slot:
 
     __slots__ = ("msg_id", "engine_id", "frames", "status", "error", "value", "stdout",
                  "stderr", "outputs", "execute_result", "events", "started", "completed",
-                 "received", "done", "text_bytes", "dropped")
+                 "received", "done", "text_bytes", "dropped", "data")
 
     def __init__(self, msg_id, engine_id):
         self.msg_id = msg_id
@@ -69,6 +50,7 @@ class _Slot:
         self.done = False
         self.text_bytes = 0    # stdout + stderr bytes kept
         self.dropped = 0       # stdout + stderr bytes dropped past the client's limit
+        self.data = None       # the merged dict of cpar.datapub.publish_data, or None
 
 
 def _append(slot, name, item):
@@ -80,7 +62,7 @@ def _append(slot, name, item):
         setattr(slot, name, [item])
 
 
-class AsyncResult(OutputsMixin, concurrent.futures.Future):
+class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
     """The pending result of a request to one or more engines.
 
     A ``concurrent.futures.Future``: ``done()``, ``add_done_callback`` and
@@ -89,6 +71,13 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
     """
 
     _return_exceptions = False  # get()'s default (view.map(return_exceptions=True))
+    # None, or (result, slot, value) -> what get() gives for one engine's successful
+    # answer (a plain function set on the instance: view.execute makes ExecuteReplies).
+    _wrap_value = None
+    _watchers = None    # id(slot) -> parts (split/join) told when that slot is done
+    _slot_root = None   # a part's: id(slot) -> the AsyncResult that fills that slot
+    _split = None       # split()'s parts, made once
+    _part_sizes = None  # a direct map's elements per slot (progress counts elements)
 
     def __init__(self, client, requests, fname="unknown", single=False, reduce=None,
                  submitted_ns=None, tasks=False):
@@ -155,6 +144,13 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         self._left_per_msg[slot.msg_id] = left
         if self._cond is not None:
             self._cond.notify_all()
+        if self._watchers:
+            # Parts made by split()/join() that wait for this slot. Their done-callbacks
+            # run here, in the dispatch thread with this result's lock held.
+            from .subresults import part_slot_done
+
+            for part in self._watchers.pop(id(slot), ()):
+                part_slot_done(part)
         return left == 0, self._left == 0
 
     def _find_slot(self, msg_id, engine_id):
@@ -190,7 +186,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         if self._tasks and msg.engine >= 0:
             slot.engine_id = msg.engine
         if msg.flags & _core.FLAG_DISPLAY:
-            self._on_display(slot, msg)
+            self._on_display(slot, msg, getattr(self._client, "max_output", None))
             return
         name = "stderr" if msg.flags & _core.FLAG_STDERR else "stdout"
         size = len(msg.frames[0]) if msg.frames else 0
@@ -216,7 +212,7 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         _append(slot, "events", (name, text))
 
     @staticmethod
-    def _on_display(slot, msg):
+    def _on_display(slot, msg, limit=None):
         """A display message (docs/protocol.md, STREAM with FLAG_DISPLAY)."""
         try:
             content = json.loads(bytes(msg.frames[0])) if msg.frames else None
@@ -225,6 +221,11 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         if not isinstance(content, dict):
             return
         kind = content.get("type")
+        if kind == "data_pub":
+            from .datapubs import on_data_pub
+
+            on_data_pub(slot, content, limit)
+            return
         data = content.get("data")
         metadata = content.get("metadata")
         data = data if isinstance(data, dict) else {}
@@ -312,7 +313,14 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         One ABORT message names every unfinished request of this result: a
         load-balanced task still queued at the controller is dropped there; a task or
         direct request already on an engine is dropped unrun if it waits there, or
-        interrupted if it runs. Aborted tasks are never retried."""
+        interrupted if it runs. Aborted tasks are never retried.
+
+        A part of a result (``split``, ``join``) aborts the results it is part of."""
+        if self._slot_root is not None:
+            out = {}
+            for root in {id(r): r for r in self._slot_root.values()}.values():
+                out.update(root.abort(force=force, grace=grace, timeout=timeout))
+            return out
         aborted = []
         finished_msgs = []
         all_done = False
@@ -373,6 +381,8 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
             value = slot.error
         elif slot.status == _core.STATUS_OK:
             value = deserialize_object(slot.frames) if slot.frames else None
+            if self._wrap_value is not None:
+                value = self._wrap_value(self, slot, value)
         else:
             value = self._remote_error(slot)
         slot.value = value
@@ -469,8 +479,18 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
             return exc
         return None
 
-    def wait(self, timeout=None):
-        """Waits until every engine has answered; True if so within ``timeout``."""
+    def wait(self, timeout=None, return_when=None):
+        """Waits until every engine has answered; True if so within ``timeout``.
+
+        With ``return_when`` (``cpar.FIRST_COMPLETED``, ``FIRST_EXCEPTION`` or
+        ``ALL_COMPLETED``) it waits for the parts of ``split()`` as
+        ``concurrent.futures.wait`` does and returns its ``(done, pending)`` sets."""
+        if return_when is not None:
+            from .subresults import wait_parts
+
+            if timeout is not None and timeout < 0:
+                timeout = None
+            return wait_parts(self, timeout, return_when)
         if self.done():
             return True
         if timeout is not None and timeout < 0:
@@ -483,6 +503,21 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         except concurrent.futures.TimeoutError:
             return False
         return True
+
+    def wait_for_output(self, timeout=-1):
+        """Waits until the output of every engine has arrived (stdout, stderr, display
+        outputs, published data); True if so within ``timeout`` seconds (negative or
+        None: no limit). An engine sends all its output before its answer, on the same
+        path, so this is the same as waiting for the answers."""
+        return self.wait(timeout)
+
+    @property
+    def data(self):
+        """The data the engines published while the request ran (cpar.datapub): per
+        engine, the merge of every dict it published (``{}`` before the first one);
+        one dict for a single-engine result, else a list. Updated as it arrives."""
+        out = [dict(s.data) if s.data else {} for s in self._slots]
+        return out[0] if self._single else out
 
     def ready(self):
         """True once every engine has answered."""
@@ -517,84 +552,40 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
     def msg_id(self):
         return self._msg_ids[0].hex() if self._msg_ids else None
 
-    @property
-    def engine_id(self):
-        """The engine(s) that answered (None for a task no engine has taken yet)."""
-        ids = [s.engine_id if s.engine_id >= 0 else None for s in self._slots]
-        return ids[0] if self._single else ids
-
-    def _metadata_of(self, slot):
-        if slot.error is not None or (slot.status is not None and slot.status != 0):
-            status = "error"
-        elif slot.done:
-            status = "ok"
-        else:
-            status = None
-        return Metadata(
-            engine_id=slot.engine_id if slot.engine_id >= 0 else None,
-            msg_id=slot.msg_id.hex(),
-            submitted=_utc(self._submitted),
-            started=_utc(slot.started),
-            completed=_utc(slot.completed),
-            received=_utc(slot.received),
-            stdout="".join(slot.stdout),
-            stderr="".join(slot.stderr),
-            outputs=list(slot.outputs),
-            execute_result=slot.execute_result,
-            status=status,
-            error=slot.error,
-        )
-
-    @property
-    def metadata(self):
-        """Per engine: engine_id, submitted, started, completed, received, stdout, stderr,
-        outputs, execute_result, status (a dict for a single-engine result, else a list
-        of them)."""
-        md = [self._metadata_of(s) for s in self._slots]
-        return md[0] if self._single else md
-
-    @property
-    def progress(self):
-        """How many answers came (engines of a direct request, tasks of a map)."""
-        return len(self._slots) - self._left
-
-    @property
-    def sent(self):
-        return True
-
-    @property
-    def submitted(self):
-        return _utc(self._submitted)
-
-    @property
-    def elapsed(self):
-        """Seconds since submission, until the last answer once finished."""
-        end = self._finished_mono or time.monotonic_ns()
-        return (end - self._mono0) / 1e9
-
-    def _check_ready(self, what):
-        if not self.done():
-            raise error.TimeoutError(f"{what}: the result is not ready")
-
-    @property
-    def wall_time(self):
-        """Seconds from submission to the last answer (``TimeoutError`` until finished,
-        as in ipyparallel)."""
-        self._check_ready("wall_time")
-        return (self._finished_mono - self._mono0) / 1e9
-
-    @property
-    def serial_time(self):
-        """Seconds of engine time: the sum of every engine's run time (``TimeoutError``
-        until finished)."""
-        self._check_ready("serial_time")
-        return sum((s.completed - s.started) / 1e9 for s in self._slots
-                   if s.completed and s.started)
-
-    def wait_interactive(self, interval=0.1, timeout=-1, widget=None):
+    def wait_interactive(self, interval=0.1, timeout=-1, widget=None, return_when=None):
         """Waits until done (or ``timeout`` seconds), showing a progress bar: a text bar
-        on stdout in a terminal, a widget (or updating text) in a notebook."""
-        _progress.wait_interactive(self, interval=interval, timeout=timeout, widget=widget)
+        on stdout in a terminal, a widget (or updating text) in a notebook. With
+        ``return_when`` (``FIRST_EXCEPTION``, ``FIRST_COMPLETED``) it stops as soon as
+        that holds for the parts of ``split()``."""
+        if return_when is None or return_when == concurrent.futures.ALL_COMPLETED:
+            _progress.wait_interactive(self, interval=interval, timeout=timeout,
+                                       widget=widget)
+            return
+        from .records import _Group
+        from .subresults import check_return_when
+
+        check_return_when(return_when)
+        group = _Group(list(self.split()), return_when)
+        group._fname = self._fname
+        _progress.wait_interactive(group, interval=interval, timeout=timeout, widget=widget)
+
+    def split(self):
+        """This result as a tuple of AsyncResults, one per engine answer (a map: one per
+        part), each finished as soon as its answer is in; ``(self,)`` for one answer.
+        For ``concurrent.futures.wait`` and the like (``wait(return_when=...)``)."""
+        if self._split is None:
+            from .subresults import split
+
+            self._split = split(self)
+        return self._split
+
+    @classmethod
+    def join(cls, *async_results):
+        """Several AsyncResults (e.g. parts of ``split()``) as one: its ``get()`` lists
+        their answers in order. The first one itself when there is only one."""
+        from .subresults import join
+
+        return join(async_results)
 
     def get_dict(self, timeout=None):
         """The results as ``{engine_id: result}`` (one request answered by each engine
@@ -619,6 +610,8 @@ class AsyncResult(OutputsMixin, concurrent.futures.Future):
         return self._cond
 
     def _wait_slot(self, slot):
+        if self._slot_root is not None:
+            return self._slot_root[id(slot)]._wait_slot(slot)
         with self._lock:
             while not slot.done:
                 self._condition_locked().wait()

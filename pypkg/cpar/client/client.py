@@ -21,6 +21,7 @@ from .._proc import pid_alive
 from .. import _core, error, paths
 from .asyncresult import AsyncResult
 from .dispatch import _Dispatcher, _Waiter, _targets_frame
+from .localresults import _LocalResults
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
 from .view import DirectView
 
@@ -41,8 +42,9 @@ def _max_output_default():
 
 
 # ipyparallel Client arguments cpar accepts and has no use for.
-_IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "sshserver", "sshkey",
-                 "password", "paramiko", "username", "cluster"}
+_IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "cluster"}
+# ... and those that tunnel the connection over ssh (cpar.client.tunnel).
+_SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
 
 
 _CURVE_FIELDS = ("curve_serverkey", "curve_publickey", "curve_secretkey")
@@ -59,7 +61,7 @@ def _curve_keys(info, path):
     return {k: info[k] for k in _CURVE_FIELDS}
 
 
-class Client(_Bookkeeping):
+class Client(_LocalResults, _Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
 
@@ -72,11 +74,22 @@ class Client(_Bookkeeping):
     cluster_id=C)`` to another one. Raises ``WrongKey`` when the controller signs with a
     different key, ``ControllerUnreachable`` when nothing answers within ``timeout``
     seconds.
+
+    ``sshserver='user@host[:port]'`` (or the connection file's ``ssh`` field), with
+    ``sshkey=`` or ``password=``: reach the controller through an ``ssh -N -L`` tunnel via
+    that login host (see ``cpar.client.tunnel``); ssh failures raise ``SSHTunnelError``
+    (a ``ControllerUnreachable``) with ssh's own message.
     """
+
+    def __new__(cls, *args, **kwargs):
+        # Defined so that replacing and then restoring Client.__new__ (mock.patch does)
+        # leaves Client() working: without it CPython then calls object.__new__ with
+        # the constructor's arguments, a TypeError.
+        return super().__new__(cls)
 
     def __init__(self, url_file=None, profile="default", cluster_id=None, timeout=10,
                  block=False, **kw):
-        unknown = set(kw) - _IGNORED_ARGS
+        unknown = set(kw) - _IGNORED_ARGS - _SSH_ARGS
         if unknown:
             raise TypeError(f"Client() got unexpected arguments: {sorted(unknown)}")
         self.profile = profile
@@ -96,8 +109,16 @@ class Client(_Bookkeeping):
         self._results = _ResultTable()
         self._history = collections.deque(maxlen=_HISTORY)
         self._dispatcher = None
-        self._dispatcher = _Dispatcher(self.url, self._info["key"].encode("utf-8"),
-                                       _curve_keys(self._info, self.url_file))
+        self._tunnel = None
+        connect_url = self._open_tunnel(kw, timeout)
+        try:
+            # a tunnelled client is on another host: no shared memory with the engines
+            self._dispatcher = _Dispatcher(connect_url, self._info["key"].encode("utf-8"),
+                                           _curve_keys(self._info, self.url_file),
+                                           shm=self._tunnel is None)
+        except BaseException:
+            self._close_tunnel()
+            raise
         self._dispatcher.new_msg_id = self._new_msg_id
         self._finalizer = weakref.finalize(self, _Dispatcher.close, self._dispatcher)
         try:
@@ -136,6 +157,22 @@ class Client(_Bookkeeping):
             raise ValueError(f"connection file {path} lacks {', '.join(missing)}")
         return info
 
+    def _open_tunnel(self, kw, timeout):
+        """The URL to connect to: the controller's, or the local end of an ssh tunnel to
+        it (``sshserver=``, or the connection file's ``ssh`` field)."""
+        server = kw.get("sshserver") or self._info.get("ssh")
+        if not server:
+            return self.url
+        from .tunnel import open_tunnel
+
+        self._tunnel = open_tunnel(self.url, server, kw.get("sshkey") or self._info.get("sshkey"),
+                                   kw.get("password"), timeout, kw.get("paramiko"))
+        return self._tunnel.url
+
+    def _close_tunnel(self):
+        if self._tunnel is not None:
+            self._tunnel.close()
+
     def _new_msg_id(self):
         return self._prefix + next(self._counter).to_bytes(8, "little")
 
@@ -158,9 +195,12 @@ class Client(_Bookkeeping):
             # controller uses another key, and a failed CURVE handshake means the
             # encryption keys differ: no need to wait longer in either case.
             if (d.conn.bad_signature or d.conn.handshake_failed
-                    or time.monotonic() >= deadline):
+                    or time.monotonic() >= deadline
+                    or (self._tunnel is not None and self._tunnel.failure)):
                 break
         d.waiters.pop(msg_id, None)
+        if self._tunnel is not None:
+            self._tunnel.check(wait=1.0 if d.conn.handshake_failed else 0.0)
         if d.conn.handshake_failed:
             curve = bool(self._info.get("curve_serverkey"))
             raise error.WrongKey(
@@ -179,6 +219,8 @@ class Client(_Bookkeeping):
         pid = self._info.get("controller_pid")
         if isinstance(pid, int) and pid > 0 and not pid_alive(pid):
             hint = f"; its process {pid} is not running (a stale connection file?)"
+        if self._tunnel is not None:
+            hint += f"; through the ssh tunnel via {self._tunnel.server}"
         raise error.ControllerUnreachable(
             f"no cpar controller answered at {self.url} (from {self.url_file}) within "
             f"{timeout} s{hint}")
@@ -191,6 +233,10 @@ class Client(_Bookkeeping):
         ``ar.abort(); rc.close()`` does stop the engines' work."""
         if self._dispatcher is None:
             return
+        if getattr(self, "_dask", None) is not None:
+            from .dask import stop_dask
+
+            stop_dask(self, "all", quiet=True)
         if getattr(self, "_abort_unflushed", False) and not self.closed:
             self._abort_unflushed = False
             saved = self.timeout
@@ -202,6 +248,7 @@ class Client(_Bookkeeping):
             finally:
                 self.timeout = saved
         self._finalizer()
+        self._close_tunnel()
 
     def __enter__(self):
         return self
@@ -346,11 +393,19 @@ class Client(_Bookkeeping):
         single, tlist = self._build_targets(targets)  # fails early on unknown ids
         return DirectView(self, tlist[0] if single else tlist)
 
+    def broadcast_view(self, targets="all", is_coalescing=False, **kwargs):
+        """A BroadcastView on ``targets`` (as ``direct_view``): one request per call for
+        all its engines; with ``is_coalescing`` their replies come back as one message.
+        Other keyword arguments set the view's flags (``block``, ``track``)."""
+        from .broadcast import BroadcastView
+        return BroadcastView.make(self, targets, is_coalescing, **kwargs)
+
     # -- requests -----------------------------------------------------------------------
 
     def _submit(self, msg_type, tlist, payload, fname, single, reduce=None,
-                cls=AsyncResult):
-        """Sends one targeted request; returns its AsyncResult (of class ``cls``)."""
+                cls=AsyncResult, coalesce=False):
+        """Sends one targeted request; returns its AsyncResult (of class ``cls``). With
+        ``coalesce`` the controller answers with one message for all targets."""
         d = self._dispatcher
         if d.closed:
             raise error.ConnectionClosed("the client is closed")
@@ -364,8 +419,9 @@ class Client(_Bookkeeping):
         d.pending[msg_id] = ar
         self._remember(ar, ar._msg_ids)
         try:
+            flags = _core.FLAG_TARGETED | (_core.FLAG_COALESCE if coalesce else 0)
             d.conn.send(msg_type, [_targets_frame(tlist)] + list(payload), msg_id=msg_id,
-                        flags=_core.FLAG_TARGETED, t0=now)
+                        flags=flags, t0=now)
         except BaseException:
             d.pending.pop(msg_id, None)
             raise
@@ -466,16 +522,44 @@ class Client(_Bookkeeping):
                                       "version of cpar; use a DirectView") from None
         return LoadBalancedView(self, targets, **kwargs)
 
+    def executor(self, targets=None):
+        """A ``concurrent.futures.Executor`` on a load-balanced view of ``targets``."""
+        return self.load_balanced_view(targets).executor
+
+    def spin(self):
+        """Kept for ipyparallel code: replies are filed by the client's own thread as they
+        arrive, so there is nothing to flush (a no-op)."""
+
+    def become_dask(self, targets="all", port=0, nanny=False, scheduler_args=None,
+                    **worker_args):
+        """Turns the engines into workers of a dask.distributed scheduler started here;
+        returns a ``distributed.Client`` connected to it (see ``cpar.client.dask``)."""
+        from .dask import become_dask
+
+        return become_dask(self, targets, port, nanny, scheduler_args, worker_args)
+
+    def stop_dask(self, targets="all"):
+        """Stops the engines' dask workers and the scheduler of ``become_dask``."""
+        from .dask import stop_dask
+
+        return stop_dask(self, targets)
+
+    become_distributed = become_dask
+    stop_distributed = stop_dask
+
     def send_signal(self, sig=signal.SIGINT, targets=None, block=False):
-        """Interrupts what runs on the ``targets`` engines: the running task gets a
-        ``KeyboardInterrupt`` (the engines live on). Only SIGINT is supported."""
-        if sig not in (signal.SIGINT, "SIGINT", int(signal.SIGINT)):
-            raise ValueError(f"only SIGINT can be sent to engines, not {sig!r}")
+        """Sends signal ``sig`` (a number, ``signal.Signals`` or name such as ``"SIGTERM"``)
+        to the ``targets`` engines. SIGINT interrupts the running task (a
+        ``KeyboardInterrupt`` there; the engines live on); another signal goes to each
+        engine process (SIGKILL/SIGTERM end it, and the controller reports it dead)."""
+        from .signals import signal_frame
+
+        frame = signal_frame(sig)
         d = self._dispatcher
         d.check_connected()
         _, tlist = self._build_targets(targets)
         tlist = list(dict.fromkeys(tlist))  # the controller refuses an engine named twice
-        d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b""],
+        d.conn.send(_core.MSG_INTERRUPT, [_targets_frame(tlist), b"", frame],
                     msg_id=self._new_msg_id(), flags=_core.FLAG_TARGETED)
 
     def _resolve_jobs(self, jobs):

@@ -25,8 +25,8 @@ def _error_from_message(msg):
         text = _core.strerror(code)
     if code == _core.E_ENGINEDEAD:
         return error.EngineError(text, msg.engine if msg.engine >= 0 else None)
-    if code == _core.E_DEPTIMEOUT:  # ipyparallel's TaskTimeout (a DependencyTimeout too)
-        return error.TaskTimeout(text)
+    if code == _core.E_DEPTIMEOUT:  # ipyparallel's TaskTimeout, here a DependencyTimeout too
+        return error._DependencyTaskTimeout(text)
     try:
         cls = _core.error_class(code)
         return cls(text)
@@ -39,9 +39,9 @@ class _Dispatcher:
     engine list, and the daemon thread that fills them. Kept apart from ``Client`` so the
     thread does not keep the client alive."""
 
-    def __init__(self, url, key, curve=None):
+    def __init__(self, url, key, curve=None, shm=True):
         self.url = url
-        self.conn = _core.Connection(url, key, **(curve or {}))
+        self.conn = _core.Connection(url, key, **(curve or {}), shm=shm)
         self.lock = threading.Lock()
         self.engines_changed = threading.Condition(self.lock)
         self.pending = {}   # msg_id -> AsyncResult

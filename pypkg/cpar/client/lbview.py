@@ -6,7 +6,7 @@ Every call sends TASK messages (docs/protocol.md, "Load-balanced tasks"): a spec
 same frames as a DirectView's APPLY. The controller queues the task, waits for its
 dependencies, picks an engine by its scheme (``cpar controller --scheme``), retries
 where the flags allow, and answers with the engine's REPLY or an ERROR
-(``ImpossibleDependency``, ``DependencyTimeout``, ``TaskAborted``, ``EngineError``).
+(``ImpossibleDependency``, ``TaskTimeout``, ``TaskAborted``, ``EngineError``).
 """
 
 import collections
@@ -16,12 +16,14 @@ import itertools
 import operator
 import pickle
 import struct
+import threading
 import types
 
 from .. import error, serialize
 from ..dependency import FLAG_ALL, FLAG_SUCCESS, Dependency, _msg_id_hex
 from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
+from .executor import LazyMapIterator, ViewExecutor
 from .view import _sliceable
 
 _SPEC = struct.Struct("<IiIHHIII")
@@ -168,10 +170,13 @@ class LoadBalancedView:
     - ``after``: tasks (AsyncResults, msg ids, a ``Dependency``) that must have ended
       before a task starts (by default: all of them, successfully);
     - ``follow``: tasks whose engine a task must run on;
-    - ``timeout``: seconds a task may wait for its dependencies and an engine (None or 0:
-      no limit), then ``DependencyTimeout``;
+    - ``timeout``: seconds, counted from submission, a task may wait for its
+      dependencies and an engine (None or 0: no limit), then ``TaskTimeout`` (for
+      dependencies: one that is also a ``DependencyTimeout``);
     - ``retries``: how many times a task that failed (or whose engine died) is
-      resubmitted, each time to an engine not tried yet;
+      resubmitted, each time to an engine not tried yet; a task that failed on every
+      engine with retries left waits for another engine until its ``timeout``, then
+      ends in ``TaskTimeout`` (without a timeout: its last error);
     - ``track``: accepted for compatibility (sends never need tracking here).
     """
 
@@ -363,11 +368,12 @@ class LoadBalancedView:
 
     def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
              return_exceptions=False):
-        """A generator of ``f`` over the iterables that reads them lazily (generators and
-        endless iterators are fine) and keeps at most ``max_outstanding`` tasks in flight
+        """An iterator (``LazyMapIterator``) of ``f`` over the iterables that reads them
+        lazily (generators and endless iterators are fine) and keeps at most ``max_outstanding`` tasks in flight
         ('auto': twice the engines, at least 2). Yields the results in order, or
         (``ordered=False``) as their tasks finish. A task's error is raised where its
-        results would be yielded, or yielded itself with ``return_exceptions``."""
+        results would be yielded, or yielded itself with ``return_exceptions``.
+        ``cancel()`` on the iterator sends no more tasks and ends it."""
         if not iterables:
             raise TypeError("imap needs at least one iterable")
         if isinstance(chunksize, bool) or operator.index(chunksize) < 1:
@@ -377,10 +383,14 @@ class LoadBalancedView:
         elif isinstance(max_outstanding, bool) or operator.index(max_outstanding) < 1:
             raise ValueError(f"max_outstanding must be 'auto' or a positive int, "
                              f"not {max_outstanding!r}")
-        return self._imap(f, iterables, operator.index(chunksize), ordered,
-                          operator.index(max_outstanding), return_exceptions)
+        stopped = threading.Event()
+        return LazyMapIterator(
+            self._imap(f, iterables, operator.index(chunksize), ordered,
+                       operator.index(max_outstanding), return_exceptions, stopped),
+            on_cancel=stopped.set)
 
-    def _imap(self, f, iterables, chunksize, ordered, max_outstanding, return_exceptions):
+    def _imap(self, f, iterables, chunksize, ordered, max_outstanding, return_exceptions,
+              stopped):
         items = zip(*iterables)
         fname = _fname(f)
         spec = self._get_spec()
@@ -389,6 +399,8 @@ class LoadBalancedView:
         helper = rf._map_chunk
 
         def send_next():
+            if stopped.is_set():
+                return None
             chunk = list(itertools.islice(items, chunksize))
             if not chunk:
                 return None
@@ -434,6 +446,19 @@ class LoadBalancedView:
                 for ar in sorted(done, key=lambda a: a._finished_mono):
                     outstanding.discard(ar)
                     yield from results_of(ar)
+
+    @property
+    def executor(self):
+        """A ``concurrent.futures.Executor`` running its work on this view."""
+        return ViewExecutor(self)
+
+    def register_joblib_backend(self, name="ipyparallel", make_default=False):
+        """Registers this view as the joblib backend ``name``:
+        ``Parallel(backend=name)`` (or ``with joblib.parallel_backend(name)``) runs its
+        calls as tasks here. ``make_default``: joblib's default backend from now on."""
+        from ..joblib import register_view
+
+        return register_view(self, name=name, make_default=make_default)
 
     # -- decorators ---------------------------------------------------------------------
 
@@ -488,6 +513,10 @@ class LoadBalancedView:
         """Serializes with cloudpickle here and on every engine."""
         return self.client.direct_view().use_cloudpickle()
 
+    def use_dill(self):
+        """Serializes with dill here and on every engine."""
+        return self.client.direct_view().use_dill()
+
     def use_pickle(self):
         """Back to the standard pickler here and on every engine."""
         return self.client.direct_view().use_pickle()
@@ -496,21 +525,22 @@ class LoadBalancedView:
 class _ParallelFunction(rf.ParallelFunction):
     """``@lview.parallel()``: the function on chunks of its arguments, one task each."""
 
-    def __init__(self, view, f, dist="b", block=None, chunksize=None, ordered=True):
-        super().__init__(view, f, dist=dist, block=block)
+    def __init__(self, view, f, dist="b", block=None, chunksize=None, ordered=True,
+                 **flags):
+        super().__init__(view, f, dist=dist, block=block, **flags)
         self.chunksize = chunksize
         self.ordered = ordered
 
     def __call__(self, *seqs):
-        block = self.view.block if self.block is None else self.block
-        return self.view._map_partitions(rf._call_on_chunk, self.func, seqs, block=block,
-                                         fname=self.__name__, chunksize=self.chunksize,
-                                         ordered=self.ordered)
+        with self._flagged():
+            return self.view._map_partitions(rf._call_on_chunk, self.func, seqs,
+                                             block=self._block_flag(), fname=self.__name__,
+                                             chunksize=self.chunksize, ordered=self.ordered)
 
     def map(self, *seqs):
-        block = self.view.block if self.block is None else self.block
-        return self.view.map(self.func, *seqs, block=block,
-                             chunksize=self.chunksize or 1, ordered=self.ordered)
+        with self._flagged():
+            return self.view.map(self.func, *seqs, block=self._block_flag(),
+                                 chunksize=self.chunksize or 1, ordered=self.ordered)
 
 
-__all__ = ["LoadBalancedView", "make_spec"]
+__all__ = ["LazyMapIterator", "LoadBalancedView", "ViewExecutor", "make_spec"]

@@ -49,6 +49,12 @@ def publish(data, metadata, engine_id=None):
     publish_display_data(data=data, metadata=md)
 
 
+def _rich_shell():
+    """True in a shell that shows more than text (a notebook kernel's)."""
+    shell = ipython_shell()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def clear_output(wait):
     if ipython_shell() is not None:
         from IPython.display import clear_output
@@ -63,12 +69,17 @@ def show_execute_result(engine_id, res):
     count = res.get("execution_count")
     prompt = f"Out[{engine_id}:{count}]:" if count is not None else f"Out[{engine_id}]:"
     text = data.get("text/plain")
-    if set(data) <= {"text/plain"}:
-        if text is not None:
-            print(f"{prompt}\n{text}" if "\n" in text else f"{prompt} {text}")
+    line = None if text is None else f"{prompt}\n{text}" if "\n" in text else f"{prompt} {text}"
+    if set(data) <= {"text/plain"} or (line is not None and ipython_shell() is None):
+        if line is not None:
+            print(line)
         return
-    print(prompt)
-    publish(data, res.get("metadata") or {}, engine_id)
+    if _rich_shell() or line is None:
+        print(prompt)
+        publish(data, res.get("metadata") or {}, engine_id)
+        return
+    # a terminal shows text/plain: the prompt goes into it, the rest is kept for capture
+    publish(dict(data, **{"text/plain": line}), res.get("metadata") or {}, engine_id)
 
 
 class OutputsMixin:
@@ -126,10 +137,21 @@ class OutputsMixin:
 
         ``groupby='type'`` (default): every engine's stdout, then every engine's stderr,
         then the display outputs, then the results; ``'engine'``: engine by engine, its
-        stdout, stderr, display outputs and result; ``'order'``: request by request (as
-        submitted), each engine's output in the order it was produced (a display between
-        two prints stays between them), then its result."""
-        if groupby == "type":
+        stdout, stderr, display outputs and result; ``'order'``: as 'type', but the
+        display outputs collated: every engine's first one, then every engine's second
+        one, ... (``output_events`` keeps each engine's output in the order it came).
+
+        A single-engine result (``rc[3].execute(...)``) shows its text as printed,
+        without ``[stdout:N]``/``[output:N]`` headers, as ipyparallel does: stdout, stderr,
+        display outputs, result (``'order'``: text and displays as they came)."""
+        self._display_outputs(groupby, headers=False)
+
+    def _display_outputs(self, groupby="type", headers=True):
+        """display_outputs; ``headers``: a single-engine result gets its ``[stdout:N]``
+        headers too (the %px magics label every engine's output)."""
+        if self._single and not headers and groupby in ("type", "engine", "order"):
+            self._show_single(self._slots[0], groupby == "order")
+        elif groupby == "type":
             for s in self._slots:
                 self._print_slot(s, "stdout")
             for s in self._slots:
@@ -147,14 +169,53 @@ class OutputsMixin:
                         self._show_displays(s)
                         self._show_result(s)
         elif groupby == "order":
-            for msg_id in self._msg_ids:
-                for s in self._slots:
-                    if s.msg_id == msg_id:
-                        self._replay_slot(s)
-                        self._show_result(s)
+            for s in self._slots:
+                self._print_slot(s, "stdout")
+            for s in self._slots:
+                self._print_slot(s, "stderr")
+            # the first display output of every engine, then the second ...
+            outputs = [list(s.outputs) for s in self._slots]
+            for i in range(max(map(len, outputs), default=0)):
+                for s, outs in zip(self._slots, outputs):
+                    if i < len(outs):
+                        print(f"[output:{s.engine_id}]")
+                        publish(outs[i].get("data"), outs[i].get("metadata"), s.engine_id)
+            for s in self._slots:
+                self._show_result(s)
         else:
             raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
         sys.stdout.flush()
+
+    @staticmethod
+    def _show_single(slot, ordered):
+        def write(name, text):
+            if text:
+                stream = sys.stderr if name == "stderr" else sys.stdout
+                stream.write(text if text.endswith("\n") else text + "\n")
+
+        if ordered:
+            run_name, run = None, []
+            for kind, value in list(slot.events):
+                if kind in ("stdout", "stderr"):
+                    if kind != run_name:
+                        write(run_name, "".join(run))
+                        run_name, run = kind, []
+                    run.append(value)
+                    continue
+                write(run_name, "".join(run))
+                run_name, run = None, []
+                if kind == "display_data":
+                    publish(value.get("data"), value.get("metadata"), slot.engine_id)
+                elif kind == "clear_output":
+                    clear_output(value.get("wait", False))
+            write(run_name, "".join(run))
+        else:
+            write("stdout", "".join(slot.stdout))
+            write("stderr", "".join(slot.stderr))
+            for out in list(slot.outputs):
+                publish(out.get("data"), out.get("metadata"), slot.engine_id)
+        if slot.execute_result is not None:
+            show_execute_result(slot.engine_id, slot.execute_result)
 
     @staticmethod
     def _print_slot(slot, name):
@@ -168,8 +229,7 @@ class OutputsMixin:
         outputs = list(slot.outputs)
         if not outputs:
             return
-        if ipython_shell() is None:
-            print(f"[output:{slot.engine_id}]")
+        print(f"[output:{slot.engine_id}]")
         for out in outputs:
             publish(out.get("data"), out.get("metadata"), slot.engine_id)
 
@@ -177,33 +237,3 @@ class OutputsMixin:
     def _show_result(slot):
         if slot.execute_result is not None:
             show_execute_result(slot.engine_id, slot.execute_result)
-
-    @staticmethod
-    def _replay_slot(slot):
-        """One engine's output in the order it came: consecutive text of one stream as
-        one block, display outputs between them where they were shown."""
-        eid = slot.engine_id
-        run_name, run = None, []
-
-        def flush_run():
-            if run:
-                stream = sys.stderr if run_name == "stderr" else sys.stdout
-                print_block(f"[{run_name}:{eid}]", "".join(run), stream)
-                run.clear()
-
-        for kind, value in list(slot.events):
-            if kind in ("stdout", "stderr"):
-                if kind != run_name:
-                    flush_run()
-                    run_name = kind
-                run.append(value)
-                continue
-            flush_run()
-            run_name = None
-            if kind == "display_data":
-                if ipython_shell() is None:
-                    print(f"[output:{eid}]")
-                publish(value.get("data"), value.get("metadata"), eid)
-            elif kind == "clear_output":
-                clear_output(value.get("wait", False))
-        flush_run()

@@ -110,7 +110,8 @@ def _make_bar(total, label, widget):
 def wait_interactive(ar, interval=0.1, timeout=-1, widget=None):
     """Waits for ``ar`` (up to ``timeout`` seconds; negative or None: no limit), showing
     how many of its tasks (one per engine and request) have finished."""
-    total = len(ar._slots)
+    sizes = getattr(ar, "_part_sizes", None)  # a direct map: elements, not parts
+    total = sum(sizes) if sizes is not None else len(ar._slots)
     label = ar._fname
     deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
     bar, rich = _make_bar(total, label, widget)

@@ -256,11 +256,12 @@ class _Bookkeeping:
             content["unknown"] = unknown
         return content
 
-    def get_result(self, indices_or_msg_ids=None, block=None):
+    def get_result(self, indices_or_msg_ids=None, block=None, owner=False):
         """The AsyncResult of requests this client sent: msg ids (hex or bytes), indices
         into ``history`` (None: the last request), or a list of those. A result is
         remembered while something holds its AsyncResult (and until
-        ``purge_results``); others raise KeyError. Waits for it when ``block``."""
+        ``purge_results``); others raise KeyError. Waits for it when ``block``.
+        ``owner`` is accepted as ipyparallel's (results stay here either way)."""
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         ids = self._msg_ids_of(indices_or_msg_ids)
@@ -410,6 +411,10 @@ class _ResultView(AsyncResult):
 
     def _wait_slot(self, slot):
         self._owner_of[id(slot)]._wait_slot(slot)
+
+    def _remote_error(self, slot):
+        # built by the AsyncResult it came from: its engine_info names that call's method
+        return self._owner_of[id(slot)]._remote_error(slot)
 
     @property
     def progress(self):

@@ -7,6 +7,7 @@ The helpers run on engines and act on the engine's user namespace,
 reference to one of them on an engine is cheap.
 """
 
+import contextlib
 import sys
 
 
@@ -83,6 +84,26 @@ def _exec_import(statement):
     exec(compile(statement, "<sync_imports>", "exec"), g)
 
 
+def _clear():
+    """Engine side of ``Client.clear``: empties the user namespace. What the module
+    needs to be ``__main__`` (its ``__dunder__`` names) and the names IPython's shell
+    put there itself (``In``, ``Out``, ``get_ipython`` ...) stay; so does the engine."""
+    g = _user_ns()
+    runtime = sys.modules.get("cpar.engine.runtime")
+    shell = getattr(runtime, "_shell", None)
+    hidden = getattr(shell, "user_ns_hidden", None) or {}
+    for key in list(g):
+        if isinstance(key, str) and (key.startswith("__") and key.endswith("__")
+                                     or key in hidden):
+            continue
+        del g[key]
+    if shell is not None:
+        try:  # the cached outputs (Out[n], _, __, ___) hold values too
+            shell.displayhook.flush()
+        except Exception:  # noqa: BLE001 - a shell without an output cache
+            pass
+
+
 def _map_chunk(f, *chunks):
     """Engine side of ``view.map``: ``f`` over one partition of each sequence."""
     return list(map(f, *chunks))
@@ -151,19 +172,44 @@ def join_partitions(parts):
     return out
 
 
-class RemoteFunction:
-    """A function that runs on a view's engines when called (``@view.remote()``)."""
+def _describe(kind, f):
+    """The docstring of a decorated function: what it became, then its own."""
+    name = getattr(f, "__name__", None) or type(f).__name__
+    own = getattr(f, "__doc__", None)
+    head = f"{kind} of {name}: calling it runs {name} on engines of a cpar view."
+    return f"{head}\n\n{own}" if own else head
 
-    def __init__(self, view, f, block=None):
+
+class RemoteFunction:
+    """A function that runs on a view's engines when called (``@view.remote()``,
+    ``cpar.remote(view)``). ``flags`` are view flags (``targets``, ``retries``, ...) set
+    for each call only."""
+
+    def __init__(self, view, f, block=None, **flags):
+        if not callable(f):
+            raise TypeError(f"remote needs a callable to wrap, not {f!r}")
         self.view = view
         self.func = f
         self.block = block
+        self.flags = flags
+        if flags:
+            with view.temp_flags(**flags):  # a flag the view lacks fails now, not later
+                pass
         self.__name__ = getattr(f, "__name__", "remote_function")
-        self.__doc__ = getattr(f, "__doc__", None)
+        self.__doc__ = _describe(type(self).__name__, f)
+        self.__wrapped__ = f
+
+    def _flagged(self):
+        if not self.flags:
+            return contextlib.nullcontext()
+        return self.view.temp_flags(**self.flags)
+
+    def _block_flag(self):
+        return self.view.block if self.block is None else self.block
 
     def __call__(self, *args, **kwargs):
-        block = self.view.block if self.block is None else self.block
-        return self.view._apply(self.func, args, kwargs, block=block)
+        with self._flagged():
+            return self.view._apply(self.func, args, kwargs, block=self._block_flag())
 
     def __repr__(self):
         return f"<RemoteFunction {self.__name__} on {self.view!r}>"
@@ -173,19 +219,47 @@ class ParallelFunction(RemoteFunction):
     """A function called on partitions of its arguments, one partition per engine, whose
     results are joined (``@view.parallel()``). ``.map(*seqs)`` maps it element-wise."""
 
-    def __init__(self, view, f, dist="b", block=None):
+    def __init__(self, view, f, dist="b", block=None, **flags):
         if dist != "b":
             raise ValueError(f"only block distribution ('b') is supported, not {dist!r}")
-        super().__init__(view, f, block)
+        super().__init__(view, f, block, **flags)
 
     def __call__(self, *seqs):
-        block = self.view.block if self.block is None else self.block
-        return self.view._map_partitions(_call_on_chunk, self.func, seqs, block=block,
-                                         fname=self.__name__)
+        with self._flagged():
+            return self.view._map_partitions(_call_on_chunk, self.func, seqs,
+                                             block=self._block_flag(), fname=self.__name__)
 
     def map(self, *seqs):
-        block = self.view.block if self.block is None else self.block
-        return self.view.map(self.func, *seqs, block=block)
+        with self._flagged():
+            return self.view.map(self.func, *seqs, block=self._block_flag())
 
     def __repr__(self):
         return f"<ParallelFunction {self.__name__} on {self.view!r}>"
+
+
+def _check_view(view, what):
+    if not hasattr(view, "_apply") or not hasattr(view, "temp_flags"):
+        raise TypeError(f"cpar.{what}() needs a view (rc[:], rc.load_balanced_view()) as "
+                        f"its first argument, not {view!r}")
+
+
+def remote(view, block=None, **flags):
+    """Decorator: ``@cpar.remote(view)`` makes calling the function run it on the view
+    (``view.remote()``); ``flags`` (``targets``, ``retries``, ...) hold for its calls."""
+    _check_view(view, "remote")
+    return lambda f: RemoteFunction(view, f, block=block, **flags)
+
+
+def parallel(view, dist="b", block=None, ordered=True, **flags):
+    """Decorator: ``@cpar.parallel(view)`` makes calling the function run it on
+    partitions of its arguments and join the results (``view.parallel()``); ``.map``
+    maps it element-wise. ``chunksize`` and ``ordered`` apply on a load-balanced view;
+    other ``flags`` hold for its calls."""
+    _check_view(view, "parallel")
+    from .lbview import LoadBalancedView, _ParallelFunction
+
+    if isinstance(view, LoadBalancedView):
+        chunksize = flags.pop("chunksize", None)
+        return lambda f: _ParallelFunction(view, f, dist=dist, block=block,
+                                           chunksize=chunksize, ordered=ordered, **flags)
+    return lambda f: ParallelFunction(view, f, dist=dist, block=block, **flags)

@@ -17,6 +17,7 @@ import types
 from .. import _core, serialize
 from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
+from .executereply import _execute_result
 
 _FLAGS = ("block", "track", "targets")
 _HISTORY = 10_000  # msg ids remembered in view.history
@@ -85,6 +86,28 @@ class DirectView:
         self._history.extend(ar._msg_ids)
         return ar
 
+    def get_result(self, indices_or_msg_ids=None, block=None, owner=True):
+        """The AsyncResult of earlier requests: indices into this view's ``history``
+        (None: the last request sent through it), msg ids, or a list of those; see
+        ``Client.get_result``."""
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        jobs = indices_or_msg_ids
+        if not isinstance(jobs, (list, tuple, set)):
+            jobs = [jobs]
+        ids = []
+        for job in jobs:
+            if isinstance(job, int) and not isinstance(job, bool):
+                try:
+                    job = self._history[job]
+                except IndexError:
+                    raise IndexError(f"no request {job} in this view's history "
+                                     f"({len(self._history)} remembered)") from None
+            ids.append(job)
+        if not isinstance(indices_or_msg_ids, (list, tuple, set)):
+            ids = ids[0]
+        return self.client.get_result(ids, block=block, owner=owner)
+
     # -- targets ------------------------------------------------------------------------
 
     def _resolve(self, targets=None):
@@ -151,10 +174,16 @@ class DirectView:
 
     def execute(self, code, silent=True, targets=None, block=None):
         """Runs the code string on every target; returns its AsyncResult (finished when
-        ``block``; remote errors raise then)."""
+        ``block``; remote errors raise then), whose ``get()`` gives an ExecuteReply per
+        engine (cpar.client.executereply). ``silent`` (the default, as in ipyparallel):
+        no ``Out[n]`` (``execute_result``) and no execution count increment; pass
+        ``silent=False`` for the value of the cell's trailing expression."""
+        if not isinstance(code, str):
+            raise TypeError(f"execute needs the code as a str, not {type(code).__name__}")
         single, tlist = self._resolve(targets)
-        ar = self._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8")],
-                                 "execute", single)
+        opts = b'{"silent": true}' if silent else b'{"silent": false}'
+        ar = self._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8"), opts],
+                          "execute", single, cls=_execute_result)
         if self._block(block):
             ar.get()
         return ar
@@ -174,6 +203,20 @@ class DirectView:
         engine, and joins the results; ``.map`` maps it element-wise."""
         return lambda f: rf.ParallelFunction(self, f, dist=dist, block=block)
 
+    @property
+    def executor(self):
+        """A ``concurrent.futures.Executor`` running its work on this view."""
+        from .executor import ViewExecutor
+
+        return ViewExecutor(self)
+
+    def register_joblib_backend(self, name="ipyparallel", make_default=False):
+        """Registers this view as the joblib backend ``name`` (see
+        ``LoadBalancedView.register_joblib_backend``)."""
+        from ..joblib import register_view
+
+        return register_view(self, name=name, make_default=make_default)
+
     # -- map ----------------------------------------------------------------------------
 
     def _map_partitions(self, helper, f, seqs, block=None, fname=None,
@@ -185,8 +228,10 @@ class DirectView:
         n_items = min(len(s) for s in seqs)
         _need_targets("map", n_items, tlist)
         parts = []
+        sizes = []
         for eid, (lo, hi) in zip(tlist, rf.partition_bounds(n_items, len(tlist))):
             if hi > lo:
+                sizes.append((hi, lo))
                 chunks = tuple(s[lo:hi] for s in seqs)
                 parts.append((eid, serialize.pack_apply_message(
                     helper, (f,) + chunks, {}, what=f"map({_fname(f)})",
@@ -196,6 +241,8 @@ class DirectView:
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
                                       n_items=n_items if helper is rf._map_chunk else None)
         ar._return_exceptions = bool(return_exceptions)
+        if helper is rf._map_chunk:  # progress counts elements, as len does
+            ar._part_sizes = [hi - lo for hi, lo in sizes]
         return ar.get() if self._block(block) else ar
 
     def map(self, f, *sequences, block=None, return_exceptions=False, **kwargs):
@@ -214,7 +261,9 @@ class DirectView:
     def imap(self, f, *sequences, **kwargs):
         """Like ``map``, as an iterator over the results (each engine's part as soon as
         it and the parts before it arrived)."""
-        return iter(self.map_async(f, *sequences))
+        from .executor import LazyMapIterator
+
+        return LazyMapIterator(iter(self.map_async(f, *sequences)))
 
     # -- namespaces ---------------------------------------------------------------------
 
@@ -320,6 +369,17 @@ class DirectView:
         for ar in requests:
             ar.get()
 
+    @property
+    def importer(self):
+        """``with view.importer: import re`` imports here and on the engines (the
+        ``sync_imports()`` context manager, as a property)."""
+        return self.sync_imports(True)
+
+    def clear(self, targets=None, block=None):
+        """Empties the engines' namespaces (``Client.clear`` on this view's targets)."""
+        return self.client.clear(targets=self.targets if targets is None else targets,
+                                 block=self._block(block))
+
     def activate(self, suffix=""):
         """Makes this view the one the ``%px`` magics (``%px<suffix>`` etc.) act on.
 
@@ -343,6 +403,11 @@ class DirectView:
         """Serializes with cloudpickle here and on the engines."""
         serialize.use_cloudpickle()
         return self._apply(serialize.use_cloudpickle)
+
+    def use_dill(self):
+        """Serializes with dill here and on the engines."""
+        serialize.use_dill()
+        return self._apply(serialize.use_dill)
 
     def use_pickle(self):
         """Back to the standard pickler (the default) here and on the engines."""

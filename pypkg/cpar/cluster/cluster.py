@@ -14,6 +14,7 @@ import time
 import weakref
 
 from .. import paths
+from .manager import launcher_name
 from .launcher import (
     EngineSet,
     LocalProcessLauncher,
@@ -98,6 +99,11 @@ def list_clusters():
     return out
 
 
+def _looks_like_path(s):
+    s = os.fspath(s)
+    return os.sep in s or s.endswith(".json") or os.path.exists(s)
+
+
 class Cluster:
     """A controller and ``n`` engines.
 
@@ -126,13 +132,9 @@ class Cluster:
         controller_options=None,
         **launcher_options,
     ):
-        available = engine_launchers()
-        if engines not in available:
-            raise ValueError(f"unknown engine launcher {engines!r}; available: "
-                             + ", ".join(repr(k) for k in available))
-        if controller not in controller_launchers():
-            raise ValueError(f"unknown controller launcher {controller!r}; available: "
-                             + ", ".join(repr(k) for k in controller_launchers()))
+        # case-insensitive, and ipyparallel's spellings ('MPI', 'MPIEngineSetLauncher')
+        engines = launcher_name(engines, engine_launchers(), "engine")
+        controller = launcher_name(controller, controller_launchers(), "controller")
         self.engine_launcher = engines
         self.controller_launcher = controller
         self.controller_options = dict(controller_options or {})
@@ -246,9 +248,12 @@ class Cluster:
                                    + self.controller.get_output())
             time.sleep(0.01)
 
-    def start_engines_sync(self, n=None):
+    def start_engines_sync(self, n=None, engine_set_id=None):
         """Starts ``n`` more engines (default: the cluster's ``n``) with the cluster's
-        engine launcher; their ids follow the engines already started."""
+        engine launcher, as a new engine set (id ``engine_set_id``, default a new one:
+        see ``engines.set_ids``); their ids follow the engines already started."""
+        if engine_set_id is not None and engine_set_id in self.engines:
+            raise ValueError(f"engine set {engine_set_id!r} already exists")
         n = self.n if n is None else n
         if n == 0 and self.engine_launcher != "local":
             return
@@ -265,7 +270,7 @@ class Cluster:
                                f"start {n} engines: {e}") from e
         finally:
             if new.pids or getattr(new, "job_id", None):
-                self.engines.add(new)
+                self.engines.add(new, engine_set_id)
                 self._save()
 
     def wait_for_engines(self, n=None, timeout=None):
@@ -319,6 +324,10 @@ class Cluster:
         return self
 
     def connect_client_sync(self, **kwargs):
+        """This cluster's client (made on first use, and again after it was closed);
+        ``kwargs`` go to ``Client``."""
+        if self._client is not None and self._client.closed:
+            self._client = None
         if self._client is None:
             from ..client import Client
 
@@ -330,9 +339,46 @@ class Cluster:
         return self.connect_client_sync()
 
     # -- stop ----------------------------------------------------------------------
-    def stop_engines_sync(self):
-        if self.engines is not None:
-            self.engines.stop()
+    def _engine_set(self, engine_set_id):
+        if self.engines is None:
+            raise ClusterError("this cluster has no engines (it was not started)")
+        return self.engines[engine_set_id]  # KeyError naming the sets otherwise
+
+    def stop_engines_sync(self, engine_set_id=None):
+        """Stops the engines of one engine set (``engines.set_ids``), or all of them;
+        they leave the cluster (its file says so)."""
+        if self.engines is None:
+            return
+        ids = list(self.engines) if engine_set_id is None else [engine_set_id]
+        for set_id in ids:
+            la = self._engine_set(set_id)
+            la.stop()
+            try:
+                la.cleanup()
+            except Exception:  # noqa: BLE001 - its files: best effort
+                pass
+            self.engines.remove(set_id)
+        if self.controller is not None and os.path.exists(self.cluster_file):
+            self._save()
+
+    def signal_engines_sync(self, signum, engine_set_id=None):
+        """Sends signal ``signum`` to the engines of one engine set, or of all (e.g.
+        ``signal.SIGINT`` interrupts what they run)."""
+        if self.engines is None:
+            return
+        sets = self.engines.launchers if engine_set_id is None else \
+            [self._engine_set(engine_set_id)]
+        for la in sets:
+            la.signal(signum)
+
+    def restart_engines_sync(self, engine_set_id=None):
+        """Stops one engine set (or each) and starts as many engines again, under the
+        same engine set id; they register as new engines."""
+        ids = list(self.engines or ()) if engine_set_id is None else [engine_set_id]
+        for set_id in ids:
+            n = self._engine_set(set_id).n
+            self.stop_engines_sync(set_id)
+            self.start_engines_sync(n, set_id)
 
     def stop_cluster_sync(self):
         """Shuts everything down (politely, then by signal) and removes the files."""
@@ -366,9 +412,24 @@ class Cluster:
                 pass
 
     @classmethod
-    def from_file(cls, profile="default", cluster_id=""):
-        """The cluster described by an existing cluster file (to stop it)."""
-        info = paths.read_json(paths.cluster_file(profile, cluster_id))
+    def from_file(cls, cluster_file=None, *, profile=None, cluster_id=""):
+        """The cluster described by a cluster file: ``cluster_file`` (a path), or that of
+        ``profile`` (default ``'default'``) and ``cluster_id``. Its ``connect_client_sync``,
+        ``stop_engines``, ``stop_cluster_sync``... act on the running cluster."""
+        if cluster_file is not None and profile is None and not _looks_like_path(cluster_file):
+            profile, cluster_file = cluster_file, None  # from_file(profile, cluster_id)
+        if cluster_file is None:
+            cluster_file = paths.cluster_file(profile or "default", cluster_id)
+        cluster_file = os.fspath(cluster_file)
+        try:
+            info = paths.read_json(cluster_file)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no cluster file {cluster_file}: is that cluster "
+                                    "running? (`cpar cluster list` shows them)") from None
+        if not isinstance(info, dict) or "controller" not in info or "engines" not in info:
+            raise ValueError(f"{cluster_file} is not a cpar cluster file")
+        profile = info.get("profile", profile or "default")
+        cluster_id = info.get("cluster_id", cluster_id) or ""
         c = cls(n=info.get("n", 0), profile=profile, cluster_id=cluster_id, daemonize=True,
                 engines=info.get("engine_launcher", "local"),
                 engine_args=info.get("engine_args", ()),
@@ -378,13 +439,22 @@ class Cluster:
         return c
 
     # -- asyncio forms (ipyparallel's Cluster methods are coroutines) ---------------
+    async def connect_client(self, **kwargs):
+        return await asyncio.to_thread(self.connect_client_sync, **kwargs)
+
+    async def signal_engines(self, signum, engine_set_id=None):
+        return await asyncio.to_thread(self.signal_engines_sync, signum, engine_set_id)
+
+    async def restart_engines(self, engine_set_id=None):
+        return await asyncio.to_thread(self.restart_engines_sync, engine_set_id)
+
     async def start_controller(self):
         return await asyncio.to_thread(self.start_controller_sync)
 
-    async def start_engines(self, n=None):
+    async def start_engines(self, n=None, engine_set_id=None):
         """Starts ``n`` more engines (default: the cluster's ``n``); they register and
         take work (load-balanced tasks included) as soon as they are up."""
-        return await asyncio.to_thread(self.start_engines_sync, n)
+        return await asyncio.to_thread(self.start_engines_sync, n, engine_set_id)
 
     async def start_cluster(self, n=None):
         return await asyncio.to_thread(self.start_cluster_sync, n)
@@ -392,8 +462,8 @@ class Cluster:
     async def start_and_connect(self, n=None):
         return await asyncio.to_thread(self.start_and_connect_sync, n)
 
-    async def stop_engines(self):
-        return await asyncio.to_thread(self.stop_engines_sync)
+    async def stop_engines(self, engine_set_id=None):
+        return await asyncio.to_thread(self.stop_engines_sync, engine_set_id)
 
     async def stop_cluster(self):
         return await asyncio.to_thread(self.stop_cluster_sync)

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cpar
@@ -45,6 +46,14 @@ def engine_binary():
             "(run `pip install .` or `make`)"
         )
     return path
+
+
+def _tie_to_thread():
+    """``_die_with_parent`` when called from the main thread, else None: the kernel's
+    parent-death signal follows the launching *thread*, and a worker thread (asyncio's
+    ``to_thread`` in ``await cluster.start_cluster()``) ends long before the process
+    (whose exit still stops its clusters, ``_stop_live_clusters``)."""
+    return _die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def _die_with_parent():
@@ -133,7 +142,7 @@ class LocalProcessLauncher(Launcher):
                     stderr=subprocess.STDOUT,
                     env=self.env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if self.tie_to_parent else None,
+                    preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
                 )
             self.procs.append(p)
             self.pids.append(p.pid)
@@ -204,7 +213,7 @@ class LocalProcessLauncher(Launcher):
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.tie_to_parent else None,
+                preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
             )
         self.procs[i] = new
         self.pids[self.pids.index(pid)] = new.pid
@@ -283,16 +292,54 @@ def rankexec_argv(first_id=0, python=None):
             "--first-id", str(first_id), "--"]
 
 
+def new_engine_set_id():
+    """A fresh engine set id: ``<unix time>-<4 random letters and digits>``."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return f"{int(time.time())}-" + "".join(alphabet[b % 36] for b in os.urandom(4))
+
+
 class EngineSet(Launcher):
-    """The engines of a cluster: one sub-launcher per ``start_engines`` call, of any kind."""
+    """The engines of a cluster: one sub-launcher per ``start_engines`` call, of any kind,
+    each under an engine set id (``set_ids``; ``engines[set_id]`` is its launcher and
+    iterating gives the ids, as ipyparallel's ``cluster.engines`` dict)."""
 
     name = "set"
 
-    def __init__(self, launchers=()):
+    def __init__(self, launchers=(), set_ids=None):
         self.launchers = list(launchers)
+        set_ids = list(set_ids or ())
+        self.set_ids = [set_ids[i] if i < len(set_ids) else new_engine_set_id()
+                        for i in range(len(self.launchers))]
 
-    def add(self, launcher):
+    def add(self, launcher, set_id=None):
         self.launchers.append(launcher)
+        self.set_ids.append(set_id or new_engine_set_id())
+
+    def __iter__(self):
+        return iter(list(self.set_ids))
+
+    def __contains__(self, set_id):
+        return set_id in self.set_ids
+
+    def __getitem__(self, set_id):
+        try:
+            return self.launchers[self.set_ids.index(set_id)]
+        except ValueError:
+            raise KeyError(f"no engine set {set_id!r}; the engine sets are: "
+                           + (", ".join(self.set_ids) or "none")) from None
+
+    def keys(self):
+        return list(self.set_ids)
+
+    def items(self):
+        return list(zip(self.set_ids, self.launchers))
+
+    def remove(self, set_id):
+        """Forgets engine set ``set_id`` (stop it first); returns its launcher."""
+        launcher = self[set_id]
+        i = self.set_ids.index(set_id)
+        del self.launchers[i], self.set_ids[i]
+        return launcher
 
     @property
     def n(self):
@@ -343,13 +390,13 @@ class EngineSet(Launcher):
 
     def to_dict(self):
         return {"launcher": self.name, "n": self.n, "pids": self.pids,
-                "sets": [la.to_dict() for la in self.launchers]}
+                "sets": [la.to_dict() for la in self.launchers], "set_ids": self.set_ids}
 
     @classmethod
     def from_dict(cls, d):
         if d.get("launcher", "local") != cls.name:  # an older cluster file: one launcher
             return cls([launcher_from_dict(d)])
-        return cls([launcher_from_dict(s) for s in d.get("sets", ())])
+        return cls([launcher_from_dict(s) for s in d.get("sets", ())], d.get("set_ids"))
 
 
 def engine_launchers():

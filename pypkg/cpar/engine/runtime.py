@@ -43,6 +43,12 @@ STATUS_ERROR = 1
 
 engine_id = -1  # set by the engine (C) once registered
 
+# A task's code runs on the main thread (cpar.engine.kernel runs its requests only between
+# tasks), and where display messages go instead of the task's client while a bound Jupyter
+# kernel runs a request (a callable taking the message dict, or None).
+task_running = False
+display_hook = None
+
 # Source of executed cells, kept for tracebacks and inspect.getsource; bounded.
 _MAX_CELLS = 1000
 _cells = collections.deque()
@@ -118,6 +124,8 @@ def send_display(msg):
     """Sends one display message (a dict: ``type`` ``display_data``, ``execute_result`` or
     ``clear_output``; docs/protocol.md) to the running task's client, in order with its
     stdout/stderr. Returns False when it was dropped (no task runs)."""
+    if display_hook is not None:
+        return display_hook(msg)
     data = json.dumps(msg, default=_json_default).encode("utf-8")
     try:
         import _cpar_engine
@@ -319,12 +327,14 @@ def _trim_history(shell):
         shell.user_ns.pop(f"_i{old}", None)
 
 
-def _run_ipython_cell(shell, code):
-    """Runs one cell with IPython; raises what the cell raised."""
+def _run_ipython_cell(shell, code, silent=False):
+    """Runs one cell with IPython; raises what the cell raised. ``silent``: as Jupyter's
+    silent execution, no ``Out[n]`` (execute_result), no history, no execution count
+    increment, no pre/post-execute hooks."""
     global _shell_top, _shell_cell
     _shell_top = True
     try:
-        result = shell.run_cell(code, store_history=True)
+        result = shell.run_cell(code, store_history=not silent, silent=silent)
     finally:
         _shell_top = False
         _shell_cell = None
@@ -359,14 +369,40 @@ def _compile_cell(code):
     return compiled
 
 
+_plain_count = 0  # cells run without IPython (not silent): their execution count
+
+
+def _execute_options(frames):
+    """The options of an EXECUTE (payload frame 2, after the code: a UTF-8 JSON object;
+    absent from older clients). Unknown keys are ignored."""
+    if len(frames) < 2 or not len(frames[1]):
+        return {}
+    try:
+        opts = json.loads(bytes(frames[1]))
+    except ValueError as exc:
+        raise ValueError(f"cpar: malformed execute options frame: {exc}") from None
+    if not isinstance(opts, dict):
+        raise ValueError("cpar: the execute options frame is not a JSON object")
+    return opts
+
+
 def _execute(frames):
+    """Runs a cell; its result is ``{"execution_count": n}`` (the cell's number: the one
+    of its ``Out[n]``, or the last cell's for a silent one), which the client turns into
+    an ExecuteReply with the outputs it received."""
+    global _plain_count
     code = str(frames[0], "utf-8") if frames else ""
+    silent = bool(_execute_options(frames).get("silent", False))
     shell = _ipython_shell()
     if shell is not None:
-        _run_ipython_cell(shell, code)
+        _run_ipython_cell(shell, code, silent=silent)
+        count = shell.execution_count - 1
     else:
+        if not silent:
+            _plain_count += 1
         exec(_compile_cell(code), namespace())
-    return serialize.serialize_object(None)
+        count = _plain_count
+    return serialize.serialize_object({"execution_count": count})
 
 
 def _apply(frames):
@@ -411,6 +447,15 @@ class TaskAborted(Exception):
 
 def run_task(kind, frames):
     """Runs one task; returns ``(status, frames)`` for its REPLY."""
+    global task_running
+    task_running = True
+    try:
+        return _run_task(kind, frames)
+    finally:
+        task_running = False
+
+
+def _run_task(kind, frames):
     try:
         if kind == EXECUTE:
             return (STATUS_OK, _execute(frames))

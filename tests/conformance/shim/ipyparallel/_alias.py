@@ -78,7 +78,14 @@ def lookup(modname, sources, name):
             if isinstance(value, types.ModuleType):  # a submodule: its alias, not cpar's
                 return importlib.import_module(f"{modname}.{name}")
             return value
-    return _missing(f"{modname}.{name}")
+    # A cpar submodule not imported yet (``from ipyparallel import error`` before anything
+    # imported cpar.error): the alias, when it stands for that submodule.
+    full = f"{modname}.{name}"
+    if name.isidentifier():
+        for src in ALIASES.get(full, ("cpar" + full[len("ipyparallel"):],)):
+            if src.rpartition(".")[0] in sources and _import(src) is not None:
+                return importlib.import_module(full)
+    return _missing(full)
 
 
 class _Alias(types.ModuleType):

@@ -1,0 +1,73 @@
+"""BroadcastView: a DirectView whose requests may come back coalesced.
+
+Every request of a cpar DirectView already leaves the client as ONE message that the
+controller fans out to the engines (docs/protocol.md, "Targeted messages"), so a
+BroadcastView sends exactly what a DirectView sends. What it adds is ``is_coalescing``:
+then each request carries the header flag COALESCE and the controller holds the
+engines' replies until all have come (or their engines died) and sends them to the client
+as one message, which the client's I/O thread splits back into the per-engine replies
+(docs/protocol.md, "Coalesced replies"). Results, errors and metadata are those of a
+DirectView either way.
+
+Requests that go out as one message per engine (``scatter``, ``map``) have a single
+target each and are not coalesced: there is nothing to combine.
+"""
+
+import contextlib
+
+from .view import DirectView
+
+_BROADCAST_FLAGS = ("block", "track", "targets", "is_coalescing")
+
+
+class BroadcastView(DirectView):
+    """A view on ``targets`` (an engine id, a list of ids or 'all') whose multi-engine
+    requests reach the engines by one fan-out at the controller; with ``is_coalescing``
+    the engines' replies also travel back as one message."""
+
+    def __init__(self, client, targets="all", block=None, is_coalescing=False):
+        super().__init__(client, targets, block=block)
+        self.is_coalescing = bool(is_coalescing)
+
+    @classmethod
+    def make(cls, client, targets="all", is_coalescing=False, **kwargs):
+        """``Client.broadcast_view``: checks ``targets`` now (as ``direct_view``) and
+        sets the flags given as keywords."""
+        bad = sorted(set(kwargs) - set(_BROADCAST_FLAGS))
+        if bad:
+            raise TypeError(f"broadcast_view() got unexpected keyword argument(s): "
+                            f"{', '.join(map(repr, bad))} (flags: "
+                            f"{', '.join(_BROADCAST_FLAGS)})")
+        if isinstance(targets, str) and targets == "all":
+            view = cls(client, "all", is_coalescing=is_coalescing)
+        else:
+            single, tlist = client._build_targets(targets)  # fails early on unknown ids
+            view = cls(client, tlist[0] if single else tlist, is_coalescing=is_coalescing)
+        for name, value in kwargs.items():
+            setattr(view, name, value)
+        return view
+
+    def _submit(self, *args, **kwargs):
+        kwargs.setdefault("coalesce", self.is_coalescing)
+        return super()._submit(*args, **kwargs)
+
+    def set_flags(self, **kwargs):
+        """Sets ``block``, ``track``, ``targets`` or ``is_coalescing``."""
+        if "is_coalescing" in kwargs:
+            self.is_coalescing = bool(kwargs.pop("is_coalescing"))
+        super().set_flags(**kwargs)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **kwargs):
+        """``with view.temp_flags(is_coalescing=True): ...`` sets flags for the block
+        only."""
+        saved = {n: getattr(self, n) for n in kwargs if n in _BROADCAST_FLAGS}
+        self.set_flags(**kwargs)
+        try:
+            yield self
+        finally:
+            self.set_flags(**saved)
+
+    def __repr__(self):
+        shown = super().__repr__()[len("<DirectView "):-1]
+        return f"<BroadcastView {shown}{' coalescing' if self.is_coalescing else ''}>"

@@ -217,6 +217,9 @@ def test_results_and_metadata_are_writable_dicts(rc):
     assert "other" not in rc.metadata and "other" not in rc.results
     ar = rc[rc.ids[0]].apply_async(lambda: 3)
     ar.get(timeout=30)
+    # the view's AsyncResult owns its request: finished, it leaves the client's caches
+    assert ar.msg_id not in rc.results and ar.msg_id not in rc.metadata
+    rc.get_result(ar.msg_id, owner=False)  # a non-owning look lists it again
     assert rc.results[ar.msg_id] == 3
     assert rc.metadata[ar.msg_id]["engine_id"] == rc.ids[0]
     assert {"mine", ar.msg_id} <= set(rc.results)
@@ -249,6 +252,8 @@ def test_purge_local_results_by_target(rc):
     ars = [rc[e].apply_async(lambda: 1) for e in rc.ids[:2]]
     for ar in ars:
         ar.get(timeout=30)
+    rc.get_result([ar.msg_id for ar in ars], owner=False)
+    assert all(ar.msg_id in rc.results for ar in ars)
     rc.purge_local_results(targets=[rc.ids[0]])
     assert ars[0].msg_id not in rc.results
     assert ars[1].msg_id in rc.results

@@ -316,6 +316,10 @@ def test_client_results_and_metadata(rc):
     for ar in (one, many):
         ar.get(30)
     bad.wait(30)
+    ids = [one.msg_id, many.msg_id, bad.msg_id]
+    assert not set(ids) & set(rc.results), "owned results stay with their AsyncResults"
+    assert not set(ids) & set(rc.metadata)
+    rc.get_result(ids, owner=False)
     assert rc.results[one.msg_id] == 41
     assert rc.results[many.msg_id] == [1] * len(rc.ids)
     assert rc.results[bad.msg_id].ename == "ZeroDivisionError"
@@ -326,6 +330,29 @@ def test_client_results_and_metadata(rc):
     assert [m["engine_id"] for m in rc.metadata[many.msg_id]] == rc.ids
     with pytest.raises(KeyError):
         rc.results["00" * 16]
+
+
+def test_client_metadata_lists_pending_requests_until_done(rc, tmp_path):
+    go = tmp_path / "go"
+
+    def wait_for(path):
+        import os
+        import time
+
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return 7
+
+    ar = rc[rc.ids[0]].apply_async(wait_for, str(go))
+    assert ar.msg_id in rc.metadata and ar.msg_id not in rc.results
+    assert rc.metadata[ar.msg_id]["engine_id"] == rc.ids[0]
+    go.touch()
+    assert ar.get(30) == 7
+    assert ar.msg_id not in rc.metadata and ar.msg_id not in rc.results
+    assert rc.get_result(ar.msg_id, owner=True).get() == 7
+    assert ar.msg_id not in rc.results  # owner=True publishes nothing
+    rc.get_result(ar.msg_id)
+    assert rc.results[ar.msg_id] == 7
 
 
 def test_wait_for_engines_nonblocking_is_a_future(rc):

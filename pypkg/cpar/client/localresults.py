@@ -3,8 +3,10 @@
 ``rc.clear`` (empty the engines' namespaces). ``Client`` takes these from ``_LocalResults``.
 
 cpar keeps no result nobody can ask for: ``rc.results`` shows the finished requests whose
-AsyncResult something still holds (read through to it), plus what was stored into it by
-hand. ``rc.metadata`` is like ipyparallel's ``defaultdict(Metadata)``: an unknown key gives
+AsyncResult something still holds and that were published there (as in ipyparallel, the
+AsyncResult a view returns owns its request and takes it out of the client's caches when it
+finishes; ``rc.get_result(..., owner=False)`` publishes it), read through to the
+AsyncResult, plus what was stored into it by hand; ``rc.metadata`` also the pending ones. ``rc.metadata`` is like ipyparallel's ``defaultdict(Metadata)``: an unknown key gives
 (and stores) an empty ``Metadata``.
 """
 

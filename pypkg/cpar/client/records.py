@@ -18,11 +18,12 @@ from .asyncresult import AsyncResult
 from .dispatch import _Waiter
 
 
-def _forget(table, msg_ids, ref):
+def _forget(table, published, msg_ids, ref):
     """Weakref callback: an AsyncResult nobody holds any more leaves the table."""
     for m in msg_ids:
         if table.get(m) is ref:
             table.pop(m, None)
+            published.discard(m)
 
 
 class _ResultTable:
@@ -30,15 +31,22 @@ class _ResultTable:
 
     Weak like a ``weakref.WeakValueDictionary``, but with one weak reference per
     AsyncResult rather than one per msg id (a map of 100,000 tasks is one result), so
-    recording a request costs a dict insert."""
+    recording a request costs a dict insert.
 
-    __slots__ = ("table",)
+    ``published``: the msg ids whose finished results ``rc.results``/``rc.metadata`` show.
+    As in ipyparallel, the AsyncResult a view returns owns its request: once it is
+    finished the client's caches no longer list it (the owner has it). A non-owning
+    ``rc.get_result(..., owner=False)`` publishes it there."""
+
+    __slots__ = ("table", "published")
 
     def __init__(self):
         self.table = {}
+        self.published = set()
 
     def add(self, ar, msg_ids):
-        ref = weakref.ref(ar, functools.partial(_forget, self.table, msg_ids))
+        ref = weakref.ref(ar, functools.partial(_forget, self.table, self.published,
+                                                msg_ids))
         if len(msg_ids) == 1:
             self.table[msg_ids[0]] = ref
         else:
@@ -50,6 +58,7 @@ class _ResultTable:
 
     def pop(self, msg_id):
         self.table.pop(msg_id, None)
+        self.published.discard(msg_id)
 
     def results(self):
         """Each live AsyncResult once."""
@@ -72,7 +81,8 @@ class _PerMessage(collections.abc.Mapping):
     result, or its error) / its metadata, for the requests whose AsyncResult somebody
     still holds (the client keeps no result nobody can ask for). A request sent to
     several engines gives a list, one per engine. ``results`` lists finished requests
-    only; ``metadata`` every one."""
+    only, ``metadata`` pending ones too; a finished request is listed only once
+    published (``get_result(owner=False)``): its owning AsyncResult took it."""
 
     def __init__(self, table, what):
         self._table = table
@@ -85,8 +95,11 @@ class _PerMessage(collections.abc.Mapping):
         slots = ar._slots_of(raw)
         if not slots:
             raise KeyError(raw.hex())
+        done = all(s.done for s in slots)
+        if done and raw not in self._table.published:
+            raise KeyError(raw.hex())  # its owner has it
         if self._what == "results":
-            if not all(s.done for s in slots):
+            if not done:
                 raise KeyError(raw.hex())
             values = [ar._slot_value(s) for s in slots]
         else:
@@ -261,7 +274,8 @@ class _Bookkeeping:
         into ``history`` (None: the last request), or a list of those. A result is
         remembered while something holds its AsyncResult (and until
         ``purge_results``); others raise KeyError. Waits for it when ``block``.
-        ``owner`` is accepted as ipyparallel's (results stay here either way)."""
+        ``owner=False`` (the default) also lists the results in ``rc.results`` and
+        ``rc.metadata`` once finished; ``owner=True`` leaves them to the AsyncResult."""
         if indices_or_msg_ids is None:
             indices_or_msg_ids = -1
         ids = self._msg_ids_of(indices_or_msg_ids)
@@ -276,6 +290,8 @@ class _Bookkeeping:
                                "this client, or was purged, or nothing holds its "
                                "AsyncResult any more")
             parts.append((ar, slots))
+        if not owner:
+            self._results.published.update(ids)
         owners = {id(ar): ar for ar, _ in parts}
         if len(owners) == 1:
             ar = parts[0][0]

@@ -7,7 +7,7 @@ APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
 # Engine for the launcher tests.
 APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-client slurm-wlm munge \
   gridengine-master gridengine-exec gridengine-client
-CSRC := $(wildcard cext/core/*.c cext/core/*.h cext/module/*.c cext/module/*.h cext/kernels/*.c engine/*.c engine/*.h)
+CSRC := $(wildcard cext/*/*.c cext/*/*.h engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
 .PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest conformance asan-engine bench lint format format-check clean
@@ -63,9 +63,9 @@ PYCFG = $(VPY) -c "import sysconfig as s; print(s.get_config_var('$(1)'))"
 build/asan/cpar-engine: $(CSRC) $(STAMP)
 	mkdir -p build/asan
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g $(ASAN_FLAGS) \
-	  -iquote cext/core -iquote cext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -iquote cext/core -iquote cext/pyglue -I$$($(call PYCFG,INCLUDEPY)) \
 	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
-	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
+	  cext/core/*.c cext/pyglue/*.c engine/*.c -o $@ \
 	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
 	  -Wl,-rpath,$$($(call PYCFG,LIBDIR)) -Wl,--export-dynamic -lzmq -lcrypto -lpthread -ldl -lm
 
@@ -121,9 +121,9 @@ TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 exitcode=66 allocator_may_return_null=1
 build/tsan/cpar-engine: $(CSRC) $(STAMP)
 	mkdir -p build/tsan
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -fsanitize=thread \
-	  -iquote cext/core -iquote cext/module -I$$($(call PYCFG,INCLUDEPY)) \
+	  -iquote cext/core -iquote cext/pyglue -I$$($(call PYCFG,INCLUDEPY)) \
 	  -DCPAR_BUILD_PYTHON=\"$(abspath $(VPY))\" \
-	  cext/core/*.c engine/*.c cext/module/frame.c cext/module/zerocopy.c -o $@ \
+	  cext/core/*.c cext/pyglue/*.c engine/*.c -o $@ \
 	  -L$$($(call PYCFG,LIBDIR)) -lpython$$($(call PYCFG,LDVERSION)) \
 	  -Wl,-rpath,$$($(call PYCFG,LIBDIR)) -Wl,--export-dynamic -lzmq -lcrypto -lpthread -ldl -lm
 
@@ -146,13 +146,14 @@ conformance: $(STAMP)
 
 # Python: pyflakes-level checks (undefined names, unused imports, syntax).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples
+	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples tools
+	$(VPY) tools/check_layers.py
 
 format:
-	clang-format -i cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
+	clang-format -i cext/*/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
 
 format-check:
-	clang-format --dry-run --Werror cext/core/*.[ch] cext/module/*.[ch] cext/kernels/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
+	clang-format --dry-run --Werror cext/*/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c
 
 clean:
 	rm -rf build $(VENV) pypkg/cpar/_core*.so pypkg/cpar/bin *.egg-info pypkg/*.egg-info

@@ -10,25 +10,25 @@ from setuptools.command.build_ext import build_ext
 
 CFLAGS = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O2", "-fvisibility=hidden"]
 # Project headers by -iquote only, so that none can shadow a system header.
-CFLAGS += ["-iquote", "cext/core", "-iquote", "cext/module"]
+CFLAGS += ["-iquote", "cext/core", "-iquote", "cext/controller", "-iquote", "cext/pyglue",
+           "-iquote", "cext/module"]
 CFLAGS += os.environ.get("CPAR_EXTRA_CFLAGS", "").split()
 LDFLAGS = os.environ.get("CPAR_EXTRA_LDFLAGS", "").split()
+# The folders are the layers (docs/architecture.md): core (transport, no Python),
+# controller (on core), pyglue (frame and zero-copy glue: Python, no module state),
+# module (the _core extension's types), kernels (alone: the _kernels extension).
 CORE = sorted(glob.glob("cext/core/*.c"))
+CONTROLLER = sorted(glob.glob("cext/controller/*.c"))
+PYGLUE = sorted(glob.glob("cext/pyglue/*.c"))
 MODULE = sorted(glob.glob("cext/module/*.c"))
 ENGINE = sorted(glob.glob("engine/*.c"))
-# The numeric kernels: their own extension (NumPy's C API), with the pure-C parts of core.
-KERNELS = ["cext/kernels/kernels_module.c", "cext/core/escape.c", "cext/core/philox.c",
-           "cext/core/errors.c"]
+KERNELS = sorted(glob.glob("cext/kernels/*.c")) + ["cext/core/errors.c"]
 
 
 def _numpy_include():
     import numpy
 
     return numpy.get_include()
-
-
-# Sources of cext/module that the engine shares (Python glue with no module state).
-ENGINE_SHARED = ["cext/module/frame.c", "cext/module/zerocopy.c"]
 
 
 class BuildWithEngine(build_ext):
@@ -44,7 +44,7 @@ class BuildWithEngine(build_ext):
         pkgdir = os.path.join("pypkg" if self.inplace else self.build_lib, "cpar", "bin")
         os.makedirs(pkgdir, exist_ok=True)
         target = os.path.join(pkgdir, "cpar-engine")
-        sources = CORE + ENGINE + [s for s in ENGINE_SHARED if os.path.exists(s)]
+        sources = CORE + PYGLUE + ENGINE
         objects = self.compiler.compile(
             sources,
             output_dir=os.path.join(self.build_temp, "engine"),
@@ -68,7 +68,7 @@ setup(
     ext_modules=[
         Extension(
             "cpar._core",
-            sources=CORE + MODULE,
+            sources=CORE + CONTROLLER + PYGLUE + MODULE,
             libraries=["zmq", "crypto", "m"],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,

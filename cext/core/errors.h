@@ -3,7 +3,7 @@
 #define CPAR_CORE_ERRORS_H
 
 /* Every core function returns CPAR_OK or one of these. The extension maps them to
- * Python exception classes in exactly one place (cext/module/errors.c). */
+ * Python exception classes in exactly one place (cext/module/exceptions.c). */
 #define CPAR_OK 0
 #define CPAR_ENOMEM (-1)       /* an allocation failed */
 #define CPAR_EINVAL (-2)       /* a caller passed an invalid argument */

@@ -1,6 +1,6 @@
 /* cpar._kernels: numeric kernels for the seeds' workloads over NumPy arrays (the Python
- * face is cpar.kernels, which documents them). Escape-time counts (cext/core/escape.c)
- * and counter-based random numbers (cext/core/philox.c).
+ * face is cpar.kernels, which documents them). Escape-time counts (cext/kernels/escape.c)
+ * and counter-based random numbers (cext/kernels/philox.c).
  *
  * Shape of the module: multi-phase init, no module state (the kernels keep none), public
  * C API and NumPy's C API only. Every function validates its arguments with the GIL held,

@@ -1,4 +1,5 @@
-# C unit tests, sanitizer build and fuzz target of cext/core. Included by the top-level
+# C unit tests, sanitizer build and fuzz target of cext/core and cext/controller (and the
+# pure-C maths of cext/kernels). Included by the top-level
 # Makefile; also works alone from the repo root: make -f tests/c/build.mk ctest ctest-asan
 # Paths are relative to the repository root.
 
@@ -7,12 +8,12 @@ ifeq ($(.DEFAULT_GOAL),)
 endif
 
 CTEST_CC ?= $(CC)
-CTEST_CORE_SRC := $(wildcard cext/core/*.c)
-CTEST_CORE_HDR := $(wildcard cext/core/*.h)
+CTEST_CORE_SRC := $(wildcard cext/core/*.c cext/controller/*.c) cext/kernels/escape.c cext/kernels/philox.c
+CTEST_CORE_HDR := $(wildcard cext/core/*.h cext/controller/*.h cext/kernels/*.h)
 CTEST_NAMES := test_wire test_tables test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone test_coalesce
 CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
-CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote tests/c
+CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote cext/controller -iquote cext/kernels -iquote tests/c
 CTEST_LIBS := -lzmq -lcrypto -lpthread -lm
 CTEST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CTEST_CORPUS := tests/c/corpus/wire
@@ -52,7 +53,7 @@ fuzz: build/ctest-asan/fuzz_controller build/ctest-asan/fuzz_client
 	  build/ctest-asan/fuzz_client tests/c/corpus/client
 	@if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipped"; exit 0; fi; \
 	mkdir -p build/fuzz/corpus && \
-	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core \
+	clang -std=c11 -D_GNU_SOURCE -DCPAR_LIBFUZZER -g -O1 -fsanitize=fuzzer,address,undefined -iquote cext/core -iquote cext/controller \
 	  -iquote tests/c tests/c/fuzz_wire.c $(CTEST_CORE_SRC) -o build/fuzz/fuzz_wire $(CTEST_LIBS) && \
 	build/fuzz/fuzz_wire -max_total_time=$(CTEST_FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus $(CTEST_CORPUS)
@@ -79,10 +80,9 @@ build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUP
 # thread driven by threads of its own (tests/c/tsan_clientio.c), and the controller fuzzer
 # (the controller's thread against the fuzzer's). tests/tsan.supp: uninstrumented libzmq.
 CTEST_TSAN := -fsanitize=thread
-build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) -iquote cext/module $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) \
-	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
@@ -96,10 +96,9 @@ build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_H
 # The client I/O thread's fuzzer (tests/c/fuzz_client.c): a fake controller feeds a real
 # cpar_clientio (ASan/UBSan) signed random messages and shared-memory tables.
 FUZZ_CLIENT_SECONDS ?= 15
-build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR) cext/module/clientio.c cext/module/clientshm.c cext/module/clientio.h cext/module/clientio_int.h
+build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) -iquote cext/module $< tests/c/helpers.c $(CTEST_CORE_SRC) \
-	  cext/module/clientio.c cext/module/clientshm.c -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 fuzz-client: build/ctest-asan/fuzz_client
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CLIENT_SECONDS) \

@@ -1,4 +1,4 @@
-/* A fuzzer of the client I/O thread (cext/module/clientio.c, clientshm.c), built with
+/* A fuzzer of the client I/O thread (cext/core/clientio.c, clientshm.c), built with
  * ASan/UBSan: this program is a fake controller (a ROUTER over TCP) that a real
  * cpar_clientio connects to, and it answers the client with validly signed random
  * messages chosen by a seeded PRNG: CONNECT_REPLY and ENGINE_EVENT with odd engine ids

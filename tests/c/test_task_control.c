@@ -1,4 +1,4 @@
-/* Tests of the controller's load-balanced tasks, control (cext/core/controller_tasks.c;
+/* Tests of the controller's load-balanced tasks, control (cext/controller/controller_tasks.c;
  * docs/protocol.md, "Load-balanced tasks"): configuration errors, ABORT, QUERY, bounded
  * records, malformed and duplicate TASKs, several clients, and clients or the hub going
  * away with tasks in flight, with a real controller in a thread and fake engines and

@@ -1,5 +1,5 @@
-/* Tests of the controller's load-balanced tasks, dependencies (cext/core/controller_tasks.c,
- * cext/core/deps.c; docs/protocol.md, "Load-balanced tasks"): `after` and `follow` with
+/* Tests of the controller's load-balanced tasks, dependencies (cext/controller/controller_tasks.c,
+ * cext/controller/deps.c; docs/protocol.md, "Load-balanced tasks"): `after` and `follow` with
  * all/any and success/failure, impossible and unmet dependencies, and timeouts, with a real
  * controller in a thread and fake engines and clients (ctlfx.h). */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* Tests of the controller's load-balanced tasks, scheduling (cext/core/controller_tasks.c;
+/* Tests of the controller's load-balanced tasks, scheduling (cext/controller/controller_tasks.c;
  * behaviour in docs/protocol.md, "Load-balanced tasks"): routing of TASK and its replies,
  * high-water marks, schemes, targets, retries and engine deaths, with a real controller in a
  * thread and fake engines and clients (ctlfx.h). Dependencies: test_task_deps.c; abort,

@@ -1,4 +1,4 @@
-/* Threads around the client I/O thread (cext/module/clientio.c, clientshm.c), built with
+/* Threads around the client I/O thread (cext/core/clientio.c, clientshm.c), built with
  * ThreadSanitizer by `make tsan` (and with ASan by ctest-asan's rules when asked): a real
  * controller in a thread, a fake engine in another thread that answers every request
  * (STREAM then REPLY, its large reply frames by shared-memory descriptor when offered,

@@ -17,6 +17,10 @@ from .outputs import OutputsMixin
 from ..serialize import deserialize_object
 
 _PENDING = object()
+# Waits without a time limit wake this often (seconds), so that Ctrl-C reaches the waiting
+# thread even when the signal landed on another thread (a blocked lock acquire is woken
+# only by a signal to its own thread) or came from _thread.interrupt_main().
+_POLL = 0.2
 
 
 from .arinfo import _METADATA_KEYS, InfoMixin, Metadata  # noqa: F401 - Metadata: re-exported
@@ -498,11 +502,17 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
         if threading.current_thread() is self._client._dispatcher.thread and timeout != 0:
             raise RuntimeError("cannot wait for a result in the client's dispatch thread "
                                "(a done-callback); it would wait forever")
-        try:
-            concurrent.futures.Future.result(self, timeout)
-        except concurrent.futures.TimeoutError:
-            return False
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _POLL if deadline is None else \
+                min(_POLL, max(0.0, deadline - time.monotonic()))
+            try:
+                concurrent.futures.Future.result(self, step)
+            except concurrent.futures.TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                continue
+            return True
 
     def wait_for_output(self, timeout=-1):
         """Waits until the output of every engine has arrived (stdout, stderr, display
@@ -614,7 +624,7 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
             return self._slot_root[id(slot)]._wait_slot(slot)
         with self._lock:
             while not slot.done:
-                self._condition_locked().wait()
+                self._condition_locked().wait(_POLL)
 
     def _slot_result(self, slot):
         """One engine's result, raising its error (returning it with
@@ -700,7 +710,7 @@ class AsyncMapResult(AsyncResult):
         while i < n:
             with lock:
                 while len(order) <= i:
-                    self._condition_locked().wait()
+                    self._condition_locked().wait(_POLL)
                 slot = order[i]
             i += 1
             yield from join([self._slot_result(slot)])

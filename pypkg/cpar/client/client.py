@@ -19,7 +19,7 @@ import weakref
 
 from .._proc import pid_alive
 from .. import _core, error, paths
-from .asyncresult import AsyncResult
+from .asyncresult import _POLL, AsyncResult
 from .dispatch import _Dispatcher, _Waiter, _targets_frame
 from .localresults import _LocalResults
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
@@ -649,11 +649,15 @@ class Client(_LocalResults, _Bookkeeping):
 
         pending = set(futures)
         while pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # a bounded step, so that Ctrl-C is seen (asyncresult._POLL)
+            left = _POLL if deadline is None else \
+                min(_POLL, max(0.0, deadline - time.monotonic()))
             done, pending = concurrent.futures.wait(
                 pending, left, return_when=concurrent.futures.FIRST_COMPLETED)
             if not done:
-                return False  # timed out
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False  # timed out
+                continue
             if return_when == concurrent.futures.FIRST_COMPLETED:
                 return True
             if return_when == concurrent.futures.FIRST_EXCEPTION and any(map(failed, done)):

@@ -212,7 +212,11 @@ class _Waiter:
         self._event.set()
 
     def wait(self, timeout):
-        return self._event.wait(timeout)
+        if timeout is not None:
+            return self._event.wait(timeout)
+        while not self._event.wait(0.2):  # bounded steps: Ctrl-C is seen
+            pass
+        return True
 
     def result(self):
         if self._exc is not None:

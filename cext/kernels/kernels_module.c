@@ -292,8 +292,10 @@ kernels_pi_hits(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
         (stream_o && cpar__u64(stream_o, &stream, "stream") < 0) ||
         (start_o && cpar__u64(start_o, &start, "start") < 0))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS hits = cpar_philox_pi_hits(seed, stream, start, n);
-    Py_END_ALLOW_THREADS return PyLong_FromUnsignedLongLong((unsigned long long)hits);
+    Py_BEGIN_ALLOW_THREADS
+    hits = cpar_philox_pi_hits(seed, stream, start, n);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLongLong((unsigned long long)hits);
 }
 
 static PyObject *

@@ -90,14 +90,7 @@ connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         snprintf(curve.sec, sizeof(curve.sec), "%s", kx);
         cp = &curve;
     }
-    if (PyUnicode_Check(key)) {
-        Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
-        if (s == NULL)
-            return NULL;
-        return connection_new_impl(type, url, s, len, cp, flags);
-    }
-    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
+    if (cpar_module_key_view(key, &view) < 0)
         return NULL;
     ret = connection_new_impl(type, url, view.buf, view.len, cp, flags);
     PyBuffer_Release(&view);
@@ -109,8 +102,10 @@ connection_dealloc(cpar_ConnectionObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
     if (self->io != NULL) {
-        Py_BEGIN_ALLOW_THREADS cpar_clientio_free(self->io);
-        Py_END_ALLOW_THREADS self->io = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        cpar_clientio_free(self->io);
+        Py_END_ALLOW_THREADS
+        self->io = NULL;
         cpar_zc_drain();
     }
     Py_CLEAR(self->url);
@@ -254,8 +249,11 @@ connection_recv_impl(cpar_ConnectionObject *self, double timeout, Py_ssize_t max
             if (left * 1000 < slice)
                 slice = (int)ceil(left * 1000);
         }
-        Py_BEGIN_ALLOW_THREADS rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
-        Py_END_ALLOW_THREADS if (n > 0 || rc != 0 || slice == 0) break;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
+        Py_END_ALLOW_THREADS
+        if (n > 0 || rc != 0 || slice == 0)
+            break;
         if (timeout >= 0 && cpar__monotonic() >= deadline)
             break;
         if (PyErr_CheckSignals() < 0)
@@ -317,8 +315,10 @@ connection_recv(cpar_ConnectionObject *self, PyObject *args, PyObject *kwds)
 static PyObject *
 connection_close_impl(cpar_ConnectionObject *self)
 {
-    Py_BEGIN_ALLOW_THREADS cpar_clientio_close(self->io);
-    Py_END_ALLOW_THREADS cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS
+    cpar_clientio_close(self->io);
+    Py_END_ALLOW_THREADS
+    cpar_zc_drain();
     Py_RETURN_NONE;
 }
 

@@ -51,9 +51,10 @@ controller_new_impl(PyTypeObject *type, cpar_controller_config *cfg)
     if (self == NULL)
         return NULL;
     self->state = CPAR__CTL_CLOSED;
-    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_new(cfg, &self->c, err, sizeof(err));
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_new(cfg, &self->c, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
         self->c = NULL;
         cpar_exc_set(rc, 0, "cannot start the controller: %s", err[0] ? err : "failed");
         goto error;
@@ -96,16 +97,7 @@ controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     cfg.replay_window_ms = window;
     cfg.replay_ids = ids;
     cfg.max_message = maxmsg;
-    if (PyUnicode_Check(key)) {
-        Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
-        if (s == NULL)
-            return NULL;
-        cfg.key = (const uint8_t *)s;
-        cfg.keylen = (size_t)len;
-        return controller_new_impl(type, &cfg);
-    }
-    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
+    if (cpar_module_key_view(key, &view) < 0)
         return NULL;
     cfg.key = view.buf;
     cfg.keylen = (size_t)view.len;
@@ -120,8 +112,10 @@ controller_dealloc(cpar_ControllerObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     /* run() holds a reference while it runs, so the loop cannot be running here. */
     if (self->c != NULL) {
-        Py_BEGIN_ALLOW_THREADS cpar_controller_free(self->c);
-        Py_END_ALLOW_THREADS self->c = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        cpar_controller_free(self->c);
+        Py_END_ALLOW_THREADS
+        self->c = NULL;
     }
     Py_CLEAR(self->client_url);
     Py_CLEAR(self->engine_url);
@@ -143,8 +137,10 @@ controller_run_impl(cpar_ControllerObject *self)
                             : self->state == CPAR__CTL_DONE  ? "done (run() returned)"
                                                              : "closed");
     self->state = CPAR__CTL_RUNNING;
-    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_run(self->c);
-    Py_END_ALLOW_THREADS self->state = CPAR__CTL_DONE;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_run(self->c);
+    Py_END_ALLOW_THREADS
+    self->state = CPAR__CTL_DONE;
     if (rc != 0)
         return cpar_exc_set(rc, 0, "the controller loop failed");
     Py_RETURN_NONE;
@@ -192,7 +188,8 @@ controller_close(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
         cpar_controller *c = self->c;
         self->c = NULL;
         self->state = CPAR__CTL_CLOSED;
-        Py_BEGIN_ALLOW_THREADS cpar_controller_free(c);
+        Py_BEGIN_ALLOW_THREADS
+        cpar_controller_free(c);
         Py_END_ALLOW_THREADS
     }
     Py_RETURN_NONE;

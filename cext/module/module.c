@@ -11,6 +11,20 @@
 #include "shm.h"
 #include "zerocopy.h"
 
+int
+cpar_module_key_view(PyObject *key, Py_buffer *view)
+{
+    if (PyUnicode_Check(key)) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
+        if (s == NULL)
+            return -1;
+        /* The UTF-8 bytes live as long as the str, which the view holds a reference to. */
+        return PyBuffer_FillInfo(view, key, (void *)s, len, 1, PyBUF_SIMPLE);
+    }
+    return PyObject_GetBuffer(key, view, PyBUF_SIMPLE);
+}
+
 /* now_ns() -> int
  * --
  * Nanoseconds since the Unix epoch (the clock of the wire's t0/t1 fields). */

@@ -25,6 +25,10 @@ cpar_module_state_of(PyTypeObject *type)
     return (cpar_module_state *)PyType_GetModuleState(type);
 }
 
+/* Views `key` (a bytes-like object, or a str as its UTF-8 bytes) as a read-only buffer,
+ * which the caller releases with PyBuffer_Release. 0, or -1 with an exception set. */
+int cpar_module_key_view(PyObject *key, Py_buffer *view);
+
 /* Each returns a new heap type bound to `module`, or NULL with an exception set. */
 PyObject *cpar_message_type_new(PyObject *module);
 PyObject *cpar_connection_type_new(PyObject *module);

@@ -1,5 +1,5 @@
-/* cpar._core's module state and the constructors of its types, shared by the extension's
- * source files (module.c, message.c, connection.c, controller_py.c).
+/* cpar._core's module state, the specs of its types and small helpers, shared by the
+ * extension's source files (module.c, message.c, connection.c, controller_py.c).
  *
  * Ownership and threads: the state holds strong references to the module's heap types and
  * lives as long as the module; functions here need the GIL. */

@@ -44,6 +44,60 @@ cpar__out_array(PyObject *out, int ndim, npy_intp *shape)
     return o;
 }
 
+/* One inner loop of an iterator: n elements at data[i], strides[i] apart; ctx is the
+ * caller's. Runs without the GIL. */
+typedef void (*cpar__inner_fn)(char **data, const npy_intp *strides, npy_intp n, void *ctx);
+
+/* Runs fn over every inner loop of `it`, with the GIL released unless the iteration needs
+ * the Python API. 0, or -1 with an exception set. */
+static int
+cpar__iter_run(NpyIter *it, cpar__inner_fn fn, void *ctx)
+{
+    NpyIter_IterNextFunc *next = NpyIter_GetIterNext(it, NULL);
+    char **data;
+    npy_intp *strides, *size;
+    NPY_BEGIN_THREADS_DEF;
+
+    if (next == NULL)
+        return -1;
+    data = NpyIter_GetDataPtrArray(it);
+    strides = NpyIter_GetInnerStrideArray(it);
+    size = NpyIter_GetInnerLoopSizePtr(it);
+    if (!NpyIter_IterationNeedsAPI(it))
+        NPY_BEGIN_THREADS;
+    do {
+        fn(data, strides, *size, ctx);
+    } while (next(it));
+    NPY_END_THREADS;
+    return 0;
+}
+
+/* What an escape inner loop needs. */
+typedef struct {
+    Py_complex c;
+    long maxiter;
+    int is64, mandel;
+} cpar__escape_args;
+
+/* Escape counts of data[0] (complex points) into data[1] (float64). */
+static void
+cpar__escape_inner(char **data, const npy_intp *strides, npy_intp n, void *ctx)
+{
+    const cpar__escape_args *a = ctx;
+    if (a->is64 && a->mandel)
+        cpar_escape_mandelbrot_f64((const double *)data[0], strides[0], (size_t)n, a->maxiter,
+                                   (double *)data[1], strides[1]);
+    else if (a->is64)
+        cpar_escape_julia_f64((const double *)data[0], strides[0], (size_t)n, a->c.real, a->c.imag,
+                              a->maxiter, (double *)data[1], strides[1]);
+    else if (a->mandel)
+        cpar_escape_mandelbrot_f32((const float *)data[0], strides[0], (size_t)n, a->maxiter,
+                                   (double *)data[1], strides[1]);
+    else
+        cpar_escape_julia_f32((const float *)data[0], strides[0], (size_t)n, (float)a->c.real,
+                              (float)a->c.imag, a->maxiter, (double *)data[1], strides[1]);
+}
+
 /* Runs an escape kernel over `points` (complex64 or complex128, any shape and strides)
  * into out. mandel selects mandelbrot (c unused) over julia. */
 static PyObject *
@@ -54,7 +108,7 @@ cpar__escape(PyObject *points, Py_complex c, long maxiter, PyObject *out, int ma
     npy_uint32 op_flags[2];
     PyArray_Descr *dtypes[2] = {NULL, NULL};
     NpyIter *it = NULL;
-    int is64;
+    cpar__escape_args args = {c, maxiter, 0, mandel};
 
     if (maxiter < 0)
         return PyErr_Format(PyExc_ValueError, "%s: maxiter must be >= 0, not %ld", name, maxiter);
@@ -72,7 +126,7 @@ cpar__escape(PyObject *points, Py_complex c, long maxiter, PyObject *out, int ma
                      name, PyArray_DESCR(z)->typeobj->tp_name);
         goto error;
     }
-    is64 = PyArray_TYPE(z) == NPY_COMPLEX128;
+    args.is64 = PyArray_TYPE(z) == NPY_COMPLEX128;
     o = cpar__out_array(out, PyArray_NDIM(z), PyArray_DIMS(z));
     if (o == NULL)
         goto error;
@@ -83,7 +137,7 @@ cpar__escape(PyObject *points, Py_complex c, long maxiter, PyObject *out, int ma
     op_flags[0] = NPY_ITER_READONLY | NPY_ITER_ALIGNED;
     op_flags[1] = NPY_ITER_WRITEONLY | NPY_ITER_ALIGNED;
     /* Native byte order for the kernel (the iterator converts others in its buffers). */
-    dtypes[0] = PyArray_DescrFromType(is64 ? NPY_COMPLEX128 : NPY_COMPLEX64);
+    dtypes[0] = PyArray_DescrFromType(args.is64 ? NPY_COMPLEX128 : NPY_COMPLEX64);
     dtypes[1] = PyArray_DescrFromType(NPY_FLOAT64);
     it = NpyIter_MultiNew(2, ops,
                           NPY_ITER_EXTERNAL_LOOP | NPY_ITER_BUFFERED | NPY_ITER_GROWINNER |
@@ -91,35 +145,8 @@ cpar__escape(PyObject *points, Py_complex c, long maxiter, PyObject *out, int ma
                           NPY_KEEPORDER, NPY_UNSAFE_CASTING, op_flags, dtypes);
     Py_DECREF(dtypes[0]);
     Py_DECREF(dtypes[1]);
-    if (it == NULL)
+    if (it == NULL || cpar__iter_run(it, cpar__escape_inner, &args) < 0)
         goto error;
-    {
-        NpyIter_IterNextFunc *next = NpyIter_GetIterNext(it, NULL);
-        char **data = NpyIter_GetDataPtrArray(it);
-        npy_intp *strides = NpyIter_GetInnerStrideArray(it);
-        npy_intp *size = NpyIter_GetInnerLoopSizePtr(it);
-        NPY_BEGIN_THREADS_DEF;
-        if (next == NULL)
-            goto error;
-        if (!NpyIter_IterationNeedsAPI(it))
-            NPY_BEGIN_THREADS;
-        do {
-            if (is64 && mandel)
-                cpar_escape_mandelbrot_f64((const double *)data[0], strides[0], (size_t)*size,
-                                           maxiter, (double *)data[1], strides[1]);
-            else if (is64)
-                cpar_escape_julia_f64((const double *)data[0], strides[0], (size_t)*size, c.real,
-                                      c.imag, maxiter, (double *)data[1], strides[1]);
-            else if (mandel)
-                cpar_escape_mandelbrot_f32((const float *)data[0], strides[0], (size_t)*size,
-                                           maxiter, (double *)data[1], strides[1]);
-            else
-                cpar_escape_julia_f32((const float *)data[0], strides[0], (size_t)*size,
-                                      (float)c.real, (float)c.imag, maxiter, (double *)data[1],
-                                      strides[1]);
-        } while (next(it));
-        NPY_END_THREADS;
-    }
     if (NpyIter_Deallocate(it) != NPY_SUCCEED) {
         it = NULL;
         goto error;
@@ -183,10 +210,28 @@ cpar__u64(PyObject *obj, uint64_t *v, const char *what)
     return 0;
 }
 
+/* What a random inner loop needs; k is the stream element of the next loop's first. */
+typedef struct {
+    uint64_t seed, stream, k;
+    int normal;
+} cpar__random_args;
+
+/* Uniform or normal numbers into data[0] (float64). */
+static void
+cpar__random_inner(char **data, const npy_intp *strides, npy_intp n, void *ctx)
+{
+    cpar__random_args *a = ctx;
+    if (a->normal)
+        cpar_philox_normal(a->seed, a->stream, a->k, (size_t)n, (double *)data[0], strides[0]);
+    else
+        cpar_philox_uniform(a->seed, a->stream, a->k, (size_t)n, (double *)data[0], strides[0]);
+    a->k += (uint64_t)n;
+}
+
 /* uniform (normal = 0) or normal (1) numbers into a new or given float64 array; element
  * order is C order, so element k of the flat array is stream element start + k. */
 static PyObject *
-cpar__random(PyObject *args, PyObject *kwds, int normal)
+cpar__random(PyObject *pyargs, PyObject *kwds, int normal)
 {
     static char *kwlist[] = {"shape", "seed", "stream", "start", "out", NULL};
     PyObject *shape_obj = Py_None, *seed_o = NULL, *stream_o = NULL, *start_o = NULL, *out = NULL;
@@ -194,9 +239,10 @@ cpar__random(PyObject *args, PyObject *kwds, int normal)
     PyArray_Dims shape = {NULL, 0};
     PyArrayObject *o = NULL;
     NpyIter *it = NULL;
+    cpar__random_args args;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, normal ? "|OOOOO:normal" : "|OOOOO:random", kwlist,
-                                     &shape_obj, &seed_o, &stream_o, &start_o, &out))
+    if (!PyArg_ParseTupleAndKeywords(pyargs, kwds, normal ? "|OOOOO:normal" : "|OOOOO:random",
+                                     kwlist, &shape_obj, &seed_o, &stream_o, &start_o, &out))
         return NULL;
     if ((seed_o && cpar__u64(seed_o, &seed, "seed") < 0) ||
         (stream_o && cpar__u64(stream_o, &stream, "stream") < 0) ||
@@ -235,29 +281,11 @@ cpar__random(PyObject *args, PyObject *kwds, int normal)
     }
     if (PyArray_SIZE(o) == 0)
         return (PyObject *)o;
+    args = (cpar__random_args){seed, stream, start, normal};
     it = NpyIter_New(o, NPY_ITER_WRITEONLY | NPY_ITER_EXTERNAL_LOOP | NPY_ITER_ALIGNED, NPY_CORDER,
                      NPY_NO_CASTING, NULL);
-    if (it == NULL)
+    if (it == NULL || cpar__iter_run(it, cpar__random_inner, &args) < 0)
         goto error;
-    {
-        NpyIter_IterNextFunc *next = NpyIter_GetIterNext(it, NULL);
-        char **data = NpyIter_GetDataPtrArray(it);
-        npy_intp *strides = NpyIter_GetInnerStrideArray(it);
-        npy_intp *size = NpyIter_GetInnerLoopSizePtr(it);
-        uint64_t k = start;
-        NPY_BEGIN_THREADS_DEF;
-        if (next == NULL)
-            goto error;
-        NPY_BEGIN_THREADS;
-        do {
-            if (normal)
-                cpar_philox_normal(seed, stream, k, (size_t)*size, (double *)data[0], strides[0]);
-            else
-                cpar_philox_uniform(seed, stream, k, (size_t)*size, (double *)data[0], strides[0]);
-            k += (uint64_t)*size;
-        } while (next(it));
-        NPY_END_THREADS;
-    }
     NpyIter_Deallocate(it);
     return (PyObject *)o;
 error:
@@ -292,8 +320,10 @@ kernels_pi_hits(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
         (stream_o && cpar__u64(stream_o, &stream, "stream") < 0) ||
         (start_o && cpar__u64(start_o, &start, "start") < 0))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS hits = cpar_philox_pi_hits(seed, stream, start, n);
-    Py_END_ALLOW_THREADS return PyLong_FromUnsignedLongLong((unsigned long long)hits);
+    Py_BEGIN_ALLOW_THREADS
+    hits = cpar_philox_pi_hits(seed, stream, start, n);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromUnsignedLongLong((unsigned long long)hits);
 }
 
 static PyObject *

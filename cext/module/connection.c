@@ -3,6 +3,8 @@
 #include "module.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <string.h>
 #include <time.h>
 
 #include "clientio.h"
@@ -28,6 +30,45 @@ cpar__monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static void
+connection_dealloc(cpar_ConnectionObject *self)
+{
+    if (self->io != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        cpar_clientio_free(self->io);
+        Py_END_ALLOW_THREADS
+        self->io = NULL;
+        cpar_zc_drain();
+    }
+    Py_CLEAR(self->url);
+    cpar_debug_connections_alive--;
+    cpar_module_free_instance((PyObject *)self);
+}
+
+/* The CURVE keys of Connection(), named names[i] in messages: *cp is NULL when none is
+ * given, else curve filled. 0, or -1 with ValueError when one is missing or malformed. */
+static int
+connection_curve(const char *const keys[3], char *const names[3], cpar_curve *curve,
+                 const cpar_curve **cp)
+{
+    *cp = NULL;
+    if (keys[0] == NULL && keys[1] == NULL && keys[2] == NULL)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (!cpar_curve_key_valid(keys[i])) {
+            PyErr_Format(PyExc_ValueError,
+                         "CURVE needs three keys of 40 Z85 characters (server, public, secret); "
+                         "%s is %s",
+                         names[i], keys[i] ? "malformed" : "missing");
+            return -1;
+        }
+    snprintf(curve->server, sizeof(curve->server), "%s", keys[0]);
+    snprintf(curve->pub, sizeof(curve->pub), "%s", keys[1]);
+    snprintf(curve->sec, sizeof(curve->sec), "%s", keys[2]);
+    *cp = curve;
+    return 0;
+}
+
 /* Connection(url, key, curve_serverkey=None, curve_publickey=None, curve_secretkey=None, *,
  *            shm=True)
  * --
@@ -35,22 +76,34 @@ cpar__monotonic(void)
  * a str is used as its UTF-8 bytes), encrypting with CurveZMQ when the three keys are
  * given, and starts the I/O thread. shm=False: never the shared-memory path. */
 static PyObject *
-connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssize_t keylen,
-                    const cpar_curve *curve, unsigned flags)
+connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    static char *kwlist[] = {"url", "key", "curve_serverkey", "curve_publickey", "curve_secretkey",
+                             "shm", NULL};
+    const char *url, *keys[3] = {NULL, NULL, NULL};
     cpar_ConnectionObject *self;
+    PyObject *key;
+    const cpar_curve *cp;
+    cpar_curve curve;
+    Py_buffer view;
     char err[512];
-    int rc;
+    int shm = 1, rc;
 
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|zzz$p:Connection", kwlist, &url, &key,
+                                     &keys[0], &keys[1], &keys[2], &shm))
+        return NULL;
+    if (connection_curve(keys, kwlist + 2, &curve, &cp) < 0)
+        return NULL;
     self = (cpar_ConnectionObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     cpar_debug_connections_alive++;
     self->url = PyUnicode_FromString(url);
-    if (self->url == NULL)
+    if (self->url == NULL || cpar_module_key_view(key, &view) < 0)
         goto error;
-    rc = cpar_clientio_open(url, (const uint8_t *)key, (size_t)keylen, curve, flags, &self->io, err,
-                            sizeof(err));
+    rc = cpar_clientio_open(url, view.buf, (size_t)view.len, cp, shm ? 0u : CPAR_CLIENTIO_NO_SHM,
+                            &self->io, err, sizeof(err));
+    PyBuffer_Release(&view);
     if (rc != 0) {
         cpar_exc_set_message(rc, err);
         goto error;
@@ -59,64 +112,6 @@ connection_new_impl(PyTypeObject *type, const char *url, const char *key, Py_ssi
 error:
     Py_DECREF(self);
     return NULL;
-}
-
-static PyObject *
-connection_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"url", "key", "curve_serverkey", "curve_publickey", "curve_secretkey",
-                             "shm", NULL};
-    const char *url, *ks = NULL, *kp = NULL, *kx = NULL;
-    PyObject *key, *ret;
-    Py_buffer view;
-    cpar_curve curve, *cp = NULL;
-    int shm = 1;
-    unsigned flags;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|zzz$p:Connection", kwlist, &url, &key, &ks,
-                                     &kp, &kx, &shm))
-        return NULL;
-    flags = shm ? 0u : CPAR_CLIENTIO_NO_SHM;
-    if (ks != NULL || kp != NULL || kx != NULL) {
-        const char *keys[3] = {ks, kp, kx};
-        for (int i = 0; i < 3; i++)
-            if (!cpar_curve_key_valid(keys[i]))
-                return PyErr_Format(PyExc_ValueError,
-                                    "CURVE needs three keys of 40 Z85 characters (server, "
-                                    "public, secret); %s is %s",
-                                    kwlist[2 + i], keys[i] ? "malformed" : "missing");
-        snprintf(curve.server, sizeof(curve.server), "%s", ks);
-        snprintf(curve.pub, sizeof(curve.pub), "%s", kp);
-        snprintf(curve.sec, sizeof(curve.sec), "%s", kx);
-        cp = &curve;
-    }
-    if (PyUnicode_Check(key)) {
-        Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
-        if (s == NULL)
-            return NULL;
-        return connection_new_impl(type, url, s, len, cp, flags);
-    }
-    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    ret = connection_new_impl(type, url, view.buf, view.len, cp, flags);
-    PyBuffer_Release(&view);
-    return ret;
-}
-
-static void
-connection_dealloc(cpar_ConnectionObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    if (self->io != NULL) {
-        Py_BEGIN_ALLOW_THREADS cpar_clientio_free(self->io);
-        Py_END_ALLOW_THREADS self->io = NULL;
-        cpar_zc_drain();
-    }
-    Py_CLEAR(self->url);
-    cpar_debug_connections_alive--;
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
 }
 
 /* send(type, frames=(), *, msg_id, parent=b"", target=-1, engine=-1, status=0, flags=0,
@@ -254,8 +249,11 @@ connection_recv_impl(cpar_ConnectionObject *self, double timeout, Py_ssize_t max
             if (left * 1000 < slice)
                 slice = (int)ceil(left * 1000);
         }
-        Py_BEGIN_ALLOW_THREADS rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
-        Py_END_ALLOW_THREADS if (n > 0 || rc != 0 || slice == 0) break;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cpar_clientio_take(self->io, slice, (size_t)max, &head, &n);
+        Py_END_ALLOW_THREADS
+        if (n > 0 || rc != 0 || slice == 0)
+            break;
         if (timeout >= 0 && cpar__monotonic() >= deadline)
             break;
         if (PyErr_CheckSignals() < 0)
@@ -315,17 +313,13 @@ connection_recv(cpar_ConnectionObject *self, PyObject *args, PyObject *kwds)
  * Stops the I/O thread and closes the socket without lingering; queued messages are
  * dropped. Idempotent; wakes threads blocked in recv (they get ConnectionClosed). */
 static PyObject *
-connection_close_impl(cpar_ConnectionObject *self)
-{
-    Py_BEGIN_ALLOW_THREADS cpar_clientio_close(self->io);
-    Py_END_ALLOW_THREADS cpar_zc_drain();
-    Py_RETURN_NONE;
-}
-
-static PyObject *
 connection_close(cpar_ConnectionObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return connection_close_impl(self);
+    Py_BEGIN_ALLOW_THREADS
+    cpar_clientio_close(self->io);
+    Py_END_ALLOW_THREADS
+    cpar_zc_drain();
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -337,7 +331,7 @@ connection_enter(cpar_ConnectionObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 connection_exit(cpar_ConnectionObject *self, PyObject *Py_UNUSED(args))
 {
-    return connection_close_impl(self);
+    return connection_close(self, NULL);
 }
 
 static PyObject *
@@ -347,74 +341,26 @@ connection_repr(cpar_ConnectionObject *self)
                                 cpar_clientio_closed(self->io) ? " closed" : "");
 }
 
-enum {
-    CPAR__ST_SENT,
-    CPAR__ST_RECEIVED,
-    CPAR__ST_BADSIG,
-    CPAR__ST_MALFORMED,
-    CPAR__ST_FAILED,
-    CPAR__ST_DISCONNECTS,
-    CPAR__ST_SHM,
-    CPAR__ST_SHM_SENT,
-    CPAR__ST_SHM_RECEIVED,
-    CPAR__ST_SHM_FAILED,
-    CPAR__ST_HANDSHAKE,
-    CPAR__ST_SHM_DENIED,
-    CPAR__ST_SHM_FALLBACK,
-    CPAR__ST_SHM_PROBING,
-};
-
+/* A uint64_t counter of cpar_clientio_stats; `field` (the closure) is its offset. */
 static PyObject *
-connection_get_stat(cpar_ConnectionObject *self, void *which)
+connection_get_stat(cpar_ConnectionObject *self, void *field)
 {
     cpar_clientio_stats st;
-    uint64_t v = 0;
+    uint64_t v;
     cpar_clientio_get_stats(self->io, &st);
-    switch ((int)(intptr_t)which) {
-    case CPAR__ST_SENT:
-        v = st.sent;
-        break;
-    case CPAR__ST_RECEIVED:
-        v = st.received;
-        break;
-    case CPAR__ST_BADSIG:
-        v = st.bad_signature;
-        break;
-    case CPAR__ST_MALFORMED:
-        v = st.malformed;
-        break;
-    case CPAR__ST_FAILED:
-        v = st.send_failed;
-        break;
-    case CPAR__ST_DISCONNECTS:
-        v = st.disconnects;
-        break;
-    case CPAR__ST_SHM:
-        v = (uint64_t)st.shm;
-        break;
-    case CPAR__ST_SHM_SENT:
-        v = st.shm_sent;
-        break;
-    case CPAR__ST_SHM_RECEIVED:
-        v = st.shm_received;
-        break;
-    case CPAR__ST_SHM_FAILED:
-        v = st.shm_failed;
-        break;
-    case CPAR__ST_HANDSHAKE:
-        v = st.handshake_failed;
-        break;
-    case CPAR__ST_SHM_DENIED:
-        v = st.shm_denied;
-        break;
-    case CPAR__ST_SHM_FALLBACK:
-        v = st.shm_fallback;
-        break;
-    case CPAR__ST_SHM_PROBING:
-        v = (uint64_t)(st.shm_probing > 0 ? st.shm_probing : 0);
-        break;
-    }
+    memcpy(&v, (const char *)&st + (uintptr_t)field, sizeof(v));
     return PyLong_FromUnsignedLongLong(v);
+}
+
+/* An int field of cpar_clientio_stats (offset `field`) as a count, never below 0. */
+static PyObject *
+connection_get_stat_int(cpar_ConnectionObject *self, void *field)
+{
+    cpar_clientio_stats st;
+    int v;
+    cpar_clientio_get_stats(self->io, &st);
+    memcpy(&v, (const char *)&st + (uintptr_t)field, sizeof(v));
+    return PyLong_FromUnsignedLongLong((unsigned long long)(v > 0 ? v : 0));
 }
 
 static PyObject *
@@ -437,48 +383,46 @@ connection_get_url(cpar_ConnectionObject *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->url);
 }
 
+/* The first fields of the attribute named as the field of cpar_clientio_stats it reads
+ * (uint64_t, or int for _INT); the doc string follows. */
+#define CPAR__STAT(f) .name = #f, .get = (getter)connection_get_stat, .closure = CPAR__OFF(f)
+#define CPAR__STAT_INT(f)                                                                          \
+    .name = #f, .get = (getter)connection_get_stat_int, .closure = CPAR__OFF(f)
+#define CPAR__OFF(f) ((void *)offsetof(cpar_clientio_stats, f))
+
 static PyGetSetDef connection_getset[] = {
     {"url", (getter)connection_get_url, NULL, "the controller endpoint connected to", NULL},
     {"closed", (getter)connection_get_closed, NULL, "True once closed (or failed)", NULL},
     {"connected", (getter)connection_get_connected, NULL,
      "True while the socket is connected to the controller", NULL},
-    {"disconnects", (getter)connection_get_stat, NULL,
-     "times the connection dropped (each also reported as a local ERROR message)",
-     (void *)CPAR__ST_DISCONNECTS},
-    {"sent", (getter)connection_get_stat, NULL, "messages handed to the socket",
-     (void *)CPAR__ST_SENT},
-    {"received", (getter)connection_get_stat, NULL, "valid messages received",
-     (void *)CPAR__ST_RECEIVED},
-    {"bad_signature", (getter)connection_get_stat, NULL,
-     "received messages dropped for a wrong signature (a different key?)", (void *)CPAR__ST_BADSIG},
-    {"malformed", (getter)connection_get_stat, NULL,
-     "received messages dropped as malformed (truncated, unknown version or type)",
-     (void *)CPAR__ST_MALFORMED},
-    {"send_failed", (getter)connection_get_stat, NULL,
-     "messages that could not be sent (each reported as a local ERROR message)",
-     (void *)CPAR__ST_FAILED},
-    {"shm", (getter)connection_get_stat, NULL,
-     "1 when large frames may travel through shared memory (same host; CPAR_SHM not 0)",
-     (void *)CPAR__ST_SHM},
-    {"shm_sent", (getter)connection_get_stat, NULL,
-     "request frames sent by shared-memory descriptor", (void *)CPAR__ST_SHM_SENT},
-    {"shm_received", (getter)connection_get_stat, NULL, "reply frames read from an engine's memory",
-     (void *)CPAR__ST_SHM_RECEIVED},
-    {"handshake_failed", (getter)connection_get_stat, NULL,
-     "security handshakes with the controller that failed (CURVE keys that do not match)",
-     (void *)CPAR__ST_HANDSHAKE},
-    {"shm_failed", (getter)connection_get_stat, NULL,
-     "replies whose shared-memory read failed (each became an ERROR)", (void *)CPAR__ST_SHM_FAILED},
-    {"shm_denied", (getter)connection_get_stat, NULL,
-     "shared-memory directions (engine reads us, we read it) that probes found denied",
-     (void *)CPAR__ST_SHM_DENIED},
-    {"shm_fallback", (getter)connection_get_stat, NULL,
-     "requests sent by socket because a shared-memory read was denied",
-     (void *)CPAR__ST_SHM_FALLBACK},
-    {"shm_probing", (getter)connection_get_stat, NULL,
-     "shared-memory probes of local engines still in flight", (void *)CPAR__ST_SHM_PROBING},
+    {CPAR__STAT(disconnects),
+     .doc = "times the connection dropped (each also reported as a local ERROR message)"},
+    {CPAR__STAT(sent), .doc = "messages handed to the socket"},
+    {CPAR__STAT(received), .doc = "valid messages received"},
+    {CPAR__STAT(bad_signature),
+     .doc = "received messages dropped for a wrong signature (a different key?)"},
+    {CPAR__STAT(malformed),
+     .doc = "received messages dropped as malformed (truncated, unknown version or type)"},
+    {CPAR__STAT(send_failed),
+     .doc = "messages that could not be sent (each reported as a local ERROR message)"},
+    {CPAR__STAT_INT(shm),
+     .doc = "1 when large frames may travel through shared memory (same host; CPAR_SHM not 0)"},
+    {CPAR__STAT(shm_sent), .doc = "request frames sent by shared-memory descriptor"},
+    {CPAR__STAT(shm_received), .doc = "reply frames read from an engine's memory"},
+    {CPAR__STAT(handshake_failed),
+     .doc = "security handshakes with the controller that failed (CURVE keys that do not match)"},
+    {CPAR__STAT(shm_failed),
+     .doc = "replies whose shared-memory read failed (each became an ERROR)"},
+    {CPAR__STAT(shm_denied),
+     .doc = "shared-memory directions (engine reads us, we read it) that probes found denied"},
+    {CPAR__STAT(shm_fallback),
+     .doc = "requests sent by socket because a shared-memory read was denied"},
+    {CPAR__STAT_INT(shm_probing), .doc = "shared-memory probes of local engines still in flight"},
     {NULL},
 };
+#undef CPAR__STAT
+#undef CPAR__STAT_INT
+#undef CPAR__OFF
 
 static PyMethodDef connection_methods[] = {
     {"send", (PyCFunction)(void (*)(void))connection_send, METH_VARARGS | METH_KEYWORDS,
@@ -509,15 +453,9 @@ static PyType_Slot connection_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec connection_spec = {
+PyType_Spec cpar_connection_spec = {
     .name = "cpar._core.Connection",
     .basicsize = sizeof(cpar_ConnectionObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = connection_slots,
 };
-
-PyObject *
-cpar_connection_type_new(PyObject *module)
-{
-    return PyType_FromModuleAndSpec(module, &connection_spec, NULL);
-}

@@ -22,6 +22,48 @@ typedef struct {
     PyObject *engine_url;             /* str: endpoint bound for engines */
 } cpar_ControllerObject;
 
+/* Reads Controller()'s arguments into cfg (all but its key) and *key (borrowed), checking
+ * their ranges. 0, or -1 with an exception set. */
+static int
+controller_parse(PyObject *args, PyObject *kwds, cpar_controller_config *cfg, PyObject **key)
+{
+    static char *kwlist[] = {
+        "client_url",    "engine_url",       "key",        "log_path",    "hb_period_ms",
+        "hb_timeout_ms", "scheme",           "hwm",        "max_records", "curve_secret",
+        "curve_allowed", "replay_window_ms", "replay_ids", "max_message", NULL};
+    long long window = 0, ids = 0, maxmsg = 0;
+
+    cfg->hb_period_ms = 500;
+    cfg->hb_timeout_ms = 3000;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "ssO|ziizii$zzLLL:Controller", kwlist, &cfg->client_url, &cfg->engine_url,
+            key, &cfg->log_path, &cfg->hb_period_ms, &cfg->hb_timeout_ms, &cfg->scheme, &cfg->hwm,
+            &cfg->max_records, &cfg->curve_secret, &cfg->curve_allowed, &window, &ids, &maxmsg))
+        return -1;
+    if (window < 0 || ids < 0 || maxmsg < 0) {
+        PyErr_Format(PyExc_ValueError, "replay_window_ms, replay_ids and max_message must be >= 0 "
+                                       "(0: the default)");
+        return -1;
+    }
+    cfg->replay_window_ms = window;
+    cfg->replay_ids = ids;
+    cfg->max_message = maxmsg;
+    if (cfg->hb_period_ms <= 0 || cfg->hb_timeout_ms <= 0) {
+        PyErr_Format(PyExc_ValueError, "heartbeat period and timeout must be positive");
+        return -1;
+    }
+    if (cfg->hwm < -1) {
+        PyErr_Format(PyExc_ValueError, "hwm must be >= 0 (0: no limit) or -1 (adaptive), not %d",
+                     cfg->hwm);
+        return -1;
+    }
+    if (cfg->max_records < 0) {
+        PyErr_Format(PyExc_ValueError, "max_records must be >= 0, not %d", cfg->max_records);
+        return -1;
+    }
+    return 0;
+}
+
 /* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
  *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000,
  *            curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0,
@@ -31,29 +73,32 @@ typedef struct {
  * (Z85, comma-separated); replay_window_ms and replay_ids tune the replay check (0: the
  * defaults), max_message is the largest frame a peer may send (0: no limit).
  * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
- * endpoints actually bound are the attributes client_url and engine_url. cfg is filled
- * but for its key, which the caller sets. */
+ * endpoints actually bound are the attributes client_url and engine_url. */
 static PyObject *
-controller_new_impl(PyTypeObject *type, cpar_controller_config *cfg)
+controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
+    cpar_controller_config cfg = {0};
     cpar_ControllerObject *self;
+    PyObject *key;
+    Py_buffer view;
     char err[512] = "";
     int rc;
 
-    if (cfg->hb_period_ms <= 0 || cfg->hb_timeout_ms <= 0)
-        return PyErr_Format(PyExc_ValueError, "heartbeat period and timeout must be positive");
-    if (cfg->hwm < -1)
-        return PyErr_Format(PyExc_ValueError,
-                            "hwm must be >= 0 (0: no limit) or -1 (adaptive), not %d", cfg->hwm);
-    if (cfg->max_records < 0)
-        return PyErr_Format(PyExc_ValueError, "max_records must be >= 0, not %d", cfg->max_records);
+    if (controller_parse(args, kwds, &cfg, &key) < 0)
+        return NULL;
     self = (cpar_ControllerObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     self->state = CPAR__CTL_CLOSED;
-    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_new(cfg, &self->c, err, sizeof(err));
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    if (cpar_module_key_view(key, &view) < 0)
+        goto error;
+    cfg.key = view.buf;
+    cfg.keylen = (size_t)view.len;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_new(&cfg, &self->c, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (rc != 0) {
         self->c = NULL;
         cpar_exc_set(rc, 0, "cannot start the controller: %s", err[0] ? err : "failed");
         goto error;
@@ -71,62 +116,29 @@ error:
     return NULL;
 }
 
-static PyObject *
-controller_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+/* Frees the loop, if not yet freed, with the GIL released; the object is closed after.
+ * Not while run() runs. */
+static void
+controller_free_loop(cpar_ControllerObject *self)
 {
-    static char *kwlist[] = {
-        "client_url",    "engine_url",       "key",        "log_path",    "hb_period_ms",
-        "hb_timeout_ms", "scheme",           "hwm",        "max_records", "curve_secret",
-        "curve_allowed", "replay_window_ms", "replay_ids", "max_message", NULL};
-    cpar_controller_config cfg = {.hb_period_ms = 500, .hb_timeout_ms = 3000};
-    PyObject *key, *ret;
-    Py_buffer view;
-
-    long long window = 0, ids = 0, maxmsg = 0;
-
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "ssO|ziizii$zzLLL:Controller", kwlist, &cfg.client_url, &cfg.engine_url,
-            &key, &cfg.log_path, &cfg.hb_period_ms, &cfg.hb_timeout_ms, &cfg.scheme, &cfg.hwm,
-            &cfg.max_records, &cfg.curve_secret, &cfg.curve_allowed, &window, &ids, &maxmsg))
-        return NULL;
-    if (window < 0 || ids < 0 || maxmsg < 0)
-        return PyErr_Format(PyExc_ValueError,
-                            "replay_window_ms, replay_ids and max_message must be >= 0 (0: the "
-                            "default)");
-    cfg.replay_window_ms = window;
-    cfg.replay_ids = ids;
-    cfg.max_message = maxmsg;
-    if (PyUnicode_Check(key)) {
-        Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
-        if (s == NULL)
-            return NULL;
-        cfg.key = (const uint8_t *)s;
-        cfg.keylen = (size_t)len;
-        return controller_new_impl(type, &cfg);
+    cpar_controller *c = self->c;
+    self->c = NULL;
+    self->state = CPAR__CTL_CLOSED;
+    if (c != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        cpar_controller_free(c);
+        Py_END_ALLOW_THREADS
     }
-    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    cfg.key = view.buf;
-    cfg.keylen = (size_t)view.len;
-    ret = controller_new_impl(type, &cfg);
-    PyBuffer_Release(&view);
-    return ret;
 }
 
 static void
 controller_dealloc(cpar_ControllerObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
     /* run() holds a reference while it runs, so the loop cannot be running here. */
-    if (self->c != NULL) {
-        Py_BEGIN_ALLOW_THREADS cpar_controller_free(self->c);
-        Py_END_ALLOW_THREADS self->c = NULL;
-    }
+    controller_free_loop(self);
     Py_CLEAR(self->client_url);
     Py_CLEAR(self->engine_url);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cpar_module_free_instance((PyObject *)self);
 }
 
 /* run()
@@ -134,7 +146,7 @@ controller_dealloc(cpar_ControllerObject *self)
  * Runs the controller loop, with the GIL released, until a SHUTDOWN with the hub flag
  * completes or stop() is called. Raises if the loop fails. Runs at most once. */
 static PyObject *
-controller_run_impl(cpar_ControllerObject *self)
+controller_run(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
 {
     int rc;
     if (self->state != CPAR__CTL_READY)
@@ -143,17 +155,13 @@ controller_run_impl(cpar_ControllerObject *self)
                             : self->state == CPAR__CTL_DONE  ? "done (run() returned)"
                                                              : "closed");
     self->state = CPAR__CTL_RUNNING;
-    Py_BEGIN_ALLOW_THREADS rc = cpar_controller_run(self->c);
-    Py_END_ALLOW_THREADS self->state = CPAR__CTL_DONE;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_controller_run(self->c);
+    Py_END_ALLOW_THREADS
+    self->state = CPAR__CTL_DONE;
     if (rc != 0)
         return cpar_exc_set(rc, 0, "the controller loop failed");
     Py_RETURN_NONE;
-}
-
-static PyObject *
-controller_run(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return controller_run_impl(self);
 }
 
 /* stop()
@@ -188,13 +196,7 @@ controller_close(cpar_ControllerObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->state == CPAR__CTL_RUNNING)
         return PyErr_Format(PyExc_RuntimeError, "the controller is running: stop() it first");
-    if (self->c != NULL) {
-        cpar_controller *c = self->c;
-        self->c = NULL;
-        self->state = CPAR__CTL_CLOSED;
-        Py_BEGIN_ALLOW_THREADS cpar_controller_free(c);
-        Py_END_ALLOW_THREADS
-    }
+    controller_free_loop(self);
     Py_RETURN_NONE;
 }
 
@@ -252,15 +254,9 @@ static PyType_Slot controller_slots[] = {
     {Py_tp_getset, controller_getset},   {0, NULL},
 };
 
-static PyType_Spec controller_spec = {
+PyType_Spec cpar_controller_spec = {
     .name = "cpar._core.Controller",
     .basicsize = sizeof(cpar_ControllerObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = controller_slots,
 };
-
-PyObject *
-cpar_controller_type_new(PyObject *module)
-{
-    return PyType_FromModuleAndSpec(module, &controller_spec, NULL);
-}

@@ -118,12 +118,10 @@ message_clear(cpar_MessageObject *self)
 static void
 message_dealloc(cpar_MessageObject *self)
 {
-    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     message_clear(self);
     cpar_debug_messages_alive--;
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
+    cpar_module_free_instance((PyObject *)self);
 }
 
 static PyObject *
@@ -134,27 +132,25 @@ message_repr(cpar_MessageObject *self)
                                 self->frames ? PyList_GET_SIZE(self->frames) : 0);
 }
 
+/* The first fields of a read-only attribute for the field of the same name. */
+#define CPAR__MEMBER(f, t) #f, t, offsetof(cpar_MessageObject, f), READONLY
+
 static PyMemberDef message_members[] = {
-    {"type", T_INT, offsetof(cpar_MessageObject, type), READONLY, "message type (MSG_*)"},
-    {"flags", T_INT, offsetof(cpar_MessageObject, flags), READONLY, "header flags (FLAG_*)"},
-    {"target", T_INT, offsetof(cpar_MessageObject, target), READONLY,
-     "engine the message is addressed to, or -1"},
-    {"engine", T_INT, offsetof(cpar_MessageObject, engine), READONLY,
-     "engine the message comes from or is about, or -1"},
-    {"status", T_INT, offsetof(cpar_MessageObject, status), READONLY,
+    {CPAR__MEMBER(type, T_INT), "message type (MSG_*)"},
+    {CPAR__MEMBER(flags, T_INT), "header flags (FLAG_*)"},
+    {CPAR__MEMBER(target, T_INT), "engine the message is addressed to, or -1"},
+    {CPAR__MEMBER(engine, T_INT), "engine the message comes from or is about, or -1"},
+    {CPAR__MEMBER(status, T_INT),
      "REPLY status (STATUS_*) or, in ERROR messages, a negative error code"},
-    {"t0", T_ULONGLONG, offsetof(cpar_MessageObject, t0), READONLY,
-     "ns since the epoch (REPLY: started)"},
-    {"t1", T_ULONGLONG, offsetof(cpar_MessageObject, t1), READONLY,
-     "ns since the epoch (REPLY: completed)"},
-    {"msg_id", T_OBJECT, offsetof(cpar_MessageObject, msg_id), READONLY,
-     "the sender's 16-byte message id"},
-    {"parent", T_OBJECT, offsetof(cpar_MessageObject, parent), READONLY,
+    {CPAR__MEMBER(t0, T_ULONGLONG), "ns since the epoch (REPLY: started)"},
+    {CPAR__MEMBER(t1, T_ULONGLONG), "ns since the epoch (REPLY: completed)"},
+    {CPAR__MEMBER(msg_id, T_OBJECT), "the sender's 16-byte message id"},
+    {CPAR__MEMBER(parent, T_OBJECT),
      "16-byte id of the request this message answers (zeros if none)"},
-    {"frames", T_OBJECT, offsetof(cpar_MessageObject, frames), READONLY,
-     "payload frames: list of writable Frame buffers"},
+    {CPAR__MEMBER(frames, T_OBJECT), "payload frames: list of writable Frame buffers"},
     {NULL},
 };
+#undef CPAR__MEMBER
 
 PyDoc_STRVAR(message_doc, "A message received on a Connection (read-only).");
 
@@ -168,16 +164,10 @@ static PyType_Slot message_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec message_spec = {
+PyType_Spec cpar_message_spec = {
     .name = "cpar._core.Message",
     .basicsize = sizeof(cpar_MessageObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = message_slots,
 };
-
-PyObject *
-cpar_message_type_new(PyObject *module)
-{
-    return PyType_FromModuleAndSpec(module, &message_spec, NULL);
-}

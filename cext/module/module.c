@@ -11,6 +11,20 @@
 #include "shm.h"
 #include "zerocopy.h"
 
+int
+cpar_module_key_view(PyObject *key, Py_buffer *view)
+{
+    if (PyUnicode_Check(key)) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(key, &len);
+        if (s == NULL)
+            return -1;
+        /* The UTF-8 bytes live as long as the str, which the view holds a reference to. */
+        return PyBuffer_FillInfo(view, key, (void *)s, len, 1, PyBUF_SIMPLE);
+    }
+    return PyObject_GetBuffer(key, view, PyBUF_SIMPLE);
+}
+
 /* now_ns() -> int
  * --
  * Nanoseconds since the Unix epoch (the clock of the wire's t0/t1 fields). */
@@ -199,18 +213,25 @@ core_exec(PyObject *module)
         {"E_TASKTIMEOUT", CPAR_ETASKTIMEOUT},
     };
 
+    const struct {
+        PyType_Spec *spec;
+        PyTypeObject **slot;
+    } specs[] = {
+        {&cpar_message_spec, &st->message_type},
+        {&cpar_connection_spec, &st->connection_type},
+        {&cpar_controller_spec, &st->controller_type},
+    };
+
     for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
             return -1;
     if (cpar__add_type(module, cpar_frame_type_new(module, "cpar._core.Frame"), &st->frame_type) <
         0)
         return -1;
-    if (cpar__add_type(module, cpar_message_type_new(module), &st->message_type) < 0)
-        return -1;
-    if (cpar__add_type(module, cpar_connection_type_new(module), &st->connection_type) < 0)
-        return -1;
-    if (cpar__add_type(module, cpar_controller_type_new(module), &st->controller_type) < 0)
-        return -1;
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++)
+        if (cpar__add_type(module, PyType_FromModuleAndSpec(module, specs[i].spec, NULL),
+                           specs[i].slot) < 0)
+            return -1;
     return 0;
 }
 
@@ -218,10 +239,9 @@ static int
 core_traverse(PyObject *module, visitproc visit, void *arg)
 {
     cpar_module_state *st = PyModule_GetState(module);
-    Py_VISIT(st->frame_type);
-    Py_VISIT(st->message_type);
-    Py_VISIT(st->connection_type);
-    Py_VISIT(st->controller_type);
+#define CPAR__VISIT(field) Py_VISIT(st->field);
+    CPAR_MODULE_STATE_TYPES(CPAR__VISIT)
+#undef CPAR__VISIT
     return 0;
 }
 
@@ -229,10 +249,9 @@ static int
 core_clear(PyObject *module)
 {
     cpar_module_state *st = PyModule_GetState(module);
-    Py_CLEAR(st->frame_type);
-    Py_CLEAR(st->message_type);
-    Py_CLEAR(st->connection_type);
-    Py_CLEAR(st->controller_type);
+#define CPAR__CLEAR(field) Py_CLEAR(st->field);
+    CPAR_MODULE_STATE_TYPES(CPAR__CLEAR)
+#undef CPAR__CLEAR
     return 0;
 }
 

@@ -151,7 +151,7 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
     cpar_clientio_item *errs = NULL, *errs_tail = NULL;
 
     while (*phead != NULL) {
-        cpar_clientio_item *it = *phead;
+        cpar_clientio_item *it = *phead, *e = NULL;
         int events = 0;
         size_t optlen = sizeof(events);
         cpar__clientio_shm_out pin;
@@ -172,32 +172,25 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
             /* What stays in the message goes through the sockets: past this, the
              * controller and engine spend longer signing and checking it than their
              * heartbeat timeout allows, so refuse it clearly instead. */
-            cpar_clientio_item *e = cpar__local_error_text(
+            e = cpar__local_error_text(
                 &it->m, CPAR_EINVAL,
                 "request of %llu bytes not sent: over the %llu bytes a message may carry "
                 "through the sockets (CPAR_SOCKET_MAX; shared memory carries more, between "
                 "processes on one host)",
                 (unsigned long long)cpar__wire_bytes(&it->m), (unsigned long long)io->socket_max);
             cpar__clientio_shm_pin(io, &pin, 0);
-            atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
-            if (e != NULL) {
-                if (errs_tail != NULL)
-                    errs_tail->next = e;
-                else
-                    errs = e;
-                errs_tail = e;
-            }
-            cpar_clientio_item_free(it);
-            continue;
+            rc = CPAR_EINVAL;
+        } else {
+            rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
+            cpar__clientio_shm_pin(io, &pin, rc == 0);
+            if (rc != 0)
+                e = cpar__local_error(&it->m, rc, errno);
         }
-        rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
-        cpar__clientio_shm_pin(io, &pin, rc == 0);
         if (rc == 0) {
             atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
         } else {
-            cpar_clientio_item *e = cpar__local_error(&it->m, rc, errno);
             atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
-            if (e != NULL) {
+            if (e != NULL) { /* to the inbox after the loop, in order */
                 if (errs_tail != NULL)
                     errs_tail->next = e;
                 else

@@ -13,7 +13,6 @@
  * client still answers at the end (a CONNECT reaches us and our CONNECT_REPLY reaches its
  * inbox); after close nothing stays pinned and no item leaks. Usage and output as
  * fuzz_controller.c (corpus lines "seed=N steps=N"). Test code. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "clientio.h"
 #include "errors.h"
+#include "fuzzkit.h"
 #include "helpers.h"
 #include "shm.h"
 #include "test.h"
@@ -562,95 +562,44 @@ fc_run_case(uint64_t seed, long steps)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
+typedef struct fc_case {
+    uint64_t seed;
+    long steps;
+} fc_case;
 
 static void
-fc_fork_case(uint64_t seed, long steps, const char *name)
+fc_parse(const char *text, void *kv)
 {
-    int status = 0;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S);
-        exit(fc_run_case(seed, steps) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (seed=%llu steps=%ld)\n", name, (unsigned long long)seed, steps);
-        passed++;
-    } else {
-        printf("not ok - %s: seed=%llu steps=%ld (%s %d)\n", name, (unsigned long long)seed, steps,
-               WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
+    fc_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 2000);
 }
 
 static void
-fc_file(const char *path, const char *name)
+fc_random(uint64_t seed, void *kv)
 {
-    char text[256] = "";
-    const char *p;
-    uint64_t seed = 1;
-    long steps = 2000;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        if ((p = strstr(text, "seed=")))
-            seed = strtoull(p + 5, NULL, 10);
-        if ((p = strstr(text, "steps=")))
-            steps = strtol(p + 6, NULL, 10);
-        fc_fork_case(seed, steps, name);
-    }
-    if (f)
-        fclose(f);
+    fc_parse("", kv);
+    ((fc_case *)kv)->seed = seed;
+}
+
+static void
+fc_case_line(const void *kv, char *out, size_t len)
+{
+    const fc_case *k = kv;
+    snprintf(out, len, "seed=%llu steps=%ld", (unsigned long long)k->seed, k->steps);
 }
 
 static int
-fc_by_name(const struct dirent **a, const struct dirent **b)
+fc_run(const void *kv)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    const fc_case *k = kv;
+    return fc_run_case(k->seed, k->steps);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fc_by_name);
-        if (n < 0) {
-            fc_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fc_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        fc_fork_case(((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ ((uint64_t)getpid() << 44),
-                     2000, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {sizeof(fc_case), CPAR_TEST_TIMEOUT_S, fc_parse, fc_random,
+                                     fc_run,          fc_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

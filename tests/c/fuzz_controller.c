@@ -20,18 +20,16 @@
  * case runs in a forked child, so a crash fails that case and names it. After the corpus,
  * new random seeds run until CPAR_FUZZ_SECONDS (default 0) have passed; a failing seed is
  * printed as a corpus line to commit. Output ends with "N passed, M failed". Test code. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ctlfx.h"
 #include "errors.h"
+#include "fuzzkit.h"
 #include "shm.h"
 #include "test.h"
 
@@ -732,21 +730,10 @@ fz_run_case(const fz_case *k)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
-
-/* splitmix64: spreads clock-derived seeds over every bit the case parameters use. */
-static uint64_t
-fz_mix(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 static void
-fz_case_line(const fz_case *k, char *out, size_t len)
+fz_case_line(const void *kv, char *out, size_t len)
 {
+    const fz_case *k = kv;
     snprintf(out, len,
              "seed=%llu steps=%ld engines=%d clients=%d hb_timeout_ms=%d scheme=%d hwm=%d "
              "max_records=%d hub_at=%d",
@@ -755,63 +742,18 @@ fz_case_line(const fz_case *k, char *out, size_t len)
 }
 
 static void
-fz_fork_case(const fz_case *k, const char *name)
+fz_parse(const char *text, void *kv)
 {
-    char line[160];
-    int status = 0;
-    pid_t pid;
-    fz_case_line(k, line, sizeof(line));
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S);
-        exit(fz_run_case(k) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (%s)\n", name, line);
-        passed++;
-    } else {
-        printf("not ok - %s: %s (%s %d)\n", name, line, WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
-}
-
-static void
-fz_parse(const char *text, fz_case *k)
-{
-    const char *p;
-    k->seed = 1;
-    k->steps = 3000;
-    k->engines = 4;
-    k->clients = 3;
-    k->hb_timeout_ms = 400;
-    k->scheme = 0;
-    k->hwm = 0;
-    k->max_records = 0;
-    k->hub_at = 0;
-    if ((p = strstr(text, "seed=")))
-        k->seed = strtoull(p + 5, NULL, 10);
-    if ((p = strstr(text, "steps=")))
-        k->steps = strtol(p + 6, NULL, 10);
-    if ((p = strstr(text, "engines=")))
-        k->engines = atoi(p + 8);
-    if ((p = strstr(text, "clients=")))
-        k->clients = atoi(p + 8);
-    if ((p = strstr(text, "hb_timeout_ms=")))
-        k->hb_timeout_ms = atoi(p + 14);
-    if ((p = strstr(text, "scheme=")))
-        k->scheme = atoi(p + 7);
-    if ((p = strstr(text, "hwm=")))
-        k->hwm = atoi(p + 4);
-    if ((p = strstr(text, "max_records=")))
-        k->max_records = atoi(p + 12);
-    if ((p = strstr(text, "hub_at=")))
-        k->hub_at = atoi(p + 7);
+    fz_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 3000);
+    k->engines = (int)fk_field(text, "engines=", 4);
+    k->clients = (int)fk_field(text, "clients=", 3);
+    k->hb_timeout_ms = (int)fk_field(text, "hb_timeout_ms=", 400);
+    k->scheme = (int)fk_field(text, "scheme=", 0);
+    k->hwm = (int)fk_field(text, "hwm=", 0);
+    k->max_records = (int)fk_field(text, "max_records=", 0);
+    k->hub_at = (int)fk_field(text, "hub_at=", 0);
     if (k->scheme < 0 || k->scheme >= (int)(sizeof(fz_schemes) / sizeof(fz_schemes[0])))
         k->scheme = 0;
     if (k->hwm < -1)
@@ -825,73 +767,29 @@ fz_parse(const char *text, fz_case *k)
 }
 
 static void
-fz_file(const char *path, const char *name)
+fz_random(uint64_t seed, void *kv)
 {
-    char text[512] = "";
-    fz_case k;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        fz_parse(text, &k);
-        fz_fork_case(&k, name);
-    }
-    if (f)
-        fclose(f);
+    fz_case *k = kv;
+    fz_parse("", k);
+    k->seed = fk_mix(seed);
+    k->engines = 1 + (int)(k->seed % FZ_MAX_ENGINES);
+    k->clients = 1 + (int)((k->seed >> 8) % FZ_MAX_CLIENTS);
+    k->scheme = (int)((k->seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
+    k->hwm = (int)((k->seed >> 20) % 4) - 1;
+    k->max_records = (k->seed >> 24) % 3 == 0 ? 1 + (int)((k->seed >> 26) % 16) : 0;
+    k->hub_at = (k->seed >> 30) % 4 == 0 ? 1 + (int)((k->seed >> 32) % 99) : 0;
 }
 
 static int
-fz_by_name(const struct dirent **a, const struct dirent **b)
+fz_run(const void *k)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    return fz_run_case(k);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fz_by_name);
-        if (n < 0) {
-            fz_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fz_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    /* then new seeds for the rest of the budget */
-    for (;;) {
-        fz_case k;
-        char text[64];
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        snprintf(text, sizeof(text), "seed=%llu",
-                 (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
-        fz_parse(text, &k);
-        k.seed = fz_mix(k.seed);
-        k.engines = 1 + (int)(k.seed % FZ_MAX_ENGINES);
-        k.clients = 1 + (int)((k.seed >> 8) % FZ_MAX_CLIENTS);
-        k.scheme = (int)((k.seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
-        k.hwm = (int)((k.seed >> 20) % 4) - 1;
-        k.max_records = (k.seed >> 24) % 3 == 0 ? 1 + (int)((k.seed >> 26) % 16) : 0;
-        k.hub_at = (k.seed >> 30) % 4 == 0 ? 1 + (int)((k.seed >> 32) % 99) : 0;
-        fz_fork_case(&k, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {sizeof(fz_case), CPAR_TEST_TIMEOUT_S, fz_parse, fz_random,
+                                     fz_run,          fz_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

@@ -16,7 +16,6 @@
  * Usage: fuzz_engine [CORPUS_DIR_OR_FILE...]; each corpus file is one line "seed=N
  * steps=N" (see fuzz_controller.c for the driver's conventions: a forked child per case,
  * CPAR_FUZZ_SECONDS of new seeds after the corpus, "N passed, M failed" last). Test code. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "fuzzkit.h"
 #include "helpers.h"
 #include "shm.h"
 #include "test.h"
@@ -706,106 +706,38 @@ fe_run_case(const fe_case *k)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
-
 static void
-fe_fork_case(const fe_case *k, const char *name)
+fe_parse(const char *text, void *kv)
 {
-    int status = 0;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S * 2);
-        exit(fe_run_case(k) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (seed=%llu steps=%ld)\n", name, (unsigned long long)k->seed, k->steps);
-        passed++;
-    } else {
-        printf("not ok - %s: seed=%llu steps=%ld (%s %d)\n", name, (unsigned long long)k->seed,
-               k->steps, WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
+    fe_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 400);
 }
 
 static void
-fe_parse(const char *text, fe_case *k)
+fe_random(uint64_t seed, void *kv)
 {
-    const char *p;
-    k->seed = 1;
-    k->steps = 400;
-    if ((p = strstr(text, "seed=")))
-        k->seed = strtoull(p + 5, NULL, 10);
-    if ((p = strstr(text, "steps=")))
-        k->steps = strtol(p + 6, NULL, 10);
+    fe_parse("", kv);
+    ((fe_case *)kv)->seed = seed;
 }
 
 static void
-fe_file(const char *path, const char *name)
+fe_case_line(const void *kv, char *out, size_t len)
 {
-    char text[256] = "";
-    fe_case k;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        fe_parse(text, &k);
-        fe_fork_case(&k, name);
-    }
-    if (f)
-        fclose(f);
+    const fe_case *k = kv;
+    snprintf(out, len, "seed=%llu steps=%ld", (unsigned long long)k->seed, k->steps);
 }
 
 static int
-fe_by_name(const struct dirent **a, const struct dirent **b)
+fe_run(const void *k)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    return fe_run_case(k);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fe_by_name);
-        if (n < 0) {
-            fe_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fe_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    for (;;) {
-        fe_case k;
-        char text[64];
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        snprintf(text, sizeof(text), "seed=%llu",
-                 (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
-        fe_parse(text, &k);
-        fe_fork_case(&k, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {
+        sizeof(fe_case), CPAR_TEST_TIMEOUT_S * 2, fe_parse, fe_random, fe_run, fe_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

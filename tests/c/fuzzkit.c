@@ -28,6 +28,29 @@ fk_field_u64(const char *text, const char *key, uint64_t dflt)
 }
 
 uint64_t
+fk_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+uint32_t
+fk_below(uint64_t *state, uint32_t n)
+{
+    return n ? (uint32_t)(fk_rand(state) % n) : 0;
+}
+
+int
+fk_chance(uint64_t *state, int percent)
+{
+    return (int)fk_below(state, 100) < percent;
+}
+
+uint64_t
 fk_mix(uint64_t x)
 {
     x += 0x9E3779B97F4A7C15ULL;

@@ -24,6 +24,12 @@ typedef struct fk_fuzzer {
 long fk_field(const char *text, const char *key, long dflt);
 uint64_t fk_field_u64(const char *text, const char *key, uint64_t dflt);
 
+/* The cases' PRNG (xorshift64*): the next number of the sequence *state (non-zero) holds;
+ * one below n (0 when n is 0); 1 with a chance of `percent` in 100. */
+uint64_t fk_rand(uint64_t *state);
+uint32_t fk_below(uint64_t *state, uint32_t n);
+int fk_chance(uint64_t *state, int percent);
+
 /* splitmix64: spreads a seed over every bit. */
 uint64_t fk_mix(uint64_t x);
 

@@ -62,7 +62,9 @@ cpar_sock_monitor_open(void *zctx, void *sock, int events, const char *name, con
     if (pair != NULL && zmq_connect(pair, url) == 0)
         return pair;
     saved = zmq_errno();
-    cpar_sock_monitor_close(sock, pair);
+    zmq_socket_monitor(sock, NULL, 0); /* stopped before its PAIR closes */
+    if (pair != NULL)
+        zmq_close(pair);
     errno = saved;
     return NULL;
 }

@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "tsan.h"
 #include "pagepool.h"
+#include "sock.h"
 
 /* ---- message ids ----------------------------------------------------------------------- */
 
@@ -71,56 +72,20 @@ typedef struct cpar__io {
 static int
 cpar__io_monitor(cpar__io *io)
 {
-    char url[64];
-    int zero = 0;
-    snprintf(url, sizeof(url), "inproc://cpar-engine-monitor-%p", (void *)io);
-    if (zmq_socket_monitor(io->dealer, url,
-                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
-                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0)
-        return -1;
-    io->mon = zmq_socket(io->e->zctx, ZMQ_PAIR);
-    if (io->mon == NULL || zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
-        zmq_connect(io->mon, url) != 0) {
-        if (io->mon != NULL)
-            zmq_close(io->mon);
-        io->mon = NULL;
-        zmq_socket_monitor(io->dealer, NULL, 0);
-        return -1;
-    }
-    return 0;
+    io->mon = cpar_sock_monitor_open(io->e->zctx, io->dealer,
+                                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
+                                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED,
+                                     "engine", io);
+    return io->mon != NULL ? 0 : -1;
 }
 
 /* The ZMQ_EVENT_* bits of the events waiting on the monitor (all are drained). */
 static unsigned
 cpar__io_events(cpar__io *io)
 {
-    unsigned events = 0;
-    for (;;) {
-        zmq_msg_t ev;
-        int more;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, io->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return events;
-        }
-        if (zmq_msg_size(&ev) >= 2) { /* uint16 event, native order, then uint32 value */
-            uint16_t kind;
-            memcpy(&kind, zmq_msg_data(&ev), sizeof(kind));
-            events |= kind;
-        }
-        more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) {
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, io->mon, 0) < 0)
-                more = 0;
-            else
-                more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
-    }
+    return cpar_sock_monitor_drain(io->mon);
 }
 
 /* 1 when a handshake failed (events are drained). */
@@ -716,20 +681,14 @@ cpar__io_main(void *arg)
         cpar_elog("cannot make an HMAC signer");
         goto error;
     }
-    io.dealer = zmq_socket(io.e->zctx, ZMQ_DEALER);
-    io.pair = zmq_socket(io.e->zctx, ZMQ_PAIR);
+    /* No high-water marks: a blocked send would stop the heartbeats; the engine exits
+     * when the controller goes silent, which bounds what can pile up. */
+    io.dealer = cpar_sock_new(io.e->zctx, ZMQ_DEALER, linger, 0);
+    io.pair = io.dealer ? cpar_sock_new(io.e->zctx, ZMQ_PAIR, 0, 0) : NULL;
     if (io.dealer == NULL || io.pair == NULL) {
         cpar_elog("cannot create sockets: %s", zmq_strerror(zmq_errno()));
         goto error;
     }
-    /* No high-water marks: a blocked send would stop the heartbeats; the engine exits
-     * when the controller goes silent, which bounds what can pile up. */
-    zmq_setsockopt(io.dealer, ZMQ_SNDHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io.dealer, ZMQ_RCVHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io.dealer, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(io.pair, ZMQ_SNDHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io.pair, ZMQ_RCVHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io.pair, ZMQ_LINGER, &zero, sizeof(zero));
     if (zmq_bind(io.pair, CPAR_ENGINE_PAIR_URL) != 0) {
         cpar_elog("cannot bind %s: %s", CPAR_ENGINE_PAIR_URL, zmq_strerror(zmq_errno()));
         goto error;
@@ -757,10 +716,7 @@ error:
     atomic_store(&io.e->io_done, 1);
     if (io.dealer != NULL && !flush) /* nobody listens: do not linger at exit */
         zmq_setsockopt(io.dealer, ZMQ_LINGER, &zero, sizeof(zero));
-    if (io.mon != NULL) {
-        zmq_socket_monitor(io.dealer, NULL, 0);
-        zmq_close(io.mon);
-    }
+    cpar_sock_monitor_close(io.dealer, io.mon); /* stops before its PAIR closes */
     if (io.dealer)
         zmq_close(io.dealer);
     if (io.pair)

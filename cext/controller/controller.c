@@ -39,6 +39,7 @@
 #include "controller_int.h"
 #include "curve.h"
 #include "errors.h"
+#include "sock.h"
 
 /* Tasks held at once after which, once none is left, freed memory goes back to the OS. */
 #define CPAR__TRIM_AFTER_TASKS 4096
@@ -388,16 +389,9 @@ static int
 cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t eplen, char *err,
              size_t errlen, const cpar_controller_config *cfg)
 {
-    int one = 1, zero = 0;
-    int64_t maxmsg = cfg->max_message > 0 ? cfg->max_message : -1;
     const char *curve_secret = cfg->curve_secret;
-    size_t len = eplen;
-    *sock = zmq_socket(c->zctx, ZMQ_ROUTER);
-    if (*sock == NULL || zmq_setsockopt(*sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
-        zmq_setsockopt(*sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0 ||
-        zmq_setsockopt(*sock, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(*sock, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(*sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0) {
+    *sock = cpar_sock_new(c->zctx, ZMQ_ROUTER, 0, cfg->max_message);
+    if (*sock == NULL) {
         snprintf(err, errlen, "cannot create a ROUTER socket: %s", zmq_strerror(zmq_errno()));
         return CPAR_EZMQ;
     }
@@ -407,16 +401,7 @@ cpar__router(cpar_controller *c, void **sock, const char *url, char *ep, size_t 
                                                     : "the secret key is not 40 Z85 characters");
         return CPAR_EINVAL;
     }
-    if (zmq_bind(*sock, url) != 0) {
-        snprintf(err, errlen, "cannot bind %s: %s", url, zmq_strerror(zmq_errno()));
-        return CPAR_EZMQ;
-    }
-    if (zmq_getsockopt(*sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
-        snprintf(err, errlen, "cannot read the endpoint of %s: %s", url, zmq_strerror(zmq_errno()));
-        return CPAR_EZMQ;
-    }
-    ep[eplen - 1] = '\0';
-    return CPAR_OK;
+    return cpar_sock_bind(*sock, url, ep, eplen, err, errlen);
 }
 
 int
@@ -424,8 +409,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
                     size_t errlen)
 {
     cpar_controller *c = NULL;
-    char monurl[64];
-    int rc = CPAR_EINVAL, zero = 0;
+    int rc = CPAR_EINVAL;
 
     *out = NULL;
     if (errlen)
@@ -500,15 +484,10 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
                           errlen, cfg);
     if (rc != 0)
         goto error;
-    snprintf(monurl, sizeof(monurl), "inproc://cpar-controller-monitor-%p", (void *)c);
     /* Our end of the event pipe has no high-water mark, so the I/O thread never blocks
      * on it however many engines disconnect at once. */
-    c->mon = zmq_socket(c->zctx, ZMQ_PAIR);
-    if (c->mon == NULL || zmq_setsockopt(c->mon, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(c->mon, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
-        zmq_socket_monitor(c->esock, monurl, ZMQ_EVENT_DISCONNECTED) != 0 ||
-        zmq_connect(c->mon, monurl) != 0) {
+    c->mon = cpar_sock_monitor_open(c->zctx, c->esock, ZMQ_EVENT_DISCONNECTED, "controller", c);
+    if (c->mon == NULL) {
         snprintf(err, errlen, "cannot monitor the engine socket: %s", zmq_strerror(zmq_errno()));
         rc = CPAR_EZMQ;
         goto error;
@@ -588,13 +567,8 @@ cpar_controller_free(cpar_controller *c)
         }
     }
     linger = c->graceful ? CPAR__LINGER_MS : 0;
-    /* Stop the monitor while our end is still open: libzmq's I/O thread sends events with
-     * a blocking send under the monitor's lock, so closing our end first can deadlock. */
-    if (c->esock)
-        zmq_socket_monitor(c->esock, NULL, 0);
-    if (c->mon)
-        zmq_close(c->mon);
-    cpar__ctl_clients_monitor_close(c); /* the same for the client socket's monitor */
+    cpar_sock_monitor_close(c->esock, c->mon); /* the monitor stops before its PAIR closes */
+    cpar__ctl_clients_monitor_close(c);        /* the same for the client socket's monitor */
     if (c->esock) {
         zmq_setsockopt(c->esock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(c->esock);

@@ -11,6 +11,7 @@
 #include "controller_int.h"
 #include "errors.h"
 #include "shm.h"
+#include "sock.h"
 
 /* Signs and sends m (consumed) to the client in `slot`; forgets the client when it is
  * unreachable. */
@@ -37,15 +38,9 @@ cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
 int
 cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen)
 {
-    char url[80];
-    int zero = 0;
-    snprintf(url, sizeof(url), "inproc://cpar-controller-client-monitor-%p", (void *)c);
-    c->cmon = zmq_socket(c->zctx, ZMQ_PAIR);
-    if (c->cmon == NULL || zmq_setsockopt(c->cmon, ZMQ_RCVHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(c->cmon, ZMQ_SNDHWM, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(c->cmon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
-        zmq_socket_monitor(c->csock, url, ZMQ_EVENT_DISCONNECTED) != 0 ||
-        zmq_connect(c->cmon, url) != 0) {
+    c->cmon =
+        cpar_sock_monitor_open(c->zctx, c->csock, ZMQ_EVENT_DISCONNECTED, "controller-client", c);
+    if (c->cmon == NULL) {
         snprintf(err, errlen, "cannot monitor the client socket: %s", zmq_strerror(zmq_errno()));
         return CPAR_EZMQ;
     }
@@ -55,10 +50,7 @@ cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen)
 void
 cpar__ctl_clients_monitor_close(cpar_controller *c)
 {
-    if (c->cmon != NULL && c->csock != NULL)
-        zmq_socket_monitor(c->csock, NULL, 0);
-    if (c->cmon != NULL)
-        zmq_close(c->cmon);
+    cpar_sock_monitor_close(c->csock, c->cmon);
     c->cmon = NULL;
     free(c->client_gone_fds);
     free(c->lost_slots);
@@ -109,31 +101,11 @@ static void
 cpar__read_client_monitor(cpar_controller *c)
 {
     for (;;) {
-        zmq_msg_t ev, addr;
-        uint16_t event = 0;
-        uint32_t value = 0;
-        int more;
+        uint16_t event;
+        uint32_t value;
 
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->cmon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        if (!cpar_sock_monitor_read(c->cmon, &event, &value))
             return;
-        }
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
-        }
-        more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, c->cmon, 0) < 0) {
-                zmq_msg_close(&addr);
-                break;
-            }
-            more = zmq_msg_more(&addr);
-            zmq_msg_close(&addr);
-        }
         if (event != ZMQ_EVENT_DISCONNECTED)
             continue;
         if (c->nclient_gone_fds == c->capclient_gone_fds) {

@@ -11,6 +11,7 @@
 #include "controller_int.h"
 #include "errors.h"
 #include "shm.h"
+#include "sock.h"
 
 /* Signs and sends m (consumed) to engine id; returns 1 when the engine is unreachable. */
 int
@@ -61,31 +62,11 @@ void
 cpar__ctl_read_monitor(cpar_controller *c)
 {
     for (;;) {
-        zmq_msg_t ev, addr;
-        uint16_t event = 0;
-        uint32_t value = 0;
-        int more;
+        uint16_t event;
+        uint32_t value;
 
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
+        if (!cpar_sock_monitor_read(c->mon, &event, &value))
             return;
-        }
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (uint8_t *)zmq_msg_data(&ev) + 2, 4);
-        }
-        more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, c->mon, 0) < 0) {
-                zmq_msg_close(&addr);
-                break;
-            }
-            more = zmq_msg_more(&addr);
-            zmq_msg_close(&addr);
-        }
         if (event != ZMQ_EVENT_DISCONNECTED || cpar_registry_engine_by_fd(&c->reg, (int)value) < 0)
             continue;
         if (c->ngone_fds == c->capgone_fds) {

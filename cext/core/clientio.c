@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "pagepool.h"
 #include "shm.h"
+#include "sock.h"
 
 /* How often the I/O thread trims the page pool while it keeps pages. */
 #define CPAR__TRIM_PERIOD_NS 1000000000ull
@@ -150,7 +151,7 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
     cpar_clientio_item *errs = NULL, *errs_tail = NULL;
 
     while (*phead != NULL) {
-        cpar_clientio_item *it = *phead;
+        cpar_clientio_item *it = *phead, *e = NULL;
         int events = 0;
         size_t optlen = sizeof(events);
         cpar__clientio_shm_out pin;
@@ -171,32 +172,25 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
             /* What stays in the message goes through the sockets: past this, the
              * controller and engine spend longer signing and checking it than their
              * heartbeat timeout allows, so refuse it clearly instead. */
-            cpar_clientio_item *e = cpar__local_error_text(
+            e = cpar__local_error_text(
                 &it->m, CPAR_EINVAL,
                 "request of %llu bytes not sent: over the %llu bytes a message may carry "
                 "through the sockets (CPAR_SOCKET_MAX; shared memory carries more, between "
                 "processes on one host)",
                 (unsigned long long)cpar__wire_bytes(&it->m), (unsigned long long)io->socket_max);
             cpar__clientio_shm_pin(io, &pin, 0);
-            atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
-            if (e != NULL) {
-                if (errs_tail != NULL)
-                    errs_tail->next = e;
-                else
-                    errs = e;
-                errs_tail = e;
-            }
-            cpar_clientio_item_free(it);
-            continue;
+            rc = CPAR_EINVAL;
+        } else {
+            rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
+            cpar__clientio_shm_pin(io, &pin, rc == 0);
+            if (rc != 0)
+                e = cpar__local_error(&it->m, rc, errno);
         }
-        rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
-        cpar__clientio_shm_pin(io, &pin, rc == 0);
         if (rc == 0) {
             atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
         } else {
-            cpar_clientio_item *e = cpar__local_error(&it->m, rc, errno);
             atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
-            if (e != NULL) {
+            if (e != NULL) { /* to the inbox after the loop, in order */
                 if (errs_tail != NULL)
                     errs_tail->next = e;
                 else
@@ -333,28 +327,11 @@ static void
 cpar__monitor_event(cpar_clientio *io)
 {
     static const char text[] = "lost the connection to the controller";
-    zmq_msg_t ev, addr;
-    uint16_t event = 0;
-    int more;
+    uint16_t event;
+    uint32_t value;
 
-    zmq_msg_init(&ev);
-    if (zmq_msg_recv(&ev, io->mon, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&ev);
+    if (!cpar_sock_monitor_read(io->mon, &event, &value))
         return;
-    }
-    if (zmq_msg_size(&ev) >= 2)
-        memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-    more = zmq_msg_more(&ev);
-    zmq_msg_close(&ev);
-    while (more) { /* the endpoint frame */
-        zmq_msg_init(&addr);
-        if (zmq_msg_recv(&addr, io->mon, 0) < 0) {
-            zmq_msg_close(&addr);
-            break;
-        }
-        more = zmq_msg_more(&addr);
-        zmq_msg_close(&addr);
-    }
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
         event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         atomic_fetch_add_explicit(&io->handshake_failed, 1, memory_order_relaxed);
@@ -467,8 +444,7 @@ cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpa
 {
     cpar_clientio *io;
     pthread_condattr_t ca;
-    char monurl[64];
-    int zero = 0, rc;
+    int rc;
 
     *out = NULL;
     io = calloc(1, sizeof(*io));
@@ -514,30 +490,25 @@ cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpa
         rc = CPAR_EZMQ;
         goto error;
     }
-    io->sock = zmq_socket(io->ctx, ZMQ_DEALER);
+    /* Unlimited queues: a request is never dropped or blocked by a high-water mark. */
+    io->sock = cpar_sock_new(io->ctx, ZMQ_DEALER, 0, 0);
     if (io->sock == NULL) {
         snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
         rc = CPAR_EZMQ;
         goto error;
     }
-    /* Unlimited queues: a request is never dropped or blocked by a high-water mark. */
-    zmq_setsockopt(io->sock, ZMQ_SNDHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io->sock, ZMQ_RCVHWM, &zero, sizeof(zero));
-    zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof(zero));
-    /* Connection state, for failing fast when the controller goes away. */
-    snprintf(monurl, sizeof(monurl), "inproc://cpar-clientio-%p", (void *)io);
     if (curve != NULL && (rc = cpar_curve_client(io->sock, curve)) != 0) {
         snprintf(err, errlen, "cannot set the CURVE keys: %s",
                  rc == CPAR_EINVAL ? "a key is not 40 Z85 characters" : zmq_strerror(errno));
         goto error;
     }
-    if (zmq_socket_monitor(
-            io->sock, monurl,
-            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
-        (io->mon = zmq_socket(io->ctx, ZMQ_PAIR)) == NULL ||
-        zmq_setsockopt(io->mon, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
-        zmq_connect(io->mon, monurl) != 0) {
+    /* Connection state, for failing fast when the controller goes away. */
+    io->mon = cpar_sock_monitor_open(
+        io->ctx, io->sock,
+        ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH,
+        "clientio", io);
+    if (io->mon == NULL) {
         snprintf(err, errlen, "socket monitor: %s", zmq_strerror(errno));
         rc = CPAR_EZMQ;
         goto error;
@@ -665,15 +636,14 @@ cpar_clientio_close(cpar_clientio *io)
     if (io->sock != NULL) {
         /* Connected: up to CPAR__CLOSE_LINGER_MS for the last sends to leave. */
         int linger = atomic_load(&io->connected) ? CPAR__CLOSE_LINGER_MS : 0;
-        zmq_socket_monitor(io->sock, NULL, 0);
+        cpar_sock_monitor_close(io->sock, io->mon); /* stops before its PAIR closes */
+        io->mon = NULL;
         zmq_setsockopt(io->sock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(io->sock);
         io->sock = NULL;
     }
-    if (io->mon != NULL) {
-        zmq_close(io->mon);
-        io->mon = NULL;
-    }
+    cpar_sock_monitor_close(NULL, io->mon);
+    io->mon = NULL;
     if (io->ctx != NULL) {
         zmq_ctx_term(io->ctx);
         io->ctx = NULL;

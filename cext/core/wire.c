@@ -276,22 +276,29 @@ error:
     return rc;
 }
 
+/* Sets m's frame count and payload length from its frames and its send time t0 (the
+ * controller's replay window checks it; REPLY excepted), and encodes the header to hdr. */
+static void
+cpar__wire_header_fill(cpar_msg *m, uint8_t hdr[CPAR_WIRE_HEADER_SIZE])
+{
+    uint64_t paylen = 0;
+    for (size_t i = 0; i < m->nframes; i++)
+        paylen += zmq_msg_size(&m->frames[i]);
+    m->h.nframes = (uint32_t)m->nframes;
+    m->h.paylen = paylen;
+    if (m->h.t0 == 0 && m->h.type != CPAR_MSG_REPLY)
+        m->h.t0 = cpar_now_ns();
+    cpar_wire_header_encode(&m->h, hdr);
+}
+
 int
 cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, cpar_msg *m,
                int zmq_flags)
 {
     uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
-    uint64_t paylen = 0;
     int rc;
 
-    for (size_t i = 0; i < m->nframes; i++)
-        paylen += zmq_msg_size(&m->frames[i]);
-    m->h.nframes = (uint32_t)m->nframes;
-    m->h.paylen = paylen;
-    /* t0 is the send time the controller's replay window checks (REPLY excepted). */
-    if (m->h.t0 == 0 && m->h.type != CPAR_MSG_REPLY)
-        m->h.t0 = cpar_now_ns();
-    cpar_wire_header_encode(&m->h, hdr);
+    cpar__wire_header_fill(m, hdr);
     rc = cpar__wire_tag(s, hdr, m->frames, m->nframes, hdr + CPAR_WIRE_SIGNED_SIZE);
     if (rc == 0)
         rc = cpar__wire_send_parts(sock, ident, identlen, hdr, m->frames, m->nframes, 0, zmq_flags);
@@ -307,14 +314,7 @@ cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, c
 int
 cpar_wire_seal(cpar_signer *s, cpar_msg *m)
 {
-    uint64_t paylen = 0;
-    for (size_t i = 0; i < m->nframes; i++)
-        paylen += zmq_msg_size(&m->frames[i]);
-    m->h.nframes = (uint32_t)m->nframes;
-    m->h.paylen = paylen;
-    if (m->h.t0 == 0 && m->h.type != CPAR_MSG_REPLY)
-        m->h.t0 = cpar_now_ns();
-    cpar_wire_header_encode(&m->h, m->raw);
+    cpar__wire_header_fill(m, m->raw);
     if (cpar__wire_tag(s, m->raw, m->frames, m->nframes, m->raw + CPAR_WIRE_SIGNED_SIZE) != 0)
         return CPAR_ECRYPTO;
     m->has_raw = 1;

@@ -10,9 +10,11 @@ endif
 CTEST_CC ?= $(CC)
 CTEST_CORE_SRC := $(wildcard cext/core/*.c cext/controller/*.c) cext/kernels/escape.c cext/kernels/philox.c
 CTEST_CORE_HDR := $(wildcard cext/core/*.h cext/controller/*.h cext/kernels/*.h)
-CTEST_NAMES := test_wire test_tables test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone test_coalesce
+CTEST_NAMES := test_wire test_tables test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone test_coalesce test_sock test_clientio
 CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
+# The fuzzers' shared driver (corpus files, random seeds, a forked child per case).
+CTEST_FUZZKIT := tests/c/fuzzkit.c tests/c/fuzzkit.h
 CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote cext/controller -iquote cext/kernels -iquote tests/c
 CTEST_LIBS := -lzmq -lcrypto -lpthread -lm
 CTEST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -66,15 +68,15 @@ FUZZ_CONTROLLER_SECONDS ?= 40
 FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
   LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
 
-build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver (tests/c/fuzz_engine.c); the top-level Makefile runs it
 # against build/asan/cpar-engine (make fuzz-engine).
-build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # ThreadSanitizer builds (make tsan in the top-level Makefile runs them): the client I/O
 # thread driven by threads of its own (tests/c/tsan_clientio.c), and the controller fuzzer
@@ -84,21 +86,21 @@ build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPO
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
-build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< tests/c/fuzzkit.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver without a sanitizer, for driving the TSan engine.
-build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # The client I/O thread's fuzzer (tests/c/fuzz_client.c): a fake controller feeds a real
 # cpar_clientio (ASan/UBSan) signed random messages and shared-memory tables.
 FUZZ_CLIENT_SECONDS ?= 15
-build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 fuzz-client: build/ctest-asan/fuzz_client
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CLIENT_SECONDS) \

@@ -13,7 +13,6 @@
  * client still answers at the end (a CONNECT reaches us and our CONNECT_REPLY reaches its
  * inbox); after close nothing stays pinned and no item leaks. Usage and output as
  * fuzz_controller.c (corpus lines "seed=N steps=N"). Test code. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 
 #include "clientio.h"
 #include "errors.h"
+#include "fuzzkit.h"
 #include "helpers.h"
 #include "shm.h"
 #include "test.h"
@@ -49,36 +49,13 @@ typedef struct fc {
 
 static uint8_t fc_buf[FC_BUF];
 
-static uint64_t
-fc_rand(fc *z)
-{
-    uint64_t x = z->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    z->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t
-fc_below(fc *z, uint32_t n)
-{
-    return n ? (uint32_t)(fc_rand(z) % n) : 0;
-}
-
-static int
-fc_chance(fc *z, int percent)
-{
-    return (int)fc_below(z, 100) < percent;
-}
-
 static int32_t
 fc_engine(fc *z)
 {
     static const int32_t odd[] = {-1, -2, 65535, 65536, 1 << 20, INT32_MAX, INT32_MIN};
-    if (fc_chance(z, 85))
-        return (int32_t)fc_below(z, 8);
-    return odd[fc_below(z, sizeof(odd) / sizeof(odd[0]))];
+    if (fk_chance(&z->rng, 85))
+        return (int32_t)fk_below(&z->rng, 8);
+    return odd[fk_below(&z->rng, sizeof(odd) / sizeof(odd[0]))];
 }
 
 static void
@@ -101,10 +78,10 @@ fc_token_lines(fc *z, cpar_msg *m)
 {
     char text[2048];
     size_t len = 0;
-    int n = (int)fc_below(z, 10);
+    int n = (int)fk_below(&z->rng, 10);
     for (int i = 0; i < n && len < sizeof(text) - 400; i++) {
         int w;
-        switch (fc_below(z, 8)) {
+        switch (fk_below(&z->rng, 8)) {
         case 0:
             w = snprintf(text + len, sizeof(text) - len, "%d other-host\n", (int)fc_engine(z));
             break;
@@ -138,13 +115,13 @@ fc_seal_entry(fc *z, int corrupt, uint8_t out[CPAR_SHM_ENTRY_SIZE])
         cpar_shm_seal_new(&fc_seal);
     se.addr = (uint64_t)(uintptr_t)fc_seal.slot;
     se.len = fc_seal.value;
-    if (corrupt && fc_chance(z, 30)) {
-        switch (fc_below(z, 3)) {
+    if (corrupt && fk_chance(&z->rng, 30)) {
+        switch (fk_below(&z->rng, 3)) {
         case 0:
             se.len++; /* stale */
             break;
         case 1:
-            se.addr = fc_rand(z) & ~(uint64_t)7;
+            se.addr = fk_rand(&z->rng) & ~(uint64_t)7;
             break;
         default:
             se.pid = 1;
@@ -157,8 +134,8 @@ fc_seal_entry(fc *z, int corrupt, uint8_t out[CPAR_SHM_ENTRY_SIZE])
 static void
 fc_pick_parent(fc *z, uint8_t out[CPAR_WIRE_ID_SIZE])
 {
-    if (z->nreqs > 0 && fc_chance(z, 80))
-        memcpy(out, z->reqs[fc_below(z, (uint32_t)(z->nreqs < FC_REQS ? z->nreqs : FC_REQS))],
+    if (z->nreqs > 0 && fk_chance(&z->rng, 80))
+        memcpy(out, z->reqs[fk_below(&z->rng, (uint32_t)(z->nreqs < FC_REQS ? z->nreqs : FC_REQS))],
                CPAR_WIRE_ID_SIZE);
     else
         th_id(out);
@@ -169,35 +146,37 @@ static void
 fc_reply_build(fc *z, cpar_msg *m_out)
 {
     uint8_t table[7 * CPAR_SHM_ENTRY_SIZE];
-    size_t nent = 1, nframes = 1 + fc_below(z, 4), tlen;
-    size_t at = fc_below(z, FC_BUF / 2);
+    size_t nent = 1, nframes = 1 + fk_below(&z->rng, 4), tlen;
+    size_t at = fk_below(&z->rng, FC_BUF / 2);
     cpar_msg m;
-    int shm = fc_chance(z, 60), corrupt = fc_chance(z, 50);
+    int shm = fk_chance(&z->rng, 60), corrupt = fk_chance(&z->rng, 50);
 
     th_msg(&m, CPAR_MSG_REPLY);
     m.h.engine = fc_engine(z);
-    m.h.status = fc_chance(z, 80) ? 0 : (int32_t)fc_below(z, 3);
+    m.h.status = fk_chance(&z->rng, 80) ? 0 : (int32_t)fk_below(&z->rng, 3);
     fc_pick_parent(z, m.h.parent);
     fc_seal_entry(z, corrupt, table);
     for (size_t i = 0; i < nframes; i++) {
-        if (shm && fc_chance(z, 70) && nent < 7) {
+        if (shm && fk_chance(&z->rng, 70) && nent < 7) {
             cpar_shm_entry en = {.index = (uint32_t)i,
                                  .pid = (uint32_t)getpid(),
                                  .addr = (uint64_t)(uintptr_t)(fc_buf + at),
-                                 .len = 1 + fc_below(z, FC_BUF / 2 - 1)};
-            if (corrupt && fc_chance(z, 50)) {
-                switch (fc_below(z, 5)) {
+                                 .len = 1 + fk_below(&z->rng, FC_BUF / 2 - 1)};
+            if (corrupt && fk_chance(&z->rng, 50)) {
+                switch (fk_below(&z->rng, 5)) {
                 case 0:
-                    en.addr = fc_chance(z, 50) ? 0 : fc_rand(z);
+                    en.addr = fk_chance(&z->rng, 50) ? 0 : fk_rand(&z->rng);
                     break;
                 case 1:
-                    en.len = fc_chance(z, 50) ? CPAR_SHM_MAX_LEN + fc_below(z, 2) : fc_rand(z);
+                    en.len = fk_chance(&z->rng, 50) ? CPAR_SHM_MAX_LEN + fk_below(&z->rng, 2)
+                                                    : fk_rand(&z->rng);
                     break;
                 case 2:
-                    en.pid = fc_chance(z, 50) ? 1 : (uint32_t)fc_rand(z);
+                    en.pid = fk_chance(&z->rng, 50) ? 1 : (uint32_t)fk_rand(&z->rng);
                     break;
                 case 3:
-                    en.index = fc_chance(z, 50) ? (uint32_t)nframes : (uint32_t)fc_rand(z);
+                    en.index =
+                        fk_chance(&z->rng, 50) ? (uint32_t)nframes : (uint32_t)fk_rand(&z->rng);
                     break;
                 default:
                     en.len = FC_BUF; /* runs past the end of fc_buf: a short read or not */
@@ -206,22 +185,22 @@ fc_reply_build(fc *z, cpar_msg *m_out)
             }
             cpar_shm_entry_encode(&en, table + nent * CPAR_SHM_ENTRY_SIZE);
             nent++;
-            if (corrupt && fc_chance(z, 10))
+            if (corrupt && fk_chance(&z->rng, 10))
                 fc_add(&m, "x", 1); /* a placeholder that is not empty */
             else
                 fc_add(&m, "", 0);
         } else {
             uint8_t b[64];
-            size_t n = fc_below(z, sizeof(b));
+            size_t n = fk_below(&z->rng, sizeof(b));
             for (size_t j = 0; j < n; j++)
-                b[j] = (uint8_t)fc_rand(z);
+                b[j] = (uint8_t)fk_rand(&z->rng);
             fc_add(&m, b, n);
         }
     }
     if (shm && (nent > 1 || corrupt)) {
         tlen = nent * CPAR_SHM_ENTRY_SIZE;
-        if (corrupt && fc_chance(z, 15))
-            tlen = fc_below(z, (uint32_t)tlen + 30);
+        if (corrupt && fk_chance(&z->rng, 15))
+            tlen = fk_below(&z->rng, (uint32_t)tlen + 30);
         m.h.flags |= CPAR_FLAG_SHM;
         fc_add(&m, table, tlen);
     }
@@ -243,8 +222,8 @@ static void
 fc_coalesced(fc *z)
 {
     cpar_msg out, part;
-    uint32_t count = fc_below(z, 5), index[1 + 5];
-    int bad_index = fc_chance(z, 10);
+    uint32_t count = fk_below(&z->rng, 5), index[1 + 5];
+    int bad_index = fk_chance(&z->rng, 10);
 
     th_msg(&out, CPAR_MSG_REPLY);
     out.h.flags = CPAR_FLAG_COALESCE;
@@ -252,7 +231,7 @@ fc_coalesced(fc *z)
     index[0] = count;
     fc_add(&out, index, 4); /* replaced below */
     for (uint32_t k = 0; k < count; k++) {
-        uint32_t kind = fc_below(z, 10);
+        uint32_t kind = fk_below(&z->rng, 10);
         if (kind < 6) {
             fc_reply_build(z, &part);
         } else {
@@ -261,23 +240,24 @@ fc_coalesced(fc *z)
             part.h.status = CPAR_EENGINEDEAD;
             th_add_str(&part, "engine died");
         }
-        if (fc_chance(z, 85))
+        if (fk_chance(&z->rng, 85))
             memcpy(part.h.parent, out.h.parent, CPAR_WIRE_ID_SIZE);
-        if (fc_chance(z, 5))
+        if (fk_chance(&z->rng, 5))
             part.h.flags |= CPAR_FLAG_COALESCE;
-        ASSERT_OK(cpar_wire_seal(fc_chance(z, 95) ? z->s : z->other, &part));
-        if (fc_chance(z, 5))
-            part.raw[fc_below(z, CPAR_WIRE_HEADER_SIZE)] ^= 1;
+        ASSERT_OK(cpar_wire_seal(fk_chance(&z->rng, 95) ? z->s : z->other, &part));
+        if (fk_chance(&z->rng, 5))
+            part.raw[fk_below(&z->rng, CPAR_WIRE_HEADER_SIZE)] ^= 1;
         index[1 + k] = (uint32_t)part.nframes;
-        if (bad_index && fc_chance(z, 50))
-            index[1 + k] = fc_chance(z, 50) ? (uint32_t)fc_rand(z) : index[1 + k] + 1;
-        fc_add(&out, part.raw, fc_chance(z, 97) ? CPAR_WIRE_HEADER_SIZE : fc_below(z, 112));
+        if (bad_index && fk_chance(&z->rng, 50))
+            index[1 + k] = fk_chance(&z->rng, 50) ? (uint32_t)fk_rand(&z->rng) : index[1 + k] + 1;
+        fc_add(&out, part.raw,
+               fk_chance(&z->rng, 97) ? CPAR_WIRE_HEADER_SIZE : fk_below(&z->rng, 112));
         for (size_t f = 0; f < part.nframes; f++)
             ASSERT_OK(cpar_msg_add_move(&out, &part.frames[f]));
         cpar_msg_close(&part);
     }
-    if (bad_index && fc_chance(z, 50))
-        index[0] = fc_chance(z, 50) ? (uint32_t)fc_rand(z) : count + 1;
+    if (bad_index && fk_chance(&z->rng, 50))
+        index[0] = fk_chance(&z->rng, 50) ? (uint32_t)fk_rand(&z->rng) : count + 1;
     zmq_msg_close(&out.frames[0]);
     zmq_msg_init_size(&out.frames[0], 4 + 4 * (size_t)count);
     memcpy(zmq_msg_data(&out.frames[0]), index, 4 + 4 * (size_t)count);
@@ -288,14 +268,14 @@ static void
 fc_other(fc *z)
 {
     cpar_msg m;
-    switch (fc_below(z, 7)) {
+    switch (fk_below(&z->rng, 7)) {
     case 0: {
         int32_t ids[4] = {0, 1, 2, fc_engine(z)};
-        int nf = (int)fc_below(z, 5);
+        int nf = (int)fk_below(&z->rng, 5);
         th_msg(&m, CPAR_MSG_CONNECT_REPLY);
         fc_pick_parent(z, m.h.parent);
         if (nf > 0)
-            fc_add(&m, ids, fc_below(z, sizeof(ids) + 1));
+            fc_add(&m, ids, fk_below(&z->rng, sizeof(ids) + 1));
         if (nf > 1)
             th_add_str(&m, "0 1 h\n1 2 h\n");
         if (nf > 2)
@@ -307,46 +287,47 @@ fc_other(fc *z)
     case 1:
         th_msg(&m, CPAR_MSG_ENGINE_EVENT);
         m.h.engine = fc_engine(z);
-        m.h.status = fc_chance(z, 60) ? 1 : (fc_chance(z, 80) ? 0 : (int32_t)fc_rand(z));
-        if (fc_chance(z, 80))
-            th_add_str(&m, fc_chance(z, 70) ? z->token : "foreign-token");
-        if (fc_chance(z, 50))
+        m.h.status =
+            fk_chance(&z->rng, 60) ? 1 : (fk_chance(&z->rng, 80) ? 0 : (int32_t)fk_rand(&z->rng));
+        if (fk_chance(&z->rng, 80))
+            th_add_str(&m, fk_chance(&z->rng, 70) ? z->token : "foreign-token");
+        if (fk_chance(&z->rng, 50))
             th_add_str(&m, "123 host");
         break;
     case 2:
         th_msg(&m, CPAR_MSG_ERROR);
         fc_pick_parent(z, m.h.parent);
         m.h.engine = fc_engine(z);
-        m.h.status = fc_chance(z, 50) ? CPAR_EENGINEDEAD : -(int32_t)fc_below(z, 20);
+        m.h.status = fk_chance(&z->rng, 50) ? CPAR_EENGINEDEAD : -(int32_t)fk_below(&z->rng, 20);
         th_add_str(&m, "fuzz error");
         break;
     case 3:
         th_msg(&m, CPAR_MSG_STREAM);
         fc_pick_parent(z, m.h.parent);
         m.h.engine = fc_engine(z);
-        m.h.flags = (uint16_t)fc_rand(z) & (uint16_t) ~(CPAR_FLAG_SHM | CPAR_FLAG_TARGETED);
+        m.h.flags = (uint16_t)fk_rand(&z->rng) & (uint16_t) ~(CPAR_FLAG_SHM | CPAR_FLAG_TARGETED);
         th_add_str(&m, "text");
         break;
     case 4: {
         static const int types[] = {CPAR_MSG_QUERY_REPLY, CPAR_MSG_SHUTDOWN_REPLY,
                                     CPAR_MSG_HEARTBEAT,   CPAR_MSG_REGISTER_REPLY,
                                     CPAR_MSG_EXECUTE,     CPAR_MSG_RELEASE};
-        th_msg(&m, types[fc_below(z, sizeof(types) / sizeof(types[0]))]);
+        th_msg(&m, types[fk_below(&z->rng, sizeof(types) / sizeof(types[0]))]);
         fc_pick_parent(z, m.h.parent);
         m.h.engine = fc_engine(z);
-        if (fc_chance(z, 50))
+        if (fk_chance(&z->rng, 50))
             th_add_str(&m, "{}");
         break;
     }
     default: { /* not signed, or not a message */
         uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
-        size_t hlen = fc_chance(z, 80) ? sizeof(hdr) : fc_below(z, sizeof(hdr));
+        size_t hlen = fk_chance(&z->rng, 80) ? sizeof(hdr) : fk_below(&z->rng, sizeof(hdr));
         th_msg(&m, CPAR_MSG_REPLY);
         cpar_wire_header_encode(&m.h, hdr);
         cpar_msg_close(&m);
-        if (fc_chance(z, 40))
+        if (fk_chance(&z->rng, 40))
             for (size_t i = 0; i < sizeof(hdr); i++)
-                hdr[i] = (uint8_t)fc_rand(z);
+                hdr[i] = (uint8_t)fk_rand(&z->rng);
         ASSERT(zmq_send(z->router, z->ident, z->identlen, ZMQ_SNDMORE) >= 0);
         ASSERT(zmq_send(z->router, hdr, hlen, 0) >= 0);
         return;
@@ -367,10 +348,10 @@ fc_post(fc *z)
     th_id(it->m.h.msg_id);
     memcpy(z->reqs[z->nreqs % FC_REQS], it->m.h.msg_id, CPAR_WIRE_ID_SIZE);
     z->nreqs++;
-    th_targets(&it->m, t, 1 + fc_below(z, 3));
+    th_targets(&it->m, t, 1 + fk_below(&z->rng, 3));
     th_add_str(&it->m, "pickle");
-    if (fc_chance(z, 50)) {
-        memset(big, (int)fc_below(z, 256), sizeof(big));
+    if (fk_chance(&z->rng, 50)) {
+        memset(big, (int)fk_below(&z->rng, 256), sizeof(big));
         fc_add(&it->m, big, sizeof(big));
     }
     ASSERT_OK(cpar_clientio_post(z->io, it));
@@ -398,7 +379,7 @@ fc_probe_answer(fc *z, const cpar_msg *probe)
     static uint8_t pattern[CPAR_SHM_PROBE_SIZE];
     uint8_t table[2 * CPAR_SHM_ENTRY_SIZE];
     cpar_shm_entry e = {1, (uint32_t)getpid(), 0, CPAR_SHM_PROBE_SIZE};
-    int corrupt = fc_chance(z, 20);
+    int corrupt = fk_chance(&z->rng, 20);
     cpar_msg m;
 
     if (probe->nframes < 1 || zmq_msg_size((zmq_msg_t *)&probe->frames[0]) < 4)
@@ -407,11 +388,11 @@ fc_probe_answer(fc *z, const cpar_msg *probe)
     th_msg(&m, CPAR_MSG_REPLY);
     m.h.engine = cpar_wire_target_at(probe, 0);
     memcpy(m.h.parent, probe->h.msg_id, CPAR_WIRE_ID_SIZE);
-    th_add_str(&m, fc_chance(z, 85) ? "ok" : "denied: fuzz");
+    th_add_str(&m, fk_chance(&z->rng, 85) ? "ok" : "denied: fuzz");
     fc_add(&m, "", 0);
     fc_seal_entry(z, corrupt, table);
     e.addr = (uint64_t)(uintptr_t)pattern;
-    if (corrupt && fc_chance(z, 50))
+    if (corrupt && fk_chance(&z->rng, 50))
         e.addr = (uint64_t)(uintptr_t)fc_buf; /* readable, not the pattern */
     cpar_shm_entry_encode(&e, table + CPAR_SHM_ENTRY_SIZE);
     m.h.flags |= CPAR_FLAG_SHM;
@@ -502,7 +483,7 @@ fc_run_case(uint64_t seed, long steps)
     fc_connect_reply(&z); /* engines 0 and 1 share our host */
 
     for (long s = 0; s < steps; s++) {
-        uint32_t r = fc_below(&z, 100);
+        uint32_t r = fk_below(&z.rng, 100);
         if (r < 30)
             fc_post(&z);
         else if (r < 56)
@@ -512,7 +493,7 @@ fc_run_case(uint64_t seed, long steps)
         else if (r < 85)
             fc_other(&z);
         else
-            fc_take(&z, (int)fc_below(&z, 5));
+            fc_take(&z, (int)fk_below(&z.rng, 5));
         fc_drain(&z, 0);
     }
 
@@ -562,95 +543,44 @@ fc_run_case(uint64_t seed, long steps)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
+typedef struct fc_case {
+    uint64_t seed;
+    long steps;
+} fc_case;
 
 static void
-fc_fork_case(uint64_t seed, long steps, const char *name)
+fc_parse(const char *text, void *kv)
 {
-    int status = 0;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S);
-        exit(fc_run_case(seed, steps) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (seed=%llu steps=%ld)\n", name, (unsigned long long)seed, steps);
-        passed++;
-    } else {
-        printf("not ok - %s: seed=%llu steps=%ld (%s %d)\n", name, (unsigned long long)seed, steps,
-               WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
+    fc_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 2000);
 }
 
 static void
-fc_file(const char *path, const char *name)
+fc_random(uint64_t seed, void *kv)
 {
-    char text[256] = "";
-    const char *p;
-    uint64_t seed = 1;
-    long steps = 2000;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        if ((p = strstr(text, "seed=")))
-            seed = strtoull(p + 5, NULL, 10);
-        if ((p = strstr(text, "steps=")))
-            steps = strtol(p + 6, NULL, 10);
-        fc_fork_case(seed, steps, name);
-    }
-    if (f)
-        fclose(f);
+    fc_parse("", kv);
+    ((fc_case *)kv)->seed = seed;
+}
+
+static void
+fc_case_line(const void *kv, char *out, size_t len)
+{
+    const fc_case *k = kv;
+    snprintf(out, len, "seed=%llu steps=%ld", (unsigned long long)k->seed, k->steps);
 }
 
 static int
-fc_by_name(const struct dirent **a, const struct dirent **b)
+fc_run(const void *kv)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    const fc_case *k = kv;
+    return fc_run_case(k->seed, k->steps);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fc_by_name);
-        if (n < 0) {
-            fc_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fc_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        fc_fork_case(((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ ((uint64_t)getpid() << 44),
-                     2000, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {sizeof(fc_case), CPAR_TEST_TIMEOUT_S, fc_parse, fc_random,
+                                     fc_run,          fc_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

@@ -20,18 +20,16 @@
  * case runs in a forked child, so a crash fails that case and names it. After the corpus,
  * new random seeds run until CPAR_FUZZ_SECONDS (default 0) have passed; a failing seed is
  * printed as a corpus line to commit. Output ends with "N passed, M failed". Test code. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ctlfx.h"
 #include "errors.h"
+#include "fuzzkit.h"
 #include "shm.h"
 #include "test.h"
 
@@ -94,29 +92,6 @@ fz_on_alarm(int sig)
     abort();
 }
 
-static uint64_t
-fz_rand(fz *z)
-{
-    uint64_t x = z->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    z->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t
-fz_below(fz *z, uint32_t n)
-{
-    return n ? (uint32_t)(fz_rand(z) % n) : 0;
-}
-
-static int
-fz_chance(fz *z, int percent)
-{
-    return (int)fz_below(z, 100) < percent;
-}
-
 static void
 fz_remember(fz *z, const uint8_t id[CPAR_WIRE_ID_SIZE])
 {
@@ -128,17 +103,17 @@ fz_remember(fz *z, const uint8_t id[CPAR_WIRE_ID_SIZE])
 static void
 fz_pick_id(fz *z, uint8_t out[CPAR_WIRE_ID_SIZE], int fresh_percent)
 {
-    uint32_t r = fz_below(z, 100);
+    uint32_t r = fk_below(&z->rng, 100);
     if (r < (uint32_t)fresh_percent || z->nids == 0) {
         th_id(out);
     } else if (r < 96) {
         int n = z->nids < FZ_IDS ? z->nids : FZ_IDS;
-        memcpy(out, z->ids[fz_below(z, (uint32_t)n)], CPAR_WIRE_ID_SIZE);
+        memcpy(out, z->ids[fk_below(&z->rng, (uint32_t)n)], CPAR_WIRE_ID_SIZE);
     } else if (r < 98) {
         memset(out, 0, CPAR_WIRE_ID_SIZE);
     } else {
         for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
-            out[i] = (uint8_t)fz_rand(z);
+            out[i] = (uint8_t)fk_rand(&z->rng);
     }
 }
 
@@ -147,22 +122,22 @@ static int32_t
 fz_pick_engine(fz *z)
 {
     static const int32_t odd[] = {-1, -2, 0, 1, 65535, 65536, 1 << 20, INT32_MAX, INT32_MIN};
-    if (fz_chance(z, 85)) {
-        int i = (int)fz_below(z, (uint32_t)z->k.engines);
+    if (fk_chance(&z->rng, 85)) {
+        int i = (int)fk_below(&z->rng, (uint32_t)z->k.engines);
         if (z->e[i].id >= 0)
             return z->e[i].id;
-        return (int32_t)fz_below(z, 12);
+        return (int32_t)fk_below(&z->rng, 12);
     }
-    return odd[fz_below(z, sizeof(odd) / sizeof(odd[0]))];
+    return odd[fk_below(&z->rng, sizeof(odd) / sizeof(odd[0]))];
 }
 
 static void
 fz_body(fz *z, cpar_msg *m)
 {
     uint8_t buf[FZ_MAX_BODY];
-    size_t n = fz_chance(z, 50) ? fz_below(z, 16) : fz_below(z, FZ_MAX_BODY);
+    size_t n = fk_chance(&z->rng, 50) ? fk_below(&z->rng, 16) : fk_below(&z->rng, FZ_MAX_BODY);
     for (size_t i = 0; i < n; i++)
-        buf[i] = (uint8_t)fz_rand(z);
+        buf[i] = (uint8_t)fk_rand(&z->rng);
     ASSERT_OK(cpar_msg_add_copy(m, buf, n));
 }
 
@@ -172,13 +147,13 @@ static void
 fz_shm_table(fz *z, cpar_msg *m)
 {
     uint8_t buf[4 * CPAR_SHM_ENTRY_SIZE];
-    size_t n = 1 + fz_below(z, 4);
+    size_t n = 1 + fk_below(&z->rng, 4);
     for (size_t i = 0; i < n; i++) {
         cpar_shm_entry en = {
-            .index = fz_chance(z, 80) ? (uint32_t)i : (uint32_t)fz_rand(z),
-            .pid = fz_chance(z, 50) ? (uint32_t)getpid() : (uint32_t)fz_rand(z),
-            .addr = fz_rand(z),
-            .len = fz_chance(z, 80) ? fz_below(z, 1u << 20) : fz_rand(z),
+            .index = fk_chance(&z->rng, 80) ? (uint32_t)i : (uint32_t)fk_rand(&z->rng),
+            .pid = fk_chance(&z->rng, 50) ? (uint32_t)getpid() : (uint32_t)fk_rand(&z->rng),
+            .addr = fk_rand(&z->rng),
+            .len = fk_chance(&z->rng, 80) ? fk_below(&z->rng, 1u << 20) : fk_rand(&z->rng),
         };
         cpar_shm_entry_encode(&en, buf + i * CPAR_SHM_ENTRY_SIZE);
     }
@@ -215,7 +190,7 @@ fz_engine_register(fz *z, fz_engine *e)
     static const int32_t asks[] = {0, 1, 2, 3, 65535, 65536, INT32_MAX, -7};
     char payload[256];
     cpar_msg m;
-    if (e->sock == NULL || fz_chance(z, 20)) {
+    if (e->sock == NULL || fk_chance(&z->rng, 20)) {
         /* reconnect: a new connection, often asking for the id it had */
         int32_t old = e->id;
         fz_engine_close(z, e);
@@ -223,18 +198,19 @@ fz_engine_register(fz *z, fz_engine *e)
         e->id = old;
     }
     th_msg(&m, CPAR_MSG_REGISTER);
-    if (e->id >= 0 && fz_chance(z, 60))
+    if (e->id >= 0 && fk_chance(&z->rng, 60))
         m.h.target = e->id;
-    else if (fz_chance(z, 70))
+    else if (fk_chance(&z->rng, 70))
         m.h.target = -1;
     else
-        m.h.target = asks[fz_below(z, sizeof(asks) / sizeof(asks[0]))];
-    switch (fz_below(z, 6)) {
+        m.h.target = asks[fk_below(&z->rng, sizeof(asks) / sizeof(asks[0]))];
+    switch (fk_below(&z->rng, 6)) {
     case 0:
         snprintf(payload, sizeof(payload), "host=h\n");
         break;
     case 1:
-        snprintf(payload, sizeof(payload), "pid=%d\nhost=h\nshm=tok-%u\n", e->pid, fz_below(z, 3));
+        snprintf(payload, sizeof(payload), "pid=%d\nhost=h\nshm=tok-%u\n", e->pid,
+                 fk_below(&z->rng, 3));
         break;
     case 2:
         snprintf(payload, sizeof(payload), "pid=99999999999999999999\nhost=\n\n=\nshm=\n");
@@ -243,7 +219,7 @@ fz_engine_register(fz *z, fz_engine *e)
         snprintf(payload, sizeof(payload), "pid=%d\nhost=fuzzhost\n", e->pid);
         break;
     }
-    if (fz_chance(z, 5))
+    if (fk_chance(&z->rng, 5))
         fz_body(z, &m);
     else
         th_add_str(&m, payload);
@@ -255,30 +231,30 @@ static void
 fz_engine_reply(fz *z, fz_engine *e, const uint8_t *parent)
 {
     cpar_msg m;
-    int type = fz_chance(z, 75) ? CPAR_MSG_REPLY : CPAR_MSG_STREAM;
+    int type = fk_chance(&z->rng, 75) ? CPAR_MSG_REPLY : CPAR_MSG_STREAM;
     th_msg(&m, type);
-    m.h.engine = fz_chance(z, 90) && e->id >= 0 ? e->id : fz_pick_engine(z);
+    m.h.engine = fk_chance(&z->rng, 90) && e->id >= 0 ? e->id : fz_pick_engine(z);
     if (parent != NULL) {
         memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
-    } else if (e->ngot > 0 && fz_chance(z, 70)) {
-        int i = (int)fz_below(z, (uint32_t)(e->ngot < FZ_GOT ? e->ngot : FZ_GOT));
+    } else if (e->ngot > 0 && fk_chance(&z->rng, 70)) {
+        int i = (int)fk_below(&z->rng, (uint32_t)(e->ngot < FZ_GOT ? e->ngot : FZ_GOT));
         memcpy(m.h.parent, e->got[i], CPAR_WIRE_ID_SIZE);
     } else {
         fz_pick_id(z, m.h.parent, 0);
     }
     if (type == CPAR_MSG_REPLY) {
         static const int32_t st[] = {0, 0, 0, 1, 1, 2, -11, 77};
-        m.h.status = st[fz_below(z, sizeof(st) / sizeof(st[0]))];
+        m.h.status = st[fk_below(&z->rng, sizeof(st) / sizeof(st[0]))];
         m.h.t1 = cpar_now_ns();
     } else {
         static const uint16_t fl[] = {CPAR_FLAG_STDOUT, CPAR_FLAG_STDERR, CPAR_FLAG_DISPLAY, 0,
                                       0xffff};
-        m.h.flags = fl[fz_below(z, sizeof(fl) / sizeof(fl[0]))];
+        m.h.flags = fl[fk_below(&z->rng, sizeof(fl) / sizeof(fl[0]))];
     }
     fz_body(z, &m);
-    if (fz_chance(z, 30))
+    if (fk_chance(&z->rng, 30))
         fz_body(z, &m);
-    if (fz_chance(z, 10)) {
+    if (fk_chance(&z->rng, 10)) {
         ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
         fz_shm_table(z, &m);
     }
@@ -292,11 +268,11 @@ fz_engine_odd(fz *z, fz_engine *e)
     static const int types[] = {CPAR_MSG_HEARTBEAT, CPAR_MSG_CONNECT, CPAR_MSG_EXECUTE,
                                 CPAR_MSG_TASK,      CPAR_MSG_ERROR,   CPAR_MSG_QUERY,
                                 CPAR_MSG_SHUTDOWN,  CPAR_MSG_ABORT,   CPAR_MSG_ENGINE_EVENT};
-    th_msg(&m, types[fz_below(z, sizeof(types) / sizeof(types[0]))]);
+    th_msg(&m, types[fk_below(&z->rng, sizeof(types) / sizeof(types[0]))]);
     m.h.engine = fz_pick_engine(z);
     m.h.target = fz_pick_engine(z);
-    m.h.flags = (uint16_t)fz_rand(z) & ~CPAR_FLAG_TARGETED;
-    if (fz_chance(z, 50))
+    m.h.flags = (uint16_t)fk_rand(&z->rng) & ~CPAR_FLAG_TARGETED;
+    if (fk_chance(&z->rng, 50))
         fz_body(z, &m);
     fz_send(z, e->sock, &m);
 }
@@ -309,46 +285,46 @@ fz_client_direct(fz *z, void *sock)
     static const int types[] = {CPAR_MSG_EXECUTE, CPAR_MSG_APPLY, CPAR_MSG_APPLY,
                                 CPAR_MSG_INTERRUPT, CPAR_MSG_RELEASE};
     int32_t targets[8];
-    size_t n = fz_below(z, 6);
+    size_t n = fk_below(&z->rng, 6);
     cpar_msg m;
-    th_msg(&m, types[fz_below(z, sizeof(types) / sizeof(types[0]))]);
+    th_msg(&m, types[fk_below(&z->rng, sizeof(types) / sizeof(types[0]))]);
     fz_pick_id(z, m.h.msg_id, 90);
     fz_remember(z, m.h.msg_id);
     for (size_t i = 0; i < n; i++)
         targets[i] = fz_pick_engine(z);
-    if (fz_chance(z, 3)) { /* a long list, mostly one engine repeated */
+    if (fk_chance(&z->rng, 3)) { /* a long list, mostly one engine repeated */
         static uint8_t big[4 * 4096];
-        size_t cnt = 1 + fz_below(z, 4096);
+        size_t cnt = 1 + fk_below(&z->rng, 4096);
         int32_t t = fz_pick_engine(z);
-        int same = fz_chance(z, 50); /* every entry names one engine (live, often) */
+        int same = fk_chance(&z->rng, 50); /* every entry names one engine (live, often) */
         for (size_t i = 0; i < cnt; i++) {
-            int32_t v = same || fz_chance(z, 95) ? t : fz_pick_engine(z);
+            int32_t v = same || fk_chance(&z->rng, 95) ? t : fz_pick_engine(z);
             memcpy(big + 4 * i, &v, 4);
         }
         m.h.flags |= CPAR_FLAG_TARGETED;
         ASSERT_OK(cpar_msg_add_copy(&m, big, 4 * cnt));
-    } else if (n > 0 || fz_chance(z, 50)) {
-        if (n == 0 && fz_chance(z, 50)) {
+    } else if (n > 0 || fk_chance(&z->rng, 50)) {
+        if (n == 0 && fk_chance(&z->rng, 50)) {
             m.h.flags |= CPAR_FLAG_TARGETED;
-            ASSERT_OK(cpar_msg_add_copy(&m, targets, fz_below(z, 4))); /* not whole ids */
+            ASSERT_OK(cpar_msg_add_copy(&m, targets, fk_below(&z->rng, 4))); /* not whole ids */
         } else {
             th_targets(&m, targets, n);
         }
     }
     if (m.h.type == CPAR_MSG_INTERRUPT || m.h.type == CPAR_MSG_RELEASE) {
         uint8_t ids[4 * CPAR_WIRE_ID_SIZE];
-        size_t k = fz_below(z, 5);
+        size_t k = fk_below(&z->rng, 5);
         for (size_t i = 0; i < k; i++)
             fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 10);
         ASSERT_OK(cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE));
     } else {
         fz_body(z, &m);
     }
-    if (fz_chance(z, 20))
+    if (fk_chance(&z->rng, 20))
         m.h.flags |= CPAR_FLAG_SHM_OK;
-    if (fz_chance(z, 30)) /* replies held and combined (docs/protocol.md) */
+    if (fk_chance(&z->rng, 30)) /* replies held and combined (docs/protocol.md) */
         m.h.flags |= CPAR_FLAG_COALESCE;
-    if (fz_chance(z, 10)) {
+    if (fk_chance(&z->rng, 10)) {
         ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
         fz_shm_table(z, &m);
     }
@@ -364,40 +340,40 @@ fz_client_task(fz *z, void *sock)
     cpar_msg m;
     size_t len;
 
-    sp.retries = (int32_t)fz_below(z, 4) - (fz_chance(z, 5) ? 3 : 0);
-    sp.timeout_ms = fz_chance(z, 50) ? 0 : 20 + fz_below(z, 400);
-    sp.after_flags = (uint16_t)fz_below(z, 8);
-    sp.follow_flags = (uint16_t)fz_below(z, 8);
-    sp.ntargets = fz_chance(z, 70) ? 0 : fz_below(z, 6);
+    sp.retries = (int32_t)fk_below(&z->rng, 4) - (fk_chance(&z->rng, 5) ? 3 : 0);
+    sp.timeout_ms = fk_chance(&z->rng, 50) ? 0 : 20 + fk_below(&z->rng, 400);
+    sp.after_flags = (uint16_t)fk_below(&z->rng, 8);
+    sp.follow_flags = (uint16_t)fk_below(&z->rng, 8);
+    sp.ntargets = fk_chance(&z->rng, 70) ? 0 : fk_below(&z->rng, 6);
     for (size_t i = 0; i < sp.ntargets; i++)
         targets[i] = fz_pick_engine(z);
     sp.targets = targets;
-    sp.nafter = fz_chance(z, 50) ? 0 : fz_below(z, 6);
+    sp.nafter = fk_chance(&z->rng, 50) ? 0 : fk_below(&z->rng, 6);
     for (size_t i = 0; i < sp.nafter; i++)
         fz_pick_id(z, after + i * CPAR_WIRE_ID_SIZE, 5);
     sp.after = after;
-    sp.nfollow = fz_chance(z, 70) ? 0 : fz_below(z, 6);
+    sp.nfollow = fk_chance(&z->rng, 70) ? 0 : fk_below(&z->rng, 6);
     for (size_t i = 0; i < sp.nfollow; i++)
         fz_pick_id(z, follow + i * CPAR_WIRE_ID_SIZE, 5);
     sp.follow = follow;
-    if (fz_chance(z, 3))
+    if (fk_chance(&z->rng, 3))
         sp.version = 2;
     len = fx_spec_encode(&sp, buf, sizeof(buf));
-    if (fz_chance(z, 5)) { /* a damaged spec */
-        if (fz_chance(z, 50))
-            len = fz_below(z, (uint32_t)len);
+    if (fk_chance(&z->rng, 5)) { /* a damaged spec */
+        if (fk_chance(&z->rng, 50))
+            len = fk_below(&z->rng, (uint32_t)len);
         else
-            buf[fz_below(z, (uint32_t)len)] = (uint8_t)fz_rand(z);
+            buf[fk_below(&z->rng, (uint32_t)len)] = (uint8_t)fk_rand(&z->rng);
     }
     th_msg(&m, CPAR_MSG_TASK);
     fz_pick_id(z, m.h.msg_id, 90);
-    if (sp.nafter > 0 && fz_chance(z, 5)) /* names itself */
+    if (sp.nafter > 0 && fk_chance(&z->rng, 5)) /* names itself */
         memcpy(m.h.msg_id, after, CPAR_WIRE_ID_SIZE);
     fz_remember(z, m.h.msg_id);
     ASSERT_OK(cpar_msg_add_copy(&m, buf, len));
-    if (fz_chance(z, 97))
+    if (fk_chance(&z->rng, 97))
         fz_body(z, &m);
-    if (fz_chance(z, 5)) {
+    if (fk_chance(&z->rng, 5)) {
         ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
         fz_shm_table(z, &m);
     }
@@ -408,22 +384,22 @@ static void
 fz_client_control(fz *z, void *sock)
 {
     uint8_t ids[8 * CPAR_WIRE_ID_SIZE];
-    size_t k = fz_below(z, 9);
+    size_t k = fk_below(&z->rng, 9);
     cpar_msg m;
     for (size_t i = 0; i < k; i++)
         fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 5);
-    switch (fz_below(z, 5)) {
+    switch (fk_below(&z->rng, 5)) {
     case 0:
         th_msg(&m, CPAR_MSG_ABORT);
-        ASSERT_OK(
-            cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE - (k && fz_chance(z, 5) ? 1 : 0)));
+        ASSERT_OK(cpar_msg_add_copy(&m, ids,
+                                    k * CPAR_WIRE_ID_SIZE - (k && fk_chance(&z->rng, 5) ? 1 : 0)));
         break;
     case 1: {
         static const char *what[] = {
             "queue_status", "queue_status_verbose", "task_status", "task_status", "", "nonsense"};
         th_msg(&m, CPAR_MSG_QUERY);
-        th_add_str(&m, what[fz_below(z, sizeof(what) / sizeof(what[0]))]);
-        if (fz_chance(z, 70))
+        th_add_str(&m, what[fk_below(&z->rng, sizeof(what) / sizeof(what[0]))]);
+        if (fk_chance(&z->rng, 70))
             ASSERT_OK(cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE));
         break;
     }
@@ -431,14 +407,14 @@ fz_client_control(fz *z, void *sock)
         /* a targeted shutdown of some engines, never the hub (that ends the run) */
         int32_t t[2] = {fz_pick_engine(z), fz_pick_engine(z)};
         th_msg(&m, CPAR_MSG_SHUTDOWN);
-        th_targets(&m, t, 1 + fz_below(z, 2));
+        th_targets(&m, t, 1 + fk_below(&z->rng, 2));
         break;
     }
     case 3:
         th_msg(&m, CPAR_MSG_CONNECT);
         break;
     default: /* a controller-to-client or engine type from a client */
-        th_msg(&m, fz_chance(z, 50) ? CPAR_MSG_REPLY : CPAR_MSG_HEARTBEAT);
+        th_msg(&m, fk_chance(&z->rng, 50) ? CPAR_MSG_REPLY : CPAR_MSG_HEARTBEAT);
         m.h.engine = fz_pick_engine(z);
         fz_pick_id(z, m.h.parent, 0);
         fz_body(z, &m);
@@ -456,24 +432,24 @@ fz_garbage(fz *z, void *sock)
 {
     uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
     cpar_msg m;
-    int kind = (int)fz_below(z, 5);
+    int kind = (int)fk_below(&z->rng, 5);
     z->garbage++;
-    th_msg(&m, (int)(1 + fz_below(z, 40)));
-    m.h.nframes = fz_below(z, 3);
-    m.h.paylen = fz_chance(z, 50) ? fz_rand(z) : fz_below(z, 64);
-    m.h.flags = (uint16_t)fz_rand(z);
+    th_msg(&m, (int)(1 + fk_below(&z->rng, 40)));
+    m.h.nframes = fk_below(&z->rng, 3);
+    m.h.paylen = fk_chance(&z->rng, 50) ? fk_rand(&z->rng) : fk_below(&z->rng, 64);
+    m.h.flags = (uint16_t)fk_rand(&z->rng);
     cpar_wire_header_encode(&m.h, hdr);
     cpar_msg_close(&m);
     if (kind == 0) { /* random bytes */
         for (size_t i = 0; i < sizeof(hdr); i++)
-            hdr[i] = (uint8_t)fz_rand(z);
+            hdr[i] = (uint8_t)fk_rand(&z->rng);
     } else if (kind == 1) { /* consistent lengths, a wrong or missing tag */
         m.h.nframes = 0;
         m.h.paylen = 0;
         cpar_wire_header_encode(&m.h, hdr);
-        if (fz_chance(z, 50))
+        if (fk_chance(&z->rng, 50))
             for (size_t i = CPAR_WIRE_SIGNED_SIZE; i < sizeof(hdr); i++)
-                hdr[i] = (uint8_t)fz_rand(z);
+                hdr[i] = (uint8_t)fk_rand(&z->rng);
         if (zmq_send(sock, hdr, sizeof(hdr), ZMQ_DONTWAIT) < 0)
             return;
         return;
@@ -483,17 +459,18 @@ fz_garbage(fz *z, void *sock)
         cpar_signer_finish(z->f.s, hdr + CPAR_WIRE_SIGNED_SIZE);
     }
     {
-        size_t hlen = kind == 3 ? fz_below(z, sizeof(hdr)) : sizeof(hdr);
-        int more = fz_chance(z, 60);
+        size_t hlen = kind == 3 ? fk_below(&z->rng, sizeof(hdr)) : sizeof(hdr);
+        int more = fk_chance(&z->rng, 60);
         if (zmq_send(sock, hdr, hlen, ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) < 0)
             return;
         if (more) {
-            int nf = kind == 4 ? (int)(1 + fz_below(z, 300)) : (int)(1 + fz_below(z, 3));
+            int nf =
+                kind == 4 ? (int)(1 + fk_below(&z->rng, 300)) : (int)(1 + fk_below(&z->rng, 3));
             for (int i = 0; i < nf; i++) {
                 uint8_t b[32];
-                size_t n = fz_below(z, sizeof(b));
+                size_t n = fk_below(&z->rng, sizeof(b));
                 for (size_t j = 0; j < n; j++)
-                    b[j] = (uint8_t)fz_rand(z);
+                    b[j] = (uint8_t)fk_rand(&z->rng);
                 if (zmq_send(sock, b, n, ZMQ_DONTWAIT | (i + 1 < nf ? ZMQ_SNDMORE : 0)) < 0)
                     return;
             }
@@ -534,12 +511,12 @@ fz_drain_one(fz *z, void *sock, fz_engine *e)
             case CPAR_MSG_TASK:
                 memcpy(e->got[e->ngot % FZ_GOT], m.h.msg_id, CPAR_WIRE_ID_SIZE);
                 e->ngot++;
-                if (fz_chance(z, 60)) /* answers at once, as a real engine mostly does */
+                if (fk_chance(&z->rng, 60)) /* answers at once, as a real engine mostly does */
                     fz_engine_reply(z, e, m.h.msg_id);
                 break;
             case CPAR_MSG_SHUTDOWN:
                 /* a real engine exits: mostly do so, sometimes linger */
-                if (fz_chance(z, 80)) {
+                if (fk_chance(&z->rng, 80)) {
                     cpar_msg_close(&m);
                     fz_engine_close(z, e);
                     return;
@@ -569,15 +546,15 @@ fz_drain(fz *z)
 static void
 fz_step(fz *z)
 {
-    uint32_t r = fz_below(z, 1000);
-    fz_engine *e = &z->e[fz_below(z, (uint32_t)z->k.engines)];
-    int ci = (int)fz_below(z, (uint32_t)z->k.clients);
+    uint32_t r = fk_below(&z->rng, 1000);
+    fz_engine *e = &z->e[fk_below(&z->rng, (uint32_t)z->k.engines)];
+    int ci = (int)fk_below(&z->rng, (uint32_t)z->k.clients);
 
     if (z->c[ci] == NULL || (r < 10)) { /* a client (re)connects */
         if (z->c[ci])
             zmq_close(z->c[ci]);
         z->c[ci] = th_dealer(z->f.ctx, cpar_controller_client_endpoint(z->f.c));
-        if (fz_chance(z, 80)) {
+        if (fk_chance(&z->rng, 80)) {
             cpar_msg m;
             th_msg(&m, CPAR_MSG_CONNECT);
             fz_send(z, z->c[ci], &m);
@@ -585,13 +562,13 @@ fz_step(fz *z)
         return;
     }
     if (r < 40) {
-        if (e->sock == NULL || e->id < 0 || fz_chance(z, 30))
+        if (e->sock == NULL || e->id < 0 || fk_chance(&z->rng, 30))
             fz_engine_register(z, e);
     } else if (r < 200) {
         if (e->sock) {
             cpar_msg m;
             th_msg(&m, CPAR_MSG_HEARTBEAT);
-            m.h.engine = fz_chance(z, 95) ? e->id : fz_pick_engine(z);
+            m.h.engine = fk_chance(&z->rng, 95) ? e->id : fz_pick_engine(z);
             fz_send(z, e->sock, &m);
         }
     } else if (r < 380) {
@@ -609,11 +586,11 @@ fz_step(fz *z)
     } else if (r < 930) {
         fz_client_control(z, z->c[ci]);
     } else if (r < 970) {
-        void *sock = fz_chance(z, 50) || e->sock == NULL ? z->c[ci] : e->sock;
+        void *sock = fk_chance(&z->rng, 50) || e->sock == NULL ? z->c[ci] : e->sock;
         fz_garbage(z, sock);
     } else {
         /* let time pass (reading what comes): heartbeats lapse, task timeouts fire */
-        uint64_t until = fx_now_ms() + fz_below(z, r < 995 ? 30 : 300);
+        uint64_t until = fx_now_ms() + fk_below(&z->rng, r < 995 ? 30 : 300);
         while (fx_now_ms() < until) {
             zmq_pollitem_t items[FZ_MAX_ENGINES + FZ_MAX_CLIENTS];
             int n = 0;
@@ -627,7 +604,7 @@ fz_step(fz *z)
             fz_drain(z);
         }
     }
-    if (fz_chance(z, 30))
+    if (fk_chance(&z->rng, 30))
         fz_drain(z);
 }
 
@@ -732,21 +709,10 @@ fz_run_case(const fz_case *k)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
-
-/* splitmix64: spreads clock-derived seeds over every bit the case parameters use. */
-static uint64_t
-fz_mix(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 static void
-fz_case_line(const fz_case *k, char *out, size_t len)
+fz_case_line(const void *kv, char *out, size_t len)
 {
+    const fz_case *k = kv;
     snprintf(out, len,
              "seed=%llu steps=%ld engines=%d clients=%d hb_timeout_ms=%d scheme=%d hwm=%d "
              "max_records=%d hub_at=%d",
@@ -755,63 +721,18 @@ fz_case_line(const fz_case *k, char *out, size_t len)
 }
 
 static void
-fz_fork_case(const fz_case *k, const char *name)
+fz_parse(const char *text, void *kv)
 {
-    char line[160];
-    int status = 0;
-    pid_t pid;
-    fz_case_line(k, line, sizeof(line));
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S);
-        exit(fz_run_case(k) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (%s)\n", name, line);
-        passed++;
-    } else {
-        printf("not ok - %s: %s (%s %d)\n", name, line, WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
-}
-
-static void
-fz_parse(const char *text, fz_case *k)
-{
-    const char *p;
-    k->seed = 1;
-    k->steps = 3000;
-    k->engines = 4;
-    k->clients = 3;
-    k->hb_timeout_ms = 400;
-    k->scheme = 0;
-    k->hwm = 0;
-    k->max_records = 0;
-    k->hub_at = 0;
-    if ((p = strstr(text, "seed=")))
-        k->seed = strtoull(p + 5, NULL, 10);
-    if ((p = strstr(text, "steps=")))
-        k->steps = strtol(p + 6, NULL, 10);
-    if ((p = strstr(text, "engines=")))
-        k->engines = atoi(p + 8);
-    if ((p = strstr(text, "clients=")))
-        k->clients = atoi(p + 8);
-    if ((p = strstr(text, "hb_timeout_ms=")))
-        k->hb_timeout_ms = atoi(p + 14);
-    if ((p = strstr(text, "scheme=")))
-        k->scheme = atoi(p + 7);
-    if ((p = strstr(text, "hwm=")))
-        k->hwm = atoi(p + 4);
-    if ((p = strstr(text, "max_records=")))
-        k->max_records = atoi(p + 12);
-    if ((p = strstr(text, "hub_at=")))
-        k->hub_at = atoi(p + 7);
+    fz_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 3000);
+    k->engines = (int)fk_field(text, "engines=", 4);
+    k->clients = (int)fk_field(text, "clients=", 3);
+    k->hb_timeout_ms = (int)fk_field(text, "hb_timeout_ms=", 400);
+    k->scheme = (int)fk_field(text, "scheme=", 0);
+    k->hwm = (int)fk_field(text, "hwm=", 0);
+    k->max_records = (int)fk_field(text, "max_records=", 0);
+    k->hub_at = (int)fk_field(text, "hub_at=", 0);
     if (k->scheme < 0 || k->scheme >= (int)(sizeof(fz_schemes) / sizeof(fz_schemes[0])))
         k->scheme = 0;
     if (k->hwm < -1)
@@ -825,73 +746,29 @@ fz_parse(const char *text, fz_case *k)
 }
 
 static void
-fz_file(const char *path, const char *name)
+fz_random(uint64_t seed, void *kv)
 {
-    char text[512] = "";
-    fz_case k;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        fz_parse(text, &k);
-        fz_fork_case(&k, name);
-    }
-    if (f)
-        fclose(f);
+    fz_case *k = kv;
+    fz_parse("", k);
+    k->seed = fk_mix(seed);
+    k->engines = 1 + (int)(k->seed % FZ_MAX_ENGINES);
+    k->clients = 1 + (int)((k->seed >> 8) % FZ_MAX_CLIENTS);
+    k->scheme = (int)((k->seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
+    k->hwm = (int)((k->seed >> 20) % 4) - 1;
+    k->max_records = (k->seed >> 24) % 3 == 0 ? 1 + (int)((k->seed >> 26) % 16) : 0;
+    k->hub_at = (k->seed >> 30) % 4 == 0 ? 1 + (int)((k->seed >> 32) % 99) : 0;
 }
 
 static int
-fz_by_name(const struct dirent **a, const struct dirent **b)
+fz_run(const void *k)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    return fz_run_case(k);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fz_by_name);
-        if (n < 0) {
-            fz_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fz_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    /* then new seeds for the rest of the budget */
-    for (;;) {
-        fz_case k;
-        char text[64];
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        snprintf(text, sizeof(text), "seed=%llu",
-                 (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
-        fz_parse(text, &k);
-        k.seed = fz_mix(k.seed);
-        k.engines = 1 + (int)(k.seed % FZ_MAX_ENGINES);
-        k.clients = 1 + (int)((k.seed >> 8) % FZ_MAX_CLIENTS);
-        k.scheme = (int)((k.seed >> 16) % (sizeof(fz_schemes) / sizeof(fz_schemes[0])));
-        k.hwm = (int)((k.seed >> 20) % 4) - 1;
-        k.max_records = (k.seed >> 24) % 3 == 0 ? 1 + (int)((k.seed >> 26) % 16) : 0;
-        k.hub_at = (k.seed >> 30) % 4 == 0 ? 1 + (int)((k.seed >> 32) % 99) : 0;
-        fz_fork_case(&k, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {sizeof(fz_case), CPAR_TEST_TIMEOUT_S, fz_parse, fz_random,
+                                     fz_run,          fz_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

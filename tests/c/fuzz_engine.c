@@ -16,7 +16,6 @@
  * Usage: fuzz_engine [CORPUS_DIR_OR_FILE...]; each corpus file is one line "seed=N
  * steps=N" (see fuzz_controller.c for the driver's conventions: a forked child per case,
  * CPAR_FUZZ_SECONDS of new seeds after the corpus, "N passed, M failed" last). Test code. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "fuzzkit.h"
 #include "helpers.h"
 #include "shm.h"
 #include "test.h"
@@ -95,29 +95,6 @@ static const char *const fe_code[] = {
 
 static uint8_t fe_shm_buf[FE_SHM_BUF];
 
-static uint64_t
-fe_rand(fe *z)
-{
-    uint64_t x = z->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    z->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t
-fe_below(fe *z, uint32_t n)
-{
-    return n ? (uint32_t)(fe_rand(z) % n) : 0;
-}
-
-static int
-fe_chance(fe *z, int percent)
-{
-    return (int)fe_below(z, 100) < percent;
-}
-
 static void
 fe_send(fe *z, cpar_msg *m)
 {
@@ -136,9 +113,9 @@ static void
 fe_random_bytes(fe *z, cpar_msg *m, size_t max)
 {
     uint8_t buf[512];
-    size_t n = fe_below(z, (uint32_t)(max < sizeof(buf) ? max : sizeof(buf)));
+    size_t n = fk_below(&z->rng, (uint32_t)(max < sizeof(buf) ? max : sizeof(buf)));
     for (size_t i = 0; i < n; i++)
-        buf[i] = (uint8_t)fe_rand(z);
+        buf[i] = (uint8_t)fk_rand(&z->rng);
     fe_add(m, buf, n);
 }
 
@@ -146,10 +123,10 @@ fe_random_bytes(fe *z, cpar_msg *m, size_t max)
 static void
 fe_known_id(fe *z, uint8_t out[CPAR_WIRE_ID_SIZE])
 {
-    if (z->npending > 0 && fe_chance(z, 60))
-        memcpy(out, z->pending[fe_below(z, (uint32_t)z->npending)], CPAR_WIRE_ID_SIZE);
-    else if (z->ndone > 0 && fe_chance(z, 60))
-        memcpy(out, z->done[fe_below(z, (uint32_t)(z->ndone < 64 ? z->ndone : 64))],
+    if (z->npending > 0 && fk_chance(&z->rng, 60))
+        memcpy(out, z->pending[fk_below(&z->rng, (uint32_t)z->npending)], CPAR_WIRE_ID_SIZE);
+    else if (z->ndone > 0 && fk_chance(&z->rng, 60))
+        memcpy(out, z->done[fk_below(&z->rng, (uint32_t)(z->ndone < 64 ? z->ndone : 64))],
                CPAR_WIRE_ID_SIZE);
     else
         th_id(out);
@@ -169,7 +146,7 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
     uint8_t table[8 * CPAR_SHM_ENTRY_SIZE];
     size_t nent = 1, tlen;
     size_t nframes = m->nframes; /* the table will be frame nframes */
-    int corrupt = fe_chance(z, 70);
+    int corrupt = fk_chance(&z->rng, 70);
     cpar_shm_entry seal;
 
     if (fe_seal.slot == NULL && cpar_shm_seal_new(&fe_seal) != 0)
@@ -178,22 +155,22 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
     seal.pid = (uint32_t)getpid();
     seal.addr = (uint64_t)(uintptr_t)fe_seal.slot;
     seal.len = fe_seal.value;
-    if (corrupt && fe_chance(z, 25)) {
-        switch (fe_below(z, 5)) {
+    if (corrupt && fk_chance(&z->rng, 25)) {
+        switch (fk_below(&z->rng, 5)) {
         case 0:
-            seal.len = fe_seal.value + 1 + fe_below(z, 3); /* a stale seal */
+            seal.len = fe_seal.value + 1 + fk_below(&z->rng, 3); /* a stale seal */
             break;
         case 1:
             seal.len = 0;
             break;
         case 2:
-            seal.addr = fe_chance(z, 50) ? seal.addr + 4 : fe_rand(z);
+            seal.addr = fk_chance(&z->rng, 50) ? seal.addr + 4 : fk_rand(&z->rng);
             break;
         case 3:
-            seal.pid = fe_chance(z, 50) ? (uint32_t)z->pid : 999999;
+            seal.pid = fk_chance(&z->rng, 50) ? (uint32_t)z->pid : 999999;
             break;
         default:
-            seal.index = (uint32_t)fe_below(z, 4);
+            seal.index = (uint32_t)fk_below(&z->rng, 4);
             break;
         }
     }
@@ -202,12 +179,12 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
     for (size_t i = first; i < nframes && nent < 7; i++) {
         cpar_shm_entry en;
         size_t len = zmq_msg_size(&m->frames[i]);
-        if (fe_chance(z, 30))
+        if (fk_chance(&z->rng, 30))
             continue;
         /* our own memory: the frame's bytes copied into fe_shm_buf (each frame at its own
          * place, left there until the case ends), the frame emptied */
         if (len == 0)
-            len = 1 + fe_below(z, 4096);
+            len = 1 + fk_below(&z->rng, 4096);
         if (len > FE_SHM_BUF / 2)
             len = FE_SHM_BUF / 2;
         if (z->shm_used + len > FE_SHM_BUF)
@@ -219,37 +196,38 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
         en.addr = (uint64_t)(uintptr_t)(fe_shm_buf + z->shm_used);
         en.len = len;
         z->shm_used += len;
-        if (!(corrupt && fe_chance(z, 15))) { /* else: a placeholder that is not empty */
+        if (!(corrupt && fk_chance(&z->rng, 15))) { /* else: a placeholder that is not empty */
             zmq_msg_close(&m->frames[i]);
             zmq_msg_init(&m->frames[i]);
         }
-        if (corrupt && fe_chance(z, 50)) {
+        if (corrupt && fk_chance(&z->rng, 50)) {
             static const uint64_t lens[] = {
                 0,          CPAR_SHM_MAX_LEN, CPAR_SHM_MAX_LEN + 1, FE_SHM_BUF + 4096,
                 UINT64_MAX, 1ull << 32};
             static const uint64_t addrs[] = {0, 1, 0xffffffffffff0000ull, 0x7ffffffff000ull,
                                              0xdead0000ull};
-            switch (fe_below(z, 6)) {
+            switch (fk_below(&z->rng, 6)) {
             case 0:
-                en.len = lens[fe_below(z, sizeof(lens) / sizeof(lens[0]))];
+                en.len = lens[fk_below(&z->rng, sizeof(lens) / sizeof(lens[0]))];
                 break;
             case 1:
-                en.addr = fe_chance(z, 50) ? addrs[fe_below(z, sizeof(addrs) / sizeof(addrs[0]))]
-                                           : fe_rand(z);
+                en.addr = fk_chance(&z->rng, 50)
+                              ? addrs[fk_below(&z->rng, sizeof(addrs) / sizeof(addrs[0]))]
+                              : fk_rand(&z->rng);
                 break;
             case 2: {
                 const uint32_t pids[] = {0, 1, (uint32_t)z->pid, 999999, UINT32_MAX};
-                en.pid = pids[fe_below(z, sizeof(pids) / sizeof(pids[0]))];
+                en.pid = pids[fk_below(&z->rng, sizeof(pids) / sizeof(pids[0]))];
                 break;
             }
             case 3:
-                en.index = nent > 1 && fe_chance(z, 50) ? (uint32_t)(i - 1) : (uint32_t)i;
+                en.index = nent > 1 && fk_chance(&z->rng, 50) ? (uint32_t)(i - 1) : (uint32_t)i;
                 break;
             case 4:
-                en.index = fe_chance(z, 50) ? (uint32_t)nframes : (uint32_t)fe_rand(z);
+                en.index = fk_chance(&z->rng, 50) ? (uint32_t)nframes : (uint32_t)fk_rand(&z->rng);
                 break;
             default:
-                en.addr += fe_below(z, FE_SHM_BUF);
+                en.addr += fk_below(&z->rng, FE_SHM_BUF);
                 break;
             }
         }
@@ -259,15 +237,15 @@ fe_shm(fe *z, cpar_msg *m, size_t first)
     if (nent == 1 && !corrupt)
         return;
     tlen = nent * CPAR_SHM_ENTRY_SIZE;
-    if (corrupt && fe_chance(z, 15))
-        tlen = fe_below(z, (uint32_t)tlen + 30); /* not whole entries */
-    if (corrupt && nent > 2 && fe_chance(z, 15)) /* swapped: indices not increasing */
+    if (corrupt && fk_chance(&z->rng, 15))
+        tlen = fk_below(&z->rng, (uint32_t)tlen + 30); /* not whole entries */
+    if (corrupt && nent > 2 && fk_chance(&z->rng, 15)) /* swapped: indices not increasing */
         for (size_t b = 0; b < CPAR_SHM_ENTRY_SIZE; b++) {
             uint8_t t = table[CPAR_SHM_ENTRY_SIZE + b];
             table[CPAR_SHM_ENTRY_SIZE + b] = table[2 * CPAR_SHM_ENTRY_SIZE + b];
             table[2 * CPAR_SHM_ENTRY_SIZE + b] = t;
         }
-    if (corrupt && nent > 1 && fe_chance(z, 10)) /* the seal moved behind a data entry */
+    if (corrupt && nent > 1 && fk_chance(&z->rng, 10)) /* the seal moved behind a data entry */
         for (size_t b = 0; b < CPAR_SHM_ENTRY_SIZE; b++) {
             uint8_t t = table[b];
             table[b] = table[CPAR_SHM_ENTRY_SIZE + b];
@@ -284,7 +262,7 @@ fe_request(fe *z)
 {
     static const int types[] = {CPAR_MSG_EXECUTE, CPAR_MSG_APPLY, CPAR_MSG_APPLY, CPAR_MSG_TASK};
     cpar_msg m;
-    int type = types[fe_below(z, sizeof(types) / sizeof(types[0]))];
+    int type = types[fk_below(&z->rng, sizeof(types) / sizeof(types[0]))];
     size_t first;
 
     if (z->npending >= FE_PENDING)
@@ -292,37 +270,38 @@ fe_request(fe *z)
     th_msg(&m, type);
     if (type == CPAR_MSG_TASK) {
         uint8_t spec[28] = {1};
-        fe_add(&m, spec, fe_chance(z, 90) ? sizeof(spec) : fe_below(z, 28));
-    } else if (fe_chance(z, 95)) {
-        int32_t t = fe_chance(z, 95) ? z->id : (int32_t)fe_rand(z);
+        fe_add(&m, spec, fk_chance(&z->rng, 90) ? sizeof(spec) : fk_below(&z->rng, 28));
+    } else if (fk_chance(&z->rng, 95)) {
+        int32_t t = fk_chance(&z->rng, 95) ? z->id : (int32_t)fk_rand(&z->rng);
         th_targets(&m, &t, 1);
     }
     first = m.nframes;
     if (type == CPAR_MSG_EXECUTE) {
-        if (fe_chance(z, 90))
-            th_add_str(&m, fe_code[fe_below(z, sizeof(fe_code) / sizeof(fe_code[0]))]);
+        if (fk_chance(&z->rng, 90))
+            th_add_str(&m, fe_code[fk_below(&z->rng, sizeof(fe_code) / sizeof(fe_code[0]))]);
         else
             fe_random_bytes(z, &m, 200);
     } else {
-        if (fe_chance(z, 85)) {
-            const char *p = fe_pickles[fe_below(z, sizeof(fe_pickles) / sizeof(fe_pickles[0]))];
+        if (fk_chance(&z->rng, 85)) {
+            const char *p =
+                fe_pickles[fk_below(&z->rng, sizeof(fe_pickles) / sizeof(fe_pickles[0]))];
             fe_add(&m, p, strlen(p));
         } else {
             fe_random_bytes(z, &m, 300);
         }
-        for (int b = (int)fe_below(z, 3); b > 0; b--) {
-            if (fe_chance(z, 30)) {
+        for (int b = (int)fk_below(&z->rng, 3); b > 0; b--) {
+            if (fk_chance(&z->rng, 30)) {
                 uint8_t big[70000];
-                memset(big, (int)fe_below(z, 256), sizeof(big));
+                memset(big, (int)fk_below(&z->rng, 256), sizeof(big));
                 fe_add(&m, big, sizeof(big));
             } else {
                 fe_random_bytes(z, &m, 100);
             }
         }
     }
-    if (fe_chance(z, 20))
+    if (fk_chance(&z->rng, 20))
         m.h.flags |= CPAR_FLAG_SHM_OK;
-    if (fe_chance(z, 35))
+    if (fk_chance(&z->rng, 35))
         fe_shm(z, &m, first);
     z->pending_shm[z->npending] = (m.h.flags & CPAR_FLAG_SHM) != 0;
     z->shm_sent += z->pending_shm[z->npending];
@@ -334,30 +313,31 @@ static void
 fe_control(fe *z)
 {
     uint8_t ids[6 * CPAR_WIRE_ID_SIZE];
-    size_t n = fe_below(z, 7);
+    size_t n = fk_below(&z->rng, 7);
     /* the ids frame: whole ids, or (a fifth of the time) cut short inside the last one */
-    size_t idlen = n * CPAR_WIRE_ID_SIZE - (n && fe_chance(z, 20) ? 1 + fe_below(z, 15) : 0);
+    size_t idlen =
+        n * CPAR_WIRE_ID_SIZE - (n && fk_chance(&z->rng, 20) ? 1 + fk_below(&z->rng, 15) : 0);
     int32_t t = z->id;
     cpar_msg m;
     for (size_t i = 0; i < n; i++)
         fe_known_id(z, ids + i * CPAR_WIRE_ID_SIZE);
-    switch (fe_below(z, 6)) {
+    switch (fk_below(&z->rng, 6)) {
     case 0:
     case 1:
         th_msg(&m, CPAR_MSG_INTERRUPT);
-        if (fe_chance(z, 90))
+        if (fk_chance(&z->rng, 90))
             th_targets(&m, &t, 1);
         fe_add(&m, ids, idlen);
         break;
     case 2:
     case 3:
         th_msg(&m, CPAR_MSG_ABORT);
-        if (fe_chance(z, 95))
+        if (fk_chance(&z->rng, 95))
             fe_add(&m, ids, idlen);
         break;
     case 4:
         th_msg(&m, CPAR_MSG_RELEASE);
-        if (fe_chance(z, 90))
+        if (fk_chance(&z->rng, 90))
             th_targets(&m, &t, 1);
         fe_add(&m, ids, idlen);
         break;
@@ -366,11 +346,11 @@ fe_control(fe *z)
             CPAR_MSG_REGISTER,      CPAR_MSG_REGISTER_REPLY, CPAR_MSG_CONNECT,
             CPAR_MSG_CONNECT_REPLY, CPAR_MSG_REPLY,          CPAR_MSG_STREAM,
             CPAR_MSG_ERROR,         CPAR_MSG_QUERY,          CPAR_MSG_ENGINE_EVENT};
-        th_msg(&m, odd[fe_below(z, sizeof(odd) / sizeof(odd[0]))]);
-        m.h.engine = fe_chance(z, 50) ? z->id : (int32_t)fe_rand(z);
-        m.h.status = (int32_t)fe_rand(z);
-        m.h.flags = (uint16_t)fe_rand(z) & (uint16_t) ~(CPAR_FLAG_TARGETED | CPAR_FLAG_SHM);
-        if (fe_chance(z, 50))
+        th_msg(&m, odd[fk_below(&z->rng, sizeof(odd) / sizeof(odd[0]))]);
+        m.h.engine = fk_chance(&z->rng, 50) ? z->id : (int32_t)fk_rand(&z->rng);
+        m.h.status = (int32_t)fk_rand(&z->rng);
+        m.h.flags = (uint16_t)fk_rand(&z->rng) & (uint16_t) ~(CPAR_FLAG_TARGETED | CPAR_FLAG_SHM);
+        if (fk_chance(&z->rng, 50))
             fe_random_bytes(z, &m, 100);
         break;
     }
@@ -385,27 +365,27 @@ fe_garbage(fe *z)
     uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
     cpar_msg m;
     size_t hlen = sizeof(hdr);
-    th_msg(&m, fe_chance(z, 70) ? CPAR_MSG_EXECUTE : (int)fe_below(z, 64));
-    m.h.flags = (uint16_t)fe_rand(z);
-    m.h.nframes = fe_below(z, 3);
+    th_msg(&m, fk_chance(&z->rng, 70) ? CPAR_MSG_EXECUTE : (int)fk_below(&z->rng, 64));
+    m.h.flags = (uint16_t)fk_rand(&z->rng);
+    m.h.nframes = fk_below(&z->rng, 3);
     cpar_wire_header_encode(&m.h, hdr);
     cpar_msg_close(&m);
-    if (fe_chance(z, 30))
+    if (fk_chance(&z->rng, 30))
         for (size_t i = 0; i < sizeof(hdr); i++)
-            hdr[i] = (uint8_t)fe_rand(z);
-    else if (fe_chance(z, 50))
+            hdr[i] = (uint8_t)fk_rand(&z->rng);
+    else if (fk_chance(&z->rng, 50))
         for (size_t i = CPAR_WIRE_SIGNED_SIZE; i < sizeof(hdr); i++)
-            hdr[i] = (uint8_t)fe_rand(z);
-    if (fe_chance(z, 20))
-        hlen = fe_below(z, sizeof(hdr));
+            hdr[i] = (uint8_t)fk_rand(&z->rng);
+    if (fk_chance(&z->rng, 20))
+        hlen = fk_below(&z->rng, sizeof(hdr));
     ASSERT(zmq_send(z->router, z->ident, z->identlen, ZMQ_SNDMORE) >= 0);
-    if (fe_chance(z, 50)) {
+    if (fk_chance(&z->rng, 50)) {
         ASSERT(zmq_send(z->router, hdr, hlen, 0) >= 0);
     } else { /* and a random frame after it */
         uint8_t b[64];
-        size_t n = fe_below(z, sizeof(b));
+        size_t n = fk_below(&z->rng, sizeof(b));
         for (size_t i = 0; i < n; i++)
-            b[i] = (uint8_t)fe_rand(z);
+            b[i] = (uint8_t)fk_rand(&z->rng);
         ASSERT(zmq_send(z->router, hdr, hlen, ZMQ_SNDMORE) >= 0);
         ASSERT(zmq_send(z->router, b, n, 0) >= 0);
     }
@@ -629,7 +609,7 @@ fe_run_case(const fe_case *k)
     }
 
     for (long s = 0; s < k->steps; s++) {
-        uint32_t r = fe_below(&z, 100);
+        uint32_t r = fk_below(&z.rng, 100);
         if (r < 45)
             fe_request(&z);
         else if (r < 75)
@@ -637,7 +617,7 @@ fe_run_case(const fe_case *k)
         else if (r < 85)
             fe_garbage(&z);
         else
-            (void)fe_recv(&z, (int)fe_below(&z, 30), NULL);
+            (void)fe_recv(&z, (int)fk_below(&z.rng, 30), NULL);
         fe_drain(&z);
     }
 
@@ -706,106 +686,38 @@ fe_run_case(const fe_case *k)
 
 /* ---- driver ------------------------------------------------------------------------- */
 
-static int passed, failed;
-
 static void
-fe_fork_case(const fe_case *k, const char *name)
+fe_parse(const char *text, void *kv)
 {
-    int status = 0;
-    pid_t pid;
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        alarm(CPAR_TEST_TIMEOUT_S * 2);
-        exit(fe_run_case(k) == 0 ? 0 : 1);
-    }
-    while (waitpid(pid, &status, 0) < 0)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        printf("ok - %s (seed=%llu steps=%ld)\n", name, (unsigned long long)k->seed, k->steps);
-        passed++;
-    } else {
-        printf("not ok - %s: seed=%llu steps=%ld (%s %d)\n", name, (unsigned long long)k->seed,
-               k->steps, WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        failed++;
-    }
+    fe_case *k = kv;
+    k->seed = fk_field_u64(text, "seed=", 1);
+    k->steps = fk_field(text, "steps=", 400);
 }
 
 static void
-fe_parse(const char *text, fe_case *k)
+fe_random(uint64_t seed, void *kv)
 {
-    const char *p;
-    k->seed = 1;
-    k->steps = 400;
-    if ((p = strstr(text, "seed=")))
-        k->seed = strtoull(p + 5, NULL, 10);
-    if ((p = strstr(text, "steps=")))
-        k->steps = strtol(p + 6, NULL, 10);
+    fe_parse("", kv);
+    ((fe_case *)kv)->seed = seed;
 }
 
 static void
-fe_file(const char *path, const char *name)
+fe_case_line(const void *kv, char *out, size_t len)
 {
-    char text[256] = "";
-    fe_case k;
-    FILE *f = fopen(path, "r");
-    if (f == NULL || fread(text, 1, sizeof(text) - 1, f) == 0) {
-        printf("not ok - %s (cannot read)\n", path);
-        failed++;
-    } else {
-        fe_parse(text, &k);
-        fe_fork_case(&k, name);
-    }
-    if (f)
-        fclose(f);
+    const fe_case *k = kv;
+    snprintf(out, len, "seed=%llu steps=%ld", (unsigned long long)k->seed, k->steps);
 }
 
 static int
-fe_by_name(const struct dirent **a, const struct dirent **b)
+fe_run(const void *k)
 {
-    return strcmp((*a)->d_name, (*b)->d_name);
+    return fe_run_case(k);
 }
 
 int
 main(int argc, char **argv)
 {
-    const char *secs = getenv("CPAR_FUZZ_SECONDS");
-    double budget = secs ? atof(secs) : 0;
-    struct timespec t0, t;
-
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 1; i < argc; i++) {
-        struct dirent **ents;
-        int n = scandir(argv[i], &ents, NULL, fe_by_name);
-        if (n < 0) {
-            fe_file(argv[i], argv[i]);
-            continue;
-        }
-        for (int j = 0; j < n; j++) {
-            char path[4096];
-            if (ents[j]->d_name[0] != '.') {
-                snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-                fe_file(path, ents[j]->d_name);
-            }
-            free(ents[j]);
-        }
-        free(ents);
-    }
-    for (;;) {
-        fe_case k;
-        char text[64];
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >= budget)
-            break;
-        snprintf(text, sizeof(text), "seed=%llu",
-                 (unsigned long long)((uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32)));
-        fe_parse(text, &k);
-        fe_fork_case(&k, "random");
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    static const fk_fuzzer fuzzer = {
+        sizeof(fe_case), CPAR_TEST_TIMEOUT_S * 2, fe_parse, fe_random, fe_run, fe_case_line};
+    return fk_main(&fuzzer, argc, argv);
 }

@@ -224,16 +224,6 @@ error:
     return CPAR_ENOMEM;
 }
 
-static void
-cpar__deps_free_links(cpar__link *l)
-{
-    while (l != NULL) {
-        cpar__link *next = l->next;
-        free(l);
-        l = next;
-    }
-}
-
 void
 cpar_deps_free(cpar_deps *d)
 {
@@ -241,10 +231,14 @@ cpar_deps_free(cpar_deps *d)
         return;
     for (size_t i = 0; i < d->table.nslots; i++) {
         cpar__rec *r = (cpar__rec *)d->table.slots[i].item;
-        if (r != NULL) {
-            cpar__deps_free_links(r->links);
-            free(r);
+        if (r == NULL)
+            continue;
+        while (r->links != NULL) {
+            cpar__link *l = r->links;
+            r->links = l->next;
+            free(l);
         }
+        free(r);
     }
     while (d->spare != NULL) {
         cpar__rec *r = d->spare;
@@ -373,10 +367,13 @@ cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engin
     d->ended++;
     links = r->links;
     r->links = NULL;
-    /* Settle first, call back after: callbacks then see consistent tables. */
-    for (l = links; l != NULL; l = l->next) {
+    /* Settle first, call back after: callbacks then see consistent tables. The links are
+     * off the record, so detaching a waiter never walks them: each is freed as it is read. */
+    while ((l = links) != NULL) {
         cpar__waiter *w = l->w;
         int state;
+        links = l->next;
+        free(l);
         if (w->settled)
             continue; /* named this id twice, settled by the first link */
         state = cpar__deps_eval(d, w->ids, w->n, w->all, w->success, w->failure);
@@ -387,7 +384,6 @@ cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engin
         w->next = released;
         released = w;
     }
-    cpar__deps_free_links(links);
     /* r may be forgotten once callbacks run: finish with it before calling. */
     cpar__deps_ring_push(d, id, d->seq);
     while (released != NULL) {

@@ -41,13 +41,19 @@ cpar__idmap_find(const cpar_idmap *m, const void *key, size_t keylen, uint64_t h
     return CPAR_IDTAB_END;
 }
 
+/* The slot holding key, or CPAR_IDTAB_END (no hashing when the map is empty). */
+static size_t
+cpar__idmap_lookup(const cpar_idmap *m, const void *key, size_t keylen)
+{
+    if (m->tab.count == 0)
+        return CPAR_IDTAB_END;
+    return cpar__idmap_find(m, key, keylen, cpar_idtab_hash(key, keylen, m->seed));
+}
+
 int
 cpar_idmap_get(const cpar_idmap *m, const void *key, size_t keylen, int32_t *value)
 {
-    size_t s;
-    if (m->tab.count == 0)
-        return 0;
-    s = cpar__idmap_find(m, key, keylen, cpar_idtab_hash(key, keylen, m->seed));
+    size_t s = cpar__idmap_lookup(m, key, keylen);
     if (s == CPAR_IDTAB_END)
         return 0;
     *value = ((const cpar__idmap_entry *)m->tab.slots[s].item)->value;
@@ -82,10 +88,7 @@ cpar_idmap_put(cpar_idmap *m, const void *key, size_t keylen, int32_t value)
 int
 cpar_idmap_del(cpar_idmap *m, const void *key, size_t keylen)
 {
-    size_t s;
-    if (m->tab.count == 0)
-        return 0;
-    s = cpar__idmap_find(m, key, keylen, cpar_idtab_hash(key, keylen, m->seed));
+    size_t s = cpar__idmap_lookup(m, key, keylen);
     if (s == CPAR_IDTAB_END)
         return 0;
     free((void *)m->tab.slots[s].item);

@@ -13,10 +13,7 @@ static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
 static uint64_t
 rng(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return cpar_test_xorshift(&rng_state);
 }
 
 /* Whether item is stored under hash (walking the candidates like a caller would). */

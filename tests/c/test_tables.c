@@ -17,10 +17,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static uint64_t
 rng(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return cpar_test_xorshift(&rng_state);
 }
 
 /* Key i of the model: a distinct identity of 4 to 256 bytes (5, like libzmq's own, for

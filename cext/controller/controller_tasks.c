@@ -13,6 +13,7 @@
  * Ownership and threads: everything here belongs to the controller's loop thread. Tasks
  * are malloc'd once on arrival and freed when they end (their arrays with them). */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,17 +36,10 @@ cpar__task_hash(const cpar__tasks *t, const uint8_t *id)
 cpar__task *
 cpar__task_find(const cpar__tasks *t, const uint8_t *id)
 {
-    uint64_t h;
     if (t->count == 0)
         return NULL;
-    h = cpar__task_hash(t, id);
-    for (size_t s = cpar_idtab_first(&t->ids, h); s != CPAR_IDTAB_END;
-         s = cpar_idtab_next(&t->ids, s, h)) {
-        cpar__task *x = (cpar__task *)t->ids.slots[s].item;
-        if (memcmp(x->id, id, CPAR_WIRE_ID_SIZE) == 0)
-            return x;
-    }
-    return NULL;
+    return cpar_idtab_find_key(&t->ids, cpar__task_hash(t, id), id, CPAR_WIRE_ID_SIZE,
+                               offsetof(cpar__task, id));
 }
 
 cpar__task *

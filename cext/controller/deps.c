@@ -9,6 +9,7 @@
 #include "deps.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -149,14 +150,8 @@ cpar_deps_random_key(uint64_t key[2])
 static cpar__rec *
 cpar__deps_find(const cpar_deps *d, const uint8_t *id)
 {
-    uint64_t h = cpar__deps_hash(d, id);
-    for (size_t s = cpar_idtab_first(&d->table, h); s != CPAR_IDTAB_END;
-         s = cpar_idtab_next(&d->table, s, h)) {
-        cpar__rec *r = (cpar__rec *)d->table.slots[s].item;
-        if (memcmp(r->id, id, CPAR_DEPS_ID_SIZE) == 0)
-            return r;
-    }
-    return NULL;
+    return cpar_idtab_find_key(&d->table, cpar__deps_hash(d, id), id, CPAR_DEPS_ID_SIZE,
+                               offsetof(cpar__rec, id));
 }
 
 /* A new record for id (absent), from the spare list when it has one. */

@@ -135,6 +135,19 @@ cpar_idtab_next(const cpar_idtab *t, size_t slot, uint64_t hash)
     return cpar__idtab_scan(t, (slot + 1) & (t->nslots - 1), hash);
 }
 
+void *
+cpar_idtab_find_key(const cpar_idtab *t, uint64_t hash, const void *key, size_t keylen,
+                    size_t key_offset)
+{
+    for (size_t s = cpar_idtab_first(t, hash); s != CPAR_IDTAB_END;
+         s = cpar_idtab_next(t, s, hash)) {
+        uint8_t *item = (uint8_t *)t->slots[s].item;
+        if (memcmp(item + key_offset, key, keylen) == 0)
+            return item;
+    }
+    return NULL;
+}
+
 void
 cpar_idtab_remove_at(cpar_idtab *t, size_t slot)
 {

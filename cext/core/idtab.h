@@ -45,6 +45,10 @@ int cpar_idtab_put(cpar_idtab *t, uint64_t hash, uintptr_t item);
 size_t cpar_idtab_first(const cpar_idtab *t, uint64_t hash);
 /* Next slot after `slot` holding hash, or CPAR_IDTAB_END. */
 size_t cpar_idtab_next(const cpar_idtab *t, size_t slot, uint64_t hash);
+/* For items that point to structs holding a fixed-size key at key_offset: the item under
+ * hash whose key equals key (keylen bytes), or NULL. */
+void *cpar_idtab_find_key(const cpar_idtab *t, uint64_t hash, const void *key, size_t keylen,
+                          size_t key_offset);
 /* Empties a slot returned by first/next (later items may move: restart any walk). */
 void cpar_idtab_remove_at(cpar_idtab *t, size_t slot);
 /* Removes item stored under hash: 1 when it was there, else 0. */

@@ -1,6 +1,7 @@
 /* Tests of the one id table (cext/core/idtab.c): put/first/next/remove against a simple
  * model, with hashes chosen to collide (equal full hashes, equal home slots, runs that wrap
  * around the end of the slot array), growth, and the seeded byte-string hash. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,7 +138,35 @@ TEST_IMPL(idtab_hash_spreads)
     return 0;
 }
 
+typedef struct {
+    int other;
+    uint8_t id[16];
+} keyed;
+
+TEST_IMPL(idtab_find_key)
+{
+    static keyed items[3];
+    cpar_idtab t;
+    uint8_t probe[16];
+    cpar_idtab_init(&t, 8);
+    for (int i = 0; i < 3; i++) {
+        memset(items[i].id, 'a' + i, 16);
+        /* Items 0 and 1 share a hash: the key tells them apart. */
+        ASSERT_OK(cpar_idtab_put(&t, i < 2 ? 5 : 9, (uintptr_t)&items[i]));
+    }
+    memset(probe, 'b', 16);
+    ASSERT(cpar_idtab_find_key(&t, 5, probe, 16, offsetof(keyed, id)) == &items[1]);
+    memset(probe, 'a', 16);
+    ASSERT(cpar_idtab_find_key(&t, 5, probe, 16, offsetof(keyed, id)) == &items[0]);
+    ASSERT(cpar_idtab_find_key(&t, 9, probe, 16, offsetof(keyed, id)) == NULL);
+    memset(probe, 'c', 16);
+    ASSERT(cpar_idtab_find_key(&t, 9, probe, 16, offsetof(keyed, id)) == &items[2]);
+    cpar_idtab_free(&t);
+    return 0;
+}
+
 static const cpar_test tests[] = {
+    TEST_ENTRY(idtab_find_key),
     TEST_ENTRY(idtab_basic),
     TEST_ENTRY(idtab_zeroed_table_works),
     TEST_ENTRY(idtab_random_against_model),

@@ -16,6 +16,7 @@
 
 #include "errors.h"
 #include "frame.h"
+#include "vec.h"
 #include "zerocopy.h"
 
 static cpar_engine *cpar__cap_engine; /* set once before Python starts */
@@ -55,14 +56,10 @@ cpar_capture_append(cpar_capture *c, uint16_t flag, const char *data, size_t len
     /* Text merges with the text just before it on the same stream; a display message is
      * a whole message and always gets a segment (a STREAM) of its own. */
     if (seg == NULL || seg->flag != flag || (flag & CPAR_FLAG_DISPLAY)) {
-        if (c->n == c->cap) {
-            size_t ncap = c->cap ? c->cap * 2 : 4;
-            cpar_capture_seg *ns = realloc(c->segs, ncap * sizeof(*ns));
-            if (ns == NULL)
-                return CPAR_ENOMEM;
-            c->segs = ns;
-            c->cap = ncap;
-        }
+        cpar_capture_seg *ns = cpar_vec_grow(c->segs, &c->cap, c->n + 1, sizeof(*ns), 4);
+        if (ns == NULL)
+            return CPAR_ENOMEM;
+        c->segs = ns;
         seg = &c->segs[c->n++];
         memset(seg, 0, sizeof(*seg));
         seg->flag = flag;

@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "errors.h"
+#include "ids.h"
 #include "tsan.h"
 #include "pagepool.h"
 #include "sock.h"
@@ -24,26 +24,19 @@
 /* ---- message ids ----------------------------------------------------------------------- */
 
 static pthread_once_t cpar__id_once = PTHREAD_ONCE_INIT;
-static uint8_t cpar__id_prefix[8]; /* random per process */
-static atomic_uint_fast64_t cpar__id_counter;
+static cpar_ids cpar__ids; /* the process's (any thread) */
 
 static void
 cpar__id_init(void)
 {
-    uint64_t t = cpar_now_ns() ^ ((uint64_t)getpid() << 32);
-    if (getrandom(cpar__id_prefix, sizeof(cpar__id_prefix), 0) != (ssize_t)sizeof(cpar__id_prefix))
-        memcpy(cpar__id_prefix, &t, sizeof(cpar__id_prefix));
+    cpar_ids_init(&cpar__ids, 0, 0);
 }
 
 void
 cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE])
 {
-    uint64_t n;
     pthread_once(&cpar__id_once, cpar__id_init);
-    n = atomic_fetch_add(&cpar__id_counter, 1) + 1;
-    memcpy(out, cpar__id_prefix, 8);
-    for (int i = 0; i < 8; i++)
-        out[8 + i] = (uint8_t)(n >> (8 * i));
+    cpar_ids_next(&cpar__ids, out);
 }
 
 /* ---- the thread ------------------------------------------------------------------------ */

@@ -1,95 +1,94 @@
-/* The engine's log: timestamped lines to a file opened for appending (--log) or stderr.
+/* The engine's log: the core's cpar_log (log.h), to a file opened for appending (--log) or
+ * stderr, with lines headed "cpar-engine[pid]: " and, once registered,
+ * "cpar-engine[pid] engine N: ".
  *
- * Threads: every function may be called from any thread; a mutex keeps lines whole.
- * No Python calls. */
+ * Threads: every function may be called from any thread (the log's mutex keeps lines
+ * whole). No Python calls. */
 #include "engine.h"
 
-#include <errno.h>
 #include <stdio.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-static pthread_mutex_t cpar__log_lock = PTHREAD_MUTEX_INITIALIZER;
-static FILE *cpar__log_file;  /* NULL: stderr */
-static int cpar__log_quiet;   /* --quiet: informational lines are skipped */
-static int cpar__log_id = -1; /* our engine id once registered */
+#include "log.h"
 
-/* A fork() child (user code) must not inherit a lock held by the I/O thread. */
+static pthread_once_t cpar__elog_once = PTHREAD_ONCE_INIT;
+static cpar_log cpar__elog;
+static int cpar__elog_id = -1; /* our engine id once registered */
+
+/* The head for this process and id. */
 static void
-cpar__log_after_fork_child(void)
+cpar__elog_head(void)
 {
-    pthread_mutex_init(&cpar__log_lock, NULL);
+    if (cpar__elog_id >= 0)
+        cpar_log_set_head(&cpar__elog, "cpar-engine[%d] engine %d: ", (int)getpid(), cpar__elog_id);
+    else
+        cpar_log_set_head(&cpar__elog, "cpar-engine[%d]: ", (int)getpid());
+}
+
+/* A fork() child (user code) must not inherit a lock held by the I/O thread, and logs
+ * under its own pid. */
+static void
+cpar__elog_after_fork_child(void)
+{
+    cpar_log_after_fork(&cpar__elog);
+    cpar__elog_head();
+}
+
+/* Until cpar_elog_open (and when it fails), lines go to stderr. */
+static void
+cpar__elog_init(void)
+{
+    cpar_log_use(&cpar__elog, stderr, "cpar-engine");
+    cpar__elog_head();
+    pthread_atfork(NULL, NULL, cpar__elog_after_fork_child);
+}
+
+static cpar_log *
+cpar__elog_get(void)
+{
+    pthread_once(&cpar__elog_once, cpar__elog_init);
+    return &cpar__elog;
 }
 
 int
 cpar_elog_open(const char *path, int quiet)
 {
-    pthread_atfork(NULL, NULL, cpar__log_after_fork_child);
-    cpar__log_quiet = quiet;
-    if (path == NULL)
-        return 0;
-    cpar__log_file = fopen(path, "a");
-    if (cpar__log_file == NULL) {
-        fprintf(stderr, "cpar-engine: cannot open log %s: %s\n", path, strerror(errno));
-        return -1;
+    char err[512];
+    cpar_log *lg = cpar__elog_get();
+    int rc = 0;
+
+    if (path != NULL) {
+        /* Called once, from the main thread before any other starts. */
+        if (cpar_log_open(lg, path, "cpar-engine", err, sizeof(err)) != 0) {
+            fprintf(stderr, "cpar-engine: %s\n", err);
+            cpar_log_use(lg, stderr, "cpar-engine");
+            rc = -1;
+        }
+        cpar__elog_head();
     }
-    setvbuf(cpar__log_file, NULL, _IOLBF, 0);
-    return 0;
+    cpar_log_set_quiet(lg, quiet);
+    return rc;
 }
 
 void
 cpar_elog_close(void)
 {
-    pthread_mutex_lock(&cpar__log_lock);
-    if (cpar__log_file != NULL)
-        fclose(cpar__log_file);
-    cpar__log_file = NULL;
-    pthread_mutex_unlock(&cpar__log_lock);
+    cpar_log_close_to(cpar__elog_get(), stderr);
 }
 
 int
 cpar_elog_fd(void)
 {
-    return cpar__log_file ? fileno(cpar__log_file) : 2;
+    int fd = cpar_log_fd(cpar__elog_get());
+    return fd >= 0 ? fd : 2;
 }
 
 void
 cpar_elog_set_id(int id)
 {
-    cpar__log_id = id;
-}
-
-/* Writes "<time> cpar-engine[pid] id=N: " to f. Caller holds the lock. */
-static void
-cpar__log_prefix(FILE *f)
-{
-    struct timespec ts;
-    struct tm tm;
-    char buf[32];
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-    if (cpar__log_id >= 0)
-        fprintf(f, "%s.%03ld cpar-engine[%d] engine %d: ", buf, ts.tv_nsec / 1000000L,
-                (int)getpid(), cpar__log_id);
-    else
-        fprintf(f, "%s.%03ld cpar-engine[%d]: ", buf, ts.tv_nsec / 1000000L, (int)getpid());
-}
-
-static void
-cpar__vlog(const char *fmt, va_list ap)
-{
-    FILE *f;
-
-    pthread_mutex_lock(&cpar__log_lock);
-    f = cpar__log_file ? cpar__log_file : stderr;
-    cpar__log_prefix(f);
-    vfprintf(f, fmt, ap);
-    fputc('\n', f);
-    fflush(f);
-    pthread_mutex_unlock(&cpar__log_lock);
+    cpar__elog_get();
+    cpar__elog_id = id;
+    cpar__elog_head();
 }
 
 void
@@ -97,7 +96,7 @@ cpar_elog(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    cpar__vlog(fmt, ap);
+    cpar_log_vwrite(cpar__elog_get(), fmt, ap);
     va_end(ap);
 }
 
@@ -105,23 +104,16 @@ void
 cpar_elog_info(const char *fmt, ...)
 {
     va_list ap;
-    if (cpar__log_quiet)
+    cpar_log *lg = cpar__elog_get();
+    if (lg->quiet)
         return;
     va_start(ap, fmt);
-    cpar__vlog(fmt, ap);
+    cpar_log_vwrite(lg, fmt, ap);
     va_end(ap);
 }
 
 void
 cpar_elog_write(const char *prefix, const char *text, size_t len)
 {
-    FILE *f;
-
-    pthread_mutex_lock(&cpar__log_lock);
-    f = cpar__log_file ? cpar__log_file : stderr;
-    if (prefix != NULL)
-        fputs(prefix, f);
-    fwrite(text, 1, len, f);
-    fflush(f);
-    pthread_mutex_unlock(&cpar__log_lock);
+    cpar_log_raw(cpar__elog_get(), prefix, text, len);
 }

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <zmq.h>
@@ -59,20 +58,12 @@ cpar__ctl_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void
-cpar__new_id(cpar_controller *c, uint8_t out[CPAR_WIRE_ID_SIZE])
-{
-    uint64_t n = ++c->id_counter;
-    memcpy(out, c->id_prefix, 8);
-    memcpy(out + 8, &n, 8);
-}
-
 /* Starts a controller-made message of `type` (caller fills the rest). */
 void
 cpar__ctl_msg_new(cpar_controller *c, cpar_msg *m, int type)
 {
     cpar_msg_init(m, type);
-    cpar__new_id(c, m->h.msg_id);
+    cpar_ids_next(&c->ids, m->h.msg_id);
     m->h.t0 = cpar_now_ns();
 }
 
@@ -461,10 +452,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         snprintf(err, errlen, "out of memory");
         goto error;
     }
-    if (getrandom(c->id_prefix, sizeof(c->id_prefix), 0) != (ssize_t)sizeof(c->id_prefix)) {
-        uint64_t t = cpar_now_ns() ^ ((uint64_t)(uintptr_t)c << 20);
-        memcpy(c->id_prefix, &t, sizeof(t));
-    }
+    cpar_ids_init(&c->ids, (uint64_t)(uintptr_t)c, 0);
     rc = CPAR_EZMQ;
     c->zctx = zmq_ctx_new();
     if (c->zctx == NULL) {

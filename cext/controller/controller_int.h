@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "controller.h"
+#include "ids.h"
 #include "log.h"
 #include "registry.h"
 #include "replay.h"
@@ -70,8 +71,7 @@ struct cpar_controller {
                         * socket has been drained (their last messages come first) */
     size_t ngone_fds;
     size_t capgone_fds;
-    uint8_t id_prefix[8];     /* random half of the msg ids we make */
-    uint64_t id_counter;      /* counting half */
+    cpar_ids ids;             /* makes the msg ids of the controller's own messages */
     int hub_stopping;         /* a SHUTDOWN with HUB was accepted */
     uint64_t hub_deadline_ms; /* ... and the loop ends by then at the latest */
     int graceful;             /* flush pending sends at close (bounded linger) */

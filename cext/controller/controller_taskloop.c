@@ -59,10 +59,11 @@ cpar__ctl_tasks_client_lost(cpar_controller *c, uint32_t slot, size_t *running)
     size_t cancelled = 0;
 
     *running = 0;
-    for (size_t i = 0; i < t->nslots; i++)
-        if (t->slots[i] != NULL && t->slots[i]->client == slot &&
-            t->slots[i]->state == CPAR__T_SENT)
+    for (size_t i = 0; i < t->ids.nslots; i++) {
+        const cpar__task *x = cpar__task_at(t, i);
+        if (x != NULL && x->client == slot && x->state == CPAR__T_SENT)
             (*running)++;
+    }
     cpar__take_client_tasks(&t->waiting, &due, slot);
     cpar__take_client_tasks(&t->restricted, &due, slot);
     cpar__take_client_tasks(&t->plain, &due, slot);

@@ -13,6 +13,7 @@
  * Ownership and threads: everything here belongs to the controller's loop thread. Tasks
  * are malloc'd once on arrival and freed when they end (their arrays with them). */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #include "controller_tasks_int.h"
 #include "errors.h"
+#include "vec.h"
 
 /* ---- the id table ------------------------------------------------------------------- */
 
@@ -34,66 +36,34 @@ cpar__task_hash(const cpar__tasks *t, const uint8_t *id)
 cpar__task *
 cpar__task_find(const cpar__tasks *t, const uint8_t *id)
 {
-    size_t mask, i;
     if (t->count == 0)
         return NULL;
-    mask = t->nslots - 1;
-    for (i = (size_t)cpar__task_hash(t, id) & mask; t->slots[i] != NULL; i = (i + 1) & mask)
-        if (memcmp(t->slots[i]->id, id, CPAR_WIRE_ID_SIZE) == 0)
-            return t->slots[i];
-    return NULL;
+    return cpar_idtab_find_key(&t->ids, cpar__task_hash(t, id), id, CPAR_WIRE_ID_SIZE,
+                               offsetof(cpar__task, id));
+}
+
+cpar__task *
+cpar__task_at(const cpar__tasks *t, size_t i)
+{
+    return (cpar__task *)t->ids.slots[i].item;
 }
 
 int
 cpar__task_insert(cpar__tasks *t, cpar__task *task)
 {
-    size_t mask, i;
-    if ((t->count + 1) * 2 > t->nslots) {
-        size_t nn = t->nslots ? t->nslots * 2 : 64;
-        cpar__task **ns = calloc(nn, sizeof(*ns));
-        if (ns == NULL)
-            return CPAR_ENOMEM;
-        for (size_t k = 0; k < t->nslots; k++) {
-            cpar__task *x = t->slots[k];
-            if (x == NULL)
-                continue;
-            for (i = (size_t)cpar__task_hash(t, x->id) & (nn - 1); ns[i] != NULL;
-                 i = (i + 1) & (nn - 1))
-                ;
-            ns[i] = x;
-        }
-        free(t->slots);
-        t->slots = ns;
-        t->nslots = nn;
-    }
-    mask = t->nslots - 1;
-    for (i = (size_t)cpar__task_hash(t, task->id) & mask; t->slots[i] != NULL; i = (i + 1) & mask)
-        ;
-    t->slots[i] = task;
+    if (cpar_idtab_put(&t->ids, cpar__task_hash(t, task->id), (uintptr_t)task) != 0)
+        return CPAR_ENOMEM;
     if (++t->count > t->peak)
         t->peak = t->count;
     return CPAR_OK;
 }
 
-/* Removes task from the table (backward-shift deletion: no tombstones). */
+/* Removes task from the id table. */
 static void
 cpar__task_erase(cpar__tasks *t, cpar__task *task)
 {
-    size_t mask = t->nslots - 1, i, j;
-    for (i = (size_t)cpar__task_hash(t, task->id) & mask; t->slots[i] != task; i = (i + 1) & mask)
-        if (t->slots[i] == NULL)
-            return;
-    t->slots[i] = NULL;
-    t->count--;
-    for (j = (i + 1) & mask; t->slots[j] != NULL; j = (j + 1) & mask) {
-        size_t home = (size_t)cpar__task_hash(t, t->slots[j]->id) & mask;
-        /* Move j back to the hole i when its home is not in (i, j]. */
-        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-            t->slots[i] = t->slots[j];
-            t->slots[j] = NULL;
-            i = j;
-        }
-    }
+    if (cpar_idtab_remove(&t->ids, cpar__task_hash(t, task->id), (uintptr_t)task))
+        t->count--;
 }
 
 /* ---- lists -------------------------------------------------------------------------- */
@@ -144,6 +114,7 @@ cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char 
         snprintf(err, errlen, "out of memory");
         return CPAR_ENOMEM;
     }
+    cpar_idtab_init(&t->ids, 64);
     if (cfg->scheme != NULL && cfg->scheme[0] != '\0' &&
         cpar_sched_scheme_parse(cfg->scheme, &scheme) != 0) {
         snprintf(err, errlen,
@@ -192,10 +163,10 @@ cpar__ctl_tasks_free(cpar_controller *c)
     cpar__tasks *t = c->tasks;
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nslots; i++)
-        if (t->slots[i] != NULL)
-            cpar__task_free(t->slots[i]);
-    free(t->slots);
+    for (size_t i = 0; i < t->ids.nslots; i++)
+        if (cpar__task_at(t, i) != NULL)
+            cpar__task_free(cpar__task_at(t, i));
+    cpar_idtab_free(&t->ids);
     free(t->completed);
     cpar_sched_free(t->sched);
     cpar_deps_free(t->deps);
@@ -278,16 +249,13 @@ cpar__task_tried(const cpar__task *task, int32_t engine)
 static int
 cpar__task_add_tried(cpar__task *task, int32_t engine)
 {
+    int32_t *nt;
     if (cpar__task_tried(task, engine))
         return CPAR_OK;
-    if (task->ntried == task->captried) {
-        size_t n = task->captried ? task->captried * 2 : 4;
-        int32_t *nt = realloc(task->tried, n * sizeof(*nt));
-        if (nt == NULL)
-            return CPAR_ENOMEM;
-        task->tried = nt;
-        task->captried = n;
-    }
+    nt = cpar_vec_grow(task->tried, &task->captried, task->ntried + 1, sizeof(*nt), 4);
+    if (nt == NULL)
+        return CPAR_ENOMEM;
+    task->tried = nt;
     task->tried[task->ntried++] = engine;
     return CPAR_OK;
 }

@@ -6,6 +6,7 @@
 
 #include "controller_int.h"
 #include "deps.h"
+#include "idtab.h"
 #include "scheduler.h"
 
 #define CPAR__SPEC_VERSION 1
@@ -53,8 +54,8 @@ struct cpar__task {
 struct cpar__tasks {
     cpar_sched *sched;
     cpar_deps *deps;
-    cpar__task **slots; /* open addressing by id, nslots a power of two (NULL: empty) */
-    size_t nslots, count;
+    cpar_idtab ids;  /* items: cpar__task *, by the keyed hash of their id */
+    size_t count;    /* tasks held (in ids) */
     size_t peak;     /* most tasks held at once since the last drain */
     uint64_t key[2]; /* SipHash key of the id table (random per controller) */
     cpar__tlist waiting, plain, restricted;
@@ -70,6 +71,8 @@ struct cpar__tasks {
 cpar__task *cpar__task_find(const cpar__tasks *t, const uint8_t *id);
 /* Adds task to the id table: 0 or CPAR_ENOMEM. */
 int cpar__task_insert(cpar__tasks *t, cpar__task *task);
+/* The task in slot i of the id table (i < t->ids.nslots), or NULL: to visit them all. */
+cpar__task *cpar__task_at(const cpar__tasks *t, size_t i);
 /* Frees a task that is in no table or list. */
 void cpar__task_free(cpar__task *task);
 /* cpar_deps release callback: links the task on the settle list (arg: the cpar__tasks). */

@@ -1,18 +1,21 @@
 /* Task dependencies for load-balanced tasks (deps.h).
  *
- * Records live in an open-addressing table keyed by the 16-byte task id (linear probing,
- * backward-shift deletion, so no tombstones). Ended ids also enter a ring of capacity
+ * Records are indexed by a cpar_idtab (idtab.h) on the keyed hash of their 16-byte task
+ * id; a forgotten record goes to a spare list and is reused, so once the table has grown a
+ * submission allocates nothing. Ended ids also enter a ring of capacity
  * max_ended; when it is full the oldest is forgotten, unless its record has ended again
  * since (a sequence number tells). A waiting task is linked from every pending record it
  * names; when one of them ends the task is evaluated again. */
 #include "deps.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "errors.h"
+#include "idtab.h"
 
 typedef struct cpar__waiter cpar__waiter;
 
@@ -23,11 +26,11 @@ typedef struct cpar__link {
 
 typedef struct cpar__rec {
     uint8_t id[CPAR_DEPS_ID_SIZE];
-    uint8_t used;
-    uint8_t state;     /* enum cpar_task_state */
-    int32_t engine;    /* where it ran, once ended */
-    uint64_t seq;      /* ending sequence number, for the ring */
-    cpar__link *links; /* waiters linked to this pending record */
+    uint8_t state;           /* enum cpar_task_state */
+    int32_t engine;          /* where it ran, once ended */
+    uint64_t seq;            /* ending sequence number, for the ring */
+    cpar__link *links;       /* waiters linked to this pending record */
+    struct cpar__rec *spare; /* next on the spare list, while forgotten */
 } cpar__rec;
 
 struct cpar__waiter {
@@ -46,9 +49,9 @@ typedef struct cpar__ring_entry {
 } cpar__ring_entry;
 
 struct cpar_deps {
-    uint64_t key[2]; /* SipHash key of the table, random per table (cpar_deps_new) */
-    cpar__rec *table;
-    size_t cap, used;       /* table slots, occupied slots */
+    uint64_t key[2];        /* SipHash key of the table, random per table (cpar_deps_new) */
+    cpar_idtab table;       /* items: cpar__rec * */
+    cpar__rec *spare;       /* forgotten records, for reuse */
     size_t pending, ended;  /* records by state */
     cpar__ring_entry *ring; /* ended ids, oldest at head */
     size_t ring_cap, ring_head, ring_len;
@@ -123,16 +126,7 @@ cpar_deps_hash(const cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE])
 size_t
 cpar_deps_max_probe(const cpar_deps *d)
 {
-    size_t mask = d->cap - 1, worst = 0;
-    for (size_t i = 0; i < d->cap; i++) {
-        size_t home;
-        if (!d->table[i].used)
-            continue;
-        home = (size_t)cpar__deps_hash(d, d->table[i].id) & mask;
-        if (((i - home) & mask) > worst)
-            worst = (i - home) & mask;
-    }
-    return worst;
+    return cpar_idtab_max_probe(&d->table);
 }
 
 int
@@ -156,76 +150,38 @@ cpar_deps_random_key(uint64_t key[2])
 static cpar__rec *
 cpar__deps_find(const cpar_deps *d, const uint8_t *id)
 {
-    size_t mask = d->cap - 1;
-    for (size_t i = cpar__deps_hash(d, id) & mask;; i = (i + 1) & mask) {
-        cpar__rec *r = &d->table[i];
-        if (!r->used)
-            return NULL;
-        if (memcmp(r->id, id, CPAR_DEPS_ID_SIZE) == 0)
-            return r;
-    }
+    return cpar_idtab_find_key(&d->table, cpar__deps_hash(d, id), id, CPAR_DEPS_ID_SIZE,
+                               offsetof(cpar__rec, id));
 }
 
-/* Slot for id: the existing record, or a fresh used one. Assumes room. */
-static cpar__rec *
-cpar__deps_slot(cpar_deps *d, const uint8_t *id)
-{
-    size_t mask = d->cap - 1;
-    for (size_t i = cpar__deps_hash(d, id) & mask;; i = (i + 1) & mask) {
-        cpar__rec *r = &d->table[i];
-        if (!r->used) {
-            memset(r, 0, sizeof(*r));
-            memcpy(r->id, id, CPAR_DEPS_ID_SIZE);
-            r->used = 1;
-            r->engine = -1;
-            d->used++;
-            return r;
-        }
-        if (memcmp(r->id, id, CPAR_DEPS_ID_SIZE) == 0)
-            return r;
-    }
-}
-
+/* A new record for id (absent), from the spare list when it has one. */
 static int
-cpar__deps_grow(cpar_deps *d)
+cpar__deps_add(cpar_deps *d, const uint8_t *id, cpar__rec **out)
 {
-    cpar__rec *old = d->table;
-    size_t oldcap = d->cap, ncap = d->cap * 2;
-    cpar__rec *nt = calloc(ncap, sizeof(*nt));
-    if (nt == NULL)
+    cpar__rec *r = d->spare;
+    if (r != NULL)
+        d->spare = r->spare;
+    else if ((r = malloc(sizeof(*r))) == NULL)
         return CPAR_ENOMEM;
-    d->table = nt;
-    d->cap = ncap;
-    d->used = 0;
-    for (size_t i = 0; i < oldcap; i++)
-        if (old[i].used)
-            *cpar__deps_slot(d, old[i].id) = old[i];
-    free(old);
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, id, CPAR_DEPS_ID_SIZE);
+    r->engine = -1;
+    if (cpar_idtab_put(&d->table, cpar__deps_hash(d, id), (uintptr_t)r) != 0) {
+        r->spare = d->spare;
+        d->spare = r;
+        return CPAR_ENOMEM;
+    }
+    *out = r;
     return CPAR_OK;
 }
 
-/* Removes a record (no links may remain), shifting followers back into the gap. */
+/* Forgets a record (no links may remain): it goes to the spare list. */
 static void
 cpar__deps_delete(cpar_deps *d, cpar__rec *r)
 {
-    size_t mask = d->cap - 1;
-    size_t gap = (size_t)(r - d->table);
-    size_t i = gap;
-    d->table[gap].used = 0;
-    d->used--;
-    for (;;) {
-        size_t home;
-        i = (i + 1) & mask;
-        if (!d->table[i].used)
-            return;
-        home = cpar__deps_hash(d, d->table[i].id) & mask;
-        /* Move it back if its home is not in (gap, i] cyclically. */
-        if ((gap <= i) ? (home <= gap || home > i) : (home <= gap && home > i)) {
-            d->table[gap] = d->table[i];
-            d->table[i].used = 0;
-            gap = i;
-        }
-    }
+    cpar_idtab_remove(&d->table, cpar__deps_hash(d, r->id), (uintptr_t)r);
+    r->spare = d->spare;
+    d->spare = r;
 }
 
 int
@@ -251,11 +207,10 @@ cpar_deps_new_keyed(size_t max_ended, const uint64_t key[2], cpar_deps **out)
         goto error;
     d->key[0] = key[0];
     d->key[1] = key[1];
-    d->cap = 64;
-    d->table = calloc(d->cap, sizeof(*d->table));
+    cpar_idtab_init(&d->table, 64);
     d->ring_cap = max_ended;
     d->ring = malloc(max_ended * sizeof(*d->ring));
-    if (d->table == NULL || d->ring == NULL)
+    if (d->ring == NULL)
         goto error;
     *out = d;
     return CPAR_OK;
@@ -264,32 +219,34 @@ error:
     return CPAR_ENOMEM;
 }
 
-static void
-cpar__deps_free_links(cpar__link *l)
-{
-    while (l != NULL) {
-        cpar__link *next = l->next;
-        free(l);
-        l = next;
-    }
-}
-
 void
 cpar_deps_free(cpar_deps *d)
 {
     if (d == NULL)
         return;
-    if (d->table != NULL)
-        for (size_t i = 0; i < d->cap; i++)
-            if (d->table[i].used)
-                cpar__deps_free_links(d->table[i].links);
+    for (size_t i = 0; i < d->table.nslots; i++) {
+        cpar__rec *r = (cpar__rec *)d->table.slots[i].item;
+        if (r == NULL)
+            continue;
+        while (r->links != NULL) {
+            cpar__link *l = r->links;
+            r->links = l->next;
+            free(l);
+        }
+        free(r);
+    }
+    while (d->spare != NULL) {
+        cpar__rec *r = d->spare;
+        d->spare = r->spare;
+        free(r);
+    }
     while (d->waiters != NULL) {
         cpar__waiter *w = d->waiters;
         d->waiters = w->next;
         free(w->ids);
         free(w);
     }
-    free(d->table);
+    cpar_idtab_free(&d->table);
     free(d->ring);
     free(d);
 }
@@ -301,13 +258,11 @@ cpar_deps_submitted(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE])
     int rc;
     if (r != NULL && r->state == CPAR_TASK_PENDING)
         return CPAR_EINVAL;
-    if (r == NULL && (d->used + 1) * 2 > d->cap && (rc = cpar__deps_grow(d)) != 0)
-        return rc;
     if (r != NULL) {
         d->ended--; /* a resubmission: the ring entry of its last ending goes stale */
         r->seq = 0;
-    } else {
-        r = cpar__deps_slot(d, id);
+    } else if ((rc = cpar__deps_add(d, id, &r)) != 0) {
+        return rc;
     }
     r->state = CPAR_TASK_PENDING;
     r->engine = -1;
@@ -407,10 +362,13 @@ cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engin
     d->ended++;
     links = r->links;
     r->links = NULL;
-    /* Settle first, call back after: callbacks then see consistent tables. */
-    for (l = links; l != NULL; l = l->next) {
+    /* Settle first, call back after: callbacks then see consistent tables. The links are
+     * off the record, so detaching a waiter never walks them: each is freed as it is read. */
+    while ((l = links) != NULL) {
         cpar__waiter *w = l->w;
         int state;
+        links = l->next;
+        free(l);
         if (w->settled)
             continue; /* named this id twice, settled by the first link */
         state = cpar__deps_eval(d, w->ids, w->n, w->all, w->success, w->failure);
@@ -421,8 +379,7 @@ cpar_deps_ended(cpar_deps *d, const uint8_t id[CPAR_DEPS_ID_SIZE], int32_t engin
         w->next = released;
         released = w;
     }
-    cpar__deps_free_links(links);
-    /* r may have moved if a callback grows the table: finish with it before calling. */
+    /* r may be forgotten once callbacks run: finish with it before calling. */
     cpar__deps_ring_push(d, id, d->seq);
     while (released != NULL) {
         cpar__waiter *w = released;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "vec.h"
 
 void
 cpar_registry_init(cpar_registry *r)
@@ -101,24 +102,30 @@ cpar__registry_grow_engines(cpar_registry *r, size_t need)
     return CPAR_OK;
 }
 
+/* Grows an fd-indexed map (*n entries, -1: none) to cover fd (>= 0). */
+static int
+cpar__registry_fd_cover(int32_t **map, size_t *n, int fd)
+{
+    size_t old = *n;
+    int32_t *nm;
+    if ((size_t)fd < old)
+        return CPAR_OK;
+    nm = cpar_vec_grow(*map, n, (size_t)fd + 1, sizeof(*nm), 64);
+    if (nm == NULL)
+        return CPAR_ENOMEM;
+    for (size_t i = old; i < *n; i++)
+        nm[i] = -1;
+    *map = nm;
+    return CPAR_OK;
+}
+
 static int
 cpar__registry_map_fd(cpar_registry *r, int fd, int32_t id)
 {
     if (fd < 0)
         return CPAR_OK;
-    if ((size_t)fd >= r->nfd) {
-        size_t n = r->nfd ? r->nfd : 64;
-        int *nf;
-        while (n <= (size_t)fd)
-            n *= 2;
-        nf = realloc(r->fd_engine, n * sizeof(*nf));
-        if (nf == NULL)
-            return CPAR_ENOMEM;
-        for (size_t i = r->nfd; i < n; i++)
-            nf[i] = -1;
-        r->fd_engine = nf;
-        r->nfd = n;
-    }
+    if (cpar__registry_fd_cover(&r->fd_engine, &r->nfd, fd) != 0)
+        return CPAR_ENOMEM;
     r->fd_engine[fd] = id;
     return CPAR_OK;
 }
@@ -252,19 +259,8 @@ cpar_registry_client_set_fd(cpar_registry *r, uint32_t slot, int fd)
     cpar_reg_client *cl = cpar_registry_client_at(r, slot);
     if (cl == NULL || fd < 0 || cl->fd == fd)
         return CPAR_OK;
-    if ((size_t)fd >= r->nfd_client) {
-        size_t n = r->nfd_client ? r->nfd_client : 64;
-        int32_t *nf;
-        while (n <= (size_t)fd)
-            n *= 2;
-        nf = realloc(r->fd_client, n * sizeof(*nf));
-        if (nf == NULL)
-            return CPAR_ENOMEM;
-        for (size_t i = r->nfd_client; i < n; i++)
-            nf[i] = -1;
-        r->fd_client = nf;
-        r->nfd_client = n;
-    }
+    if (cpar__registry_fd_cover(&r->fd_client, &r->nfd_client, fd) != 0)
+        return CPAR_ENOMEM;
     if (cl->fd >= 0 && (size_t)cl->fd < r->nfd_client && r->fd_client[cl->fd] == (int32_t)slot)
         r->fd_client[cl->fd] = -1;
     cl->fd = fd;

@@ -58,7 +58,7 @@ typedef struct cpar_registry {
     int32_t next_id;       /* lowest id not yet handed out automatically */
     size_t nlive;          /* engines LIVE or STOPPING */
     cpar_idmap engine_ids; /* identity -> id, LIVE and STOPPING engines only */
-    int *fd_engine;        /* fd -> id or -1, for the disconnect monitor */
+    int32_t *fd_engine;    /* fd -> id or -1, for the disconnect monitor */
     size_t nfd;
     cpar_reg_client *clients; /* indexed by client slot */
     size_t nclients;

@@ -3,32 +3,28 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "errors.h"
-#include "idmap.h"
 
 #define CPAR__ROUTE_MIN_SLOTS 64
 
 void
 cpar_route_init(cpar_route *r)
 {
-    struct timespec ts;
     memset(r, 0, sizeof(*r));
+    cpar_idtab_init(&r->ids, CPAR__ROUTE_MIN_SLOTS);
     r->free_head = CPAR_ROUTE_NIL;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->seed = cpar_idmap_hash(&ts, sizeof(ts), (uint64_t)(uintptr_t)r);
+    r->seed = cpar_idtab_seed((uint64_t)(uintptr_t)r);
 }
 
 void
 cpar_route_free(cpar_route *r)
 {
     free(r->pool);
-    free(r->slots);
+    cpar_idtab_free(&r->ids);
     free(r->heads);
     free(r->counts);
-    memset(r, 0, sizeof(*r));
-    r->free_head = CPAR_ROUTE_NIL;
+    cpar_route_init(r);
 }
 
 static uint64_t
@@ -37,50 +33,20 @@ cpar__route_hash(const cpar_route *r, const uint8_t msg_id[16], int32_t engine)
     uint8_t key[20];
     memcpy(key, msg_id, 16);
     memcpy(key + 16, &engine, 4);
-    return cpar_idmap_hash(key, sizeof(key), r->seed);
+    return cpar_idtab_hash(key, sizeof(key), r->seed);
 }
 
-/* Slot holding (msg_id, engine), or the empty slot where it would go. Needs nslots > 0. */
+/* Slot holding (msg_id, engine), or CPAR_IDTAB_END. */
 static size_t
 cpar__route_slot(const cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint64_t h)
 {
-    size_t mask = r->nslots - 1;
-    size_t i = (size_t)h & mask;
-    for (;;) {
-        uint32_t e = r->slots[i];
-        const cpar_route_entry *en;
-        if (e == CPAR_ROUTE_NIL)
-            return i;
-        en = &r->pool[e];
-        if (en->hash == h && en->engine == engine && memcmp(en->msg_id, msg_id, 16) == 0)
-            return i;
-        i = (i + 1) & mask;
+    for (size_t s = cpar_idtab_first(&r->ids, h); s != CPAR_IDTAB_END;
+         s = cpar_idtab_next(&r->ids, s, h)) {
+        const cpar_route_entry *en = &r->pool[r->ids.slots[s].item - 1];
+        if (en->engine == engine && memcmp(en->msg_id, msg_id, 16) == 0)
+            return s;
     }
-}
-
-static int
-cpar__route_grow_slots(cpar_route *r)
-{
-    size_t nn = r->nslots ? r->nslots * 2 : CPAR__ROUTE_MIN_SLOTS;
-    uint32_t *ns = malloc(nn * sizeof(*ns));
-    if (ns == NULL)
-        return CPAR_ENOMEM;
-    for (size_t i = 0; i < nn; i++)
-        ns[i] = CPAR_ROUTE_NIL;
-    for (size_t i = 0; i < r->nslots; i++) {
-        uint32_t e = r->slots[i];
-        size_t j;
-        if (e == CPAR_ROUTE_NIL)
-            continue;
-        j = (size_t)r->pool[e].hash & (nn - 1);
-        while (ns[j] != CPAR_ROUTE_NIL)
-            j = (j + 1) & (nn - 1);
-        ns[j] = e;
-    }
-    free(r->slots);
-    r->slots = ns;
-    r->nslots = nn;
-    return CPAR_OK;
+    return CPAR_IDTAB_END;
 }
 
 static int
@@ -135,7 +101,6 @@ int
 cpar_route_insert(cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint32_t client)
 {
     uint64_t h;
-    size_t i;
     uint32_t e;
     cpar_route_entry *en;
 
@@ -143,15 +108,17 @@ cpar_route_insert(cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint3
         return CPAR_EINVAL;
     if ((size_t)engine >= r->nengines && cpar__route_grow_engines(r, (size_t)engine + 1) != 0)
         return CPAR_ENOMEM;
-    if ((r->count + 1) * 2 > r->nslots && cpar__route_grow_slots(r) != 0)
-        return CPAR_ENOMEM;
     h = cpar__route_hash(r, msg_id, engine);
-    i = cpar__route_slot(r, msg_id, engine, h);
-    if (r->slots[i] != CPAR_ROUTE_NIL)
+    if (cpar__route_slot(r, msg_id, engine, h) != CPAR_IDTAB_END)
         return CPAR_EINVAL;
     e = cpar__route_alloc(r);
     if (e == CPAR_ROUTE_NIL)
         return CPAR_ENOMEM;
+    if (cpar_idtab_put(&r->ids, h, (uintptr_t)e + 1) != 0) {
+        r->pool[e].next = r->free_head;
+        r->free_head = e;
+        return CPAR_ENOMEM;
+    }
     en = &r->pool[e];
     memcpy(en->msg_id, msg_id, 16);
     en->engine = engine;
@@ -163,32 +130,27 @@ cpar_route_insert(cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint3
         r->pool[en->next].prev = e;
     r->heads[engine] = e;
     r->counts[engine]++;
-    r->slots[i] = e;
-    r->count++;
     return CPAR_OK;
 }
 
 int
 cpar_route_find(const cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint32_t *client)
 {
-    size_t i;
-    if (r->count == 0)
+    size_t s = cpar__route_slot(r, msg_id, engine, cpar__route_hash(r, msg_id, engine));
+    if (s == CPAR_IDTAB_END)
         return 0;
-    i = cpar__route_slot(r, msg_id, engine, cpar__route_hash(r, msg_id, engine));
-    if (r->slots[i] == CPAR_ROUTE_NIL)
-        return 0;
-    *client = r->pool[r->slots[i]].client;
+    *client = r->pool[r->ids.slots[s].item - 1].client;
     return 1;
 }
 
-/* Empties slot i (backward shift), unlinks its entry and frees it. */
+/* Empties slot s, unlinks its entry and frees it. */
 static void
-cpar__route_remove_slot(cpar_route *r, size_t i)
+cpar__route_remove_slot(cpar_route *r, size_t s)
 {
-    size_t mask = r->nslots - 1, j = i;
-    uint32_t e = r->slots[i];
+    uint32_t e = (uint32_t)(r->ids.slots[s].item - 1);
     cpar_route_entry *en = &r->pool[e];
 
+    cpar_idtab_remove_at(&r->ids, s);
     if (en->prev != CPAR_ROUTE_NIL)
         r->pool[en->prev].next = en->next;
     else
@@ -198,35 +160,17 @@ cpar__route_remove_slot(cpar_route *r, size_t i)
     r->counts[en->engine]--;
     en->next = r->free_head;
     r->free_head = e;
-    r->count--;
-
-    r->slots[i] = CPAR_ROUTE_NIL;
-    for (;;) {
-        size_t home;
-        j = (j + 1) & mask;
-        if (r->slots[j] == CPAR_ROUTE_NIL)
-            break;
-        home = (size_t)r->pool[r->slots[j]].hash & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            r->slots[i] = r->slots[j];
-            r->slots[j] = CPAR_ROUTE_NIL;
-            i = j;
-        }
-    }
 }
 
 int
 cpar_route_remove(cpar_route *r, const uint8_t msg_id[16], int32_t engine, uint32_t *client)
 {
-    size_t i;
-    if (r->count == 0)
-        return 0;
-    i = cpar__route_slot(r, msg_id, engine, cpar__route_hash(r, msg_id, engine));
-    if (r->slots[i] == CPAR_ROUTE_NIL)
+    size_t s = cpar__route_slot(r, msg_id, engine, cpar__route_hash(r, msg_id, engine));
+    if (s == CPAR_IDTAB_END)
         return 0;
     if (client)
-        *client = r->pool[r->slots[i]].client;
-    cpar__route_remove_slot(r, i);
+        *client = r->pool[r->ids.slots[s].item - 1].client;
+    cpar__route_remove_slot(r, s);
     return 1;
 }
 
@@ -234,15 +178,13 @@ int
 cpar_route_pop_engine(cpar_route *r, int32_t engine, cpar_route_entry *out)
 {
     uint32_t e;
-    size_t i;
     if (engine < 0 || (size_t)engine >= r->nengines)
         return 0;
     e = r->heads[engine];
     if (e == CPAR_ROUTE_NIL)
         return 0;
     *out = r->pool[e];
-    i = cpar__route_slot(r, out->msg_id, engine, out->hash);
-    cpar__route_remove_slot(r, i);
+    cpar__route_remove_slot(r, cpar__route_slot(r, out->msg_id, engine, out->hash));
     return 1;
 }
 

@@ -3,8 +3,8 @@
  * Ownership and threads: a cpar_route belongs to the controller's loop thread; it holds no
  * pointers into other objects (clients are plain indices). No Python, no GIL.
  * Entries live in one pool array (free list, no per-request malloc once the pool has
- * grown) and are indexed by an open-addressing hash on (msg_id, engine): insert, lookup
- * and remove are O(1). Each engine's entries also form a doubly linked list, so an
+ * grown) and are indexed by a cpar_idtab (idtab.h) on the hash of (msg_id, engine):
+ * insert, lookup and remove are O(1). Each engine's entries also form a doubly linked list, so an
  * engine's death visits only its own requests. */
 #ifndef CPAR_CORE_ROUTE_H
 #define CPAR_CORE_ROUTE_H
@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CPAR_ROUTE_NIL UINT32_MAX       /* "no entry" in slots and lists */
+#include "idtab.h"
+
+#define CPAR_ROUTE_NIL UINT32_MAX       /* "no entry" in lists */
 #define CPAR_ROUTE_MAX_ENGINE (1 << 20) /* engine ids must be in [0, this) */
 
 /* One outstanding request on one engine. */
@@ -30,13 +32,11 @@ typedef struct cpar_route {
     uint32_t pool_cap;      /* entries allocated */
     uint32_t pool_used;     /* entries ever handed out (the rest never touched) */
     uint32_t free_head;     /* first released entry, or CPAR_ROUTE_NIL */
-    uint32_t *slots;        /* nslots entry indices or CPAR_ROUTE_NIL (a power of two) */
-    size_t nslots;
-    size_t count;     /* entries in use */
-    uint32_t *heads;  /* per engine id: first entry of its list, or CPAR_ROUTE_NIL */
-    uint32_t *counts; /* per engine id: entries in its list */
-    size_t nengines;  /* length of heads and counts */
-    uint64_t seed;    /* hash seed */
+    cpar_idtab ids;         /* items: entry index + 1; ids.count: entries in use */
+    uint32_t *heads;        /* per engine id: first entry of its list, or CPAR_ROUTE_NIL */
+    uint32_t *counts;       /* per engine id: entries in its list */
+    size_t nengines;        /* length of heads and counts */
+    uint64_t seed;          /* hash seed */
 } cpar_route;
 
 /* Initialises an empty table (allocates nothing). */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -463,11 +462,7 @@ cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpa
     }
     io->shm = !(flags & CPAR_CLIENTIO_NO_SHM) && cpar_shm_enabled() &&
               cpar_shm_token(io->token, sizeof(io->token)) == 0;
-    if (getrandom(io->release_prefix, sizeof(io->release_prefix), 0) !=
-        (ssize_t)sizeof(io->release_prefix)) {
-        uint64_t t = cpar_now_ns() ^ (uint64_t)(uintptr_t)io;
-        memcpy(io->release_prefix, &t, sizeof(io->release_prefix));
-    }
+    cpar_ids_init(&io->ids, (uint64_t)(uintptr_t)io, 0x80);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&io->cond, &ca);

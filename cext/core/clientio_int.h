@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "clientio.h"
+#include "ids.h"
 #include "idmap.h"
 #include "shm.h"
 
@@ -63,10 +64,10 @@ struct cpar_clientio {
     char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */
     cpar__shm_peer *peers; /* engine id -> what we know about reading each other; npeers */
     size_t npeers;
-    cpar_idmap offered;        /* msg id -> engines yet to answer, of requests sent with SHM_OK */
-    cpar_shm_pins pins;        /* frames of sent requests that engines may still read */
-    uint64_t release_seq;      /* counter for RELEASE msg ids */
-    uint8_t release_prefix[8]; /* random prefix of RELEASE msg ids */
+    cpar_idmap offered; /* msg id -> engines yet to answer, of requests sent with SHM_OK */
+    cpar_shm_pins pins; /* frames of sent requests that engines may still read */
+    cpar_ids ids;       /* msg ids of the thread's own PROBE and RELEASE (marked 0x80, apart from
+                         * the client's own) */
     atomic_uint_fast64_t shm_sent;     /* frames sent by descriptor */
     atomic_uint_fast64_t shm_received; /* frames received by descriptor */
     atomic_uint_fast64_t shm_failed;   /* replies whose shared-memory read failed */

@@ -40,17 +40,13 @@ cpar__shm_probe(cpar_clientio *io, int32_t id)
     size_t npinned = 0;
     cpar_shm_seal seal;
     cpar_msg m;
-    uint64_t seq = ++io->release_seq;
 
     if (peer == NULL || (peer->flags & (CPAR__PEER_PROBING | CPAR__PEER_PROBED)))
         return;
     cpar_msg_init(&m, CPAR_MSG_PROBE);
     m.h.flags = CPAR_FLAG_TARGETED | CPAR_FLAG_SHM_OK;
     m.h.t0 = cpar_now_ns();
-    memcpy(m.h.msg_id, io->release_prefix, 8);
-    for (int i = 0; i < 8; i++)
-        m.h.msg_id[8 + i] = (uint8_t)(seq >> (8 * i));
-    m.h.msg_id[8] |= 0x80;
+    cpar_ids_next(&io->ids, m.h.msg_id);
     for (int i = 0; i < 4; i++)
         target[i] = (uint8_t)((uint32_t)id >> (8 * i));
     cpar_shm_probe_fill(pattern);
@@ -296,15 +292,11 @@ cpar__shm_release(cpar_clientio *io, int32_t engine, const uint8_t parent[CPAR_W
 {
     cpar_msg m;
     uint8_t target[4];
-    uint64_t seq = ++io->release_seq;
 
     cpar_msg_init(&m, CPAR_MSG_RELEASE);
     m.h.flags = CPAR_FLAG_TARGETED;
     m.h.t0 = cpar_now_ns();
-    memcpy(m.h.msg_id, io->release_prefix, 8);
-    for (int i = 0; i < 8; i++)
-        m.h.msg_id[8 + i] = (uint8_t)(seq >> (8 * i));
-    m.h.msg_id[8] |= 0x80; /* keeps RELEASE ids apart from the client's own counters */
+    cpar_ids_next(&io->ids, m.h.msg_id);
     for (int i = 0; i < 4; i++)
         target[i] = (uint8_t)((uint32_t)engine >> (8 * i));
     if (cpar_msg_add_copy(&m, target, sizeof(target)) != 0 ||

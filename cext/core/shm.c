@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "pagepool.h"
+#include "vec.h"
 
 #define CPAR__SHM_CHUNK (64u << 20) /* bytes per process_vm_readv call */
 #define CPAR__SHM_HUGE (2u << 20)   /* transparent huge page size (x86-64, arm64 4K) */
@@ -546,21 +547,17 @@ int
 cpar_shm_pins_add(cpar_shm_pins *p, const uint8_t id[CPAR_WIRE_ID_SIZE], zmq_msg_t *frames,
                   size_t nframes, cpar_shm_seal *seal, const int32_t *wait, size_t nwait)
 {
-    cpar_shm_pin pin;
+    cpar_shm_pin pin, *nv;
 
     memset(&pin, 0, sizeof(pin));
     pin.frames = frames;
     pin.nframes = nframes;
     pin.seal = *seal; /* moved: the pin breaks it */
     seal->slot = NULL;
-    if (p->n == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 8;
-        cpar_shm_pin *nv = realloc(p->v, ncap * sizeof(*nv));
-        if (nv == NULL)
-            goto error;
-        p->v = nv;
-        p->cap = ncap;
-    }
+    nv = cpar_vec_grow(p->v, &p->cap, p->n + 1, sizeof(*nv), 8);
+    if (nv == NULL)
+        goto error;
+    p->v = nv;
     if (nwait > 0) {
         pin.wait = malloc(nwait * sizeof(int32_t));
         if (pin.wait == NULL)

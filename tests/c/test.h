@@ -9,6 +9,7 @@
 #define CPAR_TESTS_C_TEST_H
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,17 @@ typedef struct cpar_test {
     } while (0)
 
 #define CPAR_TEST_TIMEOUT_S 60 /* a test still running then is killed and fails */
+
+/* A small deterministic generator (xorshift64), so failures reproduce: *state must start
+ * non-zero. */
+static inline uint64_t
+cpar_test_xorshift(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
 
 static inline int
 cpar_test_main(const cpar_test *tests, size_t n, int argc, char **argv)

@@ -1,5 +1,9 @@
-/* The cpar controller loop: registration, heartbeats, request routing and shutdown
- * (controller.h; behaviour in docs/protocol.md).
+/* The cpar controller loop (controller.h; behaviour in docs/protocol.md): set-up, the
+ * zmq_poll loop, receiving and checking (cpar_wire_recv_fd, then the replay check), and
+ * dispatching down: client messages to controller_clients.c, engine messages to
+ * controller_engines.c, the per-turn task work to controller_taskloop.c. It owns the
+ * cpar_controller every handler is passed; nothing below calls back up into this file
+ * (controller_int.h has the layers; tools/check_calls.py checks them).
  *
  * Decisions where the protocol leaves room:
  * - REGISTER asking for an id that a live or stopping engine holds, or above

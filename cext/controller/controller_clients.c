@@ -1,5 +1,13 @@
-/* The controller's client side: CONNECT, request fan-out, INTERRUPT and SHUTDOWN
- * (controller_int.h). */
+/* The controller's client handler (cpar__ctlcli_*): every checked client message the loop
+ * hands down. CONNECT, request fan-out (EXECUTE, APPLY, INTERRUPT, RELEASE, PROBE),
+ * SHUTDOWN here; TASK, ABORT and QUERY go down to controller_taskmsg.c, COALESCE requests
+ * to controller_coalesce.c. Also clients that vanish (the client socket's monitor) and
+ * cancelling a lost client's tasks. Below it: controller_engines.c (engines to stop or
+ * declare gone), the task and coalesce layers, outbound.c (controller_int.h has the
+ * order).
+ *
+ * Ownership and threads: the controller's loop thread only; the cpar_controller is the
+ * loop's. No Python, no GIL. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -9,7 +9,12 @@
  * goes to the client at once, one message per engine, and so does everything after.
  * The client handles both forms alike.
  *
- * Ownership and threads: the controller's loop thread only (controller_int.h). */
+ * Called down into by controller_engines.c (replies, engine death) and
+ * controller_clients.c (requests); calls only outbound.c (cpar__ctlcoal_*). The loop
+ * installs cpar__ctlcoal_client_lost as the controller's on_client_lost hook.
+ *
+ * Ownership and threads: the controller's loop thread only (controller_int.h). No Python,
+ * no GIL. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

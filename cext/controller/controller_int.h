@@ -19,8 +19,8 @@
  * Ownership and threads: everything here runs on the controller's loop thread, except the
  * `stop` flag (any thread, signal handlers). No Python, no GIL. Every function taking a
  * cpar_msg * that it sends consumes its frames; the caller still closes the cpar_msg. */
-#ifndef CPAR_CORE_CONTROLLER_INT_H
-#define CPAR_CORE_CONTROLLER_INT_H
+#ifndef CPAR_CONTROLLER_CONTROLLER_INT_H
+#define CPAR_CONTROLLER_CONTROLLER_INT_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -208,4 +208,4 @@ void cpar__ctlcoal_part_error(cpar_controller *c, uint32_t slot, const uint8_t *
  * replies released to their engines). The loop installs it as c->on_client_lost. */
 void cpar__ctlcoal_client_lost(cpar_controller *c, uint32_t slot);
 
-#endif /* CPAR_CORE_CONTROLLER_INT_H */
+#endif /* CPAR_CONTROLLER_CONTROLLER_INT_H */

@@ -1,6 +1,7 @@
 /* The controller's load-balanced tasks, each turn of its loop: timeouts, a lost client's
- * tasks, shutdown, and sending what can go (controller_tasks.c describes the life cycle).
- * Everything here runs on the controller's loop thread. */
+ * tasks, shutdown, and sending what can go (cpar__ctltask_run, called by the loop, which
+ * then reaps the engines the sends found unreachable; controller_tasks.c describes the
+ * life cycle). Everything here runs on the controller's loop thread; no Python, no GIL. */
 #include <stdint.h>
 #include <stdlib.h>
 

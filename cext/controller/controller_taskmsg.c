@@ -1,7 +1,9 @@
-/* The controller's load-balanced task messages from clients: TASK (spec parsing and
- * arrival), ABORT and QUERY (controller_tasks.c has the life cycle).
+/* The controller's load-balanced task messages from clients, handed down by
+ * controller_clients.c: TASK (spec parsing and arrival), ABORT and QUERY
+ * (cpar__ctltask_on_*; controller_tasks.c has the life cycle). An engine an ABORT send
+ * finds unreachable is only marked: the caller reaps it.
  *
- * Ownership and threads: the controller's loop thread only. */
+ * Ownership and threads: the controller's loop thread only. No Python, no GIL. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

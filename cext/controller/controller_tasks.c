@@ -1,6 +1,9 @@
-/* The controller's load-balanced tasks: TASK, ABORT and QUERY from clients, task replies
- * and engine deaths (controller_int.h; behaviour in docs/protocol.md, "Load-balanced
- * tasks").
+/* The controller's load-balanced task life cycle (cpar__ctltask_*): the task table,
+ * queues, dependencies, sending, task replies and engine deaths. The messages that make
+ * tasks (TASK, ABORT, QUERY) are parsed in controller_taskmsg.c, the per-turn work is in
+ * controller_taskloop.c; both call down into this file, which calls only outbound.c and
+ * the tables (controller_int.h has the order; behaviour in docs/protocol.md,
+ * "Load-balanced tasks").
  *
  * A task lives in one of three states: WAIT (on its `after`, then its `follow` ids, in
  * cpar_deps), READY (in a queue: `plain` for tasks any engine may run, `restricted` for

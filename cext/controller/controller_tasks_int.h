@@ -1,8 +1,9 @@
-/* Private to controller_tasks.c and controller_taskmsg.c: the load-balanced task table,
- * queues and the functions the two files share (controller_tasks.c describes the life
- * cycle). Everything here runs on the controller's loop thread; no Python, no GIL. */
-#ifndef CPAR_CORE_CONTROLLER_TASKS_INT_H
-#define CPAR_CORE_CONTROLLER_TASKS_INT_H
+/* Private to the task layer (controller_tasks.c, with controller_taskmsg.c and
+ * controller_taskloop.c above it): the load-balanced task table, queues and the functions
+ * controller_tasks.c offers the other two (it describes the life cycle). Everything here
+ * runs on the controller's loop thread; no Python, no GIL. */
+#ifndef CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H
+#define CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H
 
 #include "controller_int.h"
 #include "deps.h"
@@ -88,4 +89,4 @@ void cpar__ctltask_tl_unlink(cpar__task *task);
 /* Sends the READY tasks that can go. */
 void cpar__ctltask_dispatch(cpar_controller *c);
 
-#endif /* CPAR_CORE_CONTROLLER_TASKS_INT_H */
+#endif /* CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H */

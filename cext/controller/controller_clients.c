@@ -76,10 +76,12 @@ static void
 cpar__read_client_monitor(cpar_controller *c)
 {
     int fd, rc;
+    /* With no room to note a closed connection, its client is noticed when a send to it
+     * fails. */
     while ((rc = cpar__ctlout_monitor_next(c->cmon, &fd)) >= 0)
-        if (rc == 1 && cpar__ctlout_fds_push(&c->client_gone_fds, &c->nclient_gone_fds,
-                                             &c->capclient_gone_fds, fd) != 0)
-            continue; /* no room: that client is noticed when a send to it fails */
+        if (rc == 1)
+            (void)cpar__ctlout_fds_push(&c->client_gone_fds, &c->nclient_gone_fds,
+                                        &c->capclient_gone_fds, fd);
 }
 
 /* Declares lost the clients of the first `upto` recorded closed connections, or of

@@ -134,9 +134,8 @@ cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, 
     memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     m.h.engine = id;
     m.h.status = status;
-    if (cpar_msg_add_copy(&m, text, (size_t)n) == 0 &&
-        cpar_wire_send(c->esock, c->signer, ident, identlen, &m, ZMQ_DONTWAIT) != 0)
-        cpar__ctlout_send_failed(c, zmq_errno());
+    if (cpar_msg_add_copy(&m, text, (size_t)n) == 0)
+        cpar__ctlout_send_engine_ident(c, ident, identlen, &m);
     cpar_msg_close(&m);
 }
 
@@ -257,9 +256,7 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
             cpar__ctlout_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
             s.h.target = m->h.engine;
             s.h.status = CPAR_EENGINEDEAD;
-            if (cpar_wire_send(c->esock, c->signer, ident, identlen, &s, ZMQ_DONTWAIT) != 0)
-                cpar__ctlout_send_failed(c, zmq_errno());
-            cpar_msg_close(&s);
+            cpar__ctlout_send_engine_ident(c, ident, identlen, &s);
         }
         if (cpar_log_ratelimit(c->cnt.unknown_engine))
             cpar_log_write(&c->log, "dropped type %d message from an unknown engine (%llu so far)",
@@ -333,11 +330,7 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
         }
         if (m->h.type == CPAR_MSG_REPLY && cpar__ctlcoal_reply(c, slot, id, m))
             return;
-        if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
-            cpar__ctlout_send_failed(c, zmq_errno())) {
-            c->cnt.client_gone++;
-            cpar__ctlout_client_lost(c, slot);
-        }
+        cpar__ctlout_forward_client(c, slot, m);
         return;
     }
     default:

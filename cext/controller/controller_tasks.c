@@ -590,7 +590,6 @@ cpar__ctltask_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     cpar__tasks *t = c->tasks;
     cpar__task *task;
     uint32_t slot;
-    cpar_reg_client *cl;
     int status = m->h.status;
 
     if (t->count == 0)
@@ -619,14 +618,11 @@ cpar__ctltask_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
         if (cpar__task_retry(c, task, engine) || cpar__task_park(c, task))
             return 1;
     }
-    cl = cpar_registry_client_at(&c->reg, task->client);
-    if (cl == NULL) {
+    if (cpar_registry_client_at(&c->reg, task->client) == NULL) {
         c->cnt.client_gone++;
         cpar__ctlout_release_for_lost(c, engine, m);
-    } else if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
-               cpar__ctlout_send_failed(c, zmq_errno())) {
-        c->cnt.client_gone++;
-        cpar__ctlout_client_lost(c, task->client);
+    } else {
+        cpar__ctlout_forward_client(c, task->client, m);
     }
     cpar__task_ended(c, task, engine, status == CPAR_STATUS_OK);
     cpar__ctltask_settle(c);

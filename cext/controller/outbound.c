@@ -61,6 +61,30 @@ cpar__ctlout_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
     cpar_msg_close(m);
 }
 
+void
+cpar__ctlout_forward_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
+{
+    cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
+    if (cl == NULL) {
+        c->cnt.client_gone++;
+        return;
+    }
+    if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
+        cpar__ctlout_send_failed(c, zmq_errno())) {
+        c->cnt.client_gone++;
+        cpar__ctlout_client_lost(c, slot);
+    }
+}
+
+void
+cpar__ctlout_send_engine_ident(cpar_controller *c, const uint8_t *ident, size_t identlen,
+                               cpar_msg *m)
+{
+    if (cpar_wire_send(c->esock, c->signer, ident, identlen, m, ZMQ_DONTWAIT) != 0)
+        cpar__ctlout_send_failed(c, zmq_errno());
+    cpar_msg_close(m);
+}
+
 int
 cpar__ctlout_send_engine(cpar_controller *c, int32_t id, cpar_msg *m)
 {

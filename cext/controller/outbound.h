@@ -26,6 +26,13 @@ int cpar__ctlout_send_failed(cpar_controller *c, int err);
 /* Signs and sends m to the client in `slot`; a client found unreachable is lost
  * (cpar__ctlout_client_lost). */
 void cpar__ctlout_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m);
+/* Forwards received m (consumed) unchanged to the client in `slot`: a client not there
+ * is counted (client_gone), one found unreachable is lost as by cpar__ctlout_send_client. */
+void cpar__ctlout_forward_client(cpar_controller *c, uint32_t slot, cpar_msg *m);
+/* Signs and sends m to an engine-socket identity that has no engine id (not registered,
+ * or no longer known); a failed send is only counted. */
+void cpar__ctlout_send_engine_ident(cpar_controller *c, const uint8_t *ident, size_t identlen,
+                                    cpar_msg *m);
 /* Signs and sends m to engine id; returns 1 when the engine is unreachable (the caller
  * declares it gone). */
 int cpar__ctlout_send_engine(cpar_controller *c, int32_t id, cpar_msg *m);

@@ -281,16 +281,13 @@ cpar__task_tried(const cpar__task *task, int32_t engine)
 static int
 cpar__task_add_tried(cpar__task *task, int32_t engine)
 {
+    int32_t *nt;
     if (cpar__task_tried(task, engine))
         return CPAR_OK;
-    if (task->ntried == task->captried) {
-        size_t n = task->captried ? task->captried * 2 : 4;
-        int32_t *nt = realloc(task->tried, n * sizeof(*nt));
-        if (nt == NULL)
-            return CPAR_ENOMEM;
-        task->tried = nt;
-        task->captried = n;
-    }
+    nt = cpar__ctlout_reserve(task->tried, task->ntried, &task->captried, sizeof(*nt), 4);
+    if (nt == NULL)
+        return CPAR_ENOMEM;
+    task->tried = nt;
     task->tried[task->ntried++] = engine;
     return CPAR_OK;
 }

@@ -224,23 +224,20 @@ cpar__ctlout_error_ident(cpar_controller *c, const uint8_t *ident, size_t identl
 void
 cpar__ctlout_client_lost(cpar_controller *c, uint32_t slot)
 {
+    uint32_t *nl;
     if (cpar_registry_client_at(&c->reg, slot) == NULL)
         return;
     if (c->on_client_lost != NULL)
         c->on_client_lost(c, slot);
     cpar_registry_client_remove(&c->reg, slot);
     c->cnt.clients_lost++;
-    if (c->nlost == c->caplost) {
-        size_t n = c->caplost ? c->caplost * 2 : 16;
-        uint32_t *nl = realloc(c->lost_slots, n * sizeof(*nl));
-        if (nl == NULL) {
-            /* Its queued tasks then run and their replies are dropped (as before). */
-            cpar_log_write(&c->log, "client %u lost; out of memory noting it", (unsigned)slot);
-            return;
-        }
-        c->lost_slots = nl;
-        c->caplost = n;
+    nl = cpar__ctlout_reserve(c->lost_slots, c->nlost, &c->caplost, sizeof(*nl), 16);
+    if (nl == NULL) {
+        /* Its queued tasks then run and their replies are dropped (as before). */
+        cpar_log_write(&c->log, "client %u lost; out of memory noting it", (unsigned)slot);
+        return;
     }
+    c->lost_slots = nl;
     c->lost_slots[c->nlost++] = slot;
 }
 
@@ -303,17 +300,27 @@ cpar__ctlout_monitor_next(void *mon, int *fd)
     return event == ZMQ_EVENT_DISCONNECTED;
 }
 
+void *
+cpar__ctlout_reserve(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    size_t ncap;
+    void *na;
+    if (n < *cap)
+        return arr;
+    ncap = *cap ? *cap * 2 : first;
+    na = realloc(arr, ncap * size);
+    if (na != NULL)
+        *cap = ncap;
+    return na;
+}
+
 int
 cpar__ctlout_fds_push(int **fds, size_t *n, size_t *cap, int fd)
 {
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        int *nf = realloc(*fds, ncap * sizeof(*nf));
-        if (nf == NULL)
-            return -1;
-        *fds = nf;
-        *cap = ncap;
-    }
-    (*fds)[(*n)++] = fd;
+    int *nf = cpar__ctlout_reserve(*fds, *n, cap, sizeof(*nf), 16);
+    if (nf == NULL)
+        return -1;
+    *fds = nf;
+    nf[(*n)++] = fd;
     return 0;
 }

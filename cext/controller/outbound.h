@@ -74,6 +74,10 @@ void cpar__ctlout_release_for_lost(cpar_controller *c, int32_t engine, const cpa
  * event without waiting: -1 when none is waiting, else 1 for ZMQ_EVENT_DISCONNECTED (the
  * closed connection's fd in *fd), 0 for another event. */
 int cpar__ctlout_monitor_next(void *mon, int *fd);
+/* Room for one more element in a growable array (n used of *cap, elements of `size`
+ * bytes, doubling from `first`): returns the array (moved, *cap updated, when it grew), or
+ * NULL when out of memory (arr and *cap unchanged). */
+void *cpar__ctlout_reserve(void *arr, size_t n, size_t *cap, size_t size, size_t first);
 /* Appends fd to the growable array *fds (*n used, *cap allocated): 0, or -1 when out of
  * memory (nothing changed). */
 int cpar__ctlout_fds_push(int **fds, size_t *n, size_t *cap, int fd);

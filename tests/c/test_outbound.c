@@ -218,6 +218,22 @@ TEST_IMPL(fds_push_grows)
     for (int i = 0; i < 100; i++)
         ASSERT_EQ(fds[i], i * 3);
     free(fds);
+    {
+        /* Another element size, doubling from its own first size. */
+        uint64_t *a = NULL;
+        size_t used = 0, acap = 0;
+        for (size_t i = 0; i < 9; i++) {
+            uint64_t *na = cpar__ctlout_reserve(a, used, &acap, sizeof(*a), 4);
+            ASSERT(na != NULL);
+            a = na;
+            a[used++] = i << 40;
+        }
+        ASSERT_EQ(acap, 16);
+        ASSERT_EQ(cpar__ctlout_reserve(a, used, &acap, sizeof(*a), 4), a); /* room left */
+        for (size_t i = 0; i < 9; i++)
+            ASSERT(a[i] == (uint64_t)i << 40);
+        free(a);
+    }
     return 0;
 }
 

@@ -148,6 +148,7 @@ conformance: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check --select F,E9 pypkg tests bench examples tools
 	$(VPY) tools/check_layers.py
+	$(VPY) tools/check_calls.py
 
 format:
 	clang-format -i cext/*/*.[ch] engine/*.[ch] tests/c/*.[ch] bench/*.c

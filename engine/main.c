@@ -462,8 +462,10 @@ main(int argc, char **argv)
     pthread_mutex_unlock(&e.lock);
     cpar_zc_drain();
     cpar__start_exit_watchdog(status);
-    Py_BEGIN_ALLOW_THREADS zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
-    Py_END_ALLOW_THREADS cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS
+    zmq_ctx_term(e.zctx); /* lingers until the last reply has gone out */
+    Py_END_ALLOW_THREADS
+    cpar_zc_drain();
 finalize:
     if (Py_FinalizeEx() < 0 && status == 0)
         status = 120;

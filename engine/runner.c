@@ -47,8 +47,10 @@ cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
 {
     for (;;) {
         int n, err;
-        Py_BEGIN_ALLOW_THREADS n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
-        Py_END_ALLOW_THREADS err = n < 0 ? zmq_errno() : 0;
+        Py_BEGIN_ALLOW_THREADS
+        n = zmq_recv(r->pair, ctl, sizeof(*ctl), 0);
+        Py_END_ALLOW_THREADS
+        err = n < 0 ? zmq_errno() : 0;
         if (n == (int)sizeof(*ctl)) {
             CPAR_TSAN_ACQUIRE(r->e); /* the I/O thread's cpar__io_ctl (tsan.h) */
             return 0;
@@ -81,8 +83,10 @@ cpar__runner_send(cpar__runner *r, cpar_msg *m)
     int rc;
     cpar_zc_drain();
     CPAR_TSAN_RELEASE(r->e); /* m's frames pass to the I/O thread (tsan.h) */
-    Py_BEGIN_ALLOW_THREADS rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
-    Py_END_ALLOW_THREADS if (rc != 0)
+    Py_BEGIN_ALLOW_THREADS
+    rc = cpar_wire_send(r->pair, r->signer, NULL, 0, m, 0);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
         cpar_elog("cannot pass a message to the I/O thread: %s", cpar_strerror(rc));
     return rc;
 }
@@ -201,7 +205,8 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
      * read now (the GIL released: the copy may take a while). One that could not be read
      * comes with the reason in its only frame, and the task does not run. */
     if ((m->h.flags & CPAR_FLAG_SHM) && m->h.status == 0) {
-        Py_BEGIN_ALLOW_THREADS shm_rc = cpar_shm_resolve(m, 0, shm_err, sizeof(shm_err));
+        Py_BEGIN_ALLOW_THREADS
+        shm_rc = cpar_shm_resolve(m, 0, shm_err, sizeof(shm_err));
         Py_END_ALLOW_THREADS
     } else if (m->h.flags & CPAR_FLAG_SHM) {
         size_t len = m->nframes > 0 ? zmq_msg_size(&m->frames[0]) : 0;
@@ -430,8 +435,10 @@ error:
         cpar_engine_ctl quit = {.kind = CPAR_CTL_QUIT};
         if (e->io_started)
             zmq_send(r.pair, &quit, sizeof(quit), 0);
-        Py_BEGIN_ALLOW_THREADS cpar_io_join(e);
-        Py_END_ALLOW_THREADS zmq_close(r.pair);
+        Py_BEGIN_ALLOW_THREADS
+        cpar_io_join(e);
+        Py_END_ALLOW_THREADS
+        zmq_close(r.pair);
     }
     cpar_signer_free(r.signer);
     Py_XDECREF(r.frame_type);

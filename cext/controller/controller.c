@@ -1,5 +1,9 @@
-/* The cpar controller loop: registration, heartbeats, request routing and shutdown
- * (controller.h; behaviour in docs/protocol.md).
+/* The cpar controller loop (controller.h; behaviour in docs/protocol.md): set-up, the
+ * zmq_poll loop, receiving and checking (cpar_wire_recv_fd, then the replay check), and
+ * dispatching down: client messages to controller_clients.c, engine messages to
+ * controller_engines.c, the per-turn task work to controller_taskloop.c. It owns the
+ * cpar_controller every handler is passed; nothing below calls back up into this file
+ * (controller_int.h has the layers; tools/check_calls.py checks them).
  *
  * Decisions where the protocol leaves room:
  * - REGISTER asking for an id that a live or stopping engine holds, or above
@@ -39,6 +43,7 @@
 #include "curve.h"
 #include "errors.h"
 #include "sock.h"
+#include "outbound.h"
 
 /* Tasks held at once after which, once none is left, freed memory goes back to the OS. */
 #define CPAR__TRIM_AFTER_TASKS 4096
@@ -49,23 +54,6 @@ static const char *const cpar__side_a[2] = {"a client", "an engine"};
 static cpar_controller *volatile cpar__signal_target;
 static struct sigaction cpar__old_int, cpar__old_term;
 static int cpar__signals_installed;
-
-uint64_t
-cpar__ctl_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* Starts a controller-made message of `type` (caller fills the rest). */
-void
-cpar__ctl_msg_new(cpar_controller *c, cpar_msg *m, int type)
-{
-    cpar_msg_init(m, type);
-    cpar_ids_next(&c->ids, m->h.msg_id);
-    m->h.t0 = cpar_now_ns();
-}
 
 static uint64_t
 cpar__drops(const cpar_controller *c)
@@ -106,19 +94,6 @@ cpar__log_stats(cpar_controller *c, const char *when)
     c->stats_logged = cpar__drops(c);
 }
 
-/* Counts a failed send; returns 1 when the peer is unreachable (gone). */
-int
-cpar__ctl_send_failed(cpar_controller *c, int err)
-{
-    if (err == EHOSTUNREACH)
-        return 1;
-    c->cnt.send_failed++;
-    if (cpar_log_ratelimit(c->cnt.send_failed))
-        cpar_log_write(&c->log, "send failed: %s (%llu so far)", zmq_strerror(err),
-                       (unsigned long long)c->cnt.send_failed);
-    return 0;
-}
-
 /* Tells a client, without signing anything, that its message had a bad signature: an ERROR
  * with status CPAR_ESIG, no parent and an all-zero tag. At most once per identity among the
  * last CPAR__NOTICE_IDENTS told, and at most CPAR__NOTICE_BURST at once then one a second,
@@ -128,7 +103,7 @@ cpar__notice_bad_signature(cpar_controller *c, const uint8_t *ident, size_t iden
 {
     uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
     cpar_header h;
-    uint64_t hash = 1469598103934665603u, now = cpar__ctl_mono_ms();
+    uint64_t hash = 1469598103934665603u, now = cpar__ctlout_mono_ms();
 
     for (size_t i = 0; i < identlen; i++)
         hash = (hash ^ ident[i]) * 1099511628211u;
@@ -185,60 +160,20 @@ cpar__on_bad(cpar_controller *c, int side, int rc, const uint8_t *ident, size_t 
         cpar__notice_bad_signature(c, ident, identlen);
 }
 
-/* Receives one message: identity, fd, and the checked message in m. Returns 0, CPAR_EAGAIN,
- * CPAR_EZMQ, or the code of a dropped message. */
+/* Receives one message (cpar_wire_recv_fd): identity, fd, and the checked message in m,
+ * which then passes the replay check. Returns 0, CPAR_EAGAIN, CPAR_EZMQ, or the code of a
+ * dropped message. */
 static int
 cpar__recv(cpar_controller *c, void *sock, uint8_t *ident, size_t *identlen, int *fd, cpar_msg *m)
 {
-    zmq_msg_t part;
-    size_t n = 0;
-    int more, overflow = 0, rc;
-
-    zmq_msg_init(&part);
-    if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&part);
-        return zmq_errno() == EAGAIN ? CPAR_EAGAIN : CPAR_EZMQ;
-    }
-    *fd = -1;
-    *identlen =
-        zmq_msg_size(&part) < CPAR_WIRE_MAX_IDENT ? zmq_msg_size(&part) : CPAR_WIRE_MAX_IDENT;
-    memcpy(ident, zmq_msg_data(&part), *identlen);
-    more = zmq_msg_more(&part);
-    zmq_msg_close(&part);
-    while (more) {
-        zmq_msg_t *slot = n <= CPAR_WIRE_MAX_FRAMES ? &c->parts[n] : &part;
-        zmq_msg_init(slot);
-        if (zmq_msg_recv(slot, sock, 0) < 0) {
-            zmq_msg_close(slot);
-            overflow = 1;
-            break;
-        }
-        more = zmq_msg_more(slot);
-        /* A ROUTER makes the identity frame itself: the connection's fd is on the first
-         * frame that came over the wire. */
-        if (n == 0)
-            *fd = zmq_msg_get(slot, ZMQ_SRCFD);
-        if (slot == &part) {
-            zmq_msg_close(&part);
-            overflow = 1;
-        } else {
-            n++;
-        }
-    }
-    if (overflow || n == 0) {
-        for (size_t i = 0; i < n; i++)
-            zmq_msg_close(&c->parts[i]);
-        cpar_msg_init(m, 0);
-        return CPAR_EPROTO;
-    }
-    rc = cpar_wire_parse(c->signer, c->parts, n, m);
+    int rc = cpar_wire_recv_fd(sock, c->signer, 1, ident, identlen, fd, m, ZMQ_DONTWAIT);
     if (rc != 0)
         return rc;
     /* Authentic: now the replay check. A REPLY's t0/t1 are its task's times, not its send
      * time (a long task, a suspended laptop), so only its tag is checked; a copy of one
      * would find its request answered anyway. */
-    rc = cpar_replay_check(&c->replay, m->raw + CPAR_WIRE_SIGNED_SIZE, m->h.t0,
-                           m->h.type != CPAR_MSG_REPLY, cpar_now_ns(), cpar_mono_ns());
+    rc = cpar_replay_check(&c->replay, cpar_wire_msg_tag(m), m->h.t0, m->h.type != CPAR_MSG_REPLY,
+                           cpar_now_ns(), cpar_mono_ns());
     if (rc != 0)
         cpar_msg_close(m);
     return rc;
@@ -271,9 +206,9 @@ cpar__drain(cpar_controller *c, int side)
         }
         c->cnt.received++;
         if (side == CPAR__SIDE_CLIENT)
-            cpar__ctl_on_client(c, ident, identlen, fd, &m);
+            cpar__ctlcli_on_message(c, ident, identlen, fd, &m);
         else
-            cpar__ctl_on_engine(c, ident, identlen, fd, &m);
+            cpar__ctleng_on_message(c, ident, identlen, fd, &m);
         cpar_msg_close(&m);
     }
     return 1;
@@ -291,8 +226,8 @@ cpar_controller_run(cpar_controller *c)
         return CPAR_EINVAL;
     if (check_every < 1)
         check_every = 1;
-    next_hb_check = cpar__ctl_mono_ms() + (uint64_t)check_every;
-    next_stats = cpar__ctl_mono_ms() + CPAR__STATS_PERIOD_MS;
+    next_hb_check = cpar__ctlout_mono_ms() + (uint64_t)check_every;
+    next_stats = cpar__ctlout_mono_ms() + CPAR__STATS_PERIOD_MS;
     cpar_log_write(&c->log, "running");
     while (!atomic_load(&c->stop)) {
         zmq_pollitem_t items[4] = {
@@ -301,7 +236,7 @@ cpar_controller_run(cpar_controller *c)
             {.socket = c->csock, .events = ZMQ_POLLIN},
             {.socket = c->zap.sock, .events = ZMQ_POLLIN},
         };
-        uint64_t now = cpar__ctl_mono_ms();
+        uint64_t now = cpar__ctlout_mono_ms();
         long timeout = 0;
         if (!busy)
             timeout = next_hb_check > now ? (long)(next_hb_check - now) : 0;
@@ -315,7 +250,7 @@ cpar_controller_run(cpar_controller *c)
         if (items[3].revents & ZMQ_POLLIN)
             cpar_zap_serve(&c->zap, &c->log);
         if (items[0].revents & ZMQ_POLLIN)
-            cpar__ctl_read_monitor(c);
+            cpar__ctleng_read_monitor(c);
         busy = 0;
         engine_backlog = 0;
         if (c->ngone_fds > 0) {
@@ -323,7 +258,7 @@ cpar_controller_run(cpar_controller *c)
              * engines gone (bounded, so a flood cannot starve the clients). */
             for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && cpar__drain(c, CPAR__SIDE_ENGINE); k++)
                 ;
-            cpar__ctl_apply_disconnects(c, -1);
+            cpar__ctleng_apply_disconnects(c, -1);
         } else if (items[1].revents & ZMQ_POLLIN) {
             engine_backlog = cpar__drain(c, CPAR__SIDE_ENGINE);
             busy |= engine_backlog;
@@ -333,29 +268,35 @@ cpar_controller_run(cpar_controller *c)
                 (items[2].revents & ZMQ_POLLIN) && cpar__drain(c, CPAR__SIDE_CLIENT);
             busy |= client_backlog;
             /* Clients that vanished (controller_clients.c): their queued tasks go. */
-            cpar__ctl_clients_check(c, !client_backlog);
+            cpar__ctlcli_check(c, !client_backlog);
         }
-        now = cpar__ctl_mono_ms();
+        now = cpar__ctlout_mono_ms();
         /* Heartbeats may wait unread behind a backlog: judge silence once it is read,
          * unless the backlog lasts longer than a whole timeout. */
         if (now >= next_hb_check &&
             (!engine_backlog || now >= next_hb_check + (uint64_t)c->hb_timeout_ms)) {
-            cpar__ctl_check_heartbeats(c, now);
+            cpar__ctleng_check_heartbeats(c, now);
             next_hb_check = now + (uint64_t)check_every;
         }
-        busy |= cpar__ctl_tasks_run(c, now, now >= next_tick);
+        {
+            int more = cpar__ctltask_run(c, now, now >= next_tick);
+            /* Engines the sends found unreachable: gone now (their tasks retried). */
+            if (cpar__ctleng_reap_unreachable(c) > 0)
+                more = cpar__ctltask_more(c);
+            busy |= more;
+        }
         if (now >= next_tick)
             next_tick = now + CPAR__TASK_TICK_MS;
         /* After a burst of queued tasks (a map of 100,000 items) the allocator keeps the
          * freed pages: return them, so the controller's RSS follows what it holds. */
-        if (!busy && cpar__ctl_tasks_drained(c, CPAR__TRIM_AFTER_TASKS))
+        if (!busy && cpar__ctltask_drained(c, CPAR__TRIM_AFTER_TASKS))
             malloc_trim(0);
         if (now >= next_stats) {
             if (cpar__drops(c) != c->stats_logged)
                 cpar__log_stats(c, "counters");
             next_stats = now + CPAR__STATS_PERIOD_MS;
         }
-        if (cpar__ctl_hub_done(c, now)) {
+        if (cpar__ctleng_hub_done(c, now)) {
             cpar_log_write(&c->log, "shut down by a client: all engines gone");
             break;
         }
@@ -366,7 +307,7 @@ cpar_controller_run(cpar_controller *c)
         int told = 0;
         for (size_t i = 0; i < c->reg.nengines; i++)
             if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
-                cpar__ctl_stop_engine(c, (int32_t)i);
+                cpar__ctleng_stop(c, (int32_t)i);
                 told++;
             }
         c->graceful = 1;
@@ -422,14 +363,15 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     c->hb_timeout_ms = cfg->hb_timeout_ms ? cfg->hb_timeout_ms : 3000;
     cpar_registry_init(&c->reg);
     cpar_route_init(&c->route);
-    rc = cpar__ctl_tasks_new(c, cfg, err, errlen);
+    rc = cpar__ctltask_new(c, cfg, err, errlen);
     if (rc != 0)
         goto error;
-    rc = cpar__ctl_coalesce_new(c);
+    rc = cpar__ctlcoal_new(c);
     if (rc != 0) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
+    c->on_client_lost = cpar__ctlcoal_client_lost;
     rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
     if (rc != 0)
         goto error;
@@ -444,12 +386,6 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar_signer_new(cfg->key, cfg->keylen, &c->signer);
     if (rc != 0) {
         snprintf(err, errlen, "cannot make the signer: %s", cpar_strerror(rc));
-        goto error;
-    }
-    rc = CPAR_ENOMEM;
-    c->parts = calloc(CPAR_WIRE_MAX_FRAMES + 1, sizeof(zmq_msg_t));
-    if (c->parts == NULL) {
-        snprintf(err, errlen, "out of memory");
         goto error;
     }
     cpar_ids_init(&c->ids, (uint64_t)(uintptr_t)c, 0);
@@ -480,7 +416,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         rc = CPAR_EZMQ;
         goto error;
     }
-    rc = cpar__ctl_clients_monitor_open(c, err, errlen); /* controller_clients.c */
+    rc = cpar__ctlcli_monitor_open(c, err, errlen); /* controller_clients.c */
     if (rc != 0)
         goto error;
     cpar_log_write(&c->log,
@@ -556,7 +492,7 @@ cpar_controller_free(cpar_controller *c)
     }
     linger = c->graceful ? CPAR__LINGER_MS : 0;
     cpar_sock_monitor_close(c->esock, c->mon); /* the monitor stops before its PAIR closes */
-    cpar__ctl_clients_monitor_close(c);        /* the same for the client socket's monitor */
+    cpar__ctlcli_monitor_close(c);             /* the same for the client socket's monitor */
     if (c->esock) {
         zmq_setsockopt(c->esock, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(c->esock);
@@ -568,11 +504,10 @@ cpar_controller_free(cpar_controller *c)
     cpar_zap_close(&c->zap);
     if (c->zctx)
         zmq_ctx_term(c->zctx);
-    cpar__ctl_coalesce_free(c);
-    cpar__ctl_tasks_free(c);
+    cpar__ctlcoal_free(c);
+    cpar__ctltask_free(c);
     cpar_signer_free(c->signer);
     cpar_replay_free(&c->replay);
-    free(c->parts);
     free(c->gone_fds);
     cpar_route_free(&c->route);
     cpar_registry_free(&c->reg);

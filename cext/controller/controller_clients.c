@@ -1,5 +1,13 @@
-/* The controller's client side: CONNECT, request fan-out, INTERRUPT and SHUTDOWN
- * (controller_int.h). */
+/* The controller's client handler (cpar__ctlcli_*): every checked client message the loop
+ * hands down. CONNECT, request fan-out (EXECUTE, APPLY, INTERRUPT, RELEASE, PROBE),
+ * SHUTDOWN here; TASK, ABORT and QUERY go down to controller_taskmsg.c, COALESCE requests
+ * to controller_coalesce.c. Also clients that vanish (the client socket's monitor) and
+ * cancelling a lost client's tasks. Below it: controller_engines.c (engines to stop or
+ * declare gone), the task and coalesce layers, outbound.c (controller_int.h has the
+ * order).
+ *
+ * Ownership and threads: the controller's loop thread only; the cpar_controller is the
+ * loop's. No Python, no GIL. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,34 +17,15 @@
 #include <zmq.h>
 
 #include "controller_int.h"
+#include "outbound.h"
 #include "errors.h"
 #include "shm.h"
 #include "sock.h"
 
-/* Signs and sends m (consumed) to the client in `slot`; forgets the client when it is
- * unreachable. */
-void
-cpar__ctl_send_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
-{
-    cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
-    int rc;
-    if (cl == NULL) {
-        c->cnt.client_gone++;
-        cpar_msg_close(m);
-        return;
-    }
-    rc = cpar_wire_send(c->csock, c->signer, cl->ident, cl->identlen, m, ZMQ_DONTWAIT);
-    if (rc != 0 && cpar__ctl_send_failed(c, zmq_errno())) {
-        c->cnt.client_gone++;
-        cpar__ctl_client_lost(c, slot);
-    }
-    cpar_msg_close(m);
-}
-
 /* ---- clients that vanish ------------------------------------------------------------- */
 
 int
-cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen)
+cpar__ctlcli_monitor_open(cpar_controller *c, char *err, size_t errlen)
 {
     c->cmon =
         cpar_sock_monitor_open(c->zctx, c->csock, ZMQ_EVENT_DISCONNECTED, "controller-client", c);
@@ -48,7 +37,7 @@ cpar__ctl_clients_monitor_open(cpar_controller *c, char *err, size_t errlen)
 }
 
 void
-cpar__ctl_clients_monitor_close(cpar_controller *c)
+cpar__ctlcli_monitor_close(cpar_controller *c)
 {
     cpar_sock_monitor_close(c->csock, c->cmon);
     c->cmon = NULL;
@@ -58,28 +47,6 @@ cpar__ctl_clients_monitor_close(cpar_controller *c)
     c->lost_slots = NULL;
 }
 
-void
-cpar__ctl_client_lost(cpar_controller *c, uint32_t slot)
-{
-    if (cpar_registry_client_at(&c->reg, slot) == NULL)
-        return;
-    cpar__ctl_coalesce_client_lost(c, slot);
-    cpar_registry_client_remove(&c->reg, slot);
-    c->cnt.clients_lost++;
-    if (c->nlost == c->caplost) {
-        size_t n = c->caplost ? c->caplost * 2 : 16;
-        uint32_t *nl = realloc(c->lost_slots, n * sizeof(*nl));
-        if (nl == NULL) {
-            /* Its queued tasks then run and their replies are dropped (as before). */
-            cpar_log_write(&c->log, "client %u lost; out of memory noting it", (unsigned)slot);
-            return;
-        }
-        c->lost_slots = nl;
-        c->caplost = n;
-    }
-    c->lost_slots[c->nlost++] = slot;
-}
-
 /* Cancels the queued tasks of the clients found lost. Runs at safe points only (never
  * inside task bookkeeping): the loop's check and the start of a client's message. */
 static void
@@ -87,7 +54,7 @@ cpar__cancel_lost(cpar_controller *c)
 {
     while (c->nlost > 0) {
         uint32_t slot = c->lost_slots[--c->nlost];
-        size_t running = 0, cancelled = cpar__ctl_tasks_client_lost(c, slot, &running);
+        size_t running = 0, cancelled = cpar__ctltask_client_lost(c, slot, &running);
         c->cnt.tasks_cancelled += cancelled;
         cpar_log_write(&c->log,
                        "client %u gone: %zu queued task(s) cancelled, %zu running task(s) "
@@ -100,24 +67,13 @@ cpar__cancel_lost(cpar_controller *c)
 static void
 cpar__read_client_monitor(cpar_controller *c)
 {
-    for (;;) {
-        uint16_t event;
-        uint32_t value;
-
-        if (!cpar_sock_monitor_read(c->cmon, &event, &value))
-            return;
-        if (event != ZMQ_EVENT_DISCONNECTED)
-            continue;
-        if (c->nclient_gone_fds == c->capclient_gone_fds) {
-            size_t n = c->capclient_gone_fds ? c->capclient_gone_fds * 2 : 16;
-            int *nf = realloc(c->client_gone_fds, n * sizeof(*nf));
-            if (nf == NULL)
-                continue; /* that client is noticed when a send to it fails */
-            c->client_gone_fds = nf;
-            c->capclient_gone_fds = n;
-        }
-        c->client_gone_fds[c->nclient_gone_fds++] = (int)value;
-    }
+    int fd, rc;
+    /* With no room to note a closed connection, its client is noticed when a send to it
+     * fails. */
+    while ((rc = cpar__ctlout_monitor_next(c->cmon, &fd)) >= 0)
+        if (rc == 1)
+            (void)cpar__ctlout_fds_push(&c->client_gone_fds, &c->nclient_gone_fds,
+                                        &c->capclient_gone_fds, fd);
 }
 
 /* Declares lost the clients of the first `upto` recorded closed connections, or of
@@ -137,14 +93,14 @@ cpar__apply_client_disconnects(cpar_controller *c, size_t upto, int only_fd)
             ready--;
         slot = cpar_registry_client_by_fd(&c->reg, fd);
         if (slot >= 0)
-            cpar__ctl_client_lost(c, (uint32_t)slot);
+            cpar__ctlout_client_lost(c, (uint32_t)slot);
     }
     c->nclient_gone_fds = kept;
     c->nclient_gone_ready = ready;
 }
 
 void
-cpar__ctl_clients_check(cpar_controller *c, int drained)
+cpar__ctlcli_check(cpar_controller *c, int drained)
 {
     if (c->cmon == NULL)
         return;
@@ -153,94 +109,6 @@ cpar__ctl_clients_check(cpar_controller *c, int drained)
     cpar__cancel_lost(c);
     cpar__read_client_monitor(c);
     c->nclient_gone_ready = c->nclient_gone_fds;
-}
-
-void
-cpar__ctl_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply)
-{
-    cpar_reg_engine *e = cpar_registry_engine(&c->reg, engine);
-    uint8_t target[4];
-    cpar_msg m;
-    if (!(reply->h.flags & CPAR_FLAG_SHM) || e == NULL)
-        return;
-    for (int b = 0; b < 4; b++)
-        target[b] = (uint8_t)((uint32_t)engine >> (8 * b));
-    cpar__ctl_msg_new(c, &m, CPAR_MSG_RELEASE);
-    m.h.flags = CPAR_FLAG_TARGETED;
-    m.h.target = engine;
-    if (cpar_msg_add_copy(&m, target, sizeof(target)) != 0 ||
-        cpar_msg_add_copy(&m, reply->h.parent, CPAR_WIRE_ID_SIZE) != 0) {
-        cpar_msg_close(&m);
-        return;
-    }
-    /* Called inside reply handling: a failed send is only counted (the engine's death,
-     * if that is what it means, is noticed by its disconnect or its heartbeats). */
-    if (cpar_wire_send(c->esock, c->signer, e->ident, e->identlen, &m, ZMQ_DONTWAIT) != 0)
-        cpar__ctl_send_failed(c, zmq_errno());
-    cpar_msg_close(&m);
-}
-
-void
-cpar__ctl_error_to(cpar_controller *c, const uint8_t *ident, size_t identlen, int32_t slot,
-                   const uint8_t *parent, int32_t engine, int code, const char *fmt, ...)
-{
-    char text[512];
-    va_list ap;
-    cpar_msg m;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(text))
-        n = (int)sizeof(text) - 1;
-    cpar__ctl_msg_new(c, &m, CPAR_MSG_ERROR);
-    m.h.engine = engine;
-    m.h.status = code;
-    if (parent)
-        memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
-    if (cpar_msg_add_copy(&m, text, (size_t)n) != 0) {
-        cpar_msg_close(&m);
-        return;
-    }
-    if (slot >= 0) {
-        cpar__ctl_send_client(c, (uint32_t)slot, &m);
-        return;
-    }
-    if (cpar_wire_send(c->csock, c->signer, ident, identlen, &m, ZMQ_DONTWAIT) != 0)
-        cpar__ctl_send_failed(c, zmq_errno());
-    cpar_msg_close(&m);
-}
-
-void
-cpar__ctl_broadcast_event(cpar_controller *c, int32_t engine, int status)
-{
-    for (size_t i = 0; i < c->reg.nclients; i++) {
-        cpar_msg m;
-        if (!c->reg.clients[i].live)
-            continue;
-        cpar__ctl_msg_new(c, &m, CPAR_MSG_ENGINE_EVENT);
-        m.h.engine = engine;
-        m.h.status = status;
-        /* A registered engine's shared-memory locality token (clients ignore it or use it
-         * to decide on the shared-memory path). */
-        if (status && engine >= 0 && (size_t)engine < c->reg.nengines) {
-            const cpar_reg_engine *e = &c->reg.engines[engine];
-            char who[300];
-            int n = snprintf(who, sizeof(who), "%d %s", (int)e->pid, e->host ? e->host : "?");
-            if (n < 0 || (size_t)n >= sizeof(who))
-                n = 0;
-            /* 0: the shm token (maybe empty); 1: "pid host", as in CONNECT_REPLY. */
-            if (cpar_msg_add_copy(&m, e->shm ? e->shm : "", e->shm ? strlen(e->shm) : 0) != 0 ||
-                cpar_msg_add_copy(&m, who, (size_t)n) != 0) {
-                cpar_msg_close(&m);
-                continue;
-            }
-        }
-        cpar__ctl_send_client(c, (uint32_t)i, &m);
-    }
 }
 
 static void
@@ -262,7 +130,7 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
         if (cl != NULL && sscanf(line, "pid=%lu", &pid) == 1 && pid > 0 && pid <= INT32_MAX)
             cl->pid = (uint32_t)pid;
     }
-    cpar__ctl_msg_new(c, &m, CPAR_MSG_CONNECT_REPLY);
+    cpar__ctlout_msg_new(c, &m, CPAR_MSG_CONNECT_REPLY);
     memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     for (size_t i = 0; i < c->reg.nengines; i++)
         if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
@@ -292,7 +160,7 @@ cpar__on_connect(cpar_controller *c, int32_t slot, const cpar_msg *req)
     if (cpar_msg_add_copy(&m, ids, n * 4) != 0 || cpar_msg_add_copy(&m, text, pos) != 0 ||
         cpar_msg_add_copy(&m, shm, shmpos) != 0)
         goto error;
-    cpar__ctl_send_client(c, (uint32_t)slot, &m);
+    cpar__ctlout_send_client(c, (uint32_t)slot, &m);
     free(ids);
     free(text);
     free(shm);
@@ -302,8 +170,7 @@ error:
     free(ids);
     free(text);
     free(shm);
-    cpar__ctl_error_to(c, NULL, 0, slot, req->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                       "controller out of memory");
+    cpar__ctlout_error(c, slot, req->h.msg_id, CPAR_ENOMEM, "controller out of memory");
 }
 
 /* Checks a TARGETED request's list: returns its length, or -1 after an ERROR reply. */
@@ -312,25 +179,23 @@ cpar__check_targets(cpar_controller *c, int32_t slot, const cpar_msg *m)
 {
     int n;
     if (c->hub_stopping) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
-                           "the controller is shutting down");
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ESHUTDOWN, "the controller is shutting down");
         return -1;
     }
     if (!(m->h.flags & CPAR_FLAG_TARGETED)) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EINVAL,
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EINVAL,
                            "request without a target list (flag TARGETED)");
         return -1;
     }
     n = cpar_wire_targets(m);
     if (n < 0) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
-                           "malformed target list");
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EPROTO, "malformed target list");
         return -1;
     }
     for (int i = 0; i < n; i++) {
         int32_t t = cpar_wire_target_at(m, (size_t)i);
         if (!cpar_registry_engine_live(&c->reg, t)) {
-            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOENGINE,
+            cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ENOENGINE,
                                "no engine %d (not registered, or gone)", (int)t);
             return -1;
         }
@@ -346,22 +211,12 @@ cpar__fan_out(cpar_controller *c, cpar_msg *m, int n)
     int any_gone = 0;
     for (int i = 0; i < n; i++) {
         int32_t t = cpar_wire_target_at(m, (size_t)i);
-        cpar_reg_engine *e = &c->reg.engines[t];
-        if (cpar_wire_forward(c->esock, e->ident, e->identlen, m, i + 1 < n) != 0 &&
-            cpar__ctl_send_failed(c, zmq_errno())) {
-            e->unreachable = 1;
-            any_gone = 1;
-        }
+        any_gone |= cpar__ctlout_forward_engine(c, t, m, i + 1 < n);
         if (i + 1 == n)
             break; /* the frames are gone: m's target list with them */
     }
-    if (!any_gone)
-        return;
-    for (size_t t = 0; t < c->reg.nengines; t++)
-        if (c->reg.engines[t].unreachable) {
-            c->reg.engines[t].unreachable = 0;
-            cpar__ctl_engine_gone(c, (int32_t)t, "unreachable");
-        }
+    if (any_gone)
+        cpar__ctleng_reap_unreachable(c);
 }
 
 /* Refuses a target list naming an engine twice (one message must not fan out more
@@ -375,8 +230,7 @@ cpar__check_unique(cpar_controller *c, int32_t slot, const cpar_msg *m, int n)
         return 0;
     seen = calloc(CPAR_ENGINE_ID_LIMIT / 8, 1);
     if (seen == NULL) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                           "controller out of memory");
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ENOMEM, "controller out of memory");
         return -1;
     }
     for (int i = 0; i < n; i++) {
@@ -384,8 +238,8 @@ cpar__check_unique(cpar_controller *c, int32_t slot, const cpar_msg *m, int n)
         uint8_t bit = (uint8_t)(1u << (t & 7));
         if (t < 0 || t >= CPAR_ENGINE_ID_LIMIT || (seen[t >> 3] & bit)) {
             free(seen);
-            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, t, CPAR_EINVAL,
-                               "engine %d is named twice in the target list", (int)t);
+            cpar__ctlout_error_about(c, slot, m->h.msg_id, t, CPAR_EINVAL,
+                                     "engine %d is named twice in the target list", (int)t);
             return -1;
         }
         seen[t >> 3] |= bit;
@@ -406,7 +260,7 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
         cpar_reg_client *cl = cpar_registry_client_at(&c->reg, slot);
         uint32_t named = cpar_shm_sender_pid(m), own = cl != NULL ? cl->pid : 0;
         if (named == 0 || named != own) {
-            cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
+            cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EPROTO,
                                "shared-memory descriptors naming pid %u refused: this client's "
                                "CONNECT %s",
                                (unsigned)named, own ? "named another process" : "named no pid");
@@ -426,18 +280,17 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
             while (i-- > 0)
                 cpar_route_remove(&c->route, m->h.msg_id, cpar_wire_target_at(m, (size_t)i), NULL);
             if (rc == CPAR_EINVAL)
-                cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, bad, CPAR_EINVAL,
-                                   "duplicate request: this msg_id is already outstanding on "
-                                   "engine %d",
-                                   (int)bad);
+                cpar__ctlout_error_about(c, slot, m->h.msg_id, bad, CPAR_EINVAL,
+                                         "duplicate request: this msg_id is already outstanding on "
+                                         "engine %d",
+                                         (int)bad);
             else
-                cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc,
-                                   "controller out of memory");
+                cpar__ctlout_error(c, slot, m->h.msg_id, rc, "controller out of memory");
             return;
         }
         if ((m->h.flags & CPAR_FLAG_COALESCE) &&
             (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY))
-            cpar__ctl_coalesce_open(c, (uint32_t)slot, m, n);
+            cpar__ctlcoal_open(c, (uint32_t)slot, m, n);
     }
     cpar__fan_out(c, m, n);
 }
@@ -457,32 +310,33 @@ cpar__on_shutdown(cpar_controller *c, int32_t slot, cpar_msg *m)
         for (int i = 0; i < n; i++) {
             int32_t t = cpar_wire_target_at(m, (size_t)i);
             if (cpar_registry_engine_live(&c->reg, t)) {
-                cpar__ctl_stop_engine(c, t);
+                cpar__ctleng_stop(c, t);
                 stopped++;
             }
         }
     } else if (hub) {
         for (size_t i = 0; i < c->reg.nengines; i++)
             if (c->reg.engines[i].state == CPAR_ENGINE_LIVE) {
-                cpar__ctl_stop_engine(c, (int32_t)i);
+                cpar__ctleng_stop(c, (int32_t)i);
                 stopped++;
             }
     }
     cpar_log_write(&c->log, "SHUTDOWN from client %d: %d engine(s) told to stop%s", (int)slot,
                    stopped, hub ? ", controller stopping" : "");
-    cpar__ctl_msg_new(c, &r, CPAR_MSG_SHUTDOWN_REPLY);
+    cpar__ctlout_msg_new(c, &r, CPAR_MSG_SHUTDOWN_REPLY);
     memcpy(r.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
-    cpar__ctl_send_client(c, (uint32_t)slot, &r);
+    cpar__ctlout_send_client(c, (uint32_t)slot, &r);
     if (hub && !c->hub_stopping) {
         c->hub_stopping = 1;
         c->graceful = 1;
-        c->hub_deadline_ms = cpar__ctl_mono_ms() + (uint64_t)c->hb_timeout_ms;
-        cpar__ctl_tasks_shutdown(c);
+        c->hub_deadline_ms = cpar__ctlout_mono_ms() + (uint64_t)c->hb_timeout_ms;
+        cpar__ctltask_shutdown(c);
     }
 }
 
 void
-cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
+cpar__ctlcli_on_message(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
+                        cpar_msg *m)
 {
     int32_t slot, known = -1;
     if (fd >= 0 && c->cmon != NULL &&
@@ -497,13 +351,13 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         cpar__apply_client_disconnects(c, c->nclient_gone_fds, fd);
         old = cpar_registry_client_by_fd(&c->reg, fd);
         if (old >= 0)
-            cpar__ctl_client_lost(c, (uint32_t)old);
+            cpar__ctlout_client_lost(c, (uint32_t)old);
     }
     cpar__cancel_lost(c);
     slot = cpar_registry_client(&c->reg, ident, identlen);
     if (slot < 0 || cpar_registry_client_set_fd(&c->reg, (uint32_t)slot, fd) != 0) {
-        cpar__ctl_error_to(c, ident, identlen, -1, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                           "controller out of memory");
+        cpar__ctlout_error_ident(c, ident, identlen, m->h.msg_id, CPAR_ENOMEM,
+                                 "controller out of memory");
         return;
     }
     switch (m->h.type) {
@@ -521,17 +375,18 @@ cpar__ctl_on_client(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         cpar__on_shutdown(c, slot, m);
         return;
     case CPAR_MSG_TASK:
-        cpar__ctl_on_task(c, slot, m);
+        cpar__ctltask_on_task(c, slot, m);
         return;
     case CPAR_MSG_ABORT:
-        cpar__ctl_on_abort(c, slot, m);
+        cpar__ctltask_on_abort(c, slot, m);
+        cpar__ctleng_reap_unreachable(c);
         return;
     case CPAR_MSG_QUERY:
-        cpar__ctl_on_query(c, slot, m);
+        cpar__ctltask_on_query(c, slot, m);
         return;
     default:
         c->cnt.unexpected[CPAR__SIDE_CLIENT]++;
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ETYPE,
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ETYPE,
                            "message type %d is not a client request", m->h.type);
         return;
     }

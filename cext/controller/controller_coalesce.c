@@ -9,13 +9,19 @@
  * goes to the client at once, one message per engine, and so does everything after.
  * The client handles both forms alike.
  *
- * Ownership and threads: the controller's loop thread only (controller_int.h). */
+ * Called down into by controller_engines.c (replies, engine death) and
+ * controller_clients.c (requests); calls only outbound.c (cpar__ctlcoal_*). The loop
+ * installs cpar__ctlcoal_client_lost as the controller's on_client_lost hook.
+ *
+ * Ownership and threads: the controller's loop thread only (controller_int.h). No Python,
+ * no GIL. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "controller_int.h"
+#include "outbound.h"
 #include "errors.h"
 #include "idmap.h"
 
@@ -64,7 +70,7 @@ cpar__env_u64(const char *name, uint64_t dflt)
 }
 
 int
-cpar__ctl_coalesce_new(cpar_controller *c)
+cpar__ctlcoal_new(cpar_controller *c)
 {
     struct cpar__coalesce *k = calloc(1, sizeof(*k));
     uint64_t req;
@@ -97,7 +103,7 @@ cpar__drop(cpar_controller *c, uint32_t i, int release)
     uint8_t key[CPAR__COAL_KEY];
     for (uint32_t p = 0; p < e->n; p++) {
         if (e->parts[p].held && release && e->parts[p].msg.h.type == CPAR_MSG_REPLY)
-            cpar__ctl_release_for_lost(c, e->parts[p].engine, &e->parts[p].msg);
+            cpar__ctlout_release_for_lost(c, e->parts[p].engine, &e->parts[p].msg);
         cpar_msg_close(&e->parts[p].msg);
     }
     free(e->parts);
@@ -111,7 +117,7 @@ cpar__drop(cpar_controller *c, uint32_t i, int release)
 }
 
 void
-cpar__ctl_coalesce_free(cpar_controller *c)
+cpar__ctlcoal_free(cpar_controller *c)
 {
     struct cpar__coalesce *k = c->coal;
     if (k == NULL)
@@ -133,7 +139,7 @@ cpar__cmp_part(const void *a, const void *b)
 }
 
 void
-cpar__ctl_coalesce_open(cpar_controller *c, uint32_t slot, const cpar_msg *req, int n)
+cpar__ctlcoal_open(cpar_controller *c, uint32_t slot, const cpar_msg *req, int n)
 {
     struct cpar__coalesce *k = c->coal;
     uint8_t key[CPAR__COAL_KEY];
@@ -228,10 +234,10 @@ cpar__flush(cpar_controller *c, uint32_t i, const char *why)
         if (!e->parts[p].held)
             continue;
         if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, &e->parts[p].msg, 0) != 0 &&
-            cpar__ctl_send_failed(c, zmq_errno())) {
+            cpar__ctlout_send_failed(c, zmq_errno())) {
             c->cnt.client_gone++;
             cpar__drop(c, i, 1);
-            cpar__ctl_client_lost(c, slot);
+            cpar__ctlout_client_lost(c, slot);
             return;
         }
         e->parts[p].held = 0;
@@ -263,7 +269,7 @@ cpar__complete(cpar_controller *c, uint32_t i)
         for (int b = 0; b < 4; b++)
             index[4 + 4 * p + (uint32_t)b] = (uint8_t)(nf >> (8 * b));
     }
-    cpar__ctl_msg_new(c, &out, CPAR_MSG_REPLY);
+    cpar__ctlout_msg_new(c, &out, CPAR_MSG_REPLY);
     out.h.flags = CPAR_FLAG_COALESCE;
     memcpy(out.h.parent, e->msg_id, CPAR_WIRE_ID_SIZE);
     rc = cpar_msg_add_copy(&out, index, 4 + 4 * (size_t)e->n);
@@ -278,12 +284,12 @@ cpar__complete(cpar_controller *c, uint32_t i)
         /* Out of memory midway: the moved frames are out's now; the parts are gone. */
         cpar_msg_close(&out);
         cpar__drop(c, i, 1);
-        cpar__ctl_error_to(c, NULL, 0, (int32_t)slot, msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
+        cpar__ctlout_error(c, (int32_t)slot, msg_id, CPAR_ENOMEM,
                            "controller out of memory combining a coalesced reply");
         return;
     }
     cpar__drop(c, i, 0);
-    cpar__ctl_send_client(c, slot, &out);
+    cpar__ctlout_send_client(c, slot, &out);
 }
 
 /* Takes *m (its frames move) into entry i's part for engine; sends the whole when it was
@@ -319,7 +325,7 @@ cpar__take(cpar_controller *c, uint32_t i, int32_t engine, cpar_msg *m)
 }
 
 int
-cpar__ctl_coalesce_reply(cpar_controller *c, uint32_t slot, int32_t engine, cpar_msg *m)
+cpar__ctlcoal_reply(cpar_controller *c, uint32_t slot, int32_t engine, cpar_msg *m)
 {
     uint32_t i;
     if (cpar__find(c, slot, m->h.parent, &i) == NULL)
@@ -328,39 +334,31 @@ cpar__ctl_coalesce_reply(cpar_controller *c, uint32_t slot, int32_t engine, cpar
 }
 
 void
-cpar__ctl_part_error(cpar_controller *c, uint32_t slot, const uint8_t *parent, int32_t engine,
-                     int code, const char *fmt, ...)
+cpar__ctlcoal_part_error(cpar_controller *c, uint32_t slot, const uint8_t *parent, int32_t engine,
+                         int code, const char *fmt, ...)
 {
     char text[512];
     va_list ap;
     cpar_msg m;
     uint32_t i;
-    int n;
+    size_t n;
 
     va_start(ap, fmt);
-    n = vsnprintf(text, sizeof(text), fmt, ap);
+    n = cpar__ctlout_vformat(text, sizeof(text), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(text))
-        n = (int)sizeof(text) - 1;
-    if (cpar__find(c, slot, parent, &i) != NULL) {
-        cpar__ctl_msg_new(c, &m, CPAR_MSG_ERROR);
-        m.h.engine = engine;
-        m.h.status = code;
-        memcpy(m.h.parent, parent, CPAR_WIRE_ID_SIZE);
-        if (cpar_msg_add_copy(&m, text, (size_t)n) == 0 && cpar_wire_seal(c->signer, &m) == 0 &&
-            cpar__take(c, i, engine, &m)) {
+    if (cpar__find(c, slot, parent, &i) != NULL &&
+        cpar__ctlout_error_msg(c, &m, parent, engine, code, text, n) == 0) {
+        if (cpar_wire_seal(c->signer, &m) == 0 && cpar__take(c, i, engine, &m)) {
             cpar_msg_close(&m);
             return;
         }
         cpar_msg_close(&m);
     }
-    cpar__ctl_error_to(c, NULL, 0, (int32_t)slot, parent, engine, code, "%.*s", n, text);
+    cpar__ctlout_error_about(c, (int32_t)slot, parent, engine, code, "%.*s", (int)n, text);
 }
 
 void
-cpar__ctl_coalesce_client_lost(cpar_controller *c, uint32_t slot)
+cpar__ctlcoal_client_lost(cpar_controller *c, uint32_t slot)
 {
     struct cpar__coalesce *k = c->coal;
     if (k == NULL || k->nused == 0)

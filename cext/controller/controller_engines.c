@@ -1,5 +1,12 @@
-/* The controller's engine side: registration, heartbeats, replies and engine death
- * (controller_int.h). */
+/* The controller's engine handler (cpar__ctleng_*): every checked engine message the loop
+ * hands down (REGISTER, HEARTBEAT, REPLY and STREAM routing), the engine socket's monitor,
+ * heartbeat checks, and engine death: cpar__ctleng_gone, the one place an engine is
+ * declared gone, and cpar__ctleng_reap_unreachable for engines a lower layer's send found
+ * unreachable. Below it: the task and coalesce layers and outbound.c (controller_int.h
+ * has the order); above it the loop and controller_clients.c.
+ *
+ * Ownership and threads: the controller's loop thread only; the cpar_controller is the
+ * loop's. No Python, no GIL. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,31 +16,15 @@
 #include <zmq.h>
 
 #include "controller_int.h"
+#include "outbound.h"
 #include "errors.h"
 #include "shm.h"
 #include "sock.h"
 
-/* Signs and sends m (consumed) to engine id; returns 1 when the engine is unreachable. */
-int
-cpar__ctl_send_engine(cpar_controller *c, int32_t id, cpar_msg *m)
-{
-    cpar_reg_engine *e = cpar_registry_engine(&c->reg, id);
-    int rc, gone = 0;
-    if (e == NULL) {
-        cpar_msg_close(m);
-        return 1;
-    }
-    rc = cpar_wire_send(c->esock, c->signer, e->ident, e->identlen, m, ZMQ_DONTWAIT);
-    if (rc != 0)
-        gone = cpar__ctl_send_failed(c, zmq_errno());
-    cpar_msg_close(m);
-    return gone;
-}
-
 /* Declares engine id gone: fails what it owed (ERROR CPAR_EENGINEDEAD to each sender),
  * forgets it and tells every client. `why` completes "engine N died (...)". */
 void
-cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
+cpar__ctleng_gone(cpar_controller *c, int32_t id, const char *why)
 {
     cpar_reg_engine *e = cpar_registry_engine(&c->reg, id);
     cpar_route_entry ent;
@@ -44,49 +35,48 @@ cpar__ctl_engine_gone(cpar_controller *c, int32_t id, const char *why)
         return;
     stopping = e->state == CPAR_ENGINE_STOPPING;
     cpar_registry_engine_remove(&c->reg, id);
-    cpar__ctl_tasks_engine_removed(c, id);
+    cpar__ctltask_engine_removed(c, id);
     while (cpar_route_pop_engine(&c->route, id, &ent)) {
         failed++;
-        if (cpar__ctl_task_engine_died(c, &ent, id, why))
+        if (cpar__ctltask_engine_died(c, &ent, id, why))
             continue;
-        cpar__ctl_part_error(c, ent.client, ent.msg_id, id, CPAR_EENGINEDEAD, "engine %d %s (%s)",
-                             id, stopping ? "stopped" : "died", why);
+        cpar__ctlcoal_part_error(c, ent.client, ent.msg_id, id, CPAR_EENGINEDEAD,
+                                 "engine %d %s (%s)", id, stopping ? "stopped" : "died", why);
     }
     cpar_log_write(&c->log, "engine %d (pid %d, host %s) %s: %s; %llu request(s) failed", id,
                    (int)e->pid, e->host ? e->host : "?", stopping ? "stopped" : "died", why,
                    (unsigned long long)failed);
-    cpar__ctl_broadcast_event(c, id, 0);
+    cpar__ctlout_broadcast_event(c, id, 0);
+}
+
+int
+cpar__ctleng_reap_unreachable(cpar_controller *c)
+{
+    int n = 0;
+    for (size_t i = 0; i < c->reg.nengines; i++)
+        if (c->reg.engines[i].unreachable) {
+            c->reg.engines[i].unreachable = 0;
+            cpar__ctleng_gone(c, (int32_t)i, "unreachable");
+            n++;
+        }
+    return n;
 }
 
 void
-cpar__ctl_read_monitor(cpar_controller *c)
+cpar__ctleng_read_monitor(cpar_controller *c)
 {
-    for (;;) {
-        uint16_t event;
-        uint32_t value;
-
-        if (!cpar_sock_monitor_read(c->mon, &event, &value))
-            return;
-        if (event != ZMQ_EVENT_DISCONNECTED || cpar_registry_engine_by_fd(&c->reg, (int)value) < 0)
+    int fd, rc;
+    while ((rc = cpar__ctlout_monitor_next(c->mon, &fd)) >= 0) {
+        if (rc != 1 || cpar_registry_engine_by_fd(&c->reg, fd) < 0)
             continue;
-        if (c->ngone_fds == c->capgone_fds) {
-            size_t n = c->capgone_fds ? c->capgone_fds * 2 : 16;
-            int *nf = realloc(c->gone_fds, n * sizeof(*nf));
-            if (nf == NULL) {
-                /* No room to defer: declare it gone now (a last REPLY may be lost). */
-                cpar__ctl_engine_gone(c, cpar_registry_engine_by_fd(&c->reg, (int)value),
-                                      "connection closed");
-                continue;
-            }
-            c->gone_fds = nf;
-            c->capgone_fds = n;
-        }
-        c->gone_fds[c->ngone_fds++] = (int)value;
+        if (cpar__ctlout_fds_push(&c->gone_fds, &c->ngone_fds, &c->capgone_fds, fd) != 0)
+            /* No room to defer: declare it gone now (a last REPLY may be lost). */
+            cpar__ctleng_gone(c, cpar_registry_engine_by_fd(&c->reg, fd), "connection closed");
     }
 }
 
 void
-cpar__ctl_apply_disconnects(cpar_controller *c, int only_fd)
+cpar__ctleng_apply_disconnects(cpar_controller *c, int only_fd)
 {
     size_t kept = 0;
     for (size_t i = 0; i < c->ngone_fds; i++) {
@@ -98,7 +88,7 @@ cpar__ctl_apply_disconnects(cpar_controller *c, int only_fd)
         }
         id = cpar_registry_engine_by_fd(&c->reg, fd);
         if (id >= 0)
-            cpar__ctl_engine_gone(c, id, "connection closed");
+            cpar__ctleng_gone(c, id, "connection closed");
     }
     c->ngone_fds = kept;
 }
@@ -141,13 +131,12 @@ cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, 
         n = 0;
     if ((size_t)n >= sizeof(text))
         n = (int)sizeof(text) - 1;
-    cpar__ctl_msg_new(c, &m, CPAR_MSG_REGISTER_REPLY);
+    cpar__ctlout_msg_new(c, &m, CPAR_MSG_REGISTER_REPLY);
     memcpy(m.h.parent, req->h.msg_id, CPAR_WIRE_ID_SIZE);
     m.h.engine = id;
     m.h.status = status;
-    if (cpar_msg_add_copy(&m, text, (size_t)n) == 0 &&
-        cpar_wire_send(c->esock, c->signer, ident, identlen, &m, ZMQ_DONTWAIT) != 0)
-        cpar__ctl_send_failed(c, zmq_errno());
+    if (cpar_msg_add_copy(&m, text, (size_t)n) == 0)
+        cpar__ctlout_send_engine_ident(c, ident, identlen, &m);
     cpar_msg_close(&m);
 }
 
@@ -161,8 +150,8 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     /* A closed connection whose fd this one reuses must be applied before fd is mapped
      * again. Its messages all came before this REGISTER, so it is safe to do now. */
     if (fd >= 0) {
-        cpar__ctl_read_monitor(c);
-        cpar__ctl_apply_disconnects(c, fd);
+        cpar__ctleng_read_monitor(c);
+        cpar__ctleng_apply_disconnects(c, fd);
     }
     id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
     if (id >= 0) {
@@ -215,9 +204,9 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     /* Another engine on the same fd means that engine's connection is gone. */
     other = cpar_registry_engine_by_fd(&c->reg, fd);
     if (other >= 0)
-        cpar__ctl_engine_gone(c, other, "connection replaced");
+        cpar__ctleng_gone(c, other, "connection replaced");
     if (cpar_registry_engine_add(&c->reg, id, ident, identlen, fd, (int32_t)pid, host,
-                                 cpar__ctl_mono_ms()) != 0) {
+                                 cpar__ctlout_mono_ms()) != 0) {
         cpar_log_write(&c->log, "registration failed: out of memory");
         cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM,
                              "the controller is out of memory");
@@ -225,7 +214,7 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     }
     /* The scheduler takes every id the registry gives (one limit), so only memory can
      * fail here; an engine the scheduler does not know would silently get no tasks. */
-    if (cpar__ctl_tasks_engine_added(c, id) != 0) {
+    if (cpar__ctltask_engine_added(c, id) != 0) {
         cpar_registry_engine_remove(&c->reg, id);
         cpar_log_write(&c->log, "registration of engine %d failed: the scheduler refused it",
                        (int)id);
@@ -242,11 +231,12 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
     }
     cpar__register_reply(c, ident, identlen, m, id, 0, NULL);
     cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);
-    cpar__ctl_broadcast_event(c, id, 1);
+    cpar__ctlout_broadcast_event(c, id, 1);
 }
 
 void
-cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
+cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd,
+                        cpar_msg *m)
 {
     int32_t id;
     uint32_t slot;
@@ -264,12 +254,10 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
             /* An engine we declared dead (or never knew) still beats: tell it to go, so
              * it cannot linger as a zombie whose work nobody awaits. */
             cpar_msg s;
-            cpar__ctl_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
+            cpar__ctlout_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
             s.h.target = m->h.engine;
             s.h.status = CPAR_EENGINEDEAD;
-            if (cpar_wire_send(c->esock, c->signer, ident, identlen, &s, ZMQ_DONTWAIT) != 0)
-                cpar__ctl_send_failed(c, zmq_errno());
-            cpar_msg_close(&s);
+            cpar__ctlout_send_engine_ident(c, ident, identlen, &s);
         }
         if (cpar_log_ratelimit(c->cnt.unknown_engine))
             cpar_log_write(&c->log, "dropped type %d message from an unknown engine (%llu so far)",
@@ -277,16 +265,16 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         return;
     }
     e = &c->reg.engines[id];
-    e->last_seen_ms = cpar__ctl_mono_ms();
+    e->last_seen_ms = cpar__ctlout_mono_ms();
     switch (m->h.type) {
     case CPAR_MSG_HEARTBEAT: {
         cpar_msg echo;
-        cpar__ctl_msg_new(c, &echo, CPAR_MSG_HEARTBEAT);
+        cpar__ctlout_msg_new(c, &echo, CPAR_MSG_HEARTBEAT);
         memcpy(echo.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
         echo.h.engine = id;
         echo.h.target = id;
-        if (cpar__ctl_send_engine(c, id, &echo))
-            cpar__ctl_engine_gone(c, id, "unreachable");
+        if (cpar__ctlout_send_engine(c, id, &echo))
+            cpar__ctleng_gone(c, id, "unreachable");
         return;
     }
     case CPAR_MSG_REPLY:
@@ -305,13 +293,13 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
             return;
         }
         if (m->h.type == CPAR_MSG_REPLY) {
-            if (cpar__ctl_task_reply(c, id, m))
+            if (cpar__ctltask_reply(c, id, m))
                 return;
         }
         found = m->h.type == CPAR_MSG_REPLY ? cpar_route_remove(&c->route, m->h.parent, id, &slot)
                                             : cpar_route_find(&c->route, m->h.parent, id, &slot);
         if (found && m->h.type == CPAR_MSG_REPLY)
-            cpar__ctl_count_reply(c, id);
+            cpar__ctltask_count_reply(c, id);
         if (!found) {
             c->cnt.unroutable++;
             if (cpar_log_ratelimit(c->cnt.unroutable))
@@ -326,28 +314,24 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
         if (cl == NULL) {
             c->cnt.client_gone++;
             if (m->h.type == CPAR_MSG_REPLY)
-                cpar__ctl_release_for_lost(c, id, m);
+                cpar__ctlout_release_for_lost(c, id, m);
             return;
         }
         /* A reply's shared-memory descriptors may name only that engine's own process: a
          * reply naming another is not forwarded; its client gets an error instead. */
         if ((m->h.flags & CPAR_FLAG_SHM) &&
             (e->pid <= 0 || cpar_shm_sender_pid(m) != (uint32_t)e->pid)) {
-            cpar__ctl_part_error(c, slot, m->h.parent, id, CPAR_EPROTO,
-                                 "engine %d answered with shared-memory descriptors naming pid "
-                                 "%u, not its own (pid %d); nothing was read",
-                                 (int)id, (unsigned)cpar_shm_sender_pid(m), (int)e->pid);
+            cpar__ctlcoal_part_error(c, slot, m->h.parent, id, CPAR_EPROTO,
+                                     "engine %d answered with shared-memory descriptors naming pid "
+                                     "%u, not its own (pid %d); nothing was read",
+                                     (int)id, (unsigned)cpar_shm_sender_pid(m), (int)e->pid);
             if (m->h.type == CPAR_MSG_REPLY)
-                cpar__ctl_release_for_lost(c, id, m);
+                cpar__ctlout_release_for_lost(c, id, m);
             return;
         }
-        if (m->h.type == CPAR_MSG_REPLY && cpar__ctl_coalesce_reply(c, slot, id, m))
+        if (m->h.type == CPAR_MSG_REPLY && cpar__ctlcoal_reply(c, slot, id, m))
             return;
-        if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
-            cpar__ctl_send_failed(c, zmq_errno())) {
-            c->cnt.client_gone++;
-            cpar__ctl_client_lost(c, slot);
-        }
+        cpar__ctlout_forward_client(c, slot, m);
         return;
     }
     default:
@@ -363,20 +347,20 @@ cpar__ctl_on_engine(cpar_controller *c, const uint8_t *ident, size_t identlen, i
 
 /* Sends SHUTDOWN to engine id and marks it stopping. */
 void
-cpar__ctl_stop_engine(cpar_controller *c, int32_t id)
+cpar__ctleng_stop(cpar_controller *c, int32_t id)
 {
     cpar_msg s;
-    cpar__ctl_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
+    cpar__ctlout_msg_new(c, &s, CPAR_MSG_SHUTDOWN);
     s.h.target = id;
     s.h.engine = id;
     c->reg.engines[id].state = CPAR_ENGINE_STOPPING;
-    cpar__ctl_tasks_engine_removed(c, id);
-    if (cpar__ctl_send_engine(c, id, &s))
-        cpar__ctl_engine_gone(c, id, "unreachable");
+    cpar__ctltask_engine_removed(c, id);
+    if (cpar__ctlout_send_engine(c, id, &s))
+        cpar__ctleng_gone(c, id, "unreachable");
 }
 
 void
-cpar__ctl_check_heartbeats(cpar_controller *c, uint64_t now)
+cpar__ctleng_check_heartbeats(cpar_controller *c, uint64_t now)
 {
     for (size_t i = 0; i < c->reg.nengines; i++) {
         cpar_reg_engine *e = &c->reg.engines[i];
@@ -388,13 +372,13 @@ cpar__ctl_check_heartbeats(cpar_controller *c, uint64_t now)
         if (silent <= (uint64_t)c->hb_timeout_ms)
             continue;
         snprintf(why, sizeof(why), "heartbeat silent for %.1f s", (double)silent / 1000.0);
-        cpar__ctl_engine_gone(c, (int32_t)i, why);
+        cpar__ctleng_gone(c, (int32_t)i, why);
     }
 }
 
 /* The hub is done when no engine is live or stopping, or its grace period ran out. */
 int
-cpar__ctl_hub_done(cpar_controller *c, uint64_t now)
+cpar__ctleng_hub_done(cpar_controller *c, uint64_t now)
 {
     if (!c->hub_stopping)
         return 0;
@@ -403,6 +387,6 @@ cpar__ctl_hub_done(cpar_controller *c, uint64_t now)
     if (now < c->hub_deadline_ms)
         return 0;
     for (size_t i = 0; i < c->reg.nengines; i++)
-        cpar__ctl_engine_gone(c, (int32_t)i, "did not exit before the controller shut down");
+        cpar__ctleng_gone(c, (int32_t)i, "did not exit before the controller shut down");
     return 1;
 }

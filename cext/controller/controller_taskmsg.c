@@ -1,7 +1,9 @@
-/* The controller's load-balanced task messages from clients: TASK (spec parsing and
- * arrival), ABORT and QUERY (controller_tasks.c has the life cycle).
+/* The controller's load-balanced task messages from clients, handed down by
+ * controller_clients.c: TASK (spec parsing and arrival), ABORT and QUERY
+ * (cpar__ctltask_on_*; controller_tasks.c has the life cycle). An engine an ABORT send
+ * finds unreachable is only marked: the caller reaps it.
  *
- * Ownership and threads: the controller's loop thread only. */
+ * Ownership and threads: the controller's loop thread only. No Python, no GIL. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,13 +83,13 @@ cpar__parse_spec(cpar_controller *c, cpar__task *task, const cpar_msg *m, char *
             return CPAR_EIMPOSSIBLE;
         }
     if (timeout_ms > 0)
-        task->deadline_ms = task->timeout_at = cpar__ctl_mono_ms() + timeout_ms;
+        task->deadline_ms = task->timeout_at = cpar__ctlout_mono_ms() + timeout_ms;
     (void)c;
     return CPAR_OK;
 }
 
 void
-cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
+cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task;
@@ -95,12 +97,11 @@ cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
     int rc;
 
     if (c->hub_stopping) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ESHUTDOWN,
-                           "the controller is shutting down");
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ESHUTDOWN, "the controller is shutting down");
         return;
     }
     if (cpar__task_find(t, m->h.msg_id) != NULL) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EINVAL,
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EINVAL,
                            "duplicate task: this msg_id is already pending");
         return;
     }
@@ -114,13 +115,13 @@ cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
     if (rc == CPAR_ENOMEM)
         goto nomem;
     if (rc != 0) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc, "%s", why);
+        cpar__ctlout_error(c, slot, m->h.msg_id, rc, "%s", why);
         cpar__task_free(task);
         return;
     }
     rc = cpar_deps_submitted(t->deps, task->id);
     if (rc != 0) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, rc,
+        cpar__ctlout_error(c, slot, m->h.msg_id, rc,
                            rc == CPAR_EINVAL ? "duplicate task: this msg_id is already pending"
                                              : "controller out of memory");
         cpar__task_free(task);
@@ -130,8 +131,8 @@ cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
         uint8_t id[CPAR_WIRE_ID_SIZE];
         memcpy(id, task->id, sizeof(id));
         cpar__task_free(task);
-        cpar_deps_ended(t->deps, id, CPAR_NO_ENGINE, 0, cpar__release, t);
-        cpar__settle(c);
+        cpar_deps_ended(t->deps, id, CPAR_NO_ENGINE, 0, cpar__ctltask_release, t);
+        cpar__ctltask_settle(c);
         task = NULL;
         goto nomem;
     }
@@ -141,14 +142,13 @@ cpar__ctl_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
     m->nframes = m->cap = 0;
     if (task->deadline_ms)
         t->ntimeouts++;
-    cpar__task_advance(c, task);
-    cpar__settle(c);
+    cpar__ctltask_advance(c, task);
+    cpar__ctltask_settle(c);
     return;
 nomem:
     if (task != NULL)
         cpar__task_free(task);
-    cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                       "controller out of memory");
+    cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ENOMEM, "controller out of memory");
 }
 
 /* Sends ABORT (frame 0: one id) to engine. */
@@ -156,25 +156,25 @@ static void
 cpar__abort_on_engine(cpar_controller *c, int32_t engine, const uint8_t *id)
 {
     cpar_msg a;
-    cpar__ctl_msg_new(c, &a, CPAR_MSG_ABORT);
+    cpar__ctlout_msg_new(c, &a, CPAR_MSG_ABORT);
     a.h.target = engine;
     if (cpar_msg_add_copy(&a, id, CPAR_WIRE_ID_SIZE) != 0) {
         cpar_msg_close(&a);
         return;
     }
-    if (cpar__ctl_send_engine(c, engine, &a))
+    if (cpar__ctlout_send_engine(c, engine, &a))
         c->reg.engines[engine].unreachable = 1;
 }
 
 void
-cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
+cpar__ctltask_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     cpar__tasks *t = c->tasks;
     const uint8_t *ids;
     size_t n;
 
     if (m->nframes < 1 || zmq_msg_size(&m->frames[0]) % CPAR_WIRE_ID_SIZE != 0) {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EPROTO,
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EPROTO,
                            "ABORT needs frame 0 of 16-byte msg ids");
         return;
     }
@@ -191,9 +191,9 @@ cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
                 task->retries = 0;
                 cpar__abort_on_engine(c, task->engine, id);
             } else {
-                cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EABORTED,
-                                "the task was aborted before it ran");
-                cpar__settle(c);
+                cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, CPAR_EABORTED,
+                                   "the task was aborted before it ran");
+                cpar__ctltask_settle(c);
             }
             continue;
         }
@@ -205,12 +205,8 @@ cpar__ctl_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m)
                 cpar__abort_on_engine(c, (int32_t)e, id);
         }
     }
-    cpar__settle(c);
-    for (size_t e = 0; e < c->reg.nengines; e++)
-        if (c->reg.engines[e].unreachable) {
-            c->reg.engines[e].unreachable = 0;
-            cpar__ctl_engine_gone(c, (int32_t)e, "unreachable");
-        }
+    cpar__ctltask_settle(c);
+    /* Engines found unreachable are marked: the caller (controller_clients.c) reaps. */
 }
 
 /* ---- QUERY -------------------------------------------------------------------------- */
@@ -337,7 +333,7 @@ cpar__query_tasks(cpar_controller *c, cpar__buf *b, const uint8_t *ids, size_t n
 }
 
 void
-cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m)
+cpar__ctltask_on_query(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     cpar__buf b = {0};
     char what[32] = "";
@@ -356,7 +352,7 @@ cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m)
         cpar__query_tasks(c, &b, zmq_msg_data(&m->frames[1]),
                           zmq_msg_size(&m->frames[1]) / CPAR_WIRE_ID_SIZE);
     } else {
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_EINVAL,
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EINVAL,
                            "unknown QUERY '%s' (queue_status, queue_status_verbose, or "
                            "task_status with a frame of ids)",
                            what);
@@ -364,14 +360,13 @@ cpar__ctl_on_query(cpar_controller *c, int32_t slot, cpar_msg *m)
     }
     if (b.failed) {
         free(b.p);
-        cpar__ctl_error_to(c, NULL, 0, slot, m->h.msg_id, CPAR_NO_ENGINE, CPAR_ENOMEM,
-                           "controller out of memory");
+        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ENOMEM, "controller out of memory");
         return;
     }
-    cpar__ctl_msg_new(c, &r, CPAR_MSG_QUERY_REPLY);
+    cpar__ctlout_msg_new(c, &r, CPAR_MSG_QUERY_REPLY);
     memcpy(r.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
     if (cpar_msg_add_copy(&r, b.p, b.len) == 0)
-        cpar__ctl_send_client(c, (uint32_t)slot, &r);
+        cpar__ctlout_send_client(c, (uint32_t)slot, &r);
     else
         cpar_msg_close(&r);
     free(b.p);

@@ -1,6 +1,9 @@
-/* The controller's load-balanced tasks: TASK, ABORT and QUERY from clients, task replies
- * and engine deaths (controller_int.h; behaviour in docs/protocol.md, "Load-balanced
- * tasks").
+/* The controller's load-balanced task life cycle (cpar__ctltask_*): the task table,
+ * queues, dependencies, sending, task replies and engine deaths. The messages that make
+ * tasks (TASK, ABORT, QUERY) are parsed in controller_taskmsg.c, the per-turn work is in
+ * controller_taskloop.c; both call down into this file, which calls only outbound.c and
+ * the tables (controller_int.h has the order; behaviour in docs/protocol.md,
+ * "Load-balanced tasks").
  *
  * A task lives in one of three states: WAIT (on its `after`, then its `follow` ids, in
  * cpar_deps), READY (in a queue: `plain` for tasks any engine may run, `restricted` for
@@ -69,7 +72,7 @@ cpar__task_erase(cpar__tasks *t, cpar__task *task)
 /* ---- lists -------------------------------------------------------------------------- */
 
 void
-cpar__tl_push(cpar__tlist *l, cpar__task *task)
+cpar__ctltask_tl_push(cpar__tlist *l, cpar__task *task)
 {
     task->list = l;
     task->next = NULL;
@@ -83,7 +86,7 @@ cpar__tl_push(cpar__tlist *l, cpar__task *task)
 }
 
 void
-cpar__tl_unlink(cpar__task *task)
+cpar__ctltask_tl_unlink(cpar__task *task)
 {
     cpar__tlist *l = task->list;
     if (l == NULL)
@@ -104,7 +107,7 @@ cpar__tl_unlink(cpar__task *task)
 /* ---- set-up ------------------------------------------------------------------------- */
 
 int
-cpar__ctl_tasks_new(cpar_controller *c, const cpar_controller_config *cfg, char *err, size_t errlen)
+cpar__ctltask_new(cpar_controller *c, const cpar_controller_config *cfg, char *err, size_t errlen)
 {
     cpar__tasks *t = calloc(1, sizeof(*t));
     int scheme = CPAR_SCHED_LEASTLOAD, rc;
@@ -158,7 +161,7 @@ cpar__task_free(cpar__task *task)
 }
 
 void
-cpar__ctl_tasks_free(cpar_controller *c)
+cpar__ctltask_free(cpar_controller *c)
 {
     cpar__tasks *t = c->tasks;
     if (t == NULL)
@@ -177,7 +180,7 @@ cpar__ctl_tasks_free(cpar_controller *c)
 /* ---- ending a task ------------------------------------------------------------------ */
 
 void
-cpar__release(void *arg, void *handle, int state)
+cpar__ctltask_release(void *arg, void *handle, int state)
 {
     cpar__tasks *t = arg;
     cpar__task *task = handle;
@@ -204,7 +207,7 @@ cpar__task_drop(cpar_controller *c, cpar__task *task)
     } else if (task->state == CPAR__T_WAIT) {
         cpar_deps_cancel(t->deps, task);
     }
-    cpar__tl_unlink(task);
+    cpar__ctltask_tl_unlink(task);
     cpar__task_erase(t, task);
     cpar__task_free(task);
 }
@@ -218,20 +221,20 @@ cpar__task_ended(cpar_controller *c, cpar__task *task, int32_t engine, int succe
     uint8_t id[CPAR_WIRE_ID_SIZE];
     memcpy(id, task->id, sizeof(id));
     cpar__task_drop(c, task);
-    cpar_deps_ended(t->deps, id, engine, succeeded, cpar__release, t);
+    cpar_deps_ended(t->deps, id, engine, succeeded, cpar__ctltask_release, t);
     t->dirty = 1;
 }
 
 void
-cpar__task_fail(cpar_controller *c, cpar__task *task, int32_t engine, int code, const char *fmt,
-                ...)
+cpar__ctltask_fail(cpar_controller *c, cpar__task *task, int32_t engine, int code, const char *fmt,
+                   ...)
 {
     char text[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    cpar__ctl_error_to(c, NULL, 0, (int32_t)task->client, task->id, engine, code, "%s", text);
+    cpar__ctlout_error_about(c, (int32_t)task->client, task->id, engine, code, "%s", text);
     cpar__task_ended(c, task, engine, 0);
 }
 
@@ -266,27 +269,27 @@ cpar__task_ready(cpar_controller *c, cpar__task *task)
     cpar__tasks *t = c->tasks;
     task->state = CPAR__T_READY;
     task->engine = CPAR_NO_ENGINE;
-    cpar__tl_push(task->allowed != NULL || task->ntried > 0 ? &t->restricted : &t->plain, task);
+    cpar__ctltask_tl_push(task->allowed != NULL || task->ntried > 0 ? &t->restricted : &t->plain,
+                          task);
     t->dirty = 1;
 }
 
-/* Forwards task to engine; returns 0, or 1 when the engine turned out unreachable. */
-static int
+/* Forwards task to engine; an engine that turned out unreachable is marked. */
+static void
 cpar__task_send(cpar_controller *c, cpar__task *task, int32_t engine)
 {
     cpar__tasks *t = c->tasks;
-    cpar_reg_engine *e = &c->reg.engines[engine];
     int rc;
 
     rc = cpar_route_insert(&c->route, task->id, engine, task->client);
     if (rc != 0) {
-        cpar__task_fail(c, task, CPAR_NO_ENGINE, rc,
-                        rc == CPAR_EINVAL ? "this msg_id is already outstanding on engine %d"
-                                          : "controller out of memory (engine %d)",
-                        (int)engine);
-        return 0;
+        cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, rc,
+                           rc == CPAR_EINVAL ? "this msg_id is already outstanding on engine %d"
+                                             : "controller out of memory (engine %d)",
+                           (int)engine);
+        return;
     }
-    cpar__tl_unlink(task);
+    cpar__ctltask_tl_unlink(task);
     if (task->deadline_ms) { /* the timeout bounds the wait to start: it started */
         t->ntimeouts--;
         task->deadline_ms = 0;
@@ -294,12 +297,7 @@ cpar__task_send(cpar_controller *c, cpar__task *task, int32_t engine)
     task->state = CPAR__T_SENT;
     task->engine = engine;
     cpar_sched_assigned(t->sched, engine);
-    if (cpar_wire_forward(c->esock, e->ident, e->identlen, &task->msg, 1) != 0 &&
-        cpar__ctl_send_failed(c, zmq_errno())) {
-        e->unreachable = 1;
-        return 1;
-    }
-    return 0;
+    cpar__ctlout_forward_engine(c, engine, &task->msg, 1);
 }
 
 /* Why a READY task can run nowhere; ends it. */
@@ -307,14 +305,14 @@ static void
 cpar__task_nowhere(cpar_controller *c, cpar__task *task)
 {
     if (task->ntried > 0 && task->allowed == NULL)
-        cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
-                        "no engine left to run the task: the %zu live engine(s) that could "
-                        "were already tried",
-                        task->ntried);
+        cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
+                           "no engine left to run the task: the %zu live engine(s) that could "
+                           "were already tried",
+                           task->ntried);
     else
-        cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
-                        "no live engine can run the task: the engines it may run on (its "
-                        "targets or the location it follows) are gone or already tried");
+        cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
+                           "no live engine can run the task: the engines it may run on (its "
+                           "targets or the location it follows) are gone or already tried");
 }
 
 static void
@@ -329,11 +327,10 @@ cpar__filter(const cpar__task *task, cpar_sched_filter *f)
 /* Sends what can go. Plain tasks go in order until every engine is full; restricted ones
  * are each tried (their filters differ). */
 void
-cpar__dispatch(cpar_controller *c)
+cpar__ctltask_dispatch(cpar_controller *c)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task, *next;
-    int any_gone = 0;
 
     t->dirty = 0;
     /* Restricted tasks are judged even with no engine at all: their allowed engines gone
@@ -346,7 +343,7 @@ cpar__dispatch(cpar_controller *c)
         cpar__filter(task, &f);
         rc = cpar_sched_pick(t->sched, &f, &engine);
         if (rc == 0)
-            any_gone |= cpar__task_send(c, task, engine);
+            cpar__task_send(c, task, engine);
         else if (rc == CPAR_ENOENGINE && !(task->parked && task->deadline_ms))
             cpar__task_nowhere(c, task);
         /* next may have been settled by the ending above: a failed task releases only
@@ -356,16 +353,11 @@ cpar__dispatch(cpar_controller *c)
         int32_t engine;
         if (cpar_sched_pick(t->sched, NULL, &engine) != 0)
             break;
-        any_gone |= cpar__task_send(c, task, engine);
+        cpar__task_send(c, task, engine);
     }
-    cpar__settle(c);
-    if (!any_gone)
-        return;
-    for (size_t i = 0; i < c->reg.nengines; i++)
-        if (c->reg.engines[i].unreachable) {
-            c->reg.engines[i].unreachable = 0;
-            cpar__ctl_engine_gone(c, (int32_t)i, "unreachable");
-        }
+    cpar__ctltask_settle(c);
+    /* Engines found unreachable stay marked: the loop declares them gone
+     * (cpar__ctleng_reap_unreachable) once this turn's tasks are sent. */
 }
 
 /* ---- dependencies ------------------------------------------------------------------- */
@@ -426,7 +418,7 @@ cpar__follow_location(cpar_controller *c, cpar__task *task, char *why, size_t wh
 /* Moves a task on from WAIT stage `task->stage` (or from arrival, stage 0): waits on the
  * next set of ids, or queues it, or fails it. */
 void
-cpar__task_advance(cpar_controller *c, cpar__task *task)
+cpar__ctltask_advance(cpar_controller *c, cpar__task *task)
 {
     cpar__tasks *t = c->tasks;
     for (;;) {
@@ -448,19 +440,19 @@ cpar__task_advance(cpar_controller *c, cpar__task *task)
         spec.failure = (flags & CPAR__DEP_FAILURE) != 0;
         rc = cpar_deps_wait(t->deps, task, &spec, &state);
         if (rc != 0) {
-            cpar__task_fail(c, task, CPAR_NO_ENGINE, rc, "controller out of memory");
+            cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, rc, "controller out of memory");
             return;
         }
         if (state == CPAR_DEP_WAITING) {
             task->state = CPAR__T_WAIT;
-            cpar__tl_push(&t->waiting, task);
+            cpar__ctltask_tl_push(&t->waiting, task);
             return;
         }
         if (state == CPAR_DEP_IMPOSSIBLE) {
-            cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
-                            "its %s dependencies can never be met (a task it depends on "
-                            "ended in a way they exclude, or is unknown)",
-                            stage == 0 ? "`after`" : "`follow`");
+            cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
+                               "its %s dependencies can never be met (a task it depends on "
+                               "ended in a way they exclude, or is unknown)",
+                               stage == 0 ? "`after`" : "`follow`");
             return;
         }
         task->stage++;
@@ -469,9 +461,9 @@ cpar__task_advance(cpar_controller *c, cpar__task *task)
         char why[160];
         int rc = cpar__follow_location(c, task, why, sizeof(why));
         if (rc != 0) {
-            cpar__task_fail(c, task, CPAR_NO_ENGINE, rc,
-                            "its `follow` dependency can never be met: %s",
-                            rc == CPAR_EIMPOSSIBLE ? why : "controller out of memory");
+            cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, rc,
+                               "its `follow` dependency can never be met: %s",
+                               rc == CPAR_EIMPOSSIBLE ? why : "controller out of memory");
             return;
         }
     }
@@ -480,7 +472,7 @@ cpar__task_advance(cpar_controller *c, cpar__task *task)
 
 /* Handles the tasks cpar_deps released, until none is left (handling may release more). */
 void
-cpar__settle(cpar_controller *c)
+cpar__ctltask_settle(cpar_controller *c)
 {
     cpar__tasks *t = c->tasks;
     while (t->settle != NULL) {
@@ -488,17 +480,17 @@ cpar__settle(cpar_controller *c)
         t->settle = task->settle_next;
         task->settle_next = NULL;
         task->settling = 0;
-        cpar__tl_unlink(task);
+        cpar__ctltask_tl_unlink(task);
         task->state = 0; /* released by cpar_deps: no longer waiting there */
         if (task->settle_state == CPAR_DEP_IMPOSSIBLE) {
-            cpar__task_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
-                            "its %s dependencies can never be met (a task it depends on "
-                            "ended in a way they exclude)",
-                            task->stage == 0 ? "`after`" : "`follow`");
+            cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, CPAR_EIMPOSSIBLE,
+                               "its %s dependencies can never be met (a task it depends on "
+                               "ended in a way they exclude)",
+                               task->stage == 0 ? "`after`" : "`follow`");
             continue;
         }
         task->stage++;
-        cpar__task_advance(c, task);
+        cpar__ctltask_advance(c, task);
     }
 }
 
@@ -522,7 +514,7 @@ cpar__count_completed(cpar__tasks *t, int32_t engine)
 }
 
 void
-cpar__ctl_count_reply(cpar_controller *c, int32_t engine)
+cpar__ctltask_count_reply(cpar_controller *c, int32_t engine)
 {
     cpar__count_completed(c->tasks, engine);
 }
@@ -561,12 +553,11 @@ cpar__task_park(cpar_controller *c, cpar__task *task)
 }
 
 int
-cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
+cpar__ctltask_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task;
     uint32_t slot;
-    cpar_reg_client *cl;
     int status = m->h.status;
 
     if (t->count == 0)
@@ -583,11 +574,11 @@ cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     if (!task->aborted && status == CPAR_STATUS_UNMET) {
         if (cpar__task_retry(c, task, engine))
             return 1;
-        cpar__task_fail(c, task, engine, CPAR_EIMPOSSIBLE,
-                        "no engine meets the task's requirements (@require/@depend): %zu "
-                        "engine(s) tried",
-                        task->ntried);
-        cpar__settle(c);
+        cpar__ctltask_fail(c, task, engine, CPAR_EIMPOSSIBLE,
+                           "no engine meets the task's requirements (@require/@depend): %zu "
+                           "engine(s) tried",
+                           task->ntried);
+        cpar__ctltask_settle(c);
         return 1;
     }
     if (!task->aborted && status != CPAR_STATUS_OK && task->retries > 0) {
@@ -595,22 +586,19 @@ cpar__ctl_task_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
         if (cpar__task_retry(c, task, engine) || cpar__task_park(c, task))
             return 1;
     }
-    cl = cpar_registry_client_at(&c->reg, task->client);
-    if (cl == NULL) {
+    if (cpar_registry_client_at(&c->reg, task->client) == NULL) {
         c->cnt.client_gone++;
-        cpar__ctl_release_for_lost(c, engine, m);
-    } else if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
-               cpar__ctl_send_failed(c, zmq_errno())) {
-        c->cnt.client_gone++;
-        cpar__ctl_client_lost(c, task->client);
+        cpar__ctlout_release_for_lost(c, engine, m);
+    } else {
+        cpar__ctlout_forward_client(c, task->client, m);
     }
     cpar__task_ended(c, task, engine, status == CPAR_STATUS_OK);
-    cpar__settle(c);
+    cpar__ctltask_settle(c);
     return 1;
 }
 
 int
-cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine)
+cpar__ctltask_engine_added(cpar_controller *c, int32_t engine)
 {
     int rc = cpar_sched_engine_add(c->tasks->sched, engine);
     if (rc == 0)
@@ -619,15 +607,15 @@ cpar__ctl_tasks_engine_added(cpar_controller *c, int32_t engine)
 }
 
 void
-cpar__ctl_tasks_engine_removed(cpar_controller *c, int32_t engine)
+cpar__ctltask_engine_removed(cpar_controller *c, int32_t engine)
 {
     cpar_sched_engine_remove(c->tasks->sched, engine);
     c->tasks->dirty = 1;
 }
 
 int
-cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int32_t engine,
-                           const char *why)
+cpar__ctltask_engine_died(cpar_controller *c, const cpar_route_entry *ent, int32_t engine,
+                          const char *why)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task = t->count ? cpar__task_find(t, ent->msg_id) : NULL;
@@ -638,8 +626,8 @@ cpar__ctl_task_engine_died(cpar_controller *c, const cpar_route_entry *ent, int3
         if (cpar__task_retry(c, task, engine))
             return 1;
     }
-    cpar__task_fail(c, task, engine, CPAR_EENGINEDEAD, "engine %d died (%s) while it had the task",
-                    (int)engine, why);
-    cpar__settle(c);
+    cpar__ctltask_fail(c, task, engine, CPAR_EENGINEDEAD,
+                       "engine %d died (%s) while it had the task", (int)engine, why);
+    cpar__ctltask_settle(c);
     return 1;
 }

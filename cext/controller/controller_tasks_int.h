@@ -1,12 +1,14 @@
-/* Private to controller_tasks.c and controller_taskmsg.c: the load-balanced task table,
- * queues and the functions the two files share (controller_tasks.c describes the life
- * cycle). Everything here runs on the controller's loop thread; no Python, no GIL. */
-#ifndef CPAR_CORE_CONTROLLER_TASKS_INT_H
-#define CPAR_CORE_CONTROLLER_TASKS_INT_H
+/* Private to the task layer (controller_tasks.c, with controller_taskmsg.c and
+ * controller_taskloop.c above it): the load-balanced task table, queues and the functions
+ * controller_tasks.c offers the other two (it describes the life cycle). Everything here
+ * runs on the controller's loop thread; no Python, no GIL. */
+#ifndef CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H
+#define CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H
 
 #include "controller_int.h"
 #include "deps.h"
 #include "idtab.h"
+#include "outbound.h"
 #include "scheduler.h"
 
 #define CPAR__SPEC_VERSION 1
@@ -76,18 +78,18 @@ cpar__task *cpar__task_at(const cpar__tasks *t, size_t i);
 /* Frees a task that is in no table or list. */
 void cpar__task_free(cpar__task *task);
 /* cpar_deps release callback: links the task on the settle list (arg: the cpar__tasks). */
-void cpar__release(void *arg, void *handle, int state);
+void cpar__ctltask_release(void *arg, void *handle, int state);
 /* Ends task with an ERROR (code, text) to its client; frees it. */
-void cpar__task_fail(cpar_controller *c, cpar__task *task, int32_t engine, int code,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void cpar__ctltask_fail(cpar_controller *c, cpar__task *task, int32_t engine, int code,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Starts a task that just arrived: waits on its dependencies, queues or fails it. */
-void cpar__task_advance(cpar_controller *c, cpar__task *task);
+void cpar__ctltask_advance(cpar_controller *c, cpar__task *task);
 /* Handles the tasks cpar_deps released, until none is left. */
-void cpar__settle(cpar_controller *c);
+void cpar__ctltask_settle(cpar_controller *c);
 /* Appends task to l / takes it out of its list. */
-void cpar__tl_push(cpar__tlist *l, cpar__task *task);
-void cpar__tl_unlink(cpar__task *task);
+void cpar__ctltask_tl_push(cpar__tlist *l, cpar__task *task);
+void cpar__ctltask_tl_unlink(cpar__task *task);
 /* Sends the READY tasks that can go. */
-void cpar__dispatch(cpar_controller *c);
+void cpar__ctltask_dispatch(cpar_controller *c);
 
-#endif /* CPAR_CORE_CONTROLLER_TASKS_INT_H */
+#endif /* CPAR_CONTROLLER_CONTROLLER_TASKS_INT_H */

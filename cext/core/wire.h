@@ -155,6 +155,14 @@ int cpar_wire_recv_fd(void *sock, cpar_signer *s, int is_router, uint8_t *ident,
  * decoder that cpar_wire_recv uses; the fuzz target calls it directly. */
 int cpar_wire_parse(cpar_signer *s, zmq_msg_t *parts, size_t nparts, cpar_msg *m);
 
+/* The tag of a received message (m->has_raw): CPAR_WIRE_HEADER_SIZE -
+ * CPAR_WIRE_SIGNED_SIZE bytes of its raw header, unique per message (replay checks). */
+static inline const uint8_t *
+cpar_wire_msg_tag(const cpar_msg *m)
+{
+    return m->raw + CPAR_WIRE_SIGNED_SIZE;
+}
+
 /* Target list of a CPAR_FLAG_TARGETED message (payload frame 0, little-endian int32s).
  * cpar_wire_targets returns the count, or CPAR_EPROTO when the frame is missing, empty,
  * longer than CPAR_WIRE_MAX_TARGETS or not a multiple of 4 bytes; cpar_wire_target_at

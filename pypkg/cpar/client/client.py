@@ -18,7 +18,7 @@ import time
 import weakref
 
 from .._proc import pid_alive
-from .. import _core, error, paths
+from .. import _core, connfile, error, paths
 from .asyncresult import AsyncResult
 from .dispatch import _Dispatcher, _Waiter, _targets_frame
 from .localresults import _LocalResults
@@ -45,20 +45,6 @@ def _max_output_default():
 _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "cluster"}
 # ... and those that tunnel the connection over ssh (cpar.client.tunnel).
 _SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
-
-
-_CURVE_FIELDS = ("curve_serverkey", "curve_publickey", "curve_secretkey")
-
-
-def _curve_keys(info, path):
-    """The CurveZMQ keys of a connection file, as Connection() arguments, or None."""
-    present = [k for k in _CURVE_FIELDS if info.get(k)]
-    if not present:
-        return None
-    if len(present) != len(_CURVE_FIELDS):
-        missing = sorted(set(_CURVE_FIELDS) - set(present))
-        raise ValueError(f"connection file {path} has CURVE keys but lacks {', '.join(missing)}")
-    return {k: info[k] for k in _CURVE_FIELDS}
 
 
 class Client(_LocalResults, _Bookkeeping):
@@ -102,7 +88,7 @@ class Client(_LocalResults, _Bookkeeping):
         if url_file is None:
             url_file = paths.connection_file(profile, self.cluster_id)
         self.url_file = os.fspath(url_file)
-        self._info = self._load_connection_file(self.url_file, timeout)
+        self._info = connfile.read(self.url_file, timeout=timeout)
         self.url = self._info["client_url"]
         self._prefix = os.urandom(8)
         self._counter = itertools.count()
@@ -114,7 +100,7 @@ class Client(_LocalResults, _Bookkeeping):
         try:
             # a tunnelled client is on another host: no shared memory with the engines
             self._dispatcher = _Dispatcher(connect_url, self._info["key"].encode("utf-8"),
-                                           _curve_keys(self._info, self.url_file),
+                                           connfile.curve_keys(self._info, self.url_file),
                                            shm=self._tunnel is None)
         except BaseException:
             self._close_tunnel()
@@ -141,21 +127,6 @@ class Client(_LocalResults, _Bookkeeping):
             pass
 
     # -- connection ---------------------------------------------------------------------
-
-    @staticmethod
-    def _load_connection_file(path, timeout):
-        deadline = time.monotonic() + (timeout or 0)
-        while not os.path.exists(path):
-            if time.monotonic() >= deadline:
-                raise FileNotFoundError(
-                    f"no cpar connection file at {path}: is a cluster running? "
-                    "(start one with `cpar cluster start -n 4`)")
-            time.sleep(0.05)
-        info = paths.read_json(path)
-        missing = [k for k in ("client_url", "key") if k not in info]
-        if missing:
-            raise ValueError(f"connection file {path} lacks {', '.join(missing)}")
-        return info
 
     def _open_tunnel(self, kw, timeout):
         """The URL to connect to: the controller's, or the local end of an ssh tunnel to

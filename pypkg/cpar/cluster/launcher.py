@@ -30,7 +30,7 @@ import threading
 import time
 
 import cpar
-from cpar import paths
+from cpar import connfile
 from cpar._proc import pid_alive  # noqa: F401 - re-exported for the cluster
 
 
@@ -231,10 +231,8 @@ class LocalProcessLauncher(Launcher):
 
     def connection_ready(self, path):
         """(As a controller launcher) True once this controller wrote ``path``."""
-        try:
-            return paths.read_json(path).get("controller_pid") == self.pids[0]
-        except (OSError, ValueError, IndexError):
-            return False
+        info = connfile.read_if_written(path)
+        return info is not None and bool(self.pids) and info["controller_pid"] == self.pids[0]
 
     def to_dict(self):
         return {"launcher": self.name, "pids": self.pids, "log_paths": self.log_paths}
@@ -248,11 +246,7 @@ def read_connection_info(path):
     """The controller's connection file as a dict, or None while none has been written.
     The cluster removes the old file before it starts a controller, so a file that is
     there afterwards is the new controller's."""
-    try:
-        info = paths.read_json(path)
-    except (OSError, ValueError):
-        return None
-    return info if info.get("controller_pid") else None
+    return connfile.read_if_written(path)
 
 
 def controller_argv(profile, cluster_id, log_path, extra=()):

@@ -37,6 +37,7 @@ _EXPORTS = {
     "TaskRejectError": "error",
     "NoEnginesRegistered": "error",
     "Client": "client",
+    "View": "client",
     "DirectView": "client",
     "BroadcastView": "client",
     "LoadBalancedView": "client.lbview",

@@ -1,4 +1,4 @@
-"""The cpar client: ``Client``, ``DirectView``, ``AsyncResult``.
+"""The cpar client: ``Client``, ``View`` and its ``DirectView``, ``AsyncResult``.
 
 Names are imported on first use, so that an engine unpickling a reference to one of the
 helpers in ``cpar.client.remotefunctions`` does not load the whole client.
@@ -8,6 +8,7 @@ import importlib
 
 _EXPORTS = {
     "Client": "client",
+    "View": "viewbase",
     "DirectView": "view",
     "BroadcastView": "broadcast",
     "AsyncResult": "asyncresult",

@@ -346,8 +346,7 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
         client = self._client
         d = client._dispatcher
         for msg_id in finished_msgs:
-            if d.pending.get(msg_id) is self:
-                d.pending.pop(msg_id, None)
+            d.release(msg_id, self)
         msg_ids = list(dict.fromkeys(s.msg_id for s in aborted))
         try:
             client._abort_tasks(msg_ids)

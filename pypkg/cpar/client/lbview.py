@@ -393,7 +393,7 @@ class LoadBalancedView(View):
 
     def _own_jobs(self):
         """This view's results that are not finished."""
-        return [ar for ar in dict.fromkeys(list(self.client._dispatcher.pending.values()))
+        return [ar for ar in self.client._dispatcher.pending_results()
                 if getattr(ar, "_view", None) is self]
 
     @property

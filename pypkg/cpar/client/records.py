@@ -15,7 +15,6 @@ import weakref
 from .. import _core, error
 from .asyncresult import _PENDING as _NOT_YET
 from .asyncresult import AsyncResult
-from .dispatch import _Waiter
 
 
 def _forget(table, published, msg_ids, ref):
@@ -162,11 +161,9 @@ class _Bookkeeping:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         msg_id = self._new_msg_id()
-        waiter = _Waiter()
-        d.waiters[msg_id] = waiter
-        d.conn.send(_core.MSG_QUERY, frames, msg_id=msg_id)
+        waiter = d.request(_core.MSG_QUERY, frames, msg_id)
         if not waiter.wait(self.timeout):
-            d.waiters.pop(msg_id, None)
+            d.forget_request(msg_id)
             raise error.TimeoutError(
                 f"the controller did not answer a query within {self.timeout} s")
         msg = waiter.result()

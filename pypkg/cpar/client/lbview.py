@@ -13,10 +13,8 @@ import collections
 import concurrent.futures
 import itertools
 import operator
-import pickle
 import struct
 import threading
-import types
 
 from .. import error, serialize
 from ..dependency import FLAG_ALL, FLAG_SUCCESS, Dependency, _msg_id_hex
@@ -34,40 +32,7 @@ _MAX_TIMEOUT_MS = 2**32 - 1
 _SPEC_FLAGS = frozenset(("targets", "after", "follow", "timeout", "retries"))
 
 
-# Argument types pickled alike by the standard pickler and cpar's (no hook applies).
-_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None), range))
-
-
-def _by_reference(f):
-    """A callable that pickles by reference alike with any pickler: a class, a module's
-    builtin, a module's (non-interactive) function."""
-    if isinstance(f, type):
-        return True
-    if isinstance(f, types.BuiltinFunctionType):
-        owner = getattr(f, "__self__", None)
-        return owner is None or isinstance(owner, types.ModuleType)
-    return isinstance(f, types.FunctionType) and not serialize._is_interactive(f)
-
-
-def _plain(a):
-    t = type(a)
-    if t in _SCALARS:
-        return True
-    if t is list or t is tuple:
-        scalars = _SCALARS
-        return all(type(x) in scalars for x in a)
-    return _by_reference(a)
-
-
-def _pack_call(f, args, kwargs):
-    """The frames of ``f(*args, **kwargs)``, as ``serialize.pack_apply_message``. The
-    common small task (a module's function, a builtin or a class, called with scalars,
-    or a map chunk of scalars) is pickled directly: the same bytes, without cpar's
-    pickler's per-object hook."""
-    if (serialize._cloudpickle is None and _by_reference(f)
-            and all(map(_plain, args)) and all(map(_plain, kwargs.values()))):
-        return [pickle.dumps((f, args, kwargs), serialize.PROTOCOL)]
-    return serialize.pack_apply_message(f, args, kwargs)
+_pack_call = serialize.pack_call  # the frames of a task's call (tests use the old name)
 
 
 def _dependency_frame(dep):

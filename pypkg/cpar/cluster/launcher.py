@@ -132,18 +132,22 @@ class LocalProcessLauncher(Launcher):
         self.procs = []  # Popen objects, when started by this process
         self.pids = list(pids)
 
+    def _popen(self, argv, log):
+        """Starts ``argv`` in its own session, its output appended to the file ``log``."""
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
+            )
+
     def start(self):
         for argv, log in zip(self.argvs, self.log_paths):
-            with open(log, "ab") as out:
-                p = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=self.env,
-                    start_new_session=True,
-                    preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
-                )
+            p = self._popen(argv, log)
             self.procs.append(p)
             self.pids.append(p.pid)
 
@@ -204,17 +208,7 @@ class LocalProcessLauncher(Launcher):
         p.wait()
         if before_start is not None:
             before_start()
-        argv = list(self.argvs[i]) + list(extra)
-        with open(self.log_paths[i], "ab") as out:
-            new = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
-            )
+        new = self._popen(list(self.argvs[i]) + list(extra), self.log_paths[i])
         self.procs[i] = new
         self.pids[self.pids.index(pid)] = new.pid
         return True

@@ -143,156 +143,101 @@ cpar__start_python(const char *python, const char *argv0)
     return 0;
 }
 
-/* Reads the whole file at path into a new bytes object, waiting for it to appear for up
- * to CPAR__CONN_WAIT_MS (an engine may start before its controller has written it).
- * New reference or NULL (logged, no exception). */
-static PyObject *
-cpar__read_file(const char *path)
+/* Waits up to CPAR__CONN_WAIT_MS for the file at path to appear (an engine may start
+ * before its controller has written it). Returns 0, or -1 (logged) when it did not. */
+static int
+cpar__wait_for_file(const char *path)
 {
     struct timespec pause = {0, 100 * 1000000L};
-    PyObject *data = NULL;
-    FILE *f = NULL;
-    long size;
 
     for (int waited = 0;; waited += 100) {
-        f = fopen(path, "rb");
-        if (f != NULL || errno != ENOENT || waited >= CPAR__CONN_WAIT_MS)
+        if (access(path, F_OK) == 0)
+            return 0;
+        if (errno != ENOENT || waited >= CPAR__CONN_WAIT_MS)
             break;
         if (waited == 0)
             cpar_elog_info("waiting for the connection file %s", path);
         nanosleep(&pause, NULL);
     }
-    if (f == NULL) {
-        cpar_elog("cannot open the connection file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-        goto error;
-    data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL)
-        goto error;
-    if (fread(PyBytes_AS_STRING(data), 1, (size_t)size, f) != (size_t)size)
-        goto error;
-    fclose(f);
-    return data;
-error:
-    cpar_elog("cannot read the connection file %s", path);
-    PyErr_Clear();
-    Py_XDECREF(data);
-    fclose(f);
-    return NULL;
+    cpar_elog("cannot open the connection file %s: %s", path, strerror(errno));
+    return -1;
 }
 
-/* An int field of d (borrowed) or dflt when absent. -1 with an exception on bad types. */
+/* Copies one CurveZMQ key (a str) into dest. GIL held. 0, or -1 with an exception set. */
 static int
-cpar__conn_int(PyObject *d, const char *name, int dflt, int *out)
+cpar__conn_curve_key(PyObject *v, const char *name, char *dest)
 {
-    PyObject *v = PyDict_GetItemString(d, name); /* borrowed */
-    long x;
-    if (v == NULL || v == Py_None) {
-        *out = dflt;
-        return 0;
-    }
-    x = PyLong_AsLong(v);
-    if (x == -1 && PyErr_Occurred())
+    const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
+    if (s == NULL || !cpar_curve_key_valid(s)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be 40 Z85 characters", name);
         return -1;
-    *out = x > 0 && x < 0x7fffffff ? (int)x : dflt;
+    }
+    memcpy(dest, s, CPAR_CURVE_KEY_LEN + 1);
     return 0;
 }
 
-/* Reads the CurveZMQ keys (curve_serverkey, curve_publickey, curve_secretkey: all three or
- * none) into c. GIL held. Returns 0, or -1 with a Python exception set. */
-static int
-cpar__conn_curve(PyObject *d, cpar_curve *c)
-{
-    static const char *const names[3] = {"curve_serverkey", "curve_publickey", "curve_secretkey"};
-    char *dest[3] = {c->server, c->pub, c->sec};
-    int present = 0;
-    memset(c, 0, sizeof(*c));
-    for (int i = 0; i < 3; i++) {
-        PyObject *v = PyDict_GetItemString(d, names[i]); /* borrowed */
-        const char *s;
-        if (v == NULL || v == Py_None)
-            continue;
-        s = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
-        if (s == NULL || !cpar_curve_key_valid(s)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError, "%s must be 40 Z85 characters", names[i]);
-            return -1;
-        }
-        memcpy(dest[i], s, CPAR_CURVE_KEY_LEN + 1);
-        present++;
-    }
-    if (present != 0 && present != 3) {
-        PyErr_SetString(PyExc_ValueError,
-                        "CURVE needs curve_serverkey, curve_publickey and curve_secretkey");
-        return -1;
-    }
-    return 0;
-}
-
-/* Loads engine_url, key, heartbeat settings from the connection file (JSON) into e.
- * GIL held. Returns 0 or -1 (logged). */
+/* Loads engine_url, key, heartbeat settings and CURVE keys from the connection file into
+ * e: cpar.connfile.engine_fields (the one reader of the format, shared with the client
+ * and the launchers) reads and checks it; this copies its fields. GIL held. Returns 0
+ * or -1 (logged). */
 static int
 cpar__read_connection(cpar_engine *e, const char *path)
 {
-    PyObject *data = NULL, *json = NULL, *d = NULL;
-    PyObject *url, *key, *scheme;
+    PyObject *mod = NULL, *t = NULL;
+    PyObject *url, *key, *curve;
     const char *s;
     Py_ssize_t len;
 
-    data = cpar__read_file(path);
-    if (data == NULL)
+    if (cpar__wait_for_file(path) < 0)
         return -1;
-    json = PyImport_ImportModule("json");
-    if (json == NULL)
+    mod = PyImport_ImportModule("cpar.connfile");
+    if (mod == NULL)
         goto error;
-    d = PyObject_CallMethod(json, "loads", "O", data);
-    if (d == NULL)
+    t = PyObject_CallMethod(mod, "engine_fields", "s", path);
+    if (t == NULL)
         goto error;
-    if (!PyDict_Check(d)) {
-        PyErr_SetString(PyExc_ValueError, "the connection file does not hold a JSON object");
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 5) {
+        PyErr_SetString(PyExc_TypeError, "cpar.connfile.engine_fields must return 5 fields");
         goto error;
     }
-    url = PyDict_GetItemString(d, "engine_url"); /* borrowed */
-    key = PyDict_GetItemString(d, "key");        /* borrowed */
-    scheme = PyDict_GetItemString(d, "signature_scheme");
-    if (url == NULL || !PyUnicode_Check(url) || key == NULL || !PyUnicode_Check(key)) {
+    url = PyTuple_GET_ITEM(t, 0);   /* borrowed */
+    key = PyTuple_GET_ITEM(t, 1);   /* borrowed */
+    curve = PyTuple_GET_ITEM(t, 4); /* borrowed */
+    s = PyUnicode_Check(url) ? PyUnicode_AsUTF8(url) : NULL;
+    if (s == NULL || !PyBytes_Check(key)) {
         PyErr_SetString(PyExc_ValueError, "the connection file needs engine_url and key strings");
         goto error;
     }
-    if (scheme != NULL && scheme != Py_None &&
-        (!PyUnicode_Check(scheme) || PyUnicode_CompareWithASCIIString(scheme, "hmac-sha256"))) {
-        PyErr_SetString(PyExc_ValueError, "unsupported signature_scheme (need hmac-sha256)");
+    if ((e->engine_url = strdup(s)) == NULL)
         goto error;
-    }
-    s = PyUnicode_AsUTF8(url);
-    if (s == NULL || (e->engine_url = strdup(s)) == NULL)
-        goto error;
-    s = PyUnicode_AsUTF8AndSize(key, &len); /* the key is the string's UTF-8 bytes */
-    if (s == NULL)
-        goto error;
+    len = PyBytes_GET_SIZE(key);
     if (len < 1 || len > CPAR_SIGN_MAX_KEY) {
         PyErr_SetString(PyExc_ValueError, "the key must be 1 to 256 bytes");
         goto error;
     }
-    memcpy(e->key, s, (size_t)len);
+    memcpy(e->key, PyBytes_AS_STRING(key), (size_t)len);
     e->keylen = (size_t)len;
-    if (cpar__conn_int(d, "hb_period_ms", 500, &e->hb_period_ms) < 0 ||
-        cpar__conn_int(d, "hb_timeout_ms", 3000, &e->hb_timeout_ms) < 0 ||
-        cpar__conn_curve(d, &e->curve) < 0)
+    e->hb_period_ms = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
+    e->hb_timeout_ms = (int)PyLong_AsLong(PyTuple_GET_ITEM(t, 3));
+    if (PyErr_Occurred())
         goto error;
-    Py_DECREF(data);
-    Py_DECREF(json);
-    Py_DECREF(d);
+    memset(&e->curve, 0, sizeof(e->curve));
+    if (curve != Py_None &&
+        (!PyTuple_Check(curve) || PyTuple_GET_SIZE(curve) != 3 ||
+         cpar__conn_curve_key(PyTuple_GET_ITEM(curve, 0), "curve_serverkey", e->curve.server) < 0 ||
+         cpar__conn_curve_key(PyTuple_GET_ITEM(curve, 1), "curve_publickey", e->curve.pub) < 0 ||
+         cpar__conn_curve_key(PyTuple_GET_ITEM(curve, 2), "curve_secretkey", e->curve.sec) < 0))
+        goto error;
+    Py_DECREF(t);
+    Py_DECREF(mod);
     return 0;
 error:
     cpar_elog("bad connection file %s:", path);
     if (PyErr_Occurred())
         PyErr_Print();
-    Py_XDECREF(data);
-    Py_XDECREF(json);
-    Py_XDECREF(d);
+    Py_XDECREF(t);
+    Py_XDECREF(mod);
     return -1;
 }
 

@@ -37,6 +37,7 @@ _EXPORTS = {
     "TaskRejectError": "error",
     "NoEnginesRegistered": "error",
     "Client": "client",
+    "View": "client",
     "DirectView": "client",
     "BroadcastView": "client",
     "LoadBalancedView": "client.lbview",
@@ -61,15 +62,29 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'cpar' has no attribute {name!r}")
-    module = (importlib.import_module(mod) if mod == "concurrent.futures"
-              else importlib.import_module(f".{mod}", __name__))
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
+def _lazy_exports(namespace, exports, absolute=()):
+    """``(__getattr__, __dir__)`` for the package whose globals are ``namespace``: a
+    name of ``exports`` is imported on first use from the submodule it maps to (a
+    module of ``absolute``: that top-level module), then kept in the namespace."""
+    package = namespace["__name__"]
+
+    def __getattr__(name):
+        mod = exports.get(name)
+        if mod is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module = (importlib.import_module(mod) if mod in absolute
+                  else importlib.import_module(f".{mod}", package))
+        value = getattr(module, name)
+        namespace[name] = value
+        return value
+
+    def __dir__():
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__
+
+
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS, absolute={"concurrent.futures"})
 
 
 def load_ipython_extension(ip):
@@ -84,6 +99,3 @@ def unload_ipython_extension(ip):
 
     unload(ip)
 
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))

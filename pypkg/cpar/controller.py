@@ -8,7 +8,7 @@ import socket
 import stat
 import tempfile
 
-from . import paths
+from . import connfile, paths
 
 
 # Unanswered load-balanced tasks per engine. "auto": about 5 ms of queued work per engine,
@@ -214,7 +214,7 @@ def run_controller(
             # sender, so clients and engines should refuse it before sending.
             "max_message": limits["max_message"],
         }
-        paths.write_private_json(cf, info)
+        connfile.write(cf, info)
         ctrl.install_signal_stop()
         try:
             ctrl.run()

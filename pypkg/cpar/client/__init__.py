@@ -1,13 +1,14 @@
-"""The cpar client: ``Client``, ``DirectView``, ``AsyncResult``.
+"""The cpar client: ``Client``, ``View`` and its ``DirectView``, ``AsyncResult``.
 
 Names are imported on first use, so that an engine unpickling a reference to one of the
 helpers in ``cpar.client.remotefunctions`` does not load the whole client.
 """
 
-import importlib
+from .. import _lazy_exports
 
 _EXPORTS = {
     "Client": "client",
+    "View": "viewbase",
     "DirectView": "view",
     "BroadcastView": "broadcast",
     "AsyncResult": "asyncresult",
@@ -20,15 +21,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'cpar.client' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = _lazy_exports(globals(), _EXPORTS)

@@ -135,6 +135,37 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
         if self._left == 0:
             self._finish()
 
+    @classmethod
+    def _over_slots(cls, client, slots, sources, fname, single, value=_PENDING):
+        """A result over ``slots`` of the AsyncResults ``sources`` (``split``, ``join``,
+        ``get_result``): it sends nothing and files no message; its caller says when it
+        is done (``_left`` starts at the number of slots)."""
+        self = cls.__new__(cls)
+        self._init_over_slots(client, slots, sources, fname, single, value)
+        return self
+
+    def _init_over_slots(self, client, slots, sources, fname, single, value=_PENDING):
+        concurrent.futures.Future.__init__(self)
+        self._client = client
+        self._tasks = all(ar._tasks for ar in sources)
+        self._fname = fname
+        self._single = single
+        self._reduce = None
+        self._submitted = min(ar._submitted for ar in sources)
+        self._mono0 = min(ar._mono0 for ar in sources)
+        self._slots = slots
+        self._index = {}
+        self._left_per_msg = {}
+        self._msg_ids = list(dict.fromkeys(s.msg_id for s in slots))
+        self._left = len(slots)
+        self._finished_mono = 0
+        self._value = value
+        self._exception = None
+        self._aborted = False
+        self._done_order = []
+        self._lock = threading.Lock()
+        self._cond = None
+
     # -- filled in by the client's dispatch thread -------------------------------------
 
     def _slot_done(self, slot):
@@ -350,8 +381,7 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
         client = self._client
         d = client._dispatcher
         for msg_id in finished_msgs:
-            if d.pending.get(msg_id) is self:
-                d.pending.pop(msg_id, None)
+            d.release(msg_id, self)
         msg_ids = list(dict.fromkeys(s.msg_id for s in aborted))
         try:
             client._abort_tasks(msg_ids)

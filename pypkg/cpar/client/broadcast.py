@@ -13,17 +13,15 @@ Requests that go out as one message per engine (``scatter``, ``map``) have a sin
 target each and are not coalesced: there is nothing to combine.
 """
 
-import contextlib
-
 from .view import DirectView
-
-_BROADCAST_FLAGS = ("block", "track", "targets", "is_coalescing")
 
 
 class BroadcastView(DirectView):
     """A view on ``targets`` (an engine id, a list of ids or 'all') whose multi-engine
     requests reach the engines by one fan-out at the controller; with ``is_coalescing``
     the engines' replies also travel back as one message."""
+
+    _flags = DirectView._flags + ("is_coalescing",)
 
     def __init__(self, client, targets="all", block=None, is_coalescing=False):
         super().__init__(client, targets, block=block)
@@ -33,11 +31,11 @@ class BroadcastView(DirectView):
     def make(cls, client, targets="all", is_coalescing=False, **kwargs):
         """``Client.broadcast_view``: checks ``targets`` now (as ``direct_view``) and
         sets the flags given as keywords."""
-        bad = sorted(set(kwargs) - set(_BROADCAST_FLAGS))
+        bad = sorted(set(kwargs) - set(cls._flags))
         if bad:
             raise TypeError(f"broadcast_view() got unexpected keyword argument(s): "
                             f"{', '.join(map(repr, bad))} (flags: "
-                            f"{', '.join(_BROADCAST_FLAGS)})")
+                            f"{', '.join(cls._flags)})")
         if isinstance(targets, str) and targets == "all":
             view = cls(client, "all", is_coalescing=is_coalescing)
         else:
@@ -54,19 +52,8 @@ class BroadcastView(DirectView):
     def set_flags(self, **kwargs):
         """Sets ``block``, ``track``, ``targets`` or ``is_coalescing``."""
         if "is_coalescing" in kwargs:
-            self.is_coalescing = bool(kwargs.pop("is_coalescing"))
+            kwargs["is_coalescing"] = bool(kwargs["is_coalescing"])
         super().set_flags(**kwargs)
-
-    @contextlib.contextmanager
-    def temp_flags(self, **kwargs):
-        """``with view.temp_flags(is_coalescing=True): ...`` sets flags for the block
-        only."""
-        saved = {n: getattr(self, n) for n in kwargs if n in _BROADCAST_FLAGS}
-        self.set_flags(**kwargs)
-        try:
-            yield self
-        finally:
-            self.set_flags(**saved)
 
     def __repr__(self):
         shown = super().__repr__()[len("<DirectView "):-1]

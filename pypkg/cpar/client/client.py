@@ -18,9 +18,9 @@ import time
 import weakref
 
 from .._proc import pid_alive
-from .. import _core, error, paths
+from .. import _core, connfile, error, paths
 from .asyncresult import _POLL, AsyncResult
-from .dispatch import _Dispatcher, _Waiter, _targets_frame
+from .dispatch import _Dispatcher, _targets_frame
 from .localresults import _LocalResults
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
 from .view import DirectView
@@ -45,20 +45,6 @@ def _max_output_default():
 _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "cluster"}
 # ... and those that tunnel the connection over ssh (cpar.client.tunnel).
 _SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
-
-
-_CURVE_FIELDS = ("curve_serverkey", "curve_publickey", "curve_secretkey")
-
-
-def _curve_keys(info, path):
-    """The CurveZMQ keys of a connection file, as Connection() arguments, or None."""
-    present = [k for k in _CURVE_FIELDS if info.get(k)]
-    if not present:
-        return None
-    if len(present) != len(_CURVE_FIELDS):
-        missing = sorted(set(_CURVE_FIELDS) - set(present))
-        raise ValueError(f"connection file {path} has CURVE keys but lacks {', '.join(missing)}")
-    return {k: info[k] for k in _CURVE_FIELDS}
 
 
 class Client(_LocalResults, _Bookkeeping):
@@ -102,7 +88,7 @@ class Client(_LocalResults, _Bookkeeping):
         if url_file is None:
             url_file = paths.connection_file(profile, self.cluster_id)
         self.url_file = os.fspath(url_file)
-        self._info = self._load_connection_file(self.url_file, timeout)
+        self._info = connfile.read(self.url_file, timeout=timeout)
         self.url = self._info["client_url"]
         self._prefix = os.urandom(8)
         self._counter = itertools.count()
@@ -114,7 +100,7 @@ class Client(_LocalResults, _Bookkeeping):
         try:
             # a tunnelled client is on another host: no shared memory with the engines
             self._dispatcher = _Dispatcher(connect_url, self._info["key"].encode("utf-8"),
-                                           _curve_keys(self._info, self.url_file),
+                                           connfile.curve_keys(self._info, self.url_file),
                                            shm=self._tunnel is None)
         except BaseException:
             self._close_tunnel()
@@ -142,21 +128,6 @@ class Client(_LocalResults, _Bookkeeping):
 
     # -- connection ---------------------------------------------------------------------
 
-    @staticmethod
-    def _load_connection_file(path, timeout):
-        deadline = time.monotonic() + (timeout or 0)
-        while not os.path.exists(path):
-            if time.monotonic() >= deadline:
-                raise FileNotFoundError(
-                    f"no cpar connection file at {path}: is a cluster running? "
-                    "(start one with `cpar cluster start -n 4`)")
-            time.sleep(0.05)
-        info = paths.read_json(path)
-        missing = [k for k in ("client_url", "key") if k not in info]
-        if missing:
-            raise ValueError(f"connection file {path} lacks {', '.join(missing)}")
-        return info
-
     def _open_tunnel(self, kw, timeout):
         """The URL to connect to: the controller's, or the local end of an ssh tunnel to
         it (``sshserver=``, or the connection file's ``ssh`` field)."""
@@ -179,10 +150,8 @@ class Client(_LocalResults, _Bookkeeping):
     def _connect(self, timeout):
         d = self._dispatcher
         msg_id = self._new_msg_id()
-        waiter = _Waiter()
-        d.waiters[msg_id] = waiter
         # Our pid: the controller accepts shared-memory descriptors from us naming only it.
-        d.conn.send(_core.MSG_CONNECT, [f"pid={os.getpid()}".encode()], msg_id=msg_id)
+        waiter = d.request(_core.MSG_CONNECT, [f"pid={os.getpid()}".encode()], msg_id)
         deadline = time.monotonic() + timeout
         while True:
             if waiter.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
@@ -198,7 +167,7 @@ class Client(_LocalResults, _Bookkeeping):
                     or time.monotonic() >= deadline
                     or (self._tunnel is not None and self._tunnel.failure)):
                 break
-        d.waiters.pop(msg_id, None)
+        d.forget_request(msg_id)
         if self._tunnel is not None:
             self._tunnel.check(wait=1.0 if d.conn.handshake_failed else 0.0)
         if d.conn.handshake_failed:
@@ -406,101 +375,52 @@ class Client(_LocalResults, _Bookkeeping):
                 cls=AsyncResult, coalesce=False):
         """Sends one targeted request; returns its AsyncResult (of class ``cls``). With
         ``coalesce`` the controller answers with one message for all targets."""
-        d = self._dispatcher
-        if d.closed:
-            raise error.ConnectionClosed("the client is closed")
-        d.check_connected()
-        msg_id = self._new_msg_id()
-        now = time.time_ns()
-        ar = cls(self, [(msg_id, tlist)], fname=fname, single=single, reduce=reduce,
-                 submitted_ns=now)
-        if not tlist:
-            return ar  # no engine to ask (an empty view): finished, with no results
-        d.pending[msg_id] = ar
-        self._remember(ar, ar._msg_ids)
-        try:
-            flags = _core.FLAG_TARGETED | (_core.FLAG_COALESCE if coalesce else 0)
-            d.conn.send(msg_type, [_targets_frame(tlist)] + list(payload), msg_id=msg_id,
-                        flags=flags, t0=now)
-        except BaseException:
-            d.pending.pop(msg_id, None)
-            raise
-        return ar
+        flags = _core.FLAG_TARGETED | (_core.FLAG_COALESCE if coalesce else 0)
+        return self._send_requests(msg_type, flags, [(tlist, [_targets_frame(tlist),
+                                                              *payload])],
+                                   cls, fname=fname, single=single, reduce=reduce)
 
     def _submit_many(self, msg_type, parts, fname, single=False, reduce=None,
                      cls=AsyncResult, **extra):
         """Sends one request per ``(engine_id, payload)`` of ``parts``; returns one
         AsyncResult (of class ``cls``) over all of them (scatter, map)."""
-        d = self._dispatcher
-        if d.closed:
-            raise error.ConnectionClosed("the client is closed")
-        d.check_connected()
-        now = time.time_ns()
-        requests = [(self._new_msg_id(), [eid]) for eid, _ in parts]
-        ar = cls(self, requests, fname=fname, single=single, reduce=reduce,
-                 submitted_ns=now, **extra)
-        for (msg_id, _), _ in zip(requests, parts):
-            d.pending[msg_id] = ar
-        self._remember(ar, ar._msg_ids)
-        try:
-            for (msg_id, engines), (_, payload) in zip(requests, parts):
-                d.conn.send(msg_type, [_targets_frame(engines)] + list(payload),
-                            msg_id=msg_id, flags=_core.FLAG_TARGETED, t0=now)
-        except BaseException as exc:
-            for msg_id, _ in requests:
-                d.pending.pop(msg_id, None)
-            ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
-            raise
-        return ar
-
-    def _remember(self, ar, msg_ids):
-        self._results.add(ar, msg_ids)
-        self._history.extend(msg_ids)
+        return self._send_requests(
+            msg_type, _core.FLAG_TARGETED,
+            [([eid], [_targets_frame([eid]), *payload]) for eid, payload in parts],
+            cls, fname=fname, single=single, reduce=reduce, **extra)
 
     def _submit_tasks(self, spec, payloads, fname, single=False, reduce=None,
                       cls=AsyncResult, **extra):
         """Sends one load-balanced TASK per payload (the controller picks each one's
         engine); returns one AsyncResult (of class ``cls``) over all of them."""
+        return self._send_requests(_core.MSG_TASK, 0, [(None, [spec, *p]) for p in payloads],
+                                   cls, fname=fname, single=single, reduce=reduce,
+                                   tasks=True, **extra)
+
+    def _send_requests(self, msg_type, flags, requests, cls, **ar_args):
+        """The one way requests leave: ``requests`` is a list of ``(engines, frames)``
+        (engines: a list of engine ids, None for a task). Returns the AsyncResult (of
+        class ``cls``, made with ``ar_args``) over all of them, filed in the dispatcher
+        and remembered in the history; finished at once when there is nothing to send
+        (an empty view)."""
         d = self._dispatcher
         if d.closed:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         now = time.time_ns()
-        pending = d.pending
-        send = d.conn.send
-        if len(payloads) == 1:  # apply: the common case, kept short
-            msg_id = self._new_msg_id()
-            ar = cls(self, [(msg_id, None)], fname=fname, single=single, reduce=reduce,
-                     submitted_ns=now, tasks=True, **extra)
-            pending[msg_id] = ar
-            self._results.add(ar, ar._msg_ids)
-            self._history.append(msg_id)
-            try:
-                send(_core.MSG_TASK, [spec, *payloads[0]], msg_id=msg_id, t0=now)
-            except BaseException as exc:
-                pending.pop(msg_id, None)
-                ar._fail_pending(exc if isinstance(exc, Exception)
-                                 else error.CparError(str(exc)))
-                raise
-            return ar
         new_id = self._new_msg_id
-        msg_ids = [new_id() for _ in payloads]
-        ar = cls(self, [(m, None) for m in msg_ids], fname=fname, single=single,
-                 reduce=reduce, submitted_ns=now, tasks=True, **extra)
-        if not msg_ids:
-            return ar
-        pending.update(dict.fromkeys(msg_ids, ar))
-        self._remember(ar, msg_ids)
-        task = _core.MSG_TASK
-        try:
-            for msg_id, payload in zip(msg_ids, payloads):
-                send(task, [spec, *payload], msg_id=msg_id, t0=now)
-        except BaseException as exc:
-            for msg_id in msg_ids:
-                pending.pop(msg_id, None)
-            ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
-            raise
+        messages = [(new_id(), frames) for _, frames in requests]
+        ar = cls(self, [(m, engines) for (m, _), (engines, _) in zip(messages, requests)],
+                 submitted_ns=now, **ar_args)
+        if not any(engines is None or engines for engines, _ in requests):
+            return ar  # no engine to ask: finished, with no results
+        self._remember(ar, ar._msg_ids)
+        d.submit(ar, msg_type, flags, messages, now)
         return ar
+
+    def _remember(self, ar, msg_ids):
+        self._results.add(ar, msg_ids)
+        self._history.extend(msg_ids)
 
     def _abort_tasks(self, msg_ids):
         """Asks the controller to drop these requests (load-balanced tasks or direct
@@ -566,15 +486,15 @@ class Client(_LocalResults, _Bookkeeping):
         """The AsyncResults named by ``jobs`` (AsyncResults, msg ids as hex or bytes, or
         None for every outstanding request), each once, in order; ids no longer
         outstanding are skipped."""
-        pending = self._dispatcher.pending
+        d = self._dispatcher
         if jobs is None:
-            return list(dict.fromkeys(pending.values()))
+            return d.pending_results()
         if isinstance(jobs, (AsyncResult, str, bytes)):
             jobs = [jobs]
         ars = {}  # insertion-ordered set
         for job in jobs:
             if not isinstance(job, AsyncResult):
-                job = pending.get(bytes.fromhex(job) if isinstance(job, str) else job)
+                job = d.pending_result(bytes.fromhex(job) if isinstance(job, str) else job)
             if job is not None:
                 ars[job] = None
         return list(ars)
@@ -616,7 +536,7 @@ class Client(_LocalResults, _Bookkeeping):
     @property
     def outstanding(self):
         """msg ids (hex) of requests not fully answered yet."""
-        return {m.hex() for m in list(self._dispatcher.pending)}
+        return {m.hex() for m in self._dispatcher.pending_ids()}
 
     def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
         """Waits for ``jobs`` (AsyncResults, other ``concurrent.futures.Future``s or msg
@@ -679,12 +599,10 @@ class Client(_LocalResults, _Bookkeeping):
             return
         d.check_connected()
         msg_id = self._new_msg_id()
-        waiter = _Waiter()
-        d.waiters[msg_id] = waiter
-        d.conn.send(_core.MSG_SHUTDOWN, frames, msg_id=msg_id, flags=flags)
+        waiter = d.request(_core.MSG_SHUTDOWN, frames, msg_id, flags=flags)
         if block:
             if not waiter.wait(self.timeout):
-                d.waiters.pop(msg_id, None)
+                d.forget_request(msg_id)
                 raise error.TimeoutError(
                     f"the controller did not confirm the shutdown within {self.timeout} s")
             waiter.result()

@@ -63,6 +63,60 @@ class _Dispatcher:
                                        daemon=True)
         self.thread.start()
 
+    # -- the table of pending results and control requests (the only writers) ----------
+
+    def submit(self, ar, msg_type, flags, messages, t0):
+        """Files ``ar`` as the pending result of each ``(msg_id, frames)`` of ``messages``
+        and sends them (of type ``msg_type`` with header ``flags``). When a send fails,
+        unfiles them all, fails what ``ar`` still waits for and re-raises."""
+        pending = self.pending
+        for msg_id, _ in messages:
+            pending[msg_id] = ar
+        send = self.conn.send
+        try:
+            for msg_id, frames in messages:
+                send(msg_type, frames, msg_id=msg_id, flags=flags, t0=t0)
+        except BaseException as exc:
+            for msg_id, _ in messages:
+                pending.pop(msg_id, None)
+            ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
+            raise
+
+    def request(self, msg_type, frames, msg_id, flags=0):
+        """Sends a control request (CONNECT, SHUTDOWN, QUERY); returns the ``_Waiter``
+        its reply (or error) will be handed to."""
+        waiter = _Waiter()
+        self.waiters[msg_id] = waiter
+        try:
+            self.conn.send(msg_type, frames, msg_id=msg_id, flags=flags)
+        except BaseException:
+            self.waiters.pop(msg_id, None)
+            raise
+        return waiter
+
+    def forget_request(self, msg_id):
+        """Stops waiting for the reply to the control request ``msg_id``."""
+        self.waiters.pop(msg_id, None)
+
+    def release(self, msg_id, ar):
+        """Unfiles ``msg_id`` if it is ``ar``'s (it will get no more messages)."""
+        if self.pending.get(msg_id) is ar:
+            self.pending.pop(msg_id, None)
+
+    def pending_result(self, msg_id):
+        """The AsyncResult waiting for ``msg_id`` (bytes), or None."""
+        return self.pending.get(msg_id)
+
+    def pending_ids(self):
+        """The msg ids (bytes) not fully answered yet."""
+        return list(self.pending)
+
+    def pending_results(self):
+        """The AsyncResults waiting for an answer, each once, oldest first."""
+        return list(dict.fromkeys(list(self.pending.values())))
+
+    # -- the receiving thread -----------------------------------------------------------
+
     def _run(self):
         conn = self.conn
         handlers = self.handlers

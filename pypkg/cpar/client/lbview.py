@@ -11,13 +11,10 @@ where the flags allow, and answers with the engine's REPLY or an ERROR
 
 import collections
 import concurrent.futures
-import contextlib
 import itertools
 import operator
-import pickle
 import struct
 import threading
-import types
 
 from .. import error, serialize
 from ..dependency import FLAG_ALL, FLAG_SUCCESS, Dependency, _msg_id_hex
@@ -25,55 +22,17 @@ from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 from .executor import LazyMapIterator, ViewExecutor
 from .view import _sliceable
+from .viewbase import View, _fname
 
 _SPEC = struct.Struct("<IiIHHIII")
 _SPEC_VERSION = 1
 _DEFAULT_DEP_FLAGS = FLAG_ALL | FLAG_SUCCESS
 _MAX_TIMEOUT_MS = 2**32 - 1
 
-_HISTORY = 10_000  # msg ids remembered in view.history
-_FLAGS = ("block", "track", "targets", "after", "follow", "timeout", "retries")
 _SPEC_FLAGS = frozenset(("targets", "after", "follow", "timeout", "retries"))
 
 
-# Argument types pickled alike by the standard pickler and cpar's (no hook applies).
-_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None), range))
-
-
-def _by_reference(f):
-    """A callable that pickles by reference alike with any pickler: a class, a module's
-    builtin, a module's (non-interactive) function."""
-    if isinstance(f, type):
-        return True
-    if isinstance(f, types.BuiltinFunctionType):
-        owner = getattr(f, "__self__", None)
-        return owner is None or isinstance(owner, types.ModuleType)
-    return isinstance(f, types.FunctionType) and not serialize._is_interactive(f)
-
-
-def _plain(a):
-    t = type(a)
-    if t in _SCALARS:
-        return True
-    if t is list or t is tuple:
-        scalars = _SCALARS
-        return all(type(x) in scalars for x in a)
-    return _by_reference(a)
-
-
-def _pack_call(f, args, kwargs):
-    """The frames of ``f(*args, **kwargs)``, as ``serialize.pack_apply_message``. The
-    common small task (a module's function, a builtin or a class, called with scalars,
-    or a map chunk of scalars) is pickled directly: the same bytes, without cpar's
-    pickler's per-object hook."""
-    if (serialize._cloudpickle is None and _by_reference(f)
-            and all(map(_plain, args)) and all(map(_plain, kwargs.values()))):
-        return [pickle.dumps((f, args, kwargs), serialize.PROTOCOL)]
-    return serialize.pack_apply_message(f, args, kwargs)
-
-
-def _fname(f):
-    return getattr(f, "__name__", None) or type(f).__name__
+_pack_call = serialize.pack_call  # the frames of a task's call (tests use the old name)
 
 
 def _dependency_frame(dep):
@@ -160,7 +119,7 @@ def make_spec(retries=0, timeout=None, targets=None, after=None, follow=None):
     return head + struct.pack(f"<{len(tlist)}i", *tlist) + araw + fraw
 
 
-class LoadBalancedView:
+class LoadBalancedView(View):
     """Tasks go to whichever engine the controller's scheduler picks.
 
     Flags (attributes, ``set_flags``, ``temp_flags``):
@@ -180,17 +139,16 @@ class LoadBalancedView:
     - ``track``: accepted for compatibility (sends never need tracking here).
     """
 
+    _flags = View._flags + ("after", "follow", "timeout", "retries")
+
     def __init__(self, client, targets=None, block=None, **flags):
-        self.client = client
-        self.block = client.block if block is None else block
-        self.track = False
+        super().__init__(client, block=block)
         self.targets = None
         self.after = None
         self.follow = None
         self.timeout = None
         self.retries = 0
         self._spec = None
-        self._history = collections.deque(maxlen=_HISTORY)
         self.set_flags(targets=targets, **flags)
 
     def __setattr__(self, name, value):
@@ -206,15 +164,9 @@ class LoadBalancedView:
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
 
-    @property
-    def history(self):
-        """msg ids (hex) of the tasks sent through this view, oldest first (the last
-        10,000)."""
-        return [m.hex() for m in self._history]
-
     def _submit_tasks(self, *args, **kwargs):
-        ar = self.client._submit_tasks(*args, **kwargs)
-        self._history.extend(ar._msg_ids)
+        ar = self._sent(self.client._submit_tasks(*args, **kwargs))
+        ar._view = self
         return ar
 
     def __len__(self):
@@ -245,28 +197,6 @@ class LoadBalancedView:
 
     # -- flags --------------------------------------------------------------------------
 
-    def set_flags(self, **kwargs):
-        """Sets flags: ``block``, ``track``, ``targets``, ``after``, ``follow``,
-        ``timeout``, ``retries``; KeyError for any other name."""
-        for name in kwargs:
-            if name not in _FLAGS:
-                raise KeyError(f"Invalid name: {name!r}")
-        for name, value in kwargs.items():
-            setattr(self, name, value)
-
-    @contextlib.contextmanager
-    def temp_flags(self, **kwargs):
-        """``with view.temp_flags(after=[ar1, ar2]): ...`` sets flags for the block."""
-        for name in kwargs:
-            if name not in _FLAGS:
-                raise KeyError(f"Invalid name: {name!r}")
-        saved = {name: getattr(self, name) for name in kwargs}
-        self.set_flags(**kwargs)
-        try:
-            yield self
-        finally:
-            self.set_flags(**saved)
-
     def _block(self, block):
         """Whether to wait for the result. Waiting while no engine is registered would
         wait forever: that raises NoEnginesRegistered before anything is sent (without
@@ -294,20 +224,7 @@ class LoadBalancedView:
         block = self._block(block)
         payload = _pack_call(f, tuple(args), kwargs or {})
         ar = self._submit_tasks(self._get_spec(), [payload], _fname(f), single=True)
-        ar._view = self
         return ar.get() if block else ar
-
-    def apply(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on one engine; waits if ``block``."""
-        return self._apply(f, args, kwargs)
-
-    def apply_sync(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on one engine and returns its result."""
-        return self._apply(f, args, kwargs, block=True)
-
-    def apply_async(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on one engine; returns an AsyncResult."""
-        return self._apply(f, args, kwargs, block=False)
 
     # -- map ----------------------------------------------------------------------------
 
@@ -342,7 +259,6 @@ class LoadBalancedView:
             self._get_spec(), payloads, fname or _fname(f), reduce=rf.join_partitions,
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
             ordered=ordered)
-        ar._view = self
         ar._return_exceptions = bool(return_exceptions)
         return ar.get() if block else ar
 
@@ -357,14 +273,6 @@ class LoadBalancedView:
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
                                     chunksize=chunksize, ordered=ordered,
                                     return_exceptions=return_exceptions)
-
-    def map_sync(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
-        return self.map(f, *sequences, block=True, chunksize=chunksize, ordered=ordered,
-                        return_exceptions=return_exceptions)
-
-    def map_async(self, f, *sequences, chunksize=1, ordered=True, return_exceptions=False):
-        return self.map(f, *sequences, block=False, chunksize=chunksize, ordered=ordered,
-                        return_exceptions=return_exceptions)
 
     def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
              return_exceptions=False):
@@ -405,9 +313,7 @@ class LoadBalancedView:
             if not chunk:
                 return None
             columns = tuple(list(c) for c in zip(*chunk))
-            ar = submit(spec, [pack(helper, (f,) + columns, {})], fname, single=True)
-            ar._view = self
-            return ar
+            return submit(spec, [pack(helper, (f,) + columns, {})], fname, single=True)
 
         def results_of(ar):
             try:
@@ -417,54 +323,29 @@ class LoadBalancedView:
                     raise
                 return [exc]
 
+        # ordered: results in sending order (a queue); else as tasks finish (a set)
+        in_flight = collections.deque() if ordered else set()
+        add = in_flight.append if ordered else in_flight.add
         exhausted = False
-        if ordered:
-            queue = collections.deque()
-            while True:
-                while not exhausted and len(queue) < max_outstanding:
-                    ar = send_next()
-                    if ar is None:
-                        exhausted = True
-                    else:
-                        queue.append(ar)
-                if not queue:
-                    return
-                yield from results_of(queue.popleft())
-        else:
-            outstanding = set()
-            while True:
-                while not exhausted and len(outstanding) < max_outstanding:
-                    ar = send_next()
-                    if ar is None:
-                        exhausted = True
-                    else:
-                        outstanding.add(ar)
-                if not outstanding:
-                    return
-                done, _ = concurrent.futures.wait(
-                    outstanding, return_when=concurrent.futures.FIRST_COMPLETED)
-                for ar in sorted(done, key=lambda a: a._finished_mono):
-                    outstanding.discard(ar)
-                    yield from results_of(ar)
-
-    @property
-    def executor(self):
-        """A ``concurrent.futures.Executor`` running its work on this view."""
-        return ViewExecutor(self)
-
-    def register_joblib_backend(self, name="ipyparallel", make_default=False):
-        """Registers this view as the joblib backend ``name``:
-        ``Parallel(backend=name)`` (or ``with joblib.parallel_backend(name)``) runs its
-        calls as tasks here. ``make_default``: joblib's default backend from now on."""
-        from ..joblib import register_view
-
-        return register_view(self, name=name, make_default=make_default)
+        while True:
+            while not exhausted and len(in_flight) < max_outstanding:
+                ar = send_next()
+                if ar is None:
+                    exhausted = True
+                else:
+                    add(ar)
+            if not in_flight:
+                return
+            if ordered:
+                yield from results_of(in_flight.popleft())
+                continue
+            done, _ = concurrent.futures.wait(
+                in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+            for ar in sorted(done, key=lambda a: a._finished_mono):
+                in_flight.discard(ar)
+                yield from results_of(ar)
 
     # -- decorators ---------------------------------------------------------------------
-
-    def remote(self, block=None):
-        """Decorator: calling the function runs it as one task."""
-        return lambda f: rf.RemoteFunction(self, f, block=block)
 
     def parallel(self, dist="b", block=None, chunksize=None, ordered=True):
         """Decorator: calling the function runs it on chunks of its arguments (one task
@@ -477,21 +358,13 @@ class LoadBalancedView:
 
     def _own_jobs(self):
         """This view's results that are not finished."""
-        return [ar for ar in dict.fromkeys(list(self.client._dispatcher.pending.values()))
+        return [ar for ar in self.client._dispatcher.pending_results()
                 if getattr(ar, "_view", None) is self]
 
     @property
     def outstanding(self):
         """msg ids (hex) of this view's tasks not answered yet."""
         return {s.msg_id.hex() for ar in self._own_jobs() for s in ar._slots if not s.done}
-
-    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
-        """Waits for ``jobs`` (AsyncResults or msg ids; None: this view's outstanding
-        tasks); see ``Client.wait``."""
-        jobs = self._own_jobs() if jobs is None else jobs
-        if return_when == concurrent.futures.ALL_COMPLETED:  # the plain call, as ipyparallel
-            return self.client.wait(jobs, timeout)              # makes it (wrappers see that)
-        return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: this view's outstanding

@@ -144,7 +144,7 @@ class _LocalResults:
         finished yet cannot be purged: ``RuntimeError``. Held AsyncResults keep their
         values; only the client's caches (``results``, ``metadata``, ``get_result``)
         forget them."""
-        pending = self._dispatcher.pending
+        pending = set(self._dispatcher.pending_ids())
         table = self._results
         local_r, local_m = self._local("results"), self._local("metadata")
         if (isinstance(jobs, str) and jobs == "all") or \

@@ -8,14 +8,12 @@ import concurrent.futures
 import functools
 import json
 import operator
-import threading
 import time
 import weakref
 
 from .. import _core, error
 from .asyncresult import _PENDING as _NOT_YET
 from .asyncresult import AsyncResult
-from .dispatch import _Waiter
 
 
 def _forget(table, published, msg_ids, ref):
@@ -162,11 +160,9 @@ class _Bookkeeping:
             raise error.ConnectionClosed("the client is closed")
         d.check_connected()
         msg_id = self._new_msg_id()
-        waiter = _Waiter()
-        d.waiters[msg_id] = waiter
-        d.conn.send(_core.MSG_QUERY, frames, msg_id=msg_id)
+        waiter = d.request(_core.MSG_QUERY, frames, msg_id)
         if not waiter.wait(self.timeout):
-            d.waiters.pop(msg_id, None)
+            d.forget_request(msg_id)
             raise error.TimeoutError(
                 f"the controller did not answer a query within {self.timeout} s")
         msg = waiter.result()
@@ -384,33 +380,18 @@ class _ResultView(AsyncResult):
     from has finished; ``abort`` aborts those."""
 
     def __init__(self, client, parts):
-        concurrent.futures.Future.__init__(self)
         owners = {}
         slots = []
         for ar, ar_slots in parts:
             owners[id(ar)] = ar
             slots.extend(ar_slots)
-        self._client = client
-        self._owners = list(owners.values())
+        owners = list(owners.values())
+        self._init_over_slots(client, slots, owners,
+                              owners[0]._fname if len(owners) == 1 else "results",
+                              single=len(slots) == 1, value=_NOT_YET)
+        self._owners = owners
         self._owner_of = {id(s): ar for ar, ar_slots in parts for s in ar_slots}
-        self._fname = self._owners[0]._fname if len(self._owners) == 1 else "results"
-        self._tasks = all(ar._tasks for ar in self._owners)
-        self._single = len(slots) == 1
-        self._reduce = None
-        self._submitted = min(ar._submitted for ar in self._owners)
-        self._mono0 = min(ar._mono0 for ar in self._owners)
-        self._slots = slots
-        self._index = {}
-        self._left_per_msg = {}
-        self._msg_ids = list(dict.fromkeys(s.msg_id for s in slots))
-        self._left = len(self._owners)
-        self._finished_mono = 0
-        self._value = _NOT_YET
-        self._exception = None
-        self._aborted = False
-        self._done_order = []
-        self._lock = threading.Lock()
-        self._cond = None
+        self._left = len(owners)  # done when every AsyncResult it draws from is
         for ar in self._owners:
             ar.add_done_callback(self._owner_done)
 

@@ -9,9 +9,8 @@ the others.
 """
 
 import concurrent.futures
-import threading
 
-from .asyncresult import _PENDING, AsyncResult
+from .asyncresult import AsyncResult
 
 RETURN_WHEN = (concurrent.futures.ALL_COMPLETED, concurrent.futures.FIRST_COMPLETED,
                concurrent.futures.FIRST_EXCEPTION)
@@ -37,8 +36,6 @@ def _root_of(ar, slot):
 def make_part(parts, single, fname=None):
     """A plain ``AsyncResult`` over ``parts``: ``[(ar, [slot, ...]), ...]`` (slots of
     those AsyncResults, in order). Done once every one of its slots is done."""
-    sub = AsyncResult.__new__(AsyncResult)
-    concurrent.futures.Future.__init__(sub)
     first = parts[0][0]
     slots = []
     roots = {}
@@ -46,27 +43,10 @@ def make_part(parts, single, fname=None):
         for slot in ar_slots:
             roots[id(slot)] = _root_of(ar, slot)
             slots.append(slot)
-    sub._client = first._client
-    sub._tasks = all(ar._tasks for ar, _ in parts)
-    sub._fname = fname or first._fname
-    sub._single = single
-    sub._reduce = None
+    sub = AsyncResult._over_slots(first._client, slots, [ar for ar, _ in parts],
+                                  fname or first._fname, single)
     sub._return_exceptions = first._return_exceptions
-    sub._submitted = min(ar._submitted for ar, _ in parts)
-    sub._mono0 = min(ar._mono0 for ar, _ in parts)
-    sub._slots = slots
-    sub._index = {}
-    sub._left_per_msg = {}
-    sub._msg_ids = list(dict.fromkeys(s.msg_id for s in slots))
-    sub._finished_mono = 0
-    sub._value = _PENDING
-    sub._exception = None
-    sub._aborted = False
-    sub._done_order = []
-    sub._lock = threading.Lock()
-    sub._cond = None
     sub._slot_root = roots
-    sub._left = len(slots)
     # Registered with each root under its lock, so no answer slips between the check of
     # a slot and the registration.
     by_root = {}

@@ -6,8 +6,6 @@ calls of small functions (``remotefunctions``) that act on the engines' namespac
 """
 
 import builtins
-import collections
-import concurrent.futures
 import contextlib
 import dis
 import os
@@ -18,13 +16,7 @@ from .. import _core, serialize
 from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 from .executereply import _execute_result
-
-_FLAGS = ("block", "track", "targets")
-_HISTORY = 10_000  # msg ids remembered in view.history
-
-
-def _fname(f):
-    return getattr(f, "__name__", None) or type(f).__name__
+from .viewbase import View, _fname
 
 
 def _sliceable(seq, what="scatter"):
@@ -54,7 +46,7 @@ def _need_targets(what, n_items, tlist):
                          "view's targets are empty")
 
 
-class DirectView:
+class DirectView(View):
     """A view on ``targets``: an engine id (results unwrapped), a list of ids, or 'all'
     (the engines live at the time of each request).
 
@@ -64,27 +56,14 @@ class DirectView:
     """
 
     def __init__(self, client, targets="all", block=None):
-        self.client = client
+        super().__init__(client, block=block)
         self.targets = targets
-        self.block = client.block if block is None else block
-        self.track = False
-        self._history = collections.deque(maxlen=_HISTORY)
-
-    @property
-    def history(self):
-        """msg ids (hex) of the requests sent through this view, oldest first (the last
-        10,000)."""
-        return [m.hex() for m in self._history]
 
     def _submit(self, *args, **kwargs):
-        ar = self.client._submit(*args, **kwargs)
-        self._history.extend(ar._msg_ids)
-        return ar
+        return self._sent(self.client._submit(*args, **kwargs))
 
     def _submit_many(self, *args, **kwargs):
-        ar = self.client._submit_many(*args, **kwargs)
-        self._history.extend(ar._msg_ids)
-        return ar
+        return self._sent(self.client._submit_many(*args, **kwargs))
 
     def get_result(self, indices_or_msg_ids=None, block=None, owner=True):
         """The AsyncResult of earlier requests: indices into this view's ``history``
@@ -131,25 +110,6 @@ class DirectView:
             shown = str(list(t)) if isinstance(t, (list, tuple, range)) else str(t)
         return f"<DirectView {shown}>"
 
-    # -- flags --------------------------------------------------------------------------
-
-    def set_flags(self, **kwargs):
-        """Sets ``block``, ``track`` or ``targets``."""
-        for name, value in kwargs.items():
-            if name not in _FLAGS:
-                raise KeyError(f"Invalid name: {name!r}")
-            setattr(self, name, value)
-
-    @contextlib.contextmanager
-    def temp_flags(self, **kwargs):
-        """``with view.temp_flags(block=True): ...`` sets flags for the block only."""
-        saved = {name: getattr(self, name) for name in kwargs if name in _FLAGS}
-        self.set_flags(**kwargs)
-        try:
-            yield self
-        finally:
-            self.set_flags(**saved)
-
     # -- apply --------------------------------------------------------------------------
 
     def _apply(self, f, args=(), kwargs=None, block=None, targets=None, what=None,
@@ -159,18 +119,6 @@ class DirectView:
                                                labels=labels)
         ar = self._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
-
-    def apply(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on every target; waits if ``block``."""
-        return self._apply(f, args, kwargs)
-
-    def apply_sync(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on every target and returns the result(s)."""
-        return self._apply(f, args, kwargs, block=True)
-
-    def apply_async(self, f, /, *args, **kwargs):
-        """Calls ``f(*args, **kwargs)`` on every target; returns an AsyncResult."""
-        return self._apply(f, args, kwargs, block=False)
 
     def execute(self, code, silent=True, targets=None, block=None):
         """Runs the code string on every target; returns its AsyncResult (finished when
@@ -194,28 +142,10 @@ class DirectView:
             code = f.read()
         return self.execute(code, targets=targets, block=block)
 
-    def remote(self, block=None):
-        """Decorator: calling the function runs it on this view's engines."""
-        return lambda f: rf.RemoteFunction(self, f, block=block)
-
     def parallel(self, dist="b", block=None):
         """Decorator: calling the function runs it on partitions of its arguments, one per
         engine, and joins the results; ``.map`` maps it element-wise."""
         return lambda f: rf.ParallelFunction(self, f, dist=dist, block=block)
-
-    @property
-    def executor(self):
-        """A ``concurrent.futures.Executor`` running its work on this view."""
-        from .executor import ViewExecutor
-
-        return ViewExecutor(self)
-
-    def register_joblib_backend(self, name="ipyparallel", make_default=False):
-        """Registers this view as the joblib backend ``name`` (see
-        ``LoadBalancedView.register_joblib_backend``)."""
-        from ..joblib import register_view
-
-        return register_view(self, name=name, make_default=make_default)
 
     # -- map ----------------------------------------------------------------------------
 
@@ -251,12 +181,6 @@ class DirectView:
         a part that failed gives its error (once) in place of its elements."""
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
                                     return_exceptions=return_exceptions)
-
-    def map_sync(self, f, *sequences, return_exceptions=False, **kwargs):
-        return self.map(f, *sequences, block=True, return_exceptions=return_exceptions)
-
-    def map_async(self, f, *sequences, return_exceptions=False, **kwargs):
-        return self.map(f, *sequences, block=False, return_exceptions=return_exceptions)
 
     def imap(self, f, *sequences, **kwargs):
         """Like ``map``, as an iterator over the results (each engine's part as soon as
@@ -415,13 +339,6 @@ class DirectView:
         return self._apply(serialize.use_pickle)
 
     # -- housekeeping -------------------------------------------------------------------
-
-    def wait(self, jobs=None, timeout=-1, return_when=concurrent.futures.ALL_COMPLETED):
-        """Waits for ``jobs`` (AsyncResults; None: everything outstanding); see
-        ``Client.wait``."""
-        if return_when == concurrent.futures.ALL_COMPLETED:  # the plain call, as ipyparallel
-            return self.client.wait(jobs, timeout)              # makes it (wrappers see that)
-        return self.client.wait(jobs, timeout, return_when=return_when)
 
     def abort(self, jobs=None, targets=None, block=None, force=False, grace=3.0):
         """Aborts ``jobs`` (AsyncResults or msg ids; None: every outstanding request of

@@ -211,6 +211,14 @@ def _argv(cmd):
 _SCRIPT = "#!/bin/sh\n{directives}\n{launch} {program_and_args}\n"
 
 
+def _directive_lines(prefix, fixed, optional, options):
+    """A scheduler's header lines, each ``prefix`` and an option: the ``fixed`` ones,
+    each ``(value, format)`` of ``optional`` whose value is set, then the user's
+    ``options``."""
+    lines = list(fixed) + [fmt.format(value) for value, fmt in optional if value]
+    return [f"{prefix} {opt}" for opt in lines + list(options)]
+
+
 class SlurmEngineLauncher(BatchEngineLauncher):
     name = "slurm"
     submit_command = ["sbatch", "--parsable"]
@@ -231,16 +239,10 @@ class SlurmEngineLauncher(BatchEngineLauncher):
 
     @classmethod
     def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
-        lines = [f"--job-name={job_name}", f"--ntasks={n}", f"--output={output}"]
-        if queue:
-            lines.append(f"--partition={queue}")
-        if account:
-            lines.append(f"--account={account}")
-        if qos:
-            lines.append(f"--qos={qos}")
-        if time_limit:
-            lines.append(f"--time={time_limit}")
-        return [f"#SBATCH {opt}" for opt in lines + options]
+        return _directive_lines(
+            "#SBATCH", [f"--job-name={job_name}", f"--ntasks={n}", f"--output={output}"],
+            [(queue, "--partition={}"), (account, "--account={}"), (qos, "--qos={}"),
+             (time_limit, "--time={}")], options)
 
 
 class PBSEngineLauncher(BatchEngineLauncher):
@@ -252,14 +254,9 @@ class PBSEngineLauncher(BatchEngineLauncher):
 
     @classmethod
     def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
-        lines = ["-V", f"-N {job_name}", "-j oe", f"-o {output}", f"-l select={n}:ncpus=1"]
-        if queue:
-            lines.append(f"-q {queue}")
-        if account:
-            lines.append(f"-A {account}")
-        if time_limit:
-            lines.append(f"-l walltime={time_limit}")
-        return [f"#PBS {opt}" for opt in lines + options]
+        return _directive_lines(
+            "#PBS", ["-V", f"-N {job_name}", "-j oe", f"-o {output}", f"-l select={n}:ncpus=1"],
+            [(queue, "-q {}"), (account, "-A {}"), (time_limit, "-l walltime={}")], options)
 
 
 class SGEEngineLauncher(BatchEngineLauncher):
@@ -272,15 +269,10 @@ class SGEEngineLauncher(BatchEngineLauncher):
 
     @classmethod
     def directives(cls, n, job_name, output, queue, account, qos, time_limit, options):
-        lines = ["-V", "-cwd", "-S /bin/sh", f"-N {job_name}", "-j y", f"-o {output}",
-                 f"-pe {cls.parallel_environment} {n}"]
-        if queue:
-            lines.append(f"-q {queue}")
-        if account:
-            lines.append(f"-P {account}")
-        if time_limit:
-            lines.append(f"-l h_rt={time_limit}")
-        return [f"#$ {opt}" for opt in lines + options]
+        return _directive_lines(
+            "#$", ["-V", "-cwd", "-S /bin/sh", f"-N {job_name}", "-j y", f"-o {output}",
+                   f"-pe {cls.parallel_environment} {n}"],
+            [(queue, "-q {}"), (account, "-P {}"), (time_limit, "-l h_rt={}")], options)
 
 
 # -- the controller as a one-task job ------------------------------------------------------

@@ -30,7 +30,7 @@ import threading
 import time
 
 import cpar
-from cpar import paths
+from cpar import connfile
 from cpar._proc import pid_alive  # noqa: F401 - re-exported for the cluster
 
 
@@ -132,18 +132,22 @@ class LocalProcessLauncher(Launcher):
         self.procs = []  # Popen objects, when started by this process
         self.pids = list(pids)
 
+    def _popen(self, argv, log):
+        """Starts ``argv`` in its own session, its output appended to the file ``log``."""
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
+            )
+
     def start(self):
         for argv, log in zip(self.argvs, self.log_paths):
-            with open(log, "ab") as out:
-                p = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=self.env,
-                    start_new_session=True,
-                    preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
-                )
+            p = self._popen(argv, log)
             self.procs.append(p)
             self.pids.append(p.pid)
 
@@ -204,17 +208,7 @@ class LocalProcessLauncher(Launcher):
         p.wait()
         if before_start is not None:
             before_start()
-        argv = list(self.argvs[i]) + list(extra)
-        with open(self.log_paths[i], "ab") as out:
-            new = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=_tie_to_thread() if self.tie_to_parent else None,
-            )
+        new = self._popen(list(self.argvs[i]) + list(extra), self.log_paths[i])
         self.procs[i] = new
         self.pids[self.pids.index(pid)] = new.pid
         return True
@@ -231,10 +225,8 @@ class LocalProcessLauncher(Launcher):
 
     def connection_ready(self, path):
         """(As a controller launcher) True once this controller wrote ``path``."""
-        try:
-            return paths.read_json(path).get("controller_pid") == self.pids[0]
-        except (OSError, ValueError, IndexError):
-            return False
+        info = connfile.read_if_written(path)
+        return info is not None and bool(self.pids) and info["controller_pid"] == self.pids[0]
 
     def to_dict(self):
         return {"launcher": self.name, "pids": self.pids, "log_paths": self.log_paths}
@@ -248,11 +240,7 @@ def read_connection_info(path):
     """The controller's connection file as a dict, or None while none has been written.
     The cluster removes the old file before it starts a controller, so a file that is
     there afterwards is the new controller's."""
-    try:
-        info = paths.read_json(path)
-    except (OSError, ValueError):
-        return None
-    return info if info.get("controller_pid") else None
+    return connfile.read_if_written(path)
 
 
 def controller_argv(profile, cluster_id, log_path, extra=()):

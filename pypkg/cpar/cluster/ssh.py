@@ -253,11 +253,10 @@ class SSHControllerLauncher(LocalProcessLauncher):
 
     def connection_ready(self, local_path):
         """Copies the controller's connection file here once it has written it."""
-        import json
         import tempfile
         import time
 
-        from .. import paths
+        from .. import connfile
 
         pid = self.remote_pid()
         if pid is None or time.monotonic() < self._next_try:
@@ -270,14 +269,10 @@ class SSHControllerLauncher(LocalProcessLauncher):
                                stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
             if r.returncode != 0:
                 return False
-            try:
-                with open(dest) as f:
-                    info = json.load(f)
-            except (OSError, ValueError):
-                return False
-        if info.get("controller_pid") != pid:
+            info = connfile.read_if_written(dest)
+        if info is None or info["controller_pid"] != pid:
             return False
-        paths.write_private_json(local_path, info)
+        connfile.write(local_path, info)
         return True
 
     def stop(self, timeout=5.0):

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -11,6 +12,14 @@ _CPAR_DIR = tempfile.mkdtemp(prefix="cpar-test-")
 os.environ["CPAR_DIR"] = _CPAR_DIR
 
 N_ENGINES = 4
+
+# The suite tests Ctrl-C (in the client, in %px, in child processes). A run started as a
+# background job of a non-interactive shell (`sh -c 'make test &'`) inherits SIGINT
+# ignored: Python then installs no KeyboardInterrupt handler, _thread.interrupt_main()
+# does nothing and every child process inherits the ignored signal. Ctrl-C behaviour is
+# what is tested, whatever the shell did, so the run starts with Python's own handler.
+if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ipyparallel's own suite, run only by `make conformance` (tests/conformance/run.py).
 collect_ignore = ["conformance"]
@@ -46,6 +55,11 @@ def dview(rc):
     v = rc[:]
     v.block = True
     return v
+
+
+@pytest.fixture
+def lview(rc):
+    return rc.load_balanced_view()
 
 
 # On a root machine where every daemon the launcher tests need can start (make test
@@ -102,3 +116,18 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CPAR_DIR, ignore_errors=True)
     if _SKIPPED_MODULES and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_unchanged():
+    """A test leaves the process's SIGINT disposition as it found it.
+
+    Ctrl-C tests (and every child process, which inherits SIG_IGN across exec)
+    depend on it; a library that ignores SIGINT in-process breaks them far from
+    the cause, so the test that changed it fails here and the handler is restored."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test changed the SIGINT handler from {before!r} to {after!r}")

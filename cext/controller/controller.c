@@ -371,7 +371,6 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         snprintf(err, errlen, "out of memory");
         goto error;
     }
-    c->on_client_lost = cpar__ctlcoal_client_lost;
     rc = cpar_log_open(&c->log, cfg->log_path, "controller", err, errlen);
     if (rc != 0)
         goto error;

@@ -47,13 +47,15 @@ cpar__ctlcli_monitor_close(cpar_controller *c)
     c->lost_slots = NULL;
 }
 
-/* Cancels the queued tasks of the clients found lost. Runs at safe points only (never
- * inside task bookkeeping): the loop's check and the start of a client's message. */
+/* Drops the coalescing requests and cancels the queued tasks of the clients found lost.
+ * Runs at safe points only (never inside task or coalescing bookkeeping): the loop's
+ * check and the start of a client's message. */
 static void
 cpar__cancel_lost(cpar_controller *c)
 {
     while (c->nlost > 0) {
         uint32_t slot = c->lost_slots[--c->nlost];
+        cpar__ctlcoal_client_lost(c, slot);
         size_t running = 0, cancelled = cpar__ctltask_client_lost(c, slot, &running);
         c->cnt.tasks_cancelled += cancelled;
         cpar_log_write(&c->log,

@@ -10,8 +10,8 @@
  * The client handles both forms alike.
  *
  * Called down into by controller_engines.c (replies, engine death) and
- * controller_clients.c (requests); calls only outbound.c (cpar__ctlcoal_*). The loop
- * installs cpar__ctlcoal_client_lost as the controller's on_client_lost hook.
+ * controller_clients.c (requests, and a lost client's entries at its safe point); calls
+ * only outbound.c (cpar__ctlcoal_*).
  *
  * Ownership and threads: the controller's loop thread only (controller_int.h). No Python,
  * no GIL. */
@@ -330,6 +330,12 @@ cpar__ctlcoal_reply(cpar_controller *c, uint32_t slot, int32_t engine, cpar_msg 
     uint32_t i;
     if (cpar__find(c, slot, m->h.parent, &i) == NULL)
         return 0;
+    if (cpar_registry_client_at(&c->reg, slot) == NULL) {
+        /* The client was lost since its last message (its entries go at the next safe
+         * point): routed as any reply for a gone client, shared memory released. */
+        cpar__drop(c, i, 1);
+        return 0;
+    }
     return cpar__take(c, i, engine, m);
 }
 

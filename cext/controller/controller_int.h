@@ -12,8 +12,9 @@
  *
  * with the tables (registry, route, deps, scheduler, replay) and core below. An engine a
  * lower layer found unreachable is marked (cpar_reg_engine.unreachable) and declared gone
- * by the layer above that owns engine death (cpar__ctleng_reap_unreachable); a lost
- * client's coalescing state goes through the on_client_lost hook the loop sets. Nothing
+ * by the layer above that owns engine death (cpar__ctleng_reap_unreachable); a client a
+ * lower layer found lost is queued (lost_slots) and its tasks and coalescing state are
+ * dropped by controller_clients.c at the next safe point. Nothing
  * outside cext/controller includes this header.
  *
  * Ownership and threads: everything here runs on the controller's loop thread, except the
@@ -96,7 +97,7 @@ struct cpar_controller {
     int *client_gone_fds; /* client connections seen closing ... */
     size_t nclient_gone_fds, capclient_gone_fds;
     size_t nclient_gone_ready; /* ... of which these were read in an earlier turn */
-    uint32_t *lost_slots;      /* clients found gone, whose queued tasks are still to cancel */
+    uint32_t *lost_slots; /* clients found gone, whose tasks and coalescing are still to drop */
     size_t nlost, caplost;
     int scheme; /* enum cpar_sched_scheme */
     int hwm;
@@ -107,9 +108,6 @@ struct cpar_controller {
     uint64_t notice_tokens_at;                   /* monotonic ms of the last token refill */
     int notice_tokens;                           /* notices that may go now */
     struct cpar__coalesce *coal; /* coalesced replies (controller_coalesce.c), owned */
-    /* Set by the loop: called by cpar__ctlout_client_lost before a client is forgotten
-     * (drops its coalescing requests). */
-    void (*on_client_lost)(cpar_controller *c, uint32_t slot);
 };
 
 typedef struct cpar__tasks cpar__tasks;
@@ -205,7 +203,8 @@ void cpar__ctlcoal_part_error(cpar_controller *c, uint32_t slot, const uint8_t *
                               int32_t engine, int code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 /* The client in slot is gone: its coalescing requests are dropped (held shared-memory
- * replies released to their engines). The loop installs it as c->on_client_lost. */
+ * replies released to their engines). Called at the safe point that handles lost
+ * clients (controller_clients.c). */
 void cpar__ctlcoal_client_lost(cpar_controller *c, uint32_t slot);
 
 #endif /* CPAR_CONTROLLER_CONTROLLER_INT_H */

@@ -227,8 +227,6 @@ cpar__ctlout_client_lost(cpar_controller *c, uint32_t slot)
     uint32_t *nl;
     if (cpar_registry_client_at(&c->reg, slot) == NULL)
         return;
-    if (c->on_client_lost != NULL)
-        c->on_client_lost(c, slot);
     cpar_registry_client_remove(&c->reg, slot);
     c->cnt.clients_lost++;
     nl = cpar_vec_grow(c->lost_slots, &c->caplost, c->nlost + 1, sizeof(*nl), 16);

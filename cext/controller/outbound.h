@@ -61,10 +61,9 @@ void cpar__ctlout_error_ident(cpar_controller *c, const uint8_t *ident, size_t i
                               const uint8_t *parent, int code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-/* Forgets the client in slot: its coalescing requests are dropped (the loop's
- * c->on_client_lost hook, set to controller_coalesce.c's), and it is queued for cancelling
- * its tasks (the cancelling happens at the next client check or new client: safe
- * anywhere). */
+/* Forgets the client in slot and queues it for dropping its coalescing requests and
+ * cancelling its tasks (done by controller_clients.c at the next client check or client
+ * message: safe anywhere, no call up). */
 void cpar__ctlout_client_lost(cpar_controller *c, uint32_t slot);
 /* A REPLY for a lost client was dropped: when it offered shared memory, the engine is told
  * to release its pins for that request at once (a RELEASE on the client's behalf). */

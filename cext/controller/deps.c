@@ -2,7 +2,12 @@
  *
  * Records are indexed by a cpar_idtab (idtab.h) on the keyed hash of their 16-byte task
  * id; a forgotten record goes to a spare list and is reused, so once the table has grown a
- * submission allocates nothing. Ended ids also enter a ring of capacity
+ * submission allocates nothing. Records come in blocks mapped straight from the kernel,
+ * never from malloc's heap: ended records live long (up to max_ended of them), and
+ * scattered among a burst's short-lived allocations they would pin the heap's pages, so
+ * the controller could not return the memory of a 100,000-task map once it drained (its
+ * RSS after such a map went from 46 MB to 104 MB when records were malloc'ed one by one).
+ * Ended ids also enter a ring of capacity
  * max_ended; when it is full the oldest is forgotten, unless its record has ended again
  * since (a sequence number tells). A waiting task is linked from every pending record it
  * names; when one of them ends the task is evaluated again. */
@@ -12,6 +17,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "errors.h"
@@ -43,6 +49,15 @@ struct cpar__waiter {
     cpar__waiter *prev, *next;
 };
 
+/* Records per block: a block is about 384 KiB. */
+#define CPAR__REC_BLOCK 8192
+
+typedef struct cpar__recblock {
+    struct cpar__recblock *next; /* the blocks of one cpar_deps */
+    size_t bytes;                /* its mapping's length */
+    cpar__rec recs[];            /* CPAR__REC_BLOCK records */
+} cpar__recblock;
+
 typedef struct cpar__ring_entry {
     uint8_t id[CPAR_DEPS_ID_SIZE];
     uint64_t seq;
@@ -51,7 +66,8 @@ typedef struct cpar__ring_entry {
 struct cpar_deps {
     uint64_t key[2];        /* SipHash key of the table, random per table (cpar_deps_new) */
     cpar_idtab table;       /* items: cpar__rec * */
-    cpar__rec *spare;       /* forgotten records, for reuse */
+    cpar__rec *spare;       /* forgotten or never-used records, for reuse */
+    cpar__recblock *blocks; /* where every record lives, owned (munmap) */
     size_t pending, ended;  /* records by state */
     cpar__ring_entry *ring; /* ended ids, oldest at head */
     size_t ring_cap, ring_head, ring_len;
@@ -154,15 +170,34 @@ cpar__deps_find(const cpar_deps *d, const uint8_t *id)
                                offsetof(cpar__rec, id));
 }
 
-/* A new record for id (absent), from the spare list when it has one. */
+/* Maps one more block of records onto the spare list: 0 or CPAR_ENOMEM. */
+static int
+cpar__deps_grow(cpar_deps *d)
+{
+    size_t bytes = sizeof(cpar__recblock) + CPAR__REC_BLOCK * sizeof(cpar__rec);
+    cpar__recblock *b =
+        mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED)
+        return CPAR_ENOMEM;
+    b->bytes = bytes;
+    b->next = d->blocks;
+    d->blocks = b;
+    for (size_t i = CPAR__REC_BLOCK; i-- > 0;) {
+        b->recs[i].spare = d->spare;
+        d->spare = &b->recs[i];
+    }
+    return CPAR_OK;
+}
+
+/* A new record for id (absent), from the spare list (grown by a block when empty). */
 static int
 cpar__deps_add(cpar_deps *d, const uint8_t *id, cpar__rec **out)
 {
-    cpar__rec *r = d->spare;
-    if (r != NULL)
-        d->spare = r->spare;
-    else if ((r = malloc(sizeof(*r))) == NULL)
+    cpar__rec *r;
+    if (d->spare == NULL && cpar__deps_grow(d) != 0)
         return CPAR_ENOMEM;
+    r = d->spare;
+    d->spare = r->spare;
     memset(r, 0, sizeof(*r));
     memcpy(r->id, id, CPAR_DEPS_ID_SIZE);
     r->engine = -1;
@@ -233,12 +268,11 @@ cpar_deps_free(cpar_deps *d)
             r->links = l->next;
             free(l);
         }
-        free(r);
     }
-    while (d->spare != NULL) {
-        cpar__rec *r = d->spare;
-        d->spare = r->spare;
-        free(r);
+    while (d->blocks != NULL) {
+        cpar__recblock *b = d->blocks;
+        d->blocks = b->next;
+        munmap(b, b->bytes);
     }
     while (d->waiters != NULL) {
         cpar__waiter *w = d->waiters;

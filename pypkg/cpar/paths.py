@@ -11,7 +11,6 @@ An empty cluster id is spelled ``default`` in file names.
 
 import json
 import os
-import tempfile
 
 
 def cpar_dir():
@@ -48,6 +47,9 @@ def log_dir(profile="default"):
 
 def write_private_json(path, data):
     """Writes JSON atomically to ``path`` with mode 0600 (it holds a secret key)."""
+    import tempfile  # here, not at the top: every engine imports this module to read its
+    # connection file, and tempfile pulls in shutil, random, bz2 and lzma (~1 MB per engine)
+
     d = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
     try:

@@ -23,6 +23,7 @@ from .asyncresult import _POLL, AsyncResult
 from .dispatch import _Dispatcher, _targets_frame
 from .localresults import _LocalResults
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
+from .taskdb import _TaskDB
 from .view import DirectView
 
 # The stdout/stderr text kept per engine and request (``Client.max_output``); more is
@@ -47,7 +48,7 @@ _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "
 _SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
 
 
-class Client(_LocalResults, _Bookkeeping):
+class Client(_TaskDB, _LocalResults, _Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
 

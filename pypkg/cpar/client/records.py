@@ -291,7 +291,8 @@ class _Bookkeeping:
         owners = {id(ar): ar for ar, _ in parts}
         if len(owners) == 1:
             ar = parts[0][0]
-            if len(ids) == len(ar._msg_ids):
+            # an AsyncHubResult is shown as a plain AsyncResult once fetched
+            if len(ids) == len(ar._msg_ids) and not hasattr(ar, "_hub_ids"):
                 result = ar
             else:
                 result = _ResultView(self, parts)
@@ -408,6 +409,10 @@ class _ResultView(AsyncResult):
 
     def _wait_slot(self, slot):
         self._owner_of[id(slot)]._wait_slot(slot)
+
+    def _slot_value(self, slot):
+        # as the AsyncResult it came from makes it (an execute's ExecuteReply ...)
+        return self._owner_of[id(slot)]._slot_value(slot)
 
     def _remote_error(self, slot):
         # built by the AsyncResult it came from: its engine_info names that call's method

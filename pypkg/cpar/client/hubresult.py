@@ -205,11 +205,20 @@ class AsyncHubResult(AsyncResult):
             if not pending:
                 return
             try:
-                content, frames = client._db_request("get", msg_ids=pending)
+                # which have ended (a light query), then those records with their frames
+                ended = []
+                for i in range(0, len(pending), 512):
+                    content, _ = client._db_request(
+                        "query", query={"msg_id": {"$in": pending[i:i + 512]},
+                                        "status": {"$ne": "pending"}}, keys=["msg_id"])
+                    ended.extend(r["msg_id"] for r in content.get("records") or [])
+                if not ended:
+                    continue
+                records, frames = client._db_get(ended)
             except Exception as exc:  # noqa: BLE001 - the parts fail with it
                 self._fail_pending(exc)
                 return
-            self._fill(content.get("records") or [], frames)
+            self._fill(records, frames)
 
     # -- made by resubmit ----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ _BUILT = {
 _OPS = frozenset(("$lt", "$gt", "$lte", "$gte", "$eq", "$ne", "$in", "$nin", "$exists"))
 # a request or task id (32 hex digits), or a part id "<request id>:<engine id>"
 _HUB_ID = re.compile(r"[0-9a-fA-F]{32}(?::[0-9]+)?\Z")
+_GET_CHUNK = 512  # ids per ``get`` (a message holds at most 4096 frames)
 
 
 def to_us(value):
@@ -158,6 +159,35 @@ class _TaskDB:
                                     {"engine_id": None, "method": f"task database {op}"})
         return content, list(msg.frames)
 
+    def _db_get(self, ids):
+        """``(records, frames)`` of the ``get`` op for ``ids``, asked in chunks small
+        enough for one message's frames (a chunk that still holds too many is halved);
+        the frame indices of the records are into the one ``frames`` list returned."""
+        records, frames = [], [b""]
+        chunk = _GET_CHUNK
+        i = 0
+        while i < len(ids):
+            part = ids[i:i + chunk]
+            try:
+                content, got = self._db_request("get", msg_ids=part)
+            except error.RemoteError as exc:
+                if exc.ename == "ValueError" and "fewer ids" in exc.evalue and chunk > 1:
+                    chunk = max(1, chunk // 2)
+                    continue
+                raise
+            base = len(frames) - 1
+            frames.extend(got[1:])
+            for rec in content.get("records") or []:
+                if base:
+                    reply = rec.get("reply")
+                    if reply and reply.get("frames") is not None:
+                        reply["frames"] = [j + base for j in reply["frames"]]
+                    for out in rec.get("outputs") or ():
+                        out["frame"] += base
+                records.append(rec)
+            i += len(part)
+        return records, frames
+
     # -- ids -----------------------------------------------------------------------------
 
     def _hub_ids(self, jobs):
@@ -246,9 +276,8 @@ class _TaskDB:
         ids = self._hub_ids(jobs)
         from .hubresult import AsyncHubResult
 
-        content, frames = self._db_request("get", msg_ids=ids)
-        ahr = AsyncHubResult._from_records(self, ids, content.get("records") or [], frames,
-                                           single=not listed)
+        records, frames = self._db_get(ids)
+        ahr = AsyncHubResult._from_records(self, ids, records, frames, single=not listed)
         whole = [m for m in ids if ":" not in m]
         if len(whole) == len(ids):  # every part of these requests: known from now on
             raws = [bytes.fromhex(m) for m in ids]

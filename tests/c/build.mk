@@ -16,7 +16,7 @@ CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
 # The fuzzers' shared driver (corpus files, random seeds, a forked child per case).
 CTEST_FUZZKIT := tests/c/fuzzkit.c tests/c/fuzzkit.h
 CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote cext/controller -iquote cext/kernels -iquote tests/c
-CTEST_LIBS := -lzmq -lcrypto -lpthread -lm
+CTEST_LIBS := -lzmq -lcrypto -lsqlite3 -lpthread -lm
 CTEST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 CTEST_CORPUS := tests/c/corpus/wire
 CTEST_FUZZ_SECONDS ?= 60

@@ -115,32 +115,34 @@ def test_result_status_get_result_purge(rc, lview):
     both = rc.get_result([ar.msg_id, m.msg_ids[0]])
     assert both.get(5) == ["r", [0]]
 
-    with pytest.raises(ValueError):  # pending results are not purged
+    with pytest.raises(RuntimeError):  # pending results are not purged (as ipyparallel)
         slow = lview.apply_async(sleep_then, 0.3)
         rc.purge_results(slow)
     slow.get(30)
-    rc.purge_results([ar])
+    rc.purge_results([ar])  # here and in the task database
     with pytest.raises(KeyError):
         rc.get_result(ar.msg_id)
     # the controller still knows how it ended
     st = rc.result_status([ar.msg_id])
     assert st["completed"] == [ar.msg_id]
-    rc.purge_results("all")
-    with pytest.raises(KeyError):
-        rc.get_result(m.msg_ids[0])
+    rc.purge_local_results("all")
+    # forgotten here: read back from the task database
+    assert isinstance(rc.get_result(m.msg_ids[0]), cpar.AsyncHubResult)
     with pytest.raises(KeyError):
         rc.get_result("ab" * 16)
     st = rc.result_status(["ab" * 16])
     assert st["unknown"] == ["ab" * 16]
 
-    # results nobody holds are forgotten (weakly held)
+    # results nobody holds are forgotten here (weakly held), and read back from the task
+    # database
     gone = lview.apply_async(abs, -9)
     gone.get(30)
     msg_id = gone.msg_id
     del gone
     gc.collect()
-    with pytest.raises(KeyError):
-        rc.get_result(msg_id)
+    assert msg_id not in rc.results
+    again = rc.get_result(msg_id)
+    assert isinstance(again, cpar.AsyncHubResult) and again.get(30) == 9
 
 
 def test_result_status_of_another_clients_tasks(cluster, rc, lview):
@@ -151,8 +153,9 @@ def test_result_status_of_another_clients_tasks(cluster, rc, lview):
     try:
         st = other.result_status([slow.msg_id, done.msg_id])  # asked at the controller
         assert st["pending"] == [slow.msg_id] and st["completed"] == [done.msg_id]
-        with pytest.raises(KeyError):
-            other.get_result(slow.msg_id)  # results go to the client that sent them
+        # the task database gives another client's results, pending ones once they end
+        hub = other.get_result(slow.msg_id)
+        assert isinstance(hub, cpar.AsyncHubResult) and hub.get(30) == "slow"
         slow.get(30)
         assert other.result_status(slow.msg_id)["completed"] == [slow.msg_id]
     finally:

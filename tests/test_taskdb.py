@@ -117,20 +117,40 @@ def test_multi_engine_request_is_the_list_of_its_parts(rc, rc2):
     ids = rc.ids
     ar = rc[:].apply_async(engine_id)
     assert ar.get(10) == ids
-    ahr = rc2.get_result(ar.msg_id)
-    assert ahr.get(10) == ids and ahr.engine_id == ids
     # one part by its part id: that engine's value alone
     part = rc2.get_result(f"{ar.msg_id}:{ids[1]}")
+    assert isinstance(part, cpar.AsyncHubResult)
     assert part.get(10) == ids[1] and part.msg_ids == [f"{ar.msg_id}:{ids[1]}"]
     # both as a list, in the order asked
     both = rc2.get_result([f"{ar.msg_id}:{ids[2]}", f"{ar.msg_id}:{ids[0]}"])
     assert both.get(10) == [ids[2], ids[0]]
+    # the request: every part, in target order
+    ahr = rc2.get_result(ar.msg_id)
+    assert ahr.get(10) == ids and ahr.engine_id == ids
+    # now known here: a part of it is served from that result
+    assert rc2.get_result(f"{ar.msg_id}:{ids[3]}").get(10) == ids[3]
     # the history lists every part
     hist = rc2.hub_history()
     assert all(f"{ar.msg_id}:{e}" in hist for e in ids)
     # timings as the live result's
     assert ahr.serial_time == ar.serial_time
     assert 0 < ahr.wall_time < ar.wall_time + 0.2
+
+
+def test_client_history_lists_the_records_of_its_requests(rc):
+    ids = rc.ids
+    ar = rc[:].apply_async(engine_id)
+    one = rc[ids[0]].apply_async(engine_id)
+    ar.get(10), one.get(10)
+    parts = [f"{ar.msg_id}:{e}" for e in ids]
+    assert rc.history[-len(ids) - 1:] == parts + [one.msg_id]
+    assert set(rc.history) <= set(rc.hub_history())
+    # a part of this client's own request, served here (no database needed)
+    part = rc.get_result(parts[1])
+    assert not isinstance(part, cpar.AsyncHubResult)
+    assert part.get(10) == ids[1]
+    assert rc.get_result(-2).get(10) == ids  # an index names the whole request
+    assert rc.result_status(parts)["completed"] == [ar.msg_id]
 
 
 def test_errors_are_those_of_a_live_request(rc, rc2, lview):
@@ -199,6 +219,8 @@ def test_unknown_ids_are_remote_key_errors(rc2):
         rc2.get_result("0" * 32)
     with remote_error("KeyError"):
         rc2.get_result("not-an-id")
+    with pytest.raises(KeyError):  # also a KeyError
+        rc2.get_result("0" * 32)
 
 
 def test_a_gone_clients_tasks_are_retrieved_by_a_new_client(cluster, rc):

@@ -421,7 +421,14 @@ class Client(_TaskDB, _LocalResults, _Bookkeeping):
 
     def _remember(self, ar, msg_ids):
         self._results.add(ar, msg_ids)
-        self._history.extend(msg_ids)
+        if ar._tasks or len(ar._slots) == len(msg_ids):  # one engine per message
+            self._history.extend(msg_ids)
+            return
+        # A request to several engines is remembered per engine, as the task database has
+        # it ("<id>:<engine>" in rc.history, as in rc.hub_history()).
+        per_msg = collections.Counter(s.msg_id for s in ar._slots)
+        self._history.extend(s.msg_id if per_msg[s.msg_id] == 1 else (s.msg_id, s.engine_id)
+                             for s in ar._slots)
 
     def _abort_tasks(self, msg_ids):
         """Asks the controller to drop these requests (load-balanced tasks or direct

@@ -92,8 +92,10 @@ class AsyncHubResult(AsyncResult):
         for hid in hub_ids:
             found = by_id.get(hid)
             if not found:
-                raise error.RemoteError("KeyError", f"the task database has no record of "
-                                        f"{hid!r}", "", {"method": "get_result"})
+                from .taskdb import remote_error
+
+                raise remote_error("KeyError", f"the task database has no record of {hid!r}",
+                                   "get")
             for rec in found:
                 if rec["msg_id"] in seen:
                     continue

@@ -129,6 +129,16 @@ class _PerMessage(collections.abc.Mapping):
         return f"<{self._what} of {len(self)} request(s)>"
 
 
+def _history_raw(entry):
+    """The request id (bytes) of a ``_history`` entry: an id, or ``(id, engine)``."""
+    return entry if isinstance(entry, bytes) else entry[0]
+
+
+def _history_text(entry):
+    """A ``_history`` entry as ``rc.history`` lists it."""
+    return entry.hex() if isinstance(entry, bytes) else f"{entry[0].hex()}:{entry[1]}"
+
+
 class _Bookkeeping:
     """The bookkeeping half of ``Client`` (needs its ``_dispatcher``, ``_results``,
     ``_history``, ``_new_msg_id`` and ``timeout``)."""
@@ -150,8 +160,10 @@ class _Bookkeeping:
     @property
     def history(self):
         """msg ids (hex) of the most recent requests this client sent, oldest first
-        (the last 10,000)."""
-        return [m.hex() for m in self._history]
+        (the last 10,000). A request to several engines is listed once per engine, as
+        ``"<msg id>:<engine id>"`` (its records in the task database, as ipyparallel lists
+        one msg id per engine); ``get_result`` and ``result_status`` take these."""
+        return [_history_text(m) for m in self._history]
 
     def _query(self, frames):
         """Sends a QUERY and returns its decoded JSON answer."""
@@ -208,8 +220,8 @@ class _Bookkeeping:
             if isinstance(job, AsyncResult):
                 out.extend(job._msg_ids)
             elif isinstance(job, str):
-                try:
-                    raw = bytes.fromhex(job)
+                try:  # "<id>:<engine>" (one engine's part) names its request here
+                    raw = bytes.fromhex(job.split(":", 1)[0] if ":" in job else job)
                 except ValueError:
                     raise ValueError(f"not a msg id: {job!r}") from None
                 out.append(raw)
@@ -217,7 +229,7 @@ class _Bookkeeping:
                 out.append(bytes(job))
             elif isinstance(job, int) and not isinstance(job, bool):
                 try:
-                    out.append(self._history[job])
+                    out.append(_history_raw(self._history[job]))
                 except IndexError:
                     raise IndexError(f"no request {job} in the history "
                                      f"({len(self._history)} remembered)") from None

@@ -11,6 +11,7 @@ for purging a pending record, ``RuntimeError`` for a controller without a databa
 Times travel as µs since the epoch and come back as timezone-aware UTC datetimes.
 """
 
+import builtins
 import datetime
 import json
 import operator
@@ -19,6 +20,7 @@ import re
 from .. import error
 from .asyncresult import AsyncResult
 from .dispatch import MSG_DB_REQUEST
+from .records import _history_raw, _history_text
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _US = datetime.timedelta(microseconds=1)
@@ -109,6 +111,24 @@ def decode_record(rec, keys=None):
     return rec
 
 
+_BUILTIN_ERRORS = {}
+
+
+def remote_error(ename, evalue, op="task database"):
+    """The ``RemoteError`` of a task database error: ``ename`` as ipyparallel's hub names
+    it, and, for a builtin exception name (``KeyError``, ``ValueError``, ``IndexError``,
+    ``RuntimeError``), also an instance of that class, so ``except KeyError`` catches an
+    unknown id as ``except RemoteError`` does."""
+    cls = error.RemoteError
+    base = getattr(builtins, ename, None)
+    if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
+        cls = _BUILTIN_ERRORS.get(ename)
+        if cls is None:
+            cls = _BUILTIN_ERRORS[ename] = type(f"Remote{ename}", (error.RemoteError, base),
+                                                {"__module__": __name__})
+    return cls(ename, evalue, "", {"engine_id": None, "method": f"task database {op}"})
+
+
 class _Session:
     """``Client.session``, for code written against ipyparallel's: ``session`` (this
     client's id), ``key`` (the connection's signing key) and ``digest_history`` (empty:
@@ -154,9 +174,8 @@ class _TaskDB:
         if msg.status != 0:
             if not isinstance(content, dict):
                 content = {}
-            raise error.RemoteError(content.get("ename") or "RuntimeError",
-                                    content.get("evalue") or f"error {msg.status}", "",
-                                    {"engine_id": None, "method": f"task database {op}"})
+            raise remote_error(content.get("ename") or "RuntimeError",
+                               content.get("evalue") or f"error {msg.status}", op)
         return content, list(msg.frames)
 
     def _db_get(self, ids):
@@ -205,14 +224,13 @@ class _TaskDB:
                 out.append(bytes(job).hex())
             elif isinstance(job, str):
                 if not _HUB_ID.match(job):
-                    raise error.RemoteError(
+                    raise remote_error(
                         "KeyError", f"{job!r} is not a msg id (32 hex digits, or "
-                        "'<id>:<engine>' for one engine's part): no record has it", "",
-                        {"engine_id": None, "method": "task database"})
+                        "'<id>:<engine>' for one engine's part): no record has it")
                 out.append(job.lower())
             elif isinstance(job, int) and not isinstance(job, bool):
                 try:
-                    out.append(self._history[job].hex())
+                    out.append(_history_text(self._history[job]))
                 except IndexError:
                     raise IndexError(f"no request {job} in the history "
                                      f"({len(self._history)} remembered)") from None
@@ -271,8 +289,20 @@ class _TaskDB:
         jobs = list(indices_or_msg_ids) if listed else [indices_or_msg_ids]
         if not jobs:
             raise ValueError("get_result needs at least one msg id")
-        if all(self._knows(job) for job in jobs):
-            return super().get_result(indices_or_msg_ids, block=block, owner=owner)
+        local = [self._local_parts(job) for job in jobs]
+        if all(p is not None for p in local):
+            if not any(isinstance(j, str) and ":" in j for j in jobs):
+                return super().get_result(indices_or_msg_ids, block=block, owner=owner)
+            # one engine's part of a request this client holds: a view over its slot
+            from .records import _ResultView
+
+            parts = [p for ps in local for p in ps]
+            result = _ResultView(self, parts)
+            if not owner:
+                self._results.published.update(s.msg_id for _, slots in parts for s in slots)
+            if self.block if block is None else block:
+                result.wait()
+            return result
         ids = self._hub_ids(jobs)
         from .hubresult import AsyncHubResult
 
@@ -288,23 +318,32 @@ class _TaskDB:
             ahr.wait()
         return ahr
 
-    def _knows(self, job):
-        """Whether ``job`` is a request this client holds the AsyncResult of."""
+    def _local_parts(self, job):
+        """``[(AsyncResult, [slot, ...])]`` of ``job`` when this client holds it (a
+        part id ``"<id>:<engine>"``: that engine's slot), else None."""
         if isinstance(job, AsyncResult):
-            return True
+            return [(job, list(job._slots))]
+        eng = None
         if isinstance(job, int) and not isinstance(job, bool):
             try:
-                raw = self._history[job]
+                raw = _history_raw(self._history[job])
             except IndexError:
-                return True  # get_result explains
+                return []  # get_result explains
         elif isinstance(job, (bytes, bytearray)):
             raw = bytes(job)
-        elif isinstance(job, str) and _HUB_ID.match(job) and ":" not in job:
-            raw = bytes.fromhex(job)
+        elif isinstance(job, str) and _HUB_ID.match(job):
+            head, _, tail = job.partition(":")
+            raw = bytes.fromhex(head)
+            eng = int(tail) if tail else None
+        elif isinstance(job, str):
+            return None  # no id: the database's KeyError
         else:
-            return not isinstance(job, str)  # a str that is no id: the database's KeyError
+            return []  # get_result's TypeError
         ar = self._results.get(raw)
-        return ar is not None and bool(ar._slots_of(raw))
+        slots = ar._slots_of(raw) if ar is not None else []
+        if eng is not None:
+            slots = [s for s in slots if s.engine_id == eng]
+        return [(ar, slots)] if slots else None
 
     # -- writing -------------------------------------------------------------------------
 

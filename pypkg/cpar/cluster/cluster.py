@@ -130,6 +130,11 @@ class Cluster:
         controller="local",
         engine_options=None,
         controller_options=None,
+        db=None,
+        db_file=None,
+        db_max_records=None,
+        db_max_bytes=None,
+        db_keep_bytes=None,
         **launcher_options,
     ):
         # case-insensitive, and ipyparallel's spellings ('MPI', 'MPIEngineSetLauncher')
@@ -149,6 +154,14 @@ class Cluster:
         self.profile = profile
         self.cluster_id = cluster_id or ""
         self.controller_args = list(controller_args)
+        # The task database (docs/taskdb.md): `cpar controller --db ...`; None: its default.
+        for opt, value in (("--db", db), ("--db-file", db_file),
+                           ("--db-max-records", db_max_records),
+                           ("--db-max-bytes", db_max_bytes),
+                           ("--db-keep-bytes", db_keep_bytes)):
+            if value is not None:
+                self.controller_args += [opt, os.fspath(value) if opt == "--db-file"
+                                         else str(value)]
         self.engine_args = list(engine_args)
         self.daemonize = daemonize
         self.hb_timeout_ms = hb_timeout_ms

@@ -3,6 +3,8 @@ first one's results (AsyncHubResult), db_query and its operators, hub_history, r
 purges, labels, and the results of a client that is gone. Real controller and engines."""
 
 import datetime
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -406,9 +408,10 @@ def test_purge_hub_results_rules(rc, rc2):
 
 
 @pytest.mark.timeout(180)
-def test_purge_everything_on_its_own_cluster():
-    c = cpar.Cluster(n=2, cluster_id="taskdb-" + uuid.uuid4().hex[:8])
+def test_engine_death_and_purge_everything_on_its_own_cluster(tmp_path):
+    c = cpar.Cluster(n=2, cluster_id="taskdb-" + uuid.uuid4().hex[:8], hb_timeout_ms=1000)
     rc = c.start_and_connect_sync()
+    other = None
     try:
         rc.wait_for_engines(2, timeout=30)
         for _ in range(3):
@@ -419,10 +422,36 @@ def test_purge_everything_on_its_own_cluster():
         rc.purge_hub_results("all")  # skips the pending one
         assert rc.hub_history() == [f"{busy.msg_id}"]
         busy.get(10)
+        # an engine that dies under a request: EngineError, read back as such
+        pid = rc[1].apply_sync(os.getpid)
+        started = str(tmp_path / "started")
+
+        @ia
+        def touch_then_sleep(path):
+            import time
+
+            open(path, "w").close()
+            time.sleep(30)
+
+        dying = rc[1].apply_async(touch_then_sleep, started)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(error.EngineError):
+            dying.get(20)
+        other = cpar.Client(c.connection_file)
+        with pytest.raises(error.EngineError) as info:
+            other.get_result(dying.msg_id).get(10)
+        assert info.value.engine_id == 1
+        assert other.db_query({"msg_id": dying.msg_id}, keys="error_code")[0]["error_code"] \
+            == -11
         rc.purge_everything()
         assert rc.hub_history() == [] and rc.history == []
         assert len(rc.results) == 0 and len(rc.metadata) == 0
     finally:
+        if other is not None:
+            other.close()
         rc.close()
         c.stop_cluster_sync()
 

@@ -75,6 +75,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
                 nanswers = 0;
                 in_tx = cpar__db_exec(db, "BEGIN") == 0;
             }
+            cpar__db_bounds(db); /* a request sees the bounds applied */
             a = cpar__db_answer(db, it);
             if (a != NULL)
                 answers[nanswers++] = a;

@@ -164,7 +164,7 @@ cpar__op_purge(cpar__op *op)
             goto error;
         }
         cpar__db_account(op->db, -count, -bytes);
-        op->out = sqlite3_mprintf("{\"purged\": %lld}", (long long)count);
+        op->out = sqlite3_mprintf("{\"purged\":%lld}", (long long)count);
     }
     rc = op->out ? 0 : cpar__fail(op, "RuntimeError", "task database out of memory");
 error:

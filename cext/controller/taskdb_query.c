@@ -194,13 +194,11 @@ cpar__op_query(cpar__op *op)
                    qtype ? qtype : "missing");
         goto error;
     }
+    sqlite3_free(keys); /* read again, checked: */
+    keys = NULL;
     if (ktype != NULL && strcmp(ktype, "null") != 0 &&
         cpar__str_array(op, "$.keys", "keys", 1, &keys) != 0)
         goto error;
-    if (ktype != NULL && strcmp(ktype, "null") == 0) {
-        sqlite3_free(keys);
-        keys = NULL;
-    }
     cpar__sb_str(&sql, "SELECT json_object('records', json_group_array(json(r))) FROM (SELECT ");
     if (cpar__select(op, &sql, keys) != 0)
         goto error;

@@ -129,6 +129,35 @@ class _PerMessage(collections.abc.Mapping):
         return f"<{self._what} of {len(self)} request(s)>"
 
 
+def map_jobs(jobs, of_result, of_bytes, of_text, of_index):
+    """The ids ``jobs`` names, each once in order: ``jobs`` is an AsyncResult, a msg id
+    (bytes or text), an index into the history, or a list of those, each turned into ids
+    by the function of its kind (``of_result`` gives a list)."""
+    if isinstance(jobs, (AsyncResult, str, bytes, bytearray, int)):
+        jobs = [jobs]
+    out = []
+    for job in jobs:
+        if isinstance(job, AsyncResult):
+            out.extend(of_result(job))
+        elif isinstance(job, (bytes, bytearray)):
+            out.append(of_bytes(bytes(job)))
+        elif isinstance(job, str):
+            out.append(of_text(job))
+        elif isinstance(job, int) and not isinstance(job, bool):
+            out.append(of_index(job))
+        else:
+            raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
+    return list(dict.fromkeys(out))
+
+
+def _raw_of_text(job):
+    """The request id (bytes) a hex msg id names (``"<id>:<engine>"``: its request)."""
+    try:
+        return bytes.fromhex(job.split(":", 1)[0] if ":" in job else job)
+    except ValueError:
+        raise ValueError(f"not a msg id: {job!r}") from None
+
+
 def _history_raw(entry):
     """The request id (bytes) of a ``_history`` entry: an id, or ``(id, engine)``."""
     return entry if isinstance(entry, bytes) else entry[0]
@@ -213,29 +242,16 @@ class _Bookkeeping:
     def _msg_ids_of(self, jobs):
         """Raw msg ids named by ``jobs``: AsyncResults, msg ids (hex or bytes), indices
         into ``history``, or a list of those."""
-        if isinstance(jobs, (AsyncResult, str, bytes, int)):
-            jobs = [jobs]
-        out = []
-        for job in jobs:
-            if isinstance(job, AsyncResult):
-                out.extend(job._msg_ids)
-            elif isinstance(job, str):
-                try:  # "<id>:<engine>" (one engine's part) names its request here
-                    raw = bytes.fromhex(job.split(":", 1)[0] if ":" in job else job)
-                except ValueError:
-                    raise ValueError(f"not a msg id: {job!r}") from None
-                out.append(raw)
-            elif isinstance(job, (bytes, bytearray)):
-                out.append(bytes(job))
-            elif isinstance(job, int) and not isinstance(job, bool):
-                try:
-                    out.append(_history_raw(self._history[job]))
-                except IndexError:
-                    raise IndexError(f"no request {job} in the history "
-                                     f"({len(self._history)} remembered)") from None
-            else:
-                raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
-        return list(dict.fromkeys(out))
+        return map_jobs(jobs, lambda ar: ar._msg_ids, lambda raw: raw, _raw_of_text,
+                        lambda i: _history_raw(self._history_at(i)))
+
+    def _history_at(self, index):
+        """The ``_history`` entry at ``index`` (IndexError saying how many there are)."""
+        try:
+            return self._history[index]
+        except IndexError:
+            raise IndexError(f"no request {index} in the history "
+                             f"({len(self._history)} remembered)") from None
 
     def result_status(self, msg_ids, status_only=True):
         """``{'pending': [ids], 'completed': [ids]}`` for these msg ids (hex); with

@@ -20,7 +20,7 @@ import re
 from .. import error
 from .asyncresult import AsyncResult
 from .dispatch import MSG_DB_REQUEST
-from .records import _history_raw, _history_text
+from .records import _history_raw, _history_text, map_jobs
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _US = datetime.timedelta(microseconds=1)
@@ -129,6 +129,14 @@ def remote_error(ename, evalue, op="task database"):
     return cls(ename, evalue, "", {"engine_id": None, "method": f"task database {op}"})
 
 
+def _hub_text(job):
+    """A text id as the database has it; one that cannot be there: KeyError."""
+    if not _HUB_ID.match(job):
+        raise remote_error("KeyError", f"{job!r} is not a msg id (32 hex digits, or "
+                           "'<id>:<engine>' for one engine's part): no record has it")
+    return job.lower()
+
+
 class _Session:
     """``Client.session``, for code written against ipyparallel's: ``session`` (this
     client's id), ``key`` (the connection's signing key) and ``digest_history`` (empty:
@@ -214,29 +222,8 @@ class _TaskDB:
         ``"<id>:<engine>"``, bytes), AsyncResults, indices into ``history``, or a list
         of those. An id that cannot be in the database raises ``RemoteError``
         (``KeyError``), as an unknown one does."""
-        if isinstance(jobs, (AsyncResult, str, bytes, bytearray, int)):
-            jobs = [jobs]
-        out = []
-        for job in jobs:
-            if isinstance(job, AsyncResult):
-                out.extend(job.msg_ids)
-            elif isinstance(job, (bytes, bytearray)):
-                out.append(bytes(job).hex())
-            elif isinstance(job, str):
-                if not _HUB_ID.match(job):
-                    raise remote_error(
-                        "KeyError", f"{job!r} is not a msg id (32 hex digits, or "
-                        "'<id>:<engine>' for one engine's part): no record has it")
-                out.append(job.lower())
-            elif isinstance(job, int) and not isinstance(job, bool):
-                try:
-                    out.append(_history_text(self._history[job]))
-                except IndexError:
-                    raise IndexError(f"no request {job} in the history "
-                                     f"({len(self._history)} remembered)") from None
-            else:
-                raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
-        return list(dict.fromkeys(out))
+        return map_jobs(jobs, lambda ar: ar.msg_ids, bytes.hex, _hub_text,
+                        lambda i: _history_text(self._history_at(i)))
 
     # -- reading -------------------------------------------------------------------------
 

@@ -103,10 +103,13 @@ def test_second_client_gets_an_apply_result_with_output_and_metadata(rc, rc2):
 
 def test_second_client_gets_an_execute_result(rc, rc2):
     t = rc.ids[0]
-    ar = rc[t].execute("print('hello')\n6 * 7", silent=False)
+    ar = rc[t].execute("print('hello')\nfrom IPython.display import display, HTML\n"
+                       "display(HTML('<b>x</b>'))\n6 * 7", silent=False)
     reply = ar.get(10)
     ahr = rc2.get_result(ar.msg_id)
     hub = ahr.get(10)
+    assert ahr.outputs == ar.outputs and ahr.outputs[0]["data"]["text/html"] == "<b>x</b>"
+    assert [k for k, _ in ahr.output_events] == [k for k, _ in ar.output_events]
     assert isinstance(hub, ExecuteReply)
     assert hub.execute_result == reply.execute_result
     assert hub.execute_result["data"]["text/plain"] == "42"

@@ -155,15 +155,15 @@ class AsyncHubResult(AsyncResult):
             eid = rec.get("engine_id")
             if eid is not None:
                 slot.engine_id = int(eid)
-            outputs = rec.get("outputs")
-            if outputs is not None:
-                for out in outputs:
-                    self._stream_into(slot, _Output(out.get("flags", 0),
-                                                    [frames[out["frame"]]]))
-            else:  # no output messages: the text columns
-                for name in ("stdout", "stderr"):
-                    if rec.get(name):
-                        setattr(slot, name, [rec[name]])
+            for out in rec.get("outputs") or ():
+                self._stream_into(slot, _Output(out.get("flags", 0), [frames[out["frame"]]]))
+            cleared = any(kind == "clear_output" for kind, _ in slot.events)
+            for name in ("stdout", "stderr"):
+                # the text columns are kept apart from the output messages (each up to
+                # --db-keep-bytes): the longer one, unless the output cleared itself
+                text = rec.get(name) or ""
+                if not cleared and len(text) > sum(map(len, getattr(slot, name))):
+                    setattr(slot, name, [text])
             slot.started = (rec.get("started") or 0) * 1000
             slot.completed = (rec.get("completed") or 0) * 1000
             reply = rec.get("reply")

@@ -412,11 +412,21 @@ def test_purge_hub_results_rules(rc, rc2):
 
 @pytest.mark.timeout(180)
 def test_engine_death_and_purge_everything_on_its_own_cluster(tmp_path):
-    c = cpar.Cluster(n=2, cluster_id="taskdb-" + uuid.uuid4().hex[:8], hb_timeout_ms=1000)
+    c = cpar.Cluster(n=2, cluster_id="taskdb-" + uuid.uuid4().hex[:8], hb_timeout_ms=1000,
+                     db_keep_bytes=4096)
     rc = c.start_and_connect_sync()
     other = None
     try:
         rc.wait_for_engines(2, timeout=30)
+        # past --db-keep-bytes: a reply is not kept, output is kept up to it
+        big = rc[0].apply_async(lambda: (print("x" * 10000), b"y" * 10000)[1])
+        assert big.get(10) == b"y" * 10000
+        other = cpar.Client(c.connection_file)
+        hub = other.get_result(big.msg_id)
+        with pytest.raises(error.ResultNotKept, match=r"\d{5} bytes"):
+            hub.get(10)
+        assert 4096 <= len(hub.stdout) < 10001 and big.stdout.startswith(hub.stdout)
+        rc.purge_hub_results(big)
         for _ in range(3):
             rc[:].apply_sync(engine_id)
         assert len(rc.hub_history()) == 6  # one record per engine and request
@@ -443,7 +453,6 @@ def test_engine_death_and_purge_everything_on_its_own_cluster(tmp_path):
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(error.EngineError):
             dying.get(20)
-        other = cpar.Client(c.connection_file)
         with pytest.raises(error.EngineError) as info:
             other.get_result(dying.msg_id).get(10)
         assert info.value.engine_id == 1

@@ -297,7 +297,8 @@ class _Bookkeeping:
         """The AsyncResult of requests this client sent: msg ids (hex or bytes), indices
         into ``history`` (None: the last request), or a list of those. A result is
         remembered while something holds its AsyncResult (and until
-        ``purge_results``); others raise KeyError. Waits for it when ``block``.
+        ``purge_results``); others raise KeyError here (``Client.get_result``, from
+        ``_TaskDB``, reads those from the task database). Waits for it when ``block``.
         ``owner=False`` (the default) also lists the results in ``rc.results`` and
         ``rc.metadata`` once finished; ``owner=True`` leaves them to the AsyncResult."""
         if indices_or_msg_ids is None:

@@ -479,3 +479,48 @@ def test_a_file_database_persists_and_foreign_files_are_refused(tmp_path):
                          db_file=str(other))
     with pytest.raises(ValueError, match="db must be"):
         _core.Controller("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", KEY, db="mongo")
+
+
+@pytest.mark.timeout(120)
+def test_a_real_engine_runs_a_resubmitted_task_and_cluster_options_pass_on():
+    """cpar.Cluster(db="memory") starts `cpar controller --db memory`; a task a real client
+    ran is resubmitted over the wire by another connection, and a real engine runs the
+    controller-made TASK and answers that connection."""
+    import cpar
+    from cpar import connfile
+    from cpar.cli import build_parser
+
+    args = build_parser().parse_args(["cluster", "start", "--db", "memory", "--db-keep-bytes",
+                                      "5"])
+    assert (args.db, args.db_keep_bytes) == ("memory", 5)
+    c = cpar.Cluster(n=1, cluster_id="taskdb-wire", db="memory", db_max_records=1000)
+    assert c.controller_args[-4:] == ["--db", "memory", "--db-max-records", "1000"]
+    rc = c.start_and_connect_sync()
+    conn = None
+    try:
+        rc.wait_for_engines(1, timeout=30)
+        ar = rc.load_balanced_view().apply_async(pow, 3, 4)
+        assert ar.get(timeout=30) == 81
+        info = connfile.read(c.connection_file)
+        conn = _core.Connection(info["client_url"], info["key"].encode())
+        cl = Client.__new__(Client)
+        cl.prefix, cl.conn = b"\x99" * 8, conn
+        (old,) = ar.msg_ids
+        new = cl.id()
+        done = wait_for(lambda: cl.ok({"op": "get", "msg_ids": [old]})[0]["records"][0]
+                        ["status"] == "ok")
+        assert done
+        answer, _ = cl.ok({"op": "resubmit", "msg_ids": [old], "new_ids": [hexid(new)]})
+        assert answer == {"msg_ids": {old: hexid(new)}}
+        r = recv_type(conn, _core.MSG_REPLY, timeout=30, parent=new)
+        assert r.status == _core.STATUS_OK
+        from cpar import serialize
+
+        assert serialize.deserialize_object(list(r.frames)) == 81
+        rec = cl.ok({"op": "get", "msg_ids": [hexid(new)]})[0]["records"][0]
+        assert rec["resubmitted"] == old and rec["status"] == "ok"
+    finally:
+        if conn is not None:
+            conn.close()
+        rc.close()
+        c.stop_cluster_sync()

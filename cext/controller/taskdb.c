@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "shm.h"
 #include "taskdb_int.h"
+#include "tsan.h"
 
 static const char *const cpar__db_schema =
     "CREATE TABLE cpar_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -32,15 +33,11 @@ static const char *const cpar__db_schema =
     " reply_bytes INTEGER NOT NULL DEFAULT 0, request_kept INTEGER NOT NULL,"
     " reply_kept INTEGER NOT NULL DEFAULT 0, reply_status INTEGER,"
     " nout INTEGER NOT NULL DEFAULT 0, outbytes INTEGER NOT NULL DEFAULT 0,"
-    " stored INTEGER NOT NULL DEFAULT 0);"
-    "CREATE INDEX records_request ON records(request_id);"
-    "CREATE INDEX records_engine ON records(engine_id);"
-    "CREATE TABLE frames(rec INTEGER NOT NULL, kind INTEGER NOT NULL, idx INTEGER NOT NULL,"
-    " data BLOB NOT NULL, PRIMARY KEY (rec, kind, idx)) WITHOUT ROWID;"
+    " stored INTEGER NOT NULL DEFAULT 0, request_frames BLOB, reply_frames BLOB);"
     "CREATE TABLE outputs(rec INTEGER NOT NULL, idx INTEGER NOT NULL, flags INTEGER NOT NULL,"
     " data BLOB NOT NULL, PRIMARY KEY (rec, idx)) WITHOUT ROWID;"
     "CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN"
-    " DELETE FROM frames WHERE rec = old.seq; DELETE FROM outputs WHERE rec = old.seq; END;";
+    " DELETE FROM outputs WHERE rec = old.seq; END;";
 
 static void
 cpar__item_free(cpar__dbitem *it)
@@ -51,6 +48,15 @@ cpar__item_free(cpar__dbitem *it)
     free(it->targets);
     free(it->text);
     free(it);
+}
+
+/* Hands an answer to the loop (a pointer through the PAIR; freed here if that fails). */
+static void
+cpar__send_answer(cpar_taskdb *db, cpar_taskdb_answer *a)
+{
+    CPAR_TSAN_RELEASE(a); /* libzmq's hand-over, which TSan cannot see */
+    if (zmq_send(db->pair_thread, &a, sizeof(a), 0) != (int)sizeof(a))
+        cpar_taskdb_answer_free(a);
 }
 
 /* Applies one batch in one transaction; answers go out after the commit. */
@@ -71,7 +77,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
                 if (in_tx)
                     cpar__db_exec(db, "COMMIT");
                 for (size_t i = 0; i < nanswers; i++)
-                    zmq_send(db->pair_thread, &answers[i], sizeof(answers[i]), 0);
+                    cpar__send_answer(db, answers[i]);
                 nanswers = 0;
                 in_tx = cpar__db_exec(db, "BEGIN") == 0;
             }
@@ -90,7 +96,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
     if (in_tx)
         cpar__db_exec(db, "COMMIT");
     for (size_t i = 0; i < nanswers; i++)
-        zmq_send(db->pair_thread, &answers[i], sizeof(answers[i]), 0);
+        cpar__send_answer(db, answers[i]);
 }
 
 static void *
@@ -111,8 +117,7 @@ cpar__db_main(void *arg)
         cpar__db_batch(db, batch);
         while (batch != NULL) {
             cpar__dbitem *next = batch->next;
-            if (batch->kept)
-                bytes += (int64_t)batch->bytes;
+            bytes += batch->cost;
             cpar__item_free(batch);
             batch = next;
         }
@@ -217,17 +222,12 @@ cpar__db_statements(cpar_taskdb *db)
         db, &db->st_insert,
         "INSERT OR IGNORE INTO records(msg_id, request_id, part_engine, client_uuid, queue,"
         " msg_type, targets, submitted, execute_input, request_bytes, request_kept,"
-        " resubmitted, label, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, json(?7), ?8, ?9, ?10,"
-        " ?11, ?12, ?13, 'pending')");
+        " resubmitted, label, status, request_frames, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+        " json(?7), ?8, ?9, ?10, ?14 IS NOT NULL, ?12, ?13, 'pending', ?14, ?15)");
     if (rc == 0)
         rc = cpar__db_prepare(db, &db->st_find,
-                              "SELECT seq FROM records WHERE request_id = ?1 AND"
-                              " (part_engine = ?2 OR part_engine IS NULL) ORDER BY seq DESC"
-                              " LIMIT 1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_frame,
-                              "INSERT OR REPLACE INTO frames(rec, kind, idx, data)"
-                              " VALUES (?1, ?2, ?3, ?4)");
+                              "SELECT seq FROM records WHERE msg_id = ?1 UNION ALL"
+                              " SELECT seq FROM records WHERE msg_id = ?1 || ':' || ?2");
     if (rc == 0)
         rc = cpar__db_prepare(
             db, &db->st_stream,
@@ -245,13 +245,18 @@ cpar__db_statements(cpar_taskdb *db)
             db, &db->st_reply,
             "UPDATE records SET status = CASE WHEN ?2 = 0 THEN 'ok' ELSE 'error' END,"
             " engine_id = ?3, started = ?4, completed = ?5, received = ?6, reply_status = ?2,"
-            " reply_bytes = ?7, reply_kept = ?8, stored = stored + ?9 WHERE seq = ?1");
+            " reply_bytes = ?7, reply_kept = ?8 IS NOT NULL, reply_frames = ?8,"
+            " stored = stored + ?9 WHERE seq = ?1");
     if (rc == 0)
         rc = cpar__db_prepare(
             db, &db->st_error,
             "UPDATE records SET status = 'error', error_code = ?2, error_message = ?3,"
             " engine_id = CASE WHEN ?4 >= 0 THEN ?4 ELSE engine_id END, received = ?5"
             " WHERE seq = ?1 AND status = 'pending'");
+    if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_outcount,
+                              "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
+                              " stored = stored + ?2 WHERE seq = ?1");
     if (rc == 0)
         rc = cpar__db_exec(db, "CREATE TEMP TABLE sel(seq INTEGER PRIMARY KEY)");
     return rc;
@@ -380,11 +385,11 @@ cpar_taskdb_close(cpar_taskdb *db)
     }
     sqlite3_finalize(db->st_insert);
     sqlite3_finalize(db->st_find);
-    sqlite3_finalize(db->st_frame);
     sqlite3_finalize(db->st_stream);
     sqlite3_finalize(db->st_output);
     sqlite3_finalize(db->st_reply);
     sqlite3_finalize(db->st_error);
+    sqlite3_finalize(db->st_outcount);
     if (db->sql)
         sqlite3_close_v2(db->sql);
     pthread_cond_destroy(&db->wake);
@@ -408,6 +413,7 @@ cpar_taskdb_answer_next(cpar_taskdb *db, long timeout_ms, cpar_taskdb_answer **o
         return 0;
     if (zmq_recv(db->pair_loop, &a, sizeof(a), ZMQ_DONTWAIT) != (int)sizeof(a) || a == NULL)
         return 0;
+    CPAR_TSAN_ACQUIRE(a);
     *out = a;
     return 1;
 }
@@ -428,8 +434,10 @@ void
 cpar_taskdb_get_stats(cpar_taskdb *db, cpar_taskdb_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    if (db != NULL)
+    if (db != NULL) {
         *out = db->stats;
+        out->failed += atomic_load(&db->thread_failed);
+    }
 }
 
 /* ---- events (loop thread) ------------------------------------------------------------ */
@@ -437,16 +445,21 @@ cpar_taskdb_get_stats(cpar_taskdb *db, cpar_taskdb_stats *out)
 static void
 cpar__push(cpar_taskdb *db, cpar__dbitem *it)
 {
+    int was_empty;
     db->stats.queued++;
+    it->cost = (int64_t)(sizeof(*it) + it->nframes * sizeof(zmq_msg_t) + it->textlen +
+                         it->ntargets * sizeof(int32_t)) +
+               (it->kept ? (int64_t)it->bytes : 0);
     pthread_mutex_lock(&db->lock);
-    if (it->kept)
-        db->queued_bytes += (int64_t)it->bytes;
+    db->queued_bytes += it->cost;
+    was_empty = db->head == NULL;
     if (db->tail)
         db->tail->next = it;
     else
         db->head = it;
     db->tail = it;
-    pthread_cond_signal(&db->wake);
+    if (was_empty) /* else the thread finds it when it takes the queue next */
+        pthread_cond_signal(&db->wake);
     pthread_mutex_unlock(&db->lock);
 }
 

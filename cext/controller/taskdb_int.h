@@ -6,13 +6,17 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include "taskdb.h"
 
 #define CPAR__DB_MAGIC "cpar-taskdb"
 #define CPAR__DB_VERSION "1"
-#define CPAR__DB_QUEUE_BYTES (512ll << 20) /* payload bytes queued at most; then not kept */
-#define CPAR__DB_SPEC_HEADER 28            /* TASK spec header bytes (docs/protocol.md) */
+#define CPAR__DB_QUEUE_BYTES                                                                       \
+    (64ll << 20)                /* memory queued (items and payloads) past which                   \
+                                 * new payloads are not kept: a database that                      \
+                                 * lags cannot make the controller grow */
+#define CPAR__DB_SPEC_HEADER 28 /* TASK spec header bytes (docs/protocol.md) */
 
 enum {
     CPAR__DBI_ARRIVAL = 1,
@@ -43,6 +47,7 @@ typedef struct cpar__dbitem {
     char *text;     /* arrival: an EXECUTE's code; error: its message (owned) */
     size_t textlen;
     uint32_t slot; /* request: the client */
+    int64_t cost;  /* memory it holds, counted in queued_bytes */
 } cpar__dbitem;
 
 struct cpar_taskdb {
@@ -50,11 +55,12 @@ struct cpar_taskdb {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     cpar__dbitem *head, *tail;
-    int64_t queued_bytes; /* payload bytes queued (under lock) */
+    int64_t queued_bytes; /* memory the queued items hold (under lock) */
     int stopping;         /* under lock: the thread ends once the queue is empty */
     pthread_t thread;
     int started;
-    cpar_taskdb_stats stats; /* loop-side counters; failed written by the thread (racy) */
+    cpar_taskdb_stats stats;     /* the loop's counters */
+    atomic_ullong thread_failed; /* the database thread's failed writes */
     /* The answers' PAIR: the thread's end and the loop's. */
     void *pair_thread, *pair_loop;
     /* The database thread's. */
@@ -63,7 +69,7 @@ struct cpar_taskdb {
     int64_t max_records, max_bytes, keep_bytes;
     int64_t nrecords;    /* records in the database */
     int64_t total_bytes; /* payload bytes stored (sum of records.stored) */
-    sqlite3_stmt *st_insert, *st_find, *st_frame, *st_stream, *st_output, *st_reply, *st_error;
+    sqlite3_stmt *st_insert, *st_find, *st_stream, *st_output, *st_reply, *st_error, *st_outcount;
 };
 
 /* A growing string (SQL text or JSON the code composes from its own parts). */
@@ -90,13 +96,21 @@ typedef struct cpar__op {
 int cpar__db_exec(cpar_taskdb *db, const char *sql);
 /* Steps a write statement to its end and resets it: 0 or CPAR_EIO (counted, logged). */
 int cpar__db_step_done(cpar_taskdb *db, sqlite3_stmt *st, const char *what);
-/* Inserts one pending record (INSERT OR IGNORE: an id already recorded is left alone);
- * returns its seq (> 0), or 0 when nothing was inserted. Request frames are the caller's. */
+/* Inserts one pending record (INSERT OR IGNORE: an id already recorded is left alone) with
+ * its request frames packed (frames NULL: not kept); returns its seq (> 0), or 0 when
+ * nothing was inserted. */
 int64_t cpar__db_insert_record(cpar_taskdb *db, const char *msg_id, const char *request_id,
                                int64_t part_engine, const char *client_uuid, const char *queue,
                                const char *msg_type, const char *targets_json, uint64_t at_us,
                                const char *execute_input, size_t inputlen, int64_t request_bytes,
-                               int request_kept, const char *resubmitted, const char *label);
+                               const void *frames, size_t frameslen, const char *resubmitted,
+                               const char *label);
+/* The request's or reply's frames as one BLOB: u32 count, a u32 length each, then their
+ * bytes (malloc'd, *len set). NULL when out of memory or a frame has 4 GiB or more. */
+uint8_t *cpar__db_pack(const zmq_msg_t *frames, size_t n, size_t *len);
+/* Appends copies of the frames of a cpar__db_pack BLOB to m: their count, or -1 when the
+ * BLOB is malformed or memory ran out. */
+int cpar__db_unpack(const void *blob, size_t len, cpar_msg *m);
 /* Hex of n bytes into out (2n + 1 chars). */
 void cpar__db_hex(const uint8_t *p, size_t n, char *out);
 /* Counts records and stored payload bytes added (negative: removed), for the bounds. */

@@ -239,8 +239,10 @@ cpar__unhex(const char *s, uint8_t out[CPAR_WIRE_ID_SIZE])
 static int
 cpar__id_in_use(cpar__op *op, const char *id)
 {
+    /* Part ids "<id>:<engine>" sort between "<id>:" and "<id>;" (the msg_id index). */
     sqlite3_stmt *st = cpar__prep(op, "SELECT 1 FROM records WHERE msg_id = lower(?1) OR"
-                                      " request_id = lower(?1) LIMIT 1");
+                                      " (msg_id > lower(?1) || ':' AND msg_id < lower(?1) || ';')"
+                                      " LIMIT 1");
     int used;
     if (st == NULL)
         return 1;
@@ -257,8 +259,7 @@ cpar__id_in_use(cpar__op *op, const char *id)
 static int64_t
 cpar__resub_source(cpar__op *op, const char *old)
 {
-    sqlite3_stmt *st = cpar__prep(op, "SELECT seq, msg_type, request_kept, (SELECT count(*)"
-                                      " FROM records WHERE request_id = ?1) FROM records"
+    sqlite3_stmt *st = cpar__prep(op, "SELECT seq, msg_type, request_kept FROM records"
                                       " WHERE msg_id = ?1");
     int64_t seq = 0;
     if (st == NULL)
@@ -266,7 +267,8 @@ cpar__resub_source(cpar__op *op, const char *old)
     sqlite3_bind_text(st, 1, old, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        st = cpar__prep(op, "SELECT count(*) FROM records WHERE request_id = ?1");
+        st = cpar__prep(op, "SELECT count(*) FROM records WHERE msg_id > ?1 || ':' AND"
+                            " msg_id < ?1 || ';'");
         if (st == NULL)
             return 0;
         sqlite3_bind_text(st, 1, old, -1, SQLITE_STATIC);
@@ -299,11 +301,11 @@ static int
 cpar__resub_one(cpar__op *op, int64_t seq, const char *old, const char *nid, cpar_msg *m)
 {
     static const uint8_t plain_spec[CPAR__DB_SPEC_HEADER] = {1}; /* version 1, no limits */
-    sqlite3_stmt *src = cpar__prep(op, "SELECT queue, targets, label, request_bytes FROM records"
-                                       " WHERE seq = ?1"),
-                 *fr = NULL;
+    sqlite3_stmt *src = cpar__prep(op, "SELECT queue, targets, label, request_bytes,"
+                                       " request_frames FROM records WHERE seq = ?1");
     char uuid[17];
-    int64_t nseq = 0, stored = 0;
+    uint8_t *blob = NULL;
+    size_t bloblen = 0;
     int task, rc = -1;
 
     cpar_msg_init(m, CPAR_MSG_TASK);
@@ -317,55 +319,32 @@ cpar__resub_one(cpar__op *op, int64_t seq, const char *old, const char *nid, cpa
     task = strcmp((const char *)sqlite3_column_text(src, 0), "task") == 0;
     if (cpar__unhex(nid, m->h.msg_id) != 0)
         goto error;
+    /* A direct APPLY part becomes a task any engine may run: a plain spec first. */
+    if (!task && cpar_msg_add_copy(m, plain_spec, sizeof(plain_spec)) != 0)
+        goto nomem;
+    if (cpar__db_unpack(sqlite3_column_blob(src, 4), (size_t)sqlite3_column_bytes(src, 4), m) < 0) {
+        cpar__fail(op, "RuntimeError", "the stored request of '%.80s' is damaged", old);
+        goto error;
+    }
+    blob = cpar__db_pack(m->frames, m->nframes, &bloblen);
+    if (blob == NULL)
+        goto nomem;
     cpar__db_hex(m->h.msg_id, 8, uuid);
-    nseq = cpar__db_insert_record(op->db, nid, nid, -1, uuid, "task", "apply_request",
-                                  task ? (const char *)sqlite3_column_text(src, 1) : "[]",
-                                  cpar_now_ns() / 1000, NULL, 0,
-                                  sqlite3_column_int64(src, 3) + (task ? 0 : CPAR__DB_SPEC_HEADER),
-                                  1, old, (const char *)sqlite3_column_text(src, 2));
-    if (nseq <= 0) {
+    if (cpar__db_insert_record(
+            op->db, nid, nid, -1, uuid, "task", "apply_request",
+            task ? (const char *)sqlite3_column_text(src, 1) : "[]", cpar_now_ns() / 1000, NULL, 0,
+            sqlite3_column_int64(src, 3) + (task ? 0 : CPAR__DB_SPEC_HEADER), blob, bloblen, old,
+            (const char *)sqlite3_column_text(src, 2)) <= 0) {
         cpar__fail(op, "ValueError", "new id '%.80s' is already in use", nid);
         goto error;
     }
-    if (!task && cpar_msg_add_copy(m, plain_spec, sizeof(plain_spec)) != 0)
-        goto nomem;
-    fr = cpar__prep(op, "SELECT data FROM frames WHERE rec = ?1 AND kind = 0 ORDER BY idx");
-    if (fr == NULL)
-        goto error;
-    sqlite3_bind_int64(fr, 1, seq);
-    while (sqlite3_step(fr) == SQLITE_ROW)
-        if (cpar_msg_add_copy(m, sqlite3_column_blob(fr, 0), (size_t)sqlite3_column_bytes(fr, 0)) !=
-            0)
-            goto nomem;
-    sqlite3_finalize(fr);
-    fr = cpar__prep(op, "INSERT INTO frames(rec, kind, idx, data) VALUES (?1, 0, ?2, ?3)");
-    if (fr == NULL)
-        goto error;
-    for (size_t i = 0; i < m->nframes; i++) {
-        sqlite3_bind_int64(fr, 1, nseq);
-        sqlite3_bind_int64(fr, 2, (sqlite3_int64)i);
-        sqlite3_bind_blob64(fr, 3, zmq_msg_data(&m->frames[i]), zmq_msg_size(&m->frames[i]),
-                            SQLITE_STATIC);
-        if (cpar__run(op, fr) != 0)
-            goto error;
-        stored += (int64_t)zmq_msg_size(&m->frames[i]);
-    }
-    sqlite3_finalize(fr);
-    fr = cpar__prep(op, "UPDATE records SET stored = ?2 WHERE seq = ?1");
-    if (fr == NULL)
-        goto error;
-    sqlite3_bind_int64(fr, 1, nseq);
-    sqlite3_bind_int64(fr, 2, stored);
-    if (cpar__run(op, fr) != 0)
-        goto error;
-    cpar__db_account(op->db, 0, stored);
     rc = 0;
     goto error;
 nomem:
     cpar__fail(op, "RuntimeError", "task database out of memory");
 error:
     sqlite3_finalize(src);
-    sqlite3_finalize(fr);
+    free(blob);
     return rc;
 }
 

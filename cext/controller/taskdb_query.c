@@ -247,32 +247,29 @@ cpar__op_history(cpar__op *op)
     return op->out ? 0 : -1;
 }
 
-/* Adds a copy of blob column col of st as a frame of the answer: its index, or -1. */
+/* Makes room for n more frames in the answer: 0, or -1 after a ValueError. */
 static int
-cpar__add_frame(cpar__op *op, sqlite3_stmt *st, int col)
+cpar__room(cpar__op *op, size_t n)
 {
-    if (op->extra.nframes + 2 > CPAR_WIRE_MAX_FRAMES)
+    if (op->extra.nframes + n + 1 > CPAR_WIRE_MAX_FRAMES)
         return cpar__fail(op, "ValueError",
                           "the records asked for hold more than %d frames: ask for fewer ids",
                           CPAR_WIRE_MAX_FRAMES - 1);
-    if (cpar_msg_add_copy(&op->extra, sqlite3_column_blob(st, col),
-                          (size_t)sqlite3_column_bytes(st, col)) != 0)
-        return cpar__fail(op, "RuntimeError", "task database out of memory");
-    return (int)op->extra.nframes; /* frame 0 is the JSON */
+    return 0;
 }
 
 /* One record of `get`, with its reply and outputs, appended to arr. */
 static int
 cpar__get_one(cpar__op *op, int64_t seq, cpar__sb *arr)
 {
-    sqlite3_stmt *rec = NULL, *fr = NULL, *out = NULL, *set = NULL;
+    sqlite3_stmt *rec = NULL, *out = NULL, *set = NULL;
     cpar__sb reply = {0}, outs = {0}, sel = {0};
     int rc = -1, first = 1;
 
     cpar__sb_str(&sel, "SELECT ");
     if (cpar__select(op, &sel, NULL) != 0 || sel.failed)
         goto error;
-    cpar__sb_str(&sel, ", reply_status, reply_kept FROM records WHERE seq = ?1");
+    cpar__sb_str(&sel, ", reply_status, reply_frames FROM records WHERE seq = ?1");
     if ((rec = cpar__prep(op, sel.p)) == NULL)
         goto error;
     sqlite3_bind_int64(rec, 1, seq);
@@ -282,21 +279,30 @@ cpar__get_one(cpar__op *op, int64_t seq, cpar__sb *arr)
     }
     if (sqlite3_column_type(rec, 1) != SQLITE_NULL) {
         cpar__sb_fmt(&reply, "{\"status\": %d, \"frames\": ", sqlite3_column_int(rec, 1));
-        if (!sqlite3_column_int(rec, 2)) {
+        if (sqlite3_column_type(rec, 2) != SQLITE_BLOB) {
             cpar__sb_str(&reply, "null}");
         } else {
-            fr = cpar__prep(op, "SELECT data FROM frames WHERE rec = ?1 AND kind = 1 ORDER BY idx");
-            if (fr == NULL)
+            cpar_msg got;
+            int n;
+            cpar_msg_init(&got, CPAR_MSG_REPLY);
+            n = cpar__db_unpack(sqlite3_column_blob(rec, 2), (size_t)sqlite3_column_bytes(rec, 2),
+                                &got);
+            if (n < 0 || cpar__room(op, got.nframes) != 0) {
+                cpar_msg_close(&got);
+                if (n < 0)
+                    cpar__fail(op, "RuntimeError", "a stored reply is damaged");
                 goto error;
-            sqlite3_bind_int64(fr, 1, seq);
-            cpar__sb_str(&reply, "[");
-            while (sqlite3_step(fr) == SQLITE_ROW) {
-                int i = cpar__add_frame(op, fr, 0);
-                if (i < 0)
-                    goto error;
-                cpar__sb_fmt(&reply, "%s%d", first ? "" : ", ", i);
-                first = 0;
             }
+            cpar__sb_str(&reply, "[");
+            for (size_t f = 0; f < got.nframes; f++) {
+                if (cpar_msg_add_move(&op->extra, &got.frames[f]) != 0) {
+                    cpar_msg_close(&got);
+                    cpar__fail(op, "RuntimeError", "task database out of memory");
+                    goto error;
+                }
+                cpar__sb_fmt(&reply, "%s%zu", f ? ", " : "", op->extra.nframes);
+            }
+            cpar_msg_close(&got);
             cpar__sb_str(&reply, "]}");
         }
     }
@@ -305,11 +311,16 @@ cpar__get_one(cpar__op *op, int64_t seq, cpar__sb *arr)
         goto error;
     sqlite3_bind_int64(out, 1, seq);
     cpar__sb_str(&outs, "[");
-    first = 1;
     while (sqlite3_step(out) == SQLITE_ROW) {
-        int i = cpar__add_frame(op, out, 1);
-        if (i < 0)
+        int i;
+        if (cpar__room(op, 1) != 0)
             goto error;
+        if (cpar_msg_add_copy(&op->extra, sqlite3_column_blob(out, 1),
+                              (size_t)sqlite3_column_bytes(out, 1)) != 0) {
+            cpar__fail(op, "RuntimeError", "task database out of memory");
+            goto error;
+        }
+        i = (int)op->extra.nframes; /* frame 0 is the JSON */
         cpar__sb_fmt(&outs, "%s{\"flags\": %d, \"frame\": %d}", first ? "" : ", ",
                      sqlite3_column_int(out, 0), i);
         first = 0;
@@ -337,7 +348,6 @@ cpar__get_one(cpar__op *op, int64_t seq, cpar__sb *arr)
     rc = 0;
 error:
     sqlite3_finalize(rec);
-    sqlite3_finalize(fr);
     sqlite3_finalize(out);
     sqlite3_finalize(set);
     free(reply.p);

@@ -31,7 +31,7 @@ cpar__db_hex(const uint8_t *p, size_t n, char *out)
 void
 cpar__db_fail(cpar_taskdb *db, const char *what)
 {
-    uint64_t n = ++db->stats.failed;
+    uint64_t n = atomic_fetch_add(&db->thread_failed, 1) + 1;
     if (db->log != NULL && cpar_log_ratelimit(n))
         cpar_log_write(db->log, "task database: %s failed: %s (%llu failures so far)", what,
                        sqlite3_errmsg(db->sql), (unsigned long long)n);
@@ -82,7 +82,8 @@ cpar__db_insert_record(cpar_taskdb *db, const char *msg_id, const char *request_
                        int64_t part_engine, const char *client_uuid, const char *queue,
                        const char *msg_type, const char *targets_json, uint64_t at_us,
                        const char *execute_input, size_t inputlen, int64_t request_bytes,
-                       int request_kept, const char *resubmitted, const char *label)
+                       const void *frames, size_t frameslen, const char *resubmitted,
+                       const char *label)
 {
     sqlite3_stmt *st = db->st_insert;
     sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_TRANSIENT);
@@ -96,15 +97,77 @@ cpar__db_insert_record(cpar_taskdb *db, const char *msg_id, const char *request_
     if (execute_input != NULL)
         sqlite3_bind_text(st, 9, execute_input, (int)inputlen, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 10, request_bytes);
-    sqlite3_bind_int(st, 11, request_kept);
+    if (frames != NULL)
+        sqlite3_bind_blob64(st, 14, frames, frameslen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 15, frames != NULL ? (sqlite3_int64)frameslen : 0);
     if (resubmitted != NULL)
         sqlite3_bind_text(st, 12, resubmitted, -1, SQLITE_TRANSIENT);
     if (label != NULL)
         sqlite3_bind_text(st, 13, label, -1, SQLITE_TRANSIENT);
     if (cpar__db_step_done(db, st, "recording a request") != 0 || sqlite3_changes(db->sql) == 0)
         return 0;
-    cpar__db_account(db, 1, 0);
+    cpar__db_account(db, 1, frames != NULL ? (int64_t)frameslen : 0);
     return sqlite3_last_insert_rowid(db->sql);
+}
+
+static void
+cpar__put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t
+cpar__get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+uint8_t *
+cpar__db_pack(const zmq_msg_t *frames, size_t n, size_t *len)
+{
+    size_t total = 4 + 4 * n, pos;
+    uint8_t *out;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = zmq_msg_size((zmq_msg_t *)&frames[i]);
+        if (k >= UINT32_MAX)
+            return NULL;
+        total += k;
+    }
+    out = malloc(total);
+    if (out == NULL)
+        return NULL;
+    cpar__put32(out, (uint32_t)n);
+    pos = 4 + 4 * n;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = zmq_msg_size((zmq_msg_t *)&frames[i]);
+        cpar__put32(out + 4 + 4 * i, (uint32_t)k);
+        if (k)
+            memcpy(out + pos, zmq_msg_data((zmq_msg_t *)&frames[i]), k);
+        pos += k;
+    }
+    *len = total;
+    return out;
+}
+
+int
+cpar__db_unpack(const void *blob, size_t len, cpar_msg *m)
+{
+    const uint8_t *p = blob;
+    size_t n, pos;
+    if (p == NULL || len < 4)
+        return -1;
+    n = cpar__get32(p);
+    if (n > CPAR_WIRE_MAX_FRAMES || len < 4 + 4 * n)
+        return -1;
+    pos = 4 + 4 * n;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = cpar__get32(p + 4 + 4 * i);
+        if (k > len - pos || cpar_msg_add_copy(m, p + pos, k) != 0)
+            return -1;
+        pos += k;
+    }
+    return (int)n;
 }
 
 /* The columns a client may name: its key, and the SQL that reads it as JSON. */
@@ -324,8 +387,10 @@ cpar__col(const char *name)
 static int
 cpar__resolve(cpar__op *op, const char *id, int64_t **seqs, size_t *n, size_t *cap)
 {
-    sqlite3_stmt *st = cpar__prep(op, "SELECT seq FROM records WHERE msg_id = ?1 UNION"
-                                      " SELECT seq FROM records WHERE request_id = ?1 ORDER BY 1");
+    sqlite3_stmt *st =
+        cpar__prep(op, "SELECT seq FROM records WHERE msg_id = ?1 UNION"
+                       " SELECT seq FROM records WHERE msg_id > ?1 || ':' AND msg_id < ?1 || ';'"
+                       " ORDER BY 1");
     int found = 0;
     if (st == NULL)
         return -1;

@@ -13,25 +13,6 @@
 #include "errors.h"
 #include "taskdb_int.h"
 
-/* Stores frames[0..n) as the record's frames of `kind` (0 request, 1 reply); returns the
- * bytes stored. */
-static int64_t
-cpar__db_store_frames(cpar_taskdb *db, int64_t seq, int kind, zmq_msg_t *frames, size_t n)
-{
-    int64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = zmq_msg_size(&frames[i]);
-        sqlite3_bind_int64(db->st_frame, 1, seq);
-        sqlite3_bind_int(db->st_frame, 2, kind);
-        sqlite3_bind_int64(db->st_frame, 3, (sqlite3_int64)i);
-        sqlite3_bind_blob64(db->st_frame, 4, len ? zmq_msg_data(&frames[i]) : "", len,
-                            SQLITE_STATIC);
-        if (cpar__db_step_done(db, db->st_frame, "storing a frame") == 0)
-            bytes += (int64_t)len;
-    }
-    return bytes;
-}
-
 /* The record of part `engine` of request `id` (a task matches any engine): seq or 0. */
 static int64_t
 cpar__db_find(cpar_taskdb *db, const uint8_t *id, int32_t engine)
@@ -57,9 +38,11 @@ cpar__db_on_arrival(cpar_taskdb *db, cpar__dbitem *it)
     char *targets = malloc(it->ntargets * 12 + 3);
     size_t pos = 0;
     int task = it->type == CPAR_MSG_TASK;
-    size_t nparts = task ? 1 : it->ntargets;
+    size_t nparts = task ? 1 : it->ntargets, bloblen = 0;
+    uint8_t *blob = it->kept ? cpar__db_pack(it->frames, it->nframes, &bloblen) : NULL;
 
     if (targets == NULL) {
+        free(blob);
         cpar__db_fail(db, "recording a request (out of memory)");
         return;
     }
@@ -71,28 +54,17 @@ cpar__db_on_arrival(cpar_taskdb *db, cpar__dbitem *it)
     cpar__db_hex(it->id, CPAR_WIRE_ID_SIZE, hex);
     cpar__db_hex(it->id, 8, uuid);
     for (size_t k = 0; k < nparts; k++) {
-        int64_t seq, engine = task ? -1 : it->targets[k];
+        int64_t engine = task ? -1 : it->targets[k];
         if (nparts > 1)
             snprintf(part, sizeof(part), "%s:%d", hex, (int)engine);
         else
             snprintf(part, sizeof(part), "%s", hex);
-        seq = cpar__db_insert_record(
-            db, part, hex, engine, uuid, task ? "task" : "mux",
-            it->type == CPAR_MSG_EXECUTE ? "execute_request" : "apply_request", targets, it->at_us,
-            it->text, it->textlen, (int64_t)it->bytes, it->kept, NULL, NULL);
-        if (seq > 0 && it->kept) {
-            int64_t stored = cpar__db_store_frames(db, seq, 0, it->frames, it->nframes);
-            sqlite3_stmt *st = NULL;
-            if (sqlite3_prepare_v2(db->sql, "UPDATE records SET stored = ?2 WHERE seq = ?1", -1,
-                                   &st, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(st, 1, seq);
-                sqlite3_bind_int64(st, 2, stored);
-                sqlite3_step(st);
-            }
-            sqlite3_finalize(st);
-            cpar__db_account(db, 0, stored);
-        }
+        cpar__db_insert_record(db, part, hex, engine, uuid, task ? "task" : "mux",
+                               it->type == CPAR_MSG_EXECUTE ? "execute_request" : "apply_request",
+                               targets, it->at_us, it->text, it->textlen, (int64_t)it->bytes, blob,
+                               bloblen, NULL, NULL);
     }
+    free(blob);
     free(targets);
 }
 
@@ -118,16 +90,9 @@ cpar__db_on_stream(cpar_taskdb *db, cpar__dbitem *it)
     sqlite3_bind_int64(db->st_output, 5, db->keep_bytes);
     if (cpar__db_step_done(db, db->st_output, "recording output") == 0 &&
         sqlite3_changes(db->sql) > 0) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db->sql,
-                               "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
-                               " stored = stored + ?2 WHERE seq = ?1",
-                               -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, seq);
-            sqlite3_bind_int64(st, 2, (sqlite3_int64)len);
-            sqlite3_step(st);
-        }
-        sqlite3_finalize(st);
+        sqlite3_bind_int64(db->st_outcount, 1, seq);
+        sqlite3_bind_int64(db->st_outcount, 2, (sqlite3_int64)len);
+        cpar__db_step_done(db, db->st_outcount, "recording output");
         cpar__db_account(db, 0, (int64_t)len);
     }
 }
@@ -137,10 +102,13 @@ cpar__db_on_reply(cpar_taskdb *db, cpar__dbitem *it)
 {
     sqlite3_stmt *st = db->st_reply;
     int64_t seq = cpar__db_find(db, it->id, it->engine), stored = 0;
+    size_t bloblen = 0;
+    uint8_t *blob;
     if (seq == 0)
         return;
-    if (it->kept)
-        stored = cpar__db_store_frames(db, seq, 1, it->frames, it->nframes);
+    blob = it->kept ? cpar__db_pack(it->frames, it->nframes, &bloblen) : NULL;
+    if (blob != NULL)
+        stored = (int64_t)bloblen;
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int(st, 2, it->status);
     sqlite3_bind_int(st, 3, it->engine);
@@ -150,10 +118,12 @@ cpar__db_on_reply(cpar_taskdb *db, cpar__dbitem *it)
         sqlite3_bind_int64(st, 5, (sqlite3_int64)(it->t1 / 1000));
     sqlite3_bind_int64(st, 6, (sqlite3_int64)it->at_us);
     sqlite3_bind_int64(st, 7, (sqlite3_int64)it->bytes);
-    sqlite3_bind_int(st, 8, it->kept);
+    if (blob != NULL)
+        sqlite3_bind_blob64(st, 8, blob, bloblen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 9, stored);
-    cpar__db_step_done(db, st, "recording a reply");
-    cpar__db_account(db, 0, stored);
+    if (cpar__db_step_done(db, st, "recording a reply") == 0)
+        cpar__db_account(db, 0, stored);
+    free(blob);
 }
 
 static void

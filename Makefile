@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-APT_PACKAGES := libzmq3-dev libssl-dev pkg-config clang-format
+APT_PACKAGES := libzmq3-dev libssl-dev libsqlite3-dev pkg-config clang-format
 # What only the tests need: real MPIs, sshd, a single-node Slurm and a single-host Grid
 # Engine for the launcher tests.
 APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-client slurm-wlm munge \

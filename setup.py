@@ -69,7 +69,7 @@ setup(
         Extension(
             "cpar._core",
             sources=CORE + CONTROLLER + PYGLUE + MODULE,
-            libraries=["zmq", "crypto", "m"],
+            libraries=["zmq", "crypto", "sqlite3", "m"],
             extra_compile_args=CFLAGS,
             extra_link_args=LDFLAGS,
         ),

@@ -115,32 +115,34 @@ def test_result_status_get_result_purge(rc, lview):
     both = rc.get_result([ar.msg_id, m.msg_ids[0]])
     assert both.get(5) == ["r", [0]]
 
-    with pytest.raises(ValueError):  # pending results are not purged
+    with pytest.raises(RuntimeError):  # pending results are not purged (as ipyparallel)
         slow = lview.apply_async(sleep_then, 0.3)
         rc.purge_results(slow)
     slow.get(30)
-    rc.purge_results([ar])
+    rc.purge_results([ar])  # here and in the task database
     with pytest.raises(KeyError):
         rc.get_result(ar.msg_id)
     # the controller still knows how it ended
     st = rc.result_status([ar.msg_id])
     assert st["completed"] == [ar.msg_id]
-    rc.purge_results("all")
-    with pytest.raises(KeyError):
-        rc.get_result(m.msg_ids[0])
+    rc.purge_local_results("all")
+    # forgotten here: read back from the task database
+    assert isinstance(rc.get_result(m.msg_ids[0]), cpar.AsyncHubResult)
     with pytest.raises(KeyError):
         rc.get_result("ab" * 16)
     st = rc.result_status(["ab" * 16])
     assert st["unknown"] == ["ab" * 16]
 
-    # results nobody holds are forgotten (weakly held)
+    # results nobody holds are forgotten here (weakly held), and read back from the task
+    # database
     gone = lview.apply_async(abs, -9)
     gone.get(30)
     msg_id = gone.msg_id
     del gone
     gc.collect()
-    with pytest.raises(KeyError):
-        rc.get_result(msg_id)
+    assert msg_id not in rc.results
+    again = rc.get_result(msg_id)
+    assert isinstance(again, cpar.AsyncHubResult) and again.get(30) == 9
 
 
 def test_result_status_of_another_clients_tasks(cluster, rc, lview):
@@ -151,8 +153,9 @@ def test_result_status_of_another_clients_tasks(cluster, rc, lview):
     try:
         st = other.result_status([slow.msg_id, done.msg_id])  # asked at the controller
         assert st["pending"] == [slow.msg_id] and st["completed"] == [done.msg_id]
-        with pytest.raises(KeyError):
-            other.get_result(slow.msg_id)  # results go to the client that sent them
+        # the task database gives another client's results, pending ones once they end
+        hub = other.get_result(slow.msg_id)
+        assert isinstance(hub, cpar.AsyncHubResult) and hub.get(30) == "slow"
         slow.get(30)
         assert other.result_status(slow.msg_id)["completed"] == [slow.msg_id]
     finally:
@@ -261,7 +264,8 @@ def test_vanished_client_queued_tasks_are_cancelled(tmp_path):
     """A client process SIGKILLed with tasks queued at the controller: those tasks never run
     (cancelled: docs/protocol.md, "Clients that vanish"), the running one finishes, and the
     cluster serves other clients as before."""
-    c, rc = own_cluster("lb-lost-client", n=1, controller_args=["--hwm", "1"])
+    # Without a task database (with one, they run: the test below).
+    c, rc = own_cluster("lb-lost-client", n=1, controller_args=["--hwm", "1"], db="none")
     go, marks = str(tmp_path / "go"), str(tmp_path / "ran")
     p = subprocess.Popen([sys.executable, "-c", LOST_CLIENT, c.connection_file, go, marks],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -291,6 +295,61 @@ def test_vanished_client_queued_tasks_are_cancelled(tmp_path):
         assert "queued task(s) cancelled" in log and "5 queued task(s) cancelled, 1 running" \
             in log, log[-2000:]
     finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+        c.stop_cluster_sync()
+
+
+@pytest.mark.timeout(90)
+def test_vanished_client_tasks_run_and_are_recorded_with_the_database(tmp_path):
+    """With the task database on (docs/taskdb.md), a client SIGKILLed with tasks queued at
+    the controller does not cancel them: they all run, and their results are in the
+    database for any later client."""
+    import json as _json
+
+    from cpar import _core, connfile
+
+    c, rc = own_cluster("lb-lost-client-db", n=1, controller_args=["--hwm", "1"],
+                        db="memory")
+    go, marks = str(tmp_path / "go"), str(tmp_path / "ran")
+    p = subprocess.Popen([sys.executable, "-c", LOST_CLIENT, c.connection_file, go, marks],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    conn = None
+    try:
+        assert p.stdout.readline().strip() == "submitted"
+        assert wait_until(lambda: rc.queue_status()["unassigned"] == 5), rc.queue_status()
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+        time.sleep(0.5)  # the controller has seen the connection close
+        assert rc.queue_status()["unassigned"] == 5  # still queued: not cancelled
+        open(go, "w").close()
+        assert wait_until(lambda: len([m for m in os.listdir(tmp_path)
+                                       if m.startswith("ran")]) == 5, timeout=60)
+        info = connfile.read(c.connection_file)
+        conn = _core.Connection(info["client_url"], info["key"].encode())
+
+        def ask(body):
+            mid = os.urandom(16)
+            conn.send(_core.MSG_DB_REQUEST, [_json.dumps(body)], msg_id=mid)
+            while True:
+                (m,) = conn.recv(timeout=10, max=1) or [None]
+                assert m is not None, "no DB_REPLY"
+                if m.type == _core.MSG_DB_REPLY and m.parent == mid:
+                    assert m.status == 0, bytes(m.frames[0])
+                    return _json.loads(bytes(m.frames[0]))
+
+        def tasks_done():
+            recs = ask({"op": "query", "query": {"queue": "task"},
+                        "keys": ["status", "stdout"]})["records"]
+            return recs if len(recs) == 6 and all(r["status"] == "ok" for r in recs) else None
+
+        assert wait_until(tasks_done, timeout=30), ask({"op": "query", "query": {}})
+        with open(c.controller.log_paths[0]) as f:
+            assert "recorded in the task database" in f.read()
+    finally:
+        if conn is not None:
+            conn.close()
         if p.poll() is None:
             p.kill()
             p.wait(30)

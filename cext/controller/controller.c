@@ -230,24 +230,33 @@ cpar_controller_run(cpar_controller *c)
     next_stats = cpar__ctlout_mono_ms() + CPAR__STATS_PERIOD_MS;
     cpar_log_write(&c->log, "running");
     while (!atomic_load(&c->stop)) {
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[5] = {
             {.socket = c->mon, .events = ZMQ_POLLIN},
             {.socket = c->esock, .events = ZMQ_POLLIN},
             {.socket = c->csock, .events = ZMQ_POLLIN},
             {.socket = c->zap.sock, .events = ZMQ_POLLIN},
+            {.socket = cpar_taskdb_pair(c->db), .events = ZMQ_POLLIN},
         };
         uint64_t now = cpar__ctlout_mono_ms();
         long timeout = 0;
+        int nitems = 3;
+        if (c->zap.sock)
+            nitems = 4;
+        if (c->db != NULL) {
+            if (!c->zap.sock)
+                items[3] = items[4];
+            nitems++;
+        }
         if (!busy)
             timeout = next_hb_check > now ? (long)(next_hb_check - now) : 0;
-        if (zmq_poll(items, c->zap.sock ? 4 : 3, timeout) < 0) {
+        if (zmq_poll(items, nitems, timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             cpar_log_write(&c->log, "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
             rc = CPAR_EZMQ;
             break;
         }
-        if (items[3].revents & ZMQ_POLLIN)
+        if (c->zap.sock && (items[3].revents & ZMQ_POLLIN))
             cpar_zap_serve(&c->zap, &c->log);
         if (items[0].revents & ZMQ_POLLIN)
             cpar__ctleng_read_monitor(c);
@@ -270,6 +279,9 @@ cpar_controller_run(cpar_controller *c)
             /* Clients that vanished (controller_clients.c): their queued tasks go. */
             cpar__ctlcli_check(c, !client_backlog);
         }
+        /* The task database's answers (DB_REPLY), and the tasks a resubmit made. */
+        if (c->db != NULL && (items[nitems - 1].revents & ZMQ_POLLIN))
+            cpar__ctlcli_db_answers(c);
         now = cpar__ctlout_mono_ms();
         /* Heartbeats may wait unread behind a backlog: judge silence once it is read,
          * unless the backlog lasts longer than a whole timeout. */
@@ -418,6 +430,19 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar__ctlcli_monitor_open(c, err, errlen); /* controller_clients.c */
     if (rc != 0)
         goto error;
+    if (cfg->db != NULL && cfg->db[0] != '\0' && strcmp(cfg->db, "none") != 0) {
+        cpar_taskdb_config dc = {
+            .mode = cfg->db,
+            .path = cfg->db_file,
+            .max_records = cfg->db_max_records,
+            .max_bytes = cfg->db_max_bytes,
+            .keep_bytes = cfg->db_keep_bytes,
+            .log = &c->log,
+        };
+        rc = cpar_taskdb_open(&dc, c->zctx, &c->db, err, errlen);
+        if (rc != 0)
+            goto error;
+    }
     cpar_log_write(&c->log,
                    "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms; replay "
                    "window %llu ms, %zu tags; largest frame %s%lld; %s)",
@@ -501,6 +526,8 @@ cpar_controller_free(cpar_controller *c)
         zmq_close(c->csock);
     }
     cpar_zap_close(&c->zap);
+    cpar_taskdb_close(c->db); /* applies what is queued; its PAIRs close before the context */
+    c->db = NULL;
     if (c->zctx)
         zmq_ctx_term(c->zctx);
     cpar__ctlcoal_free(c);

@@ -34,6 +34,12 @@ typedef struct cpar_controller_config {
     int64_t replay_ids;        /* recent message tags remembered; 0 means the default */
     int64_t max_message;       /* largest frame a peer may send (ZMQ_MAXMSGSIZE, bytes): a
                                 * bigger one disconnects it; 0 means no limit */
+    const char *db;            /* task database (docs/taskdb.md): "sqlite" (db_file), "memory",
+                                * or NULL / "none" for none */
+    const char *db_file;       /* the database file with "sqlite" */
+    int64_t db_max_records;    /* records kept; 0: the default (100000) */
+    int64_t db_max_bytes;      /* payload bytes kept; 0: the default (1 GiB) */
+    int64_t db_keep_bytes;     /* largest payload kept per record; 0: the default (1 MiB) */
 } cpar_controller_config;
 
 /* Binds both sockets. Returns 0 and a new controller in *out (free with

@@ -55,8 +55,17 @@ cpar__cancel_lost(cpar_controller *c)
 {
     while (c->nlost > 0) {
         uint32_t slot = c->lost_slots[--c->nlost];
+        size_t running = 0, cancelled;
         cpar__ctlcoal_client_lost(c, slot);
-        size_t running = 0, cancelled = cpar__ctltask_client_lost(c, slot, &running);
+        if (c->db != NULL) {
+            /* With a task database the results are kept for a later client: run them. */
+            cpar_log_write(&c->log,
+                           "client %u gone: its tasks run, and their results are recorded in "
+                           "the task database",
+                           (unsigned)slot);
+            continue;
+        }
+        cancelled = cpar__ctltask_client_lost(c, slot, &running);
         c->cnt.tasks_cancelled += cancelled;
         cpar_log_write(&c->log,
                        "client %u gone: %zu queued task(s) cancelled, %zu running task(s) "
@@ -293,6 +302,8 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
         if ((m->h.flags & CPAR_FLAG_COALESCE) &&
             (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY))
             cpar__ctlcoal_open(c, (uint32_t)slot, m, n);
+        if (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY)
+            cpar_taskdb_arrival(c->db, m); /* before the frames go */
     }
     cpar__fan_out(c, m, n);
 }
@@ -334,6 +345,62 @@ cpar__on_shutdown(cpar_controller *c, int32_t slot, cpar_msg *m)
         c->hub_deadline_ms = cpar__ctlout_mono_ms() + (uint64_t)c->hb_timeout_ms;
         cpar__ctltask_shutdown(c);
     }
+}
+
+/* ---- the task database (docs/taskdb.md) ---------------------------------------------- */
+
+/* A DB_REQUEST: queued for the database thread (its answer comes back through
+ * cpar__ctlcli_db_answers), or refused at once without a database. */
+static void
+cpar__on_db_request(cpar_controller *c, int32_t slot, cpar_msg *m)
+{
+    static const char none[] = CPAR_TASKDB_NONE_JSON;
+    cpar_msg r;
+    if (c->db != NULL) {
+        cpar_taskdb_request(c->db, (uint32_t)slot, m);
+        return;
+    }
+    cpar__ctlout_msg_new(c, &r, CPAR_MSG_DB_REPLY);
+    memcpy(r.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
+    r.h.status = CPAR_EIO;
+    if (cpar_msg_add_copy(&r, none, sizeof(none) - 1) == 0)
+        cpar__ctlout_send_client(c, (uint32_t)slot, &r);
+    else
+        cpar_msg_close(&r);
+}
+
+void
+cpar__ctlcli_db_answers(cpar_controller *c)
+{
+    cpar_taskdb_answer *a;
+    int any_tasks = 0;
+    for (int i = 0; i < CPAR__BATCH && cpar_taskdb_answer_next(c->db, 0, &a) == 1; i++) {
+        cpar_msg r;
+        cpar__ctlout_msg_new(c, &r, CPAR_MSG_DB_REPLY);
+        memcpy(r.h.parent, a->reply.h.parent, CPAR_WIRE_ID_SIZE);
+        r.h.status = a->reply.h.status;
+        r.frames = a->reply.frames;
+        r.nframes = a->reply.nframes;
+        r.cap = a->reply.cap;
+        a->reply.frames = NULL;
+        a->reply.nframes = a->reply.cap = 0;
+        if (cpar_registry_client_at(&c->reg, a->slot) != NULL)
+            cpar__ctlout_send_client(c, a->slot, &r);
+        else
+            c->cnt.client_gone++;
+        cpar_msg_close(&r);
+        /* Resubmitted tasks enter after their DB_REPLY went, so it precedes their REPLYs. */
+        for (size_t k = 0; k < a->ntasks; k++) {
+            cpar_msg *t = &a->tasks[k];
+            t->h.t0 = cpar_now_ns();
+            if (cpar_wire_seal(c->signer, t) == 0)
+                cpar__ctltask_resubmitted(c, (int32_t)a->slot, t);
+            any_tasks = 1;
+        }
+        cpar_taskdb_answer_free(a);
+    }
+    if (any_tasks)
+        cpar__ctleng_reap_unreachable(c);
 }
 
 void
@@ -385,6 +452,9 @@ cpar__ctlcli_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
         return;
     case CPAR_MSG_QUERY:
         cpar__ctltask_on_query(c, slot, m);
+        return;
+    case CPAR_MSG_DB_REQUEST:
+        cpar__on_db_request(c, slot, m);
         return;
     default:
         c->cnt.unexpected[CPAR__SIDE_CLIENT]++;

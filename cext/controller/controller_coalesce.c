@@ -352,6 +352,7 @@ cpar__ctlcoal_part_error(cpar_controller *c, uint32_t slot, const uint8_t *paren
     va_start(ap, fmt);
     n = cpar__ctlout_vformat(text, sizeof(text), fmt, ap);
     va_end(ap);
+    cpar_taskdb_error(c->db, parent, engine, code, text, n);
     if (cpar__find(c, slot, parent, &i) != NULL &&
         cpar__ctlout_error_msg(c, &m, parent, engine, code, text, n) == 0) {
         if (cpar_wire_seal(c->signer, &m) == 0 && cpar__take(c, i, engine, &m)) {

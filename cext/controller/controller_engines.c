@@ -279,7 +279,7 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
     }
     case CPAR_MSG_REPLY:
     case CPAR_MSG_STREAM: {
-        int found;
+        int found, shm_bad;
         /* Clients act on the `engine` field (a REPLY from engine N releases what was
          * pinned for N): it must name the engine on this connection, never another. */
         if (m->h.engine != id) {
@@ -310,6 +310,14 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
                                (unsigned long long)c->cnt.unroutable);
             return;
         }
+        /* A reply's shared-memory descriptors may name only that engine's own process: a
+         * reply naming another is not forwarded; its client gets an error instead. */
+        shm_bad = (m->h.flags & CPAR_FLAG_SHM) &&
+                  (e->pid <= 0 || cpar_shm_sender_pid(m) != (uint32_t)e->pid);
+        if (m->h.type == CPAR_MSG_STREAM)
+            cpar_taskdb_stream(c->db, m);
+        else if (!shm_bad)
+            cpar_taskdb_reply(c->db, m); /* recorded first: a later DB_REQUEST sees it */
         cl = cpar_registry_client_at(&c->reg, slot);
         if (cl == NULL) {
             c->cnt.client_gone++;
@@ -317,10 +325,7 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
                 cpar__ctlout_release_for_lost(c, id, m);
             return;
         }
-        /* A reply's shared-memory descriptors may name only that engine's own process: a
-         * reply naming another is not forwarded; its client gets an error instead. */
-        if ((m->h.flags & CPAR_FLAG_SHM) &&
-            (e->pid <= 0 || cpar_shm_sender_pid(m) != (uint32_t)e->pid)) {
+        if (shm_bad) {
             cpar__ctlcoal_part_error(c, slot, m->h.parent, id, CPAR_EPROTO,
                                      "engine %d answered with shared-memory descriptors naming pid "
                                      "%u, not its own (pid %d); nothing was read",

@@ -9,6 +9,8 @@
  *   controller_tasks.c      the task life cycle (cpar__ctltask_*; controller_tasks_int.h)
  *   controller_coalesce.c   coalesced replies (cpar__ctlcoal_*)
  *   outbound.c              message building, sends, the ERROR helper (cpar__ctlout_*)
+ *   taskdb*.c               the task database (cpar_taskdb_*; taskdb.h): handlers queue
+ *                           its events, its own thread writes them (docs/taskdb.md)
  *
  * with the tables (registry, route, deps, scheduler, replay) and core below. An engine a
  * lower layer found unreachable is marked (cpar_reg_engine.unreachable) and declared gone
@@ -34,6 +36,7 @@
 #include "replay.h"
 #include "route.h"
 #include "sign.h"
+#include "taskdb.h"
 #include "wire.h"
 #include "zap.h"
 
@@ -108,6 +111,9 @@ struct cpar_controller {
     uint64_t notice_tokens_at;                   /* monotonic ms of the last token refill */
     int notice_tokens;                           /* notices that may go now */
     struct cpar__coalesce *coal; /* coalesced replies (controller_coalesce.c), owned */
+    /* The task database (taskdb.h), owned; NULL with --db none. The handlers queue their
+     * events into it; its answers come back on cpar_taskdb_pair, which the loop polls. */
+    cpar_taskdb *db;
 };
 
 typedef struct cpar__tasks cpar__tasks;
@@ -126,6 +132,9 @@ void cpar__ctlcli_monitor_close(cpar_controller *c);
  * unread): acts on the disconnects read in an earlier turn (what a client sent before
  * closing is handled first), then reads new ones. */
 void cpar__ctlcli_check(cpar_controller *c, int drained);
+/* Sends the task database's answers waiting on its PAIR (DB_REPLY to each client), then
+ * enters the TASKs a resubmit made (after their DB_REPLY). */
+void cpar__ctlcli_db_answers(cpar_controller *c);
 
 /* controller_engines.c */
 /* Declares engine id gone: each request it owed ends with ERROR CPAR_EENGINEDEAD to its
@@ -157,6 +166,9 @@ void cpar__ctltask_free(cpar_controller *c);
 /* TASK, ABORT, QUERY from client `slot` (m stays the caller's to close; TASK takes its
  * frames). ABORT may mark engines unreachable (the caller reaps them). */
 void cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m);
+/* A TASK the task database made for a resubmit (already recorded there; signed by the
+ * controller): entered as if client slot had sent it; a refusal is recorded as its end. */
+void cpar__ctltask_resubmitted(cpar_controller *c, int32_t slot, cpar_msg *m);
 void cpar__ctltask_on_abort(cpar_controller *c, int32_t slot, cpar_msg *m);
 void cpar__ctltask_on_query(cpar_controller *c, int32_t slot, cpar_msg *m);
 /* A REPLY from engine: returns 1 when it answered a task (handled: forwarded, retried or
@@ -174,6 +186,7 @@ int cpar__ctltask_engine_died(cpar_controller *c, const cpar_route_entry *ent, i
                               const char *why);
 /* The client in slot is gone: its tasks not sent to an engine are cancelled (ended as
  * failed, CPAR_EABORTED, for dependents); sent ones run and their replies are dropped.
+ * (With a task database the caller does not call it: they all run and are recorded.)
  * Returns the number cancelled; *running gets the number still on engines. */
 size_t cpar__ctltask_client_lost(cpar_controller *c, uint32_t slot, size_t *running);
 /* A hub shutdown began: tasks not sent to an engine end with ERROR CPAR_ESHUTDOWN (sent

@@ -88,8 +88,27 @@ cpar__parse_spec(cpar_controller *c, cpar__task *task, const cpar_msg *m, char *
     return CPAR_OK;
 }
 
-void
-cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
+/* Refuses a TASK: ERROR to its client; a task the database recorded already (a resubmit)
+ * is recorded as ended by it. */
+static void cpar__refuse(cpar_controller *c, int32_t slot, const cpar_msg *m, int recorded,
+                         int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void
+cpar__refuse(cpar_controller *c, int32_t slot, const cpar_msg *m, int recorded, int code,
+             const char *fmt, ...)
+{
+    char text[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (recorded)
+        cpar_taskdb_error(c->db, m->h.msg_id, CPAR_NO_ENGINE, code, text, strlen(text));
+    cpar__ctlout_error(c, slot, m->h.msg_id, code, "%s", text);
+}
+
+/* A TASK arrives (from client slot, or made by a resubmit when `recorded`). */
+static void
+cpar__task_arrive(cpar_controller *c, int32_t slot, cpar_msg *m, int recorded)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task;
@@ -97,12 +116,12 @@ cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
     int rc;
 
     if (c->hub_stopping) {
-        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ESHUTDOWN, "the controller is shutting down");
+        cpar__refuse(c, slot, m, recorded, CPAR_ESHUTDOWN, "the controller is shutting down");
         return;
     }
     if (cpar__task_find(t, m->h.msg_id) != NULL) {
-        cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_EINVAL,
-                           "duplicate task: this msg_id is already pending");
+        cpar__refuse(c, slot, m, recorded, CPAR_EINVAL,
+                     "duplicate task: this msg_id is already pending");
         return;
     }
     task = calloc(1, sizeof(*task));
@@ -115,15 +134,15 @@ cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
     if (rc == CPAR_ENOMEM)
         goto nomem;
     if (rc != 0) {
-        cpar__ctlout_error(c, slot, m->h.msg_id, rc, "%s", why);
+        cpar__refuse(c, slot, m, recorded, rc, "%s", why);
         cpar__task_free(task);
         return;
     }
     rc = cpar_deps_submitted(t->deps, task->id);
     if (rc != 0) {
-        cpar__ctlout_error(c, slot, m->h.msg_id, rc,
-                           rc == CPAR_EINVAL ? "duplicate task: this msg_id is already pending"
-                                             : "controller out of memory");
+        cpar__refuse(c, slot, m, recorded, rc,
+                     rc == CPAR_EINVAL ? "duplicate task: this msg_id is already pending"
+                                       : "controller out of memory");
         cpar__task_free(task);
         return;
     }
@@ -136,6 +155,8 @@ cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
         task = NULL;
         goto nomem;
     }
+    if (!recorded)
+        cpar_taskdb_arrival(c->db, m); /* before its frames move (they are shared) */
     /* The message moves into the task: frames and raw header (for unchanged forwards). */
     task->msg = *m;
     m->frames = NULL;
@@ -148,7 +169,19 @@ cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
 nomem:
     if (task != NULL)
         cpar__task_free(task);
-    cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ENOMEM, "controller out of memory");
+    cpar__refuse(c, slot, m, recorded, CPAR_ENOMEM, "controller out of memory");
+}
+
+void
+cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
+{
+    cpar__task_arrive(c, slot, m, 0);
+}
+
+void
+cpar__ctltask_resubmitted(cpar_controller *c, int32_t slot, cpar_msg *m)
+{
+    cpar__task_arrive(c, slot, m, 1);
 }
 
 /* Sends ABORT (frame 0: one id) to engine. */

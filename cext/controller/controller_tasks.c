@@ -234,6 +234,7 @@ cpar__ctltask_fail(cpar_controller *c, cpar__task *task, int32_t engine, int cod
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    cpar_taskdb_error(c->db, task->id, engine, code, text, strlen(text));
     cpar__ctlout_error_about(c, (int32_t)task->client, task->id, engine, code, "%s", text);
     cpar__task_ended(c, task, engine, 0);
 }
@@ -586,6 +587,7 @@ cpar__ctltask_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
         if (cpar__task_retry(c, task, engine) || cpar__task_park(c, task))
             return 1;
     }
+    cpar_taskdb_reply(c->db, m); /* the task's last REPLY: recorded before it goes */
     if (cpar_registry_client_at(&c->reg, task->client) == NULL) {
         c->cnt.client_gone++;
         cpar__ctlout_release_for_lost(c, engine, m);

@@ -86,6 +86,8 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_QUERY:
     case CPAR_MSG_QUERY_REPLY:
     case CPAR_MSG_PROBE:
+    case CPAR_MSG_DB_REQUEST:
+    case CPAR_MSG_DB_REPLY:
     case CPAR_MSG_ENGINE_EVENT:
         return 1;
     default:

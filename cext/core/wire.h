@@ -48,6 +48,8 @@ enum cpar_msg_type {
     CPAR_MSG_QUERY = 35,          /* client -> controller: queue/task status */
     CPAR_MSG_QUERY_REPLY = 36,    /* controller -> client: JSON answer */
     CPAR_MSG_PROBE = 37,          /* client -> controller -> engine: shared-memory probe */
+    CPAR_MSG_DB_REQUEST = 38,     /* client -> controller: a task-database op (docs/taskdb.md) */
+    CPAR_MSG_DB_REPLY = 39,       /* controller -> client: its answer */
     CPAR_MSG_ENGINE_EVENT = 40,   /* controller -> clients: an engine registered or died */
 };
 

@@ -28,18 +28,34 @@ static int
 controller_parse(PyObject *args, PyObject *kwds, cpar_controller_config *cfg, PyObject **key)
 {
     static char *kwlist[] = {
-        "client_url",    "engine_url",       "key",        "log_path",    "hb_period_ms",
-        "hb_timeout_ms", "scheme",           "hwm",        "max_records", "curve_secret",
-        "curve_allowed", "replay_window_ms", "replay_ids", "max_message", NULL};
-    long long window = 0, ids = 0, maxmsg = 0;
+        "client_url",    "engine_url",       "key",          "log_path",      "hb_period_ms",
+        "hb_timeout_ms", "scheme",           "hwm",          "max_records",   "curve_secret",
+        "curve_allowed", "replay_window_ms", "replay_ids",   "max_message",   "db",
+        "db_file",       "db_max_records",   "db_max_bytes", "db_keep_bytes", NULL};
+    long long window = 0, ids = 0, maxmsg = 0, dbrec = 0, dbbytes = 0, dbkeep = 0;
 
     cfg->hb_period_ms = 500;
     cfg->hb_timeout_ms = 3000;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "ssO|ziizii$zzLLL:Controller", kwlist, &cfg->client_url, &cfg->engine_url,
-            key, &cfg->log_path, &cfg->hb_period_ms, &cfg->hb_timeout_ms, &cfg->scheme, &cfg->hwm,
-            &cfg->max_records, &cfg->curve_secret, &cfg->curve_allowed, &window, &ids, &maxmsg))
+            args, kwds, "ssO|ziizii$zzLLLzzLLL:Controller", kwlist, &cfg->client_url,
+            &cfg->engine_url, key, &cfg->log_path, &cfg->hb_period_ms, &cfg->hb_timeout_ms,
+            &cfg->scheme, &cfg->hwm, &cfg->max_records, &cfg->curve_secret, &cfg->curve_allowed,
+            &window, &ids, &maxmsg, &cfg->db, &cfg->db_file, &dbrec, &dbbytes, &dbkeep))
         return -1;
+    if (dbrec < 0 || dbbytes < 0 || dbkeep < 0) {
+        PyErr_Format(PyExc_ValueError, "db_max_records, db_max_bytes and db_keep_bytes must be "
+                                       ">= 0 (0: the default)");
+        return -1;
+    }
+    if (cfg->db != NULL && strcmp(cfg->db, "sqlite") != 0 && strcmp(cfg->db, "memory") != 0 &&
+        strcmp(cfg->db, "none") != 0) {
+        PyErr_Format(PyExc_ValueError, "db must be 'sqlite', 'memory' or 'none', not '%s'",
+                     cfg->db);
+        return -1;
+    }
+    cfg->db_max_records = dbrec;
+    cfg->db_max_bytes = dbbytes;
+    cfg->db_keep_bytes = dbkeep;
     if (window < 0 || ids < 0 || maxmsg < 0) {
         PyErr_Format(PyExc_ValueError, "replay_window_ms, replay_ids and max_message must be >= 0 "
                                        "(0: the default)");
@@ -67,11 +83,14 @@ controller_parse(PyObject *args, PyObject *kwds, cpar_controller_config *cfg, Py
 /* Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500,
  *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000,
  *            curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0,
- *            max_message=0)
+ *            max_message=0, db=None, db_file=None, db_max_records=0, db_max_bytes=0,
+ *            db_keep_bytes=0)
  * --
  * With curve_secret, curve_allowed lists the client and engine public keys allowed in
  * (Z85, comma-separated); replay_window_ms and replay_ids tune the replay check (0: the
- * defaults), max_message is the largest frame a peer may send (0: no limit).
+ * defaults), max_message is the largest frame a peer may send (0: no limit). db is the
+ * task database ("sqlite" in db_file, "memory", or None / "none": none) and its bounds
+ * (0: the defaults; docs/taskdb.md).
  * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
  * endpoints actually bound are the attributes client_url and engine_url. */
 static PyObject *
@@ -244,7 +263,8 @@ PyDoc_STRVAR(controller_doc,
              "Controller(client_url, engine_url, key, log_path=None, hb_period_ms=500, "
              "hb_timeout_ms=3000, scheme='leastload', hwm=0, max_records=100000, *, "
              "curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0, "
-             "max_message=0)\n--\n\n"
+             "max_message=0, db=None, db_file=None, db_max_records=0, db_max_bytes=0, "
+             "db_keep_bytes=0)\n--\n\n"
              "The cpar controller: binds its sockets at creation; run() serves.");
 
 static PyType_Slot controller_slots[] = {

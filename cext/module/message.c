@@ -54,6 +54,10 @@ cpar__type_name(int type)
         return "RELEASE";
     case CPAR_MSG_PROBE:
         return "PROBE";
+    case CPAR_MSG_DB_REQUEST:
+        return "DB_REQUEST";
+    case CPAR_MSG_DB_REPLY:
+        return "DB_REPLY";
     case CPAR_MSG_ENGINE_EVENT:
         return "ENGINE_EVENT";
     default:

@@ -182,6 +182,8 @@ core_exec(PyObject *module)
         {"MSG_ABORT", CPAR_MSG_ABORT},
         {"MSG_QUERY", CPAR_MSG_QUERY},
         {"MSG_QUERY_REPLY", CPAR_MSG_QUERY_REPLY},
+        {"MSG_DB_REQUEST", CPAR_MSG_DB_REQUEST},
+        {"MSG_DB_REPLY", CPAR_MSG_DB_REPLY},
         {"STATUS_UNMET", CPAR_STATUS_UNMET},
         {"SHM_MIN_SIZE", CPAR_SHM_MIN_SIZE},
         {"STATUS_OK", CPAR_STATUS_OK},

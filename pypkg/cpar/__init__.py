@@ -43,6 +43,7 @@ _EXPORTS = {
     "LoadBalancedView": "client.lbview",
     "AsyncResult": "client",
     "AsyncMapResult": "client",
+    "AsyncHubResult": "client",
     "ExecuteReply": "client",
     "RemoteFunction": "client",
     "ParallelFunction": "client",

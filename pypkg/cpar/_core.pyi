@@ -26,6 +26,8 @@ MSG_PROBE: Final[int]
 MSG_TASK: Final[int]
 MSG_ABORT: Final[int]
 MSG_QUERY: Final[int]
+MSG_DB_REQUEST: Final[int]
+MSG_DB_REPLY: Final[int]
 MSG_QUERY_REPLY: Final[int]
 STATUS_UNMET: Final[int]
 
@@ -235,6 +237,11 @@ class Controller:
         replay_window_ms: int = 0,
         replay_ids: int = 0,
         max_message: int = 0,
+        db: str | None = None,
+        db_file: str | None = None,
+        db_max_records: int = 0,
+        db_max_bytes: int = 0,
+        db_keep_bytes: int = 0,
     ) -> Self: ...
     @property
     def client_url(self) -> str: ...

@@ -35,6 +35,29 @@ def _add_scheduling(p):
                         "queued work), N, or 0 for no limit (default: %(default)s)")
 
 
+def _add_db(p):
+    from .controller import DB_MODES
+
+    g = p.add_argument_group("task database (docs/taskdb.md)")
+    g.add_argument("--db", choices=DB_MODES, default=None,
+                   help="where the controller records tasks: a SQLite file, memory, or none "
+                        "(default: $CPAR_DB or sqlite)")
+    g.add_argument("--db-file", default=None,
+                   help="the database file (default: $CPAR_DB_FILE or "
+                        "<profile dir>/db/<cluster id>.sqlite)")
+    g.add_argument("--db-max-records", type=int, default=None,
+                   help="records kept; the oldest ended ones go first (default: 100000)")
+    g.add_argument("--db-max-bytes", type=int, default=None,
+                   help="payload bytes kept (default: 1 GiB)")
+    g.add_argument("--db-keep-bytes", type=int, default=None,
+                   help="largest request or reply payload kept per record (default: 1 MiB)")
+
+
+def _db_kwargs(args):
+    return {"db": args.db, "db_file": args.db_file, "db_max_records": args.db_max_records,
+            "db_max_bytes": args.db_max_bytes, "db_keep_bytes": args.db_keep_bytes}
+
+
 def _cmd_controller(args):
     from .controller import run_controller
 
@@ -55,6 +78,7 @@ def _cmd_controller(args):
             insecure=args.insecure,
             location=args.location,
             curve_allow=args.curve_allow,
+            **_db_kwargs(args),
         )
     except ValueError as e:  # a refused configuration (e.g. --ip without --curve)
         print(f"cpar controller: {e}", file=sys.stderr)
@@ -90,6 +114,7 @@ def _cmd_start(args):
             controller=args.controller,
             engine_options=_engine_options(args),
             controller_options=_controller_options(args),
+            **_db_kwargs(args),
         )
     except (ValueError, OSError) as e:
         print(f"cpar cluster start: {e}", file=sys.stderr)
@@ -310,6 +335,7 @@ def build_parser():
                         "(Z85; repeatable); other keys fail the handshake")
     p.add_argument("--max-records", type=int, default=100000,
                    help="ended task records kept for dependencies (default: %(default)s)")
+    _add_db(p)
     p.set_defaults(func=_cmd_controller)
 
     p = sub.add_parser("engine", help="run one engine in this process")
@@ -326,6 +352,7 @@ def build_parser():
     p.add_argument("--daemonize", action="store_true", help="return once the cluster is up")
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
     _add_scheduling(p)
+    _add_db(p)
     _add_launcher_options(p)
     p.set_defaults(func=_cmd_start)
     p = csub.add_parser("stop", help="stop a running cluster")

@@ -81,6 +81,51 @@ def security_limits():
     }
 
 
+# The task database (docs/taskdb.md): "sqlite" (a file), "memory" or "none".
+DB_MODES = ("sqlite", "memory", "none")
+
+
+def db_file_default(profile="default", cluster_id=""):
+    """``<profile dir>/db/<cluster_id or "default">.sqlite``."""
+    return os.path.join(paths.profile_dir(profile), "db", f"{cluster_id or 'default'}.sqlite")
+
+
+def _db_number(name, value, env):
+    if value is None:
+        return _env_number(env, 0)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int >= 0, not {value!r}") from None
+    if n < 0:
+        raise ValueError(f"{name} must be an int >= 0 (0: the default), not {value!r}")
+    return n
+
+
+def db_settings(profile="default", cluster_id="", db=None, db_file=None, max_records=None,
+                max_bytes=None, keep_bytes=None):
+    """The task database's `_core.Controller` keywords. Arguments given win; then the
+    environment (``CPAR_DB``, ``CPAR_DB_FILE``, ``CPAR_DB_MAX_RECORDS``,
+    ``CPAR_DB_MAX_BYTES``, ``CPAR_DB_KEEP_BYTES``); then the defaults: ``sqlite`` in
+    `db_file_default`, 100000 records, 1 GiB, 1 MiB per payload (0 means the default)."""
+    mode = (db or os.environ.get("CPAR_DB", "").strip() or "sqlite").lower()
+    if mode not in DB_MODES:
+        raise ValueError(f"--db must be one of {', '.join(DB_MODES)}, not {mode!r}")
+    path = None
+    if mode == "sqlite":
+        path = db_file or os.environ.get("CPAR_DB_FILE", "").strip() or \
+            db_file_default(profile, cluster_id)
+        path = os.path.abspath(os.path.expanduser(path))
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    return {
+        "db": mode,
+        "db_file": path,
+        "db_max_records": _db_number("--db-max-records", max_records, "CPAR_DB_MAX_RECORDS"),
+        "db_max_bytes": _db_number("--db-max-bytes", max_bytes, "CPAR_DB_MAX_BYTES"),
+        "db_keep_bytes": _db_number("--db-keep-bytes", keep_bytes, "CPAR_DB_KEEP_BYTES"),
+    }
+
+
 # Longest ipc:// socket path used as is (sun_path holds 108 bytes with its NUL).
 _IPC_PATH_MAX = 100
 
@@ -132,6 +177,11 @@ def run_controller(
     insecure=False,
     location=None,
     curve_allow=(),
+    db=None,
+    db_file=None,
+    db_max_records=None,
+    db_max_bytes=None,
+    db_keep_bytes=None,
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status.
@@ -160,6 +210,8 @@ def run_controller(
     if curve_allow and not curve:
         raise ValueError("--curve-allow needs --curve")
     limits = security_limits()
+    dbkw = db_settings(profile, cluster_id, db, db_file, db_max_records, db_max_bytes,
+                       db_keep_bytes)
     curve_info = {}
     server_secret = None
     allowed = None
@@ -195,6 +247,7 @@ def run_controller(
             curve_secret=server_secret,
             curve_allowed=allowed,
             **limits,
+            **dbkw,
         )
         info = {
             "client_url": _located(ctrl.client_url, location),
@@ -213,6 +266,8 @@ def run_controller(
             # The largest frame the controller takes (0: any); a bigger one disconnects its
             # sender, so clients and engines should refuse it before sending.
             "max_message": limits["max_message"],
+            # The task database (docs/taskdb.md): "sqlite", "memory" or "none".
+            "db": dbkw["db"],
         }
         connfile.write(cf, info)
         ctrl.install_signal_stop()

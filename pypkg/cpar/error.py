@@ -49,6 +49,7 @@ __all__ = [
     "ProtocolError",
     "TransportError",
     "SerializationError",
+    "ResultNotKept",
 ]
 
 
@@ -351,3 +352,22 @@ class _DependencyTaskTimeout(TaskTimeout, DependencyTimeout):
 class TaskRejectError(KernelError):
     """ipyparallel's name for a task's refusal to run on an engine; cpar's scheduler tries
     another engine when a task raises ``UnmetDependency`` (see ``cpar.require``)."""
+
+
+class ResultNotKept(CparError):
+    """A result the controller's task database did not keep (docs/taskdb.md): its reply
+    was bigger than ``--db-keep-bytes`` or went through shared memory, so only the
+    client that sent the request got it. ``msg_id`` names the part, ``size`` the
+    reply's bytes (None when unknown)."""
+
+    def __init__(self, msg_id, size=None):
+        self.msg_id = msg_id
+        self.size = size
+        if size is None and isinstance(msg_id, str) and " " in msg_id:  # unpickled
+            super().__init__(msg_id)
+            return
+        sz = "of unknown size" if size is None else f"{size} bytes"
+        super().__init__(
+            f"the result of {msg_id} was not kept by the controller's task database: "
+            f"its reply was {sz} (over the controller's --db-keep-bytes, or sent "
+            "through shared memory); only the client that sent the request got it")

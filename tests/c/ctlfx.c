@@ -23,6 +23,9 @@ fx_start(fx *f, int hb_timeout_ms)
     fx_start_cfg(f, hb_timeout_ms, NULL, 0, 0);
 }
 
+const char *fx_db_mode;
+int64_t fx_db_max_records;
+
 void
 fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_records)
 {
@@ -38,6 +41,8 @@ fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_reco
         .scheme = scheme,
         .hwm = hwm,
         .max_records = max_records,
+        .db = fx_db_mode,
+        .db_max_records = fx_db_max_records,
     };
     memset(f, 0, sizeof(*f));
     snprintf(f->logpath, sizeof(f->logpath), "/tmp/cpar-ctest-XXXXXX");

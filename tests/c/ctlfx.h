@@ -31,6 +31,10 @@ void fx_start(fx *f, int hb_timeout_ms);
 /* The same with the load-balancing settings: scheme (NULL: leastload), hwm (0: no limit)
  * and max_records (0: the default). */
 void fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_records);
+/* The task database of the controllers fx_start* make from now on (NULL: none; "memory")
+ * and its record bound (0: the default). */
+extern const char *fx_db_mode;
+extern int64_t fx_db_max_records;
 /* Waits for run() to return by itself (hub shutdown); returns its status. */
 int fx_join(fx *f);
 /* Closes one of the fixture's sockets now. */

@@ -5,7 +5,9 @@
  * under the wrong id, replies and streams about real, random or foreign requests (the
  * `engine` field spoofed, random statuses, shared-memory tables), direct requests with
  * good and bad target lists, load-balanced tasks with dependencies on known and unknown
- * ids, timeouts and retries, ABORT, QUERY, INTERRUPT, RELEASE, targeted SHUTDOWN, engines
+ * ids, timeouts and retries, ABORT, QUERY, INTERRUPT, RELEASE, targeted SHUTDOWN, task
+ * database requests (DB_REQUEST: every op, good and bad JSON, known and random ids,
+ * resubmits that enter new tasks; the database in memory with a small bound), engines
  * dying (socket closed or silent past the heartbeat timeout) and coming back, and unsigned,
  * mis-signed, truncated or garbage messages mixed in.
  *
@@ -380,6 +382,75 @@ fz_client_task(fz *z, void *sock)
     fz_send(z, sock, &m);
 }
 
+/* Appends a quoted id: a remembered or random one, sometimes a part id or garbage. */
+static void
+fz_db_id(fz *z, char *out, size_t cap)
+{
+    uint8_t id[CPAR_WIRE_ID_SIZE];
+    size_t n = strlen(out);
+    fz_pick_id(z, id, 10);
+    if (n + 48 >= cap)
+        return;
+    out[n++] = '"';
+    for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%02x", id[i]);
+    if (fk_chance(&z->rng, 20))
+        n += (size_t)snprintf(out + n, cap - n, ":%d", (int)fz_pick_engine(z));
+    else if (fk_chance(&z->rng, 5))
+        n += (size_t)snprintf(out + n, cap - n, "\\u0000'); --");
+    snprintf(out + n, cap - n, "\"");
+}
+
+/* A DB_REQUEST body (docs/taskdb.md): one of the ops with random fields, or junk. */
+static void
+fz_db_request(fz *z, cpar_msg *m)
+{
+    static const char *const keys[] = {"msg_id",  "status", "engine_id",    "label", "seq",
+                                       "targets", "stdout", "request_kept", "nope",  "seq;"};
+    static const char *const ops[] = {"$lt", "$gt", "$lte", "$gte",    "$eq",
+                                      "$ne", "$in", "$nin", "$exists", "$where"};
+    static const char *const vals[] = {"1",  "null", "true", "\"ok\"",          "[1, null, \"x\"]",
+                                       "[]", "{}",   "-3.5", "\"x' OR 1=1 --\""};
+    char body[2048] = "";
+    int k = (int)fk_below(&z->rng, 8);
+    size_t nids = fk_below(&z->rng, 4);
+    th_msg(m, CPAR_MSG_DB_REQUEST);
+    if (k == 0) {
+        snprintf(body, sizeof(body),
+                 "{\"op\": \"query\", \"query\": {\"%s\": {\"%s\": %s}},"
+                 " \"keys\": %s}",
+                 keys[fk_below(&z->rng, 10)], ops[fk_below(&z->rng, 10)],
+                 vals[fk_below(&z->rng, 9)], fk_chance(&z->rng, 50) ? "null" : "[\"status\"]");
+    } else if (k == 1) {
+        snprintf(body, sizeof(body), "{\"op\": \"history\"}");
+    } else if (k <= 5) {
+        static const char *const names[] = {"get", "purge", "label", "resubmit"};
+        snprintf(body, sizeof(body), "{\"op\": \"%s\", \"label\": \"L\", \"msg_ids\": [",
+                 names[k - 2]);
+        for (size_t i = 0; i < nids; i++) {
+            if (i)
+                strcat(body, ", ");
+            fz_db_id(z, body, sizeof(body));
+        }
+        strcat(body, "], \"new_ids\": [");
+        for (size_t i = 0; i < nids + (fk_chance(&z->rng, 10) ? 1 : 0); i++) {
+            if (i)
+                strcat(body, ", ");
+            fz_db_id(z, body, sizeof(body));
+        }
+        strcat(body, fk_chance(&z->rng, 30) ? "], \"engines\": [0, 1, 2]}" : "]}");
+        if (k == 3 && fk_chance(&z->rng, 30))
+            snprintf(body, sizeof(body), "{\"op\": \"purge\", \"msg_ids\": \"all\"}");
+    } else if (k == 6) {
+        fz_body(z, m); /* bytes */
+        return;
+    } else {
+        snprintf(body, sizeof(body), "%s",
+                 fk_chance(&z->rng, 50) ? "{\"op\": 3}" : "[\"op\", \"history\"]");
+    }
+    th_add_str(m, body);
+}
+
 static void
 fz_client_control(fz *z, void *sock)
 {
@@ -388,7 +459,10 @@ fz_client_control(fz *z, void *sock)
     cpar_msg m;
     for (size_t i = 0; i < k; i++)
         fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 5);
-    switch (fk_below(&z->rng, 5)) {
+    switch (fk_below(&z->rng, 6)) {
+    case 4:
+        fz_db_request(z, &m);
+        break;
     case 0:
         th_msg(&m, CPAR_MSG_ABORT);
         ASSERT_OK(cpar_msg_add_copy(&m, ids,
@@ -631,6 +705,8 @@ fz_run_case(const fz_case *k)
     z.rng = k->seed * 0x9E3779B97F4A7C15ULL + 1;
     fz_live = &z;
     signal(SIGALRM, fz_on_alarm);
+    fx_db_mode = "memory"; /* DB_REQUESTs are fuzzed too, against a small bound */
+    fx_db_max_records = 64;
     fx_start_cfg(&z.f, k->hb_timeout_ms, fz_schemes[k->scheme], k->hwm, k->max_records);
     for (int i = 0; i < k->engines; i++) {
         z.e[i].id = -1;

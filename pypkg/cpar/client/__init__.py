@@ -13,6 +13,7 @@ _EXPORTS = {
     "BroadcastView": "broadcast",
     "AsyncResult": "asyncresult",
     "AsyncMapResult": "asyncresult",
+    "AsyncHubResult": "hubresult",
     "Metadata": "asyncresult",
     "ExecuteReply": "executereply",
     "RemoteFunction": "remotefunctions",

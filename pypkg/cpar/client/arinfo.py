@@ -128,7 +128,9 @@ class InfoMixin:
     @property
     def serial_time(self):
         """Seconds of engine time: the sum of every engine's run time (``TimeoutError``
-        until finished)."""
+        until finished), from ``started``/``completed`` at their resolution (µs, as the
+        metadata's datetimes and the task database have them, so a result read back
+        from the database gives the same figure)."""
         self._check_ready("serial_time")
-        return sum((s.completed - s.started) / 1e9 for s in self._slots
+        return sum((s.completed // 1000 - s.started // 1000) / 1e6 for s in self._slots
                    if s.completed and s.started)

@@ -220,6 +220,11 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
             return
         if self._tasks and msg.engine >= 0:
             slot.engine_id = msg.engine
+        self._stream_into(slot, msg)
+
+    def _stream_into(self, slot, msg):
+        """Files one output message (``flags`` and ``frames`` of a STREAM, live or from
+        the task database) into ``slot``."""
         if msg.flags & _core.FLAG_DISPLAY:
             self._on_display(slot, msg, getattr(self._client, "max_output", None))
             return

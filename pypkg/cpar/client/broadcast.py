@@ -50,10 +50,11 @@ class BroadcastView(DirectView):
         return super()._submit(*args, **kwargs)
 
     def set_flags(self, **kwargs):
-        """Sets ``block``, ``track``, ``targets`` or ``is_coalescing``."""
+        """Sets ``block``, ``track``, ``targets``, ``label`` or ``is_coalescing``;
+        returns the view."""
         if "is_coalescing" in kwargs:
             kwargs["is_coalescing"] = bool(kwargs["is_coalescing"])
-        super().set_flags(**kwargs)
+        return super().set_flags(**kwargs)
 
     def __repr__(self):
         shown = super().__repr__()[len("<DirectView "):-1]

@@ -23,6 +23,7 @@ from .asyncresult import _POLL, AsyncResult
 from .dispatch import _Dispatcher, _targets_frame
 from .localresults import _LocalResults
 from .records import _HISTORY, _Bookkeeping, _Group, _ResultTable
+from .taskdb import _TaskDB
 from .view import DirectView
 
 # The stdout/stderr text kept per engine and request (``Client.max_output``); more is
@@ -47,7 +48,7 @@ _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "
 _SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
 
 
-class Client(_LocalResults, _Bookkeeping):
+class Client(_TaskDB, _LocalResults, _Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
 
@@ -420,7 +421,14 @@ class Client(_LocalResults, _Bookkeeping):
 
     def _remember(self, ar, msg_ids):
         self._results.add(ar, msg_ids)
-        self._history.extend(msg_ids)
+        if ar._tasks or len(ar._slots) == len(msg_ids):  # one engine per message
+            self._history.extend(msg_ids)
+            return
+        # A request to several engines is remembered per engine, as the task database has
+        # it ("<id>:<engine>" in rc.history, as in rc.hub_history()).
+        per_msg = collections.Counter(s.msg_id for s in ar._slots)
+        self._history.extend(s.msg_id if per_msg[s.msg_id] == 1 else (s.msg_id, s.engine_id)
+                             for s in ar._slots)
 
     def _abort_tasks(self, msg_ids):
         """Asks the controller to drop these requests (load-balanced tasks or direct

@@ -17,14 +17,28 @@ def _targets_frame(targets):
     return struct.pack(f"<{len(targets)}i", *targets)
 
 
+# The task database's messages (docs/taskdb.md): the constants of _core, or their
+# numbers with a _core built before them.
+MSG_DB_REQUEST = getattr(_core, "MSG_DB_REQUEST", 38)
+MSG_DB_REPLY = getattr(_core, "MSG_DB_REPLY", 39)
+
+
 def _error_from_message(msg):
     """The exception an ERROR message stands for."""
     text = bytes(msg.frames[0]).decode("utf-8", "replace") if msg.frames else ""
-    code = msg.status
+    return error_from_code(msg.status, text, msg.engine)
+
+
+def error_from_code(code, text, engine=-1):
+    """The exception of a controller error ``code`` with message ``text`` about engine
+    ``engine`` (-1 or None: none): what an ERROR message, or a task database record
+    ended by one, stands for."""
+    if engine is None:
+        engine = -1
     if not text:
         text = _core.strerror(code)
     if code == _core.E_ENGINEDEAD:
-        return error.EngineError(text, msg.engine if msg.engine >= 0 else None)
+        return error.EngineError(text, engine if engine >= 0 else None)
     if code == _core.E_DEPTIMEOUT:  # ipyparallel's TaskTimeout, here a DependencyTimeout too
         return error._DependencyTaskTimeout(text)
     try:
@@ -58,6 +72,7 @@ class _Dispatcher:
             _core.MSG_CONNECT_REPLY: self._on_connect_reply,
             _core.MSG_SHUTDOWN_REPLY: self._on_waiter_reply,
             _core.MSG_QUERY_REPLY: self._on_waiter_reply,
+            MSG_DB_REPLY: self._on_waiter_reply,
         }
         self.thread = threading.Thread(target=self._run, name="cpar-client-dispatch",
                                        daemon=True)
@@ -82,8 +97,15 @@ class _Dispatcher:
             ar._fail_pending(exc if isinstance(exc, Exception) else error.CparError(str(exc)))
             raise
 
+    def expect(self, ar, msg_ids):
+        """Files ``ar`` as the pending result of ``msg_ids``, requests that another
+        message makes (a task database ``resubmit``: filed before it is sent)."""
+        pending = self.pending
+        for msg_id in msg_ids:
+            pending[msg_id] = ar
+
     def request(self, msg_type, frames, msg_id, flags=0):
-        """Sends a control request (CONNECT, SHUTDOWN, QUERY); returns the ``_Waiter``
+        """Sends a control request (CONNECT, SHUTDOWN, QUERY, DB_REQUEST); returns the ``_Waiter``
         its reply (or error) will be handed to."""
         waiter = _Waiter()
         self.waiters[msg_id] = waiter

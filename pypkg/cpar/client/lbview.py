@@ -22,7 +22,7 @@ from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 from .executor import LazyMapIterator, ViewExecutor
 from .view import _sliceable
-from .viewbase import View, _fname
+from .viewbase import View, _check_label, _fname
 
 _SPEC = struct.Struct("<IiIHHIII")
 _SPEC_VERSION = 1
@@ -136,7 +136,9 @@ class LoadBalancedView(View):
       resubmitted, each time to an engine not tried yet; a task that failed on every
       engine with retries left waits for another engine until its ``timeout``, then
       ends in ``TaskTimeout`` (without a timeout: its last error);
-    - ``track``: accepted for compatibility (sends never need tracking here).
+    - ``track``: accepted for compatibility (sends never need tracking here);
+    - ``label``: a str the controller's task database records with each task (None: no
+      label).
     """
 
     _flags = View._flags + ("after", "follow", "timeout", "retries")
@@ -164,8 +166,8 @@ class LoadBalancedView(View):
             object.__setattr__(self, "_spec", None)
         object.__setattr__(self, name, value)
 
-    def _submit_tasks(self, *args, **kwargs):
-        ar = self._sent(self.client._submit_tasks(*args, **kwargs))
+    def _submit_tasks(self, *args, label=None, **kwargs):
+        ar = self._sent(self.client._submit_tasks(*args, **kwargs), _check_label(label))
         ar._view = self
         return ar
 
@@ -229,7 +231,7 @@ class LoadBalancedView(View):
     # -- map ----------------------------------------------------------------------------
 
     def _map_partitions(self, helper, f, seqs, block=None, fname=None, chunksize=None,
-                        ordered=True, return_exceptions=False):
+                        ordered=True, return_exceptions=False, label=None):
         """One task per chunk of the sequences: ``helper(f, *chunks)`` each; chunks of
         ``chunksize`` items, or one per engine when None."""
         if not seqs:
@@ -258,21 +260,22 @@ class LoadBalancedView(View):
         ar = self._submit_tasks(
             self._get_spec(), payloads, fname or _fname(f), reduce=rf.join_partitions,
             cls=AsyncMapResult, n_items=n_items if helper is rf._map_chunk else None,
-            ordered=ordered)
+            ordered=ordered, label=label)
         ar._return_exceptions = bool(return_exceptions)
         return ar.get() if block else ar
 
     def map(self, f, *sequences, block=None, chunksize=1, ordered=True,
-            return_exceptions=False):
+            return_exceptions=False, label=None):
         """``f`` over the sequences (element-wise, as the builtin ``map``), one task per
         ``chunksize`` elements. Returns the list of results when ``block``, else an
         AsyncMapResult: ``len`` is the number of elements, iterating yields them in order
         (``ordered=False``: as their tasks finish), ``progress`` counts finished tasks.
         With ``return_exceptions`` a failed task gives its error (once) in place of its
-        elements instead of raising."""
+        elements instead of raising. ``label``: the task database's label of its tasks
+        (default: the view's ``label`` flag)."""
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
                                     chunksize=chunksize, ordered=ordered,
-                                    return_exceptions=return_exceptions)
+                                    return_exceptions=return_exceptions, label=label)
 
     def imap(self, f, *iterables, chunksize=1, ordered=True, max_outstanding="auto",
              return_exceptions=False):

@@ -129,6 +129,45 @@ class _PerMessage(collections.abc.Mapping):
         return f"<{self._what} of {len(self)} request(s)>"
 
 
+def map_jobs(jobs, of_result, of_bytes, of_text, of_index):
+    """The ids ``jobs`` names, each once in order: ``jobs`` is an AsyncResult, a msg id
+    (bytes or text), an index into the history, or a list of those, each turned into ids
+    by the function of its kind (``of_result`` gives a list)."""
+    if isinstance(jobs, (AsyncResult, str, bytes, bytearray, int)):
+        jobs = [jobs]
+    out = []
+    for job in jobs:
+        if isinstance(job, AsyncResult):
+            out.extend(of_result(job))
+        elif isinstance(job, (bytes, bytearray)):
+            out.append(of_bytes(bytes(job)))
+        elif isinstance(job, str):
+            out.append(of_text(job))
+        elif isinstance(job, int) and not isinstance(job, bool):
+            out.append(of_index(job))
+        else:
+            raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
+    return list(dict.fromkeys(out))
+
+
+def _raw_of_text(job):
+    """The request id (bytes) a hex msg id names (``"<id>:<engine>"``: its request)."""
+    try:
+        return bytes.fromhex(job.split(":", 1)[0] if ":" in job else job)
+    except ValueError:
+        raise ValueError(f"not a msg id: {job!r}") from None
+
+
+def _history_raw(entry):
+    """The request id (bytes) of a ``_history`` entry: an id, or ``(id, engine)``."""
+    return entry if isinstance(entry, bytes) else entry[0]
+
+
+def _history_text(entry):
+    """A ``_history`` entry as ``rc.history`` lists it."""
+    return entry.hex() if isinstance(entry, bytes) else f"{entry[0].hex()}:{entry[1]}"
+
+
 class _Bookkeeping:
     """The bookkeeping half of ``Client`` (needs its ``_dispatcher``, ``_results``,
     ``_history``, ``_new_msg_id`` and ``timeout``)."""
@@ -150,8 +189,10 @@ class _Bookkeeping:
     @property
     def history(self):
         """msg ids (hex) of the most recent requests this client sent, oldest first
-        (the last 10,000)."""
-        return [m.hex() for m in self._history]
+        (the last 10,000). A request to several engines is listed once per engine, as
+        ``"<msg id>:<engine id>"`` (its records in the task database, as ipyparallel lists
+        one msg id per engine); ``get_result`` and ``result_status`` take these."""
+        return [_history_text(m) for m in self._history]
 
     def _query(self, frames):
         """Sends a QUERY and returns its decoded JSON answer."""
@@ -201,29 +242,16 @@ class _Bookkeeping:
     def _msg_ids_of(self, jobs):
         """Raw msg ids named by ``jobs``: AsyncResults, msg ids (hex or bytes), indices
         into ``history``, or a list of those."""
-        if isinstance(jobs, (AsyncResult, str, bytes, int)):
-            jobs = [jobs]
-        out = []
-        for job in jobs:
-            if isinstance(job, AsyncResult):
-                out.extend(job._msg_ids)
-            elif isinstance(job, str):
-                try:
-                    raw = bytes.fromhex(job)
-                except ValueError:
-                    raise ValueError(f"not a msg id: {job!r}") from None
-                out.append(raw)
-            elif isinstance(job, (bytes, bytearray)):
-                out.append(bytes(job))
-            elif isinstance(job, int) and not isinstance(job, bool):
-                try:
-                    out.append(self._history[job])
-                except IndexError:
-                    raise IndexError(f"no request {job} in the history "
-                                     f"({len(self._history)} remembered)") from None
-            else:
-                raise TypeError(f"not a msg id, index or AsyncResult: {job!r}")
-        return list(dict.fromkeys(out))
+        return map_jobs(jobs, lambda ar: ar._msg_ids, lambda raw: raw, _raw_of_text,
+                        lambda i: _history_raw(self._history_at(i)))
+
+    def _history_at(self, index):
+        """The ``_history`` entry at ``index`` (IndexError saying how many there are)."""
+        try:
+            return self._history[index]
+        except IndexError:
+            raise IndexError(f"no request {index} in the history "
+                             f"({len(self._history)} remembered)") from None
 
     def result_status(self, msg_ids, status_only=True):
         """``{'pending': [ids], 'completed': [ids]}`` for these msg ids (hex); with
@@ -269,7 +297,8 @@ class _Bookkeeping:
         """The AsyncResult of requests this client sent: msg ids (hex or bytes), indices
         into ``history`` (None: the last request), or a list of those. A result is
         remembered while something holds its AsyncResult (and until
-        ``purge_results``); others raise KeyError. Waits for it when ``block``.
+        ``purge_results``); others raise KeyError here (``Client.get_result``, from
+        ``_TaskDB``, reads those from the task database). Waits for it when ``block``.
         ``owner=False`` (the default) also lists the results in ``rc.results`` and
         ``rc.metadata`` once finished; ``owner=True`` leaves them to the AsyncResult."""
         if indices_or_msg_ids is None:
@@ -291,7 +320,8 @@ class _Bookkeeping:
         owners = {id(ar): ar for ar, _ in parts}
         if len(owners) == 1:
             ar = parts[0][0]
-            if len(ids) == len(ar._msg_ids):
+            # an AsyncHubResult is shown as a plain AsyncResult once fetched
+            if len(ids) == len(ar._msg_ids) and not hasattr(ar, "_hub_ids"):
                 result = ar
             else:
                 result = _ResultView(self, parts)
@@ -408,6 +438,10 @@ class _ResultView(AsyncResult):
 
     def _wait_slot(self, slot):
         self._owner_of[id(slot)]._wait_slot(slot)
+
+    def _slot_value(self, slot):
+        # as the AsyncResult it came from makes it (an execute's ExecuteReply ...)
+        return self._owner_of[id(slot)]._slot_value(slot)
 
     def _remote_error(self, slot):
         # built by the AsyncResult it came from: its engine_info names that call's method

@@ -16,7 +16,7 @@ from .. import _core, serialize
 from . import remotefunctions as rf
 from .asyncresult import AsyncMapResult
 from .executereply import _execute_result
-from .viewbase import View, _fname
+from .viewbase import View, _check_label, _fname
 
 
 def _sliceable(seq, what="scatter"):
@@ -59,11 +59,11 @@ class DirectView(View):
         super().__init__(client, block=block)
         self.targets = targets
 
-    def _submit(self, *args, **kwargs):
-        return self._sent(self.client._submit(*args, **kwargs))
+    def _submit(self, *args, label=None, **kwargs):
+        return self._sent(self.client._submit(*args, **kwargs), _check_label(label))
 
-    def _submit_many(self, *args, **kwargs):
-        return self._sent(self.client._submit_many(*args, **kwargs))
+    def _submit_many(self, *args, label=None, **kwargs):
+        return self._sent(self.client._submit_many(*args, **kwargs), _check_label(label))
 
     def get_result(self, indices_or_msg_ids=None, block=None, owner=True):
         """The AsyncResult of earlier requests: indices into this view's ``history``
@@ -120,27 +120,28 @@ class DirectView(View):
         ar = self._submit(_core.MSG_APPLY, tlist, payload, _fname(f), single)
         return ar.get() if self._block(block) else ar
 
-    def execute(self, code, silent=True, targets=None, block=None):
+    def execute(self, code, silent=True, targets=None, block=None, label=None):
         """Runs the code string on every target; returns its AsyncResult (finished when
         ``block``; remote errors raise then), whose ``get()`` gives an ExecuteReply per
         engine (cpar.client.executereply). ``silent`` (the default, as in ipyparallel):
         no ``Out[n]`` (``execute_result``) and no execution count increment; pass
-        ``silent=False`` for the value of the cell's trailing expression."""
+        ``silent=False`` for the value of the cell's trailing expression. ``label``: the
+        task database's label of this request (default: the view's ``label``)."""
         if not isinstance(code, str):
             raise TypeError(f"execute needs the code as a str, not {type(code).__name__}")
         single, tlist = self._resolve(targets)
         opts = b'{"silent": true}' if silent else b'{"silent": false}'
         ar = self._submit(_core.MSG_EXECUTE, tlist, [code.encode("utf-8"), opts],
-                          "execute", single, cls=_execute_result)
+                          "execute", single, cls=_execute_result, label=label)
         if self._block(block):
             ar.get()
         return ar
 
-    def run(self, filename, targets=None, block=None):
+    def run(self, filename, targets=None, block=None, label=None):
         """Executes the Python file ``filename`` (read here) on every target."""
         with open(os.fspath(filename), encoding="utf-8") as f:
             code = f.read()
-        return self.execute(code, targets=targets, block=block)
+        return self.execute(code, targets=targets, block=block, label=label)
 
     def parallel(self, dist="b", block=None):
         """Decorator: calling the function runs it on partitions of its arguments, one per
@@ -150,7 +151,7 @@ class DirectView(View):
     # -- map ----------------------------------------------------------------------------
 
     def _map_partitions(self, helper, f, seqs, block=None, fname=None,
-                        return_exceptions=False):
+                        return_exceptions=False, label=None):
         if not seqs:
             raise TypeError("map needs at least one sequence")
         _, tlist = self._resolve()
@@ -169,18 +170,21 @@ class DirectView(View):
                     + [f"sequence {i} (items {lo}-{hi - 1})" for i in range(len(chunks))])))
         ar = self._submit_many(_core.MSG_APPLY, parts, fname or _fname(f),
                                       reduce=rf.join_partitions, cls=AsyncMapResult,
-                                      n_items=n_items if helper is rf._map_chunk else None)
+                                      n_items=n_items if helper is rf._map_chunk else None,
+                                      label=label)
         ar._return_exceptions = bool(return_exceptions)
         if helper is rf._map_chunk:  # progress counts elements, as len does
             ar._part_sizes = [hi - lo for hi, lo in sizes]
         return ar.get() if self._block(block) else ar
 
-    def map(self, f, *sequences, block=None, return_exceptions=False, **kwargs):
+    def map(self, f, *sequences, block=None, return_exceptions=False, label=None,
+            **kwargs):
         """``f`` over the sequences, split in one contiguous part per engine; the result
         is a list (an AsyncResult of one unless ``block``). With ``return_exceptions``
-        a part that failed gives its error (once) in place of its elements."""
+        a part that failed gives its error (once) in place of its elements. ``label``:
+        the task database's label of its requests (default: the view's)."""
         return self._map_partitions(rf._map_chunk, f, sequences, block=block,
-                                    return_exceptions=return_exceptions)
+                                    return_exceptions=return_exceptions, label=label)
 
     def imap(self, f, *sequences, **kwargs):
         """Like ``map``, as an iterator over the results (each engine's part as soon as

@@ -21,16 +21,25 @@ def _fname(f):
     return getattr(f, "__name__", None) or type(f).__name__
 
 
+def _check_label(label):
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"label must be a str or None, not {type(label).__name__}")
+    return label
+
+
 class View:
     """A view on a client's engines: a ``DirectView`` (chosen engines), a
     ``BroadcastView`` or a ``LoadBalancedView`` (the scheduler picks)."""
 
-    _flags = ("block", "track", "targets")
+    _flags = ("block", "track", "targets", "label")
 
     def __init__(self, client, block=None):
         object.__setattr__(self, "client", client)
         object.__setattr__(self, "block", client.block if block is None else block)
         object.__setattr__(self, "track", False)
+        # the label the controller's task database records with each request (None: no
+        # label); docs/taskdb.md
+        object.__setattr__(self, "label", None)
         object.__setattr__(self, "_history", collections.deque(maxlen=_HISTORY))
 
     @property
@@ -39,9 +48,15 @@ class View:
         10,000)."""
         return [m.hex() for m in self._history]
 
-    def _sent(self, ar):
-        """Records the requests of ``ar`` (just sent through this view) in the history."""
+    def _sent(self, ar, label=None):
+        """Records the requests of ``ar`` (just sent through this view) in the history,
+        and gives them their label in the task database: ``label``, else the view's
+        ``label`` flag (sent right after the requests, on the same connection)."""
         self._history.extend(ar._msg_ids)
+        if label is None:
+            label = self.label
+        if label is not None and ar._slots:
+            self.client._label_requests(ar._msg_ids, label)
         return ar
 
     # -- flags --------------------------------------------------------------------------
@@ -52,11 +67,19 @@ class View:
                 raise KeyError(f"Invalid name: {name!r}")
 
     def set_flags(self, **kwargs):
-        """Sets flags (``block``, ``track``, ``targets`` and the view's own); KeyError
-        for any other name."""
+        """Sets flags (``block``, ``track``, ``targets``, ``label`` and the view's own);
+        KeyError for any other name. Returns the view, so that
+        ``view.set_flags(label="x").apply_async(f)`` works.
+
+        ``label``: a str the controller's task database records with every request sent
+        through the view from now on (``rc.db_query({"label": "x"})`` finds them), or
+        None."""
         self._check_flags(kwargs)
+        if "label" in kwargs:
+            _check_label(kwargs["label"])
         for name, value in kwargs.items():
             setattr(self, name, value)
+        return self
 
     @contextlib.contextmanager
     def temp_flags(self, **kwargs):

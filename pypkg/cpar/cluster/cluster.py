@@ -114,6 +114,10 @@ class Cluster:
     ``'ssh'``, ``'slurm'``, ``'pbs'``, ``'sge'`` or ``'batch'``; the launcher's options
     come as keywords (``mpi_args=``, ``ssh_hosts=``, ``queue=``, ...) or as
     ``engine_options={...}``. See ``cpar.cluster.launcher`` and its modules.
+
+    ``db``, ``db_file``, ``db_max_records``, ``db_max_bytes``, ``db_keep_bytes``: the
+    controller's task database (``cpar controller --db ...``; docs/taskdb.md); None keeps
+    its default (a SQLite file in the profile's ``db/`` folder).
     """
 
     def __init__(
@@ -130,6 +134,12 @@ class Cluster:
         controller="local",
         engine_options=None,
         controller_options=None,
+        db=None,
+        db_file=None,
+        db_max_records=None,
+        db_max_bytes=None,
+        db_keep_bytes=None,
+        log_level=None,
         **launcher_options,
     ):
         # case-insensitive, and ipyparallel's spellings ('MPI', 'MPIEngineSetLauncher')
@@ -149,6 +159,17 @@ class Cluster:
         self.profile = profile
         self.cluster_id = cluster_id or ""
         self.controller_args = list(controller_args)
+        # ipyparallel's log verbosity of its processes: accepted, and not used (cpar's
+        # controller and engines log what they log).
+        self.log_level = log_level
+        # The task database (docs/taskdb.md): `cpar controller --db ...`; None: its default.
+        for opt, value in (("--db", db), ("--db-file", db_file),
+                           ("--db-max-records", db_max_records),
+                           ("--db-max-bytes", db_max_bytes),
+                           ("--db-keep-bytes", db_keep_bytes)):
+            if value is not None:
+                self.controller_args += [opt, os.fspath(value) if opt == "--db-file"
+                                         else str(value)]
         self.engine_args = list(engine_args)
         self.daemonize = daemonize
         self.hb_timeout_ms = hb_timeout_ms

@@ -25,7 +25,7 @@ ALIASES = {
     "ipyparallel.joblib": ("cpar.joblib",),
     "ipyparallel.controller.dependency": ("cpar.dependency",),
     "ipyparallel.cluster": ("cpar.cluster",),
-    "ipyparallel.cluster.launcher": ("cpar.cluster.launcher",),
+    "ipyparallel.cluster.launcher": ("cpar.cluster.launcher", "_cpar_launchers"),
     "ipyparallel.datapub": ("cpar.datapub",),
     "ipyparallel._async": ("cpar._async",),
 }

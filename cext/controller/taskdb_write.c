@@ -1,0 +1,201 @@
+/* The task database's writes (docs/taskdb.md, "What is recorded"): the events the loop
+ * queued (arrival, STREAM, REPLY, ERROR) applied to their records, and the bounds (the
+ * oldest ended records purged first; pending ones never). Called by taskdb.c's thread;
+ * calls taskdb_sql.c.
+ *
+ * Threads: the database thread only (taskdb_int.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "errors.h"
+#include "taskdb_int.h"
+
+/* The record of part `engine` of request `id` (a task matches any engine): seq or 0. */
+static int64_t
+cpar__db_find(cpar_taskdb *db, const uint8_t *id, int32_t engine)
+{
+    char hex[2 * CPAR_WIRE_ID_SIZE + 1];
+    int64_t seq = 0;
+    cpar__db_hex(id, CPAR_WIRE_ID_SIZE, hex);
+    sqlite3_bind_text(db->st_find, 1, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->st_find, 2, engine);
+    if (sqlite3_step(db->st_find) == SQLITE_ROW)
+        seq = sqlite3_column_int64(db->st_find, 0);
+    sqlite3_reset(db->st_find);
+    sqlite3_clear_bindings(db->st_find);
+    return seq;
+}
+
+/* ---- applying events (database thread) ---------------------------------------------- */
+
+static void
+cpar__db_on_arrival(cpar_taskdb *db, cpar__dbitem *it)
+{
+    char hex[2 * CPAR_WIRE_ID_SIZE + 1], part[2 * CPAR_WIRE_ID_SIZE + 16], uuid[17];
+    char *targets = malloc(it->ntargets * 12 + 3);
+    size_t pos = 0;
+    int task = it->type == CPAR_MSG_TASK;
+    size_t nparts = task ? 1 : it->ntargets, bloblen = 0;
+    uint8_t *blob = it->kept ? cpar__db_pack(it->frames, it->nframes, &bloblen) : NULL;
+
+    if (targets == NULL) {
+        free(blob);
+        cpar__db_fail(db, "recording a request (out of memory)");
+        return;
+    }
+    targets[pos++] = '[';
+    for (size_t k = 0; k < it->ntargets; k++)
+        pos += (size_t)snprintf(targets + pos, 13, "%s%d", k ? "," : "", (int)it->targets[k]);
+    targets[pos++] = ']';
+    targets[pos] = '\0';
+    cpar__db_hex(it->id, CPAR_WIRE_ID_SIZE, hex);
+    cpar__db_hex(it->id, 8, uuid);
+    for (size_t k = 0; k < nparts; k++) {
+        int64_t engine = task ? -1 : it->targets[k];
+        if (nparts > 1)
+            snprintf(part, sizeof(part), "%s:%d", hex, (int)engine);
+        else
+            snprintf(part, sizeof(part), "%s", hex);
+        cpar__db_insert_record(db, part, hex, engine, uuid, task ? "task" : "mux",
+                               it->type == CPAR_MSG_EXECUTE ? "execute_request" : "apply_request",
+                               targets, it->at_us, it->text, it->textlen, (int64_t)it->bytes, blob,
+                               bloblen, NULL, NULL);
+    }
+    free(blob);
+    free(targets);
+}
+
+static void
+cpar__db_on_stream(cpar_taskdb *db, cpar__dbitem *it)
+{
+    int64_t seq = cpar__db_find(db, it->id, it->engine);
+    size_t len;
+    const void *data;
+    if (seq == 0 || it->nframes < 1)
+        return;
+    len = zmq_msg_size(&it->frames[0]);
+    data = len ? zmq_msg_data(&it->frames[0]) : "";
+    sqlite3_bind_int64(db->st_stream, 1, seq);
+    sqlite3_bind_int(db->st_stream, 2, it->flags);
+    sqlite3_bind_text64(db->st_stream, 3, data, len, SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_int64(db->st_stream, 4, db->keep_bytes);
+    cpar__db_step_done(db, db->st_stream, "recording output");
+    sqlite3_bind_int64(db->st_output, 1, seq);
+    sqlite3_bind_int(db->st_output, 2, it->flags);
+    sqlite3_bind_blob64(db->st_output, 3, data, len, SQLITE_STATIC);
+    sqlite3_bind_int64(db->st_output, 4, (sqlite3_int64)len);
+    sqlite3_bind_int64(db->st_output, 5, db->keep_bytes);
+    if (cpar__db_step_done(db, db->st_output, "recording output") == 0 &&
+        sqlite3_changes(db->sql) > 0) {
+        sqlite3_bind_int64(db->st_outcount, 1, seq);
+        sqlite3_bind_int64(db->st_outcount, 2, (sqlite3_int64)len);
+        cpar__db_step_done(db, db->st_outcount, "recording output");
+        cpar__db_account(db, 0, (int64_t)len);
+    }
+}
+
+static void
+cpar__db_on_reply(cpar_taskdb *db, cpar__dbitem *it)
+{
+    sqlite3_stmt *st = db->st_reply;
+    int64_t seq = cpar__db_find(db, it->id, it->engine), stored = 0;
+    size_t bloblen = 0;
+    uint8_t *blob;
+    if (seq == 0)
+        return;
+    blob = it->kept ? cpar__db_pack(it->frames, it->nframes, &bloblen) : NULL;
+    if (blob != NULL)
+        stored = (int64_t)bloblen;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int(st, 2, it->status);
+    sqlite3_bind_int(st, 3, it->engine);
+    if (it->t0)
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)(it->t0 / 1000));
+    if (it->t1)
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)(it->t1 / 1000));
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)it->at_us);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)it->bytes);
+    if (blob != NULL)
+        sqlite3_bind_blob64(st, 8, blob, bloblen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, stored);
+    if (cpar__db_step_done(db, st, "recording a reply") == 0)
+        cpar__db_account(db, 0, stored);
+    free(blob);
+}
+
+static void
+cpar__db_on_error(cpar_taskdb *db, cpar__dbitem *it)
+{
+    sqlite3_stmt *st = db->st_error;
+    int64_t seq = cpar__db_find(db, it->id, it->engine);
+    if (seq == 0)
+        return;
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int(st, 2, it->status);
+    sqlite3_bind_text(st, 3, it->text ? it->text : "", (int)it->textlen, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, it->engine);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)it->at_us);
+    cpar__db_step_done(db, st, "recording an error");
+}
+
+/* Purges the oldest ended records while the bounds are passed. */
+void
+cpar__db_bounds(cpar_taskdb *db)
+{
+    sqlite3_stmt *pick = NULL, *del = NULL;
+    if (db->nrecords <= db->max_records && db->total_bytes <= db->max_bytes)
+        return;
+    if (sqlite3_prepare_v2(db->sql,
+                           "SELECT seq, stored FROM records WHERE status != 'pending'"
+                           " ORDER BY seq LIMIT 256",
+                           -1, &pick, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->sql, "DELETE FROM records WHERE seq = ?1", -1, &del, NULL) !=
+            SQLITE_OK) {
+        cpar__db_fail(db, "purging old records");
+        goto error;
+    }
+    while (db->nrecords > db->max_records || db->total_bytes > db->max_bytes) {
+        int64_t seqs[256], sizes[256];
+        int n = 0;
+        while (n < 256 && sqlite3_step(pick) == SQLITE_ROW) {
+            seqs[n] = sqlite3_column_int64(pick, 0);
+            sizes[n++] = sqlite3_column_int64(pick, 1);
+        }
+        sqlite3_reset(pick);
+        if (n == 0)
+            break; /* only pending records left: they stay */
+        for (int i = 0;
+             i < n && (db->nrecords > db->max_records || db->total_bytes > db->max_bytes); i++) {
+            sqlite3_bind_int64(del, 1, seqs[i]);
+            if (cpar__db_step_done(db, del, "purging old records") == 0)
+                cpar__db_account(db, -1, -sizes[i]);
+        }
+    }
+error:
+    sqlite3_finalize(pick);
+    sqlite3_finalize(del);
+}
+
+void
+cpar__db_apply(cpar_taskdb *db, cpar__dbitem *it)
+{
+    switch (it->kind) {
+    case CPAR__DBI_ARRIVAL:
+        cpar__db_on_arrival(db, it);
+        break;
+    case CPAR__DBI_STREAM:
+        cpar__db_on_stream(db, it);
+        break;
+    case CPAR__DBI_REPLY:
+        cpar__db_on_reply(db, it);
+        break;
+    case CPAR__DBI_ERROR:
+        cpar__db_on_error(db, it);
+        break;
+    default:
+        break;
+    }
+}

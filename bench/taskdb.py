@@ -110,7 +110,8 @@ def main(argv=None):
         rates = on_off(args)
         grow = growth(args, tmp) if args.total else None
     on, off = rates["sqlite"]["median"], rates["none"]["median"]
-    print(f"{'load-balanced apply_async, 10,000 per round':48} {'median':>10} {'min':>10} {'max':>10}")
+    head = f"load-balanced apply_async, {args.tasks:,} per round"
+    print(f"{head:48} {'median':>10} {'min':>10} {'max':>10}")
     for db, label in (("sqlite", "database on (sqlite file)"), ("none", "database off")):
         s = rates[db]
         print(f"  {label:46} {s['median']:10,.0f} {s['min']:10,.0f} {s['max']:10,.0f}  /s")

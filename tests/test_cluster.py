@@ -91,6 +91,21 @@ def test_context_manager_starts_and_stops():
     assert wait_gone(ctrl + engines) == []
 
 
+def test_stop_controller_ends_the_controller_and_its_engines():
+    c = cpar.Cluster(n=2, cluster_id="stopctl")
+    try:
+        rc = c.start_and_connect_sync()
+        ctrl, engines = cluster_pids(cluster_id="stopctl")
+        assert sorted(rc[:].apply_sync(os.getpid)) == sorted(engines)
+        c.stop_controller_sync()
+        # The controller tells its engines to stop before it exits: all end, none lingers
+        # until its heartbeat timeout.
+        assert wait_gone(ctrl + engines, timeout=10) == []
+        c.stop_controller_sync()  # again: nothing left to do, no error
+    finally:
+        c.stop_cluster_sync()
+
+
 def test_cluster_stopped_when_starting_process_exits():
     script = textwrap.dedent(
         """

@@ -382,6 +382,24 @@ class Cluster:
         if self.controller is not None and os.path.exists(self.cluster_file):
             self._save()
 
+    def stop_controller_sync(self):
+        """Stops the controller. On its SIGTERM it tells every engine to stop first, so
+        the engines end with it; the cluster's files are removed as by
+        ``stop_cluster_sync`` (which also stops launchers whose engines linger)."""
+        if self.controller is None:
+            return
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001 - closing a client of a cluster going away
+                pass
+            self._client = None
+        if self.controller.running:
+            self.controller.stop()
+        self.controller.cleanup()
+        if self.engines is not None and not self.engines.wait(5.0):
+            self.engines.stop()  # they heard nothing (e.g. an unreachable host): by signal
+
     def signal_engines_sync(self, signum, engine_set_id=None):
         """Sends signal ``signum`` to the engines of one engine set, or of all (e.g.
         ``signal.SIGINT`` interrupts what they run)."""
@@ -485,6 +503,9 @@ class Cluster:
 
     async def stop_engines(self, engine_set_id=None):
         return await asyncio.to_thread(self.stop_engines_sync, engine_set_id)
+
+    async def stop_controller(self):
+        return await asyncio.to_thread(self.stop_controller_sync)
 
     async def stop_cluster(self):
         return await asyncio.to_thread(self.stop_cluster_sync)

@@ -10,7 +10,7 @@ APT_TEST_PACKAGES := openmpi-bin libopenmpi-dev mpich openssh-server openssh-cli
 CSRC := $(wildcard cext/*/*.c cext/*/*.h engine/*.c engine/*.h)
 STAMP := $(VENV)/.cpar-installed
 
-.PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest conformance asan-engine bench lint format format-check clean
+.PHONY: all deps deps-test apt-install venv build demo test ctest ctest-asan pytest conformance asan-engine bench bench-taskdb lint format format-check clean
 
 all: build
 
@@ -52,6 +52,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m pip install -q ipyparallel dask distributed matplotlib
 	$(VPY) -m bench
+	$(VPY) -m bench.taskdb
+
+# The task database's cost alone (docs/taskdb.md): rate with it on and off, growth.
+bench-taskdb: $(STAMP)
+	$(VPY) -m bench.taskdb
 
 include tests/c/build.mk
 

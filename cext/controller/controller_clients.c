@@ -355,15 +355,21 @@ static void
 cpar__on_db_request(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
     static const char none[] = CPAR_TASKDB_NONE_JSON;
+    static const char nomem[] = "{\"ename\": \"RuntimeError\", \"evalue\": \"controller out of "
+                                "memory\"}";
+    const char *body = none;
+    size_t len = sizeof(none) - 1;
     cpar_msg r;
     if (c->db != NULL) {
-        cpar_taskdb_request(c->db, (uint32_t)slot, m);
-        return;
+        if (cpar_taskdb_request(c->db, (uint32_t)slot, m) == 0)
+            return;
+        body = nomem;
+        len = sizeof(nomem) - 1;
     }
     cpar__ctlout_msg_new(c, &r, CPAR_MSG_DB_REPLY);
     memcpy(r.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
     r.h.status = CPAR_EIO;
-    if (cpar_msg_add_copy(&r, none, sizeof(none) - 1) == 0)
+    if (cpar_msg_add_copy(&r, body, len) == 0)
         cpar__ctlout_send_client(c, (uint32_t)slot, &r);
     else
         cpar_msg_close(&r);

@@ -642,13 +642,13 @@ cpar_taskdb_error(cpar_taskdb *db, const uint8_t *parent, int32_t engine, int co
     cpar__push(db, it);
 }
 
-void
+int
 cpar_taskdb_request(cpar_taskdb *db, uint32_t slot, cpar_msg *m)
 {
     cpar__dbitem *it = cpar__item_new(CPAR__DBI_REQUEST, m->h.msg_id);
     if (it == NULL) {
         db->stats.failed++;
-        return;
+        return CPAR_ENOMEM;
     }
     it->slot = slot;
     it->frames = m->frames;
@@ -656,4 +656,5 @@ cpar_taskdb_request(cpar_taskdb *db, uint32_t slot, cpar_msg *m)
     m->frames = NULL;
     m->nframes = m->cap = 0;
     cpar__push(db, it);
+    return CPAR_OK;
 }

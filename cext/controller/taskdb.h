@@ -74,8 +74,9 @@ void cpar_taskdb_reply(cpar_taskdb *db, const cpar_msg *m);
  * CPAR_NO_ENGINE). */
 void cpar_taskdb_error(cpar_taskdb *db, const uint8_t *parent, int32_t engine, int code,
                        const char *text, size_t len);
-/* A DB_REQUEST from client `slot`: its frames move into the queue (m is left empty). */
-void cpar_taskdb_request(cpar_taskdb *db, uint32_t slot, cpar_msg *m);
+/* A DB_REQUEST from client `slot`: its frames move into the queue (m is left empty).
+ * Returns 0, or CPAR_ENOMEM (nothing queued: the caller answers). */
+int cpar_taskdb_request(cpar_taskdb *db, uint32_t slot, cpar_msg *m);
 
 /* Counters, for logs and tests (loop thread; racy reads are fine). */
 typedef struct cpar_taskdb_stats {

@@ -15,6 +15,8 @@ CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
 # The fuzzers' shared driver (corpus files, random seeds, a forked child per case).
 CTEST_FUZZKIT := tests/c/fuzzkit.c tests/c/fuzzkit.h
+# The controller fuzzer's DB_REQUEST bodies.
+CTEST_FUZZDB := tests/c/fuzzdb.c tests/c/fuzzdb.h
 CTEST_COMMON := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -iquote cext/core -iquote cext/controller -iquote cext/kernels -iquote tests/c
 CTEST_LIBS := -lzmq -lcrypto -lsqlite3 -lpthread -lm
 CTEST_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -68,9 +70,9 @@ FUZZ_CONTROLLER_SECONDS ?= 40
 FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
   LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
 
-build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_FUZZDB) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/fuzzdb.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver (tests/c/fuzz_engine.c); the top-level Makefile runs it
 # against build/asan/cpar-engine (make fuzz-engine).
@@ -86,9 +88,9 @@ build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPO
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
-build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_FUZZDB) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< tests/c/fuzzkit.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< tests/c/fuzzkit.c tests/c/fuzzdb.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver without a sanitizer, for driving the TSan engine.
 build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)

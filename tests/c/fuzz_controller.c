@@ -31,6 +31,7 @@
 
 #include "ctlfx.h"
 #include "errors.h"
+#include "fuzzdb.h"
 #include "fuzzkit.h"
 #include "shm.h"
 #include "test.h"
@@ -382,73 +383,29 @@ fz_client_task(fz *z, void *sock)
     fz_send(z, sock, &m);
 }
 
-/* Appends a quoted id: a remembered or random one, sometimes a part id or garbage. */
 static void
-fz_db_id(fz *z, char *out, size_t cap)
+fz_db_pick_id(void *arg, uint8_t out[CPAR_WIRE_ID_SIZE])
 {
-    uint8_t id[CPAR_WIRE_ID_SIZE];
-    size_t n = strlen(out);
-    fz_pick_id(z, id, 10);
-    if (n + 48 >= cap)
-        return;
-    out[n++] = '"';
-    for (int i = 0; i < CPAR_WIRE_ID_SIZE; i++)
-        n += (size_t)snprintf(out + n, cap - n, "%02x", id[i]);
-    if (fk_chance(&z->rng, 20))
-        n += (size_t)snprintf(out + n, cap - n, ":%d", (int)fz_pick_engine(z));
-    else if (fk_chance(&z->rng, 5))
-        n += (size_t)snprintf(out + n, cap - n, "\\u0000'); --");
-    snprintf(out + n, cap - n, "\"");
+    fz_pick_id(arg, out, 10);
 }
 
-/* A DB_REQUEST body (docs/taskdb.md): one of the ops with random fields, or junk. */
+static int32_t
+fz_db_pick_engine(void *arg)
+{
+    return fz_pick_engine(arg);
+}
+
+/* A DB_REQUEST (tests/c/fuzzdb.c makes its body). */
 static void
 fz_db_request(fz *z, cpar_msg *m)
 {
-    static const char *const keys[] = {"msg_id",  "status", "engine_id",    "label", "seq",
-                                       "targets", "stdout", "request_kept", "nope",  "seq;"};
-    static const char *const ops[] = {"$lt", "$gt", "$lte", "$gte",    "$eq",
-                                      "$ne", "$in", "$nin", "$exists", "$where"};
-    static const char *const vals[] = {"1",  "null", "true", "\"ok\"",          "[1, null, \"x\"]",
-                                       "[]", "{}",   "-3.5", "\"x' OR 1=1 --\""};
-    char body[2048] = "";
-    int k = (int)fk_below(&z->rng, 8);
-    size_t nids = fk_below(&z->rng, 4);
+    fzdb_src src = {&z->rng, fz_db_pick_id, fz_db_pick_engine, z};
+    char body[2048];
     th_msg(m, CPAR_MSG_DB_REQUEST);
-    if (k == 0) {
-        snprintf(body, sizeof(body),
-                 "{\"op\": \"query\", \"query\": {\"%s\": {\"%s\": %s}},"
-                 " \"keys\": %s}",
-                 keys[fk_below(&z->rng, 10)], ops[fk_below(&z->rng, 10)],
-                 vals[fk_below(&z->rng, 9)], fk_chance(&z->rng, 50) ? "null" : "[\"status\"]");
-    } else if (k == 1) {
-        snprintf(body, sizeof(body), "{\"op\": \"history\"}");
-    } else if (k <= 5) {
-        static const char *const names[] = {"get", "purge", "label", "resubmit"};
-        snprintf(body, sizeof(body), "{\"op\": \"%s\", \"label\": \"L\", \"msg_ids\": [",
-                 names[k - 2]);
-        for (size_t i = 0; i < nids; i++) {
-            if (i)
-                strcat(body, ", ");
-            fz_db_id(z, body, sizeof(body));
-        }
-        strcat(body, "], \"new_ids\": [");
-        for (size_t i = 0; i < nids + (fk_chance(&z->rng, 10) ? 1 : 0); i++) {
-            if (i)
-                strcat(body, ", ");
-            fz_db_id(z, body, sizeof(body));
-        }
-        strcat(body, fk_chance(&z->rng, 30) ? "], \"engines\": [0, 1, 2]}" : "]}");
-        if (k == 3 && fk_chance(&z->rng, 30))
-            snprintf(body, sizeof(body), "{\"op\": \"purge\", \"msg_ids\": \"all\"}");
-    } else if (k == 6) {
+    if (fzdb_body(&src, body, sizeof(body)))
         fz_body(z, m); /* bytes */
-        return;
-    } else {
-        snprintf(body, sizeof(body), "%s",
-                 fk_chance(&z->rng, 50) ? "{\"op\": 3}" : "[\"op\", \"history\"]");
-    }
-    th_add_str(m, body);
+    else
+        th_add_str(m, body);
 }
 
 static void

@@ -55,7 +55,7 @@ ask(tdb *t, const char *json)
     cpar_msg_init(&m, CPAR_MSG_DB_REQUEST);
     memset(m.h.msg_id, 0x5a, CPAR_WIRE_ID_SIZE);
     ASSERT_OK(cpar_msg_add_copy(&m, json, strlen(json)));
-    cpar_taskdb_request(t->db, 7, &m);
+    ASSERT_OK(cpar_taskdb_request(t->db, 7, &m));
     cpar_msg_close(&m);
     ASSERT_EQ(cpar_taskdb_answer_next(t->db, 10000, &a), 1);
     ASSERT_EQ(a->slot, 7);

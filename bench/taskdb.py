@@ -84,10 +84,16 @@ def growth(args, dbdir):
         while done < args.total:
             view.map_sync(int, range(step), chunksize=1)
             done += step
+            busy_mb = procs.rss_mb(ctrl)
+            # A query is answered after every write queued before it: the database has
+            # caught up with the burst, and its thread has returned what it freed.
+            rc.db_query({"msg_id": "0" * 32}, keys=["msg_id"])
+            time.sleep(0.2)
             size = sum(os.path.getsize(os.path.join(dbdir, f)) for f in os.listdir(dbdir))
-            samples.append({"tasks": done, "rss_mb": procs.rss_mb(ctrl),
+            samples.append({"tasks": done, "rss_mb": procs.rss_mb(ctrl), "busy_rss_mb": busy_mb,
                             "db_mb": size / 1e6, "seconds": time.perf_counter() - t0})
-            print(f"  {done:>9,} tasks: controller RSS {samples[-1]['rss_mb']:.1f} MB, "
+            print(f"  {done:>9,} tasks: controller RSS {samples[-1]['rss_mb']:.1f} MB (at the "
+                  f"map's end {busy_mb:.1f} MB), "
                   f"database {samples[-1]['db_mb']:.1f} MB", file=sys.stderr, flush=True)
         records = len(rc.hub_history())
     finally:

@@ -7,6 +7,7 @@
  * rest of this file runs on the database thread, which owns the SQLite connection. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,10 @@
 #include "shm.h"
 #include "taskdb_int.h"
 #include "tsan.h"
+
+/* Bytes of queued items freed since the last trim past which the database thread, once
+ * its queue is empty, returns freed memory to the system (malloc_trim). */
+#define CPAR__DB_TRIM_BYTES (8 << 20)
 
 static const char *const cpar__db_schema =
     "CREATE TABLE cpar_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -103,9 +108,11 @@ static void *
 cpar__db_main(void *arg)
 {
     cpar_taskdb *db = arg;
+    int64_t freed = 0; /* payload bytes freed since the last trim */
     for (;;) {
         cpar__dbitem *batch;
         int64_t bytes = 0;
+        int idle;
         pthread_mutex_lock(&db->lock);
         while (db->head == NULL && !db->stopping)
             pthread_cond_wait(&db->wake, &db->lock);
@@ -123,7 +130,16 @@ cpar__db_main(void *arg)
         }
         pthread_mutex_lock(&db->lock);
         db->queued_bytes -= bytes;
+        idle = db->head == NULL;
         pthread_mutex_unlock(&db->lock);
+        /* The end of a burst (a 100,000-task map queues faster than it is written): the
+         * loop trims when its tasks drain, usually before this thread has freed the
+         * burst's payloads, so this thread returns them too. */
+        freed += bytes;
+        if (idle && freed >= CPAR__DB_TRIM_BYTES) {
+            malloc_trim(0);
+            freed = 0;
+        }
     }
     return NULL;
 }

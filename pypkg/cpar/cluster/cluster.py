@@ -9,6 +9,7 @@ process exits.
 import asyncio
 import atexit
 import os
+import secrets
 import subprocess
 import time
 import weakref
@@ -26,6 +27,12 @@ from .launcher import (
     tail,
 )
 
+
+
+def _fresh_cluster_id():
+    """A cluster id no other cluster of the profile is likely to have: the start time
+    and a random suffix."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 class ClusterError(RuntimeError):
     """A cluster could not be started or stopped; the message says why."""
@@ -110,6 +117,10 @@ class Cluster:
     ``with Cluster(n=4) as rc:`` starts them, gives a connected Client, and stops
     everything at the end of the block.
 
+    ``cluster_id``: by default a fresh one (as ipyparallel's), so clusters started from
+    Python run side by side; ``cluster_id=""`` is the profile's default cluster, the one
+    ``cpar cluster start`` starts and a bare ``Client()`` connects to.
+
     ``engines`` picks how the engines start: ``'local'`` (default), ``'mpi'``,
     ``'ssh'``, ``'slurm'``, ``'pbs'``, ``'sge'`` or ``'batch'``; the launcher's options
     come as keywords (``mpi_args=``, ``ssh_hosts=``, ``queue=``, ...) or as
@@ -124,7 +135,7 @@ class Cluster:
         self,
         n=None,
         profile="default",
-        cluster_id="",
+        cluster_id=None,
         engines="local",
         controller_args=(),
         engine_args=(),
@@ -157,7 +168,10 @@ class Cluster:
         if not isinstance(self.n, int) or self.n < 0:
             raise ValueError(f"n must be a non-negative int, not {n!r}")
         self.profile = profile
-        self.cluster_id = cluster_id or ""
+        # As ipyparallel's Cluster: a fresh id of its own unless one is given, so that
+        # several clusters of one profile run side by side. "" is the profile's default
+        # cluster (`cpar cluster start`'s), the one a bare Client() finds.
+        self.cluster_id = _fresh_cluster_id() if cluster_id is None else (cluster_id or "")
         self.controller_args = list(controller_args)
         # ipyparallel's log verbosity of its processes: accepted, and not used (cpar's
         # controller and engines log what they log).

@@ -52,7 +52,7 @@ def setup():
 
     if _cluster is not None:
         return
-    c = cpar.Cluster(n=1, profile=PROFILE, start_timeout=START_TIMEOUT)
+    c = cpar.Cluster(n=1, profile=PROFILE, cluster_id="", start_timeout=START_TIMEOUT)
     c.start_cluster_sync()
     _cluster = c
     launchers.extend(_EngineProcess(p) for p in _engine_pids())

@@ -28,10 +28,17 @@ class Cpar:
     keeps_data = True  # pull/gather return what push/scatter left
     note = "tasks and map: a load-balanced view (hwm auto), as for ipyparallel"
 
+    def __init__(self, cluster_id=None, **cluster_options):
+        """``cluster_id`` (default ``bench<n>``) and more ``cpar.Cluster`` keywords (e.g.
+        ``db="none"``, for bench/taskdb.py)."""
+        self.cluster_id = cluster_id
+        self.cluster_options = cluster_options
+
     def start(self, n):
         import cpar
 
-        self.cluster = cpar.Cluster(n=n, cluster_id=f"bench{n}")
+        self.cluster = cpar.Cluster(n=n, cluster_id=self.cluster_id or f"bench{n}",
+                                    **self.cluster_options)
         self.rc = self.cluster.start_and_connect_sync()
         self.rc.wait_for_engines(n)
         self.one = self.rc[self.rc.ids[0]]

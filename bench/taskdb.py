@@ -13,43 +13,29 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 
 from . import procs
+from .measure import stats
 from .report import write_json
+from .systems import Cpar
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _start(db, workers, cluster_id, **kw):
-    import cpar
-
-    cluster = cpar.Cluster(n=workers, cluster_id=cluster_id, db=db, **kw)
-    rc = cluster.start_and_connect_sync()
-    rc.wait_for_engines(workers)
-    return cluster, rc
+    system = Cpar(cluster_id=cluster_id, db=db, **kw)
+    system.start(workers)
+    return system
 
 
-def _controller_pid(rc):
-    from cpar import paths
-
-    return paths.read_json(rc.url_file)["controller_pid"]
-
-
-def _rate(view, n):
+def _rate(system, n):
     """Individual apply_async calls per second, each waited for."""
     t0 = time.perf_counter()
-    ars = [view.apply_async(int) for _ in range(n)]
-    for ar in ars:
-        ar.get()
+    system.submit_many(n)
     return n / (time.perf_counter() - t0)
-
-
-def _stats(xs):
-    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs), "n": len(xs)}
 
 
 def on_off(args):
@@ -57,32 +43,30 @@ def on_off(args):
     systems = {db: _start(db, args.workers, f"bench-db-{db}") for db in ("sqlite", "none")}
     rates = {db: [] for db in systems}
     try:
-        views = {db: rc.load_balanced_view() for db, (_, rc) in systems.items()}
-        for view in views.values():
-            _rate(view, 2000)  # warm
+        for system in systems.values():
+            _rate(system, 2000)  # warm
         for _ in range(args.rounds):
-            for db, view in views.items():
-                rates[db].append(_rate(view, args.tasks))
+            for db, system in systems.items():
+                rates[db].append(_rate(system, args.tasks))
     finally:
-        for cluster, rc in systems.values():
-            rc.close()
-            cluster.stop_cluster_sync()
-    return {db: _stats(r) for db, r in rates.items()}
+        for system in systems.values():
+            system.stop()
+    return {db: stats(r) for db, r in rates.items()}
 
 
 def growth(args, dbdir):
     """Controller RSS and database size, sampled as args.total tasks pass (database on)."""
     dbfile = os.path.join(dbdir, "bench.sqlite")
-    cluster, rc = _start("sqlite", args.workers, "bench-db-growth", db_file=dbfile,
-                         db_max_records=args.max_records)
+    system = _start("sqlite", args.workers, "bench-db-growth", db_file=dbfile,
+                    db_max_records=args.max_records)
+    rc = system.rc
     samples = []
     try:
-        view = rc.load_balanced_view()
-        ctrl = _controller_pid(rc)
+        ctrl = system.controller_pid()
         done, step = 0, args.total // 10
         t0 = time.perf_counter()
         while done < args.total:
-            view.map_sync(int, range(step), chunksize=1)
+            system.map(step, 1)
             done += step
             busy_mb = procs.rss_mb(ctrl)
             # A query is answered after every write queued before it: the database has
@@ -97,8 +81,7 @@ def growth(args, dbdir):
                   f"database {samples[-1]['db_mb']:.1f} MB", file=sys.stderr, flush=True)
         records = len(rc.hub_history())
     finally:
-        rc.close()
-        cluster.stop_cluster_sync()
+        system.stop()
     return {"samples": samples, "records_kept": records, "max_records": args.max_records}
 
 

@@ -196,3 +196,13 @@ def test_curve_allow_needs_curve(tmp_path):
     p = _controller(["--curve-allow", EXTRA[0]], tmp_path)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 2 and "--curve-allow needs --curve" in err
+
+
+def test_curve_allow_takes_a_key_that_begins_with_a_dash(tmp_path):
+    """Z85 keys use '-' among their 85 characters; one at the front is still a key, not
+    an option (a random key began with '-' in one CI run in 85)."""
+    key = "-" + EXTRA[0][1:]
+    p = _controller(["--curve-allow", key], tmp_path)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2 and "--curve-allow needs --curve" in err
+    assert "expected one argument" not in err

@@ -367,7 +367,21 @@ def build_parser():
     return parser
 
 
+def _join_key_values(argv):
+    """Z85 public keys may begin with '-', which argparse takes for an option: glue the
+    value of each ``--curve-allow KEY`` to its flag (``--curve-allow=KEY``)."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--curve-allow":
+            value = next(it, None)
+            out.append(a if value is None else f"{a}={value}")
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv=None):
+    argv = _join_key_values(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     return args.func(args) or 0
 

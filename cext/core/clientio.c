@@ -320,12 +320,32 @@ cpar__drain(cpar_clientio *io)
     return rc == CPAR_ENOMEM ? CPAR_OK : rc; /* out of memory: retry at the next wake-up */
 }
 
+/* Queues a locally made ERROR (parent zeros, engine -1, unsigned) with `status` and
+ * `text` in the inbox. Out of memory: nothing is queued. */
+static void
+cpar__local_notice(cpar_clientio *io, int status, const char *text, size_t len)
+{
+    cpar_clientio_item *it = cpar_clientio_item_new(CPAR_MSG_ERROR);
+    if (it == NULL)
+        return;
+    it->m.h.status = status;
+    if (cpar_msg_add_copy(&it->m, text, len) != 0) {
+        cpar_clientio_item_free(it);
+        return;
+    }
+    it->m.h.nframes = 1;
+    it->m.h.paylen = len;
+    cpar__inbox_append(io, it, it);
+}
+
 /* Reads one monitor event; on a lost connection queues a local ERROR message (parent
- * zeros, status CPAR_ECLOSED) so that readers learn of it. */
+ * zeros, status CPAR_ECLOSED) so that readers learn of it, and on a connection back
+ * after a drop one with status 0 ("reconnected"). */
 static void
 cpar__monitor_event(cpar_clientio *io)
 {
     static const char text[] = "lost the connection to the controller";
+    static const char back[] = "reconnected";
     uint16_t event;
     uint32_t value;
 
@@ -336,21 +356,14 @@ cpar__monitor_event(cpar_clientio *io)
         atomic_fetch_add_explicit(&io->handshake_failed, 1, memory_order_relaxed);
     } else if (event == ZMQ_EVENT_CONNECTED) {
         atomic_store(&io->connected, 1);
+        /* After a drop: tell readers the link is back (docs/recovery.md, "Clients"), so
+         * that they can reclaim what they wait for from the controller now there. */
+        if (atomic_load_explicit(&io->disconnects, memory_order_relaxed) > 0)
+            cpar__local_notice(io, 0, back, sizeof(back) - 1);
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
-        cpar_clientio_item *it;
         atomic_store(&io->connected, 0);
         atomic_fetch_add_explicit(&io->disconnects, 1, memory_order_relaxed);
-        it = cpar_clientio_item_new(CPAR_MSG_ERROR);
-        if (it == NULL)
-            return;
-        it->m.h.status = CPAR_ECLOSED;
-        if (cpar_msg_add_copy(&it->m, text, sizeof(text) - 1) != 0) {
-            cpar_clientio_item_free(it);
-            return;
-        }
-        it->m.h.nframes = 1;
-        it->m.h.paylen = sizeof(text) - 1;
-        cpar__inbox_append(io, it, it);
+        cpar__local_notice(io, CPAR_ECLOSED, text, sizeof(text) - 1);
         /* Nothing will answer the requests in flight any more. */
         cpar__clientio_shm_unpin_all(io);
     }

@@ -72,8 +72,10 @@ int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);
 
 /* Besides the messages received, the inbox gets locally made ERROR messages (never sent
  * by anyone): for a message that could not be sent (parent = its msg_id, status = the
- * CPAR_E* code), and when the connection to the controller drops (parent zeros, engine
- * -1, status CPAR_ECLOSED). Their header has no signature; has_raw is 0. */
+ * CPAR_E* code), when the connection to the controller drops (parent zeros, engine -1,
+ * status CPAR_ECLOSED, text "lost the connection to the controller") and when it is back
+ * after a drop (parent zeros, engine -1, status 0, text "reconnected"). Their header has
+ * no signature; has_raw is 0. */
 
 /* Waits up to timeout_ms (< 0: forever) for at least one received message and detaches up
  * to `max` of them, in arrival order, into *out (a list the caller owns), *n their count.

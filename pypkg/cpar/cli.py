@@ -53,6 +53,13 @@ def _add_db(p):
                    help="largest request or reply payload kept per record (default: 1 MiB)")
 
 
+def _add_recover_grace(p):
+    p.add_argument("--recover-grace", type=float, default=None, metavar="SECONDS",
+                   help="how long engines and clients wait for a controller that died, "
+                        "for `cpar cluster recover` (default: $CPAR_RECOVER_GRACE or 60; "
+                        "0: no waiting; docs/recovery.md)")
+
+
 def _db_kwargs(args):
     return {"db": args.db, "db_file": args.db_file, "db_max_records": args.db_max_records,
             "db_max_bytes": args.db_max_bytes, "db_keep_bytes": args.db_keep_bytes}
@@ -78,6 +85,8 @@ def _cmd_controller(args):
             insecure=args.insecure,
             location=args.location,
             curve_allow=args.curve_allow,
+            recover=args.recover,
+            recover_grace=args.recover_grace,
             **_db_kwargs(args),
         )
     except ValueError as e:  # a refused configuration (e.g. --ip without --curve)
@@ -114,6 +123,7 @@ def _cmd_start(args):
             controller=args.controller,
             engine_options=_engine_options(args),
             controller_options=_controller_options(args),
+            recover_grace=args.recover_grace,
             **_db_kwargs(args),
         )
     except (ValueError, OSError) as e:
@@ -280,6 +290,24 @@ def _cmd_stop(args):
     return 0
 
 
+def _cmd_recover(args):
+    from . import paths
+    from .cluster import Cluster, ClusterError
+
+    name = f"cluster {args.cluster_id or 'default'} (profile {args.profile})"
+    try:
+        c = Cluster.from_file(profile=args.profile, cluster_id=args.cluster_id)
+        c.recover_sync()
+    except (ClusterError, ValueError, OSError) as e:
+        print(f"cpar cluster recover: {name}: {e}", file=sys.stderr)
+        return 1
+    conn = paths.read_json(c.connection_file)
+    print(f"{name} recovered: controller pid {conn['controller_pid']} on "
+          f"{conn.get('hostname', '?')}; engines re-register within "
+          f"{conn.get('recover_grace_ms', 0) / 1000:g} s")
+    return 0
+
+
 def _cmd_list(args):
     from .cluster import list_clusters
 
@@ -336,6 +364,11 @@ def build_parser():
     p.add_argument("--max-records", type=int, default=100000,
                    help="ended task records kept for dependencies (default: %(default)s)")
     _add_db(p)
+    _add_recover_grace(p)
+    p.add_argument("--recover", action="store_true",
+                   help="start in place of this cluster's controller that died: the same "
+                        "addresses and key (from its connection file), the work its task "
+                        "database holds (docs/recovery.md)")
     p.set_defaults(func=_cmd_controller)
 
     p = sub.add_parser("engine", help="run one engine in this process")
@@ -353,11 +386,16 @@ def build_parser():
     p.add_argument("--hb-timeout-ms", type=int, default=3000)
     _add_scheduling(p)
     _add_db(p)
+    _add_recover_grace(p)
     _add_launcher_options(p)
     p.set_defaults(func=_cmd_start)
     p = csub.add_parser("stop", help="stop a running cluster")
     _add_cluster_ids(p)
     p.set_defaults(func=_cmd_stop)
+    p = csub.add_parser("recover", help="start a new controller in place of one that died "
+                                        "(docs/recovery.md)")
+    _add_cluster_ids(p)
+    p.set_defaults(func=_cmd_recover)
     p = csub.add_parser("list", help="list clusters")
     p.set_defaults(func=_cmd_list)
     p = csub.add_parser("engines", help="add engines to a running cluster")

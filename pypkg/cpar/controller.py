@@ -9,6 +9,7 @@ import stat
 import tempfile
 
 from . import connfile, paths
+from ._proc import pid_alive
 
 
 # Unanswered load-balanced tasks per engine. "auto": about 5 ms of queued work per engine,
@@ -126,6 +127,9 @@ def db_settings(profile="default", cluster_id="", db=None, db_file=None, max_rec
     }
 
 
+# Seconds clients and engines wait for a controller that went away (docs/recovery.md).
+DEFAULT_RECOVER_GRACE = 60
+
 # Longest ipc:// socket path used as is (sun_path holds 108 bytes with its NUL).
 _IPC_PATH_MAX = 100
 
@@ -155,6 +159,73 @@ def ipc_socket_dir(profile, cluster_id):
     return tempfile.mkdtemp(prefix=f"cpar-{name[:20]}-")  # mode 0700
 
 
+def recover_grace_ms(seconds=None):
+    """The recovery grace period in ms: ``seconds`` given, else ``$CPAR_RECOVER_GRACE``,
+    else 60 s (docs/recovery.md). 0 turns the waiting off."""
+    source = "--recover-grace"
+    if seconds is None:
+        raw = os.environ.get("CPAR_RECOVER_GRACE", "").strip()
+        seconds, source = (raw, "CPAR_RECOVER_GRACE") if raw else (DEFAULT_RECOVER_GRACE, "")
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} must be a number of seconds, not {seconds!r}") from None
+    if not 0 <= value <= 86400:
+        raise ValueError(f"{source} must be between 0 and 86400 seconds, not {seconds!r}")
+    return int(round(value * 1000))
+
+
+def _recover_info(cf, curve, dbkw):
+    """The connection file of the controller to recover, checked: it exists, names a
+    controller process that is gone, and a cluster recovery can serve."""
+    if curve:
+        raise ValueError("--recover cannot restart a --curve cluster: its server secret key "
+                         "never left the controller that died (docs/recovery.md)")
+    try:
+        old = paths.read_json(cf)
+    except FileNotFoundError:
+        raise ValueError(f"nothing to recover: there is no connection file {cf} (was the "
+                         "cluster ever started, or was it stopped cleanly?)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot recover from the connection file {cf}: {exc}") from None
+    for k in ("client_url", "engine_url", "key"):
+        if not isinstance(old.get(k), str) or not old[k]:
+            raise ValueError(f"cannot recover from the connection file {cf}: no {k!r} in it")
+    if old.get("curve_serverkey"):
+        raise ValueError(f"cannot recover the cluster of {cf}: it encrypts with CURVE, and "
+                         "its server secret key never left the controller that died")
+    pid = old.get("controller_pid")
+    if isinstance(pid, int) and pid > 0 and pid != os.getpid() and pid_alive(pid):
+        raise ValueError(f"the controller of {cf} (pid {pid}) is still running: nothing "
+                         "to recover (stop it first, or connect to it)")
+    if dbkw["db"] != "sqlite":
+        raise ValueError(f"--recover needs the task database file (--db sqlite), not "
+                         f"--db {dbkw['db']}: it is where the work to take up is")
+    return old
+
+
+def _recover_urls(old, ip):
+    """The client and engine URLs to bind in place of the dead controller: those of its
+    connection file (its ipc:// directory made again if gone; TCP on ``ip`` when given,
+    else the file's host, with the same ports), and the ipc directory to remove at exit."""
+    urls, sock_dir = [], None
+    for k in ("client_url", "engine_url"):
+        url = old[k]
+        if url.startswith("ipc://"):
+            d = os.path.dirname(url[len("ipc://"):])
+            sock_dir = d if os.path.isdir(d) else _private_dir(d)
+            if os.lstat(d).st_uid != os.geteuid():
+                raise ValueError(f"{d} is not a directory of ours: refusing to put sockets there")
+            urls.append(url)
+        elif url.startswith("tcp://"):
+            host, _, port = url[len("tcp://"):].rpartition(":")
+            urls.append(f"tcp://{ip or host}:{port}")
+        else:
+            raise ValueError(f"cannot recover: the connection file's {k} {url!r} is neither "
+                             "ipc:// nor tcp://")
+    return urls[0], urls[1], sock_dir
+
+
 def new_key():
     """A fresh signing key: 64 hex characters (its UTF-8 bytes are the HMAC key)."""
     return secrets.token_hex(32)
@@ -182,9 +253,17 @@ def run_controller(
     db_max_records=None,
     db_max_bytes=None,
     db_keep_bytes=None,
+    recover=False,
+    recover_grace=None,
 ):
     """Binds, writes the connection file (mode 0600), serves until stopped, then removes
     the connection file. Returns the process exit status.
+
+    ``recover``: start in place of a controller of this cluster that died (docs/recovery.md):
+    bind the addresses of its connection file, with its key, and take up the work its task
+    database holds. ``recover_grace``: seconds engines and clients wait for a controller
+    that went away (and a recovered controller waits for the old engines); default
+    ``$CPAR_RECOVER_GRACE`` or 60; 0 turns the waiting off.
 
     ``ip`` None (and no port given): ipc:// sockets in a private directory (`ipc_socket_dir`),
     so that only this user's processes on this host can connect at all; an address binds
@@ -212,6 +291,12 @@ def run_controller(
     limits = security_limits()
     dbkw = db_settings(profile, cluster_id, db, db_file, db_max_records, db_max_bytes,
                        db_keep_bytes)
+    grace_ms = recover_grace_ms(recover_grace)
+    cf = connection_file or paths.connection_file(profile, cluster_id)
+    if recover:
+        old = _recover_info(cf, curve, dbkw)
+        hb_period_ms = old.get("hb_period_ms", hb_period_ms)
+        hb_timeout_ms = old.get("hb_timeout_ms", hb_timeout_ms)
     curve_info = {}
     server_secret = None
     allowed = None
@@ -221,12 +306,13 @@ def run_controller(
         curve_info = {"curve_serverkey": server_public, "curve_publickey": client_public,
                       "curve_secretkey": client_secret}
         allowed = ",".join([client_public, *curve_allow])
-    key = new_key()
-    cf = connection_file or paths.connection_file(profile, cluster_id)
+    key = old["key"] if recover else new_key()
     if log_path is None:
         log_path = os.path.join(paths.log_dir(profile), f"controller-{cluster_id or 'default'}.log")
     sock_dir = None
-    if use_ipc:
+    if recover:
+        client_url, engine_url, sock_dir = _recover_urls(old, ip)
+    elif use_ipc:
         sock_dir = ipc_socket_dir(profile, cluster_id)
         client_url = "ipc://" + os.path.join(sock_dir, "client")
         engine_url = "ipc://" + os.path.join(sock_dir, "engine")
@@ -246,6 +332,9 @@ def run_controller(
             max_records=max_records,
             curve_secret=server_secret,
             curve_allowed=allowed,
+            cluster_id=cluster_id or "",
+            recover=bool(recover),
+            recover_grace_ms=grace_ms,
             **limits,
             **dbkw,
         )
@@ -268,6 +357,9 @@ def run_controller(
             "max_message": limits["max_message"],
             # The task database (docs/taskdb.md): "sqlite", "memory" or "none".
             "db": dbkw["db"],
+            # How long clients and engines wait for a controller that went away
+            # (docs/recovery.md).
+            "recover_grace_ms": grace_ms,
         }
         connfile.write(cf, info)
         ctrl.install_signal_stop()

@@ -48,6 +48,34 @@ _IGNORED_ARGS = {"profile_dir", "ipython_dir", "context", "debug", "username", "
 _SSH_ARGS = {"sshserver", "sshkey", "password", "paramiko"}
 
 
+def _recover_grace(info, given):
+    """Seconds pending results wait for a controller that went away (docs/recovery.md):
+    ``given``, else the connection file's ``recover_grace_ms`` (absent: 0)."""
+    if given is None:
+        given = (info.get("recover_grace_ms") or 0) / 1000
+    try:
+        grace = float(given)
+    except (TypeError, ValueError):
+        raise ValueError(f"recover_grace must be a number of seconds, not {given!r}") from None
+    if not grace >= 0:
+        raise ValueError(f"recover_grace must be >= 0 seconds, not {given!r}")
+    return grace
+
+
+def _weak_reclaim(client):
+    """A callback reclaiming ``client``'s requests that does not keep it alive."""
+    ref = weakref.ref(client)
+
+    def callback():
+        c = ref()
+        if c is not None:
+            from .reclaim import reclaim
+
+            reclaim(c)
+
+    return callback
+
+
 class Client(_TaskDB, _LocalResults, _Bookkeeping):
     """A connection to a cpar cluster: its engines (``ids``), views on them (``rc[:]``,
     ``rc[0]``, ``direct_view``), and the results of requests.
@@ -62,6 +90,13 @@ class Client(_TaskDB, _LocalResults, _Bookkeeping):
     different key, ``ControllerUnreachable`` when nothing answers within ``timeout``
     seconds.
 
+    ``recover_grace``: seconds pending results wait when the connection to the
+    controller drops (default: the connection file's ``recover_grace_ms``, which
+    ``cpar controller --recover-grace`` sets, 60 s by default; 0: they fail at once).
+    When the link comes back (``cpar cluster recover`` started a new controller from the
+    task database, or the old one is reachable again) the client reclaims them and they
+    complete as if nothing had happened (docs/recovery.md).
+
     ``sshserver='user@host[:port]'`` (or the connection file's ``ssh`` field), with
     ``sshkey=`` or ``password=``: reach the controller through an ``ssh -N -L`` tunnel via
     that login host (see ``cpar.client.tunnel``); ssh failures raise ``SSHTunnelError``
@@ -75,7 +110,7 @@ class Client(_TaskDB, _LocalResults, _Bookkeeping):
         return super().__new__(cls)
 
     def __init__(self, url_file=None, profile="default", cluster_id=None, timeout=10,
-                 block=False, **kw):
+                 block=False, recover_grace=None, **kw):
         unknown = set(kw) - _IGNORED_ARGS - _SSH_ARGS
         if unknown:
             raise TypeError(f"Client() got unexpected arguments: {sorted(unknown)}")
@@ -102,11 +137,14 @@ class Client(_TaskDB, _LocalResults, _Bookkeeping):
             # a tunnelled client is on another host: no shared memory with the engines
             self._dispatcher = _Dispatcher(connect_url, self._info["key"].encode("utf-8"),
                                            connfile.curve_keys(self._info, self.url_file),
-                                           shm=self._tunnel is None)
+                                           shm=self._tunnel is None,
+                                           recover_grace=_recover_grace(self._info,
+                                                                        recover_grace))
         except BaseException:
             self._close_tunnel()
             raise
         self._dispatcher.new_msg_id = self._new_msg_id
+        self._dispatcher.on_reconnected = _weak_reclaim(self)
         self._finalizer = weakref.finalize(self, _Dispatcher.close, self._dispatcher)
         try:
             self._connect(timeout)

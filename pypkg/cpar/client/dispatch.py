@@ -6,6 +6,7 @@ engine events, control replies) where it belongs.
 import struct
 import sys
 import threading
+import time
 
 from .. import _core, error
 
@@ -21,6 +22,9 @@ def _targets_frame(targets):
 # numbers with a _core built before them.
 MSG_DB_REQUEST = getattr(_core, "MSG_DB_REQUEST", 38)
 MSG_DB_REPLY = getattr(_core, "MSG_DB_REPLY", 39)
+# Recovery from a dead controller (docs/recovery.md): a client reclaims its requests.
+MSG_RECLAIM = getattr(_core, "MSG_RECLAIM", 41)
+MSG_RECLAIM_REPLY = getattr(_core, "MSG_RECLAIM_REPLY", 42)
 
 
 def _error_from_message(msg):
@@ -53,8 +57,13 @@ class _Dispatcher:
     engine list, and the daemon thread that fills them. Kept apart from ``Client`` so the
     thread does not keep the client alive."""
 
-    def __init__(self, url, key, curve=None, shm=True):
+    def __init__(self, url, key, curve=None, shm=True, recover_grace=0.0):
         self.url = url
+        # Recovery (docs/recovery.md): seconds pending results wait for the controller
+        # to come back after the connection dropped (0: they fail at once).
+        self.recover_grace = recover_grace
+        self.down_since = None     # monotonic time the connection dropped, while waiting
+        self.on_reconnected = None  # set by the Client: reclaims pending requests
         self.conn = _core.Connection(url, key, **(curve or {}), shm=shm)
         self.lock = threading.Lock()
         self.engines_changed = threading.Condition(self.lock)
@@ -73,6 +82,7 @@ class _Dispatcher:
             _core.MSG_SHUTDOWN_REPLY: self._on_waiter_reply,
             _core.MSG_QUERY_REPLY: self._on_waiter_reply,
             MSG_DB_REPLY: self._on_waiter_reply,
+            MSG_RECLAIM_REPLY: self._on_waiter_reply,
         }
         self.thread = threading.Thread(target=self._run, name="cpar-client-dispatch",
                                        daemon=True)
@@ -160,6 +170,7 @@ class _Dispatcher:
                     print(f"cpar client: cannot handle {msg!r}: {exc!r}", file=sys.stderr)
             # Drop our references before waiting again: frames may be large.
             batch = msg = None
+            self._check_grace()
         self._fail_everything(error.ConnectionClosed(
             f"the client was closed before this result arrived (its connection to "
             f"{self.url} is closed)"))
@@ -178,6 +189,8 @@ class _Dispatcher:
         if msg.parent == _NO_PARENT:
             if msg.status == _core.E_CLOSED:  # made by our I/O thread: connection lost
                 self._on_connection_lost()
+            elif msg.status == 0 and msg.engine < 0:  # made by our I/O thread: it is back
+                self._on_reconnected()
             return
         ar = self.pending.get(msg.parent)
         if ar is not None:
@@ -228,10 +241,42 @@ class _Dispatcher:
             waiter.set_result(msg)
 
     def _on_connection_lost(self):
+        if self.recover_grace > 0:
+            # The controller may come back (it restarted, or `cpar cluster recover`):
+            # pending results wait for it, up to the grace period (docs/recovery.md).
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                if self.pending:
+                    print(f"cpar client: lost the connection to the controller at "
+                          f"{self.url}; {len(self.pending)} pending request(s) wait up to "
+                          f"{self.recover_grace:g} s for it to come back "
+                          f"(cpar cluster recover)", file=sys.stderr)
+            return
         # Replies to requests sent before cannot reach us any more (the controller
         # routes by connection): fail them rather than leave them waiting forever.
         self._fail_everything(error.ControllerUnreachable(
             f"lost the connection to the controller at {self.url}"), closing=False)
+
+    def _on_reconnected(self):
+        """The link is back: the client reclaims its pending requests (on a thread of its
+        own: this one must go on receiving the answers)."""
+        callback = self.on_reconnected
+        if callback is not None and not self.closed:
+            threading.Thread(target=callback, name="cpar-client-reclaim", daemon=True).start()
+
+    def recovered(self):
+        """Reclaiming ended: pending results no longer wait for the grace period."""
+        self.down_since = None
+
+    def _check_grace(self):
+        since = self.down_since
+        if since is None or time.monotonic() - since <= self.recover_grace:
+            return
+        self.down_since = None
+        self._fail_everything(error.ControllerUnreachable(
+            f"lost the connection to the controller at {self.url}, and it did not come "
+            f"back within {self.recover_grace:g} s (the recovery grace period)"),
+            closing=False)
 
     def check_connected(self):
         """Raises ConnectionClosed when the client is closed, ControllerUnreachable when
@@ -241,8 +286,13 @@ class _Dispatcher:
                                          "make a new Client")
         conn = self.conn
         if conn.disconnects and not conn.connected:
+            waiting = ""
+            if self.down_since is not None:
+                left = self.recover_grace - (time.monotonic() - self.down_since)
+                waiting = (f"; pending results wait up to {max(0.0, left):.0f} s more for "
+                           f"it to come back (cpar cluster recover)")
             raise error.ControllerUnreachable(
-                f"the connection to the controller at {self.url} is down")
+                f"the connection to the controller at {self.url} is down{waiting}")
 
     def _fail_everything(self, exc, closing=True):
         if closing:

@@ -129,6 +129,10 @@ class Cluster:
     ``db``, ``db_file``, ``db_max_records``, ``db_max_bytes``, ``db_keep_bytes``: the
     controller's task database (``cpar controller --db ...``; docs/taskdb.md); None keeps
     its default (a SQLite file in the profile's ``db/`` folder).
+
+    ``recover_grace``: seconds engines and clients wait for a controller that died
+    (default 60); ``recover_sync()`` / ``await recover()`` starts a new one in its place
+    from the task database (docs/recovery.md).
     """
 
     def __init__(
@@ -150,6 +154,7 @@ class Cluster:
         db_max_records=None,
         db_max_bytes=None,
         db_keep_bytes=None,
+        recover_grace=None,
         log_level=None,
         **launcher_options,
     ):
@@ -184,6 +189,10 @@ class Cluster:
             if value is not None:
                 self.controller_args += [opt, os.fspath(value) if opt == "--db-file"
                                          else str(value)]
+        # Recovery from a dead controller (docs/recovery.md): how long engines and clients
+        # wait for it; None: the controller's default ($CPAR_RECOVER_GRACE or 60 s).
+        if recover_grace is not None:
+            self.controller_args += ["--recover-grace", str(recover_grace)]
         self.engine_args = list(engine_args)
         self.daemonize = daemonize
         self.hb_timeout_ms = hb_timeout_ms
@@ -219,6 +228,8 @@ class Cluster:
                 "engine_options": self.engine_options,
                 "engine_args": self.engine_args,
                 "controller_launcher": self.controller_launcher,
+                # what `cpar controller` was given, for recover_sync
+                "controller_args": self._controller_extra(),
                 "created": time.time(),
                 "daemonized": self.daemonize,
             },
@@ -238,8 +249,15 @@ class Cluster:
                 os.unlink(stale)
             except FileNotFoundError:
                 pass
+        self._launch_controller(self._controller_extra())
+
+    def _controller_extra(self):
+        return ["--hb-timeout-ms", str(self.hb_timeout_ms), *self.controller_args]
+
+    def _launch_controller(self, extra):
+        """Starts the controller with `cpar controller` arguments ``extra`` and waits for
+        its connection file (stopping everything if it does not come)."""
         log = self._log("controller")
-        extra = ["--hb-timeout-ms", str(self.hb_timeout_ms), *self.controller_args]
         if self.controller_launcher == "local":
             self.controller = LocalProcessLauncher(
                 [controller_argv(self.profile, self.cluster_id, log, extra)],
@@ -254,7 +272,8 @@ class Cluster:
             except TypeError as e:
                 raise ValueError(f"controller launcher {self.controller_launcher!r}: "
                                  f"{e}") from None
-        self.engines = EngineSet()
+        if self.engines is None or "--recover" not in extra:
+            self.engines = EngineSet()
         try:
             self.controller.start()
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
@@ -266,8 +285,53 @@ class Cluster:
             self._wait_for_connection_file()
             self._save()  # with what the launcher learnt (e.g. the batch job's controller)
         except BaseException:
-            self.stop_cluster_sync()
+            if "--recover" in extra:
+                # The engines wait for a controller within their grace period: only the
+                # failed one is stopped, so that another attempt can still take them up.
+                if self.controller.running:
+                    self.controller.stop()
+            else:
+                self.stop_cluster_sync()
             raise
+
+    def recover_sync(self):
+        """Starts a new controller in place of this cluster's controller that died
+        (SIGKILL, out of memory, a crash): on the same addresses and key, from the cluster
+        file, the connection file and the task database (``cpar controller --recover``;
+        docs/recovery.md). The engines still running re-register with their ids within
+        their grace period, clients reconnect by themselves, and the work that was queued
+        or running is taken up again. Raises ``ClusterError`` when the controller still
+        runs or cannot be recovered (the message says why)."""
+        if self.controller is None:
+            try:
+                info = paths.read_json(self.cluster_file)
+            except FileNotFoundError:
+                raise ClusterError(f"no cluster file {self.cluster_file}: nothing to "
+                                   "recover") from None
+            self.controller = launcher_from_dict(info["controller"])
+            self.engines = EngineSet.from_dict(info["engines"])
+        if self.controller.running:
+            raise ClusterError(f"the controller of cluster {self.cluster_id or 'default'!r} "
+                               f"(profile {self.profile!r}) is still running: nothing to "
+                               "recover")
+        if self.controller_launcher != "local":
+            raise ClusterError(
+                f"recover_sync starts local controllers only (this cluster's controller "
+                f"launcher is {self.controller_launcher!r}): run `cpar controller --recover "
+                f"--profile {self.profile} --cluster-id {self.cluster_id or 'default'}` where "
+                "the controller ran")
+        if not os.path.exists(self.connection_file):
+            raise ClusterError(f"cannot recover: the connection file {self.connection_file} "
+                               "is gone (the cluster was stopped, not killed)")
+        try:
+            self.controller.cleanup()
+        except Exception:  # noqa: BLE001 - the dead controller's leftovers: best effort
+            pass
+        self._client = None
+        self._launch_controller([*self._controller_extra(), "--recover"])
+
+    async def recover(self):
+        return await asyncio.to_thread(self.recover_sync)
 
     def _wait_for_connection_file(self):
         deadline = time.monotonic() + self.start_timeout
@@ -486,7 +550,13 @@ class Cluster:
         c = cls(n=info.get("n", 0), profile=profile, cluster_id=cluster_id, daemonize=True,
                 engines=info.get("engine_launcher", "local"),
                 engine_args=info.get("engine_args", ()),
-                engine_options=info.get("engine_options") or {})
+                engine_options=info.get("engine_options") or {},
+                controller=info.get("controller_launcher", "local"))
+        extra = list(info.get("controller_args") or ())
+        if extra[:1] == ["--hb-timeout-ms"] and len(extra) >= 2:
+            c.hb_timeout_ms = int(extra[1])
+            extra = extra[2:]
+        c.controller_args = extra
         c.controller = launcher_from_dict(info["controller"])
         c.engines = EngineSet.from_dict(info["engines"])
         return c

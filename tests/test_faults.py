@@ -85,7 +85,9 @@ def test_ctrl_c_in_get_returns_at_once(cluster, rc):
 
 
 def test_controller_sigkilled_ends_client_calls_and_engines():
-    c = _private(2)
+    """With the recovery grace period off (0), a dead controller ends pending calls and
+    engines at once (tests/test_recovery.py has the waiting and the recovery)."""
+    c = _private(2, recover_grace=0)
     try:
         rc = c.start_and_connect_sync()
         engine_pids = list(c.engines.pids)

@@ -227,12 +227,60 @@ TEST_IMPL(a_reconnecting_engine_replaces_its_connection)
     return 0;
 }
 
+TEST_IMPL(a_client_back_on_the_same_controller_reclaims_its_work)
+{
+    fx a;
+    void *e0, *cl, *cl2;
+    int32_t t0[1] = {0};
+    uint8_t task[ID], part[ID], mid[ID], got[2 * ID], ids[2 * ID];
+    fx_spec s0 = {.targets = t0, .ntargets = 1};
+    char *log;
+
+    fx_db_mode = "memory";
+    fx_start(&a, FX_HB_LONG);
+    ASSERT_EQ(fx_engine(&a, &e0, 100), 0);
+    cl = fx_client(&a, NULL, NULL);
+    fx_task(&a, cl, &s0, "t", task);
+    fx_engine_task(&a, e0, "t", mid);
+    fx_request(&a, cl, CPAR_MSG_APPLY, t0, 1, "p", part);
+    fx_engine_take(&a, e0, CPAR_MSG_APPLY, "p", mid);
+    fx_close(&a, cl); /* the client's link drops: its work runs on, recorded */
+    cl2 = fx_client(&a, NULL, NULL);
+    memcpy(ids, task, ID);
+    memcpy(ids + ID, part, ID);
+    /* Nothing moves until the old connection is seen gone; then both move. */
+    for (int tries = 0;; tries++) {
+        size_t n = reclaim(&a, cl2, task, ids, 2, got);
+        if (n == 2)
+            break;
+        ASSERT_LT(tries, 200);
+        usleep(20000);
+    }
+    fx_engine_reply(&a, e0, CPAR_MSG_REPLY, 0, part, "P");
+    fx_client_get(&a, cl2, CPAR_MSG_REPLY, 0, part, "P");
+    fx_engine_reply(&a, e0, CPAR_MSG_REPLY, 0, task, "T");
+    fx_client_get(&a, cl2, CPAR_MSG_REPLY, 0, task, "T");
+    log = fx_stop(&a);
+    ASSERT_STR_CONTAINS(log, "RECLAIM from client");
+    free(log);
+    fx_db_mode = NULL;
+    /* Without a database, RECLAIM_REPLY lists nothing. */
+    fx_start(&a, FX_HB_LONG);
+    ASSERT_EQ(fx_engine(&a, &e0, 100), 0);
+    cl = fx_client(&a, NULL, NULL);
+    fx_task(&a, cl, &s0, "t", task);
+    ASSERT_EQ(reclaim(&a, cl, task, task, 1, got), 0);
+    free(fx_stop(&a));
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     static const cpar_test tests[] = {
         TEST_ENTRY(recovered_work_engines_back_reclaim_and_grace),
         TEST_ENTRY(a_reconnecting_engine_replaces_its_connection),
+        TEST_ENTRY(a_client_back_on_the_same_controller_reclaims_its_work),
     };
     return cpar_test_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

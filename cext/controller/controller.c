@@ -11,7 +11,8 @@
  *   hub shutdown runs: CPAR_ESHUTDOWN. A repeated REGISTER from a registered identity gets
  *   its id again. Automatic ids never reuse an id that was ever held.
  * - A HEARTBEAT from an unknown or dead engine identity is answered with SHUTDOWN (status
- *   CPAR_EENGINEDEAD), so a zombie engine exits; its other messages are dropped.
+ *   CPAR_EENGINEDEAD), so a zombie engine exits; its other messages are dropped. During a
+ *   recovered controller's grace period it is dropped instead (docs/recovery.md).
  * - EXECUTE/APPLY without TARGETED: ERROR CPAR_EINVAL; a malformed target list: CPAR_EPROTO;
  *   the same msg_id outstanding twice on one engine (or listed twice): CPAR_EINVAL.
  * - SHUTDOWN with HUB stops every engine whatever its target list; the loop ends when no

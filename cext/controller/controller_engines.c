@@ -1,9 +1,11 @@
 /* The controller's engine handler (cpar__ctleng_*): every checked engine message the loop
  * hands down (REGISTER, HEARTBEAT, REPLY and STREAM routing), the engine socket's monitor,
  * heartbeat checks, and engine death: cpar__ctleng_gone, the one place an engine is
- * declared gone, and cpar__ctleng_reap_unreachable for engines a lower layer's send found
- * unreachable. Below it: the task and coalesce layers and outbound.c (controller_int.h
- * has the order); above it the loop and controller_clients.c.
+ * declared gone, cpar__ctleng_reap_unreachable for engines a lower layer's send found
+ * unreachable, and cpar__ctleng_not_back for engines a recovery expected that did not come
+ * back. A REGISTER with recover=1 (docs/recovery.md) brings an engine back: what it holds
+ * stays on it, the rest is re-queued or ended. Below it: the task and coalesce layers and
+ * outbound.c (controller_int.h has the order); above it the loop and controller_clients.c.
  *
  * Ownership and threads: the controller's loop thread only; the cpar_controller is the
  * loop's. No Python, no GIL. */

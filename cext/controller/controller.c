@@ -11,7 +11,8 @@
  *   hub shutdown runs: CPAR_ESHUTDOWN. A repeated REGISTER from a registered identity gets
  *   its id again. Automatic ids never reuse an id that was ever held.
  * - A HEARTBEAT from an unknown or dead engine identity is answered with SHUTDOWN (status
- *   CPAR_EENGINEDEAD), so a zombie engine exits; its other messages are dropped.
+ *   CPAR_EENGINEDEAD), so a zombie engine exits; its other messages are dropped. During a
+ *   recovered controller's grace period it is dropped instead (docs/recovery.md).
  * - EXECUTE/APPLY without TARGETED: ERROR CPAR_EINVAL; a malformed target list: CPAR_EPROTO;
  *   the same msg_id outstanding twice on one engine (or listed twice): CPAR_EINVAL.
  * - SHUTDOWN with HUB stops every engine whatever its target list; the loop ends when no
@@ -229,6 +230,7 @@ cpar_controller_run(cpar_controller *c)
     next_hb_check = cpar__ctlout_mono_ms() + (uint64_t)check_every;
     next_stats = cpar__ctlout_mono_ms() + CPAR__STATS_PERIOD_MS;
     cpar_log_write(&c->log, "running");
+    cpar__ctlrec_start(c); /* a recovery: what the database held, before serving */
     while (!atomic_load(&c->stop)) {
         zmq_pollitem_t items[5] = {
             {.socket = c->mon, .events = ZMQ_POLLIN},
@@ -299,6 +301,7 @@ cpar_controller_run(cpar_controller *c)
         }
         if (now >= next_tick)
             next_tick = now + CPAR__TASK_TICK_MS;
+        cpar__ctlrec_tick(c, now); /* a recovery's grace period ends */
         /* After a burst of queued tasks (a map of 100,000 items) the allocator keeps the
          * freed pages: return them, so the controller's RSS follows what it holds. */
         if (!busy && cpar__ctltask_drained(c, CPAR__TRIM_AFTER_TASKS))
@@ -360,8 +363,15 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         err[0] = '\0';
     if (cfg == NULL || cfg->client_url == NULL || cfg->engine_url == NULL || cfg->key == NULL ||
         cfg->keylen == 0 || cfg->keylen > CPAR_SIGN_MAX_KEY || cfg->hb_period_ms < 0 ||
-        cfg->hb_timeout_ms < 0) {
+        cfg->hb_timeout_ms < 0 || cfg->recover_grace_ms < 0) {
         snprintf(err, errlen, "invalid controller configuration");
+        return CPAR_EINVAL;
+    }
+    if (cfg->recover && (cfg->db == NULL || strcmp(cfg->db, "sqlite") != 0)) {
+        snprintf(err, errlen,
+                 "recovery needs the task database in a file (db 'sqlite'): with db '%s' there "
+                 "is nothing to recover from",
+                 cfg->db ? cfg->db : "none");
         return CPAR_EINVAL;
     }
     c = calloc(1, sizeof(*c));
@@ -373,6 +383,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     atomic_init(&c->stop, 0);
     c->hb_period_ms = cfg->hb_period_ms ? cfg->hb_period_ms : 500;
     c->hb_timeout_ms = cfg->hb_timeout_ms ? cfg->hb_timeout_ms : 3000;
+    c->recover_grace_ms = cfg->recover_grace_ms;
     cpar_registry_init(&c->reg);
     cpar_route_init(&c->route);
     rc = cpar__ctltask_new(c, cfg, err, errlen);
@@ -406,6 +417,32 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
         snprintf(err, errlen, "cannot make a ZMQ context: %s", zmq_strerror(zmq_errno()));
         goto error;
     }
+    /* The task database before anything is bound: a database refused (another cluster's,
+     * corrupt, or nothing to recover) leaves no socket behind. */
+    if (cfg->db != NULL && cfg->db[0] != '\0' && strcmp(cfg->db, "none") != 0) {
+        cpar_taskdb_config dc = {
+            .mode = cfg->db,
+            .path = cfg->db_file,
+            .max_records = cfg->db_max_records,
+            .max_bytes = cfg->db_max_bytes,
+            .keep_bytes = cfg->db_keep_bytes,
+            .log = &c->log,
+            .cluster_id = cfg->cluster_id,
+            .key = cfg->key,
+            .keylen = cfg->keylen,
+            .recover = cfg->recover,
+            .recover_ended = cfg->max_records > 0 ? cfg->max_records : 100000,
+        };
+        rc = cpar_taskdb_open(&dc, c->zctx, &c->db, err, errlen);
+        if (rc != 0)
+            goto error;
+        c->recovery = cpar_taskdb_take_recovery(c->db);
+        if (cfg->db_file != NULL && (c->db_path = strdup(cfg->db_file)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            rc = CPAR_ENOMEM;
+            goto error;
+        }
+    }
     /* The ZAP handler first: a CURVE socket bound without one accepts any client key. */
     if (cfg->curve_secret != NULL) {
         rc = cpar_zap_open(&c->zap, c->zctx, cfg->curve_allowed, err, errlen);
@@ -430,19 +467,6 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     rc = cpar__ctlcli_monitor_open(c, err, errlen); /* controller_clients.c */
     if (rc != 0)
         goto error;
-    if (cfg->db != NULL && cfg->db[0] != '\0' && strcmp(cfg->db, "none") != 0) {
-        cpar_taskdb_config dc = {
-            .mode = cfg->db,
-            .path = cfg->db_file,
-            .max_records = cfg->db_max_records,
-            .max_bytes = cfg->db_max_bytes,
-            .keep_bytes = cfg->db_keep_bytes,
-            .log = &c->log,
-        };
-        rc = cpar_taskdb_open(&dc, c->zctx, &c->db, err, errlen);
-        if (rc != 0)
-            goto error;
-    }
     cpar_log_write(&c->log,
                    "listening: clients %s, engines %s (heartbeat %d ms, timeout %d ms; replay "
                    "window %llu ms, %zu tags; largest frame %s%lld; %s)",
@@ -532,6 +556,9 @@ cpar_controller_free(cpar_controller *c)
         zmq_ctx_term(c->zctx);
     cpar__ctlcoal_free(c);
     cpar__ctltask_free(c);
+    cpar_taskdb_recovery_free(c->recovery);
+    free(c->expected);
+    free(c->db_path);
     cpar_signer_free(c->signer);
     cpar_replay_free(&c->replay);
     free(c->gone_fds);

@@ -40,6 +40,11 @@ typedef struct cpar_controller_config {
     int64_t db_max_records;    /* records kept; 0: the default (100000) */
     int64_t db_max_bytes;      /* payload bytes kept; 0: the default (1 GiB) */
     int64_t db_keep_bytes;     /* largest payload kept per record; 0: the default (1 MiB) */
+    const char *cluster_id;    /* the cluster's id, kept in the database (NULL: "") */
+    int recover;               /* recover from db_file (docs/recovery.md): needs db "sqlite"
+                                * and an existing file of this cluster and key */
+    int64_t recover_grace_ms;  /* the grace period (REGISTER_REPLY's recover_grace_ms, and
+                                * how long a recovery waits for engines); 0: none */
 } cpar_controller_config;
 
 /* Binds both sockets. Returns 0 and a new controller in *out (free with

@@ -462,6 +462,9 @@ cpar__ctlcli_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
     case CPAR_MSG_DB_REQUEST:
         cpar__on_db_request(c, slot, m);
         return;
+    case CPAR_MSG_RECLAIM:
+        cpar__ctlrec_on_reclaim(c, slot, m); /* controller_recover.c */
+        return;
     default:
         c->cnt.unexpected[CPAR__SIDE_CLIENT]++;
         cpar__ctlout_error(c, slot, m->h.msg_id, CPAR_ETYPE,

@@ -1,9 +1,11 @@
 /* The controller's engine handler (cpar__ctleng_*): every checked engine message the loop
  * hands down (REGISTER, HEARTBEAT, REPLY and STREAM routing), the engine socket's monitor,
  * heartbeat checks, and engine death: cpar__ctleng_gone, the one place an engine is
- * declared gone, and cpar__ctleng_reap_unreachable for engines a lower layer's send found
- * unreachable. Below it: the task and coalesce layers and outbound.c (controller_int.h
- * has the order); above it the loop and controller_clients.c.
+ * declared gone, cpar__ctleng_reap_unreachable for engines a lower layer's send found
+ * unreachable, and cpar__ctleng_not_back for engines a recovery expected that did not come
+ * back. A REGISTER with recover=1 (docs/recovery.md) brings an engine back: what it holds
+ * stays on it, the rest is re-queued or ended. Below it: the task and coalesce layers and
+ * outbound.c (controller_int.h has the order); above it the loop and controller_clients.c.
  *
  * Ownership and threads: the controller's loop thread only; the cpar_controller is the
  * loop's. No Python, no GIL. */
@@ -46,6 +48,30 @@ cpar__ctleng_gone(cpar_controller *c, int32_t id, const char *why)
     cpar_log_write(&c->log, "engine %d (pid %d, host %s) %s: %s; %llu request(s) failed", id,
                    (int)e->pid, e->host ? e->host : "?", stopping ? "stopped" : "died", why,
                    (unsigned long long)failed);
+    cpar_taskdb_engine(c->db, id, 0, 0, NULL);
+    cpar__ctlout_broadcast_event(c, id, 0);
+}
+
+void
+cpar__ctleng_not_back(cpar_controller *c, int32_t id)
+{
+    static const char why[] = "did not come back after the controller's recovery";
+    cpar_route_entry ent;
+    uint64_t failed = 0;
+    if (id >= 0 && (size_t)id < c->nexpected_slots && c->expected[id]) {
+        c->expected[id] = 0;
+        c->nexpected--;
+    }
+    while (cpar_route_pop_engine(&c->route, id, &ent)) {
+        failed++;
+        if (cpar__ctltask_engine_died(c, &ent, id, why))
+            continue;
+        cpar__ctlcoal_part_error(c, ent.client, ent.msg_id, id, CPAR_EENGINEDEAD, "engine %d %s",
+                                 (int)id, why);
+    }
+    cpar_log_write(&c->log, "engine %d %s: %llu request(s) on it retried or ended", (int)id, why,
+                   (unsigned long long)failed);
+    cpar_taskdb_engine(c->db, id, 0, 0, NULL);
     cpar__ctlout_broadcast_event(c, id, 0);
 }
 
@@ -124,9 +150,11 @@ cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, 
 {
     char text[256];
     cpar_msg m;
-    int n = status == 0 ? snprintf(text, sizeof(text), "hb_period_ms=%d\nhb_timeout_ms=%d\n",
-                                   c->hb_period_ms, c->hb_timeout_ms)
-                        : snprintf(text, sizeof(text), "error=%s\n", why ? why : "");
+    int n = status == 0
+                ? snprintf(text, sizeof(text),
+                           "hb_period_ms=%d\nhb_timeout_ms=%d\nrecover_grace_ms=%lld\n",
+                           c->hb_period_ms, c->hb_timeout_ms, (long long)c->recover_grace_ms)
+                : snprintf(text, sizeof(text), "error=%s\n", why ? why : "");
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof(text))
@@ -140,12 +168,81 @@ cpar__register_reply(cpar_controller *c, const uint8_t *ident, size_t identlen, 
     cpar_msg_close(&m);
 }
 
+static int
+cpar__cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, CPAR_WIRE_ID_SIZE);
+}
+
+/* An engine back on id after its controller died (or its link dropped and came back): each
+ * request the route has on id stays when the engine holds it (REGISTER frame 1), else a
+ * task is queued again and a direct part ends with CPAR_EENGINEDEAD (docs/recovery.md).
+ * `counted`: the scheduler counts id's tasks already (a replaced connection). */
+static void
+cpar__engine_back(cpar_controller *c, int32_t id, const cpar_msg *m, int counted)
+{
+    uint32_t n = cpar_route_engine_count(&c->route, id);
+    size_t nheld = m->nframes >= 2 ? zmq_msg_size((zmq_msg_t *)&m->frames[1]) / 16 : 0;
+    size_t got = 0, kept = 0, requeued = 0, lost = 0;
+    cpar_route_entry *ents;
+    uint8_t *held = NULL;
+
+    if (n == 0)
+        return;
+    ents = malloc(n * sizeof(*ents));
+    if (nheld > 0 && (held = malloc(nheld * CPAR_WIRE_ID_SIZE)) != NULL) {
+        memcpy(held, zmq_msg_data((zmq_msg_t *)&m->frames[1]), nheld * CPAR_WIRE_ID_SIZE);
+        qsort(held, nheld, CPAR_WIRE_ID_SIZE, cpar__cmp_id);
+    }
+    if (ents == NULL || (nheld > 0 && held == NULL)) {
+        cpar_log_write(&c->log, "engine %d back: out of memory; its %u request(s) stay on it",
+                       (int)id, (unsigned)n);
+        goto error;
+    }
+    while (got < n && cpar_route_pop_engine(&c->route, id, &ents[got]))
+        got++;
+    for (size_t i = 0; i < got; i++) {
+        const cpar_route_entry *e = &ents[i];
+        int is_held =
+            held != NULL && bsearch(e->msg_id, held, nheld, CPAR_WIRE_ID_SIZE, cpar__cmp_id);
+        if (is_held && cpar_route_insert(&c->route, e->msg_id, id, e->client) == 0) {
+            cpar__ctltask_engine_back(c, e->msg_id, id, 1, counted);
+            kept++;
+        } else if (cpar__ctltask_engine_back(c, e->msg_id, id, 0, counted)) {
+            requeued++;
+        } else {
+            cpar__ctlcoal_part_error(c, e->client, e->msg_id, id, CPAR_EENGINEDEAD,
+                                     "engine %d lost this request when the controller died",
+                                     (int)id);
+            lost++;
+        }
+    }
+    cpar_log_write(&c->log,
+                   "engine %d back: %zu request(s) it holds stay on it, %zu task(s) it did not "
+                   "hold queued again, %zu direct part(s) it did not hold ended",
+                   (int)id, kept, requeued, lost);
+error:
+    free(ents);
+    free(held);
+}
+
+/* Refuses a registration: logged, and REGISTER_REPLY with the reason. */
+static void
+cpar__refuse_register(cpar_controller *c, const uint8_t *ident, size_t identlen, const cpar_msg *m,
+                      int code, const char *why)
+{
+    cpar_log_write(&c->log, "registration refused: %s", why);
+    cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, code, why);
+}
+
 static void
 cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int fd, cpar_msg *m)
 {
-    char text[1024] = "", pidbuf[24] = "", host[256] = "?", shm[256] = "";
-    int32_t id, other;
+    char text[1024] = "", pidbuf[24] = "", host[256] = "?", shm[256] = "", rec[8] = "";
+    char why[200];
+    int32_t id, other, target = m->h.target;
     long pid = -1;
+    int recover, replaced = 0, expected;
 
     /* A closed connection whose fd this one reuses must be applied before fd is mapped
      * again. Its messages all came before this REGISTER, so it is safe to do now. */
@@ -166,31 +263,57 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
                              "the controller is shutting down");
         return;
     }
-    id = cpar_registry_pick_id(&c->reg, m->h.target);
-    if (id < 0) {
-        char why[160];
-        if (m->h.target > CPAR_REGISTRY_MAX_REQUESTED_ID)
-            snprintf(why, sizeof(why),
-                     "requested engine id %d is above the limit: ids are below %d",
-                     (int)m->h.target, CPAR_ENGINE_ID_LIMIT);
-        else if (m->h.target >= 0)
-            snprintf(why, sizeof(why), "requested engine id %d is taken by a live engine",
-                     (int)m->h.target);
-        else
-            snprintf(why, sizeof(why),
-                     "no engine id left: this controller has used all %d engine ids (the "
-                     "limit; ids are never reused automatically), restart it",
-                     CPAR_ENGINE_ID_LIMIT);
-        cpar_log_write(&c->log, "registration refused: %s", why);
-        cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_EINVAL, why);
-        return;
-    }
     if (m->nframes > 0) {
         size_t len = zmq_msg_size(&m->frames[0]);
         if (len >= sizeof(text))
             len = sizeof(text) - 1;
         memcpy(text, zmq_msg_data(&m->frames[0]), len);
         text[len] = '\0';
+    }
+    recover = cpar__kv(text, "recover", rec, sizeof(rec)) && strcmp(rec, "1") == 0;
+    if (recover && (m->nframes > 2 || (m->nframes == 2 && zmq_msg_size(&m->frames[1]) % 16))) {
+        snprintf(why, sizeof(why),
+                 "REGISTER with recover=1: frame 1 must hold 16-byte request ids (%zu bytes), "
+                 "and nothing may follow it",
+                 m->nframes >= 2 ? zmq_msg_size(&m->frames[1]) : (size_t)0);
+        cpar__refuse_register(c, ident, identlen, m, CPAR_EPROTO, why);
+        return;
+    }
+    expected = target >= 0 && (size_t)target < c->nexpected_slots && c->expected[target];
+    if (expected && !recover) {
+        snprintf(why, sizeof(why),
+                 "requested engine id %d is reserved for the engine expected back after the "
+                 "controller's recovery",
+                 (int)target);
+        cpar__refuse_register(c, ident, identlen, m, CPAR_EINVAL, why);
+        return;
+    }
+    if (recover && target >= 0 && cpar_registry_engine_live(&c->reg, target)) {
+        /* The engine's link dropped and came back: the new connection replaces the old
+         * one (nothing it still holds is failed). */
+        cpar_log_write(&c->log,
+                       "engine %d re-registered on a new connection: the old one is "
+                       "replaced",
+                       (int)target);
+        cpar_registry_engine_remove(&c->reg, target);
+        replaced = 1;
+    }
+    id = cpar_registry_pick_id(&c->reg, target);
+    if (id < 0) {
+        if (target > CPAR_REGISTRY_MAX_REQUESTED_ID)
+            snprintf(why, sizeof(why),
+                     "requested engine id %d is above the limit: ids are below %d", (int)target,
+                     CPAR_ENGINE_ID_LIMIT);
+        else if (target >= 0)
+            snprintf(why, sizeof(why), "requested engine id %d is taken by a live engine",
+                     (int)target);
+        else
+            snprintf(why, sizeof(why),
+                     "no engine id left: this controller has used all %d engine ids (the "
+                     "limit; ids are never reused automatically), restart it",
+                     CPAR_ENGINE_ID_LIMIT);
+        cpar__refuse_register(c, ident, identlen, m, CPAR_EINVAL, why);
+        return;
     }
     if (cpar__kv(text, "pid", pidbuf, sizeof(pidbuf)))
         pid = strtol(pidbuf, NULL, 10);
@@ -210,11 +333,14 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
         cpar_log_write(&c->log, "registration failed: out of memory");
         cpar__register_reply(c, ident, identlen, m, CPAR_NO_ENGINE, CPAR_ENOMEM,
                              "the controller is out of memory");
+        if (replaced) /* the old connection is gone, and so is the engine */
+            cpar__ctleng_not_back(c, id);
         return;
     }
     /* The scheduler takes every id the registry gives (one limit), so only memory can
-     * fail here; an engine the scheduler does not know would silently get no tasks. */
-    if (cpar__ctltask_engine_added(c, id) != 0) {
+     * fail here; an engine the scheduler does not know would silently get no tasks. A
+     * replaced connection's engine is in the scheduler already. */
+    if (!replaced && cpar__ctltask_engine_added(c, id) != 0) {
         cpar_registry_engine_remove(&c->reg, id);
         cpar_log_write(&c->log, "registration of engine %d failed: the scheduler refused it",
                        (int)id);
@@ -229,9 +355,21 @@ cpar__on_register(cpar_controller *c, const uint8_t *ident, size_t identlen, int
                 *p = '?';
         c->reg.engines[id].shm = strdup(shm); /* NULL when out of memory: no shm path */
     }
+    if (expected) {
+        c->expected[id] = 0;
+        c->nexpected--;
+        c->engines_back++;
+    }
     cpar__register_reply(c, ident, identlen, m, id, 0, NULL);
-    cpar_log_write(&c->log, "engine %d registered: pid %ld host %s", id, pid, host);
-    cpar__ctlout_broadcast_event(c, id, 1);
+    cpar_taskdb_engine(c->db, id, 1, (int32_t)pid, host);
+    cpar_log_write(&c->log, "engine %d registered: pid %ld host %s%s", id, pid, host,
+                   expected   ? " (back after the recovery)"
+                   : replaced ? " (reconnected)"
+                              : "");
+    if (expected || replaced)
+        cpar__engine_back(c, id, m, replaced);
+    if (!replaced)
+        cpar__ctlout_broadcast_event(c, id, 1);
 }
 
 void
@@ -250,7 +388,7 @@ cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t identle
     id = cpar_registry_engine_by_ident(&c->reg, ident, identlen);
     if (id < 0) {
         c->cnt.unknown_engine++;
-        if (m->h.type == CPAR_MSG_HEARTBEAT) {
+        if (m->h.type == CPAR_MSG_HEARTBEAT && !c->grace_active) {
             /* An engine we declared dead (or never knew) still beats: tell it to go, so
              * it cannot linger as a zombie whose work nobody awaits. */
             cpar_msg s;

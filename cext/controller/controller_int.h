@@ -3,6 +3,7 @@
  *
  *   controller.c            the loop: set-up, receiving, dispatch; owns cpar_controller
  *   controller_clients.c    client messages (cpar__ctlcli_*)
+ *   controller_recover.c    recovery: loading, the grace period, RECLAIM (cpar__ctlrec_*)
  *   controller_engines.c    engine messages and engine death (cpar__ctleng_*)
  *   controller_taskmsg.c    TASK, ABORT, QUERY from clients (cpar__ctltask_on_*)
  *   controller_taskloop.c   tasks each loop turn (cpar__ctltask_run, ...)
@@ -114,6 +115,16 @@ struct cpar_controller {
     /* The task database (taskdb.h), owned; NULL with --db none. The handlers queue their
      * events into it; its answers come back on cpar_taskdb_pair, which the loop polls. */
     cpar_taskdb *db;
+    /* Recovery (docs/recovery.md; controller_recover.c). */
+    int64_t recover_grace_ms;       /* the grace period; 0: none */
+    char *db_path;                  /* the database file (for the log), owned */
+    cpar_taskdb_recovery *recovery; /* loaded, applied when run() starts; owned */
+    uint8_t *expected;              /* per engine id: 1 when expected back */
+    size_t nexpected_slots;         /* length of expected */
+    size_t nexpected;               /* ids still expected back */
+    int grace_active;               /* a recovery's grace period runs */
+    uint64_t grace_deadline_ms;     /* ... until then (monotonic) */
+    uint64_t engines_back;          /* engines that re-registered during it */
 };
 
 typedef struct cpar__tasks cpar__tasks;
@@ -136,6 +147,15 @@ void cpar__ctlcli_check(cpar_controller *c, int drained);
  * enters the TASKs a resubmit made (after their DB_REPLY). */
 void cpar__ctlcli_db_answers(cpar_controller *c);
 
+/* controller_recover.c (docs/recovery.md) */
+/* At the start of run(): enters what the database held (tasks, parts, dependency
+ * statuses, expected engines) and starts the grace period. Nothing without a recovery. */
+void cpar__ctlrec_start(cpar_controller *c);
+/* Each loop turn: ends the grace period when it is over (engines not back are gone). */
+void cpar__ctlrec_tick(cpar_controller *c, uint64_t now);
+/* RECLAIM from client slot (m stays the caller's). */
+void cpar__ctlrec_on_reclaim(cpar_controller *c, int32_t slot, cpar_msg *m);
+
 /* controller_engines.c */
 /* Declares engine id gone: each request it owed ends with ERROR CPAR_EENGINEDEAD to its
  * client, then every client gets ENGINE_EVENT 0. `why` is logged and sent. */
@@ -153,6 +173,9 @@ void cpar__ctleng_on_message(cpar_controller *c, const uint8_t *ident, size_t id
                              cpar_msg *m);
 /* Sends SHUTDOWN to a LIVE engine and marks it STOPPING. */
 void cpar__ctleng_stop(cpar_controller *c, int32_t id);
+/* Declares gone an engine expected back after a recovery that did not come back (it is
+ * not registered): its tasks are retried or end, its direct parts end (-11). */
+void cpar__ctleng_not_back(cpar_controller *c, int32_t id);
 /* Declares engines silent for more than hb_timeout_ms gone. */
 void cpar__ctleng_check_heartbeats(cpar_controller *c, uint64_t now);
 /* 1 when a hub shutdown is complete (no engines left, or the grace period is over). */
@@ -189,6 +212,24 @@ int cpar__ctltask_engine_died(cpar_controller *c, const cpar_route_entry *ent, i
  * (With a task database the caller does not call it: they all run and are recorded.)
  * Returns the number cancelled; *running gets the number still on engines. */
 size_t cpar__ctltask_client_lost(cpar_controller *c, uint32_t slot, size_t *running);
+/* Recovery (controller_recover.c uses these; docs/recovery.md). */
+/* A task the database held pending (signed by the controller, recorded already): entered
+ * for client slot (a dead slot: no client), sent to `engine` (it waits there for that
+ * engine, with a route entry) or, with CPAR_NO_ENGINE, queued as on arrival. */
+void cpar__ctltask_recovered(cpar_controller *c, int32_t slot, cpar_msg *m, int32_t engine);
+/* A task that ended before the controller died, for the dependency table. */
+void cpar__ctltask_recovered_ended(cpar_controller *c, const uint8_t *id, int32_t engine,
+                                   int succeeded);
+/* An engine came back (re-registered) and held (`held`) or not this route entry's request:
+ * returns 1 when it is a task (held: stays, counted on the engine unless `counted`
+ * already; not held: queued again, no retry used), 0 for a direct part. */
+int cpar__ctltask_engine_back(cpar_controller *c, const uint8_t *id, int32_t engine, int held,
+                              int counted);
+/* Tasks whose client is gone and whose id starts with one of the n 8-byte prefixes move to
+ * client slot (RECLAIM); returns how many. */
+size_t cpar__ctltask_reclaim(cpar_controller *c, const uint8_t *prefixes, size_t n, uint32_t slot);
+/* 1 when task id is pending here for client slot. */
+int cpar__ctltask_pending_for(cpar_controller *c, const uint8_t *id, uint32_t slot);
 /* A hub shutdown began: tasks not sent to an engine end with ERROR CPAR_ESHUTDOWN (sent
  * ones end with their engines). */
 void cpar__ctltask_shutdown(cpar_controller *c);

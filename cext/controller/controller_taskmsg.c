@@ -106,9 +106,10 @@ cpar__refuse(cpar_controller *c, int32_t slot, const cpar_msg *m, int recorded, 
     cpar__ctlout_error(c, slot, m->h.msg_id, code, "%s", text);
 }
 
-/* A TASK arrives (from client slot, or made by a resubmit when `recorded`). */
+/* A TASK arrives (from client slot, or made by a resubmit or a recovery when `recorded`);
+ * a recovered one that was sent waits on engine `sent` (else CPAR_NO_ENGINE). */
 static void
-cpar__task_arrive(cpar_controller *c, int32_t slot, cpar_msg *m, int recorded)
+cpar__task_arrive(cpar_controller *c, int32_t slot, cpar_msg *m, int recorded, int32_t sent)
 {
     cpar__tasks *t = c->tasks;
     cpar__task *task;
@@ -161,6 +162,19 @@ cpar__task_arrive(cpar_controller *c, int32_t slot, cpar_msg *m, int recorded)
     task->msg = *m;
     m->frames = NULL;
     m->nframes = m->cap = 0;
+    if (sent >= 0) {
+        /* Recovered, and sent before the controller died: it waits for that engine. */
+        task->deadline_ms = 0;
+        task->state = CPAR__T_SENT;
+        task->engine = sent;
+        rc = cpar_route_insert(&c->route, task->id, sent, (uint32_t)slot);
+        if (rc != 0)
+            cpar__ctltask_fail(c, task, CPAR_NO_ENGINE, rc, "not recovered: %s",
+                               rc == CPAR_EINVAL ? "already outstanding on its engine"
+                                                 : "controller out of memory");
+        cpar__ctltask_settle(c);
+        return;
+    }
     if (task->deadline_ms)
         t->ntimeouts++;
     cpar__ctltask_advance(c, task);
@@ -175,13 +189,19 @@ nomem:
 void
 cpar__ctltask_on_task(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
-    cpar__task_arrive(c, slot, m, 0);
+    cpar__task_arrive(c, slot, m, 0, CPAR_NO_ENGINE);
 }
 
 void
 cpar__ctltask_resubmitted(cpar_controller *c, int32_t slot, cpar_msg *m)
 {
-    cpar__task_arrive(c, slot, m, 1);
+    cpar__task_arrive(c, slot, m, 1, CPAR_NO_ENGINE);
+}
+
+void
+cpar__ctltask_recovered(cpar_controller *c, int32_t slot, cpar_msg *m, int32_t engine)
+{
+    cpar__task_arrive(c, slot, m, 1, engine);
 }
 
 /* Sends ABORT (frame 0: one id) to engine. */

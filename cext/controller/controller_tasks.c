@@ -298,6 +298,7 @@ cpar__task_send(cpar_controller *c, cpar__task *task, int32_t engine)
     task->state = CPAR__T_SENT;
     task->engine = engine;
     cpar_sched_assigned(t->sched, engine);
+    cpar_taskdb_dispatch(c->db, task->id, engine); /* where it runs, for a recovery */
     cpar__ctlout_forward_engine(c, engine, &task->msg, 1);
 }
 
@@ -597,6 +598,63 @@ cpar__ctltask_reply(cpar_controller *c, int32_t engine, cpar_msg *m)
     cpar__task_ended(c, task, engine, status == CPAR_STATUS_OK);
     cpar__ctltask_settle(c);
     return 1;
+}
+
+/* ---- recovery (docs/recovery.md) ---------------------------------------------------- */
+
+void
+cpar__ctltask_recovered_ended(cpar_controller *c, const uint8_t *id, int32_t engine, int succeeded)
+{
+    cpar__tasks *t = c->tasks;
+    if (cpar_deps_submitted(t->deps, id) == 0)
+        cpar_deps_ended(t->deps, id, engine, succeeded, cpar__ctltask_release, t);
+    cpar__ctltask_settle(c);
+}
+
+int
+cpar__ctltask_engine_back(cpar_controller *c, const uint8_t *id, int32_t engine, int held,
+                          int counted)
+{
+    cpar__tasks *t = c->tasks;
+    cpar__task *task = t->count ? cpar__task_find(t, id) : NULL;
+    if (task == NULL || task->state != CPAR__T_SENT || task->engine != engine)
+        return 0;
+    if (held) {
+        if (!counted)
+            cpar_sched_assigned(t->sched, engine);
+        return 1;
+    }
+    if (counted)
+        cpar_sched_finished(t->sched, engine);
+    cpar__task_ready(c, task); /* it never failed: no retry used, the engine not excluded */
+    return 1;
+}
+
+size_t
+cpar__ctltask_reclaim(cpar_controller *c, const uint8_t *prefixes, size_t n, uint32_t slot)
+{
+    cpar__tasks *t = c->tasks;
+    size_t moved = 0;
+    for (size_t i = 0; t->count > 0 && i < t->ids.nslots; i++) {
+        cpar__task *task = cpar__task_at(t, i);
+        if (task == NULL || task->client == slot ||
+            cpar_registry_client_at(&c->reg, task->client) != NULL)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            if (memcmp(task->id, prefixes + 8 * k, 8) == 0) {
+                task->client = slot;
+                moved++;
+                break;
+            }
+    }
+    return moved;
+}
+
+int
+cpar__ctltask_pending_for(cpar_controller *c, const uint8_t *id, uint32_t slot)
+{
+    cpar__task *task = c->tasks->count ? cpar__task_find(c->tasks, id) : NULL;
+    return task != NULL && task->client == slot;
 }
 
 int

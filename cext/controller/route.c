@@ -188,6 +188,14 @@ cpar_route_pop_engine(cpar_route *r, int32_t engine, cpar_route_entry *out)
     return 1;
 }
 
+void
+cpar_route_visit(cpar_route *r, void (*fn)(void *arg, cpar_route_entry *ent), void *arg)
+{
+    for (size_t engine = 0; engine < r->nengines; engine++)
+        for (uint32_t e = r->heads[engine]; e != CPAR_ROUTE_NIL; e = r->pool[e].next)
+            fn(arg, &r->pool[e]);
+}
+
 uint32_t
 cpar_route_engine_count(const cpar_route *r, int32_t engine)
 {

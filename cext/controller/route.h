@@ -55,6 +55,9 @@ int cpar_route_remove(cpar_route *r, const uint8_t msg_id[16], int32_t engine, u
 /* Removes one entry of engine's list and copies it to *out: returns 1, or 0 when the
  * engine has none left. Used to fail everything an engine owed when it dies. */
 int cpar_route_pop_engine(cpar_route *r, int32_t engine, cpar_route_entry *out);
+/* Calls fn(arg, entry) for every outstanding entry, engine by engine; fn may change the
+ * entry's client and nothing else (RECLAIM moves requests to another client). */
+void cpar_route_visit(cpar_route *r, void (*fn)(void *arg, cpar_route_entry *ent), void *arg);
 /* Requests outstanding on engine (0 for unknown ids). */
 uint32_t cpar_route_engine_count(const cpar_route *r, int32_t engine);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -22,6 +23,12 @@
 /* Bytes of queued items freed since the last trim past which the database thread, once
  * its queue is empty, returns freed memory to the system (malloc_trim). */
 #define CPAR__DB_TRIM_BYTES (8 << 20)
+
+/* Version 2 added the engines table (and the identity rows of cpar_meta). */
+#define CPAR__DB_ENGINES_SCHEMA                                                                    \
+    "CREATE TABLE engines(id INTEGER NOT NULL, pid INTEGER, host TEXT,"                            \
+    " registered INTEGER NOT NULL, gone INTEGER);"                                                 \
+    "CREATE INDEX engines_id ON engines(id);"
 
 static const char *const cpar__db_schema =
     "CREATE TABLE cpar_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -42,7 +49,7 @@ static const char *const cpar__db_schema =
     "CREATE TABLE outputs(rec INTEGER NOT NULL, idx INTEGER NOT NULL, flags INTEGER NOT NULL,"
     " data BLOB NOT NULL, PRIMARY KEY (rec, idx)) WITHOUT ROWID;"
     "CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN"
-    " DELETE FROM outputs WHERE rec = old.seq; END;";
+    " DELETE FROM outputs WHERE rec = old.seq; END;" CPAR__DB_ENGINES_SCHEMA;
 
 static void
 cpar__item_free(cpar__dbitem *it)
@@ -201,6 +208,21 @@ cpar__db_check(cpar_taskdb *db, const char *name, char *err, size_t errlen)
                  name);
         return CPAR_EINVAL;
     }
+    if (strcmp(version, "1") == 0) {
+        /* Made before recovery existed: upgraded in place (its records stay as they are). */
+        if (sqlite3_exec(db->sql,
+                         "BEGIN;" CPAR__DB_ENGINES_SCHEMA
+                         "UPDATE cpar_meta SET value = '" CPAR__DB_VERSION
+                         "' WHERE key = 'version'; COMMIT;",
+                         NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(err, errlen,
+                     "cannot upgrade the task database %s to version " CPAR__DB_VERSION ": %s",
+                     name, sqlite3_errmsg(db->sql));
+            sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+            return CPAR_EIO;
+        }
+        return CPAR_OK;
+    }
     if (strcmp(version, CPAR__DB_VERSION) != 0) {
         snprintf(err, errlen,
                  "the task database %s has version '%s', this controller reads version "
@@ -274,6 +296,17 @@ cpar__db_statements(cpar_taskdb *db)
                               "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
                               " stored = stored + ?2 WHERE seq = ?1");
     if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_dispatch,
+                              "UPDATE records SET engine_id = ?2 WHERE msg_id = ?1 AND"
+                              " status = 'pending'");
+    if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_eng_end,
+                              "UPDATE engines SET gone = ?2 WHERE id = ?1 AND gone IS NULL");
+    if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_eng_add,
+                              "INSERT INTO engines(id, pid, host, registered) VALUES (?1, ?2, ?3,"
+                              " ?4)");
+    if (rc == 0)
         rc = cpar__db_exec(db, "CREATE TEMP TABLE sel(seq INTEGER PRIMARY KEY)");
     return rc;
 }
@@ -304,6 +337,16 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
         return CPAR_EINVAL;
     }
     name = memory ? "in memory" : cfg->path;
+    if (cfg->recover && (memory || access(cfg->path, F_OK) != 0)) {
+        if (memory)
+            snprintf(err, errlen,
+                     "recovery needs the task database in a file (--db sqlite): an "
+                     "in-memory database died with its controller");
+        else
+            snprintf(err, errlen, "cannot recover: the task database %s does not exist (%s)", name,
+                     strerror(errno));
+        return CPAR_EINVAL;
+    }
     db = calloc(1, sizeof(*db));
     if (db == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -316,7 +359,8 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
     db->max_bytes = cfg->max_bytes ? cfg->max_bytes : CPAR_TASKDB_DEFAULT_BYTES;
     db->keep_bytes = cfg->keep_bytes ? cfg->keep_bytes : CPAR_TASKDB_DEFAULT_KEEP;
     if (sqlite3_open_v2(memory ? ":memory:" : cfg->path, &db->sql,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        SQLITE_OPEN_READWRITE | (cfg->recover ? 0 : SQLITE_OPEN_CREATE) |
+                            SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open the task database %s: %s", name,
                  db->sql ? sqlite3_errmsg(db->sql) : "out of memory");
@@ -331,8 +375,16 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
         goto error;
     if ((!memory &&
          sqlite3_exec(db->sql, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) ||
-        sqlite3_exec(db->sql, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK ||
         cpar__db_statements(db) != 0) {
+        snprintf(err, errlen, "cannot set up the task database %s: %s", name,
+                 sqlite3_errmsg(db->sql));
+        rc = CPAR_EIO;
+        goto error;
+    }
+    rc = cpar__db_identity(db, cfg, name, err, errlen); /* taskdb_recover.c */
+    if (rc != 0)
+        goto error;
+    if (sqlite3_exec(db->sql, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot set up the task database %s: %s", name,
                  sqlite3_errmsg(db->sql));
         rc = CPAR_EIO;
@@ -406,6 +458,10 @@ cpar_taskdb_close(cpar_taskdb *db)
     sqlite3_finalize(db->st_reply);
     sqlite3_finalize(db->st_error);
     sqlite3_finalize(db->st_outcount);
+    sqlite3_finalize(db->st_dispatch);
+    sqlite3_finalize(db->st_eng_end);
+    sqlite3_finalize(db->st_eng_add);
+    cpar_taskdb_recovery_free(db->recovery);
     if (db->sql)
         sqlite3_close_v2(db->sql);
     pthread_cond_destroy(&db->wake);
@@ -655,6 +711,41 @@ cpar_taskdb_error(cpar_taskdb *db, const uint8_t *parent, int32_t engine, int co
     it->textlen = len;
     it->engine = engine;
     it->status = code;
+    cpar__push(db, it);
+}
+
+void
+cpar_taskdb_dispatch(cpar_taskdb *db, const uint8_t *id, int32_t engine)
+{
+    cpar__dbitem *it;
+    if (db == NULL)
+        return;
+    it = cpar__item_new(CPAR__DBI_DISPATCH, id);
+    if (it == NULL) {
+        db->stats.failed++;
+        return;
+    }
+    it->engine = engine;
+    cpar__push(db, it);
+}
+
+void
+cpar_taskdb_engine(cpar_taskdb *db, int32_t id, int registered, int32_t pid, const char *host)
+{
+    static const uint8_t none[CPAR_WIRE_ID_SIZE];
+    cpar__dbitem *it;
+    if (db == NULL)
+        return;
+    it = cpar__item_new(CPAR__DBI_ENGINE, none);
+    if (it == NULL || (registered && host != NULL && (it->text = strdup(host)) == NULL)) {
+        db->stats.failed++;
+        free(it);
+        return;
+    }
+    it->textlen = it->text ? strlen(it->text) : 0;
+    it->engine = id;
+    it->status = registered;
+    it->pid = pid;
     cpar__push(db, it);
 }
 

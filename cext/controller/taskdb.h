@@ -34,7 +34,48 @@ typedef struct cpar_taskdb_config {
     int64_t max_bytes;   /* payload bytes kept; 0: the default */
     int64_t keep_bytes;  /* largest request or reply payload kept per record; 0: default */
     cpar_log *log;       /* borrowed (any thread may write it); NULL: no log */
+    /* Identity (docs/recovery.md, "Database identity"): the cluster id and the connection
+     * key, whose SHA-256 (hex) the meta table keeps. cluster_id NULL: "". */
+    const char *cluster_id;
+    const uint8_t *key;
+    size_t keylen;
+    /* Recover from the file (it must exist, pass PRAGMA quick_check and match the identity):
+     * what was pending is loaded for the controller (cpar_taskdb_take_recovery). Else a
+     * normal start ends what a dead controller left pending. */
+    int recover;
+    int64_t recover_ended; /* with recover: most recent ended task records loaded (> 0) */
 } cpar_taskdb_config;
+
+/* What a recovered controller takes over (docs/recovery.md, "The controller"), loaded by
+ * cpar_taskdb_open before its thread starts; owned by whoever took it. */
+typedef struct cpar_taskdb_rtask {
+    cpar_msg msg;   /* TASK with its original id, spec frame and frames (not signed) */
+    int32_t engine; /* where it was sent (the dispatch event), or CPAR_NO_ENGINE */
+} cpar_taskdb_rtask;
+
+typedef struct cpar_taskdb_rpart {
+    uint8_t id[CPAR_WIRE_ID_SIZE]; /* the request's id (its client's prefix first) */
+    int32_t engine;                /* the engine it went to */
+} cpar_taskdb_rpart;
+
+typedef struct cpar_taskdb_rended {
+    uint8_t id[CPAR_WIRE_ID_SIZE];
+    int32_t engine; /* where it ran, or CPAR_NO_ENGINE */
+    int ok;         /* it succeeded */
+} cpar_taskdb_rended;
+
+typedef struct cpar_taskdb_recovery {
+    cpar_taskdb_rtask *tasks; /* pending tasks, in arrival order */
+    size_t ntasks;
+    cpar_taskdb_rpart *parts; /* pending direct parts, in arrival order */
+    size_t nparts;
+    cpar_taskdb_rended *ended; /* recent ended tasks, oldest first */
+    size_t nended;
+    int32_t *engines; /* ids registered and not gone: expected back */
+    size_t nengines;
+    int32_t max_engine; /* highest engine id ever recorded, or -1 */
+    int64_t not_kept;   /* pending tasks ended now: their request was not kept */
+} cpar_taskdb_recovery;
 
 /* An answer to a DB_REQUEST, owned by the loop once taken. */
 typedef struct cpar_taskdb_answer {
@@ -51,6 +92,10 @@ typedef struct cpar_taskdb_answer {
  * failures: CPAR_EIO / CPAR_ENOMEM / CPAR_EZMQ. */
 int cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, char *err,
                      size_t errlen);
+/* With cfg->recover: what the database held pending (NULL otherwise, or once taken).
+ * The caller owns it: free with cpar_taskdb_recovery_free. */
+cpar_taskdb_recovery *cpar_taskdb_take_recovery(cpar_taskdb *db);
+void cpar_taskdb_recovery_free(cpar_taskdb_recovery *r);
 /* Stops the thread once it has applied everything queued, frees answers not taken, closes
  * the database. NULL is fine. */
 void cpar_taskdb_close(cpar_taskdb *db);
@@ -74,6 +119,11 @@ void cpar_taskdb_reply(cpar_taskdb *db, const cpar_msg *m);
  * CPAR_NO_ENGINE). */
 void cpar_taskdb_error(cpar_taskdb *db, const uint8_t *parent, int32_t engine, int code,
                        const char *text, size_t len);
+/* A TASK sent to engine (the dispatch event): the pending record's engine_id is where it
+ * runs. */
+void cpar_taskdb_dispatch(cpar_taskdb *db, const uint8_t *id, int32_t engine);
+/* Engine id registered (pid, host) or, with registered 0, gone (the engines table). */
+void cpar_taskdb_engine(cpar_taskdb *db, int32_t id, int registered, int32_t pid, const char *host);
 /* A DB_REQUEST from client `slot`: its frames move into the queue (m is left empty).
  * Returns 0, or CPAR_ENOMEM (nothing queued: the caller answers). */
 int cpar_taskdb_request(cpar_taskdb *db, uint32_t slot, cpar_msg *m);

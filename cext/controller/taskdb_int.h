@@ -11,7 +11,7 @@
 #include "taskdb.h"
 
 #define CPAR__DB_MAGIC "cpar-taskdb"
-#define CPAR__DB_VERSION "1"
+#define CPAR__DB_VERSION "2" /* 1: before recovery (no identity, no engines) */
 #define CPAR__DB_QUEUE_BYTES                                                                       \
     (64ll << 20)                /* memory queued (items and payloads) past which                   \
                                  * new payloads are not kept: a database that                      \
@@ -23,7 +23,9 @@ enum {
     CPAR__DBI_STREAM,
     CPAR__DBI_REPLY,
     CPAR__DBI_ERROR,
-    CPAR__DBI_REQUEST
+    CPAR__DBI_REQUEST,
+    CPAR__DBI_DISPATCH,
+    CPAR__DBI_ENGINE
 };
 
 /* One queued item: an event to write, or a request to answer. */
@@ -48,6 +50,7 @@ typedef struct cpar__dbitem {
     size_t textlen;
     uint32_t slot; /* request: the client */
     int64_t cost;  /* memory it holds, counted in queued_bytes */
+    int32_t pid;   /* engine: its pid (registered) */
 } cpar__dbitem;
 
 struct cpar_taskdb {
@@ -70,6 +73,8 @@ struct cpar_taskdb {
     int64_t nrecords;    /* records in the database */
     int64_t total_bytes; /* payload bytes stored (sum of records.stored) */
     sqlite3_stmt *st_insert, *st_find, *st_stream, *st_output, *st_reply, *st_error, *st_outcount;
+    sqlite3_stmt *st_dispatch, *st_eng_end, *st_eng_add;
+    cpar_taskdb_recovery *recovery; /* loaded by open (recover), until taken */
 };
 
 /* A growing string (SQL text or JSON the code composes from its own parts). */
@@ -150,6 +155,13 @@ int cpar__select(cpar__op *op, cpar__sb *sql, const char *keys);
 
 /* Counts and logs a failed write (what failed, and SQLite's message). */
 void cpar__db_fail(cpar_taskdb *db, const char *what);
+
+/* taskdb_recover.c (open time, before the thread starts) */
+/* The identity rules on an opened database (docs/recovery.md): a normal start checks the
+ * cluster id, writes the identity, ends stale pending records and engines; a recovery
+ * checks quick_check and the identity, then loads db->recovery. 0 or CPAR_E* with err. */
+int cpar__db_identity(cpar_taskdb *db, const cpar_taskdb_config *cfg, const char *name, char *err,
+                      size_t errlen);
 
 /* taskdb_write.c */
 /* Applies one queued event (not a request) to the database. */

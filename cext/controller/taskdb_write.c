@@ -141,6 +141,33 @@ cpar__db_on_error(cpar_taskdb *db, cpar__dbitem *it)
     cpar__db_step_done(db, st, "recording an error");
 }
 
+/* The dispatch event: a pending task's engine_id is where it runs. */
+static void
+cpar__db_on_dispatch(cpar_taskdb *db, cpar__dbitem *it)
+{
+    char hex[2 * CPAR_WIRE_ID_SIZE + 1];
+    cpar__db_hex(it->id, CPAR_WIRE_ID_SIZE, hex);
+    sqlite3_bind_text(db->st_dispatch, 1, hex, -1, SQLITE_STATIC);
+    sqlite3_bind_int(db->st_dispatch, 2, it->engine);
+    cpar__db_step_done(db, db->st_dispatch, "recording where a task was sent");
+}
+
+/* An engine registered (a new row; an earlier row of that id left open is ended) or gone. */
+static void
+cpar__db_on_engine(cpar_taskdb *db, cpar__dbitem *it)
+{
+    sqlite3_bind_int(db->st_eng_end, 1, it->engine);
+    sqlite3_bind_int64(db->st_eng_end, 2, (sqlite3_int64)it->at_us);
+    cpar__db_step_done(db, db->st_eng_end, "recording an engine");
+    if (!it->status)
+        return;
+    sqlite3_bind_int(db->st_eng_add, 1, it->engine);
+    sqlite3_bind_int(db->st_eng_add, 2, it->pid);
+    sqlite3_bind_text(db->st_eng_add, 3, it->text ? it->text : "?", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(db->st_eng_add, 4, (sqlite3_int64)it->at_us);
+    cpar__db_step_done(db, db->st_eng_add, "recording an engine");
+}
+
 /* Purges the oldest ended records while the bounds are passed. */
 void
 cpar__db_bounds(cpar_taskdb *db)
@@ -194,6 +221,12 @@ cpar__db_apply(cpar_taskdb *db, cpar__dbitem *it)
         break;
     case CPAR__DBI_ERROR:
         cpar__db_on_error(db, it);
+        break;
+    case CPAR__DBI_DISPATCH:
+        cpar__db_on_dispatch(db, it);
+        break;
+    case CPAR__DBI_ENGINE:
+        cpar__db_on_engine(db, it);
         break;
     default:
         break;

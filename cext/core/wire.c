@@ -89,6 +89,8 @@ cpar_wire_type_known(int type)
     case CPAR_MSG_DB_REQUEST:
     case CPAR_MSG_DB_REPLY:
     case CPAR_MSG_ENGINE_EVENT:
+    case CPAR_MSG_RECLAIM:
+    case CPAR_MSG_RECLAIM_REPLY:
         return 1;
     default:
         return 0;

@@ -51,6 +51,8 @@ enum cpar_msg_type {
     CPAR_MSG_DB_REQUEST = 38,     /* client -> controller: a task-database op (docs/taskdb.md) */
     CPAR_MSG_DB_REPLY = 39,       /* controller -> client: its answer */
     CPAR_MSG_ENGINE_EVENT = 40,   /* controller -> clients: an engine registered or died */
+    CPAR_MSG_RECLAIM = 41,        /* client -> controller: take over work (docs/recovery.md) */
+    CPAR_MSG_RECLAIM_REPLY = 42,  /* controller -> client: the ids pending there */
 };
 
 /* Header flags (header bytes 6-7). */

@@ -27,21 +27,61 @@ typedef struct {
 static int
 controller_parse(PyObject *args, PyObject *kwds, cpar_controller_config *cfg, PyObject **key)
 {
-    static char *kwlist[] = {
-        "client_url",    "engine_url",       "key",          "log_path",      "hb_period_ms",
-        "hb_timeout_ms", "scheme",           "hwm",          "max_records",   "curve_secret",
-        "curve_allowed", "replay_window_ms", "replay_ids",   "max_message",   "db",
-        "db_file",       "db_max_records",   "db_max_bytes", "db_keep_bytes", NULL};
+    static char *kwlist[] = {"client_url",
+                             "engine_url",
+                             "key",
+                             "log_path",
+                             "hb_period_ms",
+                             "hb_timeout_ms",
+                             "scheme",
+                             "hwm",
+                             "max_records",
+                             "curve_secret",
+                             "curve_allowed",
+                             "replay_window_ms",
+                             "replay_ids",
+                             "max_message",
+                             "db",
+                             "db_file",
+                             "db_max_records",
+                             "db_max_bytes",
+                             "db_keep_bytes",
+                             "cluster_id",
+                             "recover",
+                             "recover_grace_ms",
+                             NULL};
     long long window = 0, ids = 0, maxmsg = 0, dbrec = 0, dbbytes = 0, dbkeep = 0;
+    long long grace = 60000;
+    int recover = 0;
 
     cfg->hb_period_ms = 500;
     cfg->hb_timeout_ms = 3000;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "ssO|ziizii$zzLLLzzLLL:Controller", kwlist, &cfg->client_url,
+            args, kwds, "ssO|ziizii$zzLLLzzLLLzpL:Controller", kwlist, &cfg->client_url,
             &cfg->engine_url, key, &cfg->log_path, &cfg->hb_period_ms, &cfg->hb_timeout_ms,
             &cfg->scheme, &cfg->hwm, &cfg->max_records, &cfg->curve_secret, &cfg->curve_allowed,
-            &window, &ids, &maxmsg, &cfg->db, &cfg->db_file, &dbrec, &dbbytes, &dbkeep))
+            &window, &ids, &maxmsg, &cfg->db, &cfg->db_file, &dbrec, &dbbytes, &dbkeep,
+            &cfg->cluster_id, &recover, &grace))
         return -1;
+    if (grace < 0) {
+        PyErr_Format(PyExc_ValueError, "recover_grace_ms must be >= 0 (0: no grace period)");
+        return -1;
+    }
+    cfg->recover = recover;
+    cfg->recover_grace_ms = grace;
+    if (recover && (cfg->db == NULL || strcmp(cfg->db, "sqlite") != 0 || cfg->db_file == NULL)) {
+        PyErr_Format(PyExc_ValueError,
+                     "recover=True needs the task database in a file (db='sqlite' and its "
+                     "db_file): with db=%s there is nothing to recover from",
+                     cfg->db ? cfg->db : "None");
+        return -1;
+    }
+    if (recover && cfg->curve_secret != NULL) {
+        PyErr_Format(PyExc_ValueError,
+                     "a CURVE cluster cannot be recovered: its server secret key never left the "
+                     "controller that died");
+        return -1;
+    }
     if (dbrec < 0 || dbbytes < 0 || dbkeep < 0) {
         PyErr_Format(PyExc_ValueError, "db_max_records, db_max_bytes and db_keep_bytes must be "
                                        ">= 0 (0: the default)");
@@ -84,13 +124,16 @@ controller_parse(PyObject *args, PyObject *kwds, cpar_controller_config *cfg, Py
  *            hb_timeout_ms=3000, scheme="leastload", hwm=0, max_records=100000,
  *            curve_secret=None, curve_allowed=None, replay_window_ms=0, replay_ids=0,
  *            max_message=0, db=None, db_file=None, db_max_records=0, db_max_bytes=0,
- *            db_keep_bytes=0)
+ *            db_keep_bytes=0, cluster_id="", recover=False, recover_grace_ms=60000)
  * --
  * With curve_secret, curve_allowed lists the client and engine public keys allowed in
  * (Z85, comma-separated); replay_window_ms and replay_ids tune the replay check (0: the
  * defaults), max_message is the largest frame a peer may send (0: no limit). db is the
  * task database ("sqlite" in db_file, "memory", or None / "none": none) and its bounds
- * (0: the defaults; docs/taskdb.md).
+ * (0: the defaults; docs/taskdb.md). cluster_id is kept in the database with a hash of
+ * the key; recover=True starts from an existing db_file of this cluster and key
+ * (docs/recovery.md), whose engines are awaited for recover_grace_ms (also told to
+ * engines in REGISTER_REPLY; 0: no grace period).
  * Binds the controller's two ROUTER sockets ("tcp://127.0.0.1:*" picks a port). The
  * endpoints actually bound are the attributes client_url and engine_url. */
 static PyObject *

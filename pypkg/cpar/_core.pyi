@@ -242,6 +242,9 @@ class Controller:
         db_max_records: int = 0,
         db_max_bytes: int = 0,
         db_keep_bytes: int = 0,
+        cluster_id: str = "",
+        recover: bool = False,
+        recover_grace_ms: int = 60000,
     ) -> Self: ...
     @property
     def client_url(self) -> str: ...

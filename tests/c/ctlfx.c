@@ -25,6 +25,9 @@ fx_start(fx *f, int hb_timeout_ms)
 
 const char *fx_db_mode;
 int64_t fx_db_max_records;
+const char *fx_db_file;
+int fx_recover;
+int64_t fx_recover_grace_ms;
 
 void
 fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_records)
@@ -43,6 +46,10 @@ fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max_reco
         .max_records = max_records,
         .db = fx_db_mode,
         .db_max_records = fx_db_max_records,
+        .db_file = fx_db_file,
+        .cluster_id = "fx",
+        .recover = fx_recover,
+        .recover_grace_ms = fx_recover_grace_ms,
     };
     memset(f, 0, sizeof(*f));
     snprintf(f->logpath, sizeof(f->logpath), "/tmp/cpar-ctest-XXXXXX");

@@ -35,6 +35,11 @@ void fx_start_cfg(fx *f, int hb_timeout_ms, const char *scheme, int hwm, int max
  * and its record bound (0: the default). */
 extern const char *fx_db_mode;
 extern int64_t fx_db_max_records;
+/* The same for recovery (docs/recovery.md): the database file (with fx_db_mode "sqlite"),
+ * recover from it, and the grace period (0: none). The cluster id is "fx". */
+extern const char *fx_db_file;
+extern int fx_recover;
+extern int64_t fx_recover_grace_ms;
 /* Waits for run() to return by itself (hub shutdown); returns its status. */
 int fx_join(fx *f);
 /* Closes one of the fixture's sockets now. */

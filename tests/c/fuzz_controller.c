@@ -416,9 +416,14 @@ fz_client_control(fz *z, void *sock)
     cpar_msg m;
     for (size_t i = 0; i < k; i++)
         fz_pick_id(z, ids + i * CPAR_WIRE_ID_SIZE, 5);
-    switch (fk_below(&z->rng, 6)) {
+    switch (fk_below(&z->rng, 7)) {
     case 4:
         fz_db_request(z, &m);
+        break;
+    case 5: /* RECLAIM: prefixes (the ids' first bytes), ids; now and then a bad size */
+        th_msg(&m, CPAR_MSG_RECLAIM);
+        ASSERT_OK(cpar_msg_add_copy(&m, ids, 8 * fk_below(&z->rng, 3) + fk_chance(&z->rng, 5)));
+        ASSERT_OK(cpar_msg_add_copy(&m, ids, k * CPAR_WIRE_ID_SIZE - (k && fk_chance(&z->rng, 5))));
         break;
     case 0:
         th_msg(&m, CPAR_MSG_ABORT);

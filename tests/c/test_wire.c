@@ -67,7 +67,7 @@ TEST_IMPL(header_decode_rejects)
 {
     cpar_header h, d;
     uint8_t buf[CPAR_WIRE_HEADER_SIZE + 1];
-    static const int bad_types[] = {0, 6, 7, 13, 19, 23, 29, 41, 42, 200, 255};
+    static const int bad_types[] = {0, 6, 7, 13, 19, 23, 29, 43, 44, 200, 255};
 
     full_header(&h);
     cpar_wire_header_encode(&h, buf);

@@ -338,3 +338,46 @@ def test_a_refused_reregistration_ends_the_engine(tmp_path, how):
     finally:
         engine.stop()
         fc.close()
+
+
+@cpar.interactive
+def _print_after_file(path, mib):
+    import os
+    import time
+
+    print("started", flush=True)
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    line = "x" * ((1 << 20) - 1)
+    for _ in range(mib):
+        print(line, flush=True)
+    return mib
+
+
+def test_output_held_while_lost_is_bounded(tmp_path):
+    """STREAMs held while the controller is away stop at 64 MiB (the rest is dropped and
+    counted); the REPLY is held whatever its size and goes out after them."""
+    fc = FakeController(tmp_path, hb_period_ms=100, hb_timeout_ms=1000)
+    engine = Engine(fc.connection_file, tmp_path, env={"CPAR_RECOVER_GRACE": "30"})
+    try:
+        fc.accept(engine_id=1)
+        release = str(tmp_path / "release")
+        running = _apply(fc, _print_after_file, release, 70)
+        assert fc.next(STREAM).parent == running
+        _lose(fc)
+        m = fc.next(REGISTER, timeout=10)
+        open(release, "w").close()
+        _wait_until(lambda: "MiB of output held" in engine.log_text(), 60,
+                    "output past the bound is dropped")
+        fc.send_raw(REGISTER_REPLY, [b"hb_period_ms=100\nhb_timeout_ms=1000\n"], engine=1,
+                    parent=m.msg_id)
+        assert fc.result(running) == 70
+        text = sum(len(t) for p, _, t in fc.streams if p == running)
+        assert text < 70 << 20
+        log = engine.log_text()
+        assert "more than 64 MiB of output held while the controller is away" in log, log
+        assert re.search(r"re-registered with \S+ as engine 1 \(held: [01] replies; \d+ output "
+                         r"messages, \d+ bytes, over the 64 MiB held were dropped\)", log), log
+    finally:
+        engine.stop()
+        fc.close()

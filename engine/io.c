@@ -699,7 +699,8 @@ cpar__io_main(void *arg)
     }
     if (cpar__io_register(&io) == 0) {
         cpar__io_loop(&io);
-        flush = io.exit_status == 0; /* SHUTDOWN: the last replies must still go out */
+        /* SHUTDOWN: the last replies must still go out (not to a controller that is gone) */
+        flush = io.exit_status == 0 && io.lost_until == 0;
     } else {
         cpar__io_wait_quit(&io);
     }

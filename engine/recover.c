@@ -505,8 +505,9 @@ cpar__io_on_lost_message(cpar__io *io, cpar_msg *m)
     cpar__io_parse_reply(io, m);
     dropped = io->rec.dropped_streams;
     dropped_bytes = (unsigned long long)io->rec.dropped_bytes;
+    replies = io->rec.held_replies;
     io->lost_until = 0;
-    replies = cpar_recover_flush(&io->rec, io->dealer);
+    /* Logged first: what the controller then receives is already in the log. */
     if (dropped)
         cpar_elog("re-registered with %s as engine %d (held: %zu replies; %lu output messages, "
                   "%llu bytes, over the %llu MiB held were dropped)",
@@ -515,6 +516,7 @@ cpar__io_on_lost_message(cpar__io *io, cpar_msg *m)
     else
         cpar_elog("re-registered with %s as engine %d (held: %zu replies)", e->engine_url,
                   (int)e->id, replies);
+    cpar_recover_flush(&io->rec, io->dealer);
     io->last_heard = io->next_hb = cpar_mono_ns();
     io->lost_at = 0;
 done:

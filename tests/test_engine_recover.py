@@ -240,6 +240,13 @@ def test_a_bad_grace_is_a_clear_usage_error(rig, value):
         in log, log
 
 
+def test_help_names_the_grace_variable():
+    out = subprocess.run(engine_argv("unused", None, ["--help"]), capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0
+    assert "CPAR_RECOVER_GRACE" in out.stdout and "cpar cluster recover" in out.stdout
+
+
 def test_a_fractional_grace_from_the_environment(rig):
     rig.start_controller()
     engine = rig.start_engine(grace="0.75")

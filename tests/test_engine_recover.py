@@ -388,3 +388,33 @@ def test_output_held_while_lost_is_bounded(tmp_path):
     finally:
         engine.stop()
         fc.close()
+
+
+def test_a_silent_controller_is_lost_too(tmp_path):
+    """No DISCONNECTED, only silence (10 heartbeat timeouts): the same re-registration, on a
+    new connection; heartbeats resume after it."""
+    fc = FakeController(tmp_path, hb_period_ms=50, hb_timeout_ms=200)
+    engine = Engine(fc.connection_file, tmp_path, env={"CPAR_RECOVER_GRACE": str(GRACE)})
+    try:
+        fc.accept(engine_id=2)
+        fc.next(HEARTBEAT, timeout=10)
+        fc.echo = False  # heartbeats go unanswered from here on
+        first_ident = fc.ident
+        m = fc.next(REGISTER, timeout=20)
+        assert fc.ident != first_ident  # a new socket
+        assert "recover=1\n" in m.frames[0].bytes.decode() and m.frames[1].bytes == b""
+        log = engine.log_text()
+        assert ("nothing heard from the controller at " + fc.url + " for 2000 ms; waiting up "
+                f"to {GRACE} s for it to come back (cpar cluster recover)") in log, log
+        fc.echo = True
+        fc.send_raw(REGISTER_REPLY, [b"hb_period_ms=50\nhb_timeout_ms=200\n"], engine=2,
+                    parent=m.msg_id)
+        beats = fc.heartbeats
+        fc.next(HEARTBEAT, timeout=10)
+        assert fc.heartbeats > beats
+        assert "re-registered with " + fc.url + " as engine 2 (held: 0 replies)" \
+            in engine.log_text()
+        assert fc.result(_apply(fc, abs, -7)) == 7
+    finally:
+        engine.stop()
+        fc.close()

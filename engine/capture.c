@@ -105,8 +105,8 @@ cpar__capture_free_text(void *data, void *hint)
 }
 
 int
-cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id,
-                  const uint8_t parent[CPAR_WIRE_ID_SIZE])
+cpar_capture_each(cpar_capture *c, int32_t engine_id, const uint8_t parent[CPAR_WIRE_ID_SIZE],
+                  int (*sink)(void *arg, cpar_msg *m), void *arg)
 {
     int rc = 0;
 
@@ -129,12 +129,33 @@ cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id
             continue; /* seg->data is still ours: freed below */
         }
         seg->data = NULL; /* now libzmq's */
-        r = cpar_wire_send(sock, s, NULL, 0, &m, ZMQ_DONTWAIT);
+        r = sink(arg, &m);
+        cpar_msg_close(&m); /* whatever the sink left */
         if (r != 0 && rc == 0)
             rc = r;
     }
     cpar_capture_free(c);
     return rc;
+}
+
+typedef struct cpar__capture_dest {
+    void *sock;
+    cpar_signer *signer;
+} cpar__capture_dest;
+
+static int
+cpar__capture_send_one(void *arg, cpar_msg *m)
+{
+    cpar__capture_dest *d = arg;
+    return cpar_wire_send(d->sock, d->signer, NULL, 0, m, ZMQ_DONTWAIT);
+}
+
+int
+cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id,
+                  const uint8_t parent[CPAR_WIRE_ID_SIZE])
+{
+    cpar__capture_dest d = {.sock = sock, .signer = s};
+    return cpar_capture_each(c, engine_id, parent, cpar__capture_send_one, &d);
 }
 
 /* ---- Stream: the text-mode file object behind sys.stdout / sys.stderr ---------------- */

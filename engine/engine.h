@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "curve.h"
+#include "idtab.h"
 #include "shm.h"
 #include "sign.h"
 #include "wire.h"
@@ -29,6 +30,7 @@
 #define CPAR_ENGINE_SOCKET_MAX (4ull << 30)      /* largest REPLY through the socket */
 #define CPAR_ENGINE_EARLY_READ_MAX (64ull << 20) /* shared-memory bytes read on arrival */
 #define CPAR_ENGINE_ABORTED_MAX 1024             /* aborted request ids remembered (a ring) */
+#define CPAR_RECOVER_STREAM_MAX (64ull << 20) /* STREAM bytes held while the controller is lost */
 
 /* One run of output text of one stream, or one display message, waiting to be sent as a
  * STREAM message. */
@@ -73,6 +75,7 @@ typedef struct cpar_engine {
     int register_timeout_ms; /* give up when no REGISTER_REPLY comes by then */
     int hb_period_ms;        /* from the connection file; REGISTER_REPLY wins */
     int hb_timeout_ms;
+    int recover_grace_ms;  /* $CPAR_RECOVER_GRACE, or -1: REGISTER_REPLY's recover_grace_ms */
     int shm;               /* the shared-memory path is enabled (shm.h) */
     void *zctx;            /* ZMQ context (thread-safe) */
     pthread_t main_thread; /* target of interrupts (SIGINT) */
@@ -124,6 +127,11 @@ void cpar_capture_free(cpar_capture *c);
  * or the first CPAR_E* error. Needs no lock (c is private to the caller by then). */
 int cpar_capture_send(cpar_capture *c, void *sock, cpar_signer *s, int32_t engine_id,
                       const uint8_t parent[CPAR_WIRE_ID_SIZE]);
+/* As cpar_capture_send, but each STREAM message goes to sink(arg, m), which takes its frames
+ * (what it leaves in m is closed); c is left empty. Returns 0 or the first error (the
+ * sink's CPAR_E* codes included). */
+int cpar_capture_each(cpar_capture *c, int32_t engine_id, const uint8_t parent[CPAR_WIRE_ID_SIZE],
+                      int (*sink)(void *arg, cpar_msg *m), void *arg);
 /* The engine the Stream objects write for (set once, before Python starts). */
 void cpar_capture_set_engine(cpar_engine *e);
 /* PyImport_AppendInittab entry of _cpar_engine (a new module definition reference). */
@@ -135,6 +143,53 @@ void cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE]);
 /* io.c: the I/O thread. Starts it with every signal blocked in it. Returns 0 or -1. */
 int cpar_io_start(cpar_engine *e);
 void cpar_io_join(cpar_engine *e);
+
+/* recover.c: the I/O thread's state for re-registering with a recovered controller
+ * (docs/recovery.md, "Engines"). All of it belongs to the I/O thread; no lock, no Python. */
+typedef struct cpar_recover_held cpar_recover_held;
+typedef struct cpar_recover {
+    /* The ids of the requests held: received (TASK, APPLY, EXECUTE) and not yet answered,
+     * or answered with the REPLY held. */
+    cpar_idtab tab;                    /* hash of an id -> its index in ids, + 1 */
+    uint8_t (*ids)[CPAR_WIRE_ID_SIZE]; /* malloc'd, cap entries; the first `used` ever used */
+    size_t *free_slots;                /* malloc'd, cap entries: indices of ids free again */
+    size_t nfree;
+    size_t used;
+    size_t cap;
+    uint64_t seed; /* of the hashes */
+    /* Messages from the main thread held while the controller is lost, in order. */
+    cpar_recover_held *head; /* malloc'd list, owning its frames */
+    cpar_recover_held *tail;
+    size_t held_replies;
+    uint64_t stream_bytes;         /* bytes of the held STREAMs (at most CPAR_RECOVER_STREAM_MAX) */
+    unsigned long dropped_streams; /* STREAMs dropped over the bound since the loss */
+    uint64_t dropped_bytes;
+} cpar_recover;
+
+void cpar_recover_init(cpar_recover *r);
+/* Closes every held frame and frees everything; r is left zeroed. */
+void cpar_recover_free(cpar_recover *r);
+/* Adds the id of a request received (once: an id already held stays one entry). 0 or
+ * CPAR_ENOMEM. O(1). */
+int cpar_recover_track(cpar_recover *r, const uint8_t id[CPAR_WIRE_ID_SIZE]);
+/* Removes it (its REPLY was sent); an id not held is ignored. O(1). */
+void cpar_recover_untrack(cpar_recover *r, const uint8_t id[CPAR_WIRE_ID_SIZE]);
+size_t cpar_recover_count(const cpar_recover *r);
+/* Adds to m one frame with the concatenated ids held. 0 or CPAR_ENOMEM. */
+int cpar_recover_add_ids(const cpar_recover *r, cpar_msg *m);
+/* 1 with the parent copied out when `header` is the header frame of a REPLY, else 0. */
+int cpar_recover_reply_parent(const zmq_msg_t *header, uint8_t parent[CPAR_WIRE_ID_SIZE]);
+/* Holds the wire message whose first part is *first (taken) and whose other parts are read
+ * from the socket `from`: a REPLY always, a STREAM while the held STREAM bytes stay within
+ * CPAR_RECOVER_STREAM_MAX (else it is dropped and counted; the first drop is logged).
+ * 0, or a CPAR_E* code (logged; the message is dropped). */
+int cpar_recover_hold_from(cpar_recover *r, zmq_msg_t *first, void *from);
+/* Signs m with s and holds it as cpar_recover_hold_from does; m's frames are taken on
+ * success (on failure the caller closes m). 0 or a CPAR_E* code. */
+int cpar_recover_hold_msg(cpar_recover *r, cpar_signer *s, cpar_msg *m);
+/* Sends every held message to sock in order (a REPLY's parent is untracked); the queue and
+ * the drop counts are emptied. Returns the number of REPLYs sent. */
+size_t cpar_recover_flush(cpar_recover *r, void *sock);
 
 /* runner.c: the main thread's loop (GIL held on entry and exit). Waits for registration,
  * runs tasks until told to stop, returns the process exit status. */

@@ -6,7 +6,7 @@
  * never waits for the GIL, so heartbeats and interrupts keep flowing while a task holds it.
  * It reads and writes cpar_engine's "under lock" fields with engine->lock held, briefly.
  * Every signal is blocked in this thread, so SIGINT always lands on the main thread. */
-#include "engine.h"
+#include "io_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -41,39 +41,6 @@ cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE])
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
-typedef struct cpar__io {
-    cpar_engine *e;
-    void *dealer;           /* to the controller's engine ROUTER */
-    void *pair;             /* to the main thread */
-    cpar_signer *signer;    /* this thread's */
-    uint64_t last_heard;    /* mono ns: last valid message from the controller */
-    uint64_t next_hb;       /* mono ns: next HEARTBEAT due */
-    uint64_t last_flush;    /* mono ns: last time pending output was sent */
-    unsigned long dropped;  /* messages dropped (bad or unhandled) */
-    int stopping;           /* a stop was requested from the main thread */
-    int exit_status;        /* the process's exit status once stopped */
-    uint64_t stop_deadline; /* mono ns: after this, a task that will not stop gets _exit */
-    int quit;               /* the main thread said CPAR_CTL_QUIT */
-    uint64_t next_expire;   /* mono ns: next look for shared-memory pins nobody released */
-    void *mon;              /* PAIR receiving the dealer's handshake/connection events */
-    uint64_t lost_at;       /* mono ns: the connection to the controller dropped, or 0 */
-} cpar__io;
-
-/* Watches the dealer's security handshakes (a CURVE key mismatch fails them) and its
- * connection (a controller that died closes it). Returns 0, or -1 (then io->mon is NULL: a
- * mismatch only shows as a registration timeout, a dead controller as silence). */
-static int
-cpar__io_monitor(cpar__io *io)
-{
-    io->mon = cpar_sock_monitor_open(io->e->zctx, io->dealer,
-                                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                         ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED |
-                                         ZMQ_EVENT_HANDSHAKE_SUCCEEDED,
-                                     "engine", io);
-    return io->mon != NULL ? 0 : -1;
-}
-
 /* The ZMQ_EVENT_* bits of the events waiting on the monitor (all are drained). */
 static unsigned
 cpar__io_events(cpar__io *io)
@@ -90,14 +57,31 @@ cpar__io_handshake_failed(cpar__io *io)
              ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)) != 0;
 }
 
-/* Follows the connection after registration: a dropped connection (the controller died,
- * or its host went away) that is not back within the heartbeat timeout ends the engine
- * in seconds, rather than after ten timeouts of silence. A reconnection, or any message
- * from the controller, clears it. */
+/* Follows the connection after registration. Without a grace period, a dropped connection
+ * (the controller died, or its host went away) that is not back within the heartbeat
+ * timeout ends the engine in seconds, rather than after ten timeouts of silence; a
+ * reconnection, or any message from the controller, clears it. With one, a dropped
+ * connection is a lost controller (cpar__io_lose); while lost, only a connection that got
+ * through its handshake (so may have taken the REGISTER) counts when it drops. */
 static void
 cpar__io_on_monitor(cpar__io *io, uint64_t now)
 {
     unsigned events = cpar__io_events(io);
+    if (events & ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        io->handshake_ok = 1;
+    if (io->grace_ms > 0) {
+        if (io->lost_until != 0 && !io->handshake_logged &&
+            (events & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))) {
+            io->handshake_logged = 1;
+            cpar_elog("the security handshake with the process now at %s failed (not this "
+                      "cluster's controller, or other keys); still waiting",
+                      io->e->engine_url);
+        }
+        if ((events & ZMQ_EVENT_DISCONNECTED) && (io->lost_until == 0 || io->handshake_ok))
+            cpar__io_lose(io, now, 0);
+        return;
+    }
     if (events & ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
         io->lost_at = 0;
     if ((events & ZMQ_EVENT_DISCONNECTED) && io->lost_at == 0) {
@@ -108,7 +92,7 @@ cpar__io_on_monitor(cpar__io *io, uint64_t now)
     }
 }
 
-static int
+int
 cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
 {
     cpar_engine_ctl ctl = {.kind = kind, .value = value, .msg = msg};
@@ -118,7 +102,7 @@ cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
     return 0;
 }
 
-static void
+void
 cpar__io_drop(cpar__io *io, const char *why)
 {
     io->dropped++;
@@ -128,22 +112,26 @@ cpar__io_drop(cpar__io *io, const char *why)
 }
 
 /* Sends a message this thread makes (HEARTBEAT, REGISTER) to the controller. */
-static int
+int
 cpar__io_send(cpar__io *io, cpar_msg *m)
 {
     return cpar_wire_send(io->dealer, io->signer, NULL, 0, m, ZMQ_DONTWAIT);
 }
 
-/* Parses "hb_period_ms=...\nhb_timeout_ms=...\n" from REGISTER_REPLY's payload. */
-static void
+/* Parses "hb_period_ms=...\nhb_timeout_ms=...\nrecover_grace_ms=...\n" from
+ * REGISTER_REPLY's payload ($CPAR_RECOVER_GRACE wins over the last). */
+void
 cpar__io_parse_reply(cpar__io *io, cpar_msg *m)
 {
     char buf[256];
     size_t len;
     char *line, *save = NULL;
+    int grace = 0; /* a reply without the line: no grace period */
 
-    if (m->nframes < 1)
+    if (m->nframes < 1) {
+        io->grace_ms = io->e->recover_grace_ms >= 0 ? io->e->recover_grace_ms : 0;
         return;
+    }
     len = zmq_msg_size(&m->frames[0]);
     if (len >= sizeof(buf))
         len = sizeof(buf) - 1;
@@ -155,7 +143,10 @@ cpar__io_parse_reply(cpar__io *io, cpar_msg *m)
             io->e->hb_period_ms = v;
         else if (sscanf(line, "hb_timeout_ms=%d", &v) == 1 && v > 0)
             io->e->hb_timeout_ms = v;
+        else if (sscanf(line, "recover_grace_ms=%d", &v) == 1 && v >= 0)
+            grace = v;
     }
+    io->grace_ms = io->e->recover_grace_ms >= 0 ? io->e->recover_grace_ms : grace;
 }
 
 /* REGISTER, then wait for REGISTER_REPLY. Returns 0 (and tells main our id) or -1 (and
@@ -165,26 +156,11 @@ cpar__io_register(cpar__io *io)
 {
     cpar_engine *e = io->e;
     cpar_msg m;
-    char host[256] = "", token[CPAR_SHM_TOKEN_SIZE] = "";
-    char payload[700];
     uint64_t deadline;
-    int n, rc;
+    int rc;
 
-    gethostname(host, sizeof(host) - 1);
-    /* The locality token tells clients on this host that they may use shared memory. */
-    if (!e->shm || cpar_shm_token(token, sizeof(token)) != 0)
-        token[0] = '\0';
-    n = snprintf(payload, sizeof(payload), "pid=%d\nhost=%s\n%s%s%s", (int)getpid(), host,
-                 token[0] ? "shm=" : "", token, token[0] ? "\n" : "");
-    cpar_msg_init(&m, CPAR_MSG_REGISTER);
-    m.h.target = e->requested_id;
-    cpar_engine_new_id(m.h.msg_id);
-    m.h.t0 = cpar_now_ns();
-    if (cpar_msg_add_copy(&m, payload, (size_t)n) != 0 || cpar__io_send(io, &m) != 0) {
-        cpar_msg_close(&m);
-        cpar_elog("cannot send REGISTER to %s: %s", e->engine_url, zmq_strerror(zmq_errno()));
+    if (cpar__io_send_register(io, e->requested_id, 0) != 0)
         goto error;
-    }
     deadline = cpar_mono_ns() + (uint64_t)e->register_timeout_ms * 1000000u;
     for (;;) {
         uint64_t now = cpar_mono_ns();
@@ -223,16 +199,8 @@ cpar__io_register(cpar__io *io)
         }
         if (m.h.status != 0) {
             /* The controller says why in frame 0: "error=<why>\n". */
-            char why[256] = "";
-            if (m.nframes > 0 && zmq_msg_size(&m.frames[0]) > 6 &&
-                memcmp(zmq_msg_data(&m.frames[0]), "error=", 6) == 0) {
-                size_t len = zmq_msg_size(&m.frames[0]) - 6;
-                if (len >= sizeof(why))
-                    len = sizeof(why) - 1;
-                memcpy(why, (const char *)zmq_msg_data(&m.frames[0]) + 6, len);
-                why[len] = '\0';
-                why[strcspn(why, "\r\n")] = '\0';
-            }
+            char why[256];
+            cpar__io_refusal(&m, why, sizeof(why));
             cpar_elog("the controller refused registration: %s (%d)%s%s; exiting",
                       cpar_strerror(m.h.status), m.h.status, why[0] ? ": " : "", why);
             cpar_msg_close(&m);
@@ -244,8 +212,9 @@ cpar__io_register(cpar__io *io)
         break;
     }
     cpar_elog_set_id(e->id);
-    cpar_elog("registered with %s as engine %d (heartbeat %d ms, timeout %d ms)", e->engine_url,
-              e->id, e->hb_period_ms, e->hb_timeout_ms);
+    cpar_elog("registered with %s as engine %d (heartbeat %d ms, timeout %d ms, recovery grace "
+              "%g s)",
+              e->engine_url, e->id, e->hb_period_ms, e->hb_timeout_ms, io->grace_ms / 1000.0);
     io->last_heard = cpar_mono_ns();
     cpar__io_ctl(io, CPAR_CTL_REGISTERED, e->id, NULL);
     return 0;
@@ -254,7 +223,7 @@ error:
     return -1;
 }
 
-static void
+void
 cpar__io_begin_stop(cpar__io *io, int status)
 {
     if (io->stopping)
@@ -384,6 +353,10 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
         m->frames = NULL;
         m->nframes = m->cap = 0;
         cpar__io_resolve(task);
+        /* Held from here until its REPLY passes (a re-registration lists it). A request
+         * id seen again (a controller's resend) is held once. */
+        if (io->grace_ms > 0 && cpar_recover_track(&io->rec, task->h.msg_id) != 0)
+            cpar_elog("out of memory noting a request's id: a re-registration will not list it");
         pthread_mutex_lock(&io->e->lock);
         io->e->queued++;
         pthread_mutex_unlock(&io->e->lock);
@@ -392,6 +365,7 @@ cpar__io_on_message(cpar__io *io, cpar_msg *m)
             io->e->queued--;
             pthread_mutex_unlock(&io->e->lock);
             cpar_elog("cannot queue a task: %s", zmq_strerror(zmq_errno()));
+            cpar_recover_untrack(&io->rec, task->h.msg_id);
             cpar_msg_close(task);
             free(task);
         }
@@ -463,6 +437,12 @@ cpar__io_on_dealer(cpar__io *io)
         }
         io->last_heard = cpar_mono_ns();
         io->lost_at = 0;
+        if (io->lost_until != 0) {
+            cpar__io_on_lost_message(io, &m);
+            if (io->stopping)
+                return;
+            continue;
+        }
         cpar__io_on_message(io, &m);
     }
 }
@@ -488,6 +468,8 @@ cpar__io_skip_rest(cpar__io *io, int more)
 static void
 cpar__io_on_pair(cpar__io *io)
 {
+    uint8_t parent[CPAR_WIRE_ID_SIZE];
+
     for (int i = 0; i < 1000; i++) {
         zmq_msg_t part;
         int more;
@@ -507,6 +489,12 @@ cpar__io_on_pair(cpar__io *io)
                 io->quit = 1;
             continue;
         }
+        if (io->lost_until != 0) { /* sent after the REGISTER_REPLY, in order */
+            cpar_recover_hold_from(&io->rec, &part, io->pair);
+            continue;
+        }
+        if (cpar_recover_count(&io->rec) > 0 && cpar_recover_reply_parent(&part, parent))
+            cpar_recover_untrack(&io->rec, parent); /* answered: no longer held */
         if (zmq_msg_send(&part, io->dealer, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0) {
             cpar_elog("cannot send to the controller (%s); a message was dropped",
                       zmq_strerror(zmq_errno()));
@@ -527,7 +515,8 @@ cpar__io_on_pair(cpar__io *io)
     }
 }
 
-/* Sends the running task's pending output as STREAM messages. */
+/* Sends the running task's pending output as STREAM messages (holds them while the
+ * controller is lost). */
 static void
 cpar__io_flush_output(cpar__io *io)
 {
@@ -543,7 +532,10 @@ cpar__io_flush_output(cpar__io *io)
     cpar_capture_take(&e->capture, &pending);
     memcpy(parent, e->running_id, CPAR_WIRE_ID_SIZE);
     pthread_mutex_unlock(&e->lock);
-    cpar_capture_send(&pending, io->dealer, io->signer, e->id, parent);
+    if (io->lost_until != 0)
+        cpar_capture_each(&pending, e->id, parent, cpar__io_hold_stream, io);
+    else
+        cpar_capture_send(&pending, io->dealer, io->signer, e->id, parent);
 }
 
 /* The safety bound of the shared-memory path: a REPLY's pinned frames are dropped
@@ -585,15 +577,21 @@ cpar__io_loop(cpar__io *io)
 
     io->next_hb = cpar_mono_ns();
     while (!io->quit) {
-        zmq_pollitem_t items[3] = {
-            {.socket = io->dealer, .events = ZMQ_POLLIN},
-            {.socket = io->pair, .events = ZMQ_POLLIN},
-            {.socket = io->mon, .events = ZMQ_POLLIN},
-        };
+        /* The dealer and its monitor change when the controller is lost (either may be
+         * NULL then). */
+        zmq_pollitem_t items[3] = {{.socket = io->pair, .events = ZMQ_POLLIN}};
+        int n = 1, at_dealer = -1, at_mon = -1, running;
         uint64_t now = cpar_mono_ns();
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
-        int running;
 
+        if (io->dealer != NULL) {
+            at_dealer = n;
+            items[n++] = (zmq_pollitem_t){.socket = io->dealer, .events = ZMQ_POLLIN};
+        }
+        if (io->mon != NULL) {
+            at_mon = n;
+            items[n++] = (zmq_pollitem_t){.socket = io->mon, .events = ZMQ_POLLIN};
+        }
         /* While tasks are queued or running, output is flushed at the stream period (a
          * task may start between this check and the poll). */
         pthread_mutex_lock(&e->lock);
@@ -601,20 +599,20 @@ cpar__io_loop(cpar__io *io)
         pthread_mutex_unlock(&e->lock);
         if (running && timeout > CPAR_ENGINE_STREAM_PERIOD_MS)
             timeout = CPAR_ENGINE_STREAM_PERIOD_MS;
-        if (io->stopping && timeout > 100)
+        if ((io->stopping || io->lost_until != 0) && timeout > 100)
             timeout = 100;
-        if (zmq_poll(items, io->mon != NULL ? 3 : 2, timeout) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(items, n, timeout) < 0 && zmq_errno() != EINTR) {
             cpar_elog("zmq_poll failed: %s", zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN)
+        if (at_dealer >= 0 && (items[at_dealer].revents & ZMQ_POLLIN))
             cpar__io_on_dealer(io);
-        if (items[1].revents & ZMQ_POLLIN)
+        if (items[0].revents & ZMQ_POLLIN)
             cpar__io_on_pair(io);
         now = cpar_mono_ns();
-        if (io->mon != NULL && (items[2].revents & ZMQ_POLLIN))
+        if (at_mon >= 0 && io->mon == items[at_mon].socket && (items[at_mon].revents & ZMQ_POLLIN))
             cpar__io_on_monitor(io, now);
-        if (now >= io->next_hb) {
+        if (io->lost_until == 0 && now >= io->next_hb) { /* none while lost */
             cpar__io_heartbeat(io);
             io->next_hb = now + (uint64_t)e->hb_period_ms * ms;
             cpar_pagepool_trim(); /* received pages unused for a while go back */
@@ -627,16 +625,26 @@ cpar__io_loop(cpar__io *io)
             cpar__io_expire_pins(io, now);
             io->next_expire = now + 1000u * ms;
         }
-        if (!io->stopping && now - io->last_heard > (uint64_t)e->hb_timeout_ms * 10u * ms) {
-            cpar_elog("nothing heard from the controller for %d ms; exiting",
-                      e->hb_timeout_ms * 10);
-            cpar__io_begin_stop(io, 1);
+        if (!io->stopping && io->lost_until == 0 &&
+            now - io->last_heard > (uint64_t)e->hb_timeout_ms * 10u * ms) {
+            if (io->grace_ms > 0) {
+                cpar__io_lose(io, now, 1);
+            } else {
+                cpar_elog("nothing heard from the controller for %d ms; exiting",
+                          e->hb_timeout_ms * 10);
+                cpar__io_begin_stop(io, 1);
+            }
         }
         if (!io->stopping && io->lost_at != 0 &&
             now - io->lost_at > (uint64_t)e->hb_timeout_ms * ms) {
             cpar_elog("the connection to the controller did not come back within %d ms "
                       "(the controller is gone); exiting",
                       e->hb_timeout_ms);
+            cpar__io_begin_stop(io, 1);
+        }
+        if (!io->stopping && io->lost_until != 0 && now >= io->lost_until) {
+            cpar_elog("the controller did not come back within %g s; exiting",
+                      io->grace_ms / 1000.0);
             cpar__io_begin_stop(io, 1);
         }
         if (io->stopping && !io->quit && now > io->stop_deadline) {
@@ -666,19 +674,17 @@ static void *
 cpar__io_main(void *arg)
 {
     cpar__io io;
-    int zero = 0, linger = 2000, flush = 0;
+    int flush = 0;
 
     memset(&io, 0, sizeof(io));
     io.e = arg;
+    cpar_recover_init(&io.rec);
     if (cpar_signer_new(io.e->key, io.e->keylen, &io.signer) != 0) {
         cpar_elog("cannot make an HMAC signer");
         goto error;
     }
-    /* No high-water marks: a blocked send would stop the heartbeats; the engine exits
-     * when the controller goes silent, which bounds what can pile up. */
-    io.dealer = cpar_sock_new(io.e->zctx, ZMQ_DEALER, linger, 0);
-    io.pair = io.dealer ? cpar_sock_new(io.e->zctx, ZMQ_PAIR, 0, 0) : NULL;
-    if (io.dealer == NULL || io.pair == NULL) {
+    io.pair = cpar_sock_new(io.e->zctx, ZMQ_PAIR, 0, 0);
+    if (io.pair == NULL) {
         cpar_elog("cannot create sockets: %s", zmq_strerror(zmq_errno()));
         goto error;
     }
@@ -686,35 +692,25 @@ cpar__io_main(void *arg)
         cpar_elog("cannot bind %s: %s", CPAR_ENGINE_PAIR_URL, zmq_strerror(zmq_errno()));
         goto error;
     }
-    if (io.e->curve.server[0] && cpar_curve_client(io.dealer, &io.e->curve) != 0) {
-        cpar_elog("cannot set the CURVE keys: %s", zmq_strerror(zmq_errno()));
+    if (cpar__io_open(&io) != 0) {
         cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
-        goto error;
-    }
-    if (cpar__io_monitor(&io) != 0)
-        cpar_elog("no handshake monitor (%s): a key mismatch will show as a timeout",
-                  zmq_strerror(zmq_errno()));
-    if (zmq_connect(io.dealer, io.e->engine_url) != 0) {
-        cpar_elog("cannot connect to %s: %s", io.e->engine_url, zmq_strerror(zmq_errno()));
-        cpar__io_ctl(&io, CPAR_CTL_FAILED, 2, NULL);
+        cpar__io_wait_quit(&io);
         goto error;
     }
     if (cpar__io_register(&io) == 0) {
         cpar__io_loop(&io);
-        flush = io.exit_status == 0; /* SHUTDOWN: the last replies must still go out */
+        /* SHUTDOWN: the last replies must still go out (not to a controller that is gone) */
+        flush = io.exit_status == 0 && io.lost_until == 0;
     } else {
         cpar__io_wait_quit(&io);
     }
 error:
     atomic_store(&io.e->io_done, 1);
-    if (io.dealer != NULL && !flush) /* nobody listens: do not linger at exit */
-        zmq_setsockopt(io.dealer, ZMQ_LINGER, &zero, sizeof(zero));
-    cpar_sock_monitor_close(io.dealer, io.mon); /* stops before its PAIR closes */
-    if (io.dealer)
-        zmq_close(io.dealer);
+    cpar__io_close(&io, !flush); /* nobody listens: do not linger at exit */
     if (io.pair)
         zmq_close(io.pair);
     cpar_signer_free(io.signer);
+    cpar_recover_free(&io.rec);
     return NULL;
 }
 

@@ -44,8 +44,35 @@ cpar__usage(FILE *f)
             "  --id N                  ask the controller for engine id N\n"
             "  --quiet                 log errors only\n"
             "environment: CPAR_PYTHON (default --python), CPAR_REGISTER_TIMEOUT (seconds to\n"
-            "  wait for the controller's REGISTER_REPLY, default 30)\n",
+            "  wait for the controller's REGISTER_REPLY, default 30), CPAR_RECOVER_GRACE\n"
+            "  (seconds, may be fractional: how long to wait for a controller that died to\n"
+            "  come back, e.g. by `cpar cluster recover`, while tasks keep running; 0: exit\n"
+            "  soon after the connection drops; default: the controller's grace period, from\n"
+            "  its REGISTER_REPLY)\n",
             CPAR_BUILD_PYTHON);
+}
+
+/* $CPAR_RECOVER_GRACE (seconds) into *ms when it is set and not empty. 0, or -1 after
+ * logging what is wrong with it. */
+static int
+cpar__recover_grace(int *ms)
+{
+    const char *v = getenv("CPAR_RECOVER_GRACE");
+    char *end = NULL;
+    double t;
+
+    if (v == NULL || *v == '\0')
+        return 0;
+    errno = 0;
+    t = strtod(v, &end);
+    while (end != NULL && (*end == ' ' || *end == '\t' || *end == '\n'))
+        end++;
+    if (end == v || *end != '\0' || errno != 0 || !(t >= 0 && t <= 1e6)) {
+        cpar_elog("CPAR_RECOVER_GRACE must be a number of seconds from 0 to 1000000, not '%s'", v);
+        return -1;
+    }
+    *ms = (int)(t * 1000 + 0.5);
+    return 0;
 }
 
 /* Parses argv into a; returns 0, 1 (--help: exit 0) or -1 (usage error). */
@@ -368,6 +395,11 @@ main(int argc, char **argv)
         double t = atof(getenv("CPAR_REGISTER_TIMEOUT"));
         if (t > 0 && t < 1e6)
             e.register_timeout_ms = (int)(t * 1000);
+    }
+    e.recover_grace_ms = -1;
+    if (cpar__recover_grace(&e.recover_grace_ms) < 0) {
+        status = 2;
+        goto done;
     }
     e.socket_max = CPAR_ENGINE_SOCKET_MAX;
     if (getenv("CPAR_SOCKET_MAX") != NULL) {

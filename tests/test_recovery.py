@@ -142,7 +142,8 @@ def test_second_client_reads_every_result_after_the_first_died(tmp_path):
         new = _recover(c)
         rc = new.connect_client_sync()
         got = rc.get_result(msg_ids, owner=False)
-        assert got.get(timeout=180) == [x ** 3 for x in range(2000)]
+        # one task per element, each answering its chunk (a list of one), as map sends them
+        assert got.get(timeout=180) == [[x ** 3] for x in range(2000)]
         records = rc.db_query({"msg_id": {"$in": msg_ids}}, keys=["status", "engine_id"])
         assert len(records) == 2000
         assert {r["status"] for r in records} == {"ok"}
@@ -172,7 +173,7 @@ def test_engine_killed_while_the_controller_is_down():
         new = _recover(c)
         assert ar.get(timeout=180) == [x * x for x in range(3000)]
         _wait_until(lambda: len(rc.ids) == 2, 30, "the dead engine is gone")
-        assert "not back" in _controller_log(c) or "did not re-register" in _controller_log(c)
+        assert "2 engine(s) came back, 1 did not (declared gone)" in _controller_log(c)
     finally:
         _stop(new, c)
 

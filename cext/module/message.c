@@ -58,6 +58,10 @@ cpar__type_name(int type)
         return "DB_REQUEST";
     case CPAR_MSG_DB_REPLY:
         return "DB_REPLY";
+    case CPAR_MSG_RECLAIM:
+        return "RECLAIM";
+    case CPAR_MSG_RECLAIM_REPLY:
+        return "RECLAIM_REPLY";
     case CPAR_MSG_ENGINE_EVENT:
         return "ENGINE_EVENT";
     default:

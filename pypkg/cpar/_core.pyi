@@ -28,6 +28,8 @@ MSG_ABORT: Final[int]
 MSG_QUERY: Final[int]
 MSG_DB_REQUEST: Final[int]
 MSG_DB_REPLY: Final[int]
+MSG_RECLAIM: Final[int]
+MSG_RECLAIM_REPLY: Final[int]
 MSG_QUERY_REPLY: Final[int]
 STATUS_UNMET: Final[int]
 

@@ -246,3 +246,37 @@ def test_recover_refuses_while_the_controller_runs():
         assert "still running" in out.stderr, out.stderr
     finally:
         c.stop_cluster_sync()
+
+
+@cpar.interactive
+def _pid_after(seconds):
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_direct_requests_running_through_the_crash_complete():
+    """Direct requests (one engine, all engines, a broadcast view) that were running when
+    the controller died complete with their engines' answers: never run twice."""
+    c = _cluster(2)
+    new = None
+    try:
+        rc = c.start_and_connect_sync()
+        pids = rc[:].apply_sync(_pid_after, 0)
+        one = rc[0].apply_async(_pid_after, 2)
+        both = rc[:].apply_async(_pid_after, 2)
+        bcast = rc.broadcast_view().apply_async(_pid_after, 2)
+        rc[:].execute("ran = globals().get('ran', 0) + 1", block=True)
+        ex = rc[:].execute("import time; time.sleep(2); ran += 1")
+        time.sleep(0.5)  # all of them run now
+        _kill_controller(c)
+        new = _recover(c)
+        assert one.get(timeout=60) == pids[0]
+        assert both.get(timeout=60) == pids
+        assert bcast.get(timeout=60) == pids
+        ex.get(timeout=60)
+        assert rc[:].pull("ran", block=True) == [2, 2]  # each ran once
+    finally:
+        _stop(new, c)

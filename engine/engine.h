@@ -91,6 +91,7 @@ typedef struct cpar_engine {
     int queued;                            /* tasks handed to main and not finished */
     uint8_t running_id[CPAR_WIRE_ID_SIZE]; /* its request's msg id */
     int interrupt_sent;                    /* SIGINT sent during this task */
+    int abort_sent;                        /* ... and it came from an ABORT (not INTERRUPT) */
     cpar_capture capture;                  /* its output not yet sent */
     /* Requests aborted before they started (ABORT): the runner drops them. A ring: the
      * oldest are forgotten first (an aborted id reaching the runner that late runs). */

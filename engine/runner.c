@@ -24,6 +24,7 @@ typedef struct cpar__runner {
     PyObject *frame_type;   /* _cpar_engine.Frame (new reference) */
     PyObject *run_task;     /* cpar.engine.runtime.run_task (new reference) */
     PyObject *error_frames; /* cpar.engine.runtime.error_frames (new reference) */
+    PyObject *abort_frames; /* cpar.engine.runtime.aborted_by_client (new reference) */
     PyObject *fallback;     /* pickled error dict (bytes) for when the runtime fails */
     int abort_next;         /* the next tasks to come were queued behind a failed EXECUTE */
 } cpar__runner;
@@ -177,6 +178,21 @@ cpar__runner_offload(cpar__runner *r, cpar_msg *rep, const uint8_t parent[CPAR_W
         cpar_elog("out of memory pinning a reply; its client will fail to read it");
 }
 
+/* 1 when res (borrowed; NULL: an exception) is run_task's (STATUS_OK, frames). */
+static int
+cpar__runner_succeeded(PyObject *res)
+{
+    long status;
+    if (res == NULL || !PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2)
+        return 0;
+    status = PyLong_AsLong(PyTuple_GET_ITEM(res, 0));
+    if (status == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return status == CPAR_STATUS_OK;
+}
+
 /* Runs one EXECUTE or APPLY task (m is consumed) and sends its output and REPLY. */
 static void
 cpar__runner_task(cpar__runner *r, cpar_msg *m)
@@ -185,7 +201,7 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
     /* A TARGETED request's frame 0 is its target list, a TASK's its spec: skipped. */
     size_t skip = ((m->h.flags & CPAR_FLAG_TARGETED) || m->h.type == CPAR_MSG_TASK) ? 1 : 0;
     uint8_t parent[CPAR_WIRE_ID_SIZE];
-    int type = m->h.type, aborted = 0;
+    int type = m->h.type, aborted = 0, abort_hit;
     PyObject *frames = NULL, *res = NULL;
     cpar_capture pending;
     cpar_msg rep;
@@ -247,11 +263,12 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
      * IPython kernel does (load-balanced tasks run: the scheduler placed them here). */
     if (r->abort_next > 0) {
         r->abort_next--;
-        if (type != CPAR_MSG_TASK)
-            aborted = 1;
+        if (type != CPAR_MSG_TASK && !aborted)
+            aborted = 2; /* answered as the kernel does: a RemoteError named TaskAborted */
     }
     e->running = 1;
     e->interrupt_sent = 0;
+    e->abort_sent = 0;
     memcpy(e->running_id, parent, CPAR_WIRE_ID_SIZE);
     pthread_mutex_unlock(&e->lock);
 
@@ -260,9 +277,22 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
      * (the scheduler learns task durations from t1 - t0). */
     rep.h.t0 = cpar_now_ns();
     started = cpar_mono_ns();
-    if (frames != NULL)
+    if (frames != NULL && aborted == 1)
+        res = PyObject_CallFunction(r->abort_frames, "O", Py_False);
+    else if (frames != NULL)
         res = PyObject_CallFunction(r->run_task, "iO", aborted ? 0 : type, frames);
     rep.h.t1 = rep.h.t0 + (cpar_mono_ns() - started);
+    /* Ended by an ABORT's interrupt (not by itself, not by an INTERRUPT): its reply says
+     * aborted, as the client that aborted it already does, and the task database with it.
+     * A task that finished with success despite it keeps its value. */
+    pthread_mutex_lock(&e->lock);
+    abort_hit = e->abort_sent;
+    pthread_mutex_unlock(&e->lock);
+    if (abort_hit && !aborted && !cpar__runner_succeeded(res)) {
+        Py_XDECREF(res);
+        PyErr_Clear();
+        res = PyObject_CallFunction(r->abort_frames, "O", Py_True);
+    }
     if (res == NULL || cpar__runner_fill(&rep, res) < 0)
         cpar__runner_fallback(r, &rep);
     Py_XDECREF(res);
@@ -326,7 +356,8 @@ cpar__runner_setup(cpar__runner *r)
         goto error;
     r->run_task = PyObject_GetAttrString(rt, "run_task");
     r->error_frames = PyObject_GetAttrString(rt, "error_frames");
-    if (r->run_task == NULL || r->error_frames == NULL)
+    r->abort_frames = PyObject_GetAttrString(rt, "aborted_by_client");
+    if (r->run_task == NULL || r->error_frames == NULL || r->abort_frames == NULL)
         goto error;
     pickle = PyImport_ImportModule("pickle");
     if (pickle == NULL)
@@ -444,6 +475,7 @@ error:
     Py_XDECREF(r.frame_type);
     Py_XDECREF(r.run_task);
     Py_XDECREF(r.error_frames);
+    Py_XDECREF(r.abort_frames);
     Py_XDECREF(r.fallback);
     return status;
 }

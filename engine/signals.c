@@ -32,6 +32,7 @@ cpar_engine_interrupt(cpar_engine *e, const uint8_t *ids, size_t n, int drop)
             hit = memcmp(ids + i * CPAR_WIRE_ID_SIZE, e->running_id, CPAR_WIRE_ID_SIZE) == 0;
         if (hit) {
             e->interrupt_sent = 1;
+            e->abort_sent |= drop;
             pthread_kill(e->main_thread, SIGINT);
         }
     }

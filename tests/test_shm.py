@@ -3,6 +3,7 @@ and the socket path (CPAR_SHM=0), with real clusters; pins released; failures re
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -424,3 +425,60 @@ def test_pins_released_when_engine_dies():
     out = _run(code, True)
     assert out["during"] == 1 and out["after"] == 0, out
     assert out["err"] != "no error" and out["ok"] == 2e6, out
+
+
+HOLDER = """
+import sys
+
+import cpar
+
+cf, started, go = sys.argv[1:4]
+
+
+def big(started, go):
+    import os
+    import time
+
+    import numpy
+
+    open(started, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    return numpy.ones(1 << 20)  # 8 MB: a shared-memory reply pinned until its RELEASE
+
+
+rc = cpar.Client(cf)
+ar = rc[rc.ids[-1]].apply_async(big, started, go)
+print("submitted", flush=True)
+sys.stdin.read()  # until stopped and killed
+"""
+
+
+@pytest.mark.timeout(120)
+def test_client_killed_holding_a_reply_pins_released_for_it(cluster, rc, tmp_path):
+    """A client killed after its shared-memory reply was forwarded to it and before it read
+    it (its RELEASE never comes): the controller releases the engine's pins on its behalf
+    when it notices the client gone, instead of the engine holding 8 MB for its pin timeout
+    (120 s)."""
+    if not _core._debug_counts()["shm_enabled"]:
+        pytest.fail("shared memory is off on this machine: the test needs it")
+    started, go = str(tmp_path / "started"), str(tmp_path / "go")
+    eid = rc.ids[-1]
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, cluster.connection_file, started, go],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "submitted"
+        assert _wait_for(lambda: os.path.exists(started), 30)
+        os.kill(p.pid, signal.SIGSTOP)  # it cannot read (or release) what comes now
+        open(go, "w").close()
+        pins = rc[eid].apply_async(lambda: __import__("_cpar_engine").shm_pinned())
+        assert pins.get(30) >= 1  # ran after big: its reply is pinned, not yet released
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+        assert _wait_for(
+            lambda: rc[eid].apply_sync(lambda: __import__("_cpar_engine").shm_pinned()) == 0,
+            timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)

@@ -16,6 +16,7 @@ import pytest
 import cpar
 from cpar import error
 from cpar.client import AsyncResult, ExecuteReply
+from lbkit import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,27 +179,36 @@ def test_errors_are_those_of_a_live_request(rc, rc2, lview):
 
 
 def test_aborted_task_is_task_aborted(rc, rc2, tmp_path):
+    """Aborted load-balanced tasks are recorded as aborted and seen so by another client:
+    one waiting at the controller (behind a dependency), one queued behind a running task
+    (at the controller or on the engine, as the scheduler placed it) and the running one,
+    interrupted. None can end any other way, so no timing decides what the records say."""
     eid = rc.ids[-1]
     lv = rc.load_balanced_view(targets=[eid])
-    go = str(tmp_path / "go")
+    started = str(tmp_path / "started")
 
     @ia
     def block(path):
-        import os
         import time
 
-        while not os.path.exists(path):
+        open(path, "w").close()
+        while True:  # until interrupted by the abort
             time.sleep(0.01)
 
-    first = lv.apply_async(block, go)
-    ar = lv.apply_async(rand)
-    ar.abort()
-    with pytest.raises(error.TaskAborted):
-        ar.get(10)
-    open(go, "w").close()
-    first.get(10)
-    with pytest.raises(error.TaskAborted):
-        rc2.get_result(ar.msg_id).get(10)
+    first = lv.apply_async(block, started)
+    with lv.temp_flags(after=[first]):
+        waiting = lv.apply_async(rand)
+    queued = lv.apply_async(rand)
+    assert wait_until(lambda: os.path.exists(started))
+    for ar in (waiting, queued, first):  # in this order: `first` cannot end before
+        ar.abort()
+        with pytest.raises(error.TaskAborted):
+            ar.get(10)
+    for ar in (waiting, queued, first):
+        with pytest.raises(error.TaskAborted, match=r"\[Engine \d+\]|aborted"):
+            rc2.get_result(ar.msg_id).get(10)
+    assert rc2.get_result(first.msg_id).metadata["engine_id"] == eid
+    assert lv.apply_sync(rand) is not None  # the engine serves on
 
 
 def test_pending_record_is_polled_until_it_ends(rc, rc2):

@@ -386,6 +386,7 @@ cpar_controller_new(const cpar_controller_config *cfg, cpar_controller **out, ch
     c->recover_grace_ms = cfg->recover_grace_ms;
     cpar_registry_init(&c->reg);
     cpar_route_init(&c->route);
+    cpar_route_init(&c->pinned);
     rc = cpar__ctltask_new(c, cfg, err, errlen);
     if (rc != 0)
         goto error;
@@ -563,6 +564,7 @@ cpar_controller_free(cpar_controller *c)
     cpar_replay_free(&c->replay);
     free(c->gone_fds);
     cpar_route_free(&c->route);
+    cpar_route_free(&c->pinned);
     cpar_registry_free(&c->reg);
     cpar_log_close(&c->log);
     c->magic = 0;

@@ -57,6 +57,7 @@ cpar__cancel_lost(cpar_controller *c)
         uint32_t slot = c->lost_slots[--c->nlost];
         size_t running = 0, cancelled;
         cpar__ctlcoal_client_lost(c, slot);
+        cpar__ctlout_release_pins_of(c, slot);
         if (c->db != NULL) {
             /* With a task database the results are kept for a later client: run them. */
             cpar_log_write(&c->log,
@@ -304,6 +305,8 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
             cpar__ctlcoal_open(c, (uint32_t)slot, m, n);
         if (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY)
             cpar_taskdb_arrival(c->db, m); /* before the frames go */
+    } else if (m->h.type == CPAR_MSG_RELEASE) {
+        cpar__ctlout_note_released(c, (uint32_t)slot, m, n);
     }
     cpar__fan_out(c, m, n);
 }

@@ -233,6 +233,7 @@ cpar__flush(cpar_controller *c, uint32_t i, const char *why)
     for (uint32_t p = 0; cl != NULL && p < e->n; p++) {
         if (!e->parts[p].held)
             continue;
+        cpar__ctlout_note_pinned(c, slot, &e->parts[p].msg);
         if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, &e->parts[p].msg, 0) != 0 &&
             cpar__ctlout_send_failed(c, zmq_errno())) {
             c->cnt.client_gone++;
@@ -276,6 +277,7 @@ cpar__complete(cpar_controller *c, uint32_t i)
     free(index);
     for (uint32_t p = 0; rc == 0 && p < e->n; p++) {
         cpar_msg *m = &e->parts[p].msg;
+        cpar__ctlout_note_pinned(c, slot, m);
         rc = cpar_msg_add_copy(&out, m->raw, CPAR_WIRE_HEADER_SIZE);
         for (size_t f = 0; rc == 0 && f < m->nframes; f++)
             rc = cpar_msg_add_move(&out, &m->frames[f]);

@@ -37,6 +37,7 @@ cpar__ctleng_gone(cpar_controller *c, int32_t id, const char *why)
         return;
     stopping = e->state == CPAR_ENGINE_STOPPING;
     cpar_registry_engine_remove(&c->reg, id);
+    cpar__ctlout_forget_pins(c, id);
     cpar__ctltask_engine_removed(c, id);
     while (cpar_route_pop_engine(&c->route, id, &ent)) {
         failed++;

@@ -85,6 +85,9 @@ struct cpar_controller {
     int hb_timeout_ms;
     cpar_registry reg; /* engines and clients */
     cpar_route route;  /* outstanding requests */
+    cpar_route pinned; /* shared-memory REPLYs forwarded to a client and not yet released by
+                        * it: (request id, engine) -> client; released for it when it is
+                        * lost (outbound.c) */
     int *gone_fds;     /* engine connections seen closing, applied once the engine
                         * socket has been drained (their last messages come first) */
     size_t ngone_fds;

@@ -69,6 +69,7 @@ cpar__ctlout_forward_client(cpar_controller *c, uint32_t slot, cpar_msg *m)
         c->cnt.client_gone++;
         return;
     }
+    cpar__ctlout_note_pinned(c, slot, m); /* before: a failed send releases it for the client */
     if (cpar_wire_forward(c->csock, cl->ident, cl->identlen, m, 0) != 0 &&
         cpar__ctlout_send_failed(c, zmq_errno())) {
         c->cnt.client_gone++;
@@ -239,13 +240,16 @@ cpar__ctlout_client_lost(cpar_controller *c, uint32_t slot)
     c->lost_slots[c->nlost++] = slot;
 }
 
-void
-cpar__ctlout_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply)
+/* Sends RELEASE of request `id` to engine (on a client's behalf); a failed send is only
+ * counted (the engine's death, if that is what it means, is noticed by its disconnect or
+ * its heartbeats). */
+static void
+cpar__release_on_engine(cpar_controller *c, int32_t engine, const uint8_t *id)
 {
     cpar_reg_engine *e = cpar_registry_engine(&c->reg, engine);
     uint8_t target[4];
     cpar_msg m;
-    if (!(reply->h.flags & CPAR_FLAG_SHM) || e == NULL)
+    if (e == NULL)
         return;
     for (int b = 0; b < 4; b++)
         target[b] = (uint8_t)((uint32_t)engine >> (8 * b));
@@ -253,15 +257,98 @@ cpar__ctlout_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg
     m.h.flags = CPAR_FLAG_TARGETED;
     m.h.target = engine;
     if (cpar_msg_add_copy(&m, target, sizeof(target)) != 0 ||
-        cpar_msg_add_copy(&m, reply->h.parent, CPAR_WIRE_ID_SIZE) != 0) {
+        cpar_msg_add_copy(&m, id, CPAR_WIRE_ID_SIZE) != 0) {
         cpar_msg_close(&m);
         return;
     }
-    /* Called inside reply handling: a failed send is only counted (the engine's death,
-     * if that is what it means, is noticed by its disconnect or its heartbeats). */
     if (cpar_wire_send(c->esock, c->signer, e->ident, e->identlen, &m, ZMQ_DONTWAIT) != 0)
         cpar__ctlout_send_failed(c, zmq_errno());
     cpar_msg_close(&m);
+}
+
+void
+cpar__ctlout_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply)
+{
+    if (reply->h.flags & CPAR_FLAG_SHM)
+        cpar__release_on_engine(c, engine, reply->h.parent);
+}
+
+void
+cpar__ctlout_note_pinned(cpar_controller *c, uint32_t slot, const cpar_msg *reply)
+{
+    if (reply->h.type != CPAR_MSG_REPLY || !(reply->h.flags & CPAR_FLAG_SHM))
+        return;
+    /* A duplicate (EINVAL) keeps the first note; ENOMEM leaves it to the pin timeout. */
+    (void)cpar_route_insert(&c->pinned, reply->h.parent, reply->h.engine, slot);
+}
+
+void
+cpar__ctlout_note_released(cpar_controller *c, uint32_t slot, const cpar_msg *release, int ntargets)
+{
+    size_t skip = (release->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
+    const uint8_t *ids;
+    size_t len;
+    uint32_t owner;
+    if (c->pinned.ids.count == 0 || release->nframes <= skip)
+        return;
+    ids = zmq_msg_data(&release->frames[skip]);
+    len = zmq_msg_size(&release->frames[skip]);
+    for (int i = 0; i < ntargets; i++) {
+        int32_t engine = cpar_wire_target_at(release, (size_t)i);
+        for (size_t off = 0; off + CPAR_WIRE_ID_SIZE <= len; off += CPAR_WIRE_ID_SIZE)
+            if (cpar_route_find(&c->pinned, ids + off, engine, &owner) && owner == slot)
+                cpar_route_remove(&c->pinned, ids + off, engine, NULL);
+    }
+}
+
+typedef struct cpar__pins_of {
+    uint32_t slot;
+    cpar_route_entry *v; /* the slot's entries, copied */
+    size_t n, cap;
+    int failed;
+} cpar__pins_of;
+
+static void
+cpar__collect_pins(void *arg, cpar_route_entry *ent)
+{
+    cpar__pins_of *p = arg;
+    cpar_route_entry *nv;
+    if (ent->client != p->slot || p->failed)
+        return;
+    nv = cpar_vec_grow(p->v, &p->cap, p->n + 1, sizeof(*nv), 16);
+    if (nv == NULL) {
+        p->failed = 1;
+        return;
+    }
+    p->v = nv;
+    p->v[p->n++] = *ent;
+}
+
+void
+cpar__ctlout_release_pins_of(cpar_controller *c, uint32_t slot)
+{
+    cpar__pins_of p = {.slot = slot};
+    if (c->pinned.ids.count == 0)
+        return;
+    cpar_route_visit(&c->pinned, cpar__collect_pins, &p);
+    for (size_t i = 0; i < p.n; i++) {
+        cpar_route_remove(&c->pinned, p.v[i].msg_id, p.v[i].engine, NULL);
+        cpar__release_on_engine(c, p.v[i].engine, p.v[i].msg_id);
+    }
+    if (p.n > 0)
+        cpar_log_write(&c->log,
+                       "client %u gone holding %zu shared-memory repl%s: released on its behalf%s",
+                       (unsigned)slot, p.n, p.n == 1 ? "y" : "ies",
+                       p.failed ? " (out of memory: the rest expire on the engines)" : "");
+    free(p.v);
+}
+
+void
+cpar__ctlout_forget_pins(cpar_controller *c, int32_t engine)
+{
+    cpar_route_entry ent;
+    while (cpar_route_pop_engine(&c->pinned, engine, &ent))
+        ;
 }
 
 /* ---- socket monitors ---------------------------------------------------------------- */

@@ -431,6 +431,11 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
     def _remote_error(self, slot):
         try:
             content = pickle.loads(slot.frames[0])
+            if content.get("aborted") is True:
+                # Its client aborted it (the engine's answer, as the task database keeps it):
+                # what that client raised.
+                return error.TaskAborted(f"[Engine {slot.engine_id}] {self._fname}: "
+                                         f"{content.get('evalue', 'aborted')}", slot.engine_id)
             ename = content.get("ename", "UnknownError")
             evalue = content.get("evalue", "")
             tb = content.get("traceback", "")

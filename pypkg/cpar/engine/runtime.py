@@ -442,7 +442,21 @@ def error_frames(exc):
 
 
 class TaskAborted(Exception):
-    """The request was aborted before it started on this engine."""
+    """The request was aborted (ABORT) before it started on this engine, or interrupted
+    by the abort while it ran."""
+
+
+def aborted_by_client(started):
+    """``(status, frames)`` of the REPLY of a request its client aborted (ABORT): dropped
+    before it started, or interrupted while it ran (``started``; the engine calls this in
+    place of the request's own error). The error says ``aborted``, so that whoever reads
+    the reply (the task database's readers) raises ``TaskAborted`` as the aborting client
+    did."""
+    what = "aborted while it ran (interrupted)" if started else "aborted before it started"
+    status, frames = error_frames(TaskAborted(f"engine {engine_id}: {what}"))
+    err = pickle.loads(frames[0])
+    err["aborted"] = True
+    return (status, [pickle.dumps(err, protocol=serialize.PROTOCOL)])
 
 
 def run_task(kind, frames):

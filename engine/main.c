@@ -48,7 +48,9 @@ cpar__usage(FILE *f)
             "  (seconds, may be fractional: how long to wait for a controller that died to\n"
             "  come back, e.g. by `cpar cluster recover`, while tasks keep running; 0: exit\n"
             "  soon after the connection drops; default: the controller's grace period, from\n"
-            "  its REGISTER_REPLY)\n",
+            "  its REGISTER_REPLY), CPAR_ENGINE_PRELOAD (modules imported once registered,\n"
+            "  before the first request, so that it does not wait for them; separated by\n"
+            "  commas or spaces; default: numpy, when installed; empty: none)\n",
             CPAR_BUILD_PYTHON);
 }
 

@@ -396,6 +396,22 @@ cpar__runner_init_runtime(int32_t id)
     return rc;
 }
 
+/* runtime.preload(): imports what the first requests would wait for ($CPAR_ENGINE_PRELOAD);
+ * the I/O thread queues what arrives meanwhile. GIL held; failures are logged, never fatal. */
+static void
+cpar__runner_preload(void)
+{
+    PyObject *rt = PyImport_ImportModule("cpar.engine.runtime");
+    PyObject *res = rt != NULL ? PyObject_CallMethod(rt, "preload", NULL) : NULL;
+    if (res == NULL) {
+        cpar_elog("cpar.engine.runtime.preload failed:");
+        PyErr_Print();
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(rt);
+    cpar__runner_clear_signals();
+}
+
 int
 cpar_runner_run(cpar_engine *e)
 {
@@ -441,6 +457,7 @@ cpar_runner_run(cpar_engine *e)
         PyErr_Print();
         goto error;
     }
+    cpar__runner_preload();
     for (;;) {
         if (cpar__runner_recv(&r, &ctl) < 0)
             goto error;

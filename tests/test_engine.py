@@ -179,7 +179,7 @@ class FakeController:
 class Engine:
     def __init__(self, connection_file, tmp_path, *extra, env=None):
         self.log = str(tmp_path / f"engine-{len(os.listdir(tmp_path))}.log")
-        env = dict(os.environ, PYTHONPATH=PKG_DIR, **(env or {}))
+        env = {**os.environ, "PYTHONPATH": PKG_DIR, **(env or {})}
         self.proc = subprocess.Popen(
             [engine_binary(), "--connection-file", connection_file,
              "--python", sys.executable, "--log", self.log, *extra],
@@ -277,6 +277,40 @@ def test_environment_is_the_launching_pythons(ctl, engine):
     assert os.path.realpath(executable) == os.path.realpath(sys.executable)
     assert version == sys.version_info[:3]
     assert cwd_on_path
+
+
+def _loaded(*names):
+    import sys
+    return [n in sys.modules for n in names]
+
+
+@pytest.mark.parametrize("preload, expect", [
+    (None, [True, False]),               # the default: numpy, imported before any request
+    ("", [False, False]),                # none
+    ("colorsys, no_such_module_x", [False, True]),  # listed ones; a missing one is skipped
+])
+def test_preload_imports_modules_before_the_first_request(ctl, spawn, preload, expect):
+    """CPAR_ENGINE_PRELOAD: what a first request would otherwise wait for (a push unpickling
+    an array waits for numpy) is imported once registered, before the first request."""
+    env = {} if preload is None else {"CPAR_ENGINE_PRELOAD": preload}
+    e = spawn(ctl.connection_file, env=env)
+    ctl.accept(engine_id=3)
+    assert ctl.result(ctl.apply(_loaded, "numpy", "colorsys")) == expect
+    assert ctl.result(ctl.apply(lambda: 6 * 7)) == 42
+    if preload and "no_such" in preload:
+        assert "no_such_module_x" not in e.log_text()  # not installed: skipped quietly
+
+
+def test_preload_failure_is_logged_and_the_engine_serves(ctl, spawn, tmp_path):
+    bad = tmp_path / "pkg"
+    bad.mkdir()
+    (bad / "broken_mod_x.py").write_text("raise RuntimeError('boom at import')\n")
+    e = spawn(ctl.connection_file, env={"CPAR_ENGINE_PRELOAD": "broken_mod_x",
+                                        "PYTHONPATH": f"{PKG_DIR}:{bad}"})
+    ctl.accept(engine_id=3)
+    assert ctl.result(ctl.apply(lambda: 6 * 7)) == 42
+    assert ("CPAR_ENGINE_PRELOAD: cannot import broken_mod_x: RuntimeError: boom at import"
+            in e.log_text())
 
 
 # ---- tasks ------------------------------------------------------------------------------------

@@ -55,6 +55,34 @@ _cells = collections.deque()
 _cell_count = 0
 
 
+DEFAULT_PRELOAD = "numpy"
+
+
+def preload():
+    """Imports the modules of ``$CPAR_ENGINE_PRELOAD`` (default: numpy), those installed:
+    the engine calls it once registered, before it takes its first request, while the
+    client is still busy with its own start. A first request that unpickles an array (a
+    ``push``) otherwise waits for ``import numpy`` (about 40 ms: 1 MB pushed at 0.02 GB/s
+    into a fresh engine). A module that fails to import is logged and skipped."""
+    import importlib
+    import importlib.util
+
+    names = os.environ.get("CPAR_ENGINE_PRELOAD", DEFAULT_PRELOAD).replace(",", " ").split()
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                continue
+            importlib.import_module(name)
+        except BaseException as exc:  # noqa: B036 - never ends the engine
+            try:
+                import _cpar_engine
+
+                _cpar_engine.log(f"CPAR_ENGINE_PRELOAD: cannot import {name}: "
+                                 f"{type(exc).__name__}: {_safe_str(exc)}")
+            except Exception:  # noqa: BLE001 - logging is best effort
+                pass
+
+
 def _after_fork_in_child():
     # A process forked by user code (multiprocessing, os.fork) is not the engine: its
     # output goes to the real files the engine was started with.

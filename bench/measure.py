@@ -29,6 +29,21 @@ def rates(fn, count, repeat):
     return stats([count / t for t in timed(fn, repeat)])
 
 
+def sampled(fn, repeat, samples, budget_s):
+    """Wall times of calls of ``fn``: at least ``repeat``, then more up to ``samples`` while
+    the calls so far took under ``budget_s`` in all (a noisy figure gets >= 10 samples
+    where the system is fast enough; a slow one stops at ``repeat``)."""
+    out = timed(fn, repeat)
+    while len(out) < samples and sum(out) + out[-1] <= budget_s:
+        out += timed(fn, 1)
+    return out
+
+
+def sampled_rates(fn, count, args):
+    """``count`` / wall time of each call of ``fn``, sampled as ``sampled`` does."""
+    return stats([count / t for t in sampled(fn, args.repeat, args.samples, args.budget)])
+
+
 def memory(system, res):
     """Idle RSS: per engine (mean), of the controller, of every process. Returns the
     controller's pid (None for a system without one)."""
@@ -51,7 +66,7 @@ def transfers(system, args, res, info):
     for mb in args.sizes:
         nbytes = mb * 1000 * 1000
         a = np.ones(nbytes // 8)
-        repeat = args.repeat if mb >= 100 else 3 * args.repeat
+        repeat = args.repeat if mb >= 100 else max(3 * args.repeat, args.samples)
         # The first transfers into a process are slower (the kernel's first touch of the
         # pages; a receiver holds the old and the new array): timed apart, as "cold".
         res[f"push_{mb}MB_cold"] = rates(lambda: system.push(a), nbytes / 1e9, 1)
@@ -88,27 +103,31 @@ def measure(system, args, info, during=None):
             system.apply_all()
         ctrl = memory(system, res)
         n = args.roundtrips
-        res["roundtrip_one"] = stats([t / n for t in timed(
-            lambda: [system.apply_one() for _ in range(n)], 5)])
+        res["roundtrip_one"] = stats([t / n for t in sampled(
+            lambda: [system.apply_one() for _ in range(n)], 5, args.samples, args.budget)])
         if system.has_all:
-            res["roundtrip_all"] = stats([t / n for t in timed(
-                lambda: [system.apply_all() for _ in range(n)], 5)])
-        res["tasks_per_s"] = rates(lambda: system.submit_many(args.tasks), args.tasks,
-                                   args.repeat)
+            res["roundtrip_all"] = stats([t / n for t in sampled(
+                lambda: [system.apply_all() for _ in range(n)], 5, args.samples, args.budget)])
+        res["tasks_per_s"] = sampled_rates(lambda: system.submit_many(args.tasks), args.tasks,
+                                           args)
         rate = res["tasks_per_s"]["median"]
         items = budgeted(args.map_items, 2 * rate, args.budget)
         info["map_unchunked_items"] = items
-        res["map_unchunked_per_s"] = rates(lambda: system.map(items, 1), items, args.repeat)
+        res["map_unchunked_per_s"] = sampled_rates(lambda: system.map(items, 1), items, args)
         items = args.map_items
-        res["map_chunked_per_s"] = rates(lambda: system.map(items, max(1, items // 100)),
-                                         items, args.repeat)
+        res["map_chunked_per_s"] = sampled_rates(
+            lambda: system.map(items, max(1, items // 100)), items, args)
         if ctrl:
             total = budgeted(args.controller_tasks, rate, args.budget)
             batch = min(total, 10_000)
+            system.submit_many(batch)  # warm-up: the controller's tables reach their size
+            warm = procs.rss_mb(ctrl)
             for _ in range(total // batch):
                 system.submit_many(batch)
             info["controller_tasks"] = total // batch * batch
-            res["rss_controller_after_mb"] = stats([procs.rss_mb(ctrl)])
+            after = procs.rss_mb(ctrl)
+            res["rss_controller_after_mb"] = stats([after])
+            res["rss_controller_growth_mb"] = stats([after - warm])
         transfers(system, args, res, info)
         if during:
             during(system, res)
@@ -156,7 +175,18 @@ def julia_serial(args):
         nonlocal J
         J = julia.julia_numpy(Z, julia.C, julia.TMAX)
 
-    return {"julia_numpy_serial": stats(timed(run, args.repeat))}, J
+    out = {"julia_numpy_serial": stats(sampled(run, args.repeat, args.samples, args.budget))}
+    try:
+        from cpar import kernels
+    except ImportError:
+        return out, J
+
+    def local():  # the kernel on the whole image in this process: the work without transport
+        kernels.julia(Z, julia.C, julia.TMAX)
+
+    local()
+    out["julia_kernels_local"] = stats(sampled(local, args.repeat, args.samples, args.budget))
+    return out, J
 
 
 def julia_on_cpar(reference, args, info):
@@ -178,7 +208,8 @@ def julia_on_cpar(reference, args, info):
                     view.execute(f"J = {fn}(Z, {julia.C!r}, {julia.TMAX})", block=True)
                     out[:] = [view.gather("J", block=True)]
 
-                res[f"julia_{kind}_{engines}"] = stats(timed(run, args.repeat))
+                res[f"julia_{kind}_{engines}"] = stats(
+                    sampled(run, args.repeat, args.samples, args.budget))
                 equal = equal and reference is not None and np.array_equal(out[0], reference)
         system.all.execute("Z = J = None", block=True)
         info["julia_results_equal"] = bool(equal)

@@ -114,10 +114,10 @@ class IPyParallel(Cpar):
 class Dask:
     name = "dask"
     keeps_data = True
-    has_all = True  # Client.run: a function on every worker
+    has_all = True  # one task per worker, through the scheduler
     note = ("a SubprocessCluster (scheduler in its own process, as cpar's controller); "
-            "push/pull: Client.scatter to one worker and Client.gather; 'all workers': "
-            "Client.run")
+            "push/pull: Client.scatter to one worker and Client.gather; 'all workers': one "
+            "task pinned to each worker (Client.submit(workers=[w])), through the scheduler")
 
     def start(self, n):
         from dask.distributed import Client
@@ -146,7 +146,11 @@ class Dask:
         return self.client.submit(int, pure=False).result()
 
     def apply_all(self):
-        return self.client.run(int)
+        # Through the scheduler, as cpar's and ipyparallel's go through their controller
+        # (Client.run would bypass it and talk to the workers directly).
+        futs = [self.client.submit(int, pure=False, workers=[w], allow_other_workers=False)
+                for w in self.workers]
+        return self.client.gather(futs)
 
     def submit_many(self, n):
         futs = [self.client.submit(int, pure=False) for _ in range(n)]

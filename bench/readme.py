@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from .report import PEERS, REF, REFS, ROWS, SYSTEMS, cells, fmt
+from .report import PEERS, REF, ROWS, SYSTEMS, cells, fmt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

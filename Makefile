@@ -60,6 +60,11 @@ bench-taskdb: $(STAMP)
 
 include tests/c/build.mk
 
+# The controller alone, fed from C (bench/ctlfeed.c, run by `make bench` through bench/ctlfeed.py).
+build/bench/ctlfeed: bench/ctlfeed.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) -O2 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
 test: deps-test format-check $(STAMP) lint ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest conformance
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from . import floor, measure, procs, report, systems
+from . import ctlfeed, floor, measure, procs, report, systems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -90,6 +90,16 @@ def main(argv=None):
         gc.collect()  # forked workers of the next system inherit this process's pages
         _log(f"  (this process's RSS now {procs.rss_mb(os.getpid()):.0f} MB)")
     results.setdefault("cpar", {}).update(serial)
+    if "cpar" in args.systems.split(","):
+        _log("the controller alone, fed from C (bench/ctlfeed.c) ...")
+        alone = ctlfeed.measure(batches=args.samples)
+        if alone:
+            results["cpar"]["controller_alone_per_s"] = alone["controller_alone_per_s"]
+            info.setdefault("cpar", {})["controller_alone"] = {
+                k: v for k, v in alone.items() if k != "controller_alone_per_s"}
+            notes.append(f"cpar: the controller alone: {alone['tasks']:,} no-op tasks per "
+                         f"sample, at most {alone['window']:,} unanswered, {alone['engines']} "
+                         f"C engines answering at once, task database {alone['db']}")
     for name in args.many_systems.split(","):
         system = systems.make(name)
         if system is None or name not in results:

@@ -121,10 +121,12 @@ def measure(system, args, info, during=None):
             total = budgeted(args.controller_tasks, rate, args.budget)
             batch = min(total, 10_000)
             system.submit_many(batch)  # warm-up: the controller's tables reach their size
+            system.settle()
             warm = procs.rss_mb(ctrl)
             for _ in range(total // batch):
                 system.submit_many(batch)
             info["controller_tasks"] = total // batch * batch
+            system.settle()
             after = procs.rss_mb(ctrl)
             res["rss_controller_after_mb"] = stats([after])
             res["rss_controller_growth_mb"] = stats([after - warm])

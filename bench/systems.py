@@ -9,6 +9,7 @@ the same size a worker holds).
 
 import multiprocessing
 import os
+import time
 import warnings
 
 import numpy as np
@@ -56,6 +57,13 @@ class Cpar:
     def apply_one(self):
         return self.one.apply_sync(int)
 
+    def settle(self):
+        """Waits until the controller's task database has written what came before (a
+        query is answered after every write queued ahead of it) and has returned what it
+        freed: the controller's RSS is then its resting size, not a burst's."""
+        self.rc.db_query({"msg_id": "0" * 32}, keys=["msg_id"])
+        time.sleep(0.2)
+
     def apply_all(self):
         return self.all.apply_sync(int)
 
@@ -90,6 +98,9 @@ class IPyParallel(Cpar):
     name = "ipyparallel"
     note = None
 
+    def settle(self):
+        time.sleep(0.2)  # the controller's resting size (no database to wait for here)
+
     def start(self, n):
         import ipyparallel as ipp
 
@@ -118,6 +129,9 @@ class Dask:
     note = ("a SubprocessCluster (scheduler in its own process, as cpar's controller); "
             "push/pull: Client.scatter to one worker and Client.gather; 'all workers': one "
             "task pinned to each worker (Client.submit(workers=[w])), through the scheduler")
+
+    def settle(self):
+        time.sleep(0.2)  # the controller's resting size (no database to wait for here)
 
     def start(self, n):
         from dask.distributed import Client

@@ -65,12 +65,6 @@ def _range(row, results):
     return f"{lo:.3g}–{hi:.3g} ({r['n']})"
 
 
-def _fmt(v, unit):
-    if unit == "MB" and v is not None and v >= 1000:
-        return fmt(v / 1000, "GB")
-    return fmt(v, unit)
-
-
 def _mark(ok):
     return "?" if ok is None else ("✓" if ok else "✗")
 
@@ -107,10 +101,10 @@ def table_rows(results, many):
         ratio = ratios.get("ipyparallel", (None, None))[0]
         rows.append([
             row.label.strip().replace("(*)", "").strip().format(many=many),
-            _fmt(scaled["cpar"], row.unit),
+            fmt(scaled["cpar"], row.unit),
             _range(row, results),
-            *[_fmt(scaled[s], row.unit) if scaled[s] is not None else "" for s in SYSTEMS[1:]],
-            _fmt(scaled[REF], row.unit) if scaled[REF] is not None else "",
+            *[fmt(scaled[s], row.unit) if scaled[s] is not None else "" for s in SYSTEMS[1:]],
+            fmt(scaled[REF], row.unit) if scaled[REF] is not None else "",
             f"{ratio:.3g}×" if ratio else "",
             _targets(row, vals, ratios),
         ])

@@ -90,6 +90,8 @@ def fmt(v, unit):
     """A value with its unit, 3 significant digits, k/M for large rates."""
     if v is None:
         return "n/a"
+    if unit == "MB" and v >= 1000:
+        v, unit = v / 1000, "GB"
     if unit == "/s":
         for div, suffix in ((1e6, "M"), (1e3, "k")):
             if v >= div:

@@ -14,18 +14,7 @@ import time
 import cpar
 from cpar import paths
 
-
-def rss_mb(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+from . import procs
 
 
 def main(argv=None):
@@ -48,7 +37,7 @@ def main(argv=None):
             rc[:].apply_sync(int)
             times.append(time.perf_counter() - t1)
         ctl = paths.read_json(rc.url_file)["controller_pid"]
-        total = rss_mb(list(pids) + [ctl])
+        total = sum(procs.rss_mb(p) for p in list(pids) + [ctl])
         print(f"{len(ids)} engines registered (ids {ids[0]}..{ids[-1]}, all distinct: "
               f"{len(set(ids)) == len(ids)}) in {started:.1f} s")
         print(f"rc[:].apply_sync(os.getpid) over {len(pids)} engines: {first * 1e3:.0f} ms; "

@@ -306,7 +306,7 @@ cpar__on_request(cpar_controller *c, int32_t slot, cpar_msg *m)
         if (m->h.type == CPAR_MSG_EXECUTE || m->h.type == CPAR_MSG_APPLY)
             cpar_taskdb_arrival(c->db, m); /* before the frames go */
     } else if (m->h.type == CPAR_MSG_RELEASE) {
-        cpar__ctlout_note_released(c, (uint32_t)slot, m, n);
+        cpar__ctlout_note_released(c, m, n);
     }
     cpar__fan_out(c, m, n);
 }

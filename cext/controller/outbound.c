@@ -283,21 +283,20 @@ cpar__ctlout_note_pinned(cpar_controller *c, uint32_t slot, const cpar_msg *repl
 }
 
 void
-cpar__ctlout_note_released(cpar_controller *c, uint32_t slot, const cpar_msg *release, int ntargets)
+cpar__ctlout_note_released(cpar_controller *c, const cpar_msg *release, int ntargets)
 {
     size_t skip = (release->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
     const uint8_t *ids;
     size_t len;
-    uint32_t owner;
     if (c->pinned.ids.count == 0 || release->nframes <= skip)
         return;
     ids = zmq_msg_data(&release->frames[skip]);
     len = zmq_msg_size(&release->frames[skip]);
     for (int i = 0; i < ntargets; i++) {
         int32_t engine = cpar_wire_target_at(release, (size_t)i);
+        /* The engine unpins on any RELEASE of the id: the note goes with it. */
         for (size_t off = 0; off + CPAR_WIRE_ID_SIZE <= len; off += CPAR_WIRE_ID_SIZE)
-            if (cpar_route_find(&c->pinned, ids + off, engine, &owner) && owner == slot)
-                cpar_route_remove(&c->pinned, ids + off, engine, NULL);
+            cpar_route_remove(&c->pinned, ids + off, engine, NULL);
     }
 }
 

@@ -70,15 +70,14 @@ void cpar__ctlout_client_lost(cpar_controller *c, uint32_t slot);
 void cpar__ctlout_release_for_lost(cpar_controller *c, int32_t engine, const cpar_msg *reply);
 
 /* Pins held for clients. A shared-memory REPLY (CPAR_FLAG_SHM) forwarded to client `slot`
- * is noted (cpar__ctlout_note_pinned, before it is sent) until the client's RELEASE for it
- * passes (cpar__ctlout_note_released, with the client's RELEASE message). A client lost
+ * is noted (cpar__ctlout_note_pinned, before it is sent) until a RELEASE of it passes
+ * (cpar__ctlout_note_released; the engine unpins on any RELEASE of the id). A client lost
  * before releasing: cpar__ctlout_release_pins_of sends the RELEASEs on its behalf, so its
  * engines unpin at once instead of after their pin timeout. An engine gone: its notes go
  * (cpar__ctlout_forget_pins). Notes that cannot be stored (out of memory) are left to the
  * engine's pin timeout. */
 void cpar__ctlout_note_pinned(cpar_controller *c, uint32_t slot, const cpar_msg *reply);
-void cpar__ctlout_note_released(cpar_controller *c, uint32_t slot, const cpar_msg *release,
-                                int ntargets);
+void cpar__ctlout_note_released(cpar_controller *c, const cpar_msg *release, int ntargets);
 void cpar__ctlout_release_pins_of(cpar_controller *c, uint32_t slot);
 void cpar__ctlout_forget_pins(cpar_controller *c, int32_t engine);
 

@@ -454,8 +454,8 @@ def _safe_str(exc):
         return f"<unprintable {type(exc).__name__}>"
 
 
-def error_frames(exc):
-    """``[pickle of the error dict]`` for the exception exc."""
+def error_frames(exc, **fields):
+    """``[pickle of the error dict]`` for the exception exc (with ``fields`` added)."""
     try:
         tb = _format_traceback(exc)
     except BaseException:
@@ -465,6 +465,7 @@ def error_frames(exc):
         "evalue": _safe_str(exc),
         "traceback": tb,
         "engine_id": engine_id,
+        **fields,
     }
     return (STATUS_ERROR, [pickle.dumps(err, protocol=serialize.PROTOCOL)])
 
@@ -481,10 +482,7 @@ def aborted_by_client(started):
     the reply (the task database's readers) raises ``TaskAborted`` as the aborting client
     did."""
     what = "aborted while it ran (interrupted)" if started else "aborted before it started"
-    status, frames = error_frames(TaskAborted(f"engine {engine_id}: {what}"))
-    err = pickle.loads(frames[0])
-    err["aborted"] = True
-    return (status, [pickle.dumps(err, protocol=serialize.PROTOCOL)])
+    return error_frames(TaskAborted(f"engine {engine_id}: {what}"), aborted=True)
 
 
 def run_task(kind, frames):

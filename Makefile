@@ -59,6 +59,8 @@ bench-taskdb: $(STAMP)
 	$(VPY) -m bench.taskdb
 
 include tests/c/build.mk
+include tools/wheel.mk
+include docs/docs.mk
 
 # The controller alone, fed from C (bench/ctlfeed.c, run by `make bench` through bench/ctlfeed.py).
 build/bench/ctlfeed: bench/ctlfeed.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)

@@ -1,0 +1,1 @@
+# The documentation site (issue 18): `make docs` (Sphinx, warnings as errors). Included by the Makefile.

@@ -31,37 +31,59 @@ def _numpy_include():
     return numpy.get_include()
 
 
+def _libpython_soname():
+    """The soname of this Python's shared libpython (libpythonX.Y.so.1.0), also when this
+    interpreter is linked statically: the engine looks for it at run time."""
+    name = sysconfig.get_config_var("INSTSONAME") or ""
+    if ".so" not in name:
+        name = "libpython%s.so.1.0" % sysconfig.get_config_var("LDVERSION")
+    return name
+
+
 class BuildWithEngine(build_ext):
-    """Builds the extension, then links cpar-engine against the same core and libpython."""
+    """Builds the extensions, then cpar-engine: bin/libcpar-engine.so (the engine on the
+    same core, with the Python C API left undefined as in an extension) and bin/cpar-engine
+    (a launcher needing only libc, engine/launch/launch.c). The launcher loads the
+    libpython of the python whose environment the engine adopts, then the engine library,
+    so that one build (a wheel) serves every install of this Python version, wherever its
+    libpython lives; launch.c says where it looks and why nothing links libpython."""
 
     def run(self):
         super().run()
         self.build_engine()
 
     def build_engine(self):
-        libdir = sysconfig.get_config_var("LIBDIR")
-        ldlib = sysconfig.get_config_var("LDVERSION")
         pkgdir = os.path.join("pypkg" if self.inplace else self.build_lib, "cpar", "bin")
         os.makedirs(pkgdir, exist_ok=True)
-        target = os.path.join(pkgdir, "cpar-engine")
-        sources = CORE + PYGLUE + ENGINE
+        temp = os.path.join(self.build_temp, "engine")
+        version = "%d.%d" % sys.version_info[:2]
+        # Engines started without --python (nor an install to adopt) use this environment.
+        defines = ['-DCPAR_BUILD_PYTHON="%s"' % sys.executable]
         objects = self.compiler.compile(
-            sources,
-            output_dir=os.path.join(self.build_temp, "engine"),
+            CORE + PYGLUE + ENGINE,
+            output_dir=os.path.join(temp, "lib"),
             include_dirs=[sysconfig.get_paths()["include"]],
-            # Engines started without --python adopt the environment cpar was built in.
-            extra_postargs=CFLAGS + ['-DCPAR_BUILD_PYTHON="%s"' % sys.executable],
+            extra_postargs=CFLAGS + ["-fPIC", "-DCPAR_ENGINE_SHARED"] + defines,
+        )
+        self.compiler.link_shared_object(
+            objects,
+            os.path.join(pkgdir, "libcpar-engine.so"),
+            libraries=["zmq", "crypto", "pthread", "m", "dl"],
+            extra_postargs=LDFLAGS,
+        )
+        launcher = self.compiler.compile(
+            ["engine/launch/launch.c", "engine/args.c"],
+            output_dir=os.path.join(temp, "launch"),
+            extra_postargs=CFLAGS + ["-iquote", "engine"] + defines + [
+                '-DCPAR_PY_VERSION="%s"' % version,
+                '-DCPAR_LIBPYTHON_SONAME="%s"' % _libpython_soname(),
+                '-DCPAR_MULTIARCH="%s"' % (sysconfig.get_config_var("MULTIARCH") or ""),
+            ],
         )
         self.compiler.link_executable(
-            objects,
-            "cpar-engine",
-            output_dir=pkgdir,
-            library_dirs=[libdir],
-            libraries=["python" + ldlib, "zmq", "crypto", "pthread", "m", "dl"],
-            runtime_library_dirs=[libdir],
-            extra_postargs=LDFLAGS + ["-Wl,--export-dynamic"],
+            launcher, "cpar-engine", output_dir=pkgdir, libraries=["dl"], extra_postargs=LDFLAGS
         )
-        os.chmod(target, 0o755)
+        os.chmod(os.path.join(pkgdir, "cpar-engine"), 0o755)
 
 
 setup(

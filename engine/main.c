@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "errors.h"
 #include "zerocopy.h"
 
@@ -22,37 +23,6 @@
 
 #define CPAR__CONN_WAIT_MS 30000 /* how long to wait for the connection file to appear */
 #define CPAR__EXIT_WAIT_MS 10000 /* finalization longer than this (threads left running) */
-
-typedef struct cpar__args {
-    const char *connection_file;
-    const char *python;
-    const char *log;
-    int id;
-    int quiet;
-} cpar__args;
-
-static void
-cpar__usage(FILE *f)
-{
-    fprintf(f,
-            "usage: cpar-engine --connection-file PATH [--python EXE] [--log PATH] [--id N] "
-            "[--quiet]\n"
-            "  --connection-file PATH  the controller's connection file (JSON)\n"
-            "  --python EXE            python whose environment (venv, sys.path) to adopt\n"
-            "                          (default: $CPAR_PYTHON, else %s)\n"
-            "  --log PATH              append the engine log to PATH (default: stderr)\n"
-            "  --id N                  ask the controller for engine id N\n"
-            "  --quiet                 log errors only\n"
-            "environment: CPAR_PYTHON (default --python), CPAR_REGISTER_TIMEOUT (seconds to\n"
-            "  wait for the controller's REGISTER_REPLY, default 30), CPAR_RECOVER_GRACE\n"
-            "  (seconds, may be fractional: how long to wait for a controller that died to\n"
-            "  come back, e.g. by `cpar cluster recover`, while tasks keep running; 0: exit\n"
-            "  soon after the connection drops; default: the controller's grace period, from\n"
-            "  its REGISTER_REPLY), CPAR_ENGINE_PRELOAD (modules imported once registered,\n"
-            "  before the first request, so that it does not wait for them; separated by\n"
-            "  commas or spaces; default: numpy, when installed; empty: none)\n",
-            CPAR_BUILD_PYTHON);
-}
 
 /* $CPAR_RECOVER_GRACE (seconds) into *ms when it is set and not empty. 0, or -1 after
  * logging what is wrong with it. */
@@ -74,61 +44,6 @@ cpar__recover_grace(int *ms)
         return -1;
     }
     *ms = (int)(t * 1000 + 0.5);
-    return 0;
-}
-
-/* Parses argv into a; returns 0, 1 (--help: exit 0) or -1 (usage error). */
-static int
-cpar__parse_args(int argc, char **argv, cpar__args *a)
-{
-    a->id = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *val = NULL;
-        const char *eq = strchr(arg, '=');
-        size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
-        const char **dst = NULL;
-
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
-            return 1;
-        if (strcmp(arg, "--quiet") == 0) {
-            a->quiet = 1;
-            continue;
-        }
-        if (namelen == 17 && strncmp(arg, "--connection-file", 17) == 0)
-            dst = &a->connection_file;
-        else if (namelen == 8 && strncmp(arg, "--python", 8) == 0)
-            dst = &a->python;
-        else if (namelen == 5 && strncmp(arg, "--log", 5) == 0)
-            dst = &a->log;
-        else if (!(namelen == 4 && strncmp(arg, "--id", 4) == 0)) {
-            fprintf(stderr, "cpar-engine: unknown argument %s\n", arg);
-            return -1;
-        }
-        if (eq != NULL)
-            val = eq + 1;
-        else if (i + 1 < argc)
-            val = argv[++i];
-        else {
-            fprintf(stderr, "cpar-engine: %s needs a value\n", arg);
-            return -1;
-        }
-        if (dst != NULL) {
-            *dst = val;
-        } else {
-            char *end;
-            long v = strtol(val, &end, 10);
-            if (*val == '\0' || *end != '\0' || v < -1 || v > 0x7fffffff) {
-                fprintf(stderr, "cpar-engine: bad --id %s\n", val);
-                return -1;
-            }
-            a->id = (int)v;
-        }
-    }
-    if (a->connection_file == NULL) {
-        fprintf(stderr, "cpar-engine: --connection-file is required\n");
-        return -1;
-    }
     return 0;
 }
 
@@ -353,45 +268,39 @@ cpar__start_exit_watchdog(int status)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* Logs sys.executable and sys.prefix (what environment we adopted). */
+/* Logs sys.executable, sys.prefix and the libpython (what environment we adopted). */
 static void
-cpar__log_environment(const char *python)
+cpar__log_environment(const char *python, const char *libpython)
 {
     PyObject *exe = PySys_GetObject("executable"); /* borrowed */
     PyObject *prefix = PySys_GetObject("prefix");  /* borrowed */
     const char *se = exe && PyUnicode_Check(exe) ? PyUnicode_AsUTF8(exe) : NULL;
     const char *sp = prefix && PyUnicode_Check(prefix) ? PyUnicode_AsUTF8(prefix) : NULL;
     PyErr_Clear();
-    cpar_elog_info("python %s: sys.executable=%s sys.prefix=%s", python, se ? se : "?",
-                   sp ? sp : "?");
+    cpar_elog_info("python %s: sys.executable=%s sys.prefix=%s libpython=%s", python, se ? se : "?",
+                   sp ? sp : "?", libpython ? libpython : "(linked)");
 }
 
+/* The shared-library build exports this one symbol (the launcher looks it up); the
+ * rest stays hidden (-fvisibility=hidden). */
+#ifdef CPAR_ENGINE_SHARED
+__attribute__((visibility("default")))
+#endif
 int
-main(int argc, char **argv)
+cpar_engine_run(const char *argv0, const cpar_engine_args *args)
 {
-    cpar__args args;
     cpar_engine e;
-    const char *python;
-    int status = 1, pr;
+    const char *python = args->python;
+    int status = 1;
 
-    memset(&args, 0, sizeof(args));
-    pr = cpar__parse_args(argc, argv, &args);
-    if (pr != 0) {
-        cpar__usage(pr > 0 ? stdout : stderr);
-        return pr > 0 ? 0 : 2;
-    }
-    if (cpar_elog_open(args.log, args.quiet) < 0)
+    if (cpar_elog_open(args->log, args->quiet) < 0)
         return 1;
-    python = args.python ? args.python : getenv("CPAR_PYTHON");
-    if (python == NULL || *python == '\0')
-        python = CPAR_BUILD_PYTHON;
-
     memset(&e, 0, sizeof(e));
     pthread_mutex_init(&e.lock, NULL);
     cpar_capture_init(&e.capture);
     cpar_shm_pins_init(&e.pins);
     e.shm = cpar_shm_enabled();
-    e.requested_id = args.id;
+    e.requested_id = args->id;
     e.register_timeout_ms = CPAR_ENGINE_REGISTER_TIMEOUT_MS;
     if (getenv("CPAR_REGISTER_TIMEOUT") != NULL) {
         double t = atof(getenv("CPAR_REGISTER_TIMEOUT"));
@@ -417,17 +326,17 @@ main(int argc, char **argv)
     }
     e.id = -1;
     cpar_capture_set_engine(&e);
-    cpar_elog_info("starting (pid %d, connection file %s)", (int)getpid(), args.connection_file);
+    cpar_elog_info("starting (pid %d, connection file %s)", (int)getpid(), args->connection_file);
 
-    if (cpar__start_python(python, argv[0]) < 0)
+    if (cpar__start_python(python, argv0) < 0)
         goto done;
-    cpar__log_environment(python);
+    cpar__log_environment(python, args->libpython);
     if (cpar__install_streams() < 0) {
         PyErr_Print();
         goto finalize;
     }
     cpar__enable_faulthandler();
-    if (cpar__read_connection(&e, args.connection_file) < 0)
+    if (cpar__read_connection(&e, args->connection_file) < 0)
         goto finalize;
     e.zctx = zmq_ctx_new();
     if (e.zctx == NULL) {
@@ -457,3 +366,22 @@ done:
     cpar_elog_close();
     return status;
 }
+
+#ifndef CPAR_ENGINE_SHARED
+/* The linked build (libpython a dependency of the binary: the sanitizer engines of the
+ * Makefile). The installed engine is launch/launch.c over libcpar-engine.so instead. */
+int
+main(int argc, char **argv)
+{
+    cpar_engine_args args;
+    int pr = cpar_engine_parse_args(argc, argv, &args);
+
+    if (pr != 0) {
+        cpar_engine_usage(pr > 0 ? stdout : stderr, CPAR_BUILD_PYTHON);
+        return pr > 0 ? 0 : 2;
+    }
+    if (args.python == NULL)
+        args.python = CPAR_BUILD_PYTHON;
+    return cpar_engine_run(argv[0], &args);
+}
+#endif

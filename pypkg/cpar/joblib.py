@@ -1,4 +1,4 @@
-"""A joblib parallel backend running joblib's batches as cpar tasks.
+"""A joblib parallel backend running joblib's batches as cpar tasks. For example::
 
     import cpar
     rc = cpar.Client()

@@ -512,9 +512,13 @@ class AsyncResult(InfoMixin, OutputsMixin, concurrent.futures.Future):
         return values[0] if self._single else values
 
     def result(self, timeout=None):
+        """The result, as ``get(timeout)`` gives it (``concurrent.futures.Future``'s name):
+        a failed task raises its error; ``cpar.TimeoutError`` if not done in time."""
         return self.get(timeout)
 
     def exception(self, timeout=None):
+        """The error the request ended with, or None if it succeeded (waiting up to
+        ``timeout`` seconds for it to end; ``cpar.TimeoutError`` if it did not)."""
         if not self.wait(timeout):
             raise error.TimeoutError("Result not ready.")
         try:

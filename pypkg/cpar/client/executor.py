@@ -81,6 +81,8 @@ class ViewExecutor(concurrent.futures.Executor):
             raise RuntimeError("cannot schedule new work after shutdown of this executor")
 
     def submit(self, fn, /, *args, **kwargs):
+        """``fn(*args, **kwargs)`` as one task of the view: its ``AsyncResult`` (a
+        ``concurrent.futures.Future``)."""
         self._check_open()
         if not callable(fn):
             raise TypeError(f"submit needs a callable, not {fn!r}")

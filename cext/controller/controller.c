@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -215,75 +216,152 @@ cpar__drain(cpar_controller *c, int side)
     return 1;
 }
 
+/* The loop's sockets, in the order of cpar__wait's slots. */
+enum { CPAR__W_MON, CPAR__W_ENG, CPAR__W_CLI, CPAR__W_ZAP, CPAR__W_DB, CPAR__W_CMON, CPAR__W_N };
+
+/* The loop waits on the sockets' ZMQ_FDs with poll(2) itself rather than zmq_poll, which
+ * asks every socket for ZMQ_EVENTS (a poll and a getpid each) before and after its own
+ * poll: on a busy controller those checks were most of its system calls. A ZMQ_FD turns
+ * readable when commands (new messages among them) reach a socket whose commands were
+ * all processed, and stays quiet after that until the socket processes them again, which
+ * every receive that ends in EAGAIN does, but also a send. So the loop blocks on the fds
+ * only after reading each socket to EAGAIN, and after asking ZMQ_EVENTS of the sockets it
+ * sends on (engines, clients, ZAP): a send there may have taken the notice of a message
+ * it then left waiting. The database's PAIR and the monitors are only read. */
+typedef struct {
+    void *sock[CPAR__W_N];
+    struct pollfd pfd[CPAR__W_N];
+    int slot[CPAR__W_N]; /* pfd index of each socket, or -1 */
+    int npfd;
+    int ready[CPAR__W_N];
+} cpar__wait;
+
+static int
+cpar__wait_init(cpar_controller *c, cpar__wait *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->sock[CPAR__W_MON] = c->mon;
+    w->sock[CPAR__W_ENG] = c->esock;
+    w->sock[CPAR__W_CLI] = c->csock;
+    w->sock[CPAR__W_ZAP] = c->zap.sock;
+    w->sock[CPAR__W_DB] = c->db != NULL ? cpar_taskdb_pair(c->db) : NULL;
+    w->sock[CPAR__W_CMON] = c->cmon;
+    for (int k = 0; k < CPAR__W_N; k++) {
+        int fd = -1;
+        size_t len = sizeof(fd);
+        w->slot[k] = -1;
+        if (w->sock[k] == NULL)
+            continue;
+        if (zmq_getsockopt(w->sock[k], ZMQ_FD, &fd, &len) != 0)
+            return CPAR_EZMQ;
+        w->slot[k] = w->npfd;
+        w->pfd[w->npfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    }
+    return CPAR_OK;
+}
+
+/* 1 when sock has a message to read now (ZMQ_EVENTS; it processes the socket's commands). */
+static int
+cpar__has_input(void *sock)
+{
+    int ev = 0;
+    size_t len = sizeof(ev);
+    return sock != NULL && zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
+
+/* Fills w->ready: the sockets to read this turn. `pending` marks sockets known to hold
+ * more (a drain that stopped at its batch); with any pending, or timeout_ms 0, it does not
+ * block. Returns 0, or -1 with errno (EINTR: try again). */
+static int
+cpar__wait_turn(cpar__wait *w, const int *pending, long timeout_ms)
+{
+    int any = 0;
+    for (int k = 0; k < CPAR__W_N; k++) {
+        w->ready[k] = pending[k];
+        any |= pending[k];
+    }
+    if (!any && timeout_ms != 0) {
+        static const int sent_on[] = {CPAR__W_ENG, CPAR__W_CLI, CPAR__W_ZAP};
+        for (size_t i = 0; i < sizeof(sent_on) / sizeof(sent_on[0]); i++)
+            if (cpar__has_input(w->sock[sent_on[i]]))
+                w->ready[sent_on[i]] = any = 1;
+    }
+    if (poll(w->pfd, (nfds_t)w->npfd, any ? 0 : (int)timeout_ms) < 0)
+        return -1;
+    for (int k = 0; k < CPAR__W_N; k++)
+        if (w->slot[k] >= 0 && (w->pfd[w->slot[k]].revents & (POLLIN | POLLERR | POLLHUP)))
+            w->ready[k] = 1;
+    return 0;
+}
+
 int
 cpar_controller_run(cpar_controller *c)
 {
     uint64_t next_hb_check, next_stats, next_tick = 0;
     int busy = 0, engine_backlog = 0, rc = CPAR_OK;
+    int pending[CPAR__W_N] = {0};
     int check_every =
         c->hb_period_ms / 2 < CPAR__POLL_MAX_MS ? c->hb_period_ms / 2 : CPAR__POLL_MAX_MS;
+    cpar__wait w;
 
     if (c == NULL || c->magic != CPAR__CTL_MAGIC)
         return CPAR_EINVAL;
+    if (cpar__wait_init(c, &w) != CPAR_OK) {
+        cpar_log_write(&c->log, "cannot get the sockets' file descriptors: %s",
+                       zmq_strerror(zmq_errno()));
+        return CPAR_EZMQ;
+    }
     if (check_every < 1)
         check_every = 1;
     next_hb_check = cpar__ctlout_mono_ms() + (uint64_t)check_every;
     next_stats = cpar__ctlout_mono_ms() + CPAR__STATS_PERIOD_MS;
     cpar_log_write(&c->log, "running");
     cpar__ctlrec_start(c); /* a recovery: what the database held, before serving */
+    /* Everything is read once before the first wait (the fds signal only what comes). */
+    for (int k = 0; k < CPAR__W_N; k++)
+        pending[k] = w.sock[k] != NULL;
     while (!atomic_load(&c->stop)) {
-        zmq_pollitem_t items[5] = {
-            {.socket = c->mon, .events = ZMQ_POLLIN},
-            {.socket = c->esock, .events = ZMQ_POLLIN},
-            {.socket = c->csock, .events = ZMQ_POLLIN},
-            {.socket = c->zap.sock, .events = ZMQ_POLLIN},
-            {.socket = cpar_taskdb_pair(c->db), .events = ZMQ_POLLIN},
-        };
         uint64_t now = cpar__ctlout_mono_ms();
         long timeout = 0;
-        int nitems = 3;
-        if (c->zap.sock)
-            nitems = 4;
-        if (c->db != NULL) {
-            if (!c->zap.sock)
-                items[3] = items[4];
-            nitems++;
-        }
         if (!busy)
             timeout = next_hb_check > now ? (long)(next_hb_check - now) : 0;
-        if (zmq_poll(items, nitems, timeout) < 0) {
-            if (zmq_errno() == EINTR)
+        if (cpar__wait_turn(&w, pending, timeout) < 0) {
+            if (errno == EINTR)
                 continue;
-            cpar_log_write(&c->log, "zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+            cpar_log_write(&c->log, "poll failed: %s", strerror(errno));
             rc = CPAR_EZMQ;
             break;
         }
-        if (c->zap.sock && (items[3].revents & ZMQ_POLLIN))
+        memset(pending, 0, sizeof(pending));
+        if (w.ready[CPAR__W_ZAP])
             cpar_zap_serve(&c->zap, &c->log);
-        if (items[0].revents & ZMQ_POLLIN)
+        if (w.ready[CPAR__W_MON])
             cpar__ctleng_read_monitor(c);
         busy = 0;
         engine_backlog = 0;
         if (c->ngone_fds > 0) {
             /* Route what the closed connections sent before closing, then declare their
              * engines gone (bounded, so a flood cannot starve the clients). */
-            for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && cpar__drain(c, CPAR__SIDE_ENGINE); k++)
-                ;
+            int more = 1;
+            for (int k = 0; k < CPAR__GONE_DRAIN_BATCHES && more; k++)
+                more = cpar__drain(c, CPAR__SIDE_ENGINE);
+            pending[CPAR__W_ENG] = more; /* read on next turn (its fd will not tell) */
             cpar__ctleng_apply_disconnects(c, -1);
-        } else if (items[1].revents & ZMQ_POLLIN) {
+        } else if (w.ready[CPAR__W_ENG]) {
             engine_backlog = cpar__drain(c, CPAR__SIDE_ENGINE);
             busy |= engine_backlog;
+            pending[CPAR__W_ENG] = engine_backlog;
         }
         {
-            int client_backlog =
-                (items[2].revents & ZMQ_POLLIN) && cpar__drain(c, CPAR__SIDE_CLIENT);
+            int client_backlog = w.ready[CPAR__W_CLI] && cpar__drain(c, CPAR__SIDE_CLIENT);
             busy |= client_backlog;
+            pending[CPAR__W_CLI] = client_backlog;
             /* Clients that vanished (controller_clients.c): their queued tasks go. */
-            cpar__ctlcli_check(c, !client_backlog);
+            cpar__ctlcli_check(c, !client_backlog, w.ready[CPAR__W_CMON]);
         }
         /* The task database's answers (DB_REPLY), and the tasks a resubmit made. */
-        if (c->db != NULL && (items[nitems - 1].revents & ZMQ_POLLIN))
-            cpar__ctlcli_db_answers(c);
+        if (c->db != NULL && w.ready[CPAR__W_DB])
+            busy |= pending[CPAR__W_DB] = cpar__ctlcli_db_answers(c);
         now = cpar__ctlout_mono_ms();
         /* Heartbeats may wait unread behind a backlog: judge silence once it is read,
          * unless the backlog lasts longer than a whole timeout. */

@@ -112,14 +112,15 @@ cpar__apply_client_disconnects(cpar_controller *c, size_t upto, int only_fd)
 }
 
 void
-cpar__ctlcli_check(cpar_controller *c, int drained)
+cpar__ctlcli_check(cpar_controller *c, int drained, int monitor_ready)
 {
     if (c->cmon == NULL)
         return;
     if (drained && c->nclient_gone_ready > 0)
         cpar__apply_client_disconnects(c, c->nclient_gone_ready, -1);
     cpar__cancel_lost(c);
-    cpar__read_client_monitor(c);
+    if (monitor_ready)
+        cpar__read_client_monitor(c);
     c->nclient_gone_ready = c->nclient_gone_fds;
 }
 
@@ -378,12 +379,12 @@ cpar__on_db_request(cpar_controller *c, int32_t slot, cpar_msg *m)
         cpar_msg_close(&r);
 }
 
-void
+int
 cpar__ctlcli_db_answers(cpar_controller *c)
 {
     cpar_taskdb_answer *a;
-    int any_tasks = 0;
-    for (int i = 0; i < CPAR__BATCH && cpar_taskdb_answer_next(c->db, 0, &a) == 1; i++) {
+    int any_tasks = 0, i;
+    for (i = 0; i < CPAR__BATCH && cpar_taskdb_answer_next(c->db, 0, &a) == 1; i++) {
         cpar_msg r;
         cpar__ctlout_msg_new(c, &r, CPAR_MSG_DB_REPLY);
         memcpy(r.h.parent, a->reply.h.parent, CPAR_WIRE_ID_SIZE);
@@ -410,6 +411,7 @@ cpar__ctlcli_db_answers(cpar_controller *c)
     }
     if (any_tasks)
         cpar__ctleng_reap_unreachable(c);
+    return i == CPAR__BATCH; /* more may be waiting */
 }
 
 void

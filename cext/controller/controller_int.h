@@ -145,10 +145,11 @@ void cpar__ctlcli_monitor_close(cpar_controller *c);
 /* Each loop turn, after the client socket was drained (`drained`: nothing was left
  * unread): acts on the disconnects read in an earlier turn (what a client sent before
  * closing is handled first), then reads new ones. */
-void cpar__ctlcli_check(cpar_controller *c, int drained);
+void cpar__ctlcli_check(cpar_controller *c, int drained, int monitor_ready);
 /* Sends the task database's answers waiting on its PAIR (DB_REPLY to each client), then
- * enters the TASKs a resubmit made (after their DB_REPLY). */
-void cpar__ctlcli_db_answers(cpar_controller *c);
+ * enters the TASKs a resubmit made (after their DB_REPLY). Returns 1 when it stopped at
+ * CPAR__BATCH answers (more may be waiting), else 0. */
+int cpar__ctlcli_db_answers(cpar_controller *c);
 
 /* controller_recover.c (docs/recovery.md) */
 /* At the start of run(): enters what the database held (tasks, parts, dependency

@@ -28,15 +28,18 @@ from launchkit import sge, slurm, sshd  # noqa: E402,F401 - SGE, Slurm and sshd 
 
 
 @pytest.fixture(scope="session")
-def cluster():
-    import cpar
+def cpar_cluster_options(cpar_cluster_options):
+    """cpar's pytest plugin (cpar.pytest_plugin) starts the session's cluster: this
+    suite's has N_ENGINES engines and the cluster id "pytest", whatever --cpar-engines
+    says."""
+    return {**cpar_cluster_options, "n": N_ENGINES, "cluster_id": "pytest"}
 
-    c = cpar.Cluster(n=N_ENGINES, cluster_id="pytest")
-    c.start_cluster_sync()
-    yield c
-    c.stop_cluster_sync()
-    assert not c.engines.running, "engines left running after stop"
-    assert not c.controller.running, "controller left running after stop"
+
+@pytest.fixture(scope="session")
+def cluster(cpar_cluster):
+    """The plugin's session cluster (started on first use; at the end it is stopped and
+    the plugin checks that no engine or controller is left running)."""
+    return cpar_cluster
 
 
 @pytest.fixture

@@ -129,11 +129,14 @@ def _cmd_start(args):
     except (ValueError, OSError) as e:
         print(f"cpar cluster start: {e}", file=sys.stderr)
         return 2
+    bar = _RegistrationBar(sys.stderr)
     try:
-        c.start_cluster_sync()
+        c.start_cluster_sync(progress=bar.show)
     except (ClusterError, ValueError, OSError) as e:
+        bar.close()
         print(f"cpar cluster start: {e}", file=sys.stderr)
         return 1
+    bar.close()
     ids = c.connect_client_sync().ids
     conn = paths.read_json(c.connection_file)
     print(f"cluster {args.cluster_id or 'default'} (profile {args.profile}) running: "
@@ -154,6 +157,38 @@ def _cmd_start(args):
     c.stop_cluster_sync()
     print("cluster stopped")
     return 0
+
+
+class _RegistrationBar:
+    """The engines registering, as a progress bar on ``stream`` when it is a terminal
+    (tqdm's when tqdm is installed, else cpar's text bar); nothing otherwise, so that
+    output read by a program stays as it was."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.bar = None
+        self.done = 0
+        try:
+            self.on_tty = stream.isatty()
+        except (AttributeError, ValueError):
+            self.on_tty = False
+
+    def show(self, registered, total):
+        """``Cluster.wait_for_engines``' progress callback."""
+        if not self.on_tty:
+            return
+        if self.bar is None:
+            from .client.progress import progress_bar
+
+            self.bar = progress_bar(total, "engines registered", unit="engines",
+                                    stream=self.stream, widget=False)
+        self.done = registered
+        self.bar.update(registered)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close(self.done)
+            self.bar = None
 
 
 def _engine_options(args):

@@ -386,7 +386,6 @@ class ParallelMagics:
     def _wait_and_show(self, ar, stream=False, groupby="type", progress_after=None,
                        signal_on_interrupt=None):
         printer = _StreamPrinter(ar) if stream else None
-        bar = False
         try:
             t0 = time.monotonic()
             while not ar.wait(_POLL):
@@ -395,12 +394,11 @@ class ParallelMagics:
                 if progress_after is not None and time.monotonic() - t0 >= progress_after:
                     if printer is not None:
                         printer.poll(final=True)
-                    bar = True
+                    # tqdm's bar when tqdm is installed (a widget in a notebook), else
+                    # cpar's text bar; either ends its line, Ctrl-C included
                     ar.wait_interactive()
                     break
         except KeyboardInterrupt:
-            if bar:
-                sys.stdout.write("\n")
             self._interrupted(ar, printer, groupby, signal_on_interrupt)
             return
         if printer is not None:

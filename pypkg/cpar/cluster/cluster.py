@@ -372,14 +372,23 @@ class Cluster:
                 self.engines.add(new, engine_set_id)
                 self._save()
 
-    def wait_for_engines(self, n=None, timeout=None):
+    def wait_for_engines(self, n=None, timeout=None, progress=None):
         """Waits until ``n`` engines (default: all started) are registered. An engine
-        process that exits meanwhile raises ClusterError with its log."""
+        process that exits meanwhile raises ClusterError with its log. ``progress``: a
+        callable given ``(registered, n)`` at the start and whenever that count changes
+        (``cpar cluster start`` draws its bar with it)."""
         n = self.engines.n if n is None else n
         timeout = self.start_timeout if timeout is None else timeout
         rc = self.connect_client_sync()
         deadline = time.monotonic() + timeout
-        while len(rc.ids) < n:
+        shown = None
+        while True:
+            registered = len(rc.ids)
+            if progress is not None and registered != shown:
+                shown = registered
+                progress(min(registered, n), n)
+            if registered >= n:
+                break
             dead = self.engines.exited()
             if dead:
                 pid, code, log = dead[0]
@@ -412,11 +421,13 @@ class Cluster:
                 return True
         return False
 
-    def start_cluster_sync(self, n=None):
+    def start_cluster_sync(self, n=None, progress=None):
+        """Starts the controller and ``n`` engines (default: the cluster's ``n``) and
+        waits until they are registered (``progress``: see ``wait_for_engines``)."""
         self.start_controller_sync()  # refuses, touching nothing, if one already runs
         try:
             self.start_engines_sync(n)
-            self.wait_for_engines()
+            self.wait_for_engines(progress=progress)
         except BaseException:
             self.stop_cluster_sync()
             raise

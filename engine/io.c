@@ -9,6 +9,7 @@
 #include "io_int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,28 +570,62 @@ cpar__io_heartbeat(cpar__io *io)
     cpar__io_send(io, &m);
 }
 
+/* The ZMQ_FD of sock (-1 for none). */
+static int
+cpar__io_zmq_fd(void *sock)
+{
+    int fd = -1;
+    size_t len = sizeof(fd);
+    if (sock == NULL || zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0)
+        return -1;
+    return fd;
+}
+
+/* 1 when sock has a message to read now (ZMQ_EVENTS, which processes its commands). */
+static int
+cpar__io_has_input(void *sock)
+{
+    int ev = 0;
+    size_t len = sizeof(ev);
+    return sock != NULL && zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
+
+/* The loop waits with poll(2) on the sockets' ZMQ_FDs rather than zmq_poll, which asks
+ * each socket for ZMQ_EVENTS (two system calls) before and after its own poll. A ZMQ_FD
+ * turns readable when commands reach a socket whose commands were all processed; any
+ * operation on the socket may process them (the thread sends on the pair and the dealer),
+ * taking the notice of a message it then leaves waiting. So before it blocks, the loop
+ * asks ZMQ_EVENTS of the pair and the dealer (two checks instead of zmq_poll's six); the
+ * monitor is only read, to EAGAIN. A new dealer or monitor (after a lost controller) is
+ * read once before its fd is trusted. */
 static void
 cpar__io_loop(cpar__io *io)
 {
     cpar_engine *e = io->e;
     uint64_t ms = 1000000u;
+    void *dealer = NULL, *mon = NULL; /* the sockets the fds below belong to */
+    unsigned made = io->sockets - 1;  /* io->sockets when they were taken */
+    int rd_pair = 1, rd_dealer = 0, rd_mon = 0;
+    struct pollfd pfd[3] = {{.fd = cpar__io_zmq_fd(io->pair), .events = POLLIN},
+                            {.fd = -1, .events = POLLIN},
+                            {.fd = -1, .events = POLLIN}};
 
     io->next_hb = cpar_mono_ns();
     while (!io->quit) {
-        /* The dealer and its monitor change when the controller is lost (either may be
-         * NULL then). */
-        zmq_pollitem_t items[3] = {{.socket = io->pair, .events = ZMQ_POLLIN}};
-        int n = 1, at_dealer = -1, at_mon = -1, running;
+        int running;
         uint64_t now = cpar_mono_ns();
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
 
-        if (io->dealer != NULL) {
-            at_dealer = n;
-            items[n++] = (zmq_pollitem_t){.socket = io->dealer, .events = ZMQ_POLLIN};
-        }
-        if (io->mon != NULL) {
-            at_mon = n;
-            items[n++] = (zmq_pollitem_t){.socket = io->mon, .events = ZMQ_POLLIN};
+        /* The dealer and its monitor change when the controller is lost (either may be
+         * NULL then). */
+        if (io->dealer != dealer || io->mon != mon || io->sockets != made) {
+            dealer = io->dealer;
+            mon = io->mon;
+            made = io->sockets;
+            pfd[1].fd = cpar__io_zmq_fd(dealer);
+            pfd[2].fd = cpar__io_zmq_fd(mon);
+            rd_dealer = dealer != NULL;
+            rd_mon = mon != NULL;
         }
         /* While tasks are queued or running, output is flushed at the stream period (a
          * task may start between this check and the poll). */
@@ -601,17 +636,28 @@ cpar__io_loop(cpar__io *io)
             timeout = CPAR_ENGINE_STREAM_PERIOD_MS;
         if ((io->stopping || io->lost_until != 0) && timeout > 100)
             timeout = 100;
-        if (zmq_poll(items, n, timeout) < 0 && zmq_errno() != EINTR) {
-            cpar_elog("zmq_poll failed: %s", zmq_strerror(zmq_errno()));
+        if (!rd_pair && !rd_dealer && !rd_mon && timeout != 0) {
+            rd_pair = cpar__io_has_input(io->pair);
+            rd_dealer = cpar__io_has_input(dealer);
+        }
+        /* poll(2) skips negative fds. */
+        if (poll(pfd, 3, rd_pair || rd_dealer || rd_mon ? 0 : (int)timeout) < 0 && errno != EINTR) {
+            cpar_elog("poll failed: %s", strerror(errno));
             break;
         }
-        if (at_dealer >= 0 && (items[at_dealer].revents & ZMQ_POLLIN))
+        rd_pair |= (pfd[0].revents & (POLLIN | POLLERR)) != 0;
+        rd_dealer |= pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLERR)) != 0;
+        rd_mon |= pfd[2].fd >= 0 && (pfd[2].revents & (POLLIN | POLLERR)) != 0;
+        if (rd_dealer && io->dealer == dealer && dealer != NULL)
             cpar__io_on_dealer(io);
-        if (items[0].revents & ZMQ_POLLIN)
+        rd_dealer = 0;
+        if (rd_pair)
             cpar__io_on_pair(io);
+        rd_pair = 0;
         now = cpar_mono_ns();
-        if (at_mon >= 0 && io->mon == items[at_mon].socket && (items[at_mon].revents & ZMQ_POLLIN))
+        if (rd_mon && io->mon == mon && mon != NULL)
             cpar__io_on_monitor(io, now);
+        rd_mon = 0;
         if (io->lost_until == 0 && now >= io->next_hb) { /* none while lost */
             cpar__io_heartbeat(io);
             io->next_hb = now + (uint64_t)e->hb_period_ms * ms;

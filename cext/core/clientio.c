@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -274,13 +275,15 @@ bad:
 }
 
 /* Receives everything available (up to a batch) into the inbox. Returns 0, or CPAR_EZMQ
- * when the socket is unusable (context terminated). */
+ * when the socket is unusable (context terminated). *empty: 1 when it stopped because
+ * nothing more was there (EAGAIN), 0 when more may be waiting. */
 static int
-cpar__drain(cpar_clientio *io)
+cpar__drain(cpar_clientio *io, int *empty)
 {
     cpar_clientio_item *head = NULL, *tail = NULL, *it = NULL;
     int rc = CPAR_OK;
 
+    *empty = 0;
     for (int i = 0; i < CPAR__RECV_BATCH; i++) {
         int r;
         if (it == NULL && (it = cpar_clientio_item_new(0)) == NULL) {
@@ -304,6 +307,7 @@ cpar__drain(cpar_clientio *io)
             tail = it;
             it = NULL;
         } else if (r == CPAR_EAGAIN) {
+            *empty = 1;
             break;
         } else if (r == CPAR_ESIG) {
             atomic_fetch_add_explicit(&io->bad_signature, 1, memory_order_relaxed);
@@ -341,7 +345,7 @@ cpar__local_notice(cpar_clientio *io, int status, const char *text, size_t len)
 /* Reads one monitor event; on a lost connection queues a local ERROR message (parent
  * zeros, status CPAR_ECLOSED) so that readers learn of it, and on a connection back
  * after a drop one with status 0 ("reconnected"). */
-static void
+static int
 cpar__monitor_event(cpar_clientio *io)
 {
     static const char text[] = "lost the connection to the controller";
@@ -350,7 +354,7 @@ cpar__monitor_event(cpar_clientio *io)
     uint32_t value;
 
     if (!cpar_sock_monitor_read(io->mon, &event, &value))
-        return;
+        return 0;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
         event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         atomic_fetch_add_explicit(&io->handshake_failed, 1, memory_order_relaxed);
@@ -367,8 +371,26 @@ cpar__monitor_event(cpar_clientio *io)
         /* Nothing will answer the requests in flight any more. */
         cpar__clientio_shm_unpin_all(io);
     }
+    return 1;
 }
 
+/* The ZMQ_FD of sock, or -1. */
+static int
+cpar__zmq_fd(void *sock)
+{
+    int fd = -1;
+    size_t len = sizeof(fd);
+    if (sock == NULL || zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0)
+        return -1;
+    return fd;
+}
+
+/* The thread waits with poll(2) on the sockets' ZMQ_FDs and the wake-up eventfd rather
+ * than zmq_poll, which asks each socket for ZMQ_EVENTS (two system calls) before and after
+ * its own poll. A ZMQ_FD turns readable when commands reach a socket whose commands were
+ * all processed; any operation on the socket may process them (a send too), taking the
+ * notice of a message it then leaves waiting. So the thread blocks only after reading the
+ * socket to EAGAIN since it last sent on it, or after asking ZMQ_EVENTS. */
 static void *
 cpar__clientio_main(void *arg)
 {
@@ -376,14 +398,19 @@ cpar__clientio_main(void *arg)
     cpar_clientio_item *pend = NULL, *pend_tail = NULL;
     int rc = CPAR_OK;
     uint64_t next_trim = 0; /* when the page pool is trimmed next, while it keeps pages */
+    struct pollfd pfd[3] = {
+        {.fd = cpar__zmq_fd(io->sock), .events = POLLIN},
+        {.fd = io->wakefd, .events = POLLIN},
+        {.fd = cpar__zmq_fd(io->mon), .events = POLLIN},
+    };
+    /* Read on the first turn: a notice may have come before the thread started. */
+    int sock_ready = 1, mon_ready = io->mon != NULL;
 
-    for (;;) {
-        zmq_pollitem_t items[3] = {
-            {io->sock, 0, (short)(ZMQ_POLLIN | (pend != NULL ? ZMQ_POLLOUT : 0)), 0},
-            {NULL, io->wakefd, ZMQ_POLLIN, 0},
-            {io->mon, 0, ZMQ_POLLIN, 0},
-        };
-        int timeout = -1;
+    if (pfd[0].fd < 0)
+        rc = CPAR_EZMQ;
+    while (rc == CPAR_OK) {
+        int timeout = -1, events = 0;
+        size_t optlen = sizeof(events);
         /* While received pages are kept for reuse, give back those unused for a while
          * once a second (waking up for it); otherwise sleep until something happens. */
         if (cpar_pagepool_kept() > 0) {
@@ -394,13 +421,22 @@ cpar__clientio_main(void *arg)
             }
             timeout = (int)((next_trim - now) / 1000000u) + 1;
         }
-        if (zmq_poll(items, 3, timeout) < 0) {
+        /* Requests that wait for room: the socket's room comes as a notice too. */
+        if (!sock_ready && pend != NULL &&
+            zmq_getsockopt(io->sock, ZMQ_EVENTS, &events, &optlen) == 0 &&
+            (events & (ZMQ_POLLIN | ZMQ_POLLOUT)))
+            sock_ready = 1;
+        if (poll(pfd, pfd[2].fd >= 0 ? 3 : 2, sock_ready || mon_ready ? 0 : timeout) < 0) {
             if (errno == EINTR)
                 continue;
             rc = CPAR_EZMQ;
             break;
         }
-        if (items[1].revents & ZMQ_POLLIN) {
+        if (pfd[0].revents & (POLLIN | POLLERR))
+            sock_ready = 1;
+        if (pfd[2].fd >= 0 && (pfd[2].revents & (POLLIN | POLLERR)))
+            mon_ready = 1;
+        if (pfd[1].revents & POLLIN) {
             uint64_t count;
             int closing;
             ssize_t r = read(io->wakefd, &count, sizeof(count));
@@ -424,15 +460,22 @@ cpar__clientio_main(void *arg)
                 break;
             }
         }
-        if (pend != NULL)
+        if (pend != NULL) {
             cpar__flush(io, &pend, &pend_tail);
-        if (items[0].revents & ZMQ_POLLIN) {
-            rc = cpar__drain(io);
+            sock_ready = 1; /* the sends may have taken a message's notice */
+        }
+        if (sock_ready) {
+            int empty;
+            rc = cpar__drain(io, &empty);
             if (rc != CPAR_OK)
                 break;
+            sock_ready = !empty;
         }
-        if (items[2].revents & ZMQ_POLLIN)
-            cpar__monitor_event(io);
+        if (mon_ready) {
+            while (cpar__monitor_event(io))
+                ;
+            mon_ready = 0;
+        }
     }
     cpar_clientio_list_free(pend);
     pthread_mutex_lock(&io->lock);

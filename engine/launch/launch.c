@@ -128,10 +128,13 @@ cpar__try(const char *path, int by_soname)
     }
     /* Py_GetVersion may be called before the interpreter starts. */
     version = (const char *(*)(void))dlsym(h, "Py_GetVersion");
-    if (version == NULL ||
-        strncmp(version(), CPAR_PY_VERSION ".", strlen(CPAR_PY_VERSION ".")) != 0) {
-        cpar__why("%s is Python %s, not " CPAR_PY_VERSION, path,
-                  version ? version() : "(no Py_GetVersion)");
+    if (version == NULL) {
+        cpar__why("%s is no libpython (%s)", path, "it has no Py_GetVersion");
+        dlclose(h);
+        return 0;
+    }
+    if (strncmp(version(), CPAR_PY_VERSION ".", strlen(CPAR_PY_VERSION ".")) != 0) {
+        cpar__why("%s is Python %s, not " CPAR_PY_VERSION, path, version());
         dlclose(h);
         return 0;
     }

@@ -67,7 +67,7 @@ build/bench/ctlfeed: bench/ctlfeed.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTE
 	@mkdir -p $(@D)
 	$(CTEST_CC) $(CTEST_COMMON) -O2 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
-test: deps-test format-check $(STAMP) lint docs ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest conformance
+test: deps-test format-check $(STAMP) lint docs ctest ctest-asan fuzz-controller fuzz-client fuzz-engine asan-engine asan-client tsan pytest conformance wheel-test
 
 # The engine built with AddressSanitizer and UBSan, driven by the engine and client tests.
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

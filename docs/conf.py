@@ -24,6 +24,8 @@ extensions = [
 ]
 
 root_doc = "index"
+# blocks without a language (the design notes' diagrams, docstrings' examples) stay plain
+highlight_language = "none"
 exclude_patterns = ["_build", "docs.mk", "requirements.txt"]
 suppress_warnings = []
 

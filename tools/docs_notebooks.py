@@ -60,10 +60,10 @@ def execute(path, outdir, timeout):
         saved = os.environ.get("CPAR_DIR")
         os.environ["CPAR_DIR"] = cpar_dir  # the kernel inherits it
         failure = None
+        # the kernel's sockets: ipc in the scratch directory, not tcp on localhost
+        km = KernelManager(kernel_name="python3", transport="ipc",
+                           ip=os.path.join(scratch, "kernel"))
         try:
-            # the kernel's sockets: ipc in the scratch directory, not tcp on localhost
-            km = KernelManager(kernel_name="python3", transport="ipc",
-                               ip=os.path.join(scratch, "kernel"))
             client = nbclient.NotebookClient(
                 nb, km=km, timeout=timeout, kernel_name="python3",
                 resources={"metadata": {"path": work}})
@@ -71,6 +71,9 @@ def execute(path, outdir, timeout):
         except Exception as e:  # noqa: BLE001 - nbclient's CellExecutionError and others
             failure = f"{type(e).__name__}: {str(e)[-2000:]}"
         finally:
+            # nbclient stops only a kernel it started itself: this one is ours to stop
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
             left = _stop_leftovers(cpar_dir)
             if saved is None:
                 os.environ.pop("CPAR_DIR", None)

@@ -336,3 +336,22 @@ def test_engine_without_a_shared_libpython_says_what_it_tried(venvs, hidden, tmp
                 env=dict(env, CPAR_LIBPYTHON=zmq), check=False)
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert f"{zmq} is no libpython (it has no Py_GetVersion)" in r.stderr, r.stderr
+
+
+def test_engine_asks_a_python_whose_libpython_is_not_beside_it(venvs, tmp_path):
+    """A python whose absolute rpath names its libpython elsewhere (the base tree copied
+    without libpython, rpath untouched): nothing beside it, so the engine asks it (its
+    /proc/self/maps) and embeds that library, not the first one the dynamic linker finds
+    (Debian's)."""
+    v = venvs["pyenv"].result()
+    dest = tmp_path / "nolib-python"
+    (dest / "bin").mkdir(parents=True)
+    shutil.copy2(BASE_PYTHON, dest / "bin" / f"python{PYVER}")
+    shutil.copytree(os.path.join(BASE, "lib", f"python{PYVER}"), dest / "lib" / f"python{PYVER}",
+                    copy_function=os.link, ignore=shutil.ignore_patterns("site-packages", "test"))
+    engine = os.path.join(site_packages(v.venv), "cpar", "bin", "cpar-engine")
+    # /dev/null as the connection file: the engine logs its interpreter, then stops on it.
+    r = sandbox([engine, "--connection-file", "/dev/null", "--python",
+                 str(dest / "bin" / f"python{PYVER}")], v.hide, env=v.env, check=False)
+    assert f"libpython={os.path.join(BASE, 'lib', SONAME)}" in r.stderr, r.stderr
+    assert "bad connection file /dev/null" in r.stderr and r.returncode == 1, r.stderr

@@ -36,3 +36,12 @@ wheel-test: $(WHEEL_INFO) $(WHEEL_HOUSE)/.complete $(STAMP)
 	@$(MAKE) --no-print-directory apt-install PKGS="$(WHEEL_TEST_APT)"
 	CPAR_WHEEL_INFO=$(abspath $(WHEEL_INFO)) CPAR_WHEEL_HOUSE=$(abspath $(WHEEL_HOUSE)) \
 	  $(VPY) -m pytest -q -p no:cacheprovider tests/check_wheel.py
+
+# The engine's launcher is outside the Makefile's engine/*.[ch] globs.
+.PHONY: format-launcher format-check-launcher
+format: format-launcher
+format-check: format-check-launcher
+format-launcher:
+	clang-format -i engine/launch/*.c
+format-check-launcher:
+	clang-format --dry-run --Werror engine/launch/*.c

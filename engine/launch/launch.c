@@ -30,6 +30,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <link.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,8 @@
 
 #define CPAR__ENGINE_LIB "libcpar-engine.so"
 #define CPAR__MAX_TRIED 32
-#define CPAR__ASK_MAX 8192 /* bytes read from the python asked in step 3 */
+#define CPAR__ASK_MAX 8192      /* bytes read from the python asked in step 3 */
+#define CPAR__ASK_WAIT_MS 10000 /* how long it may take to answer */
 
 typedef int (*cpar__run_fn)(const char *argv0, const cpar_engine_args *a);
 
@@ -116,7 +119,8 @@ cpar__try(const char *path, int by_soname)
         if (strcmp(cpar__lib.tried[i], path) == 0)
             return 0;
     if (cpar__lib.ntried < CPAR__MAX_TRIED)
-        cpar__copy(cpar__lib.tried[cpar__lib.ntried++], PATH_MAX, path);
+        snprintf(cpar__lib.tried[cpar__lib.ntried++], PATH_MAX, "%s%s", path,
+                 by_soname ? " (the dynamic linker's search)" : "");
     if (!by_soname && access(path, F_OK) != 0)
         return 0;
     h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
@@ -149,6 +153,8 @@ cpar__try_prefix(const char *prefix)
     static const char *const subdirs[] = {"lib", "lib/" CPAR_MULTIARCH, "lib64"};
     char path[PATH_MAX];
 
+    if (strcmp(prefix, "/") == 0)
+        prefix = "";
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
         if (i == 1 && CPAR_MULTIARCH[0] == '\0')
             continue;
@@ -281,7 +287,16 @@ cpar__try_asking(const char *python)
     }
     close(fds[1]);
     for (;;) {
-        ssize_t r = read(fds[0], out + len, sizeof(out) - 1 - len);
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int ready = poll(&pfd, 1, CPAR__ASK_WAIT_MS);
+        ssize_t r;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0) { /* a python that hangs is not waited for */
+            kill(pid, SIGKILL);
+            break;
+        }
+        r = read(fds[0], out + len, sizeof(out) - 1 - len);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)

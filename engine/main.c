@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -297,6 +298,8 @@ cpar_engine_run(const char *argv0, const cpar_engine_args *args)
         return 1;
     memset(&e, 0, sizeof(e));
     pthread_mutex_init(&e.lock, NULL);
+    pthread_mutex_init(&e.io_turn, NULL);
+    e.io_wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* -1: no direct sends */
     cpar_capture_init(&e.capture);
     cpar_shm_pins_init(&e.pins);
     e.shm = cpar_shm_enabled();
@@ -363,6 +366,8 @@ done:
     cpar_capture_free(&e.capture);
     pthread_mutex_unlock(&e.lock);
     free(e.engine_url);
+    if (e.io_wakefd >= 0)
+        close(e.io_wakefd);
     cpar_elog_close();
     return status;
 }

@@ -92,6 +92,32 @@ cpar__runner_send(cpar__runner *r, cpar_msg *m)
     return rc;
 }
 
+/* Sends the request's pending output and its REPLY (consumed) on the controller's socket
+ * from this thread (cpar_io_direct_begin), the GIL released. Returns 0 when sent (or when
+ * a send failed: logged, as the I/O thread would), -1 when they must go through the PAIR
+ * (nothing consumed). */
+static int
+cpar__runner_send_direct(cpar__runner *r, cpar_capture *pending, const uint8_t *parent,
+                         cpar_msg *rep)
+{
+    int rc = -1, sent;
+    cpar_zc_drain();
+    Py_BEGIN_ALLOW_THREADS
+    void *dealer = cpar_io_direct_begin(r->e);
+    if (dealer != NULL) {
+        if (pending->n > 0)
+            cpar_capture_send(pending, dealer, r->signer, r->e->id, parent);
+        sent = cpar_wire_send(dealer, r->signer, NULL, 0, rep, ZMQ_DONTWAIT);
+        cpar_io_direct_end(r->e);
+        if (sent != 0)
+            cpar_elog("cannot send to the controller (%s); a reply was dropped",
+                      cpar_strerror(sent));
+        rc = 0;
+    }
+    Py_END_ALLOW_THREADS
+    return rc;
+}
+
 /* Bytes of m's payload frames. */
 static uint64_t
 cpar__runner_bytes(const cpar_msg *m)
@@ -330,12 +356,16 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
         cpar__runner_clear_signals();
     }
 
-    /* Every STREAM of this request goes out before its REPLY (one FIFO to the I/O thread,
-     * which sends its own earlier chunks before it reads the next message from us). */
-    CPAR_TSAN_RELEASE(e); /* the captured text passes to the I/O thread (tsan.h) */
-    if (pending.n > 0)
-        cpar_capture_send(&pending, r->pair, r->signer, e->id, parent);
-    cpar__runner_send(r, &rep);
+    /* Every STREAM of this request goes out before its REPLY: sent here on the DEALER
+     * when the I/O thread lets us (it sent its own earlier chunks in an earlier turn),
+     * else through the PAIR (one FIFO to the I/O thread, which sends its own earlier
+     * chunks before it reads the next message from us). */
+    if (cpar__runner_send_direct(r, &pending, parent, &rep) != 0) {
+        CPAR_TSAN_RELEASE(e); /* the captured text passes to the I/O thread (tsan.h) */
+        if (pending.n > 0)
+            cpar_capture_send(&pending, r->pair, r->signer, e->id, parent);
+        cpar__runner_send(r, &rep);
+    }
     cpar_zc_drain();
 }
 

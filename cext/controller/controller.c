@@ -226,8 +226,8 @@ enum { CPAR__W_MON, CPAR__W_ENG, CPAR__W_CLI, CPAR__W_ZAP, CPAR__W_DB, CPAR__W_C
  * all processed, and stays quiet after that until the socket processes them again, which
  * every receive that ends in EAGAIN does, but also a send. So the loop blocks on the fds
  * only after reading each socket to EAGAIN, and after asking ZMQ_EVENTS of the sockets it
- * sends on (engines, clients, ZAP): a send there may have taken the notice of a message
- * it then left waiting. The database's PAIR and the monitors are only read. */
+ * sends on (engines, clients): a send there may have taken the notice of a message it then
+ * left waiting. The database's PAIR and the monitors are only read. */
 typedef struct {
     void *sock[CPAR__W_N];
     struct pollfd pfd[CPAR__W_N];
@@ -281,7 +281,9 @@ cpar__wait_turn(cpar__wait *w, const int *pending, long timeout_ms)
         any |= pending[k];
     }
     if (!any && timeout_ms != 0) {
-        static const int sent_on[] = {CPAR__W_ENG, CPAR__W_CLI, CPAR__W_ZAP};
+        /* ZAP replies are sent between receives that end in EAGAIN (cpar_zap_serve), so
+         * only these two can hide a message. */
+        static const int sent_on[] = {CPAR__W_ENG, CPAR__W_CLI};
         for (size_t i = 0; i < sizeof(sent_on) / sizeof(sent_on[0]); i++)
             if (cpar__has_input(w->sock[sent_on[i]]))
                 w->ready[sent_on[i]] = any = 1;

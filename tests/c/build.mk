@@ -25,25 +25,64 @@ CTEST_FUZZ_SECONDS ?= 60
 
 CTEST_BINS := $(addprefix build/ctest/,$(CTEST_NAMES))
 CTEST_ASAN_BINS := $(addprefix build/ctest-asan/,$(CTEST_NAMES))
+CTEST_TSAN := -fsanitize=thread
+
+# Each source is compiled once per flavour into build/obj/<flavour>/ and every test binary
+# links those objects (its own .c compiled with the link): sixty binaries built from the
+# same forty sources. Only test_idlimit compiles the sources itself (its -D changes them).
+CTEST_OBJ_HDR := $(CTEST_CORE_HDR) $(CTEST_SUPPORT_HDR) tests/c/fuzzkit.h tests/c/fuzzdb.h
+CTEST_FLAGS_plain := -O1
+CTEST_FLAGS_asan := -O1 $(CTEST_SAN)
+CTEST_FLAGS_tsan := -O1 $(CTEST_TSAN)
+build/obj/plain/%.o: %.c $(CTEST_OBJ_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_FLAGS_plain) -c $< -o $@
+build/obj/asan/%.o: %.c $(CTEST_OBJ_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_FLAGS_asan) -c $< -o $@
+build/obj/tsan/%.o: %.c $(CTEST_OBJ_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_FLAGS_tsan) -c $< -o $@
+# Kept between runs (make would delete them as intermediate files).
+.PRECIOUS: build/obj/plain/%.o build/obj/asan/%.o build/obj/tsan/%.o
+# $(call ctest_objs,FLAVOUR,SOURCES): those sources' objects of that flavour.
+ctest_objs = $(patsubst %.c,build/obj/$(1)/%.o,$(2))
+
+# The objects of every binary are built two at a time (compiles are independent; the
+# tests themselves still run one after another).
+CTEST_JOBS ?= 2
+.PHONY: ctest-objs-plain ctest-objs-asan ctest-objs-tsan
+ctest-objs-plain ctest-objs-asan ctest-objs-tsan:
+	@$(MAKE) --no-print-directory -j$(CTEST_JOBS) \
+	  $(call ctest_objs,$(subst ctest-objs-,,$@),$(CTEST_CORE_SRC) $(CTEST_SUPPORT) tests/c/fuzzkit.c tests/c/fuzzdb.c)
 
 # test_idlimit reaches the engine-id limit for real, with the limit lowered to 8.
-build/ctest/test_idlimit build/ctest-asan/test_idlimit: CTEST_DEFS := -DCPAR_ENGINE_ID_LIMIT=8
+CTEST_IDLIMIT := -DCPAR_ENGINE_ID_LIMIT=8
+build/ctest/test_idlimit: tests/c/test_idlimit.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_IDLIMIT) -O1 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+
+build/ctest-asan/test_idlimit: tests/c/test_idlimit.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+	@mkdir -p $(@D)
+	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_IDLIMIT) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
 
 .PHONY: ctest ctest-asan fuzz ctest-clean fuzz-controller fuzz-client
 
-build/ctest/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest/%: tests/c/%.c $(call ctest_objs,plain,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_DEFS) -O1 $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $< $(call ctest_objs,plain,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) -o $@ $(CTEST_LIBS)
 
-build/ctest-asan/%: tests/c/%.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/%: tests/c/%.c $(call ctest_objs,asan,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) $(CTEST_DEFS) -O1 $(CTEST_SAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(call ctest_objs,asan,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) -o $@ $(CTEST_LIBS)
 
 # Every binary runs (the fuzz target replays the committed corpus); the last line sums up.
-ctest: $(CTEST_BINS)
+ctest: ctest-objs-plain
+	@$(MAKE) --no-print-directory -j$(CTEST_JOBS) $(CTEST_BINS)
 	@sh tests/c/run.sh $(CTEST_CORPUS) $(CTEST_BINS)
 
-ctest-asan: $(CTEST_ASAN_BINS)
+ctest-asan: ctest-objs-asan
+	@$(MAKE) --no-print-directory -j$(CTEST_JOBS) $(CTEST_ASAN_BINS)
 	@ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  sh tests/c/run.sh $(CTEST_CORPUS) $(CTEST_ASAN_BINS)
 
@@ -70,39 +109,40 @@ FUZZ_CONTROLLER_SECONDS ?= 40
 FUZZ_ASAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:quarantine_size_mb=16 UBSAN_OPTIONS=print_stacktrace=1 \
   LSAN_OPTIONS=suppressions=$(abspath tests/c/lsan.supp)
 
-build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_FUZZDB) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+CTEST_FUZZ_CTL_SRC := tests/c/fuzzkit.c tests/c/fuzzdb.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC)
+build/ctest-asan/fuzz_controller: tests/c/fuzz_controller.c $(call ctest_objs,asan,$(CTEST_FUZZ_CTL_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/fuzzdb.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(call ctest_objs,asan,$(CTEST_FUZZ_CTL_SRC)) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver (tests/c/fuzz_engine.c); the top-level Makefile runs it
 # against build/asan/cpar-engine (make fuzz-engine).
-build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+CTEST_FUZZ_KIT_SRC := tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC)
+build/ctest-asan/fuzz_engine: tests/c/fuzz_engine.c $(call ctest_objs,asan,$(CTEST_FUZZ_KIT_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(call ctest_objs,asan,$(CTEST_FUZZ_KIT_SRC)) -o $@ $(CTEST_LIBS)
 
 # ThreadSanitizer builds (make tsan in the top-level Makefile runs them): the client I/O
 # thread driven by threads of its own (tests/c/tsan_clientio.c), and the controller fuzzer
 # (the controller's thread against the fuzzer's). tests/tsan.supp: uninstrumented libzmq.
-CTEST_TSAN := -fsanitize=thread
-build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/tsan_clientio: tests/c/tsan_clientio.c $(call ctest_objs,tsan,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(call ctest_objs,tsan,$(CTEST_SUPPORT) $(CTEST_CORE_SRC)) -o $@ $(CTEST_LIBS)
 
-build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(CTEST_FUZZKIT) $(CTEST_FUZZDB) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/fuzz_controller: tests/c/fuzz_controller.c $(call ctest_objs,tsan,$(CTEST_FUZZ_CTL_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< tests/c/fuzzkit.c tests/c/fuzzdb.c $(CTEST_SUPPORT) $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_TSAN) $< $(call ctest_objs,tsan,$(CTEST_FUZZ_CTL_SRC)) -o $@ $(CTEST_LIBS)
 
 # The engine fuzzer's driver without a sanitizer, for driving the TSan engine.
-build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/tsan/fuzz_engine: tests/c/fuzz_engine.c $(call ctest_objs,plain,$(CTEST_FUZZ_KIT_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $< $(call ctest_objs,plain,$(CTEST_FUZZ_KIT_SRC)) -o $@ $(CTEST_LIBS)
 
 # The client I/O thread's fuzzer (tests/c/fuzz_client.c): a fake controller feeds a real
 # cpar_clientio (ASan/UBSan) signed random messages and shared-memory tables.
 FUZZ_CLIENT_SECONDS ?= 15
-build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(CTEST_FUZZKIT) $(CTEST_SUPPORT) $(CTEST_SUPPORT_HDR) $(CTEST_CORE_SRC) $(CTEST_CORE_HDR)
+build/ctest-asan/fuzz_client: tests/c/fuzz_client.c $(call ctest_objs,asan,$(CTEST_FUZZ_KIT_SRC)) $(CTEST_OBJ_HDR)
 	@mkdir -p $(@D)
-	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< tests/c/fuzzkit.c tests/c/helpers.c $(CTEST_CORE_SRC) -o $@ $(CTEST_LIBS)
+	$(CTEST_CC) $(CTEST_COMMON) -O1 $(CTEST_SAN) $< $(call ctest_objs,asan,$(CTEST_FUZZ_KIT_SRC)) -o $@ $(CTEST_LIBS)
 
 fuzz-client: build/ctest-asan/fuzz_client
 	$(FUZZ_ASAN_ENV) CPAR_FUZZ_SECONDS=$(FUZZ_CLIENT_SECONDS) \
@@ -113,4 +153,4 @@ fuzz-controller: build/ctest-asan/fuzz_controller
 	  build/ctest-asan/fuzz_controller tests/c/corpus/controller
 
 ctest-clean:
-	rm -rf build/ctest build/ctest-asan build/fuzz
+	rm -rf build/ctest build/ctest-asan build/fuzz build/obj

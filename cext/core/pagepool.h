@@ -6,8 +6,10 @@
  * kept here and the next frame of a similar size reuses its pages, already present.
  *
  * Bounds: at most CPAR_PAGEPOOL_SLOTS mappings and CPAR_PAGEPOOL_BYTES in all; mappings
- * larger than CPAR_PAGEPOOL_MAX_SIZE are never kept (their transfer time dwarfs the
- * faults, and huge pages cut those); a kept mapping unused for CPAR_PAGEPOOL_AGE_NS is
+ * larger than CPAR_PAGEPOOL_MAX_SIZE are never kept. Frames of 100 MB are kept too: their
+ * first-touch faults run well under copy speed (4 KiB at a time, and huge pages may first
+ * need the kernel to compact memory), so a repeated large push would pay them every time.
+ * A kept mapping unused for CPAR_PAGEPOOL_AGE_NS is
  * unmapped at the next get, put or trim (the engine's and the client's I/O threads trim
  * while anything is kept). A mapping serves a request of len bytes when its size
  * is at least len and at most len + len / 2.
@@ -23,8 +25,8 @@
 #include <stdint.h>
 
 #define CPAR_PAGEPOOL_SLOTS 8
-#define CPAR_PAGEPOOL_BYTES (64u << 20)
-#define CPAR_PAGEPOOL_MAX_SIZE (32u << 20)
+#define CPAR_PAGEPOOL_BYTES (512u << 20)
+#define CPAR_PAGEPOOL_MAX_SIZE (256u << 20)
 #define CPAR_PAGEPOOL_AGE_NS (2ull * 1000000000ull)
 
 typedef struct cpar_pagepool_stats {

@@ -570,32 +570,10 @@ cpar__io_heartbeat(cpar__io *io)
     cpar__io_send(io, &m);
 }
 
-/* The ZMQ_FD of sock (-1 for none). */
-static int
-cpar__io_zmq_fd(void *sock)
-{
-    int fd = -1;
-    size_t len = sizeof(fd);
-    if (sock == NULL || zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0)
-        return -1;
-    return fd;
-}
-
-/* 1 when sock has a message to read now (ZMQ_EVENTS, which processes its commands). */
-static int
-cpar__io_has_input(void *sock)
-{
-    int ev = 0;
-    size_t len = sizeof(ev);
-    return sock != NULL && zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
-}
-
 /* The loop waits with poll(2) on the sockets' ZMQ_FDs rather than zmq_poll, which asks
- * each socket for ZMQ_EVENTS (two system calls) before and after its own poll. A ZMQ_FD
- * turns readable when commands reach a socket whose commands were all processed; any
- * operation on the socket may process them (the thread sends on the pair and the dealer),
- * taking the notice of a message it then leaves waiting. So before it blocks, the loop
- * asks ZMQ_EVENTS of the pair and the dealer (two checks instead of zmq_poll's six); the
+ * each socket for ZMQ_EVENTS (two system calls) before and after its own poll. Following
+ * the rule in sock.h (the thread sends on the pair and the dealer), before it blocks the
+ * loop asks ZMQ_EVENTS of the pair and the dealer (two checks instead of zmq_poll's six); the
  * monitor is only read, to EAGAIN. A new dealer or monitor (after a lost controller) is
  * read once before its fd is trusted. */
 static void
@@ -606,7 +584,7 @@ cpar__io_loop(cpar__io *io)
     void *dealer = NULL, *mon = NULL; /* the sockets the fds below belong to */
     unsigned made = io->sockets - 1;  /* io->sockets when they were taken */
     int rd_pair = 1, rd_dealer = 0, rd_mon = 0;
-    struct pollfd pfd[4] = {{.fd = cpar__io_zmq_fd(io->pair), .events = POLLIN},
+    struct pollfd pfd[4] = {{.fd = cpar_sock_fd(io->pair), .events = POLLIN},
                             {.fd = -1, .events = POLLIN},
                             {.fd = -1, .events = POLLIN},
                             {.fd = e->io_wakefd, .events = POLLIN}};
@@ -625,8 +603,8 @@ cpar__io_loop(cpar__io *io)
             dealer = io->dealer;
             mon = io->mon;
             made = io->sockets;
-            pfd[1].fd = cpar__io_zmq_fd(dealer);
-            pfd[2].fd = cpar__io_zmq_fd(mon);
+            pfd[1].fd = cpar_sock_fd(dealer);
+            pfd[2].fd = cpar_sock_fd(mon);
             rd_dealer = dealer != NULL;
             rd_mon = mon != NULL;
         }
@@ -640,8 +618,8 @@ cpar__io_loop(cpar__io *io)
         if ((io->stopping || io->lost_until != 0) && timeout > 100)
             timeout = 100;
         if (!rd_pair && !rd_dealer && !rd_mon && timeout != 0) {
-            rd_pair = cpar__io_has_input(io->pair);
-            rd_dealer = cpar__io_has_input(dealer);
+            rd_pair = cpar_sock_has_input(io->pair);
+            rd_dealer = cpar_sock_has_input(dealer);
         }
         /* poll(2) skips negative fds. The main thread may take the turn meanwhile. */
         pthread_mutex_unlock(&e->io_turn);
@@ -746,7 +724,7 @@ void
 cpar_io_direct_end(cpar_engine *e)
 {
     cpar__io *io = e->io_live;
-    if (io != NULL && (cpar__io_has_input(io->dealer) || cpar__io_has_input(io->pair))) {
+    if (io != NULL && (cpar_sock_has_input(io->dealer) || cpar_sock_has_input(io->pair))) {
         uint64_t one = 1;
         ssize_t r = write(e->io_wakefd, &one, sizeof(one));
         (void)r; /* a full counter still leaves the fd readable */

@@ -221,13 +221,10 @@ enum { CPAR__W_MON, CPAR__W_ENG, CPAR__W_CLI, CPAR__W_ZAP, CPAR__W_DB, CPAR__W_C
 
 /* The loop waits on the sockets' ZMQ_FDs with poll(2) itself rather than zmq_poll, which
  * asks every socket for ZMQ_EVENTS (a poll and a getpid each) before and after its own
- * poll: on a busy controller those checks were most of its system calls. A ZMQ_FD turns
- * readable when commands (new messages among them) reach a socket whose commands were
- * all processed, and stays quiet after that until the socket processes them again, which
- * every receive that ends in EAGAIN does, but also a send. So the loop blocks on the fds
- * only after reading each socket to EAGAIN, and after asking ZMQ_EVENTS of the sockets it
- * sends on (engines, clients): a send there may have taken the notice of a message it then
- * left waiting. The database's PAIR and the monitors are only read. */
+ * poll: on a busy controller those checks were most of its system calls. Following the
+ * rule in sock.h, it blocks only after reading each socket to EAGAIN, and after asking
+ * ZMQ_EVENTS of the sockets it sends on (engines, clients). The database's PAIR and the
+ * monitors are only read. */
 typedef struct {
     void *sock[CPAR__W_N];
     struct pollfd pfd[CPAR__W_N];
@@ -247,26 +244,16 @@ cpar__wait_init(cpar_controller *c, cpar__wait *w)
     w->sock[CPAR__W_DB] = c->db != NULL ? cpar_taskdb_pair(c->db) : NULL;
     w->sock[CPAR__W_CMON] = c->cmon;
     for (int k = 0; k < CPAR__W_N; k++) {
-        int fd = -1;
-        size_t len = sizeof(fd);
+        int fd;
         w->slot[k] = -1;
         if (w->sock[k] == NULL)
             continue;
-        if (zmq_getsockopt(w->sock[k], ZMQ_FD, &fd, &len) != 0)
+        if ((fd = cpar_sock_fd(w->sock[k])) < 0)
             return CPAR_EZMQ;
         w->slot[k] = w->npfd;
         w->pfd[w->npfd++] = (struct pollfd){.fd = fd, .events = POLLIN};
     }
     return CPAR_OK;
-}
-
-/* 1 when sock has a message to read now (ZMQ_EVENTS; it processes the socket's commands). */
-static int
-cpar__has_input(void *sock)
-{
-    int ev = 0;
-    size_t len = sizeof(ev);
-    return sock != NULL && zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
 }
 
 /* Fills w->ready: the sockets to read this turn. `pending` marks sockets known to hold
@@ -285,7 +272,7 @@ cpar__wait_turn(cpar__wait *w, const int *pending, long timeout_ms)
          * only these two can hide a message. */
         static const int sent_on[] = {CPAR__W_ENG, CPAR__W_CLI};
         for (size_t i = 0; i < sizeof(sent_on) / sizeof(sent_on[0]); i++)
-            if (cpar__has_input(w->sock[sent_on[i]]))
+            if (cpar_sock_has_input(w->sock[sent_on[i]]))
                 w->ready[sent_on[i]] = any = 1;
     }
     if (poll(w->pfd, (nfds_t)w->npfd, any ? 0 : (int)timeout_ms) < 0)

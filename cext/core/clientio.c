@@ -374,32 +374,9 @@ cpar__monitor_event(cpar_clientio *io)
     return 1;
 }
 
-/* 1 when sock has a message to read now (ZMQ_EVENTS, which processes its commands). */
-static int
-cpar__has_input(void *sock)
-{
-    int ev = 0;
-    size_t len = sizeof(ev);
-    return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
-}
-
-/* The ZMQ_FD of sock, or -1. */
-static int
-cpar__zmq_fd(void *sock)
-{
-    int fd = -1;
-    size_t len = sizeof(fd);
-    if (sock == NULL || zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0)
-        return -1;
-    return fd;
-}
-
 /* The thread waits with poll(2) on the sockets' ZMQ_FDs and the wake-up eventfd rather
  * than zmq_poll, which asks each socket for ZMQ_EVENTS (two system calls) before and after
- * its own poll. A ZMQ_FD turns readable when commands reach a socket whose commands were
- * all processed; any operation on the socket may process them (a send too), taking the
- * notice of a message it then leaves waiting. So the thread blocks only after reading the
- * socket to EAGAIN since it last sent on it, or after asking ZMQ_EVENTS; a poster that
+ * its own poll (the rule for blocking on a ZMQ_FD: sock.h). A poster that
  * sent directly while the thread waited asks ZMQ_EVENTS itself and, when a message is
  * there, sets recheck and wakes the thread. */
 static void *
@@ -409,9 +386,9 @@ cpar__clientio_main(void *arg)
     int rc = CPAR_OK;
     uint64_t next_trim = 0; /* when the page pool is trimmed next, while it keeps pages */
     struct pollfd pfd[3] = {
-        {.fd = cpar__zmq_fd(io->sock), .events = POLLIN},
+        {.fd = cpar_sock_fd(io->sock), .events = POLLIN},
         {.fd = io->wakefd, .events = POLLIN},
-        {.fd = cpar__zmq_fd(io->mon), .events = POLLIN},
+        {.fd = cpar_sock_fd(io->mon), .events = POLLIN},
     };
     /* Read on the first turn: a notice may have come before the thread started. */
     int sock_ready = 1, mon_ready = io->mon != NULL;
@@ -631,7 +608,7 @@ cpar__post_direct(cpar_clientio *io, cpar_clientio_item *it)
         io->pend_tail = tail;
         wake = 1;
     }
-    if (cpar__has_input(io->sock)) {
+    if (cpar_sock_has_input(io->sock)) {
         io->recheck = 1;
         wake = 1;
     }

@@ -105,6 +105,24 @@ cpar_sock_monitor_read(void *pair, uint16_t *event, uint32_t *value)
     return 1;
 }
 
+int
+cpar_sock_fd(void *sock)
+{
+    int fd = -1;
+    size_t len = sizeof(fd);
+    if (sock == NULL || zmq_getsockopt(sock, ZMQ_FD, &fd, &len) != 0)
+        return -1;
+    return fd;
+}
+
+int
+cpar_sock_has_input(void *sock)
+{
+    int ev = 0;
+    size_t len = sizeof(ev);
+    return sock != NULL && zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
+
 unsigned
 cpar_sock_monitor_drain(void *pair)
 {

@@ -40,4 +40,17 @@ int cpar_sock_monitor_read(void *pair, uint16_t *event, uint32_t *value);
 /* Drains every waiting event; returns the OR of their kinds (0 when none waited). */
 unsigned cpar_sock_monitor_drain(void *pair);
 
+/* Waiting on a socket with poll(2) instead of zmq_poll (the loops of the controller and of
+ * the client's and the engine's I/O threads). A socket's ZMQ_FD turns readable when
+ * commands (new messages among them) reach a socket whose commands were all processed,
+ * and stays quiet until they are processed again, which any operation on the socket may
+ * do: a receive that ends in EAGAIN, ZMQ_EVENTS, but also a send, which may take the
+ * notice of a message and leave the message waiting. So a thread may block on the fd only
+ * after reading the socket to EAGAIN, or asking ZMQ_EVENTS, since it last used it.
+ * Same thread rules as the socket. */
+/* The socket's ZMQ_FD, or -1 (sock NULL, or an error). */
+int cpar_sock_fd(void *sock);
+/* 1 when sock has a message to read now (ZMQ_EVENTS: processes its commands); 0 for NULL. */
+int cpar_sock_has_input(void *sock);
+
 #endif /* CPAR_CORE_SOCK_H */

@@ -80,6 +80,10 @@ batch(long ntasks, long window, int nengines)
                     th_msg(&r, CPAR_MSG_REPLY);
                     r.h.engine = ids[i];
                     r.h.status = CPAR_STATUS_OK;
+                    /* The run's start and end, as an engine reports them: the scheduler's
+                     * adaptive limit (CPAR_SCHED_HWM_AUTO) is judged by them. */
+                    r.h.t1 = cpar_now_ns();
+                    r.h.t0 = r.h.t1 - 1000;
                     memcpy(r.h.parent, m.h.msg_id, CPAR_WIRE_ID_SIZE);
                     if (cpar_msg_add_copy(&r, "0", 1) != 0)
                         abort();

@@ -111,6 +111,11 @@ def measure(system, args, info, during=None):
         res["tasks_per_s"] = sampled_rates(lambda: system.submit_many(args.tasks), args.tasks,
                                            args)
         rate = res["tasks_per_s"]["median"]
+        # Where the CPU of one such run goes, per task: what bounds the rate on this
+        # machine's cores (docs/performance-notes.md).
+        count = budgeted(args.tasks, rate, 5)
+        info["cpu_per_task"] = procs.cpu_split(lambda: system.submit_many(count), count,
+                                               system.engine_pids(), [ctrl] if ctrl else [])
         items = budgeted(args.map_items, 2 * rate, args.budget)
         info["map_unchunked_items"] = items
         res["map_unchunked_per_s"] = sampled_rates(lambda: system.map(items, 1), items, args)

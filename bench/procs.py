@@ -1,6 +1,7 @@
 """Resident memory of processes, from /proc."""
 
 import os
+import time
 
 
 def rss_mb(pid):
@@ -39,3 +40,47 @@ def total_rss_mb(extra=()):
     """RSS summed over this process's descendants and the pids in ``extra`` (processes a
     system may have detached), each counted once."""
     return sum(rss_mb(pid) for pid in descendants() | set(extra))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of one process, all its threads (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+
+
+def machine_busy_s():
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
+
+
+def cpu_split(fn, count, engines, extra=()):
+    """Runs ``fn`` once and splits the CPU it cost per unit of ``count`` (µs): this process
+    (the client), the ``engines``, and every other process of the system (its controller
+    or scheduler: this process's other descendants and ``extra``, each counted once). Also
+    the wall time, and how busy the machine's cores were meanwhile (0..1)."""
+    engines = set(engines)
+    others = (descendants() | set(extra)) - engines - {os.getpid()}
+    groups = {"client": [os.getpid()], "engines": sorted(engines), "others": sorted(others)}
+    before = {k: sum(cpu_s(p) for p in v) for k, v in groups.items()}
+    busy0, total0 = machine_busy_s()
+    t0 = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t0
+    busy1, total1 = machine_busy_s()
+    out = {f"{k}_us": (sum(cpu_s(p) for p in v) - before[k]) / count * 1e6
+           for k, v in groups.items()}
+    out["sum_us"] = sum(out.values())
+    out["wall_us"] = wall / count * 1e6
+    out["cores_busy"] = (busy1 - busy0) / max(total1 - total0, 1e-9)
+    out["cores"] = os.cpu_count()
+    return out

@@ -62,6 +62,49 @@ def test_future_protocol(rc):
     assert isinstance(exc, error.RemoteError) and exc.ename == "ZeroDivisionError"
 
 
+def test_future_protocol_whenever_it_is_first_used(rc):
+    """A result's Future Condition is made only when something waits on it: results that
+    finished unobserved, and results waited on from other threads while they finish,
+    both work with every part of the Future protocol."""
+    lb = rc.load_balanced_view()
+    quiet = [lb.apply_async(pow, 2, k) for k in range(50)]
+    deadline = time.monotonic() + 30
+    while not all(ar.done() for ar in quiet):  # done() alone does not make a Condition
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "_condition" not in vars(quiet[0])
+    done, not_done = concurrent.futures.wait(quiet, timeout=30)
+    assert len(done) == 50 and not not_done
+    assert sorted(f.result() for f in concurrent.futures.as_completed(quiet, timeout=30)) == \
+        [2 ** k for k in range(50)]
+    called = []
+    quiet[1].add_done_callback(called.append)
+    assert called == [quiet[1]]
+
+    async def awaited():
+        return await asyncio.wait_for(asyncio.wrap_future(quiet[2]), 30)
+
+    assert asyncio.run(awaited()) == 4
+    assert quiet[3].done() and quiet[3].successful() and "finished" in repr(quiet[3])
+
+    # Waiters racing the finish: each thread waits on its own fresh results.
+    racing = [lb.apply_async(sleep_then, 0.001 * (k % 5), k) for k in range(200)]
+    got = {}
+
+    def waiter(part):
+        for ar in part:
+            if ar.wait(30):
+                got[ar.get()] = True
+
+    threads = [threading.Thread(target=waiter, args=(racing[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    n_done, _ = concurrent.futures.wait(racing, timeout=60)
+    for t in threads:
+        t.join(60)
+    assert len(n_done) == 200 and sorted(got) == list(range(200))
+
+
 def test_asyncio_wrap_future_and_await(rc):
     async def main():
         a = await rc[0].apply_async(pow, 2, 4)

@@ -122,7 +122,7 @@ class AsyncHubResult(AsyncResult):
 
     def _init_hub(self, client, slots, fname, single, submitted_ns):
         """The state ``AsyncResult.__init__`` makes, over ``slots`` that records fill."""
-        concurrent.futures.Future.__init__(self)
+        self._future_init()
         self._client = client
         self._tasks = False
         self._fname = fname

@@ -16,9 +16,15 @@ from .asyncresult import _PENDING as _NOT_YET
 from .asyncresult import AsyncResult
 
 
-def _forget(table, published, msg_ids, ref):
+class _Ref(weakref.ref):
+    """A weak reference to an AsyncResult that knows the msg ids it is filed under."""
+
+    __slots__ = ("msg_ids",)
+
+
+def _forget(table, published, ref):
     """Weakref callback: an AsyncResult nobody holds any more leaves the table."""
-    for m in msg_ids:
+    for m in ref.msg_ids:
         if table.get(m) is ref:
             table.pop(m, None)
             published.discard(m)
@@ -36,15 +42,16 @@ class _ResultTable:
     finished the client's caches no longer list it (the owner has it). A non-owning
     ``rc.get_result(..., owner=False)`` publishes it there."""
 
-    __slots__ = ("table", "published")
+    __slots__ = ("table", "published", "forget")
 
     def __init__(self):
         self.table = {}
         self.published = set()
+        self.forget = functools.partial(_forget, self.table, self.published)
 
     def add(self, ar, msg_ids):
-        ref = weakref.ref(ar, functools.partial(_forget, self.table, self.published,
-                                                msg_ids))
+        ref = _Ref(ar, self.forget)
+        ref.msg_ids = msg_ids
         if len(msg_ids) == 1:
             self.table[msg_ids[0]] = ref
         else:
@@ -431,10 +438,7 @@ class _ResultView(AsyncResult):
             last = self._left == 0
         if last:
             self._finished_mono = max(ar._finished_mono for ar in self._owners)
-            try:
-                concurrent.futures.Future.set_result(self, None)
-            except concurrent.futures.InvalidStateError:
-                pass
+            self._future_finished()
 
     def _wait_slot(self, slot):
         self._owner_of[id(slot)]._wait_slot(slot)

@@ -17,7 +17,6 @@ client before the request left, so their REPLYs complete it as any task's.
 """
 
 import collections
-import concurrent.futures
 import threading
 import time
 

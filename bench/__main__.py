@@ -123,6 +123,13 @@ def main(argv=None):
         if "controller_tasks" in inf:
             notes.append(f"{name}: controller RSS measured after a 10,000-task warm-up and "
                          f"{inf['controller_tasks']:,} more tasks")
+        cpu = inf.get("cpu_per_task")
+        if cpu:
+            notes.append(f"{name}: CPU per load-balanced no-op task: client {cpu['client_us']:.0f} "
+                         f"us, engines {cpu['engines_us']:.0f}, the rest (controller, "
+                         f"scheduler) {cpu['others_us']:.0f}; sum {cpu['sum_us']:.0f} us "
+                         f"against {cpu['wall_us']:.0f} us of wall time per task on "
+                         f"{cpu['cores']} cores {cpu['cores_busy']:.0%} busy")
         for err in inf.get("errors", []):
             notes.append(f"{name}: ERROR {err}")
     if "julia_results_equal" in info.get("cpar", {}):

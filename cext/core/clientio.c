@@ -24,9 +24,6 @@
 #define CPAR__SOCKET_MAX (4ull << 30) /* largest request through the sockets (4 GiB) */
 #define CPAR__CLOSE_LINGER_MS 1000    /* close(): how long unsent messages may wait */
 
-/* Messages received per wake-up before the thread looks at its outbox again. */
-#define CPAR__RECV_BATCH 4096
-
 /* struct cpar_clientio is in clientio_int.h (shared with clientshm.c). */
 
 static atomic_int_fast64_t cpar__items_alive;
@@ -128,8 +125,8 @@ cpar__wire_bytes(const cpar_msg *m)
 }
 
 /* Appends the list [head, tail] to the inbox and wakes readers. */
-static void
-cpar__inbox_append(cpar_clientio *io, cpar_clientio_item *head, cpar_clientio_item *tail)
+void
+cpar__clientio_inbox_append(cpar_clientio *io, cpar_clientio_item *head, cpar_clientio_item *tail)
 {
     if (head == NULL)
         return;
@@ -143,6 +140,20 @@ cpar__inbox_append(cpar_clientio *io, cpar_clientio_item *head, cpar_clientio_it
     pthread_mutex_unlock(&io->lock);
 }
 
+/* Appends e (if any) to the list [*head, *tail]: local errors go to the inbox after a
+ * flush, in order. */
+static void
+cpar__errs_append(cpar_clientio_item **head, cpar_clientio_item **tail, cpar_clientio_item *e)
+{
+    if (e == NULL)
+        return;
+    if (*tail != NULL)
+        (*tail)->next = e;
+    else
+        *head = e;
+    *tail = e;
+}
+
 /* Sends what is pending, in order, as long as the socket takes it. Messages that fail
  * are turned into local ERROR messages in the inbox. */
 static void
@@ -152,176 +163,64 @@ cpar__flush(cpar_clientio *io, cpar_clientio_item **phead, cpar_clientio_item **
 
     while (*phead != NULL) {
         cpar_clientio_item *it = *phead, *e = NULL;
-        int events = 0;
-        size_t optlen = sizeof(events);
         cpar__clientio_shm_out pin;
+        /* A direct request may go by shared memory: preparing it changes it, so it is
+         * sent only once the socket says it will take a message. Anything else is tried
+         * as it is (cpar_wire_send_try leaves a refused message whole), which spares a
+         * ZMQ_EVENTS query (system calls) per message. */
+        int plain =
+            !io->shm || (it->m.h.type != CPAR_MSG_EXECUTE && it->m.h.type != CPAR_MSG_APPLY);
         int rc;
 
-        /* cpar_wire_send consumes the frames even when the pipe is full, so only send
-         * once the socket says it will accept a message. */
-        if (zmq_getsockopt(io->sock, ZMQ_EVENTS, &events, &optlen) != 0)
-            events = ZMQ_POLLOUT; /* let the send report the error */
-        if (!(events & ZMQ_POLLOUT))
-            break;
+        if (plain && cpar__wire_bytes(&it->m) <= io->socket_max) {
+            rc = cpar_wire_send_try(io->sock, io->signer, &it->m);
+            if (rc == CPAR_EAGAIN)
+                break; /* refused whole: it stays first */
+            if (rc != 0)
+                e = cpar__local_error(&it->m, rc, errno);
+        } else {
+            if (!plain) {
+                int events = 0;
+                size_t optlen = sizeof(events);
+                if (zmq_getsockopt(io->sock, ZMQ_EVENTS, &events, &optlen) != 0)
+                    events = ZMQ_POLLOUT; /* let the send report the error */
+                if (!(events & ZMQ_POLLOUT))
+                    break;
+            }
+            cpar__clientio_shm_prepare(io, &it->m, &pin);
+            if (cpar__wire_bytes(&it->m) > io->socket_max) {
+                /* What stays in the message goes through the sockets: past this, the
+                 * controller and engine spend longer signing and checking it than their
+                 * heartbeat timeout allows, so refuse it clearly instead. */
+                e = cpar__local_error_text(
+                    &it->m, CPAR_EINVAL,
+                    "request of %llu bytes not sent: over the %llu bytes a message may carry "
+                    "through the sockets (CPAR_SOCKET_MAX; shared memory carries more, "
+                    "between processes on one host)",
+                    (unsigned long long)cpar__wire_bytes(&it->m),
+                    (unsigned long long)io->socket_max);
+                cpar__clientio_shm_pin(io, &pin, 0);
+                rc = CPAR_EINVAL;
+            } else {
+                rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
+                cpar__clientio_shm_pin(io, &pin, rc == 0);
+                if (rc != 0)
+                    e = cpar__local_error(&it->m, rc, errno);
+            }
+        }
         *phead = it->next;
         if (*phead == NULL)
             *ptail = NULL;
         it->next = NULL;
-        cpar__clientio_shm_prepare(io, &it->m, &pin);
-        if (cpar__wire_bytes(&it->m) > io->socket_max) {
-            /* What stays in the message goes through the sockets: past this, the
-             * controller and engine spend longer signing and checking it than their
-             * heartbeat timeout allows, so refuse it clearly instead. */
-            e = cpar__local_error_text(
-                &it->m, CPAR_EINVAL,
-                "request of %llu bytes not sent: over the %llu bytes a message may carry "
-                "through the sockets (CPAR_SOCKET_MAX; shared memory carries more, between "
-                "processes on one host)",
-                (unsigned long long)cpar__wire_bytes(&it->m), (unsigned long long)io->socket_max);
-            cpar__clientio_shm_pin(io, &pin, 0);
-            rc = CPAR_EINVAL;
-        } else {
-            rc = cpar_wire_send(io->sock, io->signer, NULL, 0, &it->m, ZMQ_DONTWAIT);
-            cpar__clientio_shm_pin(io, &pin, rc == 0);
-            if (rc != 0)
-                e = cpar__local_error(&it->m, rc, errno);
-        }
         if (rc == 0) {
             atomic_fetch_add_explicit(&io->sent, 1, memory_order_relaxed);
         } else {
             atomic_fetch_add_explicit(&io->send_failed, 1, memory_order_relaxed);
-            if (e != NULL) { /* to the inbox after the loop, in order */
-                if (errs_tail != NULL)
-                    errs_tail->next = e;
-                else
-                    errs = e;
-                errs_tail = e;
-            }
+            cpar__errs_append(&errs, &errs_tail, e);
         }
         cpar_clientio_item_free(it);
     }
-    cpar__inbox_append(io, errs, errs_tail);
-}
-
-static uint32_t
-cpar__le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* A coalesced REPLY (docs/protocol.md, "Coalesced replies"): frame 0 is the index (u32
- * count, then each part's payload-frame count), then each part's header frame and payload
- * frames. Each part is checked as if received alone (signature included) and appended to
- * [*head, *tail] in order; a bad part is dropped and counted. Consumes outer. */
-static void
-cpar__split_coalesced(cpar_clientio *io, cpar_clientio_item *outer, cpar_clientio_item **head,
-                      cpar_clientio_item **tail)
-{
-    cpar_msg *o = &outer->m;
-    const uint8_t *ix = o->nframes > 0 ? zmq_msg_data(&o->frames[0]) : NULL;
-    size_t ixlen = o->nframes > 0 ? zmq_msg_size(&o->frames[0]) : 0;
-    uint32_t count = ixlen >= 4 ? cpar__le32(ix) : 0;
-    size_t total = 1, pos = 1;
-    zmq_msg_t *parts = NULL;
-
-    if (ixlen < 4 || count > CPAR_WIRE_MAX_FRAMES || ixlen != 4 + 4 * (size_t)count)
-        goto bad;
-    for (uint32_t k = 0; k < count; k++)
-        total += 1 + (size_t)cpar__le32(ix + 4 + 4 * (size_t)k);
-    if (total != o->nframes)
-        goto bad;
-    parts = malloc((o->nframes > 1 ? o->nframes - 1 : 1) * sizeof(*parts));
-    if (parts == NULL)
-        goto bad;
-    for (uint32_t k = 0; k < count; k++) {
-        size_t n = 1 + (size_t)cpar__le32(ix + 4 + 4 * (size_t)k);
-        cpar_clientio_item *it = cpar_clientio_item_new(0);
-        int r;
-        for (size_t j = 0; j < n; j++) {
-            zmq_msg_init(&parts[j]);
-            zmq_msg_move(&parts[j], &o->frames[pos + j]);
-        }
-        pos += n;
-        if (it == NULL) {
-            for (size_t j = 0; j < n; j++)
-                zmq_msg_close(&parts[j]);
-            continue;
-        }
-        r = cpar_wire_parse(io->signer, parts, n, &it->m);
-        if (r == CPAR_OK && ((it->m.h.type != CPAR_MSG_REPLY && it->m.h.type != CPAR_MSG_ERROR) ||
-                             (it->m.h.flags & CPAR_FLAG_COALESCE) ||
-                             memcmp(it->m.h.parent, o->h.parent, CPAR_WIRE_ID_SIZE) != 0))
-            r = CPAR_EPROTO;
-        if (r != CPAR_OK) {
-            atomic_fetch_add_explicit(r == CPAR_ESIG ? &io->bad_signature : &io->malformed, 1,
-                                      memory_order_relaxed);
-            cpar_clientio_item_free(it);
-            continue;
-        }
-        if ((it = cpar__clientio_shm_on_recv(io, it)) == NULL)
-            continue;
-        if (*tail != NULL)
-            (*tail)->next = it;
-        else
-            *head = it;
-        *tail = it;
-    }
-    free(parts);
-    cpar_clientio_item_free(outer);
-    return;
-bad:
-    atomic_fetch_add_explicit(&io->malformed, 1, memory_order_relaxed);
-    cpar_clientio_item_free(outer);
-}
-
-/* Receives everything available (up to a batch) into the inbox. Returns 0, or CPAR_EZMQ
- * when the socket is unusable (context terminated). *empty: 1 when it stopped because
- * nothing more was there (EAGAIN), 0 when more may be waiting. */
-static int
-cpar__drain(cpar_clientio *io, int *empty)
-{
-    cpar_clientio_item *head = NULL, *tail = NULL, *it = NULL;
-    int rc = CPAR_OK;
-
-    *empty = 0;
-    for (int i = 0; i < CPAR__RECV_BATCH; i++) {
-        int r;
-        if (it == NULL && (it = cpar_clientio_item_new(0)) == NULL) {
-            rc = CPAR_ENOMEM;
-            break;
-        }
-        r = cpar_wire_recv(io->sock, io->signer, 0, NULL, NULL, &it->m, ZMQ_DONTWAIT);
-        if (r == CPAR_OK) {
-            atomic_fetch_add_explicit(&io->received, 1, memory_order_relaxed);
-            if (it->m.h.type == CPAR_MSG_REPLY && (it->m.h.flags & CPAR_FLAG_COALESCE)) {
-                cpar__split_coalesced(io, it, &head, &tail);
-                it = NULL;
-                continue;
-            }
-            if ((it = cpar__clientio_shm_on_recv(io, it)) == NULL)
-                continue;
-            if (tail != NULL)
-                tail->next = it;
-            else
-                head = it;
-            tail = it;
-            it = NULL;
-        } else if (r == CPAR_EAGAIN) {
-            *empty = 1;
-            break;
-        } else if (r == CPAR_ESIG) {
-            atomic_fetch_add_explicit(&io->bad_signature, 1, memory_order_relaxed);
-        } else if (r == CPAR_EPROTO || r == CPAR_EVERSION || r == CPAR_ETYPE) {
-            atomic_fetch_add_explicit(&io->malformed, 1, memory_order_relaxed);
-        } else {
-            if (errno == ETERM || errno == ENOTSOCK)
-                rc = CPAR_EZMQ;
-            break;
-        }
-    }
-    cpar_clientio_item_free(it);
-    cpar__inbox_append(io, head, tail);
-    return rc == CPAR_ENOMEM ? CPAR_OK : rc; /* out of memory: retry at the next wake-up */
+    cpar__clientio_inbox_append(io, errs, errs_tail);
 }
 
 /* Queues a locally made ERROR (parent zeros, engine -1, unsigned) with `status` and
@@ -339,7 +238,7 @@ cpar__local_notice(cpar_clientio *io, int status, const char *text, size_t len)
     }
     it->m.h.nframes = 1;
     it->m.h.paylen = len;
-    cpar__inbox_append(io, it, it);
+    cpar__clientio_inbox_append(io, it, it);
 }
 
 /* Reads one monitor event; on a lost connection queues a local ERROR message (parent
@@ -461,7 +360,7 @@ cpar__clientio_main(void *arg)
         }
         if (sock_ready) {
             int empty;
-            rc = cpar__drain(io, &empty);
+            rc = cpar__clientio_drain(io, &empty);
             if (rc != CPAR_OK)
                 break;
             sock_ready = !empty;

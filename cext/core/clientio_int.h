@@ -1,5 +1,5 @@
-/* Private to the client connection's C files (clientio.c, clientshm.c): the connection
- * object and the shared-memory hooks its I/O thread calls.
+/* Private to the client connection's C files (clientio.c, clientrecv.c, clientshm.c): the
+ * connection object, its receiving side and the shared-memory hooks its I/O thread calls.
  *
  * Ownership and threads: as in clientio.h. The shared-memory fields and hooks belong to
  * whoever holds the connection's `turn` mutex: the I/O thread, or a poster sending
@@ -104,5 +104,13 @@ void cpar__clientio_shm_pin(cpar_clientio *io, cpar__clientio_shm_out *out, int 
 cpar_clientio_item *cpar__clientio_shm_on_recv(cpar_clientio *io, cpar_clientio_item *it);
 /* Drops every pin (the connection dropped or is closing). */
 void cpar__clientio_shm_unpin_all(cpar_clientio *io);
+
+/* clientrecv.c: receives everything available (up to a batch) into the inbox. Returns 0,
+ * or CPAR_EZMQ when the socket is unusable (context terminated). *empty: 1 when it stopped
+ * because nothing more was there (EAGAIN), 0 when more may be waiting. */
+int cpar__clientio_drain(cpar_clientio *io, int *empty);
+/* clientio.c: appends the list [head, tail] to the inbox and wakes readers (takes lock). */
+void cpar__clientio_inbox_append(cpar_clientio *io, cpar_clientio_item *head,
+                                 cpar_clientio_item *tail);
 
 #endif /* CPAR_MODULE_CLIENTIO_INT_H */

@@ -238,8 +238,10 @@ cpar__wire_tag(cpar_signer *s, const uint8_t *hdr, zmq_msg_t *frames, size_t n,
     return rc;
 }
 
-/* Sends the identity (if any), the header frame and the frames. Unless keep, the frames
- * are consumed: sent frames belong to libzmq, the rest are closed here. */
+/* Sends the identity (if any), the header frame and the frames. keep > 0: the frames are
+ * copied and stay the caller's. Otherwise they are consumed: sent frames belong to libzmq,
+ * the rest are closed here; but with keep < 0 (and no identity) a message refused at its
+ * first part returns CPAR_EAGAIN with every frame still the caller's. */
 static int
 cpar__wire_send_parts(void *sock, const void *ident, size_t identlen, const uint8_t *hdr,
                       zmq_msg_t *frames, size_t n, int keep, int zmq_flags)
@@ -252,12 +254,15 @@ cpar__wire_send_parts(void *sock, const void *ident, size_t identlen, const uint
      * only the first part honours ZMQ_DONTWAIT. */
     if (identlen > 0 && zmq_send(sock, ident, identlen, ZMQ_SNDMORE | zmq_flags) < 0)
         goto error;
-    if (zmq_send(sock, hdr, CPAR_WIRE_HEADER_SIZE, more | (identlen ? 0 : zmq_flags)) < 0)
+    if (zmq_send(sock, hdr, CPAR_WIRE_HEADER_SIZE, more | (identlen ? 0 : zmq_flags)) < 0) {
+        if (identlen == 0 && keep < 0 && errno == EAGAIN)
+            return CPAR_EAGAIN; /* refused whole: the caller keeps its frames */
         goto error;
+    }
     for (sent = 0; sent < n; sent++) {
         zmq_msg_t tmp;
         zmq_msg_t *f = &frames[sent];
-        if (keep) {
+        if (keep > 0) {
             zmq_msg_init(&tmp);
             if (zmq_msg_copy(&tmp, f) != 0) {
                 zmq_msg_close(&tmp);
@@ -266,7 +271,7 @@ cpar__wire_send_parts(void *sock, const void *ident, size_t identlen, const uint
             f = &tmp;
         }
         if (zmq_msg_send(f, sock, sent + 1 < n ? ZMQ_SNDMORE : 0) < 0) {
-            if (keep)
+            if (keep > 0)
                 zmq_msg_close(&tmp);
             goto error;
         }
@@ -274,7 +279,7 @@ cpar__wire_send_parts(void *sock, const void *ident, size_t identlen, const uint
     return CPAR_OK;
 error:
     rc = (errno == EAGAIN) ? CPAR_EAGAIN : CPAR_EZMQ;
-    if (!keep)
+    if (keep <= 0)
         for (size_t j = sent; j < n; j++)
             zmq_msg_close(&frames[j]);
     return rc;
@@ -310,6 +315,28 @@ cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, c
         for (size_t i = 0; i < m->nframes; i++)
             zmq_msg_close(&m->frames[i]);
     /* Every frame is sent or closed: forget them without closing again. */
+    m->nframes = 0;
+    m->has_raw = 0;
+    return rc;
+}
+
+int
+cpar_wire_send_try(void *sock, cpar_signer *s, cpar_msg *m)
+{
+    uint8_t hdr[CPAR_WIRE_HEADER_SIZE];
+    int rc;
+
+    cpar__wire_header_fill(m, hdr);
+    rc = cpar__wire_tag(s, hdr, m->frames, m->nframes, hdr + CPAR_WIRE_SIGNED_SIZE);
+    if (rc != 0) {
+        for (size_t i = 0; i < m->nframes; i++)
+            zmq_msg_close(&m->frames[i]);
+    } else {
+        /* keep -1: frames sent are consumed, but a refused message is left whole */
+        rc = cpar__wire_send_parts(sock, NULL, 0, hdr, m->frames, m->nframes, -1, ZMQ_DONTWAIT);
+        if (rc == CPAR_EAGAIN)
+            return rc;
+    }
     m->nframes = 0;
     m->has_raw = 0;
     return rc;

@@ -128,6 +128,11 @@ int cpar_msg_add_zerocopy(cpar_msg *m, void *data, size_t len, zmq_free_fn *ffn,
  * or CPAR_EZMQ. */
 int cpar_wire_send(void *sock, cpar_signer *s, const void *ident, size_t identlen, cpar_msg *m,
                    int zmq_flags);
+/* cpar_wire_send without an identity and without waiting, except that a message the socket
+ * refuses (its pipe full: libzmq refuses a multipart message only at its first part) is
+ * left whole: CPAR_EAGAIN, and m keeps its frames for a later try. So a sender needs no
+ * ZMQ_EVENTS query before each message. Other outcomes as cpar_wire_send. */
+int cpar_wire_send_try(void *sock, cpar_signer *s, cpar_msg *m);
 
 /* Signs m in place without sending it: sets h.nframes, h.paylen (and h.t0 as
  * cpar_wire_send does) and stores the encoded, signed header in m->raw (has_raw = 1), so

@@ -349,6 +349,51 @@ TEST_IMPL(recv_stays_in_step)
     return 0;
 }
 
+/* cpar_wire_send_try: a message the socket refuses stays whole (the caller may try again);
+ * one it takes arrives intact and signed. */
+TEST_IMPL(send_try_keeps_a_refused_message)
+{
+    void *ctx = zmq_ctx_new(), *d = zmq_socket(ctx, ZMQ_DEALER), *r;
+    cpar_signer *s = th_signer();
+    int one = 1, tries = 0, rc;
+    char ep[128];
+    cpar_msg m;
+
+    /* An ipc path nobody listens on yet. */
+    snprintf(ep, sizeof(ep), "ipc:///tmp/cpar-test-wire-try-%d", (int)getpid());
+    r = zmq_socket(ctx, ZMQ_ROUTER);
+    /* Immediate: no pipe until connected, so the DEALER refuses every message. */
+    ASSERT_OK(zmq_setsockopt(d, ZMQ_IMMEDIATE, &one, sizeof(one)));
+    ASSERT_OK(zmq_connect(d, ep));
+    full_message(&m);
+    size_t n = m.nframes;
+    ASSERT(n > 0);
+    ASSERT_EQ(cpar_wire_send_try(d, s, &m), CPAR_EAGAIN);
+    ASSERT_EQ(m.nframes, n);
+    ASSERT_EQ(cpar_wire_send_try(d, s, &m), CPAR_EAGAIN);
+    ASSERT_EQ(m.nframes, n);
+    ASSERT_OK(zmq_bind(r, ep));
+    while ((rc = cpar_wire_send_try(d, s, &m)) == CPAR_EAGAIN && tries++ < 1000)
+        usleep(1000);
+    ASSERT_OK(rc);
+    ASSERT_EQ(m.nframes, 0);
+    cpar_msg_close(&m);
+    {
+        uint8_t ident[CPAR_WIRE_MAX_IDENT];
+        size_t identlen = 0;
+        zmq_pollitem_t item = {.socket = r, .events = ZMQ_POLLIN};
+        ASSERT_EQ(zmq_poll(&item, 1, TH_WAIT_MS), 1);
+        ASSERT_OK(cpar_wire_recv(r, s, 1, ident, &identlen, &m, 0));
+        check_full(&m);
+        cpar_msg_close(&m);
+    }
+    zmq_close(d);
+    zmq_close(r);
+    zmq_ctx_term(ctx);
+    cpar_signer_free(s);
+    return 0;
+}
+
 TEST_IMPL(router_dealer_and_forward)
 {
     void *ctx = zmq_ctx_new(), *router, *d1, *d2, *d3;
@@ -504,10 +549,15 @@ TEST_IMPL(msg_frames)
 }
 
 static const cpar_test tests[] = {
-    TEST_ENTRY(header_round_trip),         TEST_ENTRY(header_decode_rejects),
-    TEST_ENTRY(parse_valid_and_malformed), TEST_ENTRY(send_recv_pair),
-    TEST_ENTRY(recv_stays_in_step),        TEST_ENTRY(router_dealer_and_forward),
-    TEST_ENTRY(targets_parsing),           TEST_ENTRY(msg_frames),
+    TEST_ENTRY(header_round_trip),
+    TEST_ENTRY(header_decode_rejects),
+    TEST_ENTRY(parse_valid_and_malformed),
+    TEST_ENTRY(send_recv_pair),
+    TEST_ENTRY(recv_stays_in_step),
+    TEST_ENTRY(router_dealer_and_forward),
+    TEST_ENTRY(targets_parsing),
+    TEST_ENTRY(msg_frames),
+    TEST_ENTRY(send_try_keeps_a_refused_message),
 };
 
 int

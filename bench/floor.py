@@ -1,4 +1,5 @@
-"""The floor: compiles bench/floor.c into build/bench/ and runs it (raw libzmq relay, memcpy)."""
+"""The floor: compiles bench/floor.c into build/bench/ and runs it (raw libzmq relay, memcpy,
+a first write to fresh pages)."""
 
 import json
 import os
@@ -22,7 +23,8 @@ def build():
 
 
 def measure(batches=5, timeout=120):
-    """{relay_roundtrip (s), relay_msgs_per_s, relay_big_gbps, memcpy_gbps: stats}, or
+    """{relay_roundtrip (s), relay_msgs_per_s, relay_big_gbps, memcpy_gbps,
+    first_touch_gbps: stats}, or
     None with a printed note when the program cannot be built or run."""
     try:
         out = subprocess.run([build(), "--batches", str(batches)], check=True, timeout=timeout,

@@ -2,8 +2,11 @@
  * of engine/ offers the others.
  *
  * Threads: the main thread owns the embedded interpreter (it holds the GIL while Python
- * runs); the I/O thread owns the DEALER socket to the controller and never touches Python.
- * They talk through an inproc PAIR (tasks one way, signed wire messages the other) and
+ * runs); the I/O thread never touches Python. The DEALER socket to the controller belongs
+ * to whoever holds io_turn: the I/O thread for each turn of its loop, the main thread while
+ * it sends its REPLY itself or, idle, reads the next request itself (io_direct.c). Between
+ * turns one of them waits on the DEALER's ZMQ_FD (rx_main says which). Otherwise the
+ * threads talk through an inproc PAIR (tasks one way, signed wire messages the other) and
  * through the fields of cpar_engine marked "under lock". */
 #ifndef CPAR_ENGINE_ENGINE_H
 #define CPAR_ENGINE_ENGINE_H
@@ -31,6 +34,9 @@
 #define CPAR_ENGINE_EARLY_READ_MAX (64ull << 20) /* shared-memory bytes read on arrival */
 #define CPAR_ENGINE_ABORTED_MAX 1024             /* aborted request ids remembered (a ring) */
 #define CPAR_RECOVER_STREAM_MAX (64ull << 20) /* STREAM bytes held while the controller is lost */
+/* A request the main thread read itself still running after this long: the I/O thread
+ * wakes to watch the DEALER (control messages, output) until the main thread is idle. */
+#define CPAR_ENGINE_WATCH_DELAY_US 1000
 
 /* One run of output text of one stream, or one display message, waiting to be sent as a
  * STREAM message. */
@@ -106,11 +112,17 @@ typedef struct cpar_engine {
     atomic_int io_done;  /* set by the I/O thread as it ends */
 
     /* Held by the I/O thread for each turn of its loop (all but its wait in poll) and by
-     * the main thread while it sends a reply itself (cpar_io_direct_begin): whoever holds
-     * it may use the I/O thread's sockets and state (io_live). */
+     * the main thread while it sends a reply or receives a request itself (io_direct.c):
+     * whoever holds it may use the I/O thread's sockets and state (io_live). */
     pthread_mutex_t io_turn;
-    void *io_live; /* the I/O thread's state while its loop runs, else NULL (under io_turn) */
-    int io_wakefd; /* eventfd: the main thread asks the I/O thread to look at its sockets */
+    void *io_live;   /* the I/O thread's state while its loop runs, else NULL (under io_turn) */
+    int rx_main;     /* the idle main thread waits on the DEALER's ZMQ_FD; the I/O thread
+                      * leaves it out of its poll (under io_turn) */
+    int watch_armed; /* io_watchfd is armed (under io_turn) */
+    int io_wakefd;   /* eventfd: the main thread asks the I/O thread to look at its sockets */
+    int io_watchfd;  /* timerfd: the I/O thread takes the DEALER's ZMQ_FD back when a
+                      * request the main thread read itself runs past
+                      * CPAR_ENGINE_WATCH_DELAY_US; -1 (or io_wakefd -1): no direct receive */
 } cpar_engine;
 
 /* log.c: the engine log (a file opened in append mode, or stderr). Any thread. */
@@ -152,15 +164,27 @@ void cpar_engine_new_id(uint8_t out[CPAR_WIRE_ID_SIZE]);
 int cpar_io_start(cpar_engine *e);
 void cpar_io_join(cpar_engine *e);
 
-/* io.c: the main thread sends a reply (and its output) on the controller's socket itself
- * when the I/O thread is waiting between turns, connected, and not holding requests for a
- * recovery: no hand-off through the PAIR. cpar_io_direct_begin returns the DEALER to send
- * on, with io_turn held, after relaying what the main thread queued on the PAIR before
- * (order is kept); NULL when the reply must go through the PAIR. cpar_io_direct_end
- * releases io_turn, waking the I/O thread when its sockets hold input. Main thread only,
- * GIL released. */
+/* io_direct.c: the main thread uses the controller's DEALER itself (no hand-off through
+ * the PAIR). Main thread only, GIL released.
+ *
+ * cpar_io_direct_begin: to send a reply (and its output) when the I/O thread is waiting
+ * between turns, connected, and not lost or stopping. Returns the DEALER to send on, with
+ * io_turn held, after relaying what the main thread queued on the PAIR before (order is
+ * kept); NULL when the reply must go through the PAIR. cpar_io_direct_end releases
+ * io_turn; `answered` (or NULL) is the request whose REPLY was sent (no longer held for a
+ * recovery). The caller's next call must be cpar_io_direct_wait: the send may have taken
+ * the notice of a message on the DEALER, and that wait reads or hands it on. */
 void *cpar_io_direct_begin(cpar_engine *e);
-void cpar_io_direct_end(cpar_engine *e);
+void cpar_io_direct_end(cpar_engine *e, const uint8_t *answered);
+/* Waits up to timeout_ms for the main thread's next control record: what the I/O thread
+ * queued on `pair` (main's end) first; else, when the I/O thread's loop runs and is
+ * neither lost nor stopping, a request read from the DEALER here (a CPAR_CTL_TASK, as the
+ * I/O thread would pass it; control messages read with it are handled here as the I/O
+ * thread would). Returns 1 with *ctl filled, 0 after timeout_ms, CPAR_EAGAIN when a signal
+ * interrupted the wait, or CPAR_EZMQ. */
+int cpar_io_direct_wait(cpar_engine *e, void *pair, cpar_engine_ctl *ctl, int timeout_ms);
+/* Reads what the DEALER holds now (requests queued behind the running one, in order). */
+void cpar_io_direct_pull(cpar_engine *e);
 
 /* recover.c: the I/O thread's state for re-registering with a recovered controller
  * (docs/recovery.md, "Engines"). All of it belongs to the I/O thread; no lock, no Python. */

@@ -1,11 +1,18 @@
-/* The engine's I/O thread: registration, heartbeats, control messages, output streaming,
- * and the relay of the main thread's replies to the controller.
+/* The engine's I/O thread: registration, heartbeats, output streaming, the relay of the
+ * main thread's replies to the controller, and the loop that reads the controller's
+ * messages (handled in io_msg.c) while the main thread does not (io_direct.c).
  *
- * Ownership and threads: the thread owns the DEALER connected to the controller, the
- * PAIR end bound at CPAR_ENGINE_PAIR_URL and its own signer. It never touches Python and
- * never waits for the GIL, so heartbeats and interrupts keep flowing while a task holds it.
- * It reads and writes cpar_engine's "under lock" fields with engine->lock held, briefly.
- * Every signal is blocked in this thread, so SIGINT always lands on the main thread. */
+ * Ownership and threads: the thread makes and closes the DEALER connected to the
+ * controller, the PAIR end bound at CPAR_ENGINE_PAIR_URL and its signer (all in its
+ * cpar__io). While its loop runs they belong to whoever holds engine->io_turn: the thread
+ * holds it for each turn (all but its wait in poll); the main thread takes it to send a
+ * REPLY or, idle, to read requests itself (io_direct.c), calling the handlers here. Between
+ * turns the thread waits on the DEALER's ZMQ_FD unless engine->rx_main says the idle main
+ * thread does (then a timer, engine->io_watchfd, or io_wakefd gives it back). The thread
+ * never touches Python and never waits for the GIL, so heartbeats and interrupts keep
+ * flowing while a task holds it. It reads and writes cpar_engine's "under lock" fields
+ * with engine->lock held, briefly. Every signal is blocked in this thread, so SIGINT always
+ * lands on the main thread. */
 #include "io_int.h"
 
 #include <errno.h>
@@ -97,6 +104,7 @@ int
 cpar__io_ctl(cpar__io *io, int kind, int value, cpar_msg *msg)
 {
     cpar_engine_ctl ctl = {.kind = kind, .value = value, .msg = msg};
+    io->pair_dirty = 1;
     CPAR_TSAN_RELEASE(io->e); /* msg passes to the main thread (tsan.h) */
     if (zmq_send(io->pair, &ctl, sizeof(ctl), 0) != (int)sizeof(ctl))
         return CPAR_EZMQ;
@@ -235,217 +243,18 @@ cpar__io_begin_stop(cpar__io *io, int status)
     atomic_store(&io->e->stopping, 1);
     cpar_engine_interrupt(io->e, NULL, 0, 0);
     cpar__io_ctl(io, CPAR_CTL_STOP, status, NULL);
+    /* The I/O thread watches the DEALER and times the stop from now on. */
+    io->e->rx_main = 0;
+    if (pthread_equal(pthread_self(), io->e->main_thread))
+        cpar__io_wake(io->e); /* a SHUTDOWN read by the main thread */
 }
 
-/* Payload frame `i` counting after the target list of a TARGETED message. */
-static zmq_msg_t *
-cpar__io_payload(cpar_msg *m, size_t i)
+void
+cpar__io_wake(cpar_engine *e)
 {
-    size_t skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
-    return i + skip < m->nframes ? &m->frames[i + skip] : NULL;
-}
-
-/* Reads a task's shared-memory frames now, on arrival, while its sender certainly still
- * pins them (a client may close or drop its connection right after sending; the seal makes
- * a late read fail cleanly, reading early makes it succeed) -- up to
- * CPAR_ENGINE_EARLY_READ_MAX bytes, so that this thread never stops answering heartbeats
- * and interrupts for long; the runner reads larger ones before it runs the task. On
- * failure the task's frames become one frame with the reason, its status the CPAR_E* code
- * and its SHM flag stays set: the runner answers it with that error instead of running it. */
-static void
-cpar__io_resolve(cpar_msg *task)
-{
-    char err[300];
-    int rc;
-
-    task->h.status = 0; /* a request's status is ours to use from here on */
-    if (!(task->h.flags & CPAR_FLAG_SHM) ||
-        cpar_shm_described_bytes(task) > CPAR_ENGINE_EARLY_READ_MAX)
-        return;
-    rc = cpar_shm_resolve(task, 0, err, sizeof(err));
-    if (rc == 0)
-        return;
-    for (size_t i = 0; i < task->nframes; i++)
-        zmq_msg_close(&task->frames[i]);
-    task->nframes = 0;
-    task->h.status = rc;
-    task->h.flags |= CPAR_FLAG_SHM;
-    if (cpar_msg_add_copy(task, err, strlen(err)) != 0)
-        task->nframes = 0;
-    cpar_elog("a task's shared-memory data could not be read: %s", err);
-}
-
-/* Answers a client's PROBE (docs/protocol.md, "Shared memory", probes) from this thread:
- * frame 0 of the REPLY says whether we could read the client's probe frame ("ok", or
- * "denied: why"); frame 1 is our probe frame, by descriptor when shared memory is on here,
- * pinned under the probe's id until the client's RELEASE, so the client learns whether it
- * can read us. */
-static void
-cpar__io_probe(cpar__io *io, cpar_msg *m)
-{
-    cpar_engine *e = io->e;
-    char err[300], text[340];
-    uint8_t pattern[CPAR_SHM_PROBE_SIZE];
-    zmq_msg_t *pinned = NULL;
-    size_t npinned = 0, skip = (m->h.flags & CPAR_FLAG_TARGETED) ? 1 : 0;
-    cpar_shm_seal seal;
-    cpar_msg rep;
-    int rc = CPAR_EPROTO, len;
-
-    if (m->h.flags & CPAR_FLAG_SHM) {
-        rc = cpar_shm_resolve(m, 0, err, sizeof(err));
-        if (rc == 0 && (m->nframes <= skip || !cpar_shm_probe_check(&m->frames[skip]))) {
-            snprintf(err, sizeof(err), "the probe frame does not hold the probe pattern");
-            rc = CPAR_EPROTO;
-        }
-    } else {
-        snprintf(err, sizeof(err), "the probe came without a descriptor");
-    }
-    len = rc == 0 ? snprintf(text, sizeof(text), "ok")
-                  : snprintf(text, sizeof(text), "denied: %s", err);
-    if (len < 0 || (size_t)len >= sizeof(text))
-        len = (int)strlen(text);
-    if (rc != 0)
-        cpar_elog_info("cannot read a client's memory (it will send by socket): %s", err);
-    cpar_msg_init(&rep, CPAR_MSG_REPLY);
-    rep.h.engine = e->id;
-    memcpy(rep.h.parent, m->h.msg_id, CPAR_WIRE_ID_SIZE);
-    cpar_engine_new_id(rep.h.msg_id);
-    rep.h.t0 = cpar_now_ns();
-    rep.h.t1 = rep.h.t0;
-    cpar_shm_probe_fill(pattern);
-    if (cpar_msg_add_copy(&rep, text, (size_t)len) != 0 ||
-        cpar_msg_add_copy(&rep, pattern, sizeof(pattern)) != 0) {
-        cpar_msg_close(&rep);
-        return;
-    }
-    if (e->shm && (m->h.flags & CPAR_FLAG_SHM_OK) &&
-        cpar_shm_offload(&rep, 1, CPAR_SHM_PROBE_SIZE, &pinned, &npinned, &seal) > 0) {
-        pthread_mutex_lock(&e->lock);
-        rc = cpar_shm_pins_add(&e->pins, m->h.msg_id, pinned, npinned, &seal, NULL, 0);
-        pthread_mutex_unlock(&e->lock);
-        if (rc != 0)
-            cpar_elog("out of memory pinning a probe reply");
-    }
-    if (cpar__io_send(io, &rep) != 0)
-        cpar_elog("cannot answer a probe: %s", zmq_strerror(zmq_errno()));
-    cpar_msg_close(&rep);
-}
-
-static void
-cpar__io_on_message(cpar__io *io, cpar_msg *m)
-{
-    switch (m->h.type) {
-    case CPAR_MSG_HEARTBEAT:
-    case CPAR_MSG_REGISTER_REPLY:
-        break;
-    case CPAR_MSG_EXECUTE:
-    case CPAR_MSG_APPLY:
-    case CPAR_MSG_TASK: {
-        cpar_msg *task;
-        if (io->stopping)
-            break;
-        task = malloc(sizeof(*task));
-        if (task == NULL) {
-            cpar_elog("out of memory queueing a task; dropped");
-            break;
-        }
-        *task = *m; /* the frames move to the heap copy */
-        m->frames = NULL;
-        m->nframes = m->cap = 0;
-        cpar__io_resolve(task);
-        /* Held from here until its REPLY passes (a re-registration lists it). A request
-         * id seen again (a controller's resend) is held once. */
-        if (io->grace_ms > 0 && cpar_recover_track(&io->rec, task->h.msg_id) != 0)
-            cpar_elog("out of memory noting a request's id: a re-registration will not list it");
-        pthread_mutex_lock(&io->e->lock);
-        io->e->queued++;
-        pthread_mutex_unlock(&io->e->lock);
-        if (cpar__io_ctl(io, CPAR_CTL_TASK, 0, task) != 0) {
-            pthread_mutex_lock(&io->e->lock);
-            io->e->queued--;
-            pthread_mutex_unlock(&io->e->lock);
-            cpar_elog("cannot queue a task: %s", zmq_strerror(zmq_errno()));
-            cpar_recover_untrack(&io->rec, task->h.msg_id);
-            cpar_msg_close(task);
-            free(task);
-        }
-        break;
-    }
-    case CPAR_MSG_INTERRUPT: {
-        zmq_msg_t *ids = cpar__io_payload(m, 0);
-        size_t len = ids ? zmq_msg_size(ids) : 0;
-        zmq_msg_t *sig = cpar__io_payload(m, 1); /* optional: little-endian int32 signal */
-        int signum = SIGINT;
-        if (sig != NULL && zmq_msg_size(sig) == 4) {
-            const uint8_t *b = zmq_msg_data(sig);
-            signum = (int)(int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                                    (uint32_t)b[3] << 24);
-        }
-        cpar_engine_signal(io->e, ids ? zmq_msg_data(ids) : NULL, len / CPAR_WIRE_ID_SIZE, signum);
-        break;
-    }
-    case CPAR_MSG_ABORT: {
-        /* From the controller: frame 0 = the ids (no target list). An empty list means
-         * nothing here (unlike INTERRUPT). */
-        size_t len = m->nframes > 0 ? zmq_msg_size(&m->frames[0]) : 0;
-        if (len >= CPAR_WIRE_ID_SIZE)
-            cpar_engine_interrupt(io->e, zmq_msg_data(&m->frames[0]), len / CPAR_WIRE_ID_SIZE, 1);
-        break;
-    }
-    case CPAR_MSG_RELEASE: {
-        zmq_msg_t *ids = cpar__io_payload(m, 0);
-        size_t len = ids ? zmq_msg_size(ids) : 0, released = 0;
-        const uint8_t *p = ids ? zmq_msg_data(ids) : NULL;
-        pthread_mutex_lock(&io->e->lock);
-        for (size_t i = 0; i + CPAR_WIRE_ID_SIZE <= len; i += CPAR_WIRE_ID_SIZE)
-            released += cpar_shm_pins_answered(&io->e->pins, p + i, -1);
-        pthread_mutex_unlock(&io->e->lock);
-        if (released) /* the buffers' Python objects are let go on the main thread */
-            cpar__io_ctl(io, CPAR_CTL_DRAIN, 0, NULL);
-        break;
-    }
-    case CPAR_MSG_PROBE:
-        cpar__io_probe(io, m);
-        break;
-    case CPAR_MSG_SHUTDOWN:
-        cpar_elog("SHUTDOWN from the controller");
-        cpar__io_begin_stop(io, 0);
-        break;
-    default:
-        cpar__io_drop(io, "a message type engines do not handle");
-        break;
-    }
-    cpar_msg_close(m);
-}
-
-static void
-cpar__io_on_dealer(cpar__io *io)
-{
-    for (int i = 0; i < 1000; i++) {
-        cpar_msg m;
-        int rc = cpar_wire_recv(io->dealer, io->signer, 0, NULL, NULL, &m, ZMQ_DONTWAIT);
-        if (rc == CPAR_EAGAIN)
-            return;
-        if (rc == CPAR_EZMQ) {
-            if (zmq_errno() != EINTR)
-                cpar_elog("receive from the controller failed: %s", zmq_strerror(zmq_errno()));
-            return;
-        }
-        if (rc != 0) {
-            cpar__io_drop(io, cpar_strerror(rc));
-            continue;
-        }
-        io->last_heard = cpar_mono_ns();
-        io->lost_at = 0;
-        if (io->lost_until != 0) {
-            cpar__io_on_lost_message(io, &m);
-            if (io->stopping)
-                return;
-            continue;
-        }
-        cpar__io_on_message(io, &m);
-    }
+    uint64_t one = 1;
+    ssize_t r = write(e->io_wakefd, &one, sizeof(one));
+    (void)r; /* a full counter still leaves the fd readable */
 }
 
 /* Drops the rest of a half-read multipart message on the pair. */
@@ -466,7 +275,7 @@ cpar__io_skip_rest(cpar__io *io, int more)
 
 /* Relays what the main thread sent (signed wire messages, moved frame by frame without
  * copies) to the controller; handles its control records. */
-static void
+int
 cpar__io_on_pair(cpar__io *io)
 {
     uint8_t parent[CPAR_WIRE_ID_SIZE];
@@ -478,7 +287,7 @@ cpar__io_on_pair(cpar__io *io)
         zmq_msg_init(&part);
         if (zmq_msg_recv(&part, io->pair, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&part);
-            return;
+            return zmq_errno() == EAGAIN;
         }
         CPAR_TSAN_ACQUIRE(io->e); /* the main thread's sends on the pair (tsan.h) */
         more = zmq_msg_more(&part);
@@ -514,6 +323,7 @@ cpar__io_on_pair(cpar__io *io)
                 zmq_msg_close(&part);
         }
     }
+    return 0;
 }
 
 /* Sends the running task's pending output as STREAM messages (holds them while the
@@ -575,7 +385,10 @@ cpar__io_heartbeat(cpar__io *io)
  * the rule in sock.h (the thread sends on the pair and the dealer), before it blocks the
  * loop asks ZMQ_EVENTS of the pair and the dealer (two checks instead of zmq_poll's six); the
  * monitor is only read, to EAGAIN. A new dealer or monitor (after a lost controller) is
- * read once before its fd is trusted. */
+ * read once before its fd is trusted. While the idle main thread waits on the dealer's fd
+ * (e->rx_main), the loop leaves it out (one wake-up per message, not two); the main thread
+ * then hands it back through io_watchfd or io_wakefd, and leaves the dealer read to EAGAIN
+ * (or wakes this thread) whenever it ends a turn, as this thread does before it blocks. */
 static void
 cpar__io_loop(cpar__io *io)
 {
@@ -583,11 +396,12 @@ cpar__io_loop(cpar__io *io)
     uint64_t ms = 1000000u;
     void *dealer = NULL, *mon = NULL; /* the sockets the fds below belong to */
     unsigned made = io->sockets - 1;  /* io->sockets when they were taken */
-    int rd_pair = 1, rd_dealer = 0, rd_mon = 0;
-    struct pollfd pfd[4] = {{.fd = cpar_sock_fd(io->pair), .events = POLLIN},
+    int rd_pair = 1, rd_dealer = 0, rd_mon = 0, dealer_fd = -1;
+    struct pollfd pfd[5] = {{.fd = cpar_sock_fd(io->pair), .events = POLLIN},
                             {.fd = -1, .events = POLLIN},
                             {.fd = -1, .events = POLLIN},
-                            {.fd = e->io_wakefd, .events = POLLIN}};
+                            {.fd = e->io_wakefd, .events = POLLIN},
+                            {.fd = e->io_watchfd, .events = POLLIN}};
 
     io->next_hb = cpar_mono_ns();
     pthread_mutex_lock(&e->io_turn);
@@ -603,7 +417,7 @@ cpar__io_loop(cpar__io *io)
             dealer = io->dealer;
             mon = io->mon;
             made = io->sockets;
-            pfd[1].fd = cpar_sock_fd(dealer);
+            dealer_fd = cpar_sock_fd(dealer);
             pfd[2].fd = cpar_sock_fd(mon);
             rd_dealer = dealer != NULL;
             rd_mon = mon != NULL;
@@ -621,9 +435,10 @@ cpar__io_loop(cpar__io *io)
             rd_pair = cpar_sock_has_input(io->pair);
             rd_dealer = cpar_sock_has_input(dealer);
         }
+        pfd[1].fd = e->rx_main ? -1 : dealer_fd;
         /* poll(2) skips negative fds. The main thread may take the turn meanwhile. */
         pthread_mutex_unlock(&e->io_turn);
-        n = poll(pfd, 4, rd_pair || rd_dealer || rd_mon ? 0 : (int)timeout);
+        n = poll(pfd, 5, rd_pair || rd_dealer || rd_mon ? 0 : (int)timeout);
         pthread_mutex_lock(&e->io_turn);
         if (n < 0 && errno != EINTR) {
             cpar_elog("poll failed: %s", strerror(errno));
@@ -636,6 +451,14 @@ cpar__io_loop(cpar__io *io)
             ssize_t r = read(pfd[3].fd, &count, sizeof(count));
             (void)r;
             rd_pair = rd_dealer = 1;
+        }
+        if (pfd[4].fd >= 0 && (pfd[4].revents & POLLIN)) {
+            /* A request the main thread read itself still runs: the dealer is ours to
+             * watch again (e->rx_main is 0). */
+            uint64_t count;
+            ssize_t r = read(pfd[4].fd, &count, sizeof(count));
+            (void)r;
+            e->watch_armed = 0;
         }
         rd_pair |= (pfd[0].revents & (POLLIN | POLLERR)) != 0;
         rd_dealer |= pfd[1].fd >= 0 && (pfd[1].revents & (POLLIN | POLLERR)) != 0;
@@ -693,42 +516,7 @@ cpar__io_loop(cpar__io *io)
         }
     }
     e->io_live = NULL;
-    pthread_mutex_unlock(&e->io_turn);
-}
-
-void *
-cpar_io_direct_begin(cpar_engine *e)
-{
-    cpar__io *io;
-    if (e->io_wakefd < 0 || pthread_mutex_trylock(&e->io_turn) != 0)
-        return NULL; /* the I/O thread is in a turn: the PAIR it is */
-    io = e->io_live;
-    /* While lost or holding requests for a recovery, the I/O thread must see every
-     * reply (it holds or untracks them); while stopping, it decides what still goes. */
-    if (io == NULL || io->dealer == NULL || io->lost_until != 0 || io->stopping || io->quit ||
-        cpar_recover_count(&io->rec) > 0) {
-        pthread_mutex_unlock(&e->io_turn);
-        return NULL;
-    }
-    /* What this thread queued on the PAIR before goes first. */
-    cpar__io_on_pair(io);
-    if (io->dealer == NULL || io->quit || cpar_recover_count(&io->rec) > 0) {
-        /* what on_pair relayed went out; this reply takes the PAIR after it */
-        pthread_mutex_unlock(&e->io_turn);
-        return NULL;
-    }
-    return io->dealer;
-}
-
-void
-cpar_io_direct_end(cpar_engine *e)
-{
-    cpar__io *io = e->io_live;
-    if (io != NULL && (cpar_sock_has_input(io->dealer) || cpar_sock_has_input(io->pair))) {
-        uint64_t one = 1;
-        ssize_t r = write(e->io_wakefd, &one, sizeof(one));
-        (void)r; /* a full counter still leaves the fd readable */
-    }
+    e->rx_main = 0;
     pthread_mutex_unlock(&e->io_turn);
 }
 
@@ -754,6 +542,7 @@ cpar__io_main(void *arg)
 
     memset(&io, 0, sizeof(io));
     io.e = arg;
+    pthread_setname_np(pthread_self(), "cpar-engine-io"); /* for ps and /proc (tests) */
     cpar_recover_init(&io.rec);
     if (cpar_signer_new(io.e->key, io.e->keylen, &io.signer) != 0) {
         cpar_elog("cannot make an HMAC signer");

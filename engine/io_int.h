@@ -1,9 +1,13 @@
 /* The engine I/O thread's private state, shared by io.c (the thread: registration,
- * heartbeats, control messages, relay) and recover.c (the connection to the controller and
- * its recovery, docs/recovery.md "Engines").
+ * heartbeats, control messages, relay), recover.c (the connection to the controller and
+ * its recovery, docs/recovery.md "Engines") and io_direct.c (the main thread's direct
+ * sends and receives on the DEALER).
  *
- * Ownership and threads: a cpar__io and everything in it belongs to the I/O thread alone;
- * these functions run on it only. No Python, no GIL. */
+ * Ownership and threads: a cpar__io and everything in it belongs to whoever holds
+ * engine->io_turn while the I/O thread's loop runs (engine->io_live points to it): the I/O
+ * thread for each turn of its loop, the main thread for a direct send or receive
+ * (io_direct.c). Before and after the loop, it is the I/O thread's alone. The functions
+ * below run on the holder. No Python, no GIL. */
 #ifndef CPAR_ENGINE_IO_INT_H
 #define CPAR_ENGINE_IO_INT_H
 
@@ -33,6 +37,10 @@ typedef struct cpar__io {
     unsigned sockets;                       /* DEALERs opened so far (names their monitors) */
     int handshake_ok;                       /* a handshake succeeded on this DEALER */
     int handshake_logged;                   /* a failed handshake while lost was logged */
+    /* A direct receive by the main thread (io_direct.c), within its turn. */
+    int take;        /* the first request read goes to `taken`, not through the PAIR */
+    cpar_msg *taken; /* that request (heap, as CPAR_CTL_TASK passes one), or NULL */
+    int pair_dirty;  /* this turn sent on `pair` (cpar__io_ctl) or left it unread */
 } cpar__io;
 
 /* io.c */
@@ -46,6 +54,15 @@ int cpar__io_send(cpar__io *io, cpar_msg *m);
 void cpar__io_parse_reply(cpar__io *io, cpar_msg *m);
 /* Interrupts the running task, drops queued ones, tells main to exit with `status`. */
 void cpar__io_begin_stop(cpar__io *io, int status);
+/* Reads and handles what the DEALER holds (requests are queued for the main thread, or
+ * the first one goes to io->taken while io->take is set). 1 when the reads ended at
+ * EAGAIN (the DEALER's ZMQ_FD may be waited on, sock.h), 0 when they stopped before. */
+int cpar__io_on_dealer(cpar__io *io);
+/* Relays what the main thread sent on the PAIR to the controller and handles its control
+ * records. 1 when the reads ended at EAGAIN, 0 when they stopped before. */
+int cpar__io_on_pair(cpar__io *io);
+/* Asks the I/O thread (through engine->io_wakefd) to look at its sockets. Any thread. */
+void cpar__io_wake(cpar_engine *e);
 
 /* recover.c (each is described where it is defined) */
 int cpar__io_monitor(cpar__io *io); /* starts io->mon on io->dealer */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -300,6 +301,8 @@ cpar_engine_run(const char *argv0, const cpar_engine_args *args)
     pthread_mutex_init(&e.lock, NULL);
     pthread_mutex_init(&e.io_turn, NULL);
     e.io_wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* -1: no direct sends */
+    /* -1: no direct receives (io_direct.c) */
+    e.io_watchfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     cpar_capture_init(&e.capture);
     cpar_shm_pins_init(&e.pins);
     e.shm = cpar_shm_enabled();
@@ -368,6 +371,8 @@ done:
     free(e.engine_url);
     if (e.io_wakefd >= 0)
         close(e.io_wakefd);
+    if (e.io_watchfd >= 0)
+        close(e.io_watchfd);
     cpar_elog_close();
     return status;
 }

@@ -3,7 +3,9 @@
  * (a new DEALER, a REGISTER with recover=1 and the ids held, the main thread's messages held
  * in order) and the REGISTER_REPLY that ends it; and cpar_recover, the ids and messages held.
  *
- * Ownership and threads: all of it belongs to the I/O thread alone (no lock); a cpar_recover
+ * Ownership and threads: all of it belongs to the I/O thread's cpar__io, used by whoever
+ * holds engine->io_turn (io_int.h); the connection is only lost and recovered on the I/O
+ * thread, and the main thread never reads or sends directly while it is lost. A cpar_recover
  * owns the frames of the held messages until cpar_recover_flush sends them or
  * cpar_recover_free closes them. Never touches Python. */
 #include "io_int.h"
@@ -460,6 +462,7 @@ cpar__io_lose(cpar__io *io, uint64_t now, int silent)
                        "registering again",
                        e->engine_url);
     }
+    e->rx_main = 0; /* this thread watches the new DEALER; the main thread's fd is stale */
     cpar__io_close(io, 1);
     if (cpar__io_open(io) != 0 || cpar__io_send_register(io, e->id, 1) != 0) {
         cpar_elog("cannot reconnect to the controller at %s; exiting", e->engine_url);

@@ -1,10 +1,12 @@
-/* The engine's main-thread loop: waits for tasks from the I/O thread, runs each through
- * cpar.engine.runtime in the persistent __main__ namespace, and sends the REPLY.
+/* The engine's main-thread loop: waits for tasks (read from the controller's DEALER here
+ * while idle, or queued by the I/O thread), runs each through cpar.engine.runtime in the
+ * persistent __main__ namespace, and sends the REPLY.
  *
  * Ownership and threads: runs on the main thread only, with the GIL held except while it
- * waits for a task or sends. It owns its end of the inproc PAIR and its own signer; a task
- * cpar_msg received over the PAIR is owned (and freed) here. Received frames become
- * _cpar_engine.Frame objects (no copy); result buffers go out through cpar_zc_add_frame. */
+ * waits for a task or sends. It owns its end of the inproc PAIR and its own signer; it uses
+ * the DEALER only through io_direct.c, under engine->io_turn. A task cpar_msg received
+ * (either way) is owned (and freed) here. Received frames become _cpar_engine.Frame objects
+ * (no copy); result buffers go out through cpar_zc_add_frame. */
 #include "engine.h"
 
 #include <errno.h>
@@ -77,6 +79,33 @@ cpar__runner_recv(cpar__runner *r, cpar_engine_ctl *ctl)
     }
 }
 
+/* Waits for the next control record with the GIL released: what the I/O thread queued,
+ * or a request read from the DEALER here (cpar_io_direct_wait). Returns 0, or -1 when the
+ * I/O thread has gone. Signals are handled as cpar__runner_recv does. */
+static int
+cpar__runner_wait(cpar__runner *r, cpar_engine_ctl *ctl)
+{
+    for (;;) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = cpar_io_direct_wait(r->e, r->pair, ctl, 500);
+        Py_END_ALLOW_THREADS
+        if (rc == 1)
+            return 0;
+        if (rc == CPAR_EAGAIN) { /* a signal */
+            cpar__runner_clear_signals();
+            continue;
+        }
+        if (rc < 0) {
+            cpar_elog("receive from the I/O thread failed: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        cpar__runner_clear_signals(); /* as cpar__runner_recv on its timeout */
+        if (atomic_load(&r->e->io_done))
+            return -1;
+    }
+}
+
 /* Sends m (consumed) to the I/O thread for relaying, signed here, the GIL released. */
 static int
 cpar__runner_send(cpar__runner *r, cpar_msg *m)
@@ -108,7 +137,7 @@ cpar__runner_send_direct(cpar__runner *r, cpar_capture *pending, const uint8_t *
         if (pending->n > 0)
             cpar_capture_send(pending, dealer, r->signer, r->e->id, parent);
         sent = cpar_wire_send(dealer, r->signer, NULL, 0, rep, ZMQ_DONTWAIT);
-        cpar_io_direct_end(r->e);
+        cpar_io_direct_end(r->e, parent);
         if (sent != 0)
             cpar_elog("cannot send to the controller (%s); a reply was dropped",
                       cpar_strerror(sent));
@@ -338,6 +367,13 @@ cpar__runner_task(cpar__runner *r, cpar_msg *m)
         cpar__runner_fallback(r, &rep);
     }
 
+    /* A failed EXECUTE aborts the direct requests queued behind it: those waiting in the
+     * DEALER (the I/O thread may not have read them while this one ran) are read first. */
+    if (type == CPAR_MSG_EXECUTE && !aborted && rep.h.status != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        cpar_io_direct_pull(e);
+        Py_END_ALLOW_THREADS
+    }
     pthread_mutex_lock(&e->lock);
     e->running = 0;
     e->queued--;
@@ -489,7 +525,7 @@ cpar_runner_run(cpar_engine *e)
     }
     cpar__runner_preload();
     for (;;) {
-        if (cpar__runner_recv(&r, &ctl) < 0)
+        if (cpar__runner_wait(&r, &ctl) < 0)
             goto error;
         if (ctl.kind == CPAR_CTL_TASK) {
             if (atomic_load(&e->stopping)) {

@@ -51,6 +51,20 @@ static const char *const cpar__db_schema =
     "CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN"
     " DELETE FROM outputs WHERE rec = old.seq; END;" CPAR__DB_ENGINES_SCHEMA;
 
+/* SQLite counts its memory (sqlite3_memory_used, the soft heap limit) under a global mutex
+ * taken around every allocation of every statement: a lock and an unlock per row written,
+ * per bound value, per page. Nothing in the process reads those counts, so they are turned
+ * off once, before SQLite starts (sqlite3_config is refused, and changes nothing, when
+ * something else in the process started SQLite first). */
+static pthread_once_t cpar__db_config_once = PTHREAD_ONCE_INIT;
+
+static void
+cpar__db_config(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK)
+        sqlite3_initialize();
+}
+
 static void
 cpar__item_free(cpar__dbitem *it)
 {
@@ -279,6 +293,7 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
                      strerror(errno));
         return CPAR_EINVAL;
     }
+    pthread_once(&cpar__db_config_once, cpar__db_config);
     db = calloc(1, sizeof(*db));
     if (db == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -75,6 +75,7 @@ struct cpar_taskdb {
     int64_t total_bytes; /* payload bytes stored (sum of records.stored) */
     sqlite3_stmt *st_insert, *st_find, *st_stream, *st_output, *st_reply, *st_error, *st_outcount;
     sqlite3_stmt *st_dispatch, *st_dispatch_seq, *st_eng_end, *st_eng_add, *st_begin, *st_commit;
+    sqlite3_stmt *st_pick, *st_del; /* the bounds' oldest ended records, and their delete */
     cpar__seqs seqs;                /* the records of recent arrivals by id (taskdb_seqs.h) */
     cpar_taskdb_recovery *recovery; /* loaded by open (recover), until taken */
 };

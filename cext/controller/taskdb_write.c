@@ -92,6 +92,12 @@ cpar__db_statements(cpar_taskdb *db)
                               "UPDATE records SET engine_id = ?2 WHERE seq = ?1 AND"
                               " status = 'pending'");
     if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_pick,
+                              "SELECT seq, stored FROM records WHERE status != 'pending'"
+                              " ORDER BY seq LIMIT ?1");
+    if (rc == 0)
+        rc = cpar__db_prepare(db, &db->st_del, "DELETE FROM records WHERE seq = ?1");
+    if (rc == 0)
         rc = cpar__db_prepare(db, &db->st_begin, "BEGIN");
     if (rc == 0)
         rc = cpar__db_prepare(db, &db->st_commit, "COMMIT");
@@ -114,7 +120,7 @@ cpar__db_finalize(cpar_taskdb *db)
     sqlite3_stmt **all[] = {
         &db->st_insert,  &db->st_find,     &db->st_stream,   &db->st_output,       &db->st_reply,
         &db->st_error,   &db->st_outcount, &db->st_dispatch, &db->st_dispatch_seq, &db->st_eng_end,
-        &db->st_eng_add, &db->st_begin,    &db->st_commit};
+        &db->st_eng_add, &db->st_begin,    &db->st_commit,   &db->st_pick,         &db->st_del};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -309,26 +315,19 @@ cpar__db_on_engine(cpar_taskdb *db, cpar__dbitem *it)
     cpar__db_step_done(db, db->st_eng_add, "recording an engine");
 }
 
-/* Purges the oldest ended records while the bounds are passed. */
+/* Purges the oldest ended records while the bounds are passed: past the record bound
+ * alone (a long-running cluster, every batch), only as many as it is over are read. */
 void
 cpar__db_bounds(cpar_taskdb *db)
 {
-    sqlite3_stmt *pick = NULL, *del = NULL;
-    if (db->nrecords <= db->max_records && db->total_bytes <= db->max_bytes)
-        return;
-    if (sqlite3_prepare_v2(db->sql,
-                           "SELECT seq, stored FROM records WHERE status != 'pending'"
-                           " ORDER BY seq LIMIT 256",
-                           -1, &pick, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db->sql, "DELETE FROM records WHERE seq = ?1", -1, &del, NULL) !=
-            SQLITE_OK) {
-        cpar__db_fail(db, "purging old records");
-        goto error;
-    }
+    sqlite3_stmt *pick = db->st_pick, *del = db->st_del;
     while (db->nrecords > db->max_records || db->total_bytes > db->max_bytes) {
         int64_t seqs[256], sizes[256];
-        int n = 0;
-        while (n < 256 && sqlite3_step(pick) == SQLITE_ROW) {
+        int n = 0, want = 256;
+        if (db->total_bytes <= db->max_bytes && db->nrecords - db->max_records < want)
+            want = (int)(db->nrecords - db->max_records);
+        sqlite3_bind_int(pick, 1, want);
+        while (n < want && sqlite3_step(pick) == SQLITE_ROW) {
             seqs[n] = sqlite3_column_int64(pick, 0);
             sizes[n++] = sqlite3_column_int64(pick, 1);
         }
@@ -342,9 +341,6 @@ cpar__db_bounds(cpar_taskdb *db)
                 cpar__db_account(db, -1, -sizes[i]);
         }
     }
-error:
-    sqlite3_finalize(pick);
-    sqlite3_finalize(del);
 }
 
 void

@@ -1,11 +1,15 @@
 /* Tests of the task database's memory of recent arrivals (cext/controller/taskdb_seqs.c):
  * hits and misses per (id, engine), a key put again, eviction of the oldest when full,
  * forgetting a deleted record (present, evicted, out of range, twice), seqs that do not
- * increase, clear and free; then a long random run against a plain model. */
+ * increase, clear and free; a long random run against a plain model; and a real
+ * cpar_taskdb whose memory forgets the records its purges and bounds delete. */
 #include <stdlib.h>
 #include <string.h>
 
+#include <zmq.h>
+
 #include "errors.h"
+#include "taskdb_int.h"
 #include "taskdb_seqs.h"
 #include "test.h"
 
@@ -200,6 +204,79 @@ TEST_IMPL(seqs_random_against_a_model)
     return 0;
 }
 
+/* A DB_REQUEST answered: every event queued before it is applied (and the thread is past
+ * that batch, so its memory can be read here). Returns the answer's status. */
+static int
+ask(cpar_taskdb *db, const char *json)
+{
+    cpar_msg m;
+    cpar_taskdb_answer *a;
+    int status;
+    cpar_msg_init(&m, CPAR_MSG_DB_REQUEST);
+    memset(m.h.msg_id, 0x5a, CPAR_WIRE_ID_SIZE);
+    ASSERT_OK(cpar_msg_add_copy(&m, json, strlen(json)));
+    ASSERT_OK(cpar_taskdb_request(db, 1, &m));
+    cpar_msg_close(&m);
+    ASSERT_EQ(cpar_taskdb_answer_next(db, 10000, &a), 1);
+    status = a->reply.h.status;
+    cpar_taskdb_answer_free(a);
+    return status;
+}
+
+static void
+task_and_reply(cpar_taskdb *db, uint64_t k, int reply)
+{
+    uint8_t spec[28] = {1};
+    cpar_msg m;
+    cpar_msg_init(&m, CPAR_MSG_TASK);
+    id_of(m.h.msg_id, k);
+    ASSERT_OK(cpar_msg_add_copy(&m, spec, sizeof(spec)));
+    ASSERT_OK(cpar_msg_add_copy(&m, "body", 4));
+    cpar_taskdb_arrival(db, &m);
+    cpar_msg_close(&m);
+    if (!reply)
+        return;
+    cpar_msg_init(&m, CPAR_MSG_REPLY);
+    id_of(m.h.parent, k);
+    ASSERT_OK(cpar_msg_add_copy(&m, "r", 1));
+    cpar_taskdb_reply(db, &m);
+    cpar_msg_close(&m);
+}
+
+TEST_IMPL(seqs_of_a_real_database_forget_deleted_records)
+{
+    cpar_taskdb_config cfg = {.mode = "memory", .max_records = 3};
+    void *z = zmq_ctx_new();
+    cpar_taskdb *db = NULL;
+    char err[256], q[128];
+    ASSERT_OK(cpar_taskdb_open(&cfg, z, &db, err, sizeof(err)));
+    task_and_reply(db, 1, 1);
+    task_and_reply(db, 2, 1);
+    ASSERT_OK(ask(db, "{\"op\": \"history\"}"));
+    ASSERT_GT(get(&db->seqs, 1, CPAR_NO_ENGINE), 0);
+    ASSERT_GT(get(&db->seqs, 2, CPAR_NO_ENGINE), 0);
+    /* purged by the op */
+    snprintf(q, sizeof(q),
+             "{\"op\": \"purge\", \"msg_ids\": [\"abababababababab%02x00000000000000\"]}", 1);
+    ASSERT_OK(ask(db, q));
+    ASSERT_EQ(get(&db->seqs, 1, CPAR_NO_ENGINE), 0);
+    ASSERT_GT(get(&db->seqs, 2, CPAR_NO_ENGINE), 0);
+    /* purged by the bounds (3 records): 2 goes when 3, 4 and 5 are recorded */
+    for (uint64_t k = 3; k <= 5; k++)
+        task_and_reply(db, k, 1);
+    ASSERT_OK(ask(db, "{\"op\": \"history\"}"));
+    ASSERT_EQ(get(&db->seqs, 2, CPAR_NO_ENGINE), 0);
+    for (uint64_t k = 3; k <= 5; k++)
+        ASSERT_GT(get(&db->seqs, k, CPAR_NO_ENGINE), 0);
+    /* an id recorded again after its purge is remembered as its new record */
+    task_and_reply(db, 1, 0);
+    ASSERT_OK(ask(db, "{\"op\": \"history\"}"));
+    ASSERT_GT(get(&db->seqs, 1, CPAR_NO_ENGINE), get(&db->seqs, 5, CPAR_NO_ENGINE));
+    cpar_taskdb_close(db);
+    zmq_ctx_term(z);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -208,6 +285,7 @@ main(int argc, char **argv)
         TEST_ENTRY(seqs_evict_the_oldest),
         TEST_ENTRY(seqs_forget_deleted_records),
         TEST_ENTRY(seqs_random_against_a_model),
+        TEST_ENTRY(seqs_of_a_real_database_forget_deleted_records),
     };
     return cpar_test_main(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

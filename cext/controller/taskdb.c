@@ -51,6 +51,20 @@ static const char *const cpar__db_schema =
     "CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN"
     " DELETE FROM outputs WHERE rec = old.seq; END;" CPAR__DB_ENGINES_SCHEMA;
 
+/* SQLite counts its memory (sqlite3_memory_used, the soft heap limit) under a global mutex
+ * taken around every allocation of every statement: a lock and an unlock per row written,
+ * per bound value, per page. Nothing in the process reads those counts, so they are turned
+ * off once, before SQLite starts (sqlite3_config is refused, and changes nothing, when
+ * something else in the process started SQLite first). */
+static pthread_once_t cpar__db_config_once = PTHREAD_ONCE_INIT;
+
+static void
+cpar__db_config(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK)
+        sqlite3_initialize();
+}
+
 static void
 cpar__item_free(cpar__dbitem *it)
 {
@@ -77,7 +91,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
 {
     cpar_taskdb_answer *answers[64];
     size_t nanswers = 0;
-    int in_tx = cpar__db_exec(db, "BEGIN") == 0;
+    int in_tx = cpar__db_begin(db) == 0;
 
     for (cpar__dbitem *it = batch; it != NULL; it = it->next) {
         switch (it->kind) {
@@ -86,12 +100,11 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
             if (nanswers == sizeof(answers) / sizeof(answers[0])) {
                 /* Answers wait for a commit: too many in one batch, commit now. */
                 cpar__db_bounds(db);
-                if (in_tx)
-                    cpar__db_exec(db, "COMMIT");
+                cpar__db_commit(db, in_tx);
                 for (size_t i = 0; i < nanswers; i++)
                     cpar__send_answer(db, answers[i]);
                 nanswers = 0;
-                in_tx = cpar__db_exec(db, "BEGIN") == 0;
+                in_tx = cpar__db_begin(db) == 0;
             }
             cpar__db_bounds(db); /* a request sees the bounds applied */
             a = cpar__db_answer(db, it);
@@ -105,8 +118,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
         }
     }
     cpar__db_bounds(db);
-    if (in_tx)
-        cpar__db_exec(db, "COMMIT");
+    cpar__db_commit(db, in_tx);
     for (size_t i = 0; i < nanswers; i++)
         cpar__send_answer(db, answers[i]);
 }
@@ -152,14 +164,6 @@ cpar__db_main(void *arg)
 }
 
 /* ---- open and close (loop thread) ---------------------------------------------------- */
-
-static int
-cpar__db_prepare(cpar_taskdb *db, sqlite3_stmt **st, const char *sql)
-{
-    return sqlite3_prepare_v3(db->sql, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
-               ? CPAR_OK
-               : CPAR_EIO;
-}
 
 /* Checks a database that has tables is ours; creates the schema in an empty one. */
 static int
@@ -253,64 +257,6 @@ cpar__db_count(cpar_taskdb *db, const char *name, char *err, size_t errlen)
     return CPAR_OK;
 }
 
-static int
-cpar__db_statements(cpar_taskdb *db)
-{
-    int rc = cpar__db_prepare(
-        db, &db->st_insert,
-        "INSERT OR IGNORE INTO records(msg_id, request_id, part_engine, client_uuid, queue,"
-        " msg_type, targets, submitted, execute_input, request_bytes, request_kept,"
-        " resubmitted, label, status, request_frames, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-        " json(?7), ?8, ?9, ?10, ?14 IS NOT NULL, ?12, ?13, 'pending', ?14, ?15)");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_find,
-                              "SELECT seq FROM records WHERE msg_id = ?1 UNION ALL"
-                              " SELECT seq FROM records WHERE msg_id = ?1 || ':' || ?2");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_stream,
-            "UPDATE records SET"
-            " stdout = CASE WHEN (?2 & 1) AND NOT (?2 & 64) THEN substr(stdout || ?3, 1, ?4)"
-            " ELSE stdout END,"
-            " stderr = CASE WHEN (?2 & 2) AND NOT (?2 & 64) THEN substr(stderr || ?3, 1, ?4)"
-            " ELSE stderr END WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_output,
-                              "INSERT INTO outputs(rec, idx, flags, data) SELECT seq, nout, ?2,"
-                              " ?3 FROM records WHERE seq = ?1 AND outbytes + ?4 <= ?5");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_reply,
-            "UPDATE records SET status = CASE WHEN ?2 = 0 THEN 'ok' ELSE 'error' END,"
-            " engine_id = ?3, started = ?4, completed = ?5, received = ?6, reply_status = ?2,"
-            " reply_bytes = ?7, reply_kept = ?8 IS NOT NULL, reply_frames = ?8,"
-            " stored = stored + ?9 WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_error,
-            "UPDATE records SET status = 'error', error_code = ?2, error_message = ?3,"
-            " engine_id = CASE WHEN ?4 >= 0 THEN ?4 ELSE engine_id END, received = ?5"
-            " WHERE seq = ?1 AND status = 'pending'");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_outcount,
-                              "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
-                              " stored = stored + ?2 WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_dispatch,
-                              "UPDATE records SET engine_id = ?2 WHERE msg_id = ?1 AND"
-                              " status = 'pending'");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_eng_end,
-                              "UPDATE engines SET gone = ?2 WHERE id = ?1 AND gone IS NULL");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_eng_add,
-                              "INSERT INTO engines(id, pid, host, registered) VALUES (?1, ?2, ?3,"
-                              " ?4)");
-    if (rc == 0)
-        rc = cpar__db_exec(db, "CREATE TEMP TABLE sel(seq INTEGER PRIMARY KEY)");
-    return rc;
-}
-
 int
 cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, char *err,
                  size_t errlen)
@@ -347,8 +293,14 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
                      strerror(errno));
         return CPAR_EINVAL;
     }
+    pthread_once(&cpar__db_config_once, cpar__db_config);
     db = calloc(1, sizeof(*db));
     if (db == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return CPAR_ENOMEM;
+    }
+    if (cpar__seqs_init(&db->seqs, 0) != 0) {
+        free(db);
         snprintf(err, errlen, "out of memory");
         return CPAR_ENOMEM;
     }
@@ -408,6 +360,7 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
         goto error;
     }
     db->started = 1;
+    pthread_setname_np(db->thread, "cpar-taskdb"); /* for top -H, perf --comm, /proc */
     if (db->log != NULL)
         cpar_log_write(db->log,
                        "task database %s: %lld record(s), %lld payload byte(s) (bounds: %lld "
@@ -451,16 +404,8 @@ cpar_taskdb_close(cpar_taskdb *db)
         zmq_setsockopt(db->pair_loop, ZMQ_LINGER, &linger, sizeof(linger));
         zmq_close(db->pair_loop);
     }
-    sqlite3_finalize(db->st_insert);
-    sqlite3_finalize(db->st_find);
-    sqlite3_finalize(db->st_stream);
-    sqlite3_finalize(db->st_output);
-    sqlite3_finalize(db->st_reply);
-    sqlite3_finalize(db->st_error);
-    sqlite3_finalize(db->st_outcount);
-    sqlite3_finalize(db->st_dispatch);
-    sqlite3_finalize(db->st_eng_end);
-    sqlite3_finalize(db->st_eng_add);
+    cpar__db_finalize(db);
+    cpar__seqs_free(&db->seqs);
     cpar_taskdb_recovery_free(db->recovery);
     if (db->sql)
         sqlite3_close_v2(db->sql);

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "taskdb.h"
+#include "taskdb_seqs.h"
 
 #define CPAR__DB_MAGIC "cpar-taskdb"
 #define CPAR__DB_VERSION "2" /* 1: before recovery (no identity, no engines) */
@@ -73,7 +74,9 @@ struct cpar_taskdb {
     int64_t nrecords;    /* records in the database */
     int64_t total_bytes; /* payload bytes stored (sum of records.stored) */
     sqlite3_stmt *st_insert, *st_find, *st_stream, *st_output, *st_reply, *st_error, *st_outcount;
-    sqlite3_stmt *st_dispatch, *st_eng_end, *st_eng_add;
+    sqlite3_stmt *st_dispatch, *st_dispatch_seq, *st_eng_end, *st_eng_add, *st_begin, *st_commit;
+    sqlite3_stmt *st_pick, *st_del; /* the bounds' oldest ended records, and their delete */
+    cpar__seqs seqs;                /* the records of recent arrivals by id (taskdb_seqs.h) */
     cpar_taskdb_recovery *recovery; /* loaded by open (recover), until taken */
 };
 
@@ -164,6 +167,17 @@ int cpar__db_identity(cpar_taskdb *db, const cpar_taskdb_config *cfg, const char
                       size_t errlen);
 
 /* taskdb_write.c */
+/* Prepares the writes' statements on the opened database (and the temp trigger that
+ * keeps db->seqs from naming deleted records): 0 or CPAR_EIO. */
+int cpar__db_statements(cpar_taskdb *db);
+/* Finalizes them (NULL ones are fine). */
+void cpar__db_finalize(cpar_taskdb *db);
+/* BEGIN a batch's transaction: 0 or CPAR_EIO (logged). */
+int cpar__db_begin(cpar_taskdb *db);
+/* Ends a batch: COMMIT when in_tx (its BEGIN succeeded); whenever the writes are not
+ * committed after it, db->seqs forgets everything (those rows may yet be rolled back).
+ * 0 or CPAR_EIO (logged). */
+int cpar__db_commit(cpar_taskdb *db, int in_tx);
 /* Applies one queued event (not a request) to the database. */
 void cpar__db_apply(cpar_taskdb *db, cpar__dbitem *it);
 /* Purges the oldest ended records while the bounds are passed. */

@@ -86,24 +86,26 @@ cpar__db_insert_record(cpar_taskdb *db, const char *msg_id, const char *request_
                        const char *label)
 {
     sqlite3_stmt *st = db->st_insert;
-    sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, request_id, -1, SQLITE_TRANSIENT);
+    /* Every buffer outlives the step (cpar__db_step_done resets and clears the bindings
+     * before it returns): bound in place, not copied. */
+    sqlite3_bind_text(st, 1, msg_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, request_id, -1, SQLITE_STATIC);
     cpar__bind_engine(st, 3, part_engine);
-    sqlite3_bind_text(st, 4, client_uuid, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, client_uuid, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, queue, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, msg_type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, targets_json, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, targets_json, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)at_us);
     if (execute_input != NULL)
-        sqlite3_bind_text(st, 9, execute_input, (int)inputlen, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 9, execute_input, (int)inputlen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 10, request_bytes);
     if (frames != NULL)
         sqlite3_bind_blob64(st, 14, frames, frameslen, SQLITE_STATIC);
     sqlite3_bind_int64(st, 15, frames != NULL ? (sqlite3_int64)frameslen : 0);
     if (resubmitted != NULL)
-        sqlite3_bind_text(st, 12, resubmitted, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 12, resubmitted, -1, SQLITE_STATIC);
     if (label != NULL)
-        sqlite3_bind_text(st, 13, label, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 13, label, -1, SQLITE_STATIC);
     if (cpar__db_step_done(db, st, "recording a request") != 0 || sqlite3_changes(db->sql) == 0)
         return 0;
     cpar__db_account(db, 1, frames != NULL ? (int64_t)frameslen : 0);

@@ -10,7 +10,7 @@ endif
 CTEST_CC ?= $(CC)
 CTEST_CORE_SRC := $(wildcard cext/core/*.c cext/controller/*.c) cext/kernels/escape.c cext/kernels/philox.c
 CTEST_CORE_HDR := $(wildcard cext/core/*.h cext/controller/*.h cext/kernels/*.h)
-CTEST_NAMES := test_wire test_sign test_tables test_idtab test_ids test_log test_vec test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone test_coalesce test_sock test_clientio test_outbound test_taskdb test_taskdb_recover test_recover_ctl
+CTEST_NAMES := test_wire test_sign test_tables test_idtab test_ids test_log test_vec test_controller test_liveness test_replay fuzz_wire test_sched test_deps test_shm test_pagepool test_tasks test_task_deps test_task_control test_kernels test_idlimit test_client_gone test_coalesce test_sock test_clientio test_outbound test_taskdb test_taskdb_seqs test_taskdb_recover test_recover_ctl
 CTEST_SUPPORT := tests/c/helpers.c tests/c/ctlfx.c
 CTEST_SUPPORT_HDR := tests/c/helpers.h tests/c/ctlfx.h tests/c/test.h
 # The fuzzers' shared driver (corpus files, random seeds, a forked child per case).

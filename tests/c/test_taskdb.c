@@ -436,6 +436,70 @@ TEST_IMPL(resubmit_makes_tasks)
     return 0;
 }
 
+/* The records remembered since their arrival (taskdb_seqs.c) never outlive them: a REPLY for
+ * a record purged (by the op, by the bounds) or never committed (a resubmit undone) finds
+ * nothing and changes nothing, and an id recorded anew is found as its new record. */
+TEST_IMPL(remembered_records_follow_purges_and_rollbacks)
+{
+    tdb t;
+    char q[512], a[33], b[33];
+    uint8_t id[CPAR_WIRE_ID_SIZE];
+    cpar_msg m;
+    tdb_open(&t, "memory", NULL, 3, 0);
+    /* purged by the op, then a stale REPLY, then the same id again */
+    task_arrives(&t, 1, 10, 0);
+    reply(&t, 1, 0, 0, "r");
+    hex_of(a, 1);
+    snprintf(q, sizeof(q), "{\"op\": \"purge\", \"msg_ids\": [\"%s\"]}", a);
+    ok(&t, q);
+    ASSERT_STR_CONTAINS(t.json, "{\"purged\":1}");
+    reply(&t, 1, 0, 1, "stale");
+    ASSERT_EQ(nq(&t, "{}"), 0);
+    task_arrives(&t, 1, 10, 0);
+    id_of(id, 1);
+    cpar_taskdb_dispatch(t.db, id, 4);
+    ASSERT_EQ(nq(&t, "{\"engine_id\": 4, \"status\": \"pending\"}"), 1);
+    reply(&t, 1, 4, 1, "again");
+    ASSERT_EQ(nq(&t, "{}"), 1);
+    ASSERT_EQ(nq(&t, "{\"engine_id\": 4, \"status\": \"error\"}"), 1);
+    /* purged by the bounds (3 records): 1 and 2 go as 4 and 5 end */
+    for (int k = 2; k <= 5; k++) {
+        task_arrives(&t, k, 10, 0);
+        reply(&t, k, 0, 0, "r");
+    }
+    ASSERT_EQ(nq(&t, "{}"), 3);
+    task_arrives(&t, 6, 10, 0); /* pending: stays; 3 goes */
+    ASSERT_EQ(nq(&t, "{}"), 3);
+    reply(&t, 2, 1, 1, "stale");
+    reply(&t, 3, 1, 1, "stale");
+    stream(&t, 3, 1, CPAR_FLAG_STDOUT, "stale");
+    ASSERT_EQ(nq(&t, "{}"), 3);
+    ASSERT_EQ(nq(&t, "{\"status\": \"pending\"}"), 1);
+    ASSERT_EQ(nq(&t, "{\"status\": \"error\"}"), 0);
+    ASSERT_EQ(nq(&t, "{\"stdout\": \"stale\"}"), 0);
+    /* a resubmit undone (its second new id is in use): its first new id was never
+     * recorded, so a REPLY naming it leaves the next arrival (which may take its seq) alone */
+    hex_of(a, 4);
+    hex_of(b, 5);
+    snprintf(q, sizeof(q),
+             "{\"op\": \"resubmit\", \"msg_ids\": [\"%s\", \"%s\"], \"new_ids\": "
+             "[\"11111111111111111111111111111111\", \"%s\"]}",
+             a, b, b);
+    fails(&t, q, "ValueError", "in use");
+    task_arrives(&t, 7, 10, 0);
+    cpar_msg_init(&m, CPAR_MSG_REPLY);
+    memset(m.h.parent, 0x11, CPAR_WIRE_ID_SIZE);
+    m.h.engine = 1;
+    m.h.status = 1;
+    ASSERT_OK(cpar_msg_add_copy(&m, "x", 1));
+    cpar_taskdb_reply(t.db, &m);
+    cpar_msg_close(&m);
+    ASSERT_EQ(nq(&t, "{\"status\": \"pending\"}"), 2); /* 6 and 7 */
+    ASSERT_EQ(nq(&t, "{\"status\": \"error\"}"), 0);
+    tdb_close(&t);
+    return 0;
+}
+
 TEST_IMPL(a_file_persists_and_foreign_files_are_refused)
 {
     char dir[] = "/tmp/cpar-taskdb-XXXXXX", path[128], err[512];
@@ -505,6 +569,7 @@ main(int argc, char **argv)
         TEST_ENTRY(bounds_purge_the_oldest_ended_and_keep_bytes),
         TEST_ENTRY(errors_end_records),
         TEST_ENTRY(resubmit_makes_tasks),
+        TEST_ENTRY(remembered_records_follow_purges_and_rollbacks),
         TEST_ENTRY(a_file_persists_and_foreign_files_are_refused),
         TEST_ENTRY(many_events_one_batch_in_order),
     };

@@ -184,7 +184,10 @@ class Client(_TaskDB, _LocalResults, _Bookkeeping):
             self._tunnel.close()
 
     def _new_msg_id(self):
-        return self._prefix + next(self._counter).to_bytes(8, "little")
+        # The counter big-endian: a client's ids then sort in the order it made them, so
+        # the controller's task database adds each one at the end of its msg_id index
+        # (one index page written per batch) instead of at a random place (one per task).
+        return self._prefix + next(self._counter).to_bytes(8, "big")
 
     def _connect(self, timeout):
         d = self._dispatcher

@@ -5,6 +5,7 @@
  * taskdb.c (open, close, its thread); calls taskdb_sql.c and taskdb_seqs.c.
  *
  * Threads: the database thread only (taskdb_int.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,73 +35,68 @@ cpar__db_prepare(cpar_taskdb *db, sqlite3_stmt **st, const char *sql)
                : CPAR_EIO;
 }
 
+/* Every prepared statement: where it lives in cpar_taskdb, and its SQL (prepared by
+ * cpar__db_statements, finalized by cpar__db_finalize). */
+static const struct {
+    size_t offset;
+    const char *sql;
+} cpar__db_stmts[] = {
+    {offsetof(cpar_taskdb, st_insert),
+     "INSERT OR IGNORE INTO records(msg_id, request_id, part_engine, client_uuid, queue,"
+     " msg_type, targets, submitted, execute_input, request_bytes, request_kept,"
+     " resubmitted, label, status, request_frames, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+     " json(?7), ?8, ?9, ?10, ?14 IS NOT NULL, ?12, ?13, 'pending', ?14, ?15)"},
+    {offsetof(cpar_taskdb, st_find), "SELECT seq FROM records WHERE msg_id = ?1 UNION ALL"
+                                     " SELECT seq FROM records WHERE msg_id = ?1 || ':' || ?2"},
+    {offsetof(cpar_taskdb, st_stream),
+     "UPDATE records SET"
+     " stdout = CASE WHEN (?2 & 1) AND NOT (?2 & 64) THEN substr(stdout || ?3, 1, ?4)"
+     " ELSE stdout END,"
+     " stderr = CASE WHEN (?2 & 2) AND NOT (?2 & 64) THEN substr(stderr || ?3, 1, ?4)"
+     " ELSE stderr END WHERE seq = ?1"},
+    {offsetof(cpar_taskdb, st_output),
+     "INSERT INTO outputs(rec, idx, flags, data) SELECT seq, nout, ?2,"
+     " ?3 FROM records WHERE seq = ?1 AND outbytes + ?4 <= ?5"},
+    {offsetof(cpar_taskdb, st_reply),
+     "UPDATE records SET status = CASE WHEN ?2 = 0 THEN 'ok' ELSE 'error' END,"
+     " engine_id = ?3, started = ?4, completed = ?5, received = ?6, reply_status = ?2,"
+     " reply_bytes = ?7, reply_kept = ?8 IS NOT NULL, reply_frames = ?8,"
+     " stored = stored + ?9 WHERE seq = ?1"},
+    {offsetof(cpar_taskdb, st_error),
+     "UPDATE records SET status = 'error', error_code = ?2, error_message = ?3,"
+     " engine_id = CASE WHEN ?4 >= 0 THEN ?4 ELSE engine_id END, received = ?5"
+     " WHERE seq = ?1 AND status = 'pending'"},
+    {offsetof(cpar_taskdb, st_outcount),
+     "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
+     " stored = stored + ?2 WHERE seq = ?1"},
+    {offsetof(cpar_taskdb, st_dispatch), "UPDATE records SET engine_id = ?2 WHERE msg_id = ?1 AND"
+                                         " status = 'pending'"},
+    {offsetof(cpar_taskdb, st_eng_end),
+     "UPDATE engines SET gone = ?2 WHERE id = ?1 AND gone IS NULL"},
+    {offsetof(cpar_taskdb, st_eng_add),
+     "INSERT INTO engines(id, pid, host, registered) VALUES (?1, ?2, ?3,"
+     " ?4)"},
+    {offsetof(cpar_taskdb, st_dispatch_seq), "UPDATE records SET engine_id = ?2 WHERE seq = ?1 AND"
+                                             " status = 'pending'"},
+    {offsetof(cpar_taskdb, st_pick), "SELECT seq, stored FROM records WHERE status != 'pending'"
+                                     " ORDER BY seq LIMIT ?1"},
+    {offsetof(cpar_taskdb, st_del), "DELETE FROM records WHERE seq = ?1"},
+    {offsetof(cpar_taskdb, st_begin), "BEGIN"},
+    {offsetof(cpar_taskdb, st_commit), "COMMIT"},
+};
+
+static sqlite3_stmt **
+cpar__db_stmt_at(cpar_taskdb *db, size_t k)
+{
+    return (sqlite3_stmt **)((char *)db + cpar__db_stmts[k].offset);
+}
+
 int
 cpar__db_statements(cpar_taskdb *db)
 {
-    int rc = cpar__db_prepare(
-        db, &db->st_insert,
-        "INSERT OR IGNORE INTO records(msg_id, request_id, part_engine, client_uuid, queue,"
-        " msg_type, targets, submitted, execute_input, request_bytes, request_kept,"
-        " resubmitted, label, status, request_frames, stored) VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
-        " json(?7), ?8, ?9, ?10, ?14 IS NOT NULL, ?12, ?13, 'pending', ?14, ?15)");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_find,
-                              "SELECT seq FROM records WHERE msg_id = ?1 UNION ALL"
-                              " SELECT seq FROM records WHERE msg_id = ?1 || ':' || ?2");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_stream,
-            "UPDATE records SET"
-            " stdout = CASE WHEN (?2 & 1) AND NOT (?2 & 64) THEN substr(stdout || ?3, 1, ?4)"
-            " ELSE stdout END,"
-            " stderr = CASE WHEN (?2 & 2) AND NOT (?2 & 64) THEN substr(stderr || ?3, 1, ?4)"
-            " ELSE stderr END WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_output,
-                              "INSERT INTO outputs(rec, idx, flags, data) SELECT seq, nout, ?2,"
-                              " ?3 FROM records WHERE seq = ?1 AND outbytes + ?4 <= ?5");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_reply,
-            "UPDATE records SET status = CASE WHEN ?2 = 0 THEN 'ok' ELSE 'error' END,"
-            " engine_id = ?3, started = ?4, completed = ?5, received = ?6, reply_status = ?2,"
-            " reply_bytes = ?7, reply_kept = ?8 IS NOT NULL, reply_frames = ?8,"
-            " stored = stored + ?9 WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(
-            db, &db->st_error,
-            "UPDATE records SET status = 'error', error_code = ?2, error_message = ?3,"
-            " engine_id = CASE WHEN ?4 >= 0 THEN ?4 ELSE engine_id END, received = ?5"
-            " WHERE seq = ?1 AND status = 'pending'");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_outcount,
-                              "UPDATE records SET nout = nout + 1, outbytes = outbytes + ?2,"
-                              " stored = stored + ?2 WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_dispatch,
-                              "UPDATE records SET engine_id = ?2 WHERE msg_id = ?1 AND"
-                              " status = 'pending'");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_eng_end,
-                              "UPDATE engines SET gone = ?2 WHERE id = ?1 AND gone IS NULL");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_eng_add,
-                              "INSERT INTO engines(id, pid, host, registered) VALUES (?1, ?2, ?3,"
-                              " ?4)");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_dispatch_seq,
-                              "UPDATE records SET engine_id = ?2 WHERE seq = ?1 AND"
-                              " status = 'pending'");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_pick,
-                              "SELECT seq, stored FROM records WHERE status != 'pending'"
-                              " ORDER BY seq LIMIT ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_del, "DELETE FROM records WHERE seq = ?1");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_begin, "BEGIN");
-    if (rc == 0)
-        rc = cpar__db_prepare(db, &db->st_commit, "COMMIT");
+    int rc = CPAR_OK;
+    for (size_t k = 0; k < sizeof(cpar__db_stmts) / sizeof(cpar__db_stmts[0]) && rc == 0; k++)
+        rc = cpar__db_prepare(db, cpar__db_stmt_at(db, k), cpar__db_stmts[k].sql);
     if (rc == 0)
         rc = cpar__db_exec(db, "CREATE TEMP TABLE sel(seq INTEGER PRIMARY KEY)");
     /* Whatever deletes a record (the bounds, purge_results, a savepoint undone: anything)
@@ -117,13 +113,9 @@ cpar__db_statements(cpar_taskdb *db)
 void
 cpar__db_finalize(cpar_taskdb *db)
 {
-    sqlite3_stmt **all[] = {
-        &db->st_insert,  &db->st_find,     &db->st_stream,   &db->st_output,       &db->st_reply,
-        &db->st_error,   &db->st_outcount, &db->st_dispatch, &db->st_dispatch_seq, &db->st_eng_end,
-        &db->st_eng_add, &db->st_begin,    &db->st_commit,   &db->st_pick,         &db->st_del};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        sqlite3_finalize(*all[i]);
-        *all[i] = NULL;
+    for (size_t k = 0; k < sizeof(cpar__db_stmts) / sizeof(cpar__db_stmts[0]); k++) {
+        sqlite3_finalize(*cpar__db_stmt_at(db, k));
+        *cpar__db_stmt_at(db, k) = NULL;
     }
 }
 

@@ -132,6 +132,10 @@ def main(argv=None):
                          f"{cpu['cores']} cores {cpu['cores_busy']:.0%} busy")
         for err in inf.get("errors", []):
             notes.append(f"{name}: ERROR {err}")
+    for run, ph in info.get("cpar", {}).get("julia_phases", {}).items():
+        notes.append(f"Julia, {run.replace('_', ' on ')} engine(s), medians: scatter "
+                     f"{ph['scatter'] * 1e3:.3g} ms, execute {ph['execute'] * 1e3:.3g} ms, "
+                     f"gather {ph['gather'] * 1e3:.3g} ms")
     if "julia_results_equal" in info.get("cpar", {}):
         notes.append("Julia: every cpar image equals the serial numpy one: "
                      f"{info['cpar']['julia_results_equal']}")

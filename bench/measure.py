@@ -182,18 +182,26 @@ def julia_serial(args):
         nonlocal J
         J = julia.julia_numpy(Z, julia.C, julia.TMAX)
 
-    out = {"julia_numpy_serial": stats(sampled(run, args.repeat, args.samples, args.budget))}
-    try:
-        from cpar import kernels
-    except ImportError:
-        return out, J
+    return {"julia_numpy_serial": stats(sampled(run, args.repeat, args.samples, args.budget))}, J
 
-    def local():  # the kernel on the whole image in this process: the work without transport
-        kernels.julia(Z, julia.C, julia.TMAX)
 
-    local()
-    out["julia_kernels_local"] = stats(sampled(local, args.repeat, args.samples, args.budget))
-    return out, J
+def interleaved(fns, args, samples):
+    """{key: wall times} of the calls in ``fns`` ({key: fn}), taken in rounds that call
+    each once (so a slow stretch of the machine falls on every key alike): at least
+    ``args.repeat`` rounds, then more up to ``samples`` while all of them took under
+    ``args.budget`` per key."""
+    out = {key: [] for key in fns}
+
+    def spent():
+        return sum(sum(t) for t in out.values())
+
+    while True:
+        for key, fn in fns.items():
+            out[key] += timed(fn, 1)
+        rounds = len(out[next(iter(fns))])
+        if rounds >= samples or (rounds >= args.repeat and
+                                      spent() * (rounds + 1) / rounds > args.budget * len(fns)):
+            return out
 
 
 def julia_on_cpar(reference, args, info):
@@ -204,20 +212,52 @@ def julia_on_cpar(reference, args, info):
         Z = julia.grid(args.julia_size)
         ids = system.rc.ids
         system.all.execute(julia.ENGINE_CODE, block=True)
-        equal = True
-        for engines in (1, 2):
+        images, phases = {}, {}
+
+        def on(engines, fn):
             view = system.rc[ids[:engines]]
-            for kind, fn in (("numpy", "julia_numpy"), ("kernels", "kernels.julia")):
-                out = []
+            times = phases.setdefault(f"{fn.split('.')[0].replace('julia_', '')}_{engines}", [])
 
-                def run():
-                    view.scatter("Z", Z, block=True)
-                    view.execute(f"J = {fn}(Z, {julia.C!r}, {julia.TMAX})", block=True)
-                    out[:] = [view.gather("J", block=True)]
+            def run():
+                t0 = time.perf_counter()
+                view.scatter("Z", Z, block=True)
+                t1 = time.perf_counter()
+                view.execute(f"J = {fn}(Z, {julia.C!r}, {julia.TMAX})", block=True)
+                t2 = time.perf_counter()
+                images[engines, fn] = view.gather("J", block=True)
+                times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
+            return run
 
-                res[f"julia_{kind}_{engines}"] = stats(
-                    sampled(run, args.repeat, args.samples, args.budget))
-                equal = equal and reference is not None and np.array_equal(out[0], reference)
+        # 1 and 2 engines interleaved, and the kernels' rows with the machine's own floor
+        # beside them: the whole image in this process, its halves in two plain
+        # processes at once.
+        for key, times in interleaved({f"julia_numpy_{n}": on(n, "julia_numpy")
+                                       for n in (1, 2)}, args, args.samples).items():
+            res[key] = stats(times)
+        from cpar import kernels
+
+        def local():
+            kernels.julia(Z, julia.C, julia.TMAX)
+
+        with julia.LocalParts(args.julia_size, 2) as halves:
+            fns = {"julia_kernels_1": on(1, "kernels.julia"),
+                   "julia_kernels_2": on(2, "kernels.julia"),
+                   "julia_kernels_local": local, "julia_kernels_local_2proc": halves.run}
+            for fn in fns.values():  # once each before the clock
+                fn()
+            for n in (1, 2):
+                phases[f"kernels_{n}"].clear()
+            # 3x the usual samples: a round takes ~0.1 s, and the ratio of two medians
+            # is the figure
+            for key, times in interleaved(fns, args, 3 * args.samples).items():
+                res[key] = stats(times)
+        # Where each run's time went: medians of scatter, execute and gather, in seconds.
+        info["julia_phases"] = {
+            run: dict(zip(("scatter", "execute", "gather"),
+                          (statistics.median(t[i] for t in times) for i in range(3))))
+            for run, times in phases.items()}
+        equal = reference is not None and all(np.array_equal(J, reference)
+                                              for J in images.values())
         system.all.execute("Z = J = None", block=True)
         info["julia_results_equal"] = bool(equal)
 

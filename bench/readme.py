@@ -144,7 +144,22 @@ def sentences(doc):
                 f"{k1['median'] / k2['median']:.3g}× (target ≥ 1.8×).")
         if "julia_kernels_local" in cp:
             text += (f" In this one process the kernel computes the whole image in "
-                     f"{_span(res, 'julia_kernels_local', 1e3, ' ms')}.")
+                     f"{_span(res, 'julia_kernels_local', 1e3, ' ms')}")
+            if "julia_kernels_local_2proc" in cp:
+                two = cp["julia_kernels_local_2proc"]
+                text += (f"; its halves, in two plain processes at once, in "
+                         f"{_span(res, 'julia_kernels_local_2proc', 1e3, ' ms')}: the "
+                         f"machine's own speedup, "
+                         f"{cp['julia_kernels_local']['median'] / two['median']:.3g}×, "
+                         f"bounds the engines'")
+            text += "."
+        phases = (doc.get("info", {}).get("cpar") or {}).get("julia_phases") or {}
+        if "kernels_1" in phases and "kernels_2" in phases:
+            text += " Scatter / execute / gather medians on 1 engine " + " / ".join(
+                f"{phases['kernels_1'][p] * 1e3:.3g}" for p in ("scatter", "execute", "gather")
+            ) + " ms, on 2 engines " + " / ".join(
+                f"{phases['kernels_2'][p] * 1e3:.3g}" for p in ("scatter", "execute", "gather")
+            ) + " ms."
         if "julia_results_equal" in (doc.get("info", {}).get("cpar") or {}):
             text += (" Every image equals the serial numpy one: "
                      f"{doc['info']['cpar']['julia_results_equal']}.")

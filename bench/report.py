@@ -18,6 +18,8 @@ REFS = {
                     "a first write of 100 MB to fresh pages (bench/floor.c)"),
     "serial": ("cpar", "julia_numpy_serial", "the seed's serial numpy, in this process"),
     "kernels_1": ("cpar", "julia_kernels_1", "cpar.kernels on 1 engine"),
+    "local_1": ("cpar", "julia_kernels_local",
+                "cpar.kernels on the whole image in this process (no transport)"),
 }
 
 
@@ -81,6 +83,9 @@ ROWS += [
     Row("julia_kernels_2", "Julia 1024², cpar.kernels, 2 engines", "s", ref="serial", ref_=100),
     Row("julia_kernels_2", "  the same, vs cpar.kernels on 1 engine", "s", ref="kernels_1",
         ref_=1.8),
+    # the machine's own speedup: the kernel's halves in two plain processes at once
+    Row("julia_kernels_local_2proc", "  kernel alone, halves in 2 processes", "s",
+        ref="local_1"),
     Row("start_many", "{many} engines: start until ready", "s", ipyparallel=10),
     Row("rss_total_mb_many", "{many} engines: RSS of all processes", "MB", ipyparallel=3),
     Row("roundtrip_all_many", "{many} engines: no-op apply on all", "ms", scale=1e3,

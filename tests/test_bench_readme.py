@@ -83,6 +83,23 @@ def test_targets_are_marked_from_the_figures(tmp_path):
     assert lines[0] == readme.BEGIN and lines[-1] == readme.END
 
 
+
+def test_julia_sentence_gives_the_machine_floor_and_the_phases():
+    doc = _doc()
+    doc["results"]["cpar"].update({
+        "julia_numpy_serial": _stats(1.2), "julia_numpy_1": _stats(1.1),
+        "julia_numpy_2": _stats(0.6), "julia_kernels_1": _stats(0.025),
+        "julia_kernels_2": _stats(0.016), "julia_kernels_local": _stats(0.0165),
+        "julia_kernels_local_2proc": _stats(0.011)})
+    doc["info"]["cpar"] = {"julia_phases": {
+        "kernels_1": {"scatter": 0.003, "execute": 0.019, "gather": 0.0028},
+        "kernels_2": {"scatter": 0.0025, "execute": 0.0105, "gather": 0.0034}}}
+    text = next(t for t in readme.sentences(doc) if t.startswith("The seed's Julia"))
+    assert "the second engine gives 1.56×" in text
+    # 16.5 / 11 ms: the plain processes' own speedup is printed as the bound
+    assert "in two plain processes at once, in 11 ms" in text and "speedup, 1.5×" in text
+    assert "on 1 engine 3 / 19 / 2.8 ms, on 2 engines 2.5 / 10.5 / 3.4 ms" in text
+
 def test_readme_writes_the_block_from_a_given_result(tmp_path):
     res = tmp_path / "2026-12-06-120000.json"
     res.write_text(json.dumps(_doc()))

@@ -123,6 +123,12 @@ def main(argv=None):
         if "controller_tasks" in inf:
             notes.append(f"{name}: controller RSS measured after a 10,000-task warm-up and "
                          f"{inf['controller_tasks']:,} more tasks")
+        rt = inf.get("per_roundtrip")
+        if rt:
+            notes.append(f"{name}: per no-op round trip to one engine: {rt['switches']:.1f} "
+                         f"context switches (client {rt['client_switches']:.1f}, engines "
+                         f"{rt['engines_switches']:.1f}, the rest {rt['others_switches']:.1f}), "
+                         f"{rt['sum_us']:.0f} us of CPU, {rt['wall_us']:.0f} us of wall time")
         cpu = inf.get("cpu_per_task")
         if cpu:
             notes.append(f"{name}: CPU per load-balanced no-op task: client {cpu['client_us']:.0f} "
@@ -132,6 +138,10 @@ def main(argv=None):
                          f"{cpu['cores']} cores {cpu['cores_busy']:.0%} busy")
         for err in inf.get("errors", []):
             notes.append(f"{name}: ERROR {err}")
+    fl = results.get("floor") or {}
+    if "relay_switches_per_roundtrip" in fl:
+        notes.append("floor: the libzmq relay's three processes switch context "
+                     f"{fl['relay_switches_per_roundtrip']['median']:.1f} times per round trip")
     for run, ph in info.get("cpar", {}).get("julia_phases", {}).items():
         notes.append(f"Julia, {run.replace('_', ' on ')} engine(s), medians: scatter "
                      f"{ph['scatter'] * 1e3:.3g} ms, execute {ph['execute'] * 1e3:.3g} ms, "

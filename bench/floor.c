@@ -5,12 +5,15 @@
  * Measures the round trip of a small message client -> relay -> worker -> relay ->
  * client, the message rate through the relay with a window of messages in flight, the
  * bandwidth of one large message client -> worker (acknowledged), memcpy bandwidth, and
- * the bandwidth of a first write to fresh pages (what a cold transfer's receiver pays).
- * Prints one JSON object on stdout.
+ * the bandwidth of a first write to fresh pages (what a cold transfer's receiver pays),
+ * and the context switches of the three processes per round trip (every thread's going
+ * to sleep or being preempted: the wake-ups a round trip costs). Prints one JSON object
+ * on stdout.
  *
  *     floor [--batches 5] [--roundtrips 2000] [--messages 200000] [--big-mb 100]
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +160,35 @@ cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Context switches of process `pid` so far, summed over its live threads (from
+ * /proc/<pid>/task/<tid>/status; 0 where it cannot be read). */
+static long
+switches_of(pid_t pid)
+{
+    char path[96], line[128];
+    long total = 0, v;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return 0;
+    struct dirent *d;
+    while ((d = readdir(dir)) != NULL) {
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%.16s/status", (int)pid, d->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        while (fgets(line, sizeof line, f) != NULL)
+            if ((sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) ||
+                (sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1))
+                total += v;
+        fclose(f);
+    }
+    closedir(dir);
+    return total;
+}
+
 static void
 print_stats(const char *name, double *v, int n, int last)
 {
@@ -268,8 +300,12 @@ main(int argc, char **argv)
         recv_reply(sock);
     }
 
-    double rtt[MAX_BATCHES], rate[MAX_BATCHES], big[MAX_BATCHES];
+    double rtt[MAX_BATCHES], rate[MAX_BATCHES], big[MAX_BATCHES], sw[MAX_BATCHES];
+    pid_t three[3] = {getpid(), relay_pid, worker_pid};
     for (int b = 0; b < batches; b++) {
+        long s0 = 0, s1 = 0;
+        for (int k = 0; k < 3; k++)
+            s0 += switches_of(three[k]);
         double t = now();
         for (int i = 0; i < roundtrips; i++) {
             if (zmq_send(sock, body, sizeof body, 0) < 0)
@@ -277,6 +313,9 @@ main(int argc, char **argv)
             recv_reply(sock);
         }
         rtt[b] = (now() - t) / roundtrips;
+        for (int k = 0; k < 3; k++)
+            s1 += switches_of(three[k]);
+        sw[b] = (double)(s1 - s0) / roundtrips;
     }
     for (int b = 0; b < batches; b++) {
         int sent = 0, got = 0;
@@ -319,6 +358,7 @@ main(int argc, char **argv)
     printf("{\n \"zmq_version\": \"%d.%d.%d\",\n", ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR,
            ZMQ_VERSION_PATCH);
     print_stats("relay_roundtrip", rtt, batches, 0);
+    print_stats("relay_switches_per_roundtrip", sw, batches, 0);
     print_stats("relay_msgs_per_s", rate, batches, 0);
     print_stats("relay_big_gbps", big, batches, 0);
     print_stats("memcpy_gbps", mc, batches, 0);

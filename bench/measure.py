@@ -105,6 +105,12 @@ def measure(system, args, info, during=None):
         n = args.roundtrips
         res["roundtrip_one"] = stats([t / n for t in sampled(
             lambda: [system.apply_one() for _ in range(n)], 5, args.samples, args.budget)])
+        # Where one round trip's time goes: CPU and context switches (wake-ups) of each
+        # process, against the relay's switches (bench/floor.c).
+        k = max(100, int(1.0 / res["roundtrip_one"]["median"]))
+        info["per_roundtrip"] = procs.cpu_split(lambda: [system.apply_one() for _ in range(k)],
+                                                k, system.engine_pids(),
+                                                [ctrl] if ctrl else [])
         if system.has_all:
             res["roundtrip_all"] = stats([t / n for t in sampled(
                 lambda: [system.apply_all() for _ in range(n)], 5, args.samples, args.budget)])

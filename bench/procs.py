@@ -55,6 +55,25 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
 
 
+def switches(pid):
+    """Context switches (voluntary and not) of one process so far, summed over its live
+    threads (0 when it is gone): each is a thread going to sleep or being preempted."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if "ctxt_switches:" in line:  # voluntary_..., nonvoluntary_...
+                        total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def machine_busy_s():
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -67,11 +86,13 @@ def cpu_split(fn, count, engines, extra=()):
     """Runs ``fn`` once and splits the CPU it cost per unit of ``count`` (µs): this process
     (the client), the ``engines``, and every other process of the system (its controller
     or scheduler: this process's other descendants and ``extra``, each counted once). Also
-    the wall time, and how busy the machine's cores were meanwhile (0..1)."""
+    the wall time, how busy the machine's cores were meanwhile (0..1), and the context
+    switches per unit of each group (``<group>_switches``) and in all (``switches``)."""
     engines = set(engines)
     others = (descendants() | set(extra)) - engines - {os.getpid()}
     groups = {"client": [os.getpid()], "engines": sorted(engines), "others": sorted(others)}
     before = {k: sum(cpu_s(p) for p in v) for k, v in groups.items()}
+    sw_before = {k: sum(switches(p) for p in v) for k, v in groups.items()}
     busy0, total0 = machine_busy_s()
     t0 = time.perf_counter()
     fn()
@@ -80,6 +101,9 @@ def cpu_split(fn, count, engines, extra=()):
     out = {f"{k}_us": (sum(cpu_s(p) for p in v) - before[k]) / count * 1e6
            for k, v in groups.items()}
     out["sum_us"] = sum(out.values())
+    for k, v in groups.items():
+        out[f"{k}_switches"] = (sum(switches(p) for p in v) - sw_before[k]) / count
+    out["switches"] = sum(out[f"{k}_switches"] for k in groups)
     out["wall_us"] = wall / count * 1e6
     out["cores_busy"] = (busy1 - busy0) / max(total1 - total0, 1e-9)
     out["cores"] = os.cpu_count()

@@ -93,6 +93,7 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
     size_t nanswers = 0;
     int in_tx = cpar__db_begin(db) == 0;
 
+    atomic_fetch_add(&db->batches, 1); /* before its answers go out */
     for (cpar__dbitem *it = batch; it != NULL; it = it->next) {
         switch (it->kind) {
         case CPAR__DBI_REQUEST: {
@@ -135,8 +136,25 @@ cpar__db_main(void *arg)
         pthread_mutex_lock(&db->lock);
         while (db->head == NULL && !db->stopping)
             pthread_cond_wait(&db->wake, &db->lock);
+        /* Events gather for CPAR__DB_GATHER_NS: at a few thousand tasks a second each one
+         * would otherwise wake this thread and cost a transaction of its own, beside the
+         * loop, on the cores the round trips need. A request (an answer is awaited),
+         * stopping or a large queue ends the wait. */
+        if (!db->stopping && !db->urgent && db->queued_bytes < CPAR__DB_QUEUE_BYTES / 8) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += CPAR__DB_GATHER_NS;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (!db->stopping && !db->urgent &&
+                   pthread_cond_timedwait(&db->wake, &db->lock, &until) != ETIMEDOUT)
+                ;
+        }
         batch = db->head;
         db->head = db->tail = NULL;
+        db->urgent = 0;
         pthread_mutex_unlock(&db->lock);
         if (batch == NULL)
             break; /* stopping, and everything queued is applied */
@@ -305,7 +323,13 @@ cpar_taskdb_open(const cpar_taskdb_config *cfg, void *zctx, cpar_taskdb **out, c
         return CPAR_ENOMEM;
     }
     pthread_mutex_init(&db->lock, NULL);
-    pthread_cond_init(&db->wake, NULL);
+    {
+        pthread_condattr_t attr; /* the gathering wait's deadline is on CLOCK_MONOTONIC */
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&db->wake, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     db->log = cfg->log;
     db->max_records = cfg->max_records ? cfg->max_records : CPAR_TASKDB_DEFAULT_RECORDS;
     db->max_bytes = cfg->max_bytes ? cfg->max_bytes : CPAR_TASKDB_DEFAULT_BYTES;
@@ -454,6 +478,7 @@ cpar_taskdb_get_stats(cpar_taskdb *db, cpar_taskdb_stats *out)
     if (db != NULL) {
         *out = db->stats;
         out->failed += atomic_load(&db->thread_failed);
+        out->batches = atomic_load(&db->batches);
     }
 }
 
@@ -475,7 +500,13 @@ cpar__push(cpar_taskdb *db, cpar__dbitem *it)
     else
         db->head = it;
     db->tail = it;
-    if (was_empty) /* else the thread finds it when it takes the queue next */
+    /* Else the thread finds it when it takes the queue next; a request, or a queue grown
+     * large, ends its gathering wait. */
+    if (it->kind == CPAR__DBI_REQUEST && !db->urgent) {
+        db->urgent = 1;
+        pthread_cond_signal(&db->wake);
+    } else if (was_empty || (db->queued_bytes - it->cost < CPAR__DB_QUEUE_BYTES / 8 &&
+                             db->queued_bytes >= CPAR__DB_QUEUE_BYTES / 8))
         pthread_cond_signal(&db->wake);
     pthread_mutex_unlock(&db->lock);
 }

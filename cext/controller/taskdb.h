@@ -133,6 +133,7 @@ typedef struct cpar_taskdb_stats {
     uint64_t queued;  /* items queued */
     uint64_t failed;  /* writes that failed (logged) */
     uint64_t dropped; /* payloads not attached because the queue held too much */
+    uint64_t batches; /* batches (one transaction each) the database thread applied */
 } cpar_taskdb_stats;
 void cpar_taskdb_get_stats(cpar_taskdb *db, cpar_taskdb_stats *out);
 

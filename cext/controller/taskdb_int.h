@@ -13,10 +13,12 @@
 
 #define CPAR__DB_MAGIC "cpar-taskdb"
 #define CPAR__DB_VERSION "2" /* 1: before recovery (no identity, no engines) */
-#define CPAR__DB_QUEUE_BYTES                                                                       \
-    (64ll << 20)                /* memory queued (items and payloads) past which                   \
-                                 * new payloads are not kept: a database that                      \
-                                 * lags cannot make the controller grow */
+/* Memory queued (items and payloads) past which new payloads are not kept: a database that
+ * lags cannot make the controller grow. */
+#define CPAR__DB_QUEUE_BYTES (64ll << 20)
+/* Events (not requests) wait this long for the ones after them: one transaction for a few
+ * round trips, not one or two per task. */
+#define CPAR__DB_GATHER_NS (2 * 1000 * 1000)
 #define CPAR__DB_SPEC_HEADER 28 /* TASK spec header bytes (docs/protocol.md) */
 
 enum {
@@ -61,10 +63,12 @@ struct cpar_taskdb {
     cpar__dbitem *head, *tail;
     int64_t queued_bytes; /* memory the queued items hold (under lock) */
     int stopping;         /* under lock: the thread ends once the queue is empty */
+    int urgent;           /* under lock: a request is queued (no gathering wait) */
     pthread_t thread;
     int started;
     cpar_taskdb_stats stats;     /* the loop's counters */
     atomic_ullong thread_failed; /* the database thread's failed writes */
+    atomic_ullong batches;       /* batches the database thread applied */
     /* The answers' PAIR: the thread's end and the loop's. */
     void *pair_thread, *pair_loop;
     /* The database thread's. */

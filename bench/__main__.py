@@ -140,8 +140,11 @@ def main(argv=None):
             notes.append(f"{name}: ERROR {err}")
     fl = results.get("floor") or {}
     if "relay_switches_per_roundtrip" in fl:
-        notes.append("floor: the libzmq relay's three processes switch context "
-                     f"{fl['relay_switches_per_roundtrip']['median']:.1f} times per round trip")
+        note = ("floor: the libzmq relay's three processes switch context "
+                f"{fl['relay_switches_per_roundtrip']['median']:.1f} times per round trip")
+        if "relay_cpu_per_roundtrip" in fl:
+            note += f" and spend {fl['relay_cpu_per_roundtrip']['median'] * 1e6:.0f} us of CPU"
+        notes.append(note)
     for run, ph in info.get("cpar", {}).get("julia_phases", {}).items():
         notes.append(f"Julia, {run.replace('_', ' on ')} engine(s), medians: scatter "
                      f"{ph['scatter'] * 1e3:.3g} ms, execute {ph['execute'] * 1e3:.3g} ms, "

@@ -6,9 +6,9 @@
  * client, the message rate through the relay with a window of messages in flight, the
  * bandwidth of one large message client -> worker (acknowledged), memcpy bandwidth, and
  * the bandwidth of a first write to fresh pages (what a cold transfer's receiver pays),
- * and the context switches of the three processes per round trip (every thread's going
- * to sleep or being preempted: the wake-ups a round trip costs). Prints one JSON object
- * on stdout.
+ * and the context switches and CPU time of the three processes per round trip (every
+ * thread's going to sleep or being preempted: the wake-ups a round trip costs, and what
+ * running them costs). Prints one JSON object on stdout.
  *
  *     floor [--batches 5] [--roundtrips 2000] [--messages 200000] [--big-mb 100]
  */
@@ -189,6 +189,26 @@ switches_of(pid_t pid)
     return total;
 }
 
+/* User + system CPU seconds of process `pid` so far, all its threads (/proc/<pid>/stat). */
+static double
+cpu_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    unsigned long long utime = 0, stime = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* fields after the command name: state is field 3 */
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &utime, &stime) != 2)
+        return 0;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void
 print_stats(const char *name, double *v, int n, int last)
 {
@@ -301,11 +321,15 @@ main(int argc, char **argv)
     }
 
     double rtt[MAX_BATCHES], rate[MAX_BATCHES], big[MAX_BATCHES], sw[MAX_BATCHES];
+    double cpu[MAX_BATCHES];
     pid_t three[3] = {getpid(), relay_pid, worker_pid};
     for (int b = 0; b < batches; b++) {
         long s0 = 0, s1 = 0;
-        for (int k = 0; k < 3; k++)
+        double c0 = 0, c1 = 0;
+        for (int k = 0; k < 3; k++) {
             s0 += switches_of(three[k]);
+            c0 += cpu_of(three[k]);
+        }
         double t = now();
         for (int i = 0; i < roundtrips; i++) {
             if (zmq_send(sock, body, sizeof body, 0) < 0)
@@ -313,9 +337,12 @@ main(int argc, char **argv)
             recv_reply(sock);
         }
         rtt[b] = (now() - t) / roundtrips;
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 3; k++) {
             s1 += switches_of(three[k]);
+            c1 += cpu_of(three[k]);
+        }
         sw[b] = (double)(s1 - s0) / roundtrips;
+        cpu[b] = (c1 - c0) / roundtrips;
     }
     for (int b = 0; b < batches; b++) {
         int sent = 0, got = 0;
@@ -359,6 +386,7 @@ main(int argc, char **argv)
            ZMQ_VERSION_PATCH);
     print_stats("relay_roundtrip", rtt, batches, 0);
     print_stats("relay_switches_per_roundtrip", sw, batches, 0);
+    print_stats("relay_cpu_per_roundtrip", cpu, batches, 0);
     print_stats("relay_msgs_per_s", rate, batches, 0);
     print_stats("relay_big_gbps", big, batches, 0);
     print_stats("memcpy_gbps", mc, batches, 0);

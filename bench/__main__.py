@@ -90,6 +90,13 @@ def main(argv=None):
         gc.collect()  # forked workers of the next system inherit this process's pages
         _log(f"  (this process's RSS now {procs.rss_mb(os.getpid()):.0f} MB)")
     results.setdefault("cpar", {}).update(serial)
+    if "cpar" in args.systems.split(",") and "cpar" in results:
+        _log("cpar's socket path (CPAR_SHM=0): the transfers again ...")
+        try:
+            results["cpar"].update(measure.socket_path(systems.Cpar("bench-socket"), args,
+                                                       info["cpar"]))
+        except Exception as e:
+            print(f"cpar socket path: failed ({type(e).__name__}: {e})", flush=True)
     if "cpar" in args.systems.split(","):
         _log("the controller alone, fed from C (bench/ctlfeed.c) ...")
         alone = ctlfeed.measure(batches=args.samples)

@@ -1,6 +1,7 @@
 """The measurements: each runs one system through the same operations and returns
 {key: {min, median, max, n}} in seconds, rates (per s), GB/s or MB."""
 
+import os
 import statistics
 import time
 
@@ -87,6 +88,27 @@ def transfers(system, args, res, info):
     if system.keeps_data and not np.array_equal(system.gather(), a):
         info.setdefault("errors", []).append("gather did not return the scattered array")
     system.drop()
+
+
+def socket_path(system, args, info):
+    """The transfers again on cpar's own socket path: ``system`` (a cpar adapter) started
+    with ``CPAR_SHM=0`` in its engines' environment, so no frame goes by shared memory.
+    Returns {<transfer key>_socket: stats}; the cold rows are compared with these."""
+    old = os.environ.get("CPAR_SHM")
+    os.environ["CPAR_SHM"] = "0"  # read by the engines this starts
+    try:
+        system.start(args.workers)
+    finally:
+        if old is None:
+            del os.environ["CPAR_SHM"]
+        else:
+            os.environ["CPAR_SHM"] = old
+    res = {}
+    try:
+        transfers(system, args, res, info)
+    finally:
+        system.stop()
+    return {f"{key}_socket": v for key, v in res.items()}
 
 
 def measure(system, args, info, during=None):

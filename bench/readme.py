@@ -24,7 +24,8 @@ END = ".. bench: end"
 
 SHORT = {"ipyparallel": "ipyparallel", "dask": "dask", "multiprocessing": "Pool"}
 REF_SHORT = {"relay": "relay", "relay_rate": "relay rate", "memcpy": "memcpy",
-             "zmq_big": "zmq", "serial": "serial numpy", "kernels_1": "1 engine"}
+             "zmq_big": "zmq", "serial": "serial numpy", "kernels_1": "1 engine",
+             **{f"socket_{mb}": "socket path" for mb in (1, 100, 1000)}}
 HEADERS = ["measurement", "cpar", "cpar min–max (n)", "ipyparallel", "dask", "Pool",
            "floor / ref", "÷ ipyparallel", "target"]
 

@@ -16,6 +16,9 @@ REFS = {
     "zmq_big": ("floor", "relay_big_gbps", "one 100 MB message through the libzmq relay"),
     "first_touch": ("floor", "first_touch_gbps",
                     "a first write of 100 MB to fresh pages (bench/floor.c)"),
+    **{f"socket_{_mb}": ("cpar", f"push_{_mb}MB_cold_socket",
+                         f"cpar's socket path (engines with CPAR_SHM=0), the same first push "
+                         f"of {_mb} MB") for _mb in (1, 100, 1000)},
     "serial": ("cpar", "julia_numpy_serial", "the seed's serial numpy, in this process"),
     "kernels_1": ("cpar", "julia_kernels_1", "cpar.kernels on 1 engine"),
     "local_1": ("cpar", "julia_kernels_local",
@@ -74,6 +77,9 @@ for _mb in (1, 100, 1000):
     # a cold transfer is never slower than ipyparallel's (issue 17)
     ROWS.append(Row(f"push_{_mb}MB_cold", f"push {_size}, first into the engine (cold)", "GB/s",
                     "high", ref="first_touch", ipyparallel=1))
+    # ... and never slower than cpar's own socket path (issue 17)
+    ROWS.append(Row(f"push_{_mb}MB_cold", f"  {_size} cold vs cpar's socket path", "GB/s", "high",
+                    ref=f"socket_{_mb}", ref_=1))
 ROWS += [
     Row("scatter_100MB", "scatter 100 MB over all engines", "GB/s", "high", ref="memcpy"),
     Row("gather_100MB", "gather 100 MB from all engines", "GB/s", "high", ref="memcpy"),

@@ -19,6 +19,9 @@
 
 #define CPAR__SHM_CHUNK (64u << 20) /* bytes per process_vm_readv call */
 #define CPAR__SHM_HUGE (2u << 20)   /* transparent huge page size (x86-64, arm64 4K) */
+/* Frames from this size on are read by two threads, half each: a first read into fresh
+ * pages is bound by the kernel's page clearing, which then runs on two cores. */
+#define CPAR__SHM_SPLIT (16u << 20)
 
 static void
 cpar__shm_put(uint8_t *p, uint64_t v, int n)
@@ -384,12 +387,45 @@ cpar__shm_unmap(void *data, void *hint)
     cpar_pagepool_put(data, (size_t)(uintptr_t)hint);
 }
 
+/* One stretch of a read: [off, off + len) of the frame, from pid's memory at remote into
+ * local; on failure `done` is how far it got and `saved` the errno. */
+typedef struct {
+    pid_t pid;
+    char *local;
+    uint64_t remote;
+    size_t len, done;
+    int saved;
+} cpar__shm_part;
+
+static void *
+cpar__shm_copy(void *arg)
+{
+    cpar__shm_part *p = arg;
+    while (p->done < p->len) {
+        size_t want = p->len - p->done < CPAR__SHM_CHUNK ? p->len - p->done : CPAR__SHM_CHUNK;
+        struct iovec local = {p->local + p->done, want};
+        struct iovec remote = {(void *)(uintptr_t)(p->remote + p->done), want};
+        ssize_t got = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+            p->saved = got < 0 ? errno : EFAULT;
+            break;
+        }
+        p->done += (size_t)got;
+    }
+    return NULL;
+}
+
 /* Reads one described frame into pages of this process (the page pool's: present when
- * reused); on success *f is a frame owning them. */
+ * reused); on success *f is a frame owning them. A frame of CPAR__SHM_SPLIT bytes or more
+ * is read by a second thread and this one, half each (serially when the thread cannot be
+ * made or there is one core). */
 static int
 cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
 {
-    size_t len = (size_t)e->len, done = 0, size = 0;
+    size_t len = (size_t)e->len, size = 0, half = 0;
+    cpar__shm_part parts[2];
+    pthread_t helper;
+    int split = 0;
     void *mem;
 
     mem = cpar_pagepool_get(len, &size);
@@ -401,22 +437,29 @@ cpar__shm_read(const cpar_shm_entry *e, zmq_msg_t *f, char *err, size_t errlen)
     /* Huge pages: one fault per 2 MiB instead of per 4 KiB (DESIGN §4, page-fault cost). */
     if (len >= CPAR__SHM_HUGE)
         madvise(mem, len, MADV_HUGEPAGE);
-    while (done < len) {
-        size_t want = len - done < CPAR__SHM_CHUNK ? len - done : CPAR__SHM_CHUNK;
-        struct iovec local = {(char *)mem + done, want};
-        struct iovec remote = {(void *)(uintptr_t)(e->addr + done), want};
-        ssize_t got = process_vm_readv((pid_t)e->pid, &local, 1, &remote, 1, 0);
-        if (got <= 0) {
-            int saved = got < 0 ? errno : EFAULT;
-            snprintf(err, errlen,
-                     "shared-memory read of %zu bytes from pid %u failed after %zu bytes: "
-                     "process_vm_readv: %s%s",
-                     len, (unsigned)e->pid, done, strerror(saved),
-                     saved == ESRCH ? " (the sending process is gone)" : "");
-            cpar_pagepool_put(mem, size);
-            return saved == EPERM ? CPAR_EPERM : CPAR_EIO;
-        }
-        done += (size_t)got;
+    if (len >= CPAR__SHM_SPLIT && sysconf(_SC_NPROCESSORS_ONLN) > 1)
+        half = len / 2 / CPAR__SHM_HUGE * CPAR__SHM_HUGE; /* on a huge-page boundary */
+    parts[0] = (cpar__shm_part){(pid_t)e->pid, mem, e->addr, half ? half : len, 0, 0};
+    parts[1] =
+        (cpar__shm_part){(pid_t)e->pid, (char *)mem + half, e->addr + half, len - half, 0, 0};
+    if (half)
+        split = pthread_create(&helper, NULL, cpar__shm_copy, &parts[1]) == 0;
+    cpar__shm_copy(&parts[0]);
+    if (split)
+        pthread_join(helper, NULL);
+    else if (half)
+        cpar__shm_copy(&parts[1]);
+    for (int i = 0; i < (half ? 2 : 1); i++) {
+        if (parts[i].done == parts[i].len)
+            continue;
+        snprintf(err, errlen,
+                 "shared-memory read of %zu bytes from pid %u failed after %zu bytes: "
+                 "process_vm_readv: %s%s",
+                 len, (unsigned)e->pid, (size_t)(i ? half : 0) + parts[i].done,
+                 strerror(parts[i].saved),
+                 parts[i].saved == ESRCH ? " (the sending process is gone)" : "");
+        cpar_pagepool_put(mem, size);
+        return parts[i].saved == EPERM ? CPAR_EPERM : CPAR_EIO;
     }
     if (zmq_msg_init_data(f, mem, len, cpar__shm_unmap, (void *)(uintptr_t)size) != 0) {
         snprintf(err, errlen, "zmq_msg_init_data failed");

@@ -3,6 +3,7 @@
  * child process, resolve failures, pin sets. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -173,6 +174,66 @@ TEST_IMPL(offload_resolve_same_process)
     ASSERT(!(m.h.flags & CPAR_FLAG_SHM));
     ASSERT_OK(cpar_shm_resolve(&m, 0, err, sizeof(err))); /* no flag: nothing to do */
     cpar_msg_close(&m);
+    return 0;
+}
+
+/* Frames of CPAR__SHM_SPLIT (16 MiB) or more are read by two threads, half each: every
+ * byte arrives, and a failure in the second half says where the read stopped. */
+TEST_IMPL(large_frames_read_in_halves)
+{
+    cpar_msg m;
+    uint8_t *bufs[2];
+    zmq_msg_t *pinned = NULL;
+    size_t npinned = 0, size = (20u << 20) + 12345;
+    cpar_shm_seal seal;
+    char err[256];
+
+    make_msg(&m, size, bufs);
+    ASSERT_EQ(cpar_shm_offload(&m, 0, 1u << 20, &pinned, &npinned, &seal), 2);
+    ASSERT_OK(cpar_shm_resolve(&m, (uint32_t)getpid(), err, sizeof(err)));
+    ASSERT_EQ(zmq_msg_size(&m.frames[1]), size);
+    ASSERT_MEM_EQ(zmq_msg_data(&m.frames[1]), bufs[0], size);
+    ASSERT_MEM_EQ(zmq_msg_data(&m.frames[3]), bufs[1], size);
+    cpar_shm_seal_break(&seal);
+    for (size_t i = 0; i < npinned; i++)
+        zmq_msg_close(&pinned[i]);
+    free(pinned);
+    cpar_msg_close(&m);
+    free(bufs[0]);
+    free(bufs[1]);
+
+    /* 32 MiB described, the last 8 MiB unmapped: the first half reads, the second fails. */
+    {
+        size_t len = 32u << 20;
+        char *region = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint8_t raw[2 * CPAR_SHM_ENTRY_SIZE];
+        unsigned long long after = 0;
+        const char *at;
+        ASSERT(region != MAP_FAILED);
+        memset(region, 1, 24u << 20);
+        ASSERT_OK(munmap(region + (24u << 20), 8u << 20));
+        ASSERT_OK(cpar_shm_seal_new(&seal));
+        cpar_shm_entry s = {CPAR_SHM_SEAL_INDEX, (uint32_t)getpid(), (uint64_t)(uintptr_t)seal.slot,
+                            seal.value};
+        cpar_shm_entry e = {1, (uint32_t)getpid(), (uint64_t)(uintptr_t)region, len};
+        cpar_shm_entry_encode(&s, raw);
+        cpar_shm_entry_encode(&e, raw + CPAR_SHM_ENTRY_SIZE);
+        cpar_msg_init(&m, CPAR_MSG_APPLY);
+        m.h.flags = CPAR_FLAG_SHM;
+        ASSERT_OK(cpar_msg_add_copy(&m, "a", 1));
+        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
+        ASSERT_OK(cpar_msg_add_copy(&m, raw, sizeof(raw)));
+        ASSERT_EQ(cpar_shm_resolve(&m, 0, err, sizeof(err)), CPAR_EIO);
+        ASSERT_STR_CONTAINS(err, "Bad address");
+        at = strstr(err, "failed after ");
+        ASSERT(at != NULL);
+        ASSERT_EQ(sscanf(at, "failed after %llu bytes", &after), 1);
+        ASSERT_GE(after, 16u << 20); /* the first half was read */
+        ASSERT_LE(after, 24u << 20); /* not past the hole */
+        cpar_msg_close(&m);
+        cpar_shm_seal_break(&seal);
+        ASSERT_OK(munmap(region, 24u << 20));
+    }
     return 0;
 }
 
@@ -399,6 +460,7 @@ main(int argc, char **argv)
         TEST_ENTRY(table_round_trip),
         TEST_ENTRY(table_malformed),
         TEST_ENTRY(offload_resolve_same_process),
+        TEST_ENTRY(large_frames_read_in_halves),
         TEST_ENTRY(stale_after_release),
         TEST_ENTRY(resolve_from_child),
         TEST_ENTRY(resolve_malformed),

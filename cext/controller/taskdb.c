@@ -124,6 +124,14 @@ cpar__db_batch(cpar_taskdb *db, cpar__dbitem *batch)
         cpar__send_answer(db, answers[i]);
 }
 
+/* Whether the thread may go on waiting for more events before it takes the queue (under
+ * db->lock): no request waits for an answer, not stopping, the queue still small. */
+static int
+cpar__db_gathering(const cpar_taskdb *db)
+{
+    return !db->stopping && !db->urgent && db->queued_bytes < CPAR__DB_GATHER_BYTES;
+}
+
 static void *
 cpar__db_main(void *arg)
 {
@@ -140,7 +148,7 @@ cpar__db_main(void *arg)
          * would otherwise wake this thread and cost a transaction of its own, beside the
          * loop, on the cores the round trips need. A request (an answer is awaited),
          * stopping or a large queue ends the wait. */
-        if (!db->stopping && !db->urgent && db->queued_bytes < CPAR__DB_QUEUE_BYTES / 8) {
+        if (cpar__db_gathering(db)) {
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_nsec += CPAR__DB_GATHER_NS;
@@ -148,7 +156,7 @@ cpar__db_main(void *arg)
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
             }
-            while (!db->stopping && !db->urgent &&
+            while (cpar__db_gathering(db) &&
                    pthread_cond_timedwait(&db->wake, &db->lock, &until) != ETIMEDOUT)
                 ;
         }
@@ -505,8 +513,8 @@ cpar__push(cpar_taskdb *db, cpar__dbitem *it)
     if (it->kind == CPAR__DBI_REQUEST && !db->urgent) {
         db->urgent = 1;
         pthread_cond_signal(&db->wake);
-    } else if (was_empty || (db->queued_bytes - it->cost < CPAR__DB_QUEUE_BYTES / 8 &&
-                             db->queued_bytes >= CPAR__DB_QUEUE_BYTES / 8))
+    } else if (was_empty || (db->queued_bytes - it->cost < CPAR__DB_GATHER_BYTES &&
+                             db->queued_bytes >= CPAR__DB_GATHER_BYTES))
         pthread_cond_signal(&db->wake);
     pthread_mutex_unlock(&db->lock);
 }

@@ -19,6 +19,8 @@
 /* Events (not requests) wait this long for the ones after them: one transaction for a few
  * round trips, not one or two per task. */
 #define CPAR__DB_GATHER_NS (2 * 1000 * 1000)
+/* ... unless this much is queued already. */
+#define CPAR__DB_GATHER_BYTES (CPAR__DB_QUEUE_BYTES / 8)
 #define CPAR__DB_SPEC_HEADER 28 /* TASK spec header bytes (docs/protocol.md) */
 
 enum {

@@ -242,9 +242,12 @@ def julia_on_cpar(reference, args, info):
         system.all.execute(julia.ENGINE_CODE, block=True)
         images, phases = {}, {}
 
-        def on(engines, fn):
+        def on(engines, kind):
+            """One run on ``engines`` with the ``kind`` ("numpy", "kernels") of Julia code;
+            its phases go to phases[f"{kind}_{engines}"]."""
             view = system.rc[ids[:engines]]
-            times = phases.setdefault(f"{fn.split('.')[0].replace('julia_', '')}_{engines}", [])
+            fn = {"numpy": "julia_numpy", "kernels": "kernels.julia"}[kind]
+            times = phases.setdefault(f"{kind}_{engines}", [])
 
             def run():
                 t0 = time.perf_counter()
@@ -252,14 +255,14 @@ def julia_on_cpar(reference, args, info):
                 t1 = time.perf_counter()
                 view.execute(f"J = {fn}(Z, {julia.C!r}, {julia.TMAX})", block=True)
                 t2 = time.perf_counter()
-                images[engines, fn] = view.gather("J", block=True)
+                images[engines, kind] = view.gather("J", block=True)
                 times.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
             return run
 
         # 1 and 2 engines interleaved, and the kernels' rows with the machine's own floor
         # beside them: the whole image in this process, its halves in two plain
         # processes at once.
-        for key, times in interleaved({f"julia_numpy_{n}": on(n, "julia_numpy")
+        for key, times in interleaved({f"julia_numpy_{n}": on(n, "numpy")
                                        for n in (1, 2)}, args, args.samples).items():
             res[key] = stats(times)
         from cpar import kernels
@@ -268,8 +271,7 @@ def julia_on_cpar(reference, args, info):
             kernels.julia(Z, julia.C, julia.TMAX)
 
         with julia.LocalParts(args.julia_size, 2) as halves:
-            fns = {"julia_kernels_1": on(1, "kernels.julia"),
-                   "julia_kernels_2": on(2, "kernels.julia"),
+            fns = {"julia_kernels_1": on(1, "kernels"), "julia_kernels_2": on(2, "kernels"),
                    "julia_kernels_local": local, "julia_kernels_local_2proc": halves.run}
             for fn in fns.values():  # once each before the clock
                 fn()

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from .report import PEERS, REF, ROWS, SYSTEMS, cells, fmt
+from .report import PEERS, REF, ROWS, SIZES_MB, SYSTEMS, cells, fmt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -25,7 +25,7 @@ END = ".. bench: end"
 SHORT = {"ipyparallel": "ipyparallel", "dask": "dask", "multiprocessing": "Pool"}
 REF_SHORT = {"relay": "relay", "relay_rate": "relay rate", "memcpy": "memcpy",
              "zmq_big": "zmq", "serial": "serial numpy", "kernels_1": "1 engine",
-             **{f"socket_{mb}": "socket path" for mb in (1, 100, 1000)}}
+             **{f"socket_{mb}": "socket path" for mb in SIZES_MB}}
 HEADERS = ["measurement", "cpar", "cpar min–max (n)", "ipyparallel", "dask", "Pool",
            "floor / ref", "÷ ipyparallel", "target"]
 

@@ -6,6 +6,7 @@ import os
 
 PEERS = ["ipyparallel", "dask", "multiprocessing"]
 SYSTEMS = ["cpar"] + PEERS
+SIZES_MB = (1, 100, 1000)  # the push/pull rows' sizes (bench --sizes' default), in MB
 REF = "ref"  # the reference column: the floor (raw libzmq, memcpy) or cpar's own baseline
 
 # Reference values, by name: where each comes from (results of "floor" or "cpar").
@@ -18,7 +19,7 @@ REFS = {
                     "a first write of 100 MB to fresh pages (bench/floor.c)"),
     **{f"socket_{_mb}": ("cpar", f"push_{_mb}MB_cold_socket",
                          f"cpar's socket path (engines with CPAR_SHM=0), the same first push "
-                         f"of {_mb} MB") for _mb in (1, 100, 1000)},
+                         f"of {_mb} MB") for _mb in SIZES_MB},
     "serial": ("cpar", "julia_numpy_serial", "the seed's serial numpy, in this process"),
     "kernels_1": ("cpar", "julia_kernels_1", "cpar.kernels on 1 engine"),
     "local_1": ("cpar", "julia_kernels_local",
@@ -70,13 +71,13 @@ ROWS = [
     Row("map_chunked_per_s", "map of 100,000 no-op, 100 chunks", "/s", "high",
         multiprocessing=0.5),
 ]
-for _mb in (1, 100, 1000):
+for _mb in SIZES_MB:
     _t = dict(ipyparallel=10, ref_=0.5) if _mb >= 100 else {}
     _size = f"{_mb} MB" if _mb < 1000 else "1 GB"
     ROWS += [Row(f"push_{_mb}MB", f"push {_size} to 1 engine", "GB/s", "high", ref="memcpy", **_t),
              Row(f"pull_{_mb}MB", f"pull {_size} from 1 engine", "GB/s", "high", ref="memcpy",
                  **_t)]
-for _mb in (1, 100, 1000):
+for _mb in SIZES_MB:
     _size = f"{_mb} MB" if _mb < 1000 else "1 GB"
     # a cold transfer is never slower than ipyparallel's (issue 17)
     ROWS.append(Row(f"push_{_mb}MB_cold", f"push {_size}, first into the engine (cold)", "GB/s",

@@ -110,6 +110,21 @@ TEST_IMPL(table_malformed)
     return 0;
 }
 
+/* An APPLY by descriptor: frame 0 "a", frame 1 the placeholder of one described frame,
+ * then the table of `seal` and `data` (as a sender's offload makes them). */
+static void
+described_msg(cpar_msg *m, const cpar_shm_entry *seal, const cpar_shm_entry *data)
+{
+    uint8_t raw[2 * CPAR_SHM_ENTRY_SIZE];
+    cpar_shm_entry_encode(seal, raw);
+    cpar_shm_entry_encode(data, raw + CPAR_SHM_ENTRY_SIZE);
+    cpar_msg_init(m, CPAR_MSG_APPLY);
+    m->h.flags = CPAR_FLAG_SHM;
+    ASSERT_OK(cpar_msg_add_copy(m, "a", 1));
+    ASSERT_OK(cpar_msg_add_copy(m, "", 0));
+    ASSERT_OK(cpar_msg_add_copy(m, raw, sizeof(raw)));
+}
+
 /* A message [small, big0, small, big1] with big frames of `size` bytes of a pattern. */
 static void
 make_msg(cpar_msg *m, size_t size, uint8_t **bufs)
@@ -206,7 +221,6 @@ TEST_IMPL(large_frames_read_in_halves)
     {
         size_t len = 32u << 20;
         char *region = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        uint8_t raw[2 * CPAR_SHM_ENTRY_SIZE];
         unsigned long long after = 0;
         const char *at;
         ASSERT(region != MAP_FAILED);
@@ -216,13 +230,7 @@ TEST_IMPL(large_frames_read_in_halves)
         cpar_shm_entry s = {CPAR_SHM_SEAL_INDEX, (uint32_t)getpid(), (uint64_t)(uintptr_t)seal.slot,
                             seal.value};
         cpar_shm_entry e = {1, (uint32_t)getpid(), (uint64_t)(uintptr_t)region, len};
-        cpar_shm_entry_encode(&s, raw);
-        cpar_shm_entry_encode(&e, raw + CPAR_SHM_ENTRY_SIZE);
-        cpar_msg_init(&m, CPAR_MSG_APPLY);
-        m.h.flags = CPAR_FLAG_SHM;
-        ASSERT_OK(cpar_msg_add_copy(&m, "a", 1));
-        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
-        ASSERT_OK(cpar_msg_add_copy(&m, raw, sizeof(raw)));
+        described_msg(&m, &s, &e);
         ASSERT_EQ(cpar_shm_resolve(&m, 0, err, sizeof(err)), CPAR_EIO);
         ASSERT_STR_CONTAINS(err, "Bad address");
         at = strstr(err, "failed after ");
@@ -365,26 +373,14 @@ TEST_IMPL(resolve_malformed)
         cpar_shm_seal seal;
         cpar_shm_entry s = {CPAR_SHM_SEAL_INDEX, (uint32_t)getpid(), 8, 5};
         cpar_shm_entry e = {1, (uint32_t)getpid(), 8, 64};
-        uint8_t raw[2 * CPAR_SHM_ENTRY_SIZE];
-        cpar_shm_entry_encode(&s, raw);
-        cpar_shm_entry_encode(&e, raw + CPAR_SHM_ENTRY_SIZE);
-        cpar_msg_init(&m, CPAR_MSG_APPLY);
-        m.h.flags = CPAR_FLAG_SHM;
-        ASSERT_OK(cpar_msg_add_copy(&m, "a", 1));
-        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
-        ASSERT_OK(cpar_msg_add_copy(&m, raw, sizeof(raw)));
+        described_msg(&m, &s, &e);
         ASSERT_EQ(cpar_shm_resolve(&m, 0, err, sizeof(err)), CPAR_EIO);
         ASSERT_STR_CONTAINS(err, "seal");
         cpar_msg_close(&m);
         ASSERT_OK(cpar_shm_seal_new(&seal));
         s.addr = (uint64_t)(uintptr_t)seal.slot;
         s.len = seal.value;
-        cpar_shm_entry_encode(&s, raw);
-        cpar_msg_init(&m, CPAR_MSG_APPLY);
-        m.h.flags = CPAR_FLAG_SHM;
-        ASSERT_OK(cpar_msg_add_copy(&m, "a", 1));
-        ASSERT_OK(cpar_msg_add_copy(&m, "", 0));
-        ASSERT_OK(cpar_msg_add_copy(&m, raw, sizeof(raw)));
+        described_msg(&m, &s, &e);
         ASSERT_EQ(cpar_shm_resolve(&m, 0, err, sizeof(err)), CPAR_EIO);
         ASSERT_STR_CONTAINS(err, "Bad address");
         cpar_msg_close(&m);

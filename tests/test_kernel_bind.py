@@ -220,6 +220,36 @@ def test_tasks_and_kernel_executes_take_turns(krc, kc, tmp_path):
     assert content["status"] == "ok" and _stdout(msgs) == "task\n"
 
 
+def test_requests_wait_while_the_main_thread_runs_python(krc, kc, tmp_path):
+    # The poke signal may land while the engine's main thread runs Python code outside a
+    # task (the runtime's own code, between tasks). A request must not run there: that code
+    # may hold a lock the request needs (a deadlock seen once under load). This task
+    # clears the runtime's task flag to stand for such code, and watches for 1 s that the
+    # kernel execute sent meanwhile does not run inside it.
+    marker = tmp_path / "python-running"
+    ar = krc[0].execute(
+        "import pathlib, time\nimport cpar.engine.runtime as _rt\n"
+        "_rt.task_running = False\n"
+        "try:\n"
+        f"    pathlib.Path({str(marker)!r}).touch()\n"
+        "    t0, ran_inside = time.monotonic(), []\n"
+        "    while time.monotonic() - t0 < 1.0:\n"
+        "        ran_inside.append('set_by_kernel' in globals())\n"
+        "finally:\n"
+        "    _rt.task_running = True\n")
+    while not marker.exists():
+        assert not ar.ready(), ar.get()
+        time.sleep(0.01)
+    msg_id = kc.execute("set_by_kernel = 1")
+    ar.get(30)
+    reply = kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "ok"
+    ran_inside = krc[0].pull("ran_inside", block=True)
+    assert len(ran_inside) > 100 and not any(ran_inside)
+    assert krc[0].pull("set_by_kernel", block=True) == 1
+
+
 def test_connect_info_magic(krc, info):
     ar = krc[0].execute("%connect_info", block=True)
     out = ar.stdout if isinstance(ar.stdout, str) else ar.stdout[0]

@@ -6,9 +6,9 @@ control, stdin, iopub, heartbeat) and answers what needs no user namespace (kern
 is_complete, history, comm_info, interrupt, shutdown). Requests that touch the namespace
 (execute, complete, inspect) are queued for the engine's *main thread*, which is where
 cpar tasks run and where SIGINT lands. The kernel thread wakes the main thread with a
-signal (``SIGURG``, ignored by default); its Python handler runs the queued requests when
-no task is running (the C main loop runs signal handlers while it waits for work, with the
-GIL released). A request that arrives during a task waits for the task's end (the kernel
+signal (``SIGURG``, ignored by default); its Python handler runs the queued requests only
+when the C main loop calls it while it waits for work (no task, no Python frame running; a
+signal handled inside Python code is left for the next poke). A request that arrives during a task waits for the task's end (the kernel
 thread signals again every ``_POKE_S``), so kernel executes and cpar tasks never run at the
 same time in the shared namespace. An interrupt_request sends SIGINT to the main thread
 while a kernel execute runs: ``time.sleep`` and friends end with KeyboardInterrupt.
@@ -530,8 +530,13 @@ class KernelServer:
     # -- the main thread: requests that use the namespace -----------------------------------
 
     def _on_poke(self, signum, frame):
-        if _rt().task_running or self._busy or not self.alive:
-            return  # a task runs (or we do already): the kernel thread signals again
+        # Requests run only where the engine's C loop checks for signals between tasks:
+        # there no Python frame runs (frame is None). Anywhere else the handler would run
+        # inside whatever Python code the main thread was in, perhaps holding a lock the
+        # request needs (_post's, when the poke lands in the _wake below: a deadlock).
+        # The kernel thread signals again every _POKE_S while a request waits.
+        if frame is not None or _rt().task_running or self._busy or not self.alive:
+            return
         self._busy = True
         try:
             while True:

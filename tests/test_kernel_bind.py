@@ -318,3 +318,36 @@ def test_connection_file_removed_when_the_engine_stops():
         c.stop_cluster_sync()
     assert not c.engines.running
     assert os.listdir(rdir) == []
+
+
+def test_sigterm_while_kernel_output_is_sent():
+    # SIGTERM's handler runs wherever the main thread is: here while it holds the lock
+    # that kernel output (_post) takes. The engine still ends and removes its file.
+    old = os.environ.get("JUPYTER_RUNTIME_DIR")
+    rdir = tempfile.mkdtemp(prefix="cpar-kernel-term-")
+    os.environ["JUPYTER_RUNTIME_DIR"] = rdir
+    c = cpar.Cluster(n=1, cluster_id="pytest-kernel-term")
+    try:
+        c.start_cluster_sync()
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
+        else:
+            os.environ["JUPYTER_RUNTIME_DIR"] = old
+    try:
+        rc = cpar.Client(c.connection_file)
+        rc.wait_for_engines(1, timeout=30)
+        path = rc[0].apply_sync(cpar.bind_kernel)["connection_file"]
+        pid = rc[0].apply_sync(os.getpid)
+        rc[0].execute("import os, signal, time\nfrom cpar.engine import kernel\n"
+                      "with kernel._server._push_lock:\n"
+                      "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                      "    time.sleep(30)\n")
+        deadline = time.monotonic() + 20
+        while os.path.exists(path) or _alive(pid):
+            assert time.monotonic() < deadline, "the engine did not end on SIGTERM"
+            time.sleep(0.05)
+        rc.close()
+    finally:
+        c.stop_cluster_sync()
+    assert os.listdir(rdir) == []

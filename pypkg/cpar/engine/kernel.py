@@ -341,7 +341,10 @@ class KernelServer:
             pass
 
     def _on_sigterm(self, signum, frame):
-        self.close()
+        # Runs at whatever bytecode the main thread was at, perhaps inside _post holding
+        # _push_lock: close() would wait for that lock for ever. The process is about to
+        # die (its sockets with it), so only the connection file needs removing.
+        self._remove_connection_file()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 

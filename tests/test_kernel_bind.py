@@ -5,6 +5,7 @@ runtime directory in a temporary directory; a jupyter_client BlockingKernelClien
 to engine 0 through the connection file bind_kernel wrote.
 """
 
+import contextlib
 import os
 import signal
 import stat
@@ -22,11 +23,13 @@ pytestmark = pytest.mark.timeout(180)
 _RUNTIME_DIR = tempfile.mkdtemp(prefix="cpar-kernel-runtime-")
 
 
-@pytest.fixture(scope="module")
-def kcluster():
+@contextlib.contextmanager
+def _cluster(n, cluster_id, runtime_dir):
+    """A started cluster of n engines whose Jupyter runtime directory is runtime_dir;
+    stopped on leaving."""
     old = os.environ.get("JUPYTER_RUNTIME_DIR")
-    os.environ["JUPYTER_RUNTIME_DIR"] = _RUNTIME_DIR
-    c = cpar.Cluster(n=2, cluster_id="pytest-kernel")
+    os.environ["JUPYTER_RUNTIME_DIR"] = runtime_dir
+    c = cpar.Cluster(n=n, cluster_id=cluster_id)
     try:
         c.start_cluster_sync()
     finally:
@@ -34,8 +37,16 @@ def kcluster():
             os.environ.pop("JUPYTER_RUNTIME_DIR", None)
         else:
             os.environ["JUPYTER_RUNTIME_DIR"] = old
-    yield c
-    c.stop_cluster_sync()
+    try:
+        yield c
+    finally:
+        c.stop_cluster_sync()
+
+
+@pytest.fixture(scope="module")
+def kcluster():
+    with _cluster(2, "pytest-kernel", _RUNTIME_DIR) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -288,19 +299,17 @@ def _alive(pid):
         return False
 
 
+def _wait_ended(pid, path, timeout=30):
+    """Waits until engine process pid has ended and its connection file is gone."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) or _alive(pid):
+        assert time.monotonic() < deadline, f"engine {pid} did not end on SIGTERM"
+        time.sleep(0.05)
+
+
 def test_connection_file_removed_when_the_engine_stops():
-    old = os.environ.get("JUPYTER_RUNTIME_DIR")
     rdir = tempfile.mkdtemp(prefix="cpar-kernel-stop-")
-    os.environ["JUPYTER_RUNTIME_DIR"] = rdir
-    c = cpar.Cluster(n=2, cluster_id="pytest-kernel-stop")
-    try:
-        c.start_cluster_sync()
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
-        else:
-            os.environ["JUPYTER_RUNTIME_DIR"] = old
-    try:
+    with _cluster(2, "pytest-kernel-stop", rdir) as c:
         rc = cpar.Client(c.connection_file)
         rc.wait_for_engines(2, timeout=30)
         path = rc[0].apply_sync(cpar.bind_kernel)["connection_file"]
@@ -309,13 +318,8 @@ def test_connection_file_removed_when_the_engine_stops():
         path1 = rc[1].apply_sync(cpar.bind_kernel)["connection_file"]
         pid1 = rc[1].apply_sync(os.getpid)
         os.kill(pid1, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while os.path.exists(path1) or _alive(pid1):
-            assert time.monotonic() < deadline, "engine 1 did not end on SIGTERM"
-            time.sleep(0.05)
+        _wait_ended(pid1, path1)
         rc.close()
-    finally:
-        c.stop_cluster_sync()
     assert not c.engines.running
     assert os.listdir(rdir) == []
 
@@ -323,18 +327,8 @@ def test_connection_file_removed_when_the_engine_stops():
 def test_sigterm_while_kernel_output_is_sent():
     # SIGTERM's handler runs wherever the main thread is: here while it holds the lock
     # that kernel output (_post) takes. The engine still ends and removes its file.
-    old = os.environ.get("JUPYTER_RUNTIME_DIR")
     rdir = tempfile.mkdtemp(prefix="cpar-kernel-term-")
-    os.environ["JUPYTER_RUNTIME_DIR"] = rdir
-    c = cpar.Cluster(n=1, cluster_id="pytest-kernel-term")
-    try:
-        c.start_cluster_sync()
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_RUNTIME_DIR", None)
-        else:
-            os.environ["JUPYTER_RUNTIME_DIR"] = old
-    try:
+    with _cluster(1, "pytest-kernel-term", rdir) as c:
         rc = cpar.Client(c.connection_file)
         rc.wait_for_engines(1, timeout=30)
         path = rc[0].apply_sync(cpar.bind_kernel)["connection_file"]
@@ -343,11 +337,6 @@ def test_sigterm_while_kernel_output_is_sent():
                       "with kernel._server._push_lock:\n"
                       "    os.kill(os.getpid(), signal.SIGTERM)\n"
                       "    time.sleep(30)\n")
-        deadline = time.monotonic() + 20
-        while os.path.exists(path) or _alive(pid):
-            assert time.monotonic() < deadline, "the engine did not end on SIGTERM"
-            time.sleep(0.05)
+        _wait_ended(pid, path)
         rc.close()
-    finally:
-        c.stop_cluster_sync()
     assert os.listdir(rdir) == []

@@ -53,8 +53,11 @@ def test_round_trips_do_not_wake_the_io_thread(tmp_path, spawn, grace):  # noqa:
         elapsed = time.monotonic() - t0
         after = _switches(e.pid)
         woke = after["cpar-engine-io"] - before["cpar-engine-io"]
-        # heartbeats (1 s period) and a few stray wake-ups; not one per request
-        assert woke <= 0.2 * n + 2 * elapsed + 5, (woke, n, elapsed)
+        # heartbeats (1 s period) and stray wake-ups, not one per request (it was 1-2 per
+        # request before). On an oversubscribed machine the main thread is sometimes not yet
+        # back in its wait when the next request comes, and the I/O thread takes that one
+        # (22% of them with three CPU hogs on two cores): hence half, not none.
+        assert woke <= 0.5 * n + 2 * elapsed + 5, (woke, n, elapsed)
     finally:
         c.close()
 

@@ -8,9 +8,10 @@ is_complete, history, comm_info, interrupt, shutdown). Requests that touch the n
 cpar tasks run and where SIGINT lands. The kernel thread wakes the main thread with a
 signal (``SIGURG``, ignored by default); its Python handler runs the queued requests only
 when the C main loop calls it while it waits for work (no task, no Python frame running; a
-signal handled inside Python code is left for the next poke). A request that arrives during a task waits for the task's end (the kernel
-thread signals again every ``_POKE_S``), so kernel executes and cpar tasks never run at the
-same time in the shared namespace. An interrupt_request sends SIGINT to the main thread
+signal handled inside Python code is left for the next poke). A request that arrives
+during a task waits for the task's end (the kernel thread signals again every
+``_POKE_S``), so kernel executes and cpar tasks never run at the same time in the shared
+namespace. An interrupt_request sends SIGINT to the main thread
 while a kernel execute runs: ``time.sleep`` and friends end with KeyboardInterrupt.
 
 The main thread never touches the Jupyter sockets: what it sends (replies, stream output,

@@ -204,6 +204,13 @@ def test_aborted_task_is_task_aborted(rc, rc2, tmp_path):
         ar.abort()
         with pytest.raises(error.TaskAborted):
             ar.get(10)
+    # abort() ends the results in this client at once; what it sent (the tasks, then the
+    # ABORTs) may still be on its way to the controller, and another client's request can
+    # overtake it. A query of this client is answered after all it sent before: the
+    # records of all three exist when the other client asks.
+    ids = [ar.msg_id for ar in (waiting, queued, first)]
+    assert sorted(r["msg_id"] for r in rc.db_query({"msg_id": {"$in": ids}},
+                                                   keys=["msg_id"])) == sorted(ids)
     for ar in (waiting, queued, first):
         with pytest.raises(error.TaskAborted, match=r"\[Engine \d+\]|aborted"):
             rc2.get_result(ar.msg_id).get(10)
